@@ -1,0 +1,372 @@
+/*
+ * handlers.c: coursed's routes. This file is the HTTP edge of the service: it
+ * checks what arrives (ids, media type, JSON, idempotency keys) on the I/O
+ * thread, where that is cheap, hands the database work to the pool, and turns
+ * the store's results into responses back on the I/O thread. Every request's
+ * state lives in its context's arena: the heap is used only by jansson for a POST
+ * body and for the response body the worker builds.
+ */
+#include "handlers.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define JSON_TYPE "application/json"
+/* Room for one course or enrollment object, so its body takes one allocation. */
+#define BODY_HINT 256
+
+/* One request's work: what the worker needs and what it found. */
+typedef struct job {
+    store_t *st;
+    int64_t id;                 /* the path's course or enrollment id */
+    store_enroll_in_t in;       /* POST enrollments only */
+    int rc;                     /* the store's result */
+    int status;                 /* response status when rc == 0 */
+    bool replayed;
+    int64_t enrollment_id;      /* for Location on a 201 */
+    rdl_buf_t body;
+} job_t;
+
+/* Parses a path id: decimal digits only, 1 .. INT64_MAX. */
+static bool parse_id(const char *s, int64_t *out) {
+    if (!s || !*s)
+        return false;
+    uint64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > ((uint64_t)INT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    if (v == 0)
+        return false;
+    *out = (int64_t)v;
+    return true;
+}
+
+static bool path_id(rdl_req_t *req, const char *what, int64_t *id) {
+    if (parse_id(rdl_req_param(req, "id"), id))
+        return true;
+    char msg[128];
+    snprintf(msg, sizeof(msg), "%s id must be a decimal integer from 1 to 9223372036854775807",
+             what);
+    rdl_resp_error(req, 400, "invalid_id", msg);
+    return false;
+}
+
+static job_t *job_new(rdl_req_t *req, store_t *st) {
+    job_t *job = rdl_arena_alloc(&rdl_req_ctx(req)->arena, sizeof(*job));
+    if (!job) {
+        rdl_resp_error(req, 500, "internal", "out of memory");
+        return NULL;
+    }
+    memset(job, 0, sizeof(*job));
+    job->st = st;
+    rdl_buf_init(&job->body);
+    return job;
+}
+
+static void offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, job_t *job) {
+    int rc = rdl_req_offload(req, work, done, job);
+    /* RDL_EBUSY: the runtime has already answered 503. */
+    if (rc != 0 && rc != RDL_EBUSY)
+        rdl_resp_error(req, 503, "unavailable", "the service is shutting down");
+}
+
+/*
+ * Answers a job whose store call failed or found nothing. not_found is the
+ * code for RDL_ENOENT ("course_not_found").
+ */
+static void reply_failure(rdl_req_t *req, const job_t *job, const char *not_found,
+                          const char *what) {
+    char msg[96];
+    switch (job->rc) {
+    case RDL_ENOENT:
+        snprintf(msg, sizeof(msg), "no %s with id %lld", what, (long long)job->id);
+        rdl_resp_error(req, 404, not_found, msg);
+        break;
+    case RDL_ETIMEDOUT:
+        rdl_resp_header(req, "Retry-After", "1");
+        rdl_resp_error(req, 503, "unavailable",
+                       "no answer from the database within the request's deadline; retry later");
+        break;
+    default:
+        rdl_resp_error(req, 500, "internal", "internal error");
+        break;
+    }
+}
+
+/*
+ * Run first on the worker: a request that was canceled or ran past its
+ * deadline while queued is not worth a query (its answer is a 503 by now).
+ */
+static bool expired(rdl_req_t *req, job_t *job) {
+    if (!rdl_ctx_done(rdl_req_ctx(req)))
+        return false;
+    job->rc = RDL_ETIMEDOUT;
+    return true;
+}
+
+/* Bodies end with a newline, as the runtime's own JSON errors do. */
+static void reply_json(rdl_req_t *req, job_t *job, int status) {
+    rdl_buf_putc(&job->body, '\n');
+    if (job->body.oom)
+        rdl_resp_error(req, 500, "internal", "out of memory");
+    else
+        rdl_resp_send(req, status, JSON_TYPE, job->body.data, job->body.len);
+}
+
+/* ---- GET /ping ------------------------------------------------------- */
+
+static void ping(rdl_req_t *req, void *arg) {
+    rdl_resp_send(req, 200, "text/plain", "pong\n", 5);
+}
+
+/* ---- courses --------------------------------------------------------- */
+
+static void emit_course(const store_course_t *c, void *arg) {
+    store_course_json(arg, c);
+}
+
+typedef struct course_list {
+    rdl_buf_t *body;
+    size_t n;
+} course_list_t;
+
+static void emit_listed_course(const store_course_t *c, void *arg) {
+    course_list_t *list = arg;
+    if (list->n++ > 0)
+        rdl_buf_putc(list->body, ',');
+    store_course_json(list->body, c);
+}
+
+static void course_work(rdl_req_t *req, void *arg) {
+    job_t *job = arg;
+    if (expired(req, job))
+        return;
+    rdl_buf_reserve(&job->body, BODY_HINT);
+    job->rc = store_get_course(job->st, job->id, emit_course, &job->body);
+}
+
+static void course_done(rdl_req_t *req, void *arg) {
+    job_t *job = arg;
+    if (job->rc)
+        reply_failure(req, job, "course_not_found", "course");
+    else
+        reply_json(req, job, 200);
+    rdl_buf_free(&job->body);
+}
+
+static void get_course(rdl_req_t *req, void *arg) {
+    int64_t id;
+    if (!path_id(req, "course", &id))
+        return;
+    job_t *job = job_new(req, arg);
+    if (!job)
+        return;
+    job->id = id;
+    offload(req, course_work, course_done, job);
+}
+
+static void courses_work(rdl_req_t *req, void *arg) {
+    job_t *job = arg;
+    course_list_t list = { &job->body, 0 };
+    if (expired(req, job))
+        return;
+    rdl_buf_reserve(&job->body, 4 * BODY_HINT);
+    rdl_buf_puts(&job->body, "{\"courses\":[");
+    job->rc = store_list_courses(job->st, emit_listed_course, &list);
+    rdl_buf_puts(&job->body, "]}");
+}
+
+static void courses_done(rdl_req_t *req, void *arg) {
+    job_t *job = arg;
+    if (job->rc)
+        reply_failure(req, job, "course_not_found", "course");
+    else
+        reply_json(req, job, 200);
+    rdl_buf_free(&job->body);
+}
+
+static void list_courses(rdl_req_t *req, void *arg) {
+    job_t *job = job_new(req, arg);
+    if (job)
+        offload(req, courses_work, courses_done, job);
+}
+
+/* ---- enrollments ----------------------------------------------------- */
+
+static void emit_enrollment(const store_enrollment_t *e, void *arg) {
+    store_enrollment_json(arg, e);
+}
+
+static void enrollment_work(rdl_req_t *req, void *arg) {
+    job_t *job = arg;
+    if (expired(req, job))
+        return;
+    rdl_buf_reserve(&job->body, BODY_HINT);
+    job->rc = store_get_enrollment(job->st, job->id, emit_enrollment, &job->body);
+}
+
+static void enrollment_done(rdl_req_t *req, void *arg) {
+    job_t *job = arg;
+    if (job->rc)
+        reply_failure(req, job, "enrollment_not_found", "enrollment");
+    else
+        reply_json(req, job, 200);
+    rdl_buf_free(&job->body);
+}
+
+static void get_enrollment(rdl_req_t *req, void *arg) {
+    int64_t id;
+    if (!path_id(req, "enrollment", &id))
+        return;
+    job_t *job = job_new(req, arg);
+    if (!job)
+        return;
+    job->id = id;
+    offload(req, enrollment_work, enrollment_done, job);
+}
+
+/* Content-Type is application/json, parameters (charset) aside. */
+static bool is_json_type(rdl_req_t *req) {
+    size_t n;
+    const char *v = rdl_req_header(req, "Content-Type", &n);
+    if (!v)
+        return false;
+    const char *semi = memchr(v, ';', n);
+    if (semi)
+        n = (size_t)(semi - v);
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    return n == strlen(JSON_TYPE) && strncasecmp(v, JSON_TYPE, n) == 0;
+}
+
+/* The Idempotency-Key header: absent (true, key NULL), valid (true), or answered 400. */
+static bool idem_key(rdl_req_t *req, const char **key, size_t *len) {
+    *key = rdl_req_header(req, "Idempotency-Key", len);
+    if (!*key)
+        return true;
+    bool ok = *len >= 1 && *len <= STORE_IDEM_KEY_MAX;
+    for (size_t i = 0; ok && i < *len; i++) {
+        unsigned char ch = (unsigned char)(*key)[i];
+        ok = ch > 0x20 && ch < 0x7f;
+    }
+    if (!ok)
+        rdl_resp_error(req, 400, "invalid_idempotency_key",
+                       "Idempotency-Key must be 1 to 255 visible ASCII characters");
+    return ok;
+}
+
+/*
+ * The body's student: copied into the request's arena (the JSON tree is freed
+ * before the worker runs), or the request is answered 400/422 and NULL returned.
+ */
+static const char *body_student(rdl_req_t *req, size_t *len) {
+    size_t n;
+    const char *body = rdl_req_body(req, &n);
+    json_error_t jerr;
+    json_t *root = json_loadb(body ? body : "", n, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "request body is not valid JSON: %s at line %d column %d",
+                 jerr.text, jerr.line, jerr.column);
+        rdl_resp_error(req, 400, "invalid_json", msg);
+        return NULL;
+    }
+    json_t *s = json_object_get(root, "student");    /* NULL unless root is an object */
+    const char *copy = NULL;
+    if (json_is_string(s) && json_string_length(s) >= 1 &&
+        json_string_length(s) <= STORE_STUDENT_MAX) {
+        *len = json_string_length(s);
+        copy = rdl_arena_strndup(&rdl_req_ctx(req)->arena, json_string_value(s), *len);
+        if (!copy)
+            rdl_resp_error(req, 500, "internal", "out of memory");
+    } else {
+        rdl_resp_error(req, 422, "invalid_field", "field 'student' must be a non-empty string "
+                       "of at most 200 bytes");
+    }
+    json_decref(root);
+    return copy;
+}
+
+static void enroll_work(rdl_req_t *req, void *arg) {
+    job_t *job = arg;
+    store_enroll_out_t out = { 0 };
+    if (expired(req, job))
+        return;
+    job->rc = store_enroll(job->st, &job->in, &out);
+    job->status = out.status;
+    job->replayed = out.replayed;
+    job->enrollment_id = out.enrollment_id;
+    job->body = out.body;
+}
+
+static void enroll_done(rdl_req_t *req, void *arg) {
+    job_t *job = arg;
+    if (job->rc) {
+        reply_failure(req, job, "course_not_found", "course");
+    } else {
+        if (job->status == 201) {
+            char loc[48];
+            snprintf(loc, sizeof(loc), "/v1/enrollments/%lld", (long long)job->enrollment_id);
+            rdl_resp_header(req, "Location", loc);
+        }
+        if (job->replayed)
+            rdl_resp_header(req, "Idempotent-Replayed", "true");
+        reply_json(req, job, job->status);
+    }
+    rdl_buf_free(&job->body);
+}
+
+static void post_enrollment(rdl_req_t *req, void *arg) {
+    int64_t id;
+    if (!path_id(req, "course", &id))
+        return;
+    if (!is_json_type(req)) {
+        rdl_resp_error(req, 415, "unsupported_media_type", "Content-Type must be "
+                       "application/json");
+        return;
+    }
+    const char *key;
+    size_t key_len, student_len = 0;
+    const char *student = body_student(req, &student_len);
+    if (!student || !idem_key(req, &key, &key_len))
+        return;
+    job_t *job = job_new(req, arg);
+    if (!job)
+        return;
+    job->id = id;
+    job->in = (store_enroll_in_t){
+        .course_id = id, .student = student, .student_len = student_len,
+        .idem_key = key, .idem_key_len = key_len,
+        .deadline_ns = rdl_req_ctx(req)->deadline_ns,
+    };
+    offload(req, enroll_work, enroll_done, job);
+}
+
+/* ---- registration ---------------------------------------------------- */
+
+int handlers_register(rdl_server_t *srv, store_t *st, rdl_error_t *err) {
+    static const struct {
+        const char *method, *path;
+        rdl_handler_fn fn;
+    } routes[] = {
+        { "GET", "/ping", ping },
+        { "GET", "/v1/courses", list_courses },
+        { "GET", "/v1/courses/{id}", get_course },
+        { "POST", "/v1/courses/{id}/enrollments", post_enrollment },
+        { "GET", "/v1/enrollments/{id}", get_enrollment },
+    };
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        int rc = rdl_server_route(srv, routes[i].method, routes[i].path, routes[i].fn, st);
+        if (rc)
+            return rdl_error_set(err, rc, 0, 0, routes[i].path, "cannot register %s %s: %s",
+                                 routes[i].method, routes[i].path, rdl_strerror(rc));
+    }
+    return 0;
+}

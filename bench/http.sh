@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# HTTP throughput: nginx `return 200` (the ceiling: access_log off, workers = cores) against
+# coursed's cheapest route (GET /ping) and a pool route (GET /v1/courses/3, SQLite on the pool),
+# wrk on loopback, runs interleaved (nginx, coursed, nginx, coursed, ...) and the median ratio
+# printed. The load generator shares the machine's cores with the server: compare ratios from one
+# run, never absolute numbers across runs.
+#   bench/http.sh [ROUNDS] [SECONDS]      (defaults 3 rounds of 5 s; wrk -t1 -c64)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+SECS=${2:-5}
+CONNS=${CONNS:-64}
+COURSED=${COURSED:-build/coursed}
+command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx (scripts/deps.sh)"; exit 1; }
+[ -x "$COURSED" ] || { echo "build coursed first (make build)"; exit 1; }
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+nport=$(free_port)
+mkdir -p "$work/nginx/logs"
+cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes $(nproc);
+pid $work/nginx/nginx.pid;
+error_log stderr error;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:$nport reuseport;
+    location / { return 200 "pong\n"; }
+  }
+}
+CONF
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
+pids+=($!)
+
+"$COURSED" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/coursed" \
+  --set lifecycle.drain_delay=0s >"$work/coursed.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/coursed.log" && break; sleep 0.1; done
+caddr=$(grep -o '"addr":"[^"]*' "$work/coursed.log" | head -1 | cut -d'"' -f4)
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$nport/" >/dev/null && break; sleep 0.1; done
+
+rps() { wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
+
+declare -a n c p
+for r in $(seq "$ROUNDS"); do
+  n+=("$(rps "http://127.0.0.1:$nport/")")
+  c+=("$(rps "http://$caddr/ping")")
+  p+=("$(rps "http://$caddr/v1/courses/3")")
+  echo "round $r: nginx ${n[-1]} req/s, coursed /ping ${c[-1]} req/s, coursed /v1/courses/3 ${p[-1]} req/s"
+done
+
+python3 - "${n[*]}" "${c[*]}" "${p[*]}" <<'PY'
+import statistics, sys
+n, c, p = ([float(x) for x in a.split()] for a in sys.argv[1:4])
+print("median req/s: nginx %.0f, coursed /ping %.0f, coursed /v1/courses/3 %.0f"
+      % (statistics.median(n), statistics.median(c), statistics.median(p)))
+print("ratio to nginx (median of per-round ratios): /ping %.3f, /v1/courses/3 %.3f"
+      % (statistics.median([b / a for a, b in zip(n, c)]), statistics.median([b / a for a, b in zip(n, p)])))
+PY

@@ -1,0 +1,199 @@
+/*
+ * runtime.h: the HTTP/1.1 service runtime: I/O threads on libuv, a strict
+ * request parser, a router on path templates, a middleware chain, the admin
+ * plane (/healthz, /livez, /readyz) and the lifecycle
+ * (start -> warm up -> ready -> drain -> stop).
+ *
+ *   static void hello(rdl_req_t *req, void *arg) {
+ *       rdl_resp_send(req, 200, "text/plain", "hello\n", 6);
+ *   }
+ *   rdl_server_opts_t o; rdl_server_opts_default(&o);
+ *   rdl_server_t *srv; rdl_server_new(&o, &srv);
+ *   rdl_server_route(srv, "GET", "/hello/{name}", hello, NULL);
+ *   return rdl_server_run(srv);     // returns after SIGTERM and a clean drain
+ *
+ * Threading: handlers and middleware run on the I/O thread that owns the
+ * connection and must not block; blocking work goes to the pool with
+ * rdl_req_offload(). Every rdl_req_* / rdl_resp_* call is made on the
+ * request's I/O thread (inside a handler or a done callback), except those
+ * marked otherwise. rdl_server_new/route/use/run/free are called from the
+ * main thread; rdl_server_shutdown and rdl_server_set_ready from any thread.
+ */
+#ifndef REDLINE_RUNTIME_H
+#define REDLINE_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include "redline/util.h"
+#include "redline/ctx.h"
+#include "redline/pool.h"
+#include "redline/config.h"
+
+typedef struct rdl_server rdl_server_t;
+typedef struct rdl_req rdl_req_t;
+
+/* ---- options --------------------------------------------------------- */
+
+typedef struct rdl_server_opts {
+    char *service;              /* service name in log lines ("redline") */
+    char *listen;               /* "0.0.0.0:8080"; port 0 = ephemeral (logged) */
+    char *admin_listen;         /* "0.0.0.0:9090"; "" = no admin listener */
+    int64_t threads;            /* I/O threads; 0 = CPU count */
+    int64_t backlog;            /* listen(2) backlog */
+    int64_t max_connections;    /* per I/O thread; beyond it new connections are closed */
+    /* limits */
+    uint64_t max_request_line;  /* bytes; over -> 414 */
+    uint64_t max_header_bytes;  /* bytes; over -> 431 */
+    int64_t max_headers;        /* count; over -> 431 */
+    uint64_t max_body;          /* bytes; over -> 413 */
+    uint64_t max_output_buffer; /* unsent response bytes above which reading pauses */
+    /* timeouts, milliseconds */
+    uint64_t header_timeout_ms; /* head not complete in time -> 408, close */
+    uint64_t body_timeout_ms;   /* no body bytes for this long -> 408, close */
+    uint64_t idle_timeout_ms;   /* keep-alive idle -> silent close */
+    uint64_t request_timeout_ms;/* handler has not answered -> 503; also the ctx deadline */
+    /* lifecycle, milliseconds */
+    uint64_t drain_delay_ms;    /* after SIGTERM: /readyz 503, still serving */
+    uint64_t grace_ms;          /* then: stop accepting, finish in-flight within this */
+    /* blocking-work pool */
+    int64_t pool_threads;
+    int64_t pool_queue;
+} rdl_server_opts_t;
+
+/* Production defaults (documented in docs/runtime.md). */
+void rdl_server_opts_default(rdl_server_opts_t *opts);
+/*
+ * Declares the runtime's configuration keys (server.*, limits.*, timeouts.*,
+ * lifecycle.*, pool.*) with opts as their destination. opts must outlive cfg.
+ */
+int rdl_server_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
+
+/* ---- server ---------------------------------------------------------- */
+
+typedef void (*rdl_handler_fn)(rdl_req_t *req, void *arg);
+
+/*
+ * A middleware is a module's hooks around every request, run in the order
+ * added (DESIGN.md: limits & recover -> trace -> coloring -> RED metrics ->
+ * access log -> SLO -> handler).
+ *   enter:       before the handler; return 0 to go on, or answer the request
+ *                (rdl_resp_send) and return 1 to stop the chain.
+ *   before_send: just before the response head is written (add headers).
+ *   leave:       after the response is complete or the connection was lost
+ *                (rdl_req_status / rdl_req_bytes_out then final), in reverse
+ *                order, for every middleware whose enter ran.
+ * Any hook may be NULL.
+ */
+typedef struct rdl_middleware {
+    const char *name;
+    int (*enter)(rdl_req_t *req, void *arg);
+    void (*before_send)(rdl_req_t *req, void *arg);
+    void (*leave)(rdl_req_t *req, void *arg);
+    void *arg;
+} rdl_middleware_t;
+
+/* Start-up work (warm-up): called on its own thread; return 0 when done. */
+typedef int (*rdl_startup_fn)(rdl_server_t *srv, void *arg);
+
+int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out);
+void rdl_server_free(rdl_server_t *srv);
+
+/*
+ * Registers a route. template is a path with {name} segments ("/v1/courses/{id}")
+ * and an optional final {name...} that takes the rest of the path. method is
+ * "GET", "POST", ... ; GET routes also answer HEAD. RDL_EEXIST if taken,
+ * RDL_EINVAL for a malformed template (err says why).
+ */
+int rdl_server_route(rdl_server_t *srv, const char *method, const char *template,
+                     rdl_handler_fn fn, void *arg);
+/* Same, on the admin listener. */
+int rdl_server_admin_route(rdl_server_t *srv, const char *method, const char *template,
+                           rdl_handler_fn fn, void *arg);
+/* Appends a middleware (copied). Call before rdl_server_run. */
+int rdl_server_use(rdl_server_t *srv, const rdl_middleware_t *mw);
+/* Start-up work that must finish before /readyz turns 200 (run in order). */
+int rdl_server_on_startup(rdl_server_t *srv, const char *name, rdl_startup_fn fn, void *arg);
+
+/*
+ * Opens the listeners, starts the I/O threads, runs start-up work, turns
+ * ready, then serves until SIGTERM/SIGINT or rdl_server_shutdown, and drains.
+ * Returns 0 after a clean drain, 1 when start-up failed or the grace period
+ * or a second signal forced the stop, or a negative RDL_E* when the listeners
+ * could not open (err, when given, says why).
+ */
+int rdl_server_run(rdl_server_t *srv, rdl_error_t *err);
+/* Begins the graceful stop, as SIGTERM does. Any thread. */
+void rdl_server_shutdown(rdl_server_t *srv);
+/* Bound addresses once listening ("127.0.0.1:41234"); "" before. Any thread. */
+const char *rdl_server_addr(const rdl_server_t *srv);
+const char *rdl_server_admin_addr(const rdl_server_t *srv);
+/* The blocking-work pool (its stats are the HPA signals). */
+rdl_pool_t *rdl_server_pool(rdl_server_t *srv);
+bool rdl_server_ready(const rdl_server_t *srv);
+
+/* ---- request --------------------------------------------------------- */
+
+const char *rdl_req_method(const rdl_req_t *req);          /* "GET" */
+/* Path and query as sent (not decoded); the query excludes '?' ("" when none). */
+const char *rdl_req_path(const rdl_req_t *req, size_t *len);
+const char *rdl_req_query(const rdl_req_t *req, size_t *len);
+/* The matched route template ("/v1/courses/{id}"), or NULL when none matched. */
+const char *rdl_req_route(const rdl_req_t *req);
+/* A path parameter, percent-decoded, NUL-terminated; NULL if the route has none of that name. */
+const char *rdl_req_param(const rdl_req_t *req, const char *name);
+/* First header of that name (case-insensitive); NULL if absent. Not NUL-terminated. */
+const char *rdl_req_header(const rdl_req_t *req, const char *name, size_t *len);
+/* Iterates headers: returns false past the last. */
+bool rdl_req_header_at(const rdl_req_t *req, size_t i, const char **name, size_t *name_len,
+                       const char **value, size_t *value_len);
+/* The whole request body (chunked already decoded); len 0 when none. */
+const char *rdl_req_body(const rdl_req_t *req, size_t *len);
+rdl_ctx_t *rdl_req_ctx(rdl_req_t *req);
+/* Peer address "ip:port". */
+const char *rdl_req_peer(const rdl_req_t *req);
+/* Per-request slot for middleware/handler state (index 0..7). */
+void rdl_req_set_data(rdl_req_t *req, int slot, void *p);
+void *rdl_req_get_data(const rdl_req_t *req, int slot);
+#define RDL_REQ_SLOTS 8
+
+/* ---- response -------------------------------------------------------- */
+
+/* Adds a response header (copied). Before the head is sent only. */
+int rdl_resp_header(rdl_req_t *req, const char *name, const char *value);
+/*
+ * Sends a complete response (body copied) and ends the request. The runtime
+ * adds Date, Content-Length, Connection as needed and drops the body for HEAD.
+ * content_type may be NULL (no Content-Type). RDL_ESTATE if already answered.
+ */
+int rdl_resp_send(rdl_req_t *req, int status, const char *content_type,
+                  const void *body, size_t len);
+/* A JSON error body {"code":code,"message":message} with that status. */
+int rdl_resp_error(rdl_req_t *req, int status, const char *code, const char *message);
+
+/* Streaming: a chunked response (HTTP/1.0: close-delimited). */
+int rdl_resp_begin(rdl_req_t *req, int status, const char *content_type);
+int rdl_resp_write(rdl_req_t *req, const void *data, size_t len);
+int rdl_resp_end(rdl_req_t *req);
+
+/* After the response: status sent, body bytes in and out, whether answered. */
+int rdl_req_status(const rdl_req_t *req);
+uint64_t rdl_req_bytes_in(const rdl_req_t *req);
+uint64_t rdl_req_bytes_out(const rdl_req_t *req);
+bool rdl_req_answered(const rdl_req_t *req);
+
+/* ---- blocking work --------------------------------------------------- */
+
+typedef void (*rdl_req_work_fn)(rdl_req_t *req, void *arg);   /* on a pool worker */
+typedef void (*rdl_req_done_fn)(rdl_req_t *req, void *arg);   /* back on the I/O thread */
+
+/*
+ * Runs work on the server's pool, then done on this request's I/O thread,
+ * where done answers. work may read the request but must not call rdl_resp_*.
+ * When the queue is full the runtime answers 503 with Retry-After itself and
+ * returns RDL_EBUSY (neither function runs). If the connection is lost
+ * meanwhile, done still runs (answering is then a no-op) so it can clean up.
+ */
+int rdl_req_offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, void *arg);
+
+#endif

@@ -1,0 +1,110 @@
+/*
+ * util.h: the small things every redline module shares: error codes, parse
+ * errors that name a place, clocks, a growable byte buffer with an exact JSON
+ * string writer, and a bump arena for per-request memory.
+ *
+ *   rdl_buf_t b;
+ *   rdl_buf_init(&b);
+ *   rdl_buf_puts(&b, "{\"msg\":");
+ *   rdl_json_str(&b, user_text, strlen(user_text));   // always valid JSON
+ *   rdl_buf_putc(&b, '}');  ... use b.data, b.len ...  rdl_buf_free(&b);
+ *
+ * Thread-safety: every function here works on caller-owned objects only and is
+ * safe to call from any thread; objects themselves are not shared-safe.
+ */
+#ifndef REDLINE_UTIL_H
+#define REDLINE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+/* Error codes: functions that can fail return 0 or one of these (negative). */
+#define RDL_OK          0
+#define RDL_EINVAL    (-22)   /* bad argument or bad input (see rdl_error_t) */
+#define RDL_ENOMEM    (-12)   /* allocation failed */
+#define RDL_EBUSY     (-16)   /* queue or limit full: try later */
+#define RDL_ENOENT     (-2)   /* no such thing (file, key, route) */
+#define RDL_EEXIST    (-17)   /* already registered */
+#define RDL_EIO        (-5)   /* I/O failed (errno-level detail is in rdl_error_t) */
+#define RDL_ECANCELED (-125)  /* canceled before or while running */
+#define RDL_ETIMEDOUT (-110)  /* deadline passed */
+#define RDL_ESTATE    (-1000) /* call not valid in the object's current state */
+
+/* A short constant name for an error code ("invalid argument"). Never NULL. */
+const char *rdl_strerror(int err);
+
+/*
+ * A parse or validation error a person can act on: where (file, key, line and
+ * column, 1-based; 0 when unknown) and what was expected.
+ */
+typedef struct rdl_error {
+    int code;           /* RDL_E* */
+    int line;
+    int column;
+    char file[256];
+    char key[128];      /* dotted config key, header name, ... ("" if none) */
+    char msg[384];
+} rdl_error_t;
+
+void rdl_error_clear(rdl_error_t *err);
+/* Fills err (when not NULL) and returns code. printf-style message. */
+int rdl_error_set(rdl_error_t *err, int code, int line, int column, const char *key,
+                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* "file:line:column: key: msg" into out; returns out. */
+const char *rdl_error_format(const rdl_error_t *err, char *out, size_t outlen);
+
+/* Clocks, in nanoseconds. Monotonic for durations and deadlines, wall for timestamps. */
+uint64_t rdl_now_ns(void);
+uint64_t rdl_wall_ns(void);
+
+/* Parses "250ms", "30s", "5m", "1h", "1m30s" or a bare integer of milliseconds. */
+int rdl_parse_duration_ms(const char *s, uint64_t *out_ms);
+/* Parses "512", "16k"/"16KiB", "1M"/"1MiB", "1G"/"1GiB" (binary multiples) into bytes. */
+int rdl_parse_size(const char *s, uint64_t *out_bytes);
+/* Splits "host:port", "[v6]:port" or ":port" (host = "0.0.0.0"). host must hold 64 bytes. */
+int rdl_parse_hostport(const char *s, char host[64], int *port);
+
+/* Growable byte buffer. data is always NUL-terminated for convenience. */
+typedef struct rdl_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+    bool oom;           /* an append failed: contents are truncated */
+} rdl_buf_t;
+
+void rdl_buf_init(rdl_buf_t *b);
+void rdl_buf_free(rdl_buf_t *b);
+void rdl_buf_reset(rdl_buf_t *b);                    /* len = 0, keeps memory */
+int rdl_buf_reserve(rdl_buf_t *b, size_t extra);     /* room for extra more bytes */
+void rdl_buf_put(rdl_buf_t *b, const void *p, size_t n);
+void rdl_buf_puts(rdl_buf_t *b, const char *s);
+void rdl_buf_putc(rdl_buf_t *b, char c);
+void rdl_buf_printf(rdl_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void rdl_buf_put_u64(rdl_buf_t *b, uint64_t v);
+void rdl_buf_put_i64(rdl_buf_t *b, int64_t v);
+
+/*
+ * Appends s as a quoted JSON string. Exact: quotes, backslashes and control
+ * characters are escaped, and bytes that are not valid UTF-8 become U+FFFD, so
+ * the output always parses whatever the input was.
+ */
+void rdl_json_str(rdl_buf_t *b, const char *s, size_t n);
+
+/*
+ * Bump arena: many small allocations, freed together. Chunks come from the
+ * heap; rdl_arena_reset keeps the first chunk so a reused arena stops allocating.
+ */
+typedef struct rdl_arena_chunk rdl_arena_chunk_t;
+typedef struct rdl_arena {
+    rdl_arena_chunk_t *head;
+    size_t chunk_size;
+} rdl_arena_t;
+
+void rdl_arena_init(rdl_arena_t *a, size_t chunk_size);
+void rdl_arena_close(rdl_arena_t *a);
+void rdl_arena_reset(rdl_arena_t *a);
+void *rdl_arena_alloc(rdl_arena_t *a, size_t n);       /* 16-byte aligned; NULL on OOM */
+char *rdl_arena_strndup(rdl_arena_t *a, const char *s, size_t n);
+
+#endif

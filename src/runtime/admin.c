@@ -1,0 +1,56 @@
+/*
+ * admin.c: the admin plane's probes.
+ *
+ * Kubernetes asks three questions (reference/spiffe-mtls.md, probe semantics):
+ * /livez and /healthz: is the process alive and its loops turning (restart it
+ * if not); /readyz: should it get traffic now. Readiness is false until every
+ * start-up step has finished and again from the first SIGTERM on, so the
+ * endpoint is taken out of rotation before the listener closes. The body says
+ * which start-up steps are pending, so a stuck rollout explains itself.
+ */
+#include <string.h>
+#include "runtime/internal.h"
+
+static void live(rdl_req_t *req, void *arg)
+{
+    (void)arg;
+    static const char body[] = "{\"status\":\"ok\"}\n";
+    rdl_resp_send(req, 200, "application/json", body, sizeof(body) - 1);
+}
+
+static void ready(rdl_req_t *req, void *arg)
+{
+    rdl_server_t *srv = arg;
+    if (atomic_load(&srv->ready)) {
+        static const char body[] = "{\"status\":\"ready\"}\n";
+        rdl_resp_send(req, 200, "application/json", body, sizeof(body) - 1);
+        return;
+    }
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    const char *status = atomic_load(&srv->draining) ? "draining"
+                         : atomic_load(&srv->startup_state) < 0 ? "failed" : "starting";
+    rdl_buf_printf(&b, "{\"status\":\"%s\",\"pending\":[", status);
+    int n = 0;
+    for (int i = 0; i < srv->nstartup; i++) {
+        if (atomic_load(&srv->startup[i].done))
+            continue;
+        if (n++)
+            rdl_buf_putc(&b, ',');
+        rdl_json_str(&b, srv->startup[i].name, strlen(srv->startup[i].name));
+    }
+    rdl_buf_puts(&b, "]}\n");
+    rdl_resp_header(req, "Retry-After", "1");
+    rdl_resp_send(req, 503, "application/json", b.data, b.len);
+    rdl_buf_free(&b);
+}
+
+int rt_admin_register(rdl_server_t *srv)
+{
+    int rc = rdl_server_admin_route(srv, "GET", "/healthz", live, srv);
+    if (rc == 0)
+        rc = rdl_server_admin_route(srv, "GET", "/livez", live, srv);
+    if (rc == 0)
+        rc = rdl_server_admin_route(srv, "GET", "/readyz", ready, srv);
+    return rc;
+}

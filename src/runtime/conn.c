@@ -1,0 +1,873 @@
+/*
+ * conn.c: one HTTP/1.1 connection, from accept to close, on its I/O thread.
+ *
+ * A connection reads into one buffer and handles one exchange at a time: the
+ * request at the front of the buffer is parsed in place (the request's
+ * strings point into the buffer), its body completed (chunked bodies decoded
+ * in place), then handed to the router and middleware. Pipelined requests wait
+ * in the buffer behind it, so responses leave in request order without a
+ * queue. When the exchange ends its bytes are dropped from the front and the
+ * next request is parsed. While a request is with its handler the buffer is
+ * never reallocated, because a pool worker may be reading it.
+ *
+ * One timer per connection, re-armed by state: the first request's header
+ * timeout from accept (silent close when no byte came, 408 otherwise), the
+ * header timeout from a request's first byte (slowloris), the body inactivity
+ * timeout, the handler's request timeout (503), the keep-alive idle timeout
+ * (silent close), and the linger after a final response.
+ *
+ * Closing is staged (RFC 9112 §9.6): write the last response, shut down the
+ * write side, read and discard until the peer closes or the linger time ends,
+ * then close, so a reset cannot destroy the response the peer still reads.
+ * A connection is freed when its handles have closed and no pool task holds it.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "runtime/internal.h"
+
+#define RT_BUF_INITIAL 8192
+#define RT_READ_SLACK 16384     /* room for a read beyond the limits */
+#define RT_LINGER_MS 2000
+#define RT_DRAIN_IDLE_MS 500    /* while draining, idle connections close after this */
+
+enum { T_NONE, T_FIRST, T_HEADER, T_BODY, T_REQUEST, T_IDLE, T_LINGER };
+
+static void conn_process(rt_conn_t *c);
+static void conn_close_now(rt_conn_t *c);
+
+static const char *const method_names[] = {
+    [RDL_H1_GET] = "GET", [RDL_H1_HEAD] = "HEAD", [RDL_H1_POST] = "POST",
+    [RDL_H1_PUT] = "PUT", [RDL_H1_DELETE] = "DELETE", [RDL_H1_PATCH] = "PATCH",
+    [RDL_H1_OPTIONS] = "OPTIONS", [RDL_H1_TRACE] = "TRACE", [RDL_H1_CONNECT] = "CONNECT",
+};
+
+/* ---- timers ---------------------------------------------------------- */
+
+static int timer_kind(const rt_conn_t *c)
+{
+    return (int)(intptr_t)c->timer.data;
+}
+
+static void on_timer(uv_timer_t *timer);
+
+static void arm(rt_conn_t *c, int kind, uint64_t ms)
+{
+    if (c->closed)
+        return;
+    c->timer.data = (void *)(intptr_t)kind;
+    if (ms == 0) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+static rt_conn_t *conn_of_timer(uv_timer_t *timer)
+{
+    return (rt_conn_t *)((char *)timer - offsetof(rt_conn_t, timer));
+}
+
+/* ---- lifetime -------------------------------------------------------- */
+
+static size_t pending_output(const rt_conn_t *c)
+{
+    return c->out.len + (c->writing ? c->wbuf.len : 0);
+}
+
+static void conn_maybe_free(rt_conn_t *c)
+{
+    if (c->handles_open > 0 || c->refs > 0)
+        return;
+    rt_thread_t *t = c->t;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        t->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    t->nconns--;
+    rdl_buf_free(&c->out);
+    rdl_buf_free(&c->wbuf);
+    rdl_buf_free(&c->req.resp_headers);
+    free(c->buf);
+    free(c);
+    rt_thread_conn_closed(t);
+}
+
+static void on_tcp_closed(uv_handle_t *h)
+{
+    rt_conn_t *c = (rt_conn_t *)((char *)h - offsetof(rt_conn_t, tcp));
+    c->handles_open--;
+    conn_maybe_free(c);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    rt_conn_t *c = conn_of_timer((uv_timer_t *)h);
+    c->handles_open--;
+    conn_maybe_free(c);
+}
+
+/* Runs the leave hooks and releases the exchange's memory. */
+static void finish_exchange(rt_conn_t *c)
+{
+    rdl_req_t *req = &c->req;
+    rdl_server_t *srv = c->t->srv;
+    if (!req->answered)
+        req->status = 499;             /* the client went away first (nginx's convention) */
+    for (int i = req->mw_entered - 1; i >= 0; i--)
+        if (srv->mw[i].leave)
+            srv->mw[i].leave(req, srv->mw[i].arg);
+    rdl_ctx_close(&req->ctx);
+    bool keep_alive = req->answered && req->keep_alive;
+
+    size_t used = c->consumed;
+    if (used >= c->len) {
+        c->len = 0;
+    } else {
+        memmove(c->buf, c->buf + used, c->len - used);
+        c->len -= used;
+    }
+    c->consumed = 0;
+    rdl_buf_t headers = req->resp_headers;
+    rdl_buf_reset(&headers);
+    memset(req, 0, sizeof(*req));
+    req->resp_headers = headers;
+    c->continue_sent = false;
+    c->first_request = false;
+    if (c->closed)
+        return;
+    if (keep_alive) {
+        c->state = RT_IDLE;
+        arm(c, T_NONE, 0);
+    } else {
+        c->state = RT_CLOSING;
+        c->len = 0;
+    }
+}
+
+static void conn_close_now(rt_conn_t *c)
+{
+    if (c->closed)
+        return;
+    c->closed = true;
+    if (c->state == RT_HANDLER && !c->req.answered)
+        rdl_ctx_cancel(&c->req.ctx);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_close((uv_handle_t *)&c->tcp, on_tcp_closed);
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+    if (c->state == RT_HANDLER && !c->req.offloaded)
+        finish_exchange(c);
+}
+
+static void on_shutdown(uv_shutdown_t *sreq, int status)
+{
+    rt_conn_t *c = sreq->data;
+    if (status < 0 || c->eof)
+        conn_close_now(c);
+}
+
+/* The final response is out: half-close and linger for the peer's FIN. */
+static void conn_shutdown(rt_conn_t *c)
+{
+    if (c->shut || c->closed)
+        return;
+    c->shut = true;
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        conn_close_now(c);
+        return;
+    }
+    arm(c, T_LINGER, RT_LINGER_MS);
+    if (!c->reading && !c->eof) {
+        c->reading = true;
+        uv_read_start((uv_stream_t *)&c->tcp, NULL, NULL);
+    }
+}
+
+/* ---- reading --------------------------------------------------------- */
+
+static size_t buffer_limit(const rt_conn_t *c)
+{
+    const rdl_server_opts_t *o = &c->t->srv->opts;
+    return (size_t)(o->max_header_bytes + o->max_body) + RT_READ_SLACK;
+}
+
+static bool grow(rt_conn_t *c, size_t want)
+{
+    if (want <= c->cap)
+        return true;
+    size_t limit = buffer_limit(c);
+    if (want > limit)
+        want = limit;
+    if (want <= c->cap)
+        return false;
+    size_t cap = c->cap ? c->cap : RT_BUF_INITIAL;
+    while (cap < want)
+        cap *= 2;
+    if (cap > limit)
+        cap = limit;
+    char *p = realloc(c->buf, cap);
+    if (!p)
+        return false;
+    c->buf = p;
+    c->cap = cap;
+    return true;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    rt_conn_t *c = (rt_conn_t *)((char *)h - offsetof(rt_conn_t, tcp));
+    (void)suggested;
+    if (c->state == RT_CLOSING) {
+        c->len = 0;                     /* lingering: read and discard */
+    } else if (c->len == c->cap && c->state != RT_HANDLER) {
+        grow(c, c->cap ? c->cap * 2 : RT_BUF_INITIAL);   /* never while a handler holds the buffer */
+    }
+    *buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+static void update_reading(rt_conn_t *c);
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    rt_conn_t *c = (rt_conn_t *)((char *)s - offsetof(rt_conn_t, tcp));
+    (void)buf;
+    if (nread == 0)
+        return;
+    if (nread == UV_ENOBUFS) {           /* no room while a handler holds the buffer */
+        update_reading(c);
+        return;
+    }
+    if (nread < 0) {
+        if (nread != UV_EOF || c->state == RT_CLOSING || c->state == RT_IDLE ||
+            c->state == RT_HEAD || c->state == RT_BODY) {
+            /* EOF mid-request leaves nothing to answer; EOF after our final response completes the close. */
+            if (nread == UV_EOF && c->state == RT_CLOSING && c->writing) {
+                c->eof = true;
+                return;
+            }
+            conn_close_now(c);
+            return;
+        }
+        c->eof = true;                   /* half-close during a handler: answer, then close */
+        uv_read_stop(s);
+        c->reading = false;
+        return;
+    }
+    if (c->state == RT_CLOSING) {
+        c->len = 0;
+        return;
+    }
+    c->len += (size_t)nread;
+    if (c->state == RT_IDLE) {
+        c->state = RT_HEAD;
+        if (!c->first_request)
+            arm(c, T_HEADER, c->t->srv->opts.header_timeout_ms);
+    } else if (c->state == RT_BODY) {
+        arm(c, T_BODY, c->t->srv->opts.body_timeout_ms);
+    }
+    conn_process(c);
+}
+
+static void update_reading(rt_conn_t *c)
+{
+    if (c->closed)
+        return;
+    bool want = !c->eof;
+    if (c->state == RT_HANDLER && c->len == c->cap)
+        want = false;                    /* buffer full and pinned by the handler */
+    if (c->state == RT_CLOSING && !c->shut)
+        want = false;
+    if (pending_output(c) > c->t->srv->opts.max_output_buffer)
+        want = false;                    /* backpressure: the peer is not reading */
+    if (want && !c->reading) {
+        if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+            c->reading = true;
+    } else if (!want && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+/* ---- writing --------------------------------------------------------- */
+
+static void after_flush(rt_conn_t *c)
+{
+    if (c->state == RT_CLOSING && !c->writing && c->out.len == 0) {
+        if (c->eof)
+            conn_close_now(c);
+        else
+            conn_shutdown(c);
+    }
+}
+
+static void on_write(uv_write_t *w, int status)
+{
+    rt_conn_t *c = w->data;
+    c->writing = false;
+    rdl_buf_reset(&c->wbuf);
+    if (status < 0) {
+        conn_close_now(c);
+        return;
+    }
+    if (c->closed)
+        return;
+    if (c->out.len) {
+        rt_conn_flush(c);
+        return;
+    }
+    after_flush(c);
+    conn_process(c);                     /* output drained: pipelined requests may go on */
+}
+
+void rt_conn_flush(rt_conn_t *c)
+{
+    if (c->closed)
+        return;
+    if (c->writing || c->out.len == 0) {
+        after_flush(c);
+        return;
+    }
+    uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == (int)c->out.len) {
+        rdl_buf_reset(&c->out);
+        after_flush(c);
+        return;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+        conn_close_now(c);
+        return;
+    }
+    if (n < 0)
+        n = 0;
+    rdl_buf_t tmp = c->wbuf;             /* swap: out is being written, wbuf collects */
+    c->wbuf = c->out;
+    c->out = tmp;
+    rdl_buf_reset(&c->out);
+    b = uv_buf_init(c->wbuf.data + n, (unsigned)(c->wbuf.len - (size_t)n));
+    c->write_req.data = c;
+    if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
+        conn_close_now(c);
+        return;
+    }
+    c->writing = true;
+    update_reading(c);
+}
+
+/* ---- parsing and dispatch -------------------------------------------- */
+
+static rdl_h1_limits_t limits_of(const rdl_server_opts_t *o)
+{
+    rdl_h1_limits_t l = {
+        .max_request_line = (size_t)o->max_request_line,
+        .max_header_bytes = (size_t)o->max_header_bytes,
+        .max_headers = (size_t)o->max_headers,
+        .max_body = o->max_body,
+    };
+    return l;
+}
+
+static const char *error_code(int status)
+{
+    switch (status) {
+    case 408: return "request_timeout";
+    case 413: return "body_too_large";
+    case 414: return "uri_too_long";
+    case 417: return "expectation_failed";
+    case 431: return "headers_too_large";
+    case 501: return "not_implemented";
+    case 505: return "http_version_not_supported";
+    default:  return "bad_request";
+    }
+}
+
+/* 1: head parsed; 0: need more; -1: answered with an error. */
+static int parse_head(rt_conn_t *c)
+{
+    const rdl_server_opts_t *o = &c->t->srv->opts;
+    rdl_h1_limits_t lim = limits_of(o);
+    int r = rdl_h1_parse_head(c->buf, c->len, &lim, c->headers, (size_t)o->max_headers, &c->h1);
+    if (r == RDL_H1_INCOMPLETE) {
+        if (c->len == c->cap)
+            grow(c, c->cap * 2);
+        return 0;
+    }
+    if (r < 0) {
+        rt_send_error_and_close(c, c->h1.status, error_code(c->h1.status),
+                                c->h1.error ? c->h1.error : "malformed request");
+        return -1;
+    }
+    c->state = RT_BODY;
+    return 1;
+}
+
+static void send_continue(rt_conn_t *c)
+{
+    if (c->h1.expect_continue && !c->continue_sent) {
+        c->continue_sent = true;
+        rdl_buf_puts(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+    }
+}
+
+/* 1: body complete (c->req.body set); 0: need more; -1: answered with an error. */
+static int read_body(rt_conn_t *c)
+{
+    rdl_h1_request_t *h = &c->h1;
+    size_t head = h->head_len;
+    if (h->body == RDL_H1_BODY_NONE) {
+        c->req.body = NULL;
+        c->req.body_len = 0;
+        c->consumed = head;
+        return 1;
+    }
+    if (h->body == RDL_H1_BODY_LENGTH) {
+        size_t need = head + (size_t)h->content_length;
+        if (c->len >= need) {
+            c->req.body = c->buf + head;
+            c->req.body_len = (size_t)h->content_length;
+            c->consumed = need;
+            return 1;
+        }
+        grow(c, need);
+    } else {
+        if (c->body_src == 0) {
+            rdl_h1_chunked_init(&c->chunked, c->t->srv->opts.max_body);
+            c->body_src = c->body_dst = head;
+        }
+        int r = rdl_h1_chunked_decode(&c->chunked, c->buf, c->len, &c->body_src, &c->body_dst);
+        if (r < 0) {
+            rt_send_error_and_close(c, c->chunked.status, error_code(c->chunked.status),
+                                    c->chunked.error ? c->chunked.error : "malformed chunked body");
+            return -1;
+        }
+        if (r == 1) {
+            c->req.body = c->buf + head;
+            c->req.body_len = c->body_dst - head;
+            c->consumed = c->body_src;
+            c->body_src = c->body_dst = 0;
+            return 1;
+        }
+        /* Keep decoded data contiguous and the undecoded rest right behind it. */
+        size_t gap = c->body_src - c->body_dst;
+        if (gap) {
+            memmove(c->buf + c->body_dst, c->buf + c->body_src, c->len - c->body_src);
+            c->len -= gap;
+            c->body_src = c->body_dst;
+        }
+        if (c->len == c->cap)
+            grow(c, c->cap * 2);
+    }
+    send_continue(c);
+    if (timer_kind(c) != T_BODY)
+        arm(c, T_BODY, c->t->srv->opts.body_timeout_ms);
+    return 0;
+}
+
+static void dispatch(rt_conn_t *c, const char *head_buf)
+{
+    rdl_server_t *srv = c->t->srv;
+    rdl_req_t *req = &c->req;
+    /* The buffer may have moved while the body arrived: re-parse the head in place. */
+    if (head_buf != c->buf) {
+        rdl_h1_limits_t lim = limits_of(&srv->opts);
+        rdl_h1_parse_head(c->buf, c->len, &lim, c->headers, (size_t)srv->opts.max_headers, &c->h1);
+        if (c->req.body)
+            c->req.body = c->buf + c->h1.head_len;
+    }
+    req->conn = c;
+    req->h1 = &c->h1;
+    req->is_head = c->h1.method_id == RDL_H1_HEAD;
+    req->bytes_in = req->body_len;
+    rdl_ctx_init(&req->ctx, srv->opts.request_timeout_ms * 1000000ull);
+    c->state = RT_HANDLER;
+    arm(c, T_REQUEST, srv->opts.request_timeout_ms);
+
+    char allow[96];
+    int mr = rt_router_match(c->t->router, rdl_req_method(req), c->h1.path, c->h1.path_len,
+                             &req->match, allow, sizeof(allow));
+    if (mr != RT_MATCH_OK)
+        req->match.route = NULL;
+    rdl_ctx_t *prev = rdl_ctx_set_current(&req->ctx);
+    for (int i = 0; i < srv->nmw; i++) {
+        req->mw_entered = i + 1;
+        if (srv->mw[i].enter && srv->mw[i].enter(req, srv->mw[i].arg))
+            goto out;
+    }
+    if (mr == RT_MATCH_OK) {
+        rt_route_call(req->match.route, req);
+    } else if (mr == RT_MATCH_NO_METHOD) {
+        rdl_resp_header(req, "Allow", allow);
+        rdl_resp_error(req, 405, "method_not_allowed", "this path does not support the method");
+    } else {
+        rdl_resp_error(req, 404, "not_found", "no route for this path");
+    }
+out:
+    rdl_ctx_set_current(prev);
+}
+
+/*
+ * The connection's main loop: finish an answered exchange, parse the next
+ * request, complete its body, dispatch it; repeat while pipelined requests are
+ * buffered and the peer keeps up with our output.
+ */
+static void conn_process(rt_conn_t *c)
+{
+    if (c->in_process)
+        return;
+    c->in_process = true;
+    for (;;) {
+        if (c->state == RT_HANDLER) {
+            if (c->req.offloaded || (!c->req.answered && !c->closed))
+                break;
+            finish_exchange(c);
+        }
+        if (c->closed || c->state == RT_CLOSING)
+            break;
+        if (pending_output(c) > c->t->srv->opts.max_output_buffer)
+            break;
+        if (c->state == RT_IDLE || c->state == RT_HEAD) {
+            if (c->len == 0) {
+                c->state = RT_IDLE;
+                uint64_t idle = c->t->draining ? RT_DRAIN_IDLE_MS : c->t->srv->opts.idle_timeout_ms;
+                if (c->first_request) {
+                    if (timer_kind(c) != T_FIRST)
+                        arm(c, T_FIRST, c->t->srv->opts.header_timeout_ms);
+                } else if (timer_kind(c) != T_IDLE) {
+                    arm(c, T_IDLE, idle);
+                }
+                break;
+            }
+            if (c->state == RT_IDLE) {
+                c->state = RT_HEAD;
+                if (!c->first_request)
+                    arm(c, T_HEADER, c->t->srv->opts.header_timeout_ms);
+            }
+            int r = parse_head(c);
+            if (r <= 0)
+                break;
+            c->head_buf = c->buf;
+        }
+        if (c->state == RT_BODY) {
+            int r = read_body(c);
+            if (r <= 0)
+                break;
+            dispatch(c, c->head_buf);
+        }
+    }
+    c->in_process = false;
+    if (c->closed) {
+        conn_maybe_free(c);
+        return;
+    }
+    rt_conn_flush(c);
+    if (!c->closed)
+        update_reading(c);
+}
+
+void rt_conn_request_done(rt_conn_t *c)
+{
+    if (!c->in_process)
+        conn_process(c);
+}
+
+static void on_timer(uv_timer_t *timer)
+{
+    rt_conn_t *c = conn_of_timer(timer);
+    switch (timer_kind(c)) {
+    case T_FIRST:
+        if (c->len == 0 && c->state == RT_IDLE) {
+            conn_close_now(c);           /* connected, never sent a byte */
+            break;
+        }
+        /* part of the first request arrived: a header timeout */
+        /* fall through */
+    case T_HEADER:
+    case T_BODY:
+        rt_send_error_and_close(c, 408, "request_timeout", timer_kind(c) == T_BODY
+                                ? "request body not received in time"
+                                : "request head not received in time");
+        update_reading(c);
+        break;
+    case T_REQUEST:
+        rdl_ctx_cancel(&c->req.ctx);
+        if (c->req.head_sent || c->req.answered) {
+            conn_close_now(c);
+            break;
+        }
+        c->h1.keep_alive = false;        /* a late handler must not race the next request */
+        rdl_resp_header(&c->req, "Retry-After", "1");
+        c->in_process = true;
+        rdl_resp_error(&c->req, 503, "timeout", "the request took longer than the server allows");
+        c->in_process = false;
+        conn_process(c);
+        break;
+    case T_IDLE:
+    case T_LINGER:
+        conn_close_now(c);
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- accept, drain, abort -------------------------------------------- */
+
+void rt_conn_accept(rt_thread_t *t, uv_stream_t *listener, int fd)
+{
+    const rdl_server_opts_t *o = &t->srv->opts;
+    rt_conn_t *c = calloc(1, sizeof(*c) + (size_t)o->max_headers * sizeof(rdl_h1_header_t));
+    if (!c)
+        return;
+    c->headers = (rdl_h1_header_t *)(c + 1);
+    c->t = t;
+    uv_tcp_init(&t->loop, &c->tcp);
+    uv_timer_init(&t->loop, &c->timer);
+    c->handles_open = 2;
+    c->next = t->conns;
+    if (t->conns)
+        t->conns->prev = c;
+    t->conns = c;
+    t->nconns++;
+    rdl_buf_init(&c->out);
+    rdl_buf_init(&c->wbuf);
+    rdl_buf_init(&c->req.resp_headers);
+    c->state = RT_IDLE;
+    c->first_request = true;
+    int rc = listener ? uv_accept(listener, (uv_stream_t *)&c->tcp) : uv_tcp_open(&c->tcp, fd);
+    if (rc != 0 && !listener)
+        close(fd);
+    if (rc != 0 || t->nconns > o->max_connections ||
+        !grow(c, RT_BUF_INITIAL)) {
+        conn_close_now(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    arm(c, T_FIRST, o->header_timeout_ms);
+    update_reading(c);
+}
+
+void rt_conn_drain(rt_conn_t *c)
+{
+    if (!c->closed && c->state == RT_IDLE && c->len == 0 && timer_kind(c) != T_FIRST)
+        arm(c, T_IDLE, RT_DRAIN_IDLE_MS);
+    else if (!c->closed && c->state == RT_IDLE && c->len == 0)
+        arm(c, T_FIRST, RT_DRAIN_IDLE_MS);
+}
+
+void rt_conn_abort(rt_conn_t *c)
+{
+    conn_close_now(c);
+    conn_maybe_free(c);
+}
+
+/* ---- request accessors ----------------------------------------------- */
+
+const char *rdl_req_method(const rdl_req_t *req)
+{
+    int id = req->h1 ? req->h1->method_id : 0;
+    return id > 0 && id <= RDL_H1_CONNECT ? method_names[id] : "";
+}
+
+const char *rdl_req_path(const rdl_req_t *req, size_t *len)
+{
+    *len = req->h1->path_len;
+    return req->h1->path;
+}
+
+const char *rdl_req_query(const rdl_req_t *req, size_t *len)
+{
+    *len = req->h1->query ? req->h1->query_len : 0;
+    return req->h1->query ? req->h1->query : "";
+}
+
+const char *rdl_req_route(const rdl_req_t *req)
+{
+    return rt_route_template(req->match.route);
+}
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes into the request arena; malformed escapes are kept as they are. */
+static char *decode_param(rdl_ctx_t *ctx, const char *s, size_t n)
+{
+    char *out = rdl_arena_alloc(&ctx->arena, n + 1);
+    if (!out)
+        return NULL;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
+            (lo = hexval(s[i + 2])) >= 0) {
+            out[j++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[j++] = s[i];
+        }
+    }
+    out[j] = '\0';
+    return out;
+}
+
+const char *rdl_req_param(const rdl_req_t *req, const char *name)
+{
+    rdl_req_t *r = (rdl_req_t *)req;    /* decoding caches into the request */
+    for (int i = 0; i < r->match.nparams; i++) {
+        if (strcmp(r->match.names[i], name) != 0)
+            continue;
+        if (!r->params[i])
+            r->params[i] = decode_param(&r->ctx, r->match.values[i], r->match.lens[i]);
+        return r->params[i];
+    }
+    return NULL;
+}
+
+const char *rdl_req_header(const rdl_req_t *req, const char *name, size_t *len)
+{
+    const rdl_h1_header_t *h = rdl_h1_find(req->h1, name, strlen(name));
+    if (!h)
+        return NULL;
+    if (len)
+        *len = h->value_len;
+    return h->value;
+}
+
+bool rdl_req_header_at(const rdl_req_t *req, size_t i, const char **name, size_t *name_len,
+                       const char **value, size_t *value_len)
+{
+    if (i >= req->h1->num_headers)
+        return false;
+    const rdl_h1_header_t *h = &req->h1->headers[i];
+    *name = h->name;
+    *name_len = h->name_len;
+    *value = h->value;
+    *value_len = h->value_len;
+    return true;
+}
+
+const char *rdl_req_body(const rdl_req_t *req, size_t *len)
+{
+    *len = req->body_len;
+    return req->body_len ? req->body : "";
+}
+
+rdl_ctx_t *rdl_req_ctx(rdl_req_t *req)
+{
+    return &req->ctx;
+}
+
+const char *rdl_req_peer(const rdl_req_t *req)
+{
+    rt_conn_t *c = req->conn;
+    if (!c->peer[0]) {
+        struct sockaddr_storage ss;
+        int n = sizeof(ss);
+        char ip[INET6_ADDRSTRLEN] = "";
+        int port = 0;
+        if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &n) == 0) {
+            if (ss.ss_family == AF_INET6) {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+                uv_ip6_name(a, ip, sizeof(ip));
+                port = ntohs(a->sin6_port);
+            } else {
+                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+                uv_ip4_name(a, ip, sizeof(ip));
+                port = ntohs(a->sin_port);
+            }
+        }
+        snprintf(c->peer, sizeof(c->peer), ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
+    }
+    return c->peer;
+}
+
+void rdl_req_set_data(rdl_req_t *req, int slot, void *p)
+{
+    if (slot >= 0 && slot < RDL_REQ_SLOTS)
+        req->slots[slot] = p;
+}
+
+void *rdl_req_get_data(const rdl_req_t *req, int slot)
+{
+    return slot >= 0 && slot < RDL_REQ_SLOTS ? req->slots[slot] : NULL;
+}
+
+int rdl_req_status(const rdl_req_t *req)
+{
+    return req->status;
+}
+
+uint64_t rdl_req_bytes_in(const rdl_req_t *req)
+{
+    return req->bytes_in;
+}
+
+uint64_t rdl_req_bytes_out(const rdl_req_t *req)
+{
+    return req->bytes_out;
+}
+
+bool rdl_req_answered(const rdl_req_t *req)
+{
+    return req->answered;
+}
+
+/* ---- offload to the pool --------------------------------------------- */
+
+static void task_work(rdl_pool_task_t *task)
+{
+    rdl_req_t *req = task->data;
+    req->work(req, req->work_arg);
+}
+
+static void task_done(rdl_pool_task_t *task, int status)
+{
+    rdl_req_t *req = task->data;
+    rt_conn_t *c = req->conn;
+    (void)status;      /* the pool outlives every connection, so work always ran */
+    req->offloaded = false;
+    c->in_process = true;
+    rdl_ctx_t *prev = rdl_ctx_set_current(&req->ctx);
+    req->done(req, req->work_arg);
+    rdl_ctx_set_current(prev);
+    c->in_process = false;
+    c->refs--;
+    conn_process(c);
+}
+
+int rdl_req_offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, void *arg)
+{
+    rt_conn_t *c = req->conn;
+    if (!c || !work || !done)
+        return RDL_EINVAL;
+    if (req->answered || req->offloaded || c->closed)
+        return RDL_ESTATE;
+    req->work = work;
+    req->done = done;
+    req->work_arg = arg;
+    memset(&req->task, 0, sizeof(req->task));
+    req->task.work = task_work;
+    req->task.done = task_done;
+    req->task.data = req;
+    req->task.ctx = &req->ctx;
+    int rc = rdl_pool_submit(c->t->srv->pool, &req->task, c->t->sink);
+    if (rc != 0) {
+        rdl_resp_header(req, "Retry-After", "1");
+        rdl_resp_error(req, 503, "overloaded", "the server's work queue is full; retry shortly");
+        return rc == RDL_ESTATE ? RDL_ESTATE : RDL_EBUSY;
+    }
+    req->offloaded = true;
+    c->refs++;
+    return 0;
+}

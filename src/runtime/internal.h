@@ -1,0 +1,213 @@
+/*
+ * internal.h: the runtime's private structures, shared by server.c (threads,
+ * listeners, lifecycle), conn.c (one connection's state machine), response.c
+ * (writing responses), router.c and admin.c. Nothing here is public API.
+ */
+#ifndef REDLINE_RUNTIME_INTERNAL_H
+#define REDLINE_RUNTIME_INTERNAL_H
+
+#include <stdatomic.h>
+#include <uv.h>
+#include "redline/runtime.h"
+#include "runtime/http1.h"
+
+#define RT_MAX_MIDDLEWARE 16
+#define RT_MAX_PARAMS 8
+#define RT_MAX_STARTUP 16
+
+/* ---- router ---------------------------------------------------------- */
+
+typedef struct rt_route rt_route_t;
+typedef struct rt_router {
+    rt_route_t *routes;         /* singly linked, in registration order */
+} rt_router_t;
+
+typedef struct rt_match {
+    const rt_route_t *route;
+    int nparams;
+    const char *names[RT_MAX_PARAMS];
+    const char *values[RT_MAX_PARAMS];   /* raw (still percent-encoded), into the request */
+    uint32_t lens[RT_MAX_PARAMS];
+} rt_match_t;
+
+enum rt_match_result { RT_MATCH_OK, RT_MATCH_NO_PATH, RT_MATCH_NO_METHOD };
+
+int rt_router_add(rt_router_t *r, const char *method, const char *tmpl,
+                  rdl_handler_fn fn, void *arg);
+void rt_router_free(rt_router_t *r);
+/*
+ * Finds the route for method + path. On RT_MATCH_NO_METHOD, allow receives the
+ * methods that do match the path ("GET, HEAD, POST").
+ */
+int rt_router_match(const rt_router_t *r, const char *method, const char *path, size_t path_len,
+                    rt_match_t *m, char *allow, size_t allow_len);
+const char *rt_route_template(const rt_route_t *route);
+void rt_route_call(const rt_route_t *route, rdl_req_t *req);
+
+/* ---- server and threads ---------------------------------------------- */
+
+typedef struct rt_conn rt_conn_t;
+typedef struct rt_thread rt_thread_t;
+
+struct rt_thread {
+    rdl_server_t *srv;
+    int index;
+    bool admin;                 /* serves the admin router; not drained */
+    const rt_router_t *router;
+    uv_loop_t loop;
+    uv_thread_t tid;
+    uv_tcp_t listener;
+    bool listening;
+    uv_async_t wake;            /* control messages from the main thread */
+    atomic_int cmd;             /* RT_CMD_* bits, read in the wake callback */
+    rdl_pool_sink_t *sink;
+    rt_conn_t *conns;           /* doubly linked list of live connections */
+    int nconns;
+    bool draining;              /* stopped accepting: answer with Connection: close */
+    bool stopping;              /* tearing down the loop */
+    bool reported_idle;
+    /* Date header, regenerated when the second changes (checked once per loop tick) */
+    char date[48];
+    size_t date_len;
+    uint64_t date_tick;
+    time_t date_sec;
+};
+
+enum { RT_CMD_DRAIN = 1, RT_CMD_STOP = 2 };
+
+typedef struct rt_startup {
+    const char *name;
+    rdl_startup_fn fn;
+    void *arg;
+    atomic_bool done;
+} rt_startup_t;
+
+struct rdl_server {
+    rdl_server_opts_t opts;
+    rt_router_t app_router;
+    rt_router_t admin_router;
+    rdl_middleware_t mw[RT_MAX_MIDDLEWARE];
+    int nmw;
+    rt_startup_t startup[RT_MAX_STARTUP];
+    int nstartup;
+    rdl_pool_t *pool;
+    rt_thread_t *threads;       /* nthreads app threads, then the admin thread if any */
+    int nthreads;
+    int nall;
+    /* control loop on the thread that called rdl_server_run */
+    uv_loop_t ctl;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t drain_timer, grace_timer;
+    uv_async_t ctl_wake;        /* an app thread became idle while draining, or shutdown requested */
+    uv_thread_t startup_tid;
+    bool startup_started;
+    atomic_int startup_state;   /* 0 running, 1 ok, -1 failed */
+    atomic_bool ready;
+    atomic_bool draining;
+    atomic_bool shutdown_requested;
+    atomic_bool ctl_up;          /* the control loop can take wake-ups */
+    atomic_int idle_threads;    /* app threads drained and without connections */
+    int signals;
+    int exit_code;
+    char addr[96];
+    char admin_addr[96];
+};
+
+/* One request/response exchange; one at a time per connection. */
+struct rdl_req {
+    rt_conn_t *conn;
+    rdl_h1_request_t *h1;
+    const char *body;
+    size_t body_len;
+    rt_match_t match;
+    char *params[RT_MAX_PARAMS]; /* decoded lazily into the ctx arena */
+    rdl_ctx_t ctx;
+    int status;
+    bool answered;              /* the response is complete */
+    bool head_sent;             /* the head went out (streaming) */
+    bool streaming;
+    bool is_head;
+    bool keep_alive;            /* decided when the head is written */
+    int mw_entered;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    rdl_buf_t resp_headers;     /* "Name: value\r\n" lines added by the handler */
+    void *slots[RDL_REQ_SLOTS];
+    /* offload */
+    rdl_pool_task_t task;
+    rdl_req_work_fn work;
+    rdl_req_done_fn done;
+    void *work_arg;
+    bool offloaded;
+};
+
+enum rt_conn_state {
+    RT_IDLE,                    /* between requests, nothing buffered */
+    RT_HEAD,                    /* reading a request head */
+    RT_BODY,                    /* reading a request body */
+    RT_HANDLER,                 /* the request is with its handler */
+    RT_CLOSING                  /* answer written or being written; then close */
+};
+
+struct rt_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_shutdown_t shutdown_req;
+    uv_write_t write_req;
+    rt_thread_t *t;
+    rt_conn_t *prev, *next;
+    int state;
+    int refs;                   /* pool tasks in flight + open handles; freed at 0 */
+    int handles_open;
+    bool first_request;
+    bool in_process;            /* inside conn_process: do not recurse */
+    bool reading;
+    bool writing;
+    bool eof;                   /* the peer half-closed */
+    bool closed;                /* uv_close called */
+    bool shut;                  /* uv_shutdown sent */
+    bool body_timer;            /* the timer counts body inactivity */
+    /* input: buf[0..len); the current request starts at buf[0] */
+    char *buf;
+    size_t len;
+    size_t cap;
+    size_t consumed;            /* bytes of buf the current exchange used */
+    size_t body_src, body_dst;  /* chunked decoding positions */
+    rdl_h1_chunked_t chunked;
+    bool continue_sent;
+    rdl_h1_request_t h1;
+    const char *head_buf;       /* c->buf when the head was parsed */
+    rdl_h1_header_t *headers;   /* opts.max_headers slots */
+    /* output: out accumulates; wbuf is being written */
+    rdl_buf_t out;
+    rdl_buf_t wbuf;
+    rdl_req_t req;
+    char peer[64];
+};
+
+/* conn.c */
+/* Accepts from listener, or adopts fd (already accepted) when listener is NULL. */
+void rt_conn_accept(rt_thread_t *t, uv_stream_t *listener, int fd);
+void rt_conn_drain(rt_conn_t *c);               /* the thread stopped accepting */
+void rt_conn_abort(rt_conn_t *c);               /* close now (thread stopping) */
+void rt_conn_request_done(rt_conn_t *c);        /* the exchange finished: continue */
+void rt_conn_flush(rt_conn_t *c);
+void rt_conn_release(rt_conn_t *c);             /* drop a reference taken for a pool task */
+
+/* server.c */
+void rt_thread_conn_closed(rt_thread_t *t);     /* bookkeeping after a connection is freed */
+const char *rt_thread_date(rt_thread_t *t, size_t *len);
+
+/* response.c */
+const char *rt_reason(int status);
+/* Answers an error the parser or a limit found, then closes the connection. */
+void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const char *message);
+
+/* admin.c */
+int rt_admin_register(rdl_server_t *srv);
+
+/* log.c: one JSON line on stdout (the log module replaces this with the full logger). */
+void rt_log(rdl_server_t *srv, const char *level, const char *msg, const char *k1,
+            const char *v1, const char *k2, const char *v2);
+
+#endif

@@ -1,0 +1,253 @@
+/*
+ * response.c: writing responses into the connection's output buffer.
+ *
+ * The runtime owns framing: handlers give a status, a content type and a body,
+ * and this file adds Date, Content-Length or chunked coding, and Connection,
+ * following RFC 9112 §6 and RFC 9110 §6.6.1: no body for HEAD, 1xx, 204 and
+ * 304 (HEAD keeps the GET's Content-Length); no chunked coding towards an
+ * HTTP/1.0 client (close-delimited instead); Connection: close whenever this
+ * is the connection's last exchange, keep-alive only for HTTP/1.0 clients
+ * that asked. Output is appended to a buffer and written once per loop pass,
+ * so pipelined responses share one write.
+ */
+#include <string.h>
+#include "runtime/internal.h"
+
+const char *rt_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 411: return "Length Required";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default:  return "";
+    }
+}
+
+static bool status_has_body(int status)
+{
+    return status >= 200 && status != 204 && status != 304;
+}
+
+/* Statuses after which the connection must not be reused (framing in doubt). */
+static bool status_closes(int status)
+{
+    return status == 400 || status == 408 || status == 413 || status == 414 ||
+           status == 431 || status == 501 || status == 505;
+}
+
+static void run_before_send(rdl_req_t *req)
+{
+    rdl_server_t *srv = req->conn->t->srv;
+    for (int i = req->mw_entered - 1; i >= 0; i--)
+        if (srv->mw[i].before_send)
+            srv->mw[i].before_send(req, srv->mw[i].arg);
+}
+
+static void put_status_line(rdl_buf_t *out, int status)
+{
+    rdl_buf_put(out, "HTTP/1.1 ", 9);
+    rdl_buf_put_u64(out, (uint64_t)status);
+    rdl_buf_putc(out, ' ');
+    rdl_buf_puts(out, rt_reason(status));
+    rdl_buf_put(out, "\r\n", 2);
+}
+
+/*
+ * Writes the head. length >= 0: Content-Length framing; -1: streamed (chunked
+ * for HTTP/1.1, close-delimited for HTTP/1.0).
+ */
+static void write_head(rdl_req_t *req, int status, const char *ctype, int64_t length)
+{
+    rt_conn_t *c = req->conn;
+    run_before_send(req);
+    bool v10 = req->h1->version_minor == 0;
+    req->keep_alive = req->h1->keep_alive && !c->t->draining && !c->eof && !status_closes(status) &&
+                      !(length < 0 && v10);
+    req->status = status;
+    req->head_sent = true;
+
+    rdl_buf_t *out = &c->out;
+    size_t dlen;
+    const char *date = rt_thread_date(c->t, &dlen);
+    put_status_line(out, status);
+    rdl_buf_put(out, date, dlen);
+    if (ctype) {
+        rdl_buf_put(out, "Content-Type: ", 14);
+        rdl_buf_puts(out, ctype);
+        rdl_buf_put(out, "\r\n", 2);
+    }
+    if (status_has_body(status)) {
+        if (length >= 0) {
+            rdl_buf_put(out, "Content-Length: ", 16);
+            rdl_buf_put_u64(out, (uint64_t)length);
+            rdl_buf_put(out, "\r\n", 2);
+        } else if (!v10) {
+            rdl_buf_puts(out, "Transfer-Encoding: chunked\r\n");
+        }
+    }
+    if (!req->keep_alive)
+        rdl_buf_puts(out, "Connection: close\r\n");
+    else if (v10)
+        rdl_buf_puts(out, "Connection: keep-alive\r\n");
+    rdl_buf_put(out, req->resp_headers.data, req->resp_headers.len);
+    rdl_buf_put(out, "\r\n", 2);
+}
+
+static bool can_answer(const rdl_req_t *req)
+{
+    return req->conn && !req->answered && !req->head_sent && req->h1;
+}
+
+static bool valid_header_text(const char *s, bool name)
+{
+    if (!s || (name && !*s))
+        return false;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '\r' || *p == '\n' || *p == 0x7f || (*p < 0x20 && *p != '\t'))
+            return false;
+        if (name && (*p <= 0x20 || *p == ':'))
+            return false;
+    }
+    return true;
+}
+
+int rdl_resp_header(rdl_req_t *req, const char *name, const char *value)
+{
+    if (!req || req->head_sent || req->answered)
+        return RDL_ESTATE;
+    if (!valid_header_text(name, true) || !valid_header_text(value, false))
+        return RDL_EINVAL;            /* never let a handler inject a header line */
+    rdl_buf_puts(&req->resp_headers, name);
+    rdl_buf_put(&req->resp_headers, ": ", 2);
+    rdl_buf_puts(&req->resp_headers, value);
+    rdl_buf_put(&req->resp_headers, "\r\n", 2);
+    return req->resp_headers.oom ? RDL_ENOMEM : 0;
+}
+
+int rdl_resp_send(rdl_req_t *req, int status, const char *content_type,
+                  const void *body, size_t len)
+{
+    if (!req || !can_answer(req))
+        return RDL_ESTATE;
+    if (status < 200 || status > 999)
+        return RDL_EINVAL;
+    if (!status_has_body(status))
+        len = 0;
+    write_head(req, status, content_type, (int64_t)len);
+    if (!req->is_head && len) {
+        rdl_buf_put(&req->conn->out, body, len);
+        req->bytes_out = len;
+    }
+    req->answered = true;
+    rt_conn_request_done(req->conn);
+    return 0;
+}
+
+int rdl_resp_error(rdl_req_t *req, int status, const char *code, const char *message)
+{
+    if (!req || !can_answer(req))
+        return RDL_ESTATE;
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    rdl_buf_puts(&b, "{\"code\":");
+    rdl_json_str(&b, code ? code : "error", code ? strlen(code) : 5);
+    rdl_buf_puts(&b, ",\"message\":");
+    rdl_json_str(&b, message ? message : "", message ? strlen(message) : 0);
+    rdl_buf_puts(&b, "}\n");
+    int rc = b.oom ? RDL_ENOMEM : rdl_resp_send(req, status, "application/json", b.data, b.len);
+    rdl_buf_free(&b);
+    return rc;
+}
+
+int rdl_resp_begin(rdl_req_t *req, int status, const char *content_type)
+{
+    if (!req || !can_answer(req))
+        return RDL_ESTATE;
+    if (status < 200 || !status_has_body(status))
+        return RDL_EINVAL;
+    write_head(req, status, content_type, -1);
+    req->streaming = true;
+    if (!req->conn->in_process)
+        rt_conn_flush(req->conn);
+    return 0;
+}
+
+int rdl_resp_write(rdl_req_t *req, const void *data, size_t len)
+{
+    if (!req || !req->conn || !req->streaming || req->answered)
+        return RDL_ESTATE;
+    if (len == 0 || req->is_head)
+        return 0;
+    rdl_buf_t *out = &req->conn->out;
+    if (req->h1->version_minor == 0) {
+        rdl_buf_put(out, data, len);
+    } else {
+        rdl_buf_printf(out, "%zx\r\n", len);
+        rdl_buf_put(out, data, len);
+        rdl_buf_put(out, "\r\n", 2);
+    }
+    req->bytes_out += len;
+    if (!req->conn->in_process)
+        rt_conn_flush(req->conn);
+    return out->oom ? RDL_ENOMEM : 0;
+}
+
+int rdl_resp_end(rdl_req_t *req)
+{
+    if (!req || !req->conn || !req->streaming || req->answered)
+        return RDL_ESTATE;
+    if (req->h1->version_minor == 1 && !req->is_head)
+        rdl_buf_put(&req->conn->out, "0\r\n\r\n", 5);
+    req->answered = true;
+    rt_conn_request_done(req->conn);
+    return 0;
+}
+
+void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const char *message)
+{
+    rdl_buf_t body;
+    rdl_buf_init(&body);
+    rdl_buf_puts(&body, "{\"code\":");
+    rdl_json_str(&body, code, strlen(code));
+    rdl_buf_puts(&body, ",\"message\":");
+    rdl_json_str(&body, message, strlen(message));
+    rdl_buf_puts(&body, "}\n");
+
+    size_t dlen;
+    const char *date = rt_thread_date(c->t, &dlen);
+    put_status_line(&c->out, status);
+    rdl_buf_put(&c->out, date, dlen);
+    rdl_buf_puts(&c->out, "Content-Type: application/json\r\nContent-Length: ");
+    rdl_buf_put_u64(&c->out, body.len);
+    rdl_buf_puts(&c->out, "\r\nConnection: close\r\n\r\n");
+    rdl_buf_put(&c->out, body.data, body.len);
+    rdl_buf_free(&body);
+    c->state = RT_CLOSING;
+    rt_conn_flush(c);
+}

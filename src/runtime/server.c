@@ -1,0 +1,613 @@
+/*
+ * server.c: the runtime's threads and lifecycle.
+ *
+ * N I/O threads each run their own libuv loop with their own listening socket
+ * on the same port (SO_REUSEPORT), so the kernel spreads connections and a
+ * connection never leaves the thread that accepted it: the request path takes
+ * no lock. One more thread serves the admin listener, so probes and metrics
+ * answer even when the app threads are saturated. The thread that calls
+ * rdl_server_run keeps a small control loop for signals and timers:
+ *
+ *   start -> listeners open (not ready) -> start-up work -> ready
+ *   SIGTERM -> /readyz 503, keep serving for drain_delay -> stop accepting
+ *   (the accept backlog is taken first, so no connected client is reset) ->
+ *   in-flight requests finish, each answered with Connection: close, idle
+ *   connections close -> exit 0.
+ *   A second signal, or grace_ms passing, forces the exit (status 1).
+ */
+#define _GNU_SOURCE             /* accept4 */
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include "runtime/internal.h"
+
+/* ---- options --------------------------------------------------------- */
+
+void rdl_server_opts_default(rdl_server_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->service = "redline";
+    o->listen = "0.0.0.0:8080";
+    o->admin_listen = "0.0.0.0:9090";
+    o->threads = 0;
+    o->backlog = 1024;
+    o->max_connections = 10000;
+    o->max_request_line = 8192;
+    o->max_header_bytes = 32768;
+    o->max_headers = 100;
+    o->max_body = 1 << 20;
+    o->max_output_buffer = 1 << 20;
+    o->header_timeout_ms = 10000;
+    o->body_timeout_ms = 30000;
+    o->idle_timeout_ms = 75000;
+    o->request_timeout_ms = 30000;
+    o->drain_delay_ms = 5000;
+    o->grace_ms = 20000;
+    o->pool_threads = 4;
+    o->pool_queue = 1024;
+}
+
+int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
+{
+    /* static: rdl_config_add keeps the array; the destinations are re-pointed per call. */
+    static rdl_cfg_key_t keys[] = {
+        { "server.service", RDL_CFG_STRING, NULL, 0, 0, "REDLINE_SERVICE", "service name in log lines" },
+        { "server.listen", RDL_CFG_ADDR, NULL, 0, 0, "REDLINE_LISTEN", "app listener host:port" },
+        { "server.admin_listen", RDL_CFG_STRING, NULL, 0, 0, "REDLINE_ADMIN_LISTEN",
+          "admin listener host:port (empty: none)" },
+        { "server.threads", RDL_CFG_INT, NULL, 0, 256, NULL, "I/O threads (0 = CPU count)" },
+        { "server.backlog", RDL_CFG_INT, NULL, 1, 65535, NULL, "listen backlog" },
+        { "server.max_connections", RDL_CFG_INT, NULL, 1, 1000000, NULL,
+          "open connections per I/O thread" },
+        { "limits.max_request_line", RDL_CFG_SIZE, NULL, 64, 1 << 20, NULL, "request line bytes (414)" },
+        { "limits.max_header_bytes", RDL_CFG_SIZE, NULL, 256, 16 << 20, NULL, "request head bytes (431)" },
+        { "limits.max_headers", RDL_CFG_INT, NULL, 1, 10000, NULL, "request header fields (431)" },
+        { "limits.max_body", RDL_CFG_SIZE, NULL, 0, 1LL << 34, NULL, "request body bytes (413)" },
+        { "limits.max_output_buffer", RDL_CFG_SIZE, NULL, 4096, 1LL << 32, NULL,
+          "unsent bytes before reading pauses" },
+        { "timeouts.header", RDL_CFG_DURATION, NULL, 1, 3600000, NULL, "request head deadline (408)" },
+        { "timeouts.body", RDL_CFG_DURATION, NULL, 1, 3600000, NULL, "request body inactivity (408)" },
+        { "timeouts.idle", RDL_CFG_DURATION, NULL, 1, 3600000, NULL, "keep-alive idle close" },
+        { "timeouts.request", RDL_CFG_DURATION, NULL, 0, 3600000, NULL,
+          "handler deadline (503; 0 = none)" },
+        { "lifecycle.drain_delay", RDL_CFG_DURATION, NULL, 0, 600000, NULL,
+          "after SIGTERM: not ready, still serving" },
+        { "lifecycle.grace", RDL_CFG_DURATION, NULL, 0, 3600000, NULL,
+          "then: time for in-flight requests" },
+        { "pool.threads", RDL_CFG_INT, NULL, 1, 1024, NULL, "blocking-work threads" },
+        { "pool.queue", RDL_CFG_INT, NULL, 1, 1000000, NULL, "blocking-work queue bound (503 beyond)" },
+    };
+    void *dst[] = {
+        &o->service, &o->listen, &o->admin_listen, &o->threads, &o->backlog, &o->max_connections,
+        &o->max_request_line, &o->max_header_bytes, &o->max_headers, &o->max_body,
+        &o->max_output_buffer, &o->header_timeout_ms, &o->body_timeout_ms, &o->idle_timeout_ms,
+        &o->request_timeout_ms, &o->drain_delay_ms, &o->grace_ms, &o->pool_threads, &o->pool_queue,
+    };
+    _Static_assert(sizeof(keys) / sizeof(keys[0]) == sizeof(dst) / sizeof(dst[0]), "keys/dst");
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        keys[i].dst = dst[i];
+    return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
+}
+
+/* ---- log lines (the log module replaces this) ------------------------ */
+
+void rt_log(rdl_server_t *srv, const char *level, const char *msg, const char *k1,
+            const char *v1, const char *k2, const char *v2)
+{
+    char ts[96];
+    uint64_t now = rdl_wall_ns();
+    time_t sec = (time_t)(now / 1000000000ull);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%09uZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (unsigned)(now % 1000000000ull));
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    rdl_buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"service\":", ts, level);
+    const char *svc = srv && srv->opts.service ? srv->opts.service : "redline";
+    rdl_json_str(&b, svc, strlen(svc));
+    rdl_buf_puts(&b, ",\"msg\":");
+    rdl_json_str(&b, msg, strlen(msg));
+    const char *k[2] = { k1, k2 }, *v[2] = { v1, v2 };
+    for (int i = 0; i < 2; i++) {
+        if (!k[i] || !v[i])
+            continue;
+        rdl_buf_putc(&b, ',');
+        rdl_json_str(&b, k[i], strlen(k[i]));
+        rdl_buf_putc(&b, ':');
+        rdl_json_str(&b, v[i], strlen(v[i]));
+    }
+    rdl_buf_puts(&b, "}\n");
+    if (!b.oom) {
+        ssize_t w = write(STDOUT_FILENO, b.data, b.len);   /* one write: lines never interleave */
+        (void)w;
+    }
+    rdl_buf_free(&b);
+}
+
+/* ---- Date header ----------------------------------------------------- */
+
+const char *rt_thread_date(rt_thread_t *t, size_t *len)
+{
+    static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+    static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+    uint64_t tick = uv_now(&t->loop);
+    if (tick != t->date_tick || t->date_len == 0) {
+        t->date_tick = tick;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+        if (ts.tv_sec != t->date_sec || t->date_len == 0) {
+            struct tm tm;
+            t->date_sec = ts.tv_sec;
+            gmtime_r(&ts.tv_sec, &tm);
+            int n = snprintf(t->date, sizeof(t->date), "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n",
+                             days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
+                             tm.tm_hour, tm.tm_min, tm.tm_sec);
+            t->date_len = n > 0 ? (size_t)n : 0;
+        }
+    }
+    *len = t->date_len;
+    return t->date;
+}
+
+/* ---- server object --------------------------------------------------- */
+
+int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
+{
+    *out = NULL;
+    if (!opts || !opts->listen || opts->max_headers < 1 || opts->max_request_line < 16)
+        return RDL_EINVAL;
+    rdl_server_t *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return RDL_ENOMEM;
+    srv->opts = *opts;
+    if (srv->opts.threads <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        srv->opts.threads = n > 0 ? n : 1;
+    }
+    if (!srv->opts.service)
+        srv->opts.service = "redline";
+    if (!srv->opts.admin_listen)
+        srv->opts.admin_listen = "";
+    int rc = rt_admin_register(srv);
+    if (rc) {
+        rdl_server_free(srv);
+        return rc;
+    }
+    *out = srv;
+    return 0;
+}
+
+void rdl_server_free(rdl_server_t *srv)
+{
+    if (!srv)
+        return;
+    rt_router_free(&srv->app_router);
+    rt_router_free(&srv->admin_router);
+    free(srv->threads);
+    free(srv);
+}
+
+int rdl_server_route(rdl_server_t *srv, const char *method, const char *tmpl,
+                     rdl_handler_fn fn, void *arg)
+{
+    return rt_router_add(&srv->app_router, method, tmpl, fn, arg);
+}
+
+int rdl_server_admin_route(rdl_server_t *srv, const char *method, const char *tmpl,
+                           rdl_handler_fn fn, void *arg)
+{
+    return rt_router_add(&srv->admin_router, method, tmpl, fn, arg);
+}
+
+int rdl_server_use(rdl_server_t *srv, const rdl_middleware_t *mw)
+{
+    if (!mw)
+        return RDL_EINVAL;
+    if (srv->nmw == RT_MAX_MIDDLEWARE)
+        return RDL_EBUSY;
+    srv->mw[srv->nmw++] = *mw;
+    return 0;
+}
+
+int rdl_server_on_startup(rdl_server_t *srv, const char *name, rdl_startup_fn fn, void *arg)
+{
+    if (!fn || !name)
+        return RDL_EINVAL;
+    if (srv->nstartup == RT_MAX_STARTUP)
+        return RDL_EBUSY;
+    rt_startup_t *s = &srv->startup[srv->nstartup++];
+    s->name = name;
+    s->fn = fn;
+    s->arg = arg;
+    atomic_init(&s->done, false);
+    return 0;
+}
+
+const char *rdl_server_addr(const rdl_server_t *srv)
+{
+    return srv->addr;
+}
+
+const char *rdl_server_admin_addr(const rdl_server_t *srv)
+{
+    return srv->admin_addr;
+}
+
+rdl_pool_t *rdl_server_pool(rdl_server_t *srv)
+{
+    return srv->pool;
+}
+
+bool rdl_server_ready(const rdl_server_t *srv)
+{
+    return atomic_load(&srv->ready);
+}
+
+void rdl_server_shutdown(rdl_server_t *srv)
+{
+    atomic_store(&srv->shutdown_requested, true);
+    if (atomic_load(&srv->ctl_up))
+        uv_async_send(&srv->ctl_wake);
+}
+
+/* ---- listeners ------------------------------------------------------- */
+
+static void format_addr(const struct sockaddr *sa, char *out, size_t n)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        uv_ip6_name(a, ip, sizeof(ip));
+        snprintf(out, n, "[%s]:%d", ip, ntohs(a->sin6_port));
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        uv_ip4_name(a, ip, sizeof(ip));
+        snprintf(out, n, "%s:%d", ip, ntohs(a->sin_port));
+    }
+}
+
+/*
+ * Opens one listening socket. *port is the port to use when the configured
+ * one is 0 and an earlier socket already got one (every SO_REUSEPORT socket
+ * must share it); it receives the bound port.
+ */
+static int open_listener(const char *what, const char *hostport, int backlog, int *port,
+                         char *bound, size_t bound_len, rdl_error_t *err)
+{
+    char host[64];
+    int want;
+    if (rdl_parse_hostport(hostport, host, &want) != 0)
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, what, "expected host:port, got '%s'", hostport);
+    if (want == 0 && *port)
+        want = *port;
+    char service[8];
+    snprintf(service, sizeof(service), "%d", want);
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+    struct addrinfo *ai = NULL;
+    int gai = getaddrinfo(host[0] ? host : NULL, service, &hints, &ai);
+    if (gai != 0)
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, what, "cannot resolve '%s': %s", host,
+                             gai_strerror(gai));
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    int rc = fd < 0 ? -1 : 0;
+    if (rc == 0)
+        rc = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (rc == 0)
+        rc = setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (rc == 0)
+        rc = bind(fd, ai->ai_addr, ai->ai_addrlen);
+    if (rc == 0)
+        rc = listen(fd, backlog);
+    freeaddrinfo(ai);
+    if (rc != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return rdl_error_set(err, RDL_EIO, 0, 0, what, "cannot listen on %s: %s", hostport,
+                             strerror(e));
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    format_addr((struct sockaddr *)&ss, bound, bound_len);
+    return fd;
+}
+
+/* ---- I/O threads ----------------------------------------------------- */
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+    rt_thread_t *t = listener->data;
+    if (status == 0)
+        rt_conn_accept(t, listener, -1);
+}
+
+static void report_idle(rt_thread_t *t)
+{
+    if (t->draining && t->nconns == 0 && !t->reported_idle && !t->admin) {
+        t->reported_idle = true;
+        atomic_fetch_add(&t->srv->idle_threads, 1);
+        uv_async_send(&t->srv->ctl_wake);
+    }
+}
+
+void rt_thread_conn_closed(rt_thread_t *t)
+{
+    report_idle(t);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* Takes every connection already queued on the listener, then closes it. */
+static void stop_accepting(rt_thread_t *t)
+{
+    if (!t->listening)
+        return;
+    int fd = -1;
+    if (uv_fileno((uv_handle_t *)&t->listener, &fd) == 0) {
+        for (;;) {
+            int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (cfd < 0)
+                break;
+            rt_conn_accept(t, NULL, cfd);
+        }
+    }
+    t->listening = false;
+    uv_close((uv_handle_t *)&t->listener, on_listener_closed);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    rt_thread_t *t = a->data;
+    int cmd = atomic_exchange(&t->cmd, 0);
+    if ((cmd & RT_CMD_DRAIN) && !t->draining) {
+        stop_accepting(t);
+        t->draining = true;
+        for (rt_conn_t *c = t->conns; c; c = c->next)
+            rt_conn_drain(c);
+        report_idle(t);
+    }
+    if ((cmd & RT_CMD_STOP) && !t->stopping) {
+        t->stopping = true;
+        stop_accepting(t);
+        while (t->conns)
+            rt_conn_abort(t->conns);
+        rdl_pool_sink_free(t->sink);
+        t->sink = NULL;
+        uv_close((uv_handle_t *)&t->wake, NULL);
+    }
+}
+
+static void thread_main(void *arg)
+{
+    rt_thread_t *t = arg;
+    uv_run(&t->loop, UV_RUN_DEFAULT);
+}
+
+static void send_cmd(rt_thread_t *t, int cmd)
+{
+    atomic_fetch_or(&t->cmd, cmd);
+    uv_async_send(&t->wake);
+}
+
+static int thread_init(rdl_server_t *srv, rt_thread_t *t, int index, bool admin, int fd)
+{
+    t->srv = srv;
+    t->index = index;
+    t->admin = admin;
+    t->router = admin ? &srv->admin_router : &srv->app_router;
+    int rc = uv_loop_init(&t->loop);
+    if (rc == 0)
+        rc = uv_async_init(&t->loop, &t->wake, on_wake);
+    t->wake.data = t;
+    if (rc == 0)
+        rc = rdl_pool_sink_new(&t->loop, &t->sink);
+    if (rc == 0)
+        rc = uv_tcp_init(&t->loop, &t->listener);
+    t->listener.data = t;
+    if (rc == 0)
+        rc = uv_tcp_open(&t->listener, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&t->listener, (int)srv->opts.backlog, on_connection);
+    t->listening = rc == 0;
+    return rc;
+}
+
+/* ---- control loop ---------------------------------------------------- */
+
+static void force_exit(rdl_server_t *srv, const char *why)
+{
+    int open = 0;
+    for (int i = 0; i < srv->nthreads; i++)
+        open += srv->threads[i].nconns;
+    char n[16];
+    snprintf(n, sizeof(n), "%d", open);
+    rt_log(srv, "error", why, "open_connections", n, NULL, NULL);
+    _exit(1);
+}
+
+static void on_grace(uv_timer_t *timer)
+{
+    force_exit(timer->data, "grace period over: forcing exit");
+}
+
+static void on_drain_delay(uv_timer_t *timer)
+{
+    rdl_server_t *srv = timer->data;
+    rt_log(srv, "info", "stop accepting; finishing in-flight requests", NULL, NULL, NULL, NULL);
+    for (int i = 0; i < srv->nthreads; i++)
+        send_cmd(&srv->threads[i], RT_CMD_DRAIN);
+    if (srv->opts.grace_ms)
+        uv_timer_start(&srv->grace_timer, on_grace, srv->opts.grace_ms, 0);
+}
+
+static void begin_drain(rdl_server_t *srv, uint64_t delay_ms)
+{
+    if (atomic_exchange(&srv->draining, true))
+        return;
+    atomic_store(&srv->ready, false);
+    char d[24];
+    snprintf(d, sizeof(d), "%llu", (unsigned long long)delay_ms);
+    rt_log(srv, "info", "draining: not ready", "drain_delay_ms", d, NULL, NULL);
+    uv_timer_start(&srv->drain_timer, on_drain_delay, delay_ms, 0);
+}
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    rdl_server_t *srv = sig->data;
+    if (++srv->signals > 1)
+        force_exit(srv, "second signal: forcing exit");
+    rt_log(srv, "info", signum == SIGINT ? "SIGINT received" : "SIGTERM received", NULL, NULL,
+           NULL, NULL);
+    begin_drain(srv, srv->opts.drain_delay_ms);
+}
+
+static void close_ctl(rdl_server_t *srv)
+{
+    uv_close((uv_handle_t *)&srv->sigterm, NULL);
+    uv_close((uv_handle_t *)&srv->sigint, NULL);
+    uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+    uv_close((uv_handle_t *)&srv->grace_timer, NULL);
+    uv_close((uv_handle_t *)&srv->ctl_wake, NULL);
+}
+
+static void on_ctl_wake(uv_async_t *a)
+{
+    rdl_server_t *srv = a->data;
+    int st = atomic_load(&srv->startup_state);
+    if (st != 0 && !atomic_load(&srv->draining) && !atomic_load(&srv->ready)) {
+        if (st > 0) {
+            atomic_store(&srv->ready, true);
+            rt_log(srv, "info", "ready", NULL, NULL, NULL, NULL);
+        } else {
+            srv->exit_code = 1;
+            rt_log(srv, "error", "start-up failed: stopping", NULL, NULL, NULL, NULL);
+            begin_drain(srv, 0);
+        }
+    }
+    if (atomic_load(&srv->shutdown_requested) && srv->exit_code == 0)
+        begin_drain(srv, srv->opts.drain_delay_ms);
+    if (atomic_load(&srv->draining) && atomic_load(&srv->idle_threads) == srv->nthreads &&
+        !uv_is_closing((uv_handle_t *)&srv->ctl_wake)) {
+        uv_timer_stop(&srv->grace_timer);
+        for (int i = 0; i < srv->nall; i++)
+            send_cmd(&srv->threads[i], RT_CMD_STOP);
+        close_ctl(srv);
+    }
+}
+
+static void startup_main(void *arg)
+{
+    rdl_server_t *srv = arg;
+    int state = 1;
+    for (int i = 0; i < srv->nstartup; i++) {
+        rt_startup_t *s = &srv->startup[i];
+        if (s->fn(srv, s->arg) != 0) {
+            rt_log(srv, "error", "start-up step failed", "step", s->name, NULL, NULL);
+            state = -1;
+            break;
+        }
+        atomic_store(&s->done, true);
+    }
+    atomic_store(&srv->startup_state, state);
+    uv_async_send(&srv->ctl_wake);
+}
+
+static int open_all(rdl_server_t *srv, int *fds, rdl_error_t *err)
+{
+    int port = 0;
+    for (int i = 0; i < srv->nthreads; i++) {
+        fds[i] = open_listener("server.listen", srv->opts.listen, (int)srv->opts.backlog, &port,
+                               srv->addr, sizeof(srv->addr), err);
+        if (fds[i] < 0)
+            return fds[i];
+    }
+    if (srv->opts.admin_listen[0]) {
+        int aport = 0;
+        fds[srv->nthreads] = open_listener("server.admin_listen", srv->opts.admin_listen,
+                                           (int)srv->opts.backlog, &aport, srv->admin_addr,
+                                           sizeof(srv->admin_addr), err);
+        if (fds[srv->nthreads] < 0)
+            return fds[srv->nthreads];
+    }
+    return 0;
+}
+
+int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
+{
+    signal(SIGPIPE, SIG_IGN);
+    srv->nthreads = (int)srv->opts.threads;
+    srv->nall = srv->nthreads + (srv->opts.admin_listen[0] ? 1 : 0);
+    srv->threads = calloc((size_t)srv->nall, sizeof(rt_thread_t));
+    int *fds = malloc((size_t)srv->nall * sizeof(int));
+    if (!srv->threads || !fds) {
+        free(fds);
+        return RDL_ENOMEM;
+    }
+    for (int i = 0; i < srv->nall; i++)
+        fds[i] = -1;
+    int rc = open_all(srv, fds, err);
+    if (rc < 0) {
+        for (int i = 0; i < srv->nall; i++)
+            if (fds[i] >= 0)
+                close(fds[i]);
+        free(fds);
+        return rc;
+    }
+    rdl_pool_opts_t po = { .threads = (int)srv->opts.pool_threads,
+                           .queue_max = (int)srv->opts.pool_queue, .name = "rdl-pool" };
+    rc = rdl_pool_new(&po, &srv->pool);
+    for (int i = 0; rc == 0 && i < srv->nall; i++)
+        rc = thread_init(srv, &srv->threads[i], i, i >= srv->nthreads, fds[i]);
+    free(fds);
+    if (rc != 0)
+        return rdl_error_set(err, RDL_EIO, 0, 0, "server", "cannot start I/O threads: %s",
+                             uv_strerror(rc));
+
+    uv_loop_init(&srv->ctl);
+    uv_signal_init(&srv->ctl, &srv->sigterm);
+    uv_signal_init(&srv->ctl, &srv->sigint);
+    uv_timer_init(&srv->ctl, &srv->drain_timer);
+    uv_timer_init(&srv->ctl, &srv->grace_timer);
+    uv_async_init(&srv->ctl, &srv->ctl_wake, on_ctl_wake);
+    srv->sigterm.data = srv->sigint.data = srv->ctl_wake.data = srv;
+    srv->drain_timer.data = srv->grace_timer.data = srv;
+    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    atomic_store(&srv->ctl_up, true);
+
+    for (int i = 0; i < srv->nall; i++)
+        uv_thread_create(&srv->threads[i].tid, thread_main, &srv->threads[i]);
+    rt_log(srv, "info", "listening", "addr", srv->addr, "admin_addr", srv->admin_addr);
+    uv_thread_create(&srv->startup_tid, startup_main, srv);
+    srv->startup_started = true;
+
+    uv_run(&srv->ctl, UV_RUN_DEFAULT);
+
+    uv_thread_join(&srv->startup_tid);
+    for (int i = 0; i < srv->nall; i++) {
+        uv_thread_join(&srv->threads[i].tid);
+        uv_loop_close(&srv->threads[i].loop);
+    }
+    uv_loop_close(&srv->ctl);
+    rdl_pool_free(srv->pool);
+    srv->pool = NULL;
+    rt_log(srv, "info", "stopped", NULL, NULL, NULL, NULL);
+    return srv->exit_code;
+}

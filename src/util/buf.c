@@ -1,0 +1,243 @@
+/*
+ * buf.c: the growable byte buffer every writer in redline appends to (metrics
+ * exposition, log lines, JSON replies), and the exact JSON string escaper.
+ * Writers never check each append: a failed allocation sets b->oom, keeps the
+ * bytes already there and turns later appends into no-ops, so the caller
+ * checks once at the end.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "redline/util.h"
+
+/* What data points at before the first allocation, so it is always a C string. */
+static char empty_data[1];
+
+void rdl_buf_init(rdl_buf_t *b)
+{
+    b->data = empty_data;
+    b->len = 0;
+    b->cap = 0;
+    b->oom = false;
+}
+
+void rdl_buf_free(rdl_buf_t *b)
+{
+    if (b == NULL)
+        return;
+    if (b->cap > 0)
+        free(b->data);
+    rdl_buf_init(b);
+}
+
+void rdl_buf_reset(rdl_buf_t *b)
+{
+    b->len = 0;
+    b->oom = false;
+    if (b->cap > 0)
+        b->data[0] = '\0';
+}
+
+/* cap counts the terminating NUL: len + extra + 1 bytes must fit. */
+int rdl_buf_reserve(rdl_buf_t *b, size_t extra)
+{
+    size_t need, cap;
+    char *p;
+
+    if (b->oom)
+        return RDL_ENOMEM;
+    if (extra > SIZE_MAX - b->len - 1)
+        goto fail;
+    need = b->len + extra + 1;
+    if (need <= b->cap)
+        return 0;
+    cap = b->cap < 64 ? 64 : b->cap;
+    while (cap < need)
+        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+    p = realloc(b->cap > 0 ? b->data : NULL, cap);
+    if (p == NULL)
+        goto fail;
+    if (b->cap == 0)
+        p[0] = '\0';
+    b->data = p;
+    b->cap = cap;
+    return 0;
+fail:
+    b->oom = true;
+    return RDL_ENOMEM;
+}
+
+void rdl_buf_put(rdl_buf_t *b, const void *p, size_t n)
+{
+    if (n == 0 || rdl_buf_reserve(b, n) != 0)
+        return;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void rdl_buf_puts(rdl_buf_t *b, const char *s)
+{
+    rdl_buf_put(b, s, strlen(s));
+}
+
+void rdl_buf_putc(rdl_buf_t *b, char c)
+{
+    if (rdl_buf_reserve(b, 1) != 0)
+        return;
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
+}
+
+void rdl_buf_printf(rdl_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (b->oom)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= b->cap - b->len) {
+        /* Did not fit (or nothing allocated yet): grow, then format again. */
+        if (rdl_buf_reserve(b, (size_t)n) != 0) {
+            if (b->cap > 0)
+                b->data[b->len] = '\0';    /* undo the truncated attempt */
+            return;
+        }
+        va_start(ap, fmt);
+        vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+    }
+    b->len += (size_t)n;
+}
+
+void rdl_buf_put_u64(rdl_buf_t *b, uint64_t v)
+{
+    char tmp[20];
+    size_t i = sizeof(tmp);
+
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    rdl_buf_put(b, tmp + i, sizeof(tmp) - i);
+}
+
+void rdl_buf_put_i64(rdl_buf_t *b, int64_t v)
+{
+    if (v < 0) {
+        rdl_buf_putc(b, '-');
+        /* -(INT64_MIN) does not fit in int64_t; negate in unsigned arithmetic. */
+        rdl_buf_put_u64(b, (uint64_t)0 - (uint64_t)v);
+    } else {
+        rdl_buf_put_u64(b, (uint64_t)v);
+    }
+}
+
+/* Bytes that can be copied as they are: printable ASCII except '"' and '\\'. */
+static bool is_plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+static void put_escape(rdl_buf_t *b, unsigned char c)
+{
+    static const char hex[] = "0123456789abcdef";
+    char u[6] = { '\\', 'u', '0', '0', 0, 0 };
+
+    switch (c) {
+    case '"':  rdl_buf_put(b, "\\\"", 2); return;
+    case '\\': rdl_buf_put(b, "\\\\", 2); return;
+    case '\n': rdl_buf_put(b, "\\n", 2); return;
+    case '\r': rdl_buf_put(b, "\\r", 2); return;
+    case '\t': rdl_buf_put(b, "\\t", 2); return;
+    case '\b': rdl_buf_put(b, "\\b", 2); return;
+    case '\f': rdl_buf_put(b, "\\f", 2); return;
+    default:
+        u[4] = hex[c >> 4];
+        u[5] = hex[c & 0xf];
+        rdl_buf_put(b, u, 6);
+    }
+}
+
+/*
+ * Length of the UTF-8 sequence at s (1-4) when it is valid, else 0 with *skip
+ * set to the length of its maximal invalid prefix (Unicode's "maximal subpart"
+ * rule), which becomes one U+FFFD. The ranges for the second byte exclude
+ * overlongs (E0, F0), surrogates (ED) and code points above U+10FFFF (F4).
+ */
+static size_t utf8_seq(const unsigned char *s, size_t n, size_t *skip)
+{
+    unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+    size_t len, i;
+
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4;
+    else {
+        *skip = 1;                  /* stray continuation, C0/C1 or F5..FF */
+        return 0;
+    }
+    if (c == 0xE0)
+        lo = 0xA0;
+    else if (c == 0xED)
+        hi = 0x9F;
+    else if (c == 0xF0)
+        lo = 0x90;
+    else if (c == 0xF4)
+        hi = 0x8F;
+    for (i = 1; i < len; i++) {
+        if (i >= n || s[i] < lo || s[i] > hi) {
+            *skip = i;
+            return 0;
+        }
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    return len;
+}
+
+void rdl_json_str(rdl_buf_t *b, const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t start = b->len, i = 0;
+
+    rdl_buf_putc(b, '"');
+    while (i < n && !b->oom) {
+        size_t run = i, len, skip;
+
+        while (run < n && is_plain(s[run]))
+            run++;
+        if (run > i) {
+            rdl_buf_put(b, s + i, run - i);
+            i = run;
+            continue;
+        }
+        if (s[i] < 0x80) {
+            put_escape(b, s[i]);
+            i++;
+        } else if ((len = utf8_seq(s + i, n - i, &skip)) > 0) {
+            rdl_buf_put(b, s + i, len);
+            i += len;
+        } else {
+            rdl_buf_put(b, "\xEF\xBF\xBD", 3);
+            i += skip;
+        }
+    }
+    rdl_buf_putc(b, '"');
+    if (b->oom && b->cap > 0) {
+        /* Never leave half a string behind: drop the whole attempt. */
+        b->len = start;
+        b->data[start] = '\0';
+    }
+}

@@ -1,0 +1,423 @@
+/*
+ * test_config.c: the config loader's promises: every malformed file is
+ * refused with the exact place (line, column, key) and a message that says
+ * what was expected; valid files, environment variables and flags land in
+ * their destinations with file < env < flag precedence; failed loads change
+ * nothing; owned strings are freed (LSan checks); usage lists every key.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "redline/config.h"
+
+/* The schema every test uses; reset() restores the defaults. */
+static char *listen_addr, *name, *endpoint;
+static int64_t threads, attempts, pool;
+static bool debug;
+static uint64_t timeout_ms, max_body, max_header;
+static double ratio;
+
+static const rdl_cfg_key_t keys[] = {
+    { "server.listen", RDL_CFG_ADDR, &listen_addr, 0, 0, NULL, "app listener" },
+    { "server.threads", RDL_CFG_INT, &threads, 0, 256, NULL, "I/O threads (0 = CPUs)" },
+    { "server.limits.timeout", RDL_CFG_DURATION, &timeout_ms, 1, 300000, NULL, "request timeout" },
+    { "server.limits.max_body", RDL_CFG_SIZE, &max_body, 0, 0, NULL, "largest request body" },
+    { "server.limits.max_header", RDL_CFG_SIZE, &max_header, 1024, 1 << 20, NULL, "largest header" },
+    { "debug", RDL_CFG_BOOL, &debug, 0, 0, NULL, "debug endpoints" },
+    { "name", RDL_CFG_STRING, &name, 0, 0, "APP_NAME", "service name" },
+    { "trace.ratio", RDL_CFG_DOUBLE, &ratio, 0, 1, NULL, "sampling ratio" },
+    { "trace.endpoint", RDL_CFG_STRING, &endpoint, 0, 0, NULL, "OTLP endpoint" },
+    { "retry.attempts", RDL_CFG_INT, &attempts, 0, 0, NULL, "attempts" },
+    { "db.pool", RDL_CFG_INT, &pool, 1, 64, NULL, "connections" },
+};
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static void reset(void)
+{
+    listen_addr = "0.0.0.0:8080";       /* static literals: must never be freed */
+    name = "coursed";
+    endpoint = NULL;
+    threads = 0;
+    attempts = 3;
+    pool = 4;
+    debug = false;
+    timeout_ms = 30000;
+    max_body = 1 << 20;
+    max_header = 8192;
+    ratio = 0.5;
+}
+
+static int setup(void **state)
+{
+    rdl_config_t *cfg;
+
+    reset();
+    if (rdl_config_new(&cfg) != 0 || rdl_config_add(cfg, keys, NKEYS) != 0)
+        return -1;
+    *state = cfg;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    rdl_config_free(*state);
+    return 0;
+}
+
+static int load(rdl_config_t *cfg, const char *yaml, rdl_error_t *err)
+{
+    return rdl_config_load_string(cfg, "test.yaml", yaml, strlen(yaml), err);
+}
+
+struct bad_case {
+    const char *yaml;
+    int line, column;
+    const char *key;
+    const char *msg;            /* a fragment the message must contain */
+};
+
+static const struct bad_case bad_cases[] = {
+    /* unknown keys: a suggestion when one is close, else the valid names */
+    { "server:\n  lisen: x\n", 2, 3, "server.lisen", "unknown key 'server.lisen'; did you mean 'server.listen'?" },
+    { "sever:\n  listen: x\n", 1, 1, "sever", "did you mean 'server'?" },
+    { "server.lisen: x", 1, 1, "server.lisen", "did you mean 'server.listen'?" },
+    { "bogus: 1", 1, 1, "bogus", "valid top-level keys: server, debug, name, trace, retry, db" },
+    { "server:\n  zzzzzz: 1", 2, 3, "server.zzzzzz", "valid keys in 'server': listen, threads, limits" },
+    /* integers */
+    { "server:\n  threads: 300", 2, 12, "server.threads", "expected an integer between 0 and 256, got '300'" },
+    { "server:\n  threads: four", 2, 12, "server.threads", "got 'four'" },
+    { "server:\n  threads: 4.0", 2, 12, "server.threads", "expected an integer between 0 and 256, got '4.0'" },
+    { "server:\n  threads: 0x10", 2, 12, "server.threads", "got '0x10'" },
+    { "retry:\n  attempts: 99999999999999999999", 2, 13, "retry.attempts", "expected an integer, got '99999999999999999999'" },
+    { "db:\n  pool: 0", 2, 9, "db.pool", "expected an integer between 1 and 64, got '0'" },
+    /* duplicates, at any level and in flow style */
+    { "server:\n  threads: 4\n  threads: 5", 3, 3, "server.threads", "duplicate key 'server.threads' (first set at line 2, column 3)" },
+    { "server:\n  listen: ':1'\nserver:\n  threads: 2", 3, 1, "server", "duplicate key 'server' (first set at line 1, column 1)" },
+    { "{name: q, name: r}", 1, 11, "name", "duplicate key 'name' (first set at line 1, column 2)" },
+    { "server:\n  limits: {timeout: 5s, timeout: 6s}", 2, 25, "server.limits.timeout", "first set at line 2, column 12" },
+    /* booleans: YAML 1.2 core only */
+    { "debug: yes", 1, 8, "debug", "expected true or false, got 'yes' (YAML 1.2 reads yes/no/on/off as strings)" },
+    { "debug: on", 1, 8, "debug", "YAML 1.2 reads yes/no/on/off as strings" },
+    { "debug: 1", 1, 8, "debug", "expected true or false, got '1'" },
+    { "debug: tru", 1, 8, "debug", "got 'tru'" },
+    /* durations and sizes */
+    { "server:\n  limits:\n    timeout: fast", 3, 14, "server.limits.timeout", "expected a duration between 1ms and 5m (like 250ms, 30s or 5m), got 'fast'" },
+    { "server:\n  limits:\n    timeout: 10m", 3, 14, "server.limits.timeout", "got '10m'" },
+    { "server:\n  limits:\n    timeout: -1s", 3, 14, "server.limits.timeout", "got '-1s'" },
+    { "server:\n  limits:\n    max_body: 10MB", 3, 15, "server.limits.max_body", "expected a size like 512, 16KiB or 1MiB, got '10MB'" },
+    { "server: {limits: {max_header: 512}}", 1, 31, "server.limits.max_header", "expected a size between 1KiB and 1MiB" },
+    /* addresses */
+    { "server:\n  listen: 8080", 2, 11, "server.listen", "expected an address like host:port, [v6]:port or :port (port 0-65535), got '8080'" },
+    { "server:\n  listen: ':70000'", 2, 11, "server.listen", "got ':70000'" },
+    /* doubles */
+    { "trace:\n  ratio: 2", 2, 10, "trace.ratio", "expected a number between 0 and 1, got '2'" },
+    { "trace:\n  ratio: .nan", 2, 10, "trace.ratio", "got '.nan'" },
+    { "trace: {ratio: ' 0.5'}", 1, 16, "trace.ratio", "got ' 0.5'" },
+    /* shapes: section vs value, sequences, the root */
+    { "server: 5", 1, 9, "server", "'server' is a section: expected a mapping of its keys (listen, threads, limits), got a scalar" },
+    { "server:\n  listen: [a]", 2, 11, "server.listen", "got a sequence" },
+    { "server:\n  listen:\n    host: x", 3, 5, "server.listen", "expected an address like host:port, [v6]:port or :port (port 0-65535), got a mapping" },
+    { "- a\n- b", 1, 1, "", "expected a mapping of configuration keys at the top level, got a sequence" },
+    { "just a string", 1, 1, "", "expected a mapping of configuration keys at the top level, got a scalar" },
+    { "? [a]\n: 1", 1, 3, "", "expected a key name, got a sequence" },
+    /* YAML features that have no place in configuration */
+    { "name: &a x", 1, 7, "name", "anchors and aliases are not supported" },
+    { "name: x\ntrace:\n  endpoint: *a", 3, 13, "trace.endpoint", "anchors and aliases are not supported" },
+    { "name: !!str x", 1, 7, "name", "tags are not supported" },
+    { "server: &s\n  threads: 1", 1, 9, "server", "anchors and aliases are not supported" },
+    { "server: !!map\n  threads: 1", 1, 9, "server", "tags are not supported" },
+    { "&r\nname: x", 1, 1, "", "anchors and aliases are not supported" },
+    { "name: [*a]", 1, 7, "name", "got a sequence" },
+    { "*a : 1", 1, 1, "", "anchors and aliases are not supported" },
+    { "---\ndebug: true\n---\ndebug: false", 3, 1, "", "only one YAML document is allowed" },
+    /* nulls and NULs */
+    { "name:", 1, 1, "name", "expected a string, got no value (null); write '' for an empty string" },
+    { "name: ~", 1, 7, "name", "got no value (null)" },
+    { "server:\n  threads:\n", 2, 3, "server.threads", "expected an integer between 0 and 256, got no value (null)" },
+    { "name: \"a\\0b\"", 1, 7, "name", "NUL byte" },
+    /* syntax errors: the parser's position and message */
+    { "name: \"abc", 1, 8, "", "invalid YAML: double-quoted scalar without closing quote" },
+    { "server:\n\tlisten: ':1'", 2, 1, "", "invalid YAML: tab character may not be used as indentation" },
+    { "server:\n  listen: ':1'\n threads: 2", 3, 2, "", "invalid YAML: invalid indentation in mapping" },
+};
+
+static void test_bad_cases(void **state)
+{
+    rdl_config_t *cfg = *state;
+    size_t i;
+
+    assert_true(sizeof(bad_cases) / sizeof(bad_cases[0]) >= 30);
+    for (i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+        const struct bad_case *c = &bad_cases[i];
+        rdl_error_t err;
+        int rc = load(cfg, c->yaml, &err);
+
+        if (rc != RDL_EINVAL || err.code != RDL_EINVAL || err.line != c->line ||
+            err.column != c->column || strcmp(err.key, c->key) != 0 ||
+            strstr(err.msg, c->msg) == NULL || strcmp(err.file, "test.yaml") != 0)
+            fail_msg("case %zu (%s): rc %d, got %d:%d key '%s' msg '%s'; want %d:%d key '%s' msg '%s'",
+                     i, c->yaml, rc, err.line, err.column, err.key, err.msg, c->line, c->column,
+                     c->key, c->msg);
+    }
+    /* nothing of any failed load was applied */
+    assert_string_equal(name, "coursed");
+    assert_int_equal(threads, 0);
+    assert_false(debug);
+}
+
+static void test_valid_nested(void **state)
+{
+    rdl_config_t *cfg = *state;
+    rdl_error_t err;
+    const char *yaml =
+        "# service configuration\n"
+        "server:\n"
+        "  listen: \"[::1]:9000\"\n"
+        "  threads: 4\n"
+        "  limits:\n"
+        "    timeout: 1m30s\n"
+        "    max_body: 16KiB\n"
+        "    max_header: 1MiB\n"
+        "debug: true\n"
+        "name: 'course service'\n"
+        "trace: {ratio: 0.25, endpoint: \"http://otel:4318\"}\n"
+        "retry:\n"
+        "  attempts: -2\n"
+        "db.pool: 64\n";
+
+    assert_int_equal(load(cfg, yaml, &err), 0);
+    assert_string_equal(listen_addr, "[::1]:9000");
+    assert_int_equal(threads, 4);
+    assert_int_equal(timeout_ms, 90000);
+    assert_int_equal(max_body, 16384);
+    assert_int_equal(max_header, 1 << 20);
+    assert_true(debug);
+    assert_string_equal(name, "course service");
+    assert_true(ratio == 0.25);
+    assert_string_equal(endpoint, "http://otel:4318");
+    assert_int_equal(attempts, -2);
+    assert_int_equal(pool, 64);
+
+    /* a second load replaces strings (the first ones are freed: LSan) */
+    assert_int_equal(load(cfg, "name: second\nserver: {listen: ':1'}", &err), 0);
+    assert_string_equal(name, "second");
+    assert_string_equal(listen_addr, ":1");
+    assert_int_equal(threads, 4);       /* untouched keys keep their values */
+}
+
+static void test_valid_empty(void **state)
+{
+    static const char *const empties[] = {
+        "", "# only a comment\n", "---\n", "~", "---\n...\n", "server:\n", "server:\n  limits:\n",
+        "{}", "server: {}",
+    };
+    rdl_config_t *cfg = *state;
+    rdl_error_t err;
+    size_t i;
+
+    for (i = 0; i < sizeof(empties) / sizeof(empties[0]); i++) {
+        if (load(cfg, empties[i], &err) != 0)
+            fail_msg("'%s': %s", empties[i], err.msg);
+    }
+    assert_string_equal(name, "coursed");
+    assert_int_equal(rdl_config_load_string(cfg, "n", NULL, 0, &err), 0);
+}
+
+static void test_failed_load_changes_nothing(void **state)
+{
+    rdl_config_t *cfg = *state;
+    rdl_error_t err;
+
+    assert_int_equal(load(cfg, "name: changed\nserver:\n  threads: 8\n  listen: nope\n", &err),
+                     RDL_EINVAL);
+    assert_int_equal(err.line, 4);
+    assert_string_equal(name, "coursed");
+    assert_int_equal(threads, 0);
+}
+
+static void test_file(void **state)
+{
+    rdl_config_t *cfg = *state;
+    char path[] = "/tmp/rdl_test_config_XXXXXX";
+    const char *text = "server:\n  threads: 12\n  limits:\n    timeout: soon\n";
+    rdl_error_t err;
+    int fd = mkstemp(path);
+
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    assert_int_equal(rdl_config_load_file(cfg, path, &err), RDL_EINVAL);
+    assert_string_equal(err.file, path);
+    assert_int_equal(err.line, 4);
+    assert_int_equal(err.column, 14);
+    assert_string_equal(err.key, "server.limits.timeout");
+
+    fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, 22), 22);
+    close(fd);
+    assert_int_equal(rdl_config_load_file(cfg, path, &err), 0);
+    assert_int_equal(threads, 12);
+    unlink(path);
+
+    assert_int_equal(rdl_config_load_file(cfg, "/nonexistent/redline.yaml", &err), RDL_ENOENT);
+    assert_string_equal(err.file, "/nonexistent/redline.yaml");
+    assert_non_null(strstr(err.msg, "No such file"));
+    assert_int_equal(rdl_config_load_file(cfg, "/", &err), RDL_EIO);
+    assert_int_equal(rdl_config_load_file(cfg, "/nonexistent", NULL), RDL_ENOENT);
+}
+
+static void test_env_and_precedence(void **state)
+{
+    rdl_config_t *cfg = *state;
+    rdl_error_t err;
+
+    assert_int_equal(load(cfg, "server:\n  threads: 2\n  listen: ':81'\nname: fromfile\n", &err), 0);
+    setenv("REDLINE_SERVER_THREADS", "8", 1);
+    setenv("APP_NAME", "fromenv", 1);               /* the key's own variable */
+    setenv("REDLINE_SERVER_LIMITS_TIMEOUT", "250ms", 1);
+    setenv("REDLINE_NAME", "ignored", 1);           /* name has env APP_NAME instead */
+    assert_int_equal(rdl_config_apply_env(cfg, &err), 0);
+    assert_int_equal(threads, 8);
+    assert_string_equal(name, "fromenv");
+    assert_int_equal(timeout_ms, 250);
+    assert_string_equal(listen_addr, ":81");        /* no variable: the file's value stays */
+
+    assert_int_equal(rdl_config_set(cfg, "server.threads", "16", &err), 0);
+    assert_int_equal(threads, 16);
+    assert_int_equal(rdl_config_set(cfg, "name", "fromflag", &err), 0);
+    assert_string_equal(name, "fromflag");
+
+    /* a bad variable names itself and changes nothing */
+    setenv("REDLINE_DEBUG", "yes", 1);
+    setenv("REDLINE_SERVER_THREADS", "9", 1);
+    assert_int_equal(rdl_config_apply_env(cfg, &err), RDL_EINVAL);
+    assert_string_equal(err.key, "REDLINE_DEBUG");
+    assert_int_equal(err.line, 0);
+    assert_non_null(strstr(err.msg, "environment variable REDLINE_DEBUG: expected true or false, got 'yes'"));
+    assert_int_equal(threads, 16);
+    assert_string_equal(name, "fromflag");
+    unsetenv("REDLINE_DEBUG");
+    setenv("REDLINE_SERVER_LISTEN", "nohost", 1);
+    assert_int_equal(rdl_config_apply_env(cfg, &err), RDL_EINVAL);
+    assert_string_equal(err.key, "REDLINE_SERVER_LISTEN");
+    assert_non_null(strstr(err.msg, "environment variable REDLINE_SERVER_LISTEN: expected an address"));
+
+    unsetenv("REDLINE_SERVER_THREADS");
+    unsetenv("APP_NAME");
+    unsetenv("REDLINE_SERVER_LIMITS_TIMEOUT");
+    unsetenv("REDLINE_NAME");
+    unsetenv("REDLINE_SERVER_LISTEN");
+}
+
+static void test_set(void **state)
+{
+    rdl_config_t *cfg = *state;
+    rdl_error_t err;
+
+    assert_int_equal(rdl_config_set(cfg, "server.limits.max_body", "2MiB", &err), 0);
+    assert_int_equal(max_body, 2 << 20);
+    assert_int_equal(rdl_config_set(cfg, "debug", "TRUE", &err), 0);
+    assert_true(debug);
+    assert_int_equal(rdl_config_set(cfg, "trace.ratio", "1e-1", &err), 0);
+    assert_true(ratio > 0.09 && ratio < 0.11);
+    assert_int_equal(rdl_config_set(cfg, "trace.endpoint", "", &err), 0);
+    assert_string_equal(endpoint, "");
+
+    assert_int_equal(rdl_config_set(cfg, "server.threds", "2", &err), RDL_EINVAL);
+    assert_string_equal(err.key, "server.threds");
+    assert_non_null(strstr(err.msg, "did you mean 'server.threads'?"));
+    assert_int_equal(rdl_config_set(cfg, "server", "2", &err), RDL_EINVAL);
+    assert_int_equal(rdl_config_set(cfg, "db.pool", "65", &err), RDL_EINVAL);
+    assert_string_equal(err.key, "db.pool");
+    assert_string_equal(err.msg, "expected an integer between 1 and 64, got '65'");
+    assert_int_equal(pool, 4);
+    assert_int_equal(rdl_config_set(cfg, "trace.ratio", "inf", &err), RDL_EINVAL);
+    assert_int_equal(rdl_config_set(cfg, "trace.ratio", "0.5x", &err), RDL_EINVAL);
+    assert_int_equal(rdl_config_set(cfg, "retry.attempts", "-9223372036854775808", &err), 0);
+    assert_int_equal(attempts, INT64_MIN);
+    assert_int_equal(rdl_config_set(cfg, "retry.attempts", "9223372036854775808", &err), RDL_EINVAL);
+    assert_int_equal(rdl_config_set(cfg, "retry.attempts", "+7", &err), 0);
+    assert_int_equal(attempts, 7);
+    assert_int_equal(rdl_config_set(cfg, "retry.attempts", "", &err), RDL_EINVAL);
+    assert_int_equal(rdl_config_set(cfg, "name", NULL, &err), RDL_EINVAL);
+}
+
+static void test_usage(void **state)
+{
+    rdl_config_t *cfg = *state;
+    char *text = NULL;
+    size_t len = 0, i;
+    FILE *out = open_memstream(&text, &len);
+
+    assert_non_null(out);
+    assert_int_equal(rdl_config_set(cfg, "server.limits.timeout", "5m", NULL), 0);
+    rdl_config_usage(cfg, out);
+    fclose(out);
+    for (i = 0; i < NKEYS; i++) {
+        assert_non_null(strstr(text, keys[i].path));
+        assert_non_null(strstr(text, keys[i].help));
+    }
+    assert_non_null(strstr(text, "REDLINE_SERVER_LIMITS_MAX_HEADER"));
+    assert_non_null(strstr(text, "APP_NAME"));
+    assert_non_null(strstr(text, "duration  5m"));
+    assert_non_null(strstr(text, "\"coursed\""));
+    assert_non_null(strstr(text, "(unset)"));
+    free(text);
+}
+
+static void test_add(void **state)
+{
+    static int64_t a, b;
+    static const rdl_cfg_key_t dup[] = { { "server.threads", RDL_CFG_INT, &a, 0, 0, NULL, "" } };
+    static const rdl_cfg_key_t leaf_over_section[] = { { "server", RDL_CFG_INT, &a, 0, 0, NULL, "" } };
+    static const rdl_cfg_key_t section_over_leaf[] = { { "debug.level", RDL_CFG_INT, &a, 0, 0, NULL, "" } };
+    static const rdl_cfg_key_t bad_path[] = { { "a..b", RDL_CFG_INT, &a, 0, 0, NULL, "" } };
+    static const rdl_cfg_key_t bad_bounds[] = { { "x", RDL_CFG_INT, &a, 5, 1, NULL, "" } };
+    static const rdl_cfg_key_t no_dst[] = { { "x", RDL_CFG_INT, NULL, 0, 0, NULL, "" } };
+    static const rdl_cfg_key_t half_bad[] = {
+        { "extra.one", RDL_CFG_INT, &a, 0, 0, NULL, "" },
+        { "extra.one", RDL_CFG_INT, &b, 0, 0, NULL, "" },
+    };
+    rdl_config_t *cfg = *state;
+    rdl_error_t err;
+
+    assert_int_equal(rdl_config_add(cfg, dup, 1), RDL_EEXIST);
+    assert_int_equal(rdl_config_add(cfg, leaf_over_section, 1), RDL_EINVAL);
+    assert_int_equal(rdl_config_add(cfg, section_over_leaf, 1), RDL_EINVAL);
+    assert_int_equal(rdl_config_add(cfg, bad_path, 1), RDL_EINVAL);
+    assert_int_equal(rdl_config_add(cfg, bad_bounds, 1), RDL_EINVAL);
+    assert_int_equal(rdl_config_add(cfg, no_dst, 1), RDL_EINVAL);
+    assert_int_equal(rdl_config_add(cfg, half_bad, 2), RDL_EEXIST);
+    /* the failed batch added nothing */
+    assert_int_equal(rdl_config_set(cfg, "extra.one", "1", &err), RDL_EINVAL);
+    assert_int_equal(rdl_config_add(cfg, half_bad, 1), 0);
+    assert_int_equal(rdl_config_set(cfg, "extra.one", "1", &err), 0);
+    assert_int_equal(a, 1);
+    assert_int_equal(rdl_config_add(cfg, NULL, 0), 0);
+    rdl_config_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_bad_cases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_valid_nested, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_valid_empty, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_load_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_env_and_precedence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_add, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

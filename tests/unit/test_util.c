@@ -1,0 +1,509 @@
+/*
+ * test_util.c: the util module's contracts: exact JSON string escaping (checked
+ * byte for byte and against jansson on random input), the strict duration,
+ * size and address parsers, buffer growth and out-of-memory behaviour, arena
+ * alignment and reuse, error formatting.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "redline/util.h"
+
+/* Huge-allocation tests need malloc to return NULL under ASan rather than abort. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
+
+/* ---- JSON strings -------------------------------------------------------- */
+
+static void json_of(rdl_buf_t *b, const char *s, size_t n)
+{
+    rdl_buf_reset(b);
+    rdl_json_str(b, s, n);
+    assert_false(b->oom);
+    assert_int_equal(strlen(b->data), b->len);
+}
+
+static void test_json_control_bytes(void **state)
+{
+    static const char *const expect[32] = {
+        "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007",
+        "\\b",     "\\t",     "\\n",     "\\u000b", "\\f",     "\\r",     "\\u000e", "\\u000f",
+        "\\u0010", "\\u0011", "\\u0012", "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017",
+        "\\u0018", "\\u0019", "\\u001a", "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f",
+    };
+    rdl_buf_t b;
+    char want[16];
+    int c;
+
+    rdl_buf_init(&b);
+    for (c = 0; c < 32; c++) {
+        char in = (char)c;
+        json_of(&b, &in, 1);
+        snprintf(want, sizeof(want), "\"%s\"", expect[c]);
+        assert_string_equal(b.data, want);
+    }
+    rdl_buf_free(&b);
+}
+
+struct json_case {
+    const char *in;
+    size_t n;                   /* 0: strlen(in) */
+    const char *out;            /* without the surrounding quotes */
+};
+
+#define FFFD "\xEF\xBF\xBD"
+
+static const struct json_case json_cases[] = {
+    { "", 0, "" },
+    { "plain ascii 123", 0, "plain ascii 123" },
+    { "say \"hi\"", 0, "say \\\"hi\\\"" },
+    { "back\\slash", 0, "back\\\\slash" },
+    { "/", 0, "/" },
+    { "del\x7f", 0, "del\x7f" },
+    { "a\0b", 3, "a\\u0000b" },
+    /* valid 2, 3 and 4 byte sequences, at the edges of their ranges */
+    { "\xC2\x80", 0, "\xC2\x80" },
+    { "\xC3\xA9t\xC3\xA9", 0, "\xC3\xA9t\xC3\xA9" },
+    { "\xDF\xBF", 0, "\xDF\xBF" },
+    { "\xE0\xA0\x80", 0, "\xE0\xA0\x80" },
+    { "\xE2\x82\xAC", 0, "\xE2\x82\xAC" },
+    { "\xED\x9F\xBF", 0, "\xED\x9F\xBF" },
+    { "\xEE\x80\x80", 0, "\xEE\x80\x80" },
+    { "\xEF\xBF\xBF", 0, "\xEF\xBF\xBF" },
+    { "\xE2\x80\xA8", 0, "\xE2\x80\xA8" },
+    { "\xF0\x90\x80\x80", 0, "\xF0\x90\x80\x80" },
+    { "\xF0\x9F\x98\x80", 0, "\xF0\x9F\x98\x80" },
+    { "\xF4\x8F\xBF\xBF", 0, "\xF4\x8F\xBF\xBF" },
+    /* stray continuation bytes */
+    { "\x80", 0, FFFD },
+    { "a\xBFz", 0, "a" FFFD "z" },
+    { "\x80\x80", 0, FFFD FFFD },
+    /* overlongs: C0/C1 are never valid; E0 and F0 need a higher second byte */
+    { "\xC0\x80", 0, FFFD FFFD },
+    { "\xC1\xBF", 0, FFFD FFFD },
+    { "\xE0\x80\x80", 0, FFFD FFFD FFFD },
+    { "\xE0\x9F\xBF", 0, FFFD FFFD FFFD },
+    { "\xF0\x80\x80\x80", 0, FFFD FFFD FFFD FFFD },
+    { "\xF0\x8F\xBF\xBF", 0, FFFD FFFD FFFD FFFD },
+    /* surrogates U+D800..U+DFFF */
+    { "\xED\xA0\x80", 0, FFFD FFFD FFFD },
+    { "\xED\xBF\xBF", 0, FFFD FFFD FFFD },
+    /* above U+10FFFF, and bytes that never start a sequence */
+    { "\xF4\x90\x80\x80", 0, FFFD FFFD FFFD FFFD },
+    { "\xF5\x80\x80\x80", 0, FFFD FFFD FFFD FFFD },
+    { "\xF8\x88\x80\x80\x80", 0, FFFD FFFD FFFD FFFD FFFD },
+    { "\xFE\xFF", 0, FFFD FFFD },
+    /* truncated sequences: the valid prefix is one invalid sequence */
+    { "\xC3", 0, FFFD },
+    { "\xC3z", 0, FFFD "z" },
+    { "\xE2\x82", 0, FFFD },
+    { "\xE2\x82z", 0, FFFD "z" },
+    { "\xF0\x9F\x98", 0, FFFD },
+    { "\xF0\x9F\x98z", 0, FFFD "z" },
+    { "\xF0\x9F\x98\xC3\xA9", 0, FFFD "\xC3\xA9" },
+    { "\xE2\x82\"", 0, FFFD "\\\"" },
+    { "ok\xE2\x82\xAC\xE2\x82", 0, "ok\xE2\x82\xAC" FFFD },
+};
+
+static void test_json_table(void **state)
+{
+    rdl_buf_t b;
+    char want[128];
+    size_t i;
+
+    rdl_buf_init(&b);
+    for (i = 0; i < sizeof(json_cases) / sizeof(json_cases[0]); i++) {
+        const struct json_case *c = &json_cases[i];
+        size_t n = c->n ? c->n : strlen(c->in);
+        snprintf(want, sizeof(want), "\"%s\"", c->out);
+        json_of(&b, c->in, n);
+        if (strcmp(b.data, want) != 0)
+            fail_msg("case %zu: got %s want %s", i, b.data, want);
+    }
+    rdl_buf_free(&b);
+}
+
+static void test_json_appends(void **state)
+{
+    rdl_buf_t b;
+
+    rdl_buf_init(&b);
+    rdl_buf_puts(&b, "{\"k\":");
+    rdl_json_str(&b, "v\n", 2);
+    rdl_buf_putc(&b, '}');
+    assert_string_equal(b.data, "{\"k\":\"v\\n\"}");
+    rdl_buf_free(&b);
+}
+
+static uint64_t rng_state;
+
+static uint64_t rng(void)
+{
+    /* xorshift64*: deterministic per seed, so a failure can be replayed */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 2685821657736338717ull;
+}
+
+/* Random bytes, often valid UTF-8 pieces so both paths are exercised. */
+static size_t random_input(unsigned char *s, size_t cap)
+{
+    static const char *const pieces[] = {
+        "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80", "\"", "\\", "\n", "a", "\x7f",
+        "\xED\x9F\xBF", "\xF4\x8F\xBF\xBF", "\xE0\xA0\x80",
+    };
+    size_t n = 0, len = (size_t)(rng() % (cap / 4));
+    int mode = (int)(rng() % 3);
+
+    while (n < len) {
+        uint64_t r = rng();
+        if (mode == 0 || r % 4 == 0) {
+            s[n++] = (unsigned char)(r >> 8);
+        } else {
+            const char *p = pieces[(r >> 8) % (sizeof(pieces) / sizeof(pieces[0]))];
+            size_t pl = strlen(p);
+            memcpy(s + n, p, pl);
+            n += pl;
+        }
+    }
+    return n;
+}
+
+static bool contains(const char *hay, size_t hn, const char *needle, size_t nn)
+{
+    size_t i;
+
+    for (i = 0; i + nn <= hn; i++)
+        if (memcmp(hay + i, needle, nn) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * Whatever the bytes, the output parses; valid UTF-8 (jansson's json_stringn
+ * is the independent judge) comes back exactly, invalid input decodes to valid
+ * text that holds at least one U+FFFD.
+ */
+static void test_json_property(void **state)
+{
+    unsigned char in[256];
+    char wrapped[2048];
+    rdl_buf_t b;
+    int i, valid = 0, invalid = 0;
+    const char *seed_env = getenv("RDL_TEST_SEED");
+    uint64_t seed = seed_env != NULL ? strtoull(seed_env, NULL, 10) : 0x5eed1234abcdull;
+
+    rng_state = seed | 1;
+    rdl_buf_init(&b);
+    for (i = 0; i < 100000; i++) {
+        size_t n = random_input(in, sizeof(in));
+        json_error_t jerr;
+        json_t *doc, *parsed_str, *direct;
+
+        rdl_buf_reset(&b);
+        rdl_json_str(&b, (const char *)in, n);
+        assert_false(b.oom);
+        assert_true(b.len + 3 <= sizeof(wrapped));
+        wrapped[0] = '[';
+        memcpy(wrapped + 1, b.data, b.len);
+        wrapped[b.len + 1] = ']';
+        doc = json_loadb(wrapped, b.len + 2, JSON_ALLOW_NUL, &jerr);
+        if (doc == NULL)
+            fail_msg("seed %llu iteration %d: jansson rejected %s: %s",
+                     (unsigned long long)seed, i, b.data, jerr.text);
+        parsed_str = json_array_get(doc, 0);
+        assert_true(json_is_string(parsed_str));
+        direct = json_stringn((const char *)in, n);
+        if (direct != NULL) {
+            valid++;
+            assert_int_equal(json_string_length(parsed_str), n);
+            assert_memory_equal(json_string_value(parsed_str), in, n);
+            json_decref(direct);
+        } else {
+            invalid++;
+            assert_true(contains(json_string_value(parsed_str), json_string_length(parsed_str),
+                                 FFFD, 3));
+        }
+        json_decref(doc);
+    }
+    /* Both branches must really have run for the test to mean anything. */
+    assert_true(valid > 10000);
+    assert_true(invalid > 10000);
+    rdl_buf_free(&b);
+}
+
+/* ---- parsers ------------------------------------------------------------- */
+
+static void test_duration(void **state)
+{
+    static const struct { const char *s; uint64_t ms; } ok[] = {
+        { "0", 0 }, { "250", 250 }, { "250ms", 250 }, { "30s", 30000 }, { "5m", 300000 },
+        { "1h", 3600000 }, { "1m30s", 90000 }, { "1h2m3s4ms", 3723004 }, { "0s", 0 },
+        { "1s500ms", 1500 }, { "007s", 7000 },
+        { "18446744073709551615", UINT64_MAX }, { "18446744073709551ms", 18446744073709551ull },
+    };
+    static const char *const bad[] = {
+        "", " 5s", "5s ", "5x", "-1s", "+1s", "1.5s", "s", "ms", "5 s", "5S", "5sec",
+        "30s1m", "1s1s", "1m30", "99999999999999999999", "18446744073709552s",
+        "5124095576030432h", "1h-1m", "0x10", "5\n", "1d",
+    };
+    uint64_t v;
+    size_t i;
+
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        v = 12345;
+        if (rdl_parse_duration_ms(ok[i].s, &v) != 0 || v != ok[i].ms)
+            fail_msg("'%s' -> %llu", ok[i].s, (unsigned long long)v);
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 12345;
+        if (rdl_parse_duration_ms(bad[i], &v) != RDL_EINVAL || v != 12345)
+            fail_msg("'%s' should be rejected", bad[i]);
+    }
+    assert_int_equal(rdl_parse_duration_ms(NULL, &v), RDL_EINVAL);
+}
+
+static void test_size(void **state)
+{
+    static const struct { const char *s; uint64_t b; } ok[] = {
+        { "0", 0 }, { "512", 512 }, { "512B", 512 }, { "16k", 16384 }, { "16K", 16384 },
+        { "16KiB", 16384 }, { "16Ki", 16384 }, { "1M", 1 << 20 }, { "1MiB", 1 << 20 },
+        { "1G", 1ull << 30 }, { "2GiB", 2ull << 30 }, { "1TiB", 1ull << 40 },
+        { "16777215TiB", 16777215ull << 40 },
+    };
+    static const char *const bad[] = {
+        "", " 1k", "1k ", "1 k", "-1", "+1", "1.5M", "k", "1kb", "1KB", "1MB", "1x", "1mib",
+        "16777216TiB", "99999999999999999999", "18446744073709551616", "0x10",
+    };
+    uint64_t v;
+    size_t i;
+
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        v = 7;
+        if (rdl_parse_size(ok[i].s, &v) != 0 || v != ok[i].b)
+            fail_msg("'%s' -> %llu", ok[i].s, (unsigned long long)v);
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        v = 7;
+        if (rdl_parse_size(bad[i], &v) != RDL_EINVAL || v != 7)
+            fail_msg("'%s' should be rejected", bad[i]);
+    }
+}
+
+static void test_hostport(void **state)
+{
+    static const struct { const char *s, *host; int port; } ok[] = {
+        { ":8080", "0.0.0.0", 8080 }, { "127.0.0.1:80", "127.0.0.1", 80 },
+        { "localhost:0", "localhost", 0 }, { "[::1]:443", "::1", 443 },
+        { "[fe80::1%eth0]:9090", "fe80::1%eth0", 9090 }, { "my-svc.ns_1.local:65535", "my-svc.ns_1.local", 65535 },
+        { "h:00080", "h", 80 },
+    };
+    static const char *const bad[] = {
+        "", ":", "8080", "host", "host:", ":65536", ":-1", ":+80", ": 80", ":80 ", " h:80",
+        "::1:80", "[::1]", "[::1]80", "[]:80", "[1.2.3.4]:80", "[::1:80", "h:8o", ":999999",
+        "bad host:80", "h:80:81", "[::g]:80", "[::1%]:80", "[::1%a b]:80",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1", /* 64-byte host */
+    };
+    char host[64];
+    int port;
+    size_t i;
+
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        port = -5;
+        if (rdl_parse_hostport(ok[i].s, host, &port) != 0 || strcmp(host, ok[i].host) != 0 ||
+            port != ok[i].port)
+            fail_msg("'%s' -> '%s' %d", ok[i].s, host, port);
+    }
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        port = -5;
+        if (rdl_parse_hostport(bad[i], host, &port) != RDL_EINVAL || port != -5)
+            fail_msg("'%s' should be rejected", bad[i]);
+    }
+    /* the longest host that fits: 63 bytes */
+    assert_int_equal(rdl_parse_hostport("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1",
+                                        host, &port), 0);
+    assert_int_equal(strlen(host), 63);
+}
+
+/* ---- buffer -------------------------------------------------------------- */
+
+static void test_buf_growth(void **state)
+{
+    rdl_buf_t b;
+    char big[5000];
+    size_t i, cap;
+
+    rdl_buf_init(&b);
+    assert_non_null(b.data);
+    assert_string_equal(b.data, "");
+    for (i = 0; i < 100000; i++)
+        rdl_buf_putc(&b, (char)('a' + i % 26));
+    assert_int_equal(b.len, 100000);
+    assert_true(b.cap > b.len);
+    for (i = 0; i < 100000; i++)
+        assert_int_equal(b.data[i], 'a' + i % 26);
+    assert_int_equal(b.data[b.len], '\0');
+
+    cap = b.cap;
+    rdl_buf_reset(&b);
+    assert_int_equal(b.len, 0);
+    assert_int_equal(b.cap, cap);
+    assert_string_equal(b.data, "");
+
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    rdl_buf_free(&b);
+    rdl_buf_printf(&b, "%d-%s-%s", 42, "mid", big);     /* first allocation by printf */
+    assert_int_equal(b.len, strlen("42-mid-") + sizeof(big) - 1);
+    assert_memory_equal(b.data, "42-mid-xxx", 10);
+    rdl_buf_printf(&b, "|%05u", 7u);
+    assert_string_equal(b.data + b.len - 6, "|00007");
+
+    rdl_buf_reset(&b);
+    rdl_buf_put_u64(&b, 0);
+    rdl_buf_putc(&b, ' ');
+    rdl_buf_put_u64(&b, UINT64_MAX);
+    rdl_buf_putc(&b, ' ');
+    rdl_buf_put_i64(&b, INT64_MIN);
+    rdl_buf_putc(&b, ' ');
+    rdl_buf_put_i64(&b, -1);
+    rdl_buf_putc(&b, ' ');
+    rdl_buf_put_i64(&b, INT64_MAX);
+    assert_string_equal(b.data, "0 18446744073709551615 -9223372036854775808 -1 9223372036854775807");
+    rdl_buf_free(&b);
+    rdl_buf_free(NULL);
+}
+
+static void test_buf_oom(void **state)
+{
+    rdl_buf_t b;
+
+    rdl_buf_init(&b);
+    rdl_buf_puts(&b, "kept");
+    /* size overflow, then an allocation the system must refuse */
+    assert_int_equal(rdl_buf_reserve(&b, SIZE_MAX), RDL_ENOMEM);
+    assert_true(b.oom);
+    assert_string_equal(b.data, "kept");
+    rdl_buf_puts(&b, "more");
+    rdl_json_str(&b, "x", 1);
+    rdl_buf_printf(&b, "%d", 5);
+    assert_int_equal(b.len, 4);
+    assert_string_equal(b.data, "kept");
+
+    rdl_buf_reset(&b);
+    assert_false(b.oom);
+    rdl_buf_puts(&b, "again");
+    assert_int_equal(rdl_buf_reserve(&b, (size_t)1 << 62), RDL_ENOMEM);
+    assert_true(b.oom);
+    assert_string_equal(b.data, "again");
+    rdl_buf_free(&b);
+}
+
+/* ---- arena --------------------------------------------------------------- */
+
+static void test_arena(void **state)
+{
+    static const size_t sizes[] = { 1, 3, 16, 17, 100, 0, 7, 500, 5000, 33, 1 };
+    rdl_arena_t a;
+    void *first, *p;
+    char *s;
+    size_t i, round;
+
+    rdl_arena_init(&a, 1024);
+    assert_null(a.head);            /* no memory until the first allocation */
+    for (round = 0; round < 50; round++) {
+        for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+            p = rdl_arena_alloc(&a, sizes[i]);
+            assert_non_null(p);
+            assert_int_equal((uintptr_t)p % 16, 0);
+            memset(p, 0xAB, sizes[i]);      /* ASan catches overlap or overflow */
+        }
+    }
+    s = rdl_arena_strndup(&a, "hello world", 5);
+    assert_string_equal(s, "hello");
+    s = rdl_arena_strndup(&a, "ab\0cd", 5);
+    assert_string_equal(s, "ab");
+    assert_null(rdl_arena_strndup(&a, NULL, 3));
+
+    rdl_arena_reset(&a);
+    assert_non_null(a.head);        /* one chunk kept for reuse */
+    first = rdl_arena_alloc(&a, 8);
+    rdl_arena_reset(&a);
+    p = rdl_arena_alloc(&a, 8);
+    assert_ptr_equal(p, first);     /* reuse: same chunk, same spot */
+    rdl_arena_close(&a);
+    assert_null(a.head);
+
+    /* an arena whose first allocation is large still works and resets cleanly */
+    rdl_arena_init(&a, 0);
+    p = rdl_arena_alloc(&a, 100000);
+    assert_non_null(p);
+    memset(p, 1, 100000);
+    rdl_arena_reset(&a);
+    assert_null(a.head);
+    assert_null(rdl_arena_alloc(&a, SIZE_MAX));
+    rdl_arena_close(&a);
+    rdl_arena_close(NULL);
+}
+
+/* ---- errors -------------------------------------------------------------- */
+
+static void test_error_format(void **state)
+{
+    rdl_error_t err;
+    char out[1024];
+
+    rdl_error_clear(&err);
+    snprintf(err.file, sizeof(err.file), "redline.yaml");
+    assert_int_equal(rdl_error_set(&err, RDL_EINVAL, 3, 7, "server.listen", "expected %s", "an address"),
+                     RDL_EINVAL);
+    assert_string_equal(rdl_error_format(&err, out, sizeof(out)),
+                        "redline.yaml:3:7: server.listen: expected an address");
+    rdl_error_clear(&err);
+    rdl_error_set(&err, RDL_ENOENT, 0, 0, NULL, "no such thing");
+    assert_string_equal(rdl_error_format(&err, out, sizeof(out)), "no such thing");
+    rdl_error_format(&err, out, 4);
+    assert_string_equal(out, "no ");
+    assert_int_equal(rdl_error_set(NULL, RDL_EIO, 1, 1, "k", "x"), RDL_EIO);
+    assert_string_equal(rdl_strerror(RDL_ETIMEDOUT), "timed out");
+    assert_string_equal(rdl_strerror(12345), "unknown error");
+}
+
+static void test_clocks(void **state)
+{
+    uint64_t a = rdl_now_ns(), b = rdl_now_ns();
+
+    assert_true(b >= a);
+    /* wall clock is after 2020-01-01 */
+    assert_true(rdl_wall_ns() > 1577836800ull * 1000000000ull);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_json_control_bytes),
+        cmocka_unit_test(test_json_table),
+        cmocka_unit_test(test_json_appends),
+        cmocka_unit_test(test_json_property),
+        cmocka_unit_test(test_duration),
+        cmocka_unit_test(test_size),
+        cmocka_unit_test(test_hostport),
+        cmocka_unit_test(test_buf_growth),
+        cmocka_unit_test(test_buf_oom),
+        cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_error_format),
+        cmocka_unit_test(test_clocks),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
