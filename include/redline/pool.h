@@ -72,8 +72,11 @@ typedef struct rdl_pool_stats {
     int queue_max;
 } rdl_pool_stats_t;
 
-/* opts may be NULL (defaults). 0, RDL_EINVAL (negative or > 1024 threads,
- * negative queue_max) or RDL_ENOMEM (memory or threads unavailable). */
+/*
+ * Starts the workers. opts may be NULL (defaults). 0, RDL_EINVAL (threads
+ * negative or above 1024, queue_max negative) or RDL_ENOMEM (no memory or no
+ * threads to be had).
+ */
 int rdl_pool_new(const rdl_pool_opts_t *opts, rdl_pool_t **out);
 /*
  * Shuts the pool down. From then on submits fail with RDL_ESTATE; the workers

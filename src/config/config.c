@@ -657,6 +657,8 @@ typedef struct load {
     struct fy_parser *fyp;
     struct fy_diag *diag;
     rdl_error_t *err;
+    const char *input;          /* the YAML text, for decoding single-quoted scalars */
+    size_t input_len;
     stage_t stage;
     seen_t *seen;
     size_t nseen, capseen;
@@ -774,16 +776,6 @@ static int check_props(load_t *ld, struct fy_event *ev, const char *key)
                          "tags are not supported in configuration; write the plain value");
 }
 
-/* Plain empty, "~" or "null": YAML's null, which fits no key. */
-static bool is_null_scalar(struct fy_event *ev, const char *text, size_t len)
-{
-    if (fy_token_scalar_style(ev->scalar.value) != FYSS_PLAIN)
-        return false;
-    return len == 0 || (len == 1 && text[0] == '~') ||
-           (len == 4 && (!memcmp(text, "null", 4) || !memcmp(text, "Null", 4) ||
-                         !memcmp(text, "NULL", 4)));
-}
-
 static int remember(load_t *ld, const char *path, int line, int column)
 {
     char *copy;
@@ -816,15 +808,110 @@ static const seen_t *find_seen(const load_t *ld, const char *path)
     return NULL;
 }
 
+/*
+ * Decodes the body of a single-quoted scalar (YAML 1.2 section 7.3.2): '' is
+ * one quote; a line break with the white space around it folds to a space,
+ * and n breaks in a row to n-1 newlines. Output is never longer than raw.
+ */
+static char *single_quoted(const char *raw, size_t n, size_t *outlen)
+{
+    char *out = malloc(n + 1);
+    size_t i = 0, o = 0, j, breaks;
+
+    if (out == NULL)
+        return NULL;
+    while (i < n) {
+        if (raw[i] == '\'') {
+            out[o++] = '\'';
+            i += i + 1 < n && raw[i + 1] == '\'' ? 2 : 1;
+        } else if (raw[i] == ' ' || raw[i] == '\t') {
+            for (j = i; j < n && (raw[j] == ' ' || raw[j] == '\t'); j++)
+                ;
+            if (j == n || (raw[j] != '\n' && raw[j] != '\r')) {
+                memcpy(out + o, raw + i, j - i);    /* white space inside a line stays */
+                o += j - i;
+            }
+            i = j;
+        } else if (raw[i] == '\n' || raw[i] == '\r') {
+            for (breaks = 0; i < n && strchr(" \t\r\n", raw[i]) != NULL; i++) {
+                if (raw[i] == '\n' || (raw[i] == '\r' && (i + 1 == n || raw[i + 1] != '\n')))
+                    breaks++;
+            }
+            if (breaks == 1)
+                out[o++] = ' ';
+            for (; breaks > 1; breaks--)
+                out[o++] = '\n';
+        } else {
+            out[o++] = raw[i++];
+        }
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return out;
+}
+
+/*
+ * A heap copy of a scalar's value, or NULL with err filled. libfyaml 0.7.12
+ * mis-iterates single-quoted scalars with runs of '' escapes (wrong text and a
+ * leak in fy_token_get_text), so those are decoded from the input directly.
+ */
+static char *scalar_text(load_t *ld, struct fy_event *ev, const char *key, size_t *len)
+{
+    struct fy_token *t = ev->scalar.value;
+    const struct fy_mark *start = fy_token_start_mark(t), *end = fy_token_end_mark(t);
+    const char *text;
+    char *copy;
+    int line, column;
+
+    if (fy_token_scalar_style(t) == FYSS_SINGLE_QUOTED && start != NULL && end != NULL &&
+        start->input_pos <= end->input_pos && end->input_pos <= ld->input_len) {
+        copy = single_quoted(ld->input + start->input_pos, end->input_pos - start->input_pos, len);
+    } else {
+        text = fy_token_get_text(t, len);
+        if (text == NULL) {
+            mark_of(ev, &line, &column);
+            rdl_error_set(ld->err, RDL_EINVAL, line, column, key, "cannot read this value");
+            return NULL;
+        }
+        copy = malloc(*len + 1);
+        if (copy != NULL) {
+            memcpy(copy, text, *len);
+            copy[*len] = '\0';
+        }
+    }
+    if (copy == NULL) {
+        mark_of(ev, &line, &column);
+        rdl_error_set(ld->err, RDL_ENOMEM, line, column, key, "out of memory");
+    }
+    return copy;
+}
+
+/* YAML's null: a plain empty value, "~" or "null". */
+static bool is_null_scalar(struct fy_event *ev)
+{
+    const char *text;
+    size_t len = 0;
+
+    if (ev->type != FYET_SCALAR || fy_token_scalar_style(ev->scalar.value) != FYSS_PLAIN)
+        return false;
+    text = fy_token_get_text(ev->scalar.value, &len);
+    if (text == NULL)
+        return false;
+    return len == 0 || (len == 1 && text[0] == '~') ||
+           (len == 4 && (!memcmp(text, "null", 4) || !memcmp(text, "Null", 4) ||
+                         !memcmp(text, "NULL", 4)));
+}
+
 /* ev is the value event for leaf key idx (at key_line/key_col); always consumed. */
 static int take_value(load_t *ld, size_t idx, struct fy_event *ev, int key_line, int key_col)
 {
     const rdl_cfg_key_t *k = ld->cfg->entries[idx].key;
     char exp[160], why[sizeof(ld->err->msg)];
-    const char *text;
+    char *text;
     size_t len = 0;
     cfg_val_t v;
     int rc, line, column;
+    bool is_null;
 
     if ((rc = check_props(ld, ev, k->path)) != 0)
         return rc;
@@ -832,16 +919,18 @@ static int take_value(load_t *ld, size_t idx, struct fy_event *ev, int key_line,
         expected(k, exp, sizeof(exp));
         return fail_at(ld, ev, k->path, "expected %s, got %s", exp, event_kind(ev));
     }
-    text = fy_token_get_text(ev->scalar.value, &len);
-    if (text == NULL)
-        text = "";
     mark_of(ev, &line, &column);
     if (line == 0) {            /* an empty value has no position: point at its key */
         line = key_line;
         column = key_col;
     }
-    rc = parse_value(k, text, len, is_null_scalar(ev, text, len), &v, why, sizeof(why));
+    is_null = is_null_scalar(ev);
+    text = scalar_text(ld, ev, k->path, &len);
     fy_parser_event_free(ld->fyp, ev);
+    if (text == NULL)
+        return ld->err->code;
+    rc = parse_value(k, text, len, is_null, &v, why, sizeof(why));
+    free(text);
     if (rc != 0)
         return rdl_error_set(ld->err, rc, line, column, k->path, "%s", why);
     if (stage_push(ld->cfg, &ld->stage, idx, v) != 0)
@@ -855,8 +944,6 @@ static int walk_mapping(load_t *ld, const char *section);
 static int take_section(load_t *ld, const char *path, struct fy_event *ev)
 {
     char names[200];
-    const char *text;
-    size_t len = 0;
     int rc;
 
     if ((rc = check_props(ld, ev, path)) != 0)
@@ -865,13 +952,10 @@ static int take_section(load_t *ld, const char *path, struct fy_event *ev)
         fy_parser_event_free(ld->fyp, ev);
         return walk_mapping(ld, path);
     }
-    if (ev->type == FYET_SCALAR) {
-        text = fy_token_get_text(ev->scalar.value, &len);
-        if (is_null_scalar(ev, text != NULL ? text : "", text != NULL ? len : 0)) {
-            /* "server:" with everything under it commented out */
-            fy_parser_event_free(ld->fyp, ev);
-            return 0;
-        }
+    if (is_null_scalar(ev)) {
+        /* "server:" with everything under it commented out */
+        fy_parser_event_free(ld->fyp, ev);
+        return 0;
     }
     list_children(ld->cfg, path, names, sizeof(names));
     return fail_at(ld, ev, path, "'%s' is a section: expected a mapping of its keys (%s), got %s",
@@ -900,19 +984,21 @@ static int walk_entry(load_t *ld, const char *section, struct fy_event *ev)
 {
     char why[sizeof(ld->err->msg)];
     const seen_t *dup;
-    const char *text;
     size_t len = 0, idx;
-    char *path;
+    char *text, *path;
     int rc, line, column;
 
     if ((rc = check_props(ld, ev, section)) != 0)
         return rc;
     if (ev->type != FYET_SCALAR)
         return fail_at(ld, ev, section, "expected a key name, got %s", event_kind(ev));
-    text = fy_token_get_text(ev->scalar.value, &len);
-    path = join_path(section, text != NULL ? text : "", text != NULL ? len : 0);
     mark_of(ev, &line, &column);
+    text = scalar_text(ld, ev, section, &len);
     fy_parser_event_free(ld->fyp, ev);
+    if (text == NULL)
+        return ld->err->code;
+    path = join_path(section, text, len);
+    free(text);
     if (path == NULL)
         return rdl_error_set(ld->err, RDL_ENOMEM, line, column, section, "out of memory");
     if (strlen(path) != strlen(section) + (section[0] ? 1 : 0) + len) {
@@ -969,8 +1055,6 @@ static int walk_mapping(load_t *ld, const char *section)
 /* The document's root: a mapping, or nothing at all. ev is consumed. */
 static int walk_root(load_t *ld, struct fy_event *ev)
 {
-    const char *text;
-    size_t len = 0;
     int rc;
 
     if ((rc = check_props(ld, ev, "")) != 0)
@@ -979,12 +1063,9 @@ static int walk_root(load_t *ld, struct fy_event *ev)
         fy_parser_event_free(ld->fyp, ev);
         return walk_mapping(ld, "");
     }
-    if (ev->type == FYET_SCALAR) {
-        text = fy_token_get_text(ev->scalar.value, &len);
-        if (is_null_scalar(ev, text != NULL ? text : "", text != NULL ? len : 0)) {
-            fy_parser_event_free(ld->fyp, ev);
-            return 0;
-        }
+    if (is_null_scalar(ev)) {
+        fy_parser_event_free(ld->fyp, ev);
+        return 0;
     }
     return fail_at(ld, ev, "", "expected a mapping of configuration keys at the top level, got %s",
                    event_kind(ev));
@@ -1020,6 +1101,92 @@ static int walk_stream(load_t *ld)
     }
 }
 
+/*
+ * Decodes the UTF-8 sequence at s into *cp; returns its length, or 0 when it
+ * is not valid UTF-8 (overlong, surrogate, above U+10FFFF, truncated).
+ */
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    size_t len, i;
+    uint32_t c = s[0];
+
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+        c &= 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        c &= 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        c &= 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3F);
+    }
+    if ((len == 3 && c < 0x800) || (len == 4 && (c < 0x10000 || c > 0x10FFFF)) ||
+        (c >= 0xD800 && c <= 0xDFFF))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+/* YAML 1.2's c-printable set: what a YAML stream may contain at all. */
+static bool yaml_printable(uint32_t c)
+{
+    return c == 0x09 || c == 0x0A || c == 0x0D || (c >= 0x20 && c <= 0x7E) || c == 0x85 ||
+           (c >= 0xA0 && c <= 0xD7FF) || (c >= 0xE000 && c <= 0xFFFD) ||
+           (c >= 0x10000 && c <= 0x10FFFF);
+}
+
+/*
+ * Checks the raw text before libfyaml sees it. YAML streams must be printable
+ * Unicode; libfyaml 0.7.12 does not check, silently drops some content after
+ * invalid UTF-8 and loops forever on an invalid byte in a directive ("%\xb3"),
+ * so such text is refused here, with its position. Tabs are refused too: they
+ * are a classic YAML indentation mistake, and 0.7.12 crashes on some (the
+ * complex key "? a:<TAB>: b" makes fy_parser_destroy dereference NULL).
+ */
+static int check_text(const char *yaml, size_t len, rdl_error_t *err)
+{
+    const unsigned char *s = (const unsigned char *)yaml;
+    size_t i = 0, n;
+    int line = 1, column = 1;
+    uint32_t c;
+
+    while (i < len) {
+        n = utf8_decode(s + i, len - i, &c);
+        if (n == 0)
+            return rdl_error_set(err, RDL_EINVAL, line, column, "",
+                                 "invalid YAML: byte 0x%02x is not valid UTF-8", s[i]);
+        if (c == '\t')
+            return rdl_error_set(err, RDL_EINVAL, line, column, "",
+                                 "invalid YAML: tab characters are not allowed in configuration; "
+                                 "use spaces, and \\t inside a double-quoted string");
+        if (!yaml_printable(c))
+            return rdl_error_set(err, RDL_EINVAL, line, column, "",
+                                 "invalid YAML: control character U+%04X is not allowed; "
+                                 "write it as an escape in a double-quoted string", (unsigned)c);
+        i += n;
+        if (c == '\n' || (c == '\r' && (i == len || s[i] != '\n'))) {
+            line++;
+            column = 1;
+        } else {
+            column++;
+        }
+    }
+    return 0;
+}
+
 /* Diagnostics are collected for syntax_error(), never printed. */
 static void diag_discard(struct fy_diag *diag, void *user, const char *buf, size_t len)
 {
@@ -1033,9 +1200,13 @@ static int load_yaml(rdl_config_t *cfg, const char *yaml, size_t len, rdl_error_
     size_t i;
     int rc;
 
+    if ((rc = check_text(yaml, len, err)) != 0)
+        return rc;
     memset(&ld, 0, sizeof(ld));
     ld.cfg = cfg;
     ld.err = err;
+    ld.input = yaml;
+    ld.input_len = len;
     fy_diag_cfg_default(&dcfg);
     dcfg.fp = NULL;
     dcfg.output_fn = diag_discard;

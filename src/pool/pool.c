@@ -57,7 +57,7 @@ struct rdl_pool_sink {
     rdl_pool_task_t *head;      /* finished tasks waiting for the loop, FIFO */
     rdl_pool_task_t *tail;
     uint64_t ready;             /* length of that list */
-    /* Tasks submitted with this sink whose done() has not run yet. */
+    /* Tasks submitted with this sink not yet handed to their done(). */
     uint64_t outstanding;
     int closing;                /* rdl_pool_sink_free was called */
     int closed;                 /* the handle's close callback ran */

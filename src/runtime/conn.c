@@ -237,24 +237,29 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     if (nread == 0)
         return;
-    if (nread == UV_ENOBUFS) {           /* no room while a handler holds the buffer */
+    if (nread == UV_ENOBUFS) {
+        if (c->state == RT_HANDLER) {    /* no room while a handler holds the buffer */
+            update_reading(c);
+            return;
+        }
+        rt_send_error_and_close(c, 413, "body_too_large", "request does not fit the server's buffer");
         update_reading(c);
         return;
     }
     if (nread < 0) {
-        if (nread != UV_EOF || c->state == RT_CLOSING || c->state == RT_IDLE ||
-            c->state == RT_HEAD || c->state == RT_BODY) {
-            /* EOF mid-request leaves nothing to answer; EOF after our final response completes the close. */
-            if (nread == UV_EOF && c->state == RT_CLOSING && c->writing) {
-                c->eof = true;
-                return;
-            }
+        if (nread != UV_EOF) {
             conn_close_now(c);
             return;
         }
-        c->eof = true;                   /* half-close during a handler: answer, then close */
+        /* The peer half-closed: answer what it already asked, then close. */
+        c->eof = true;
         uv_read_stop(s);
         c->reading = false;
+        if (c->state == RT_HANDLER)
+            return;
+        c->state = RT_CLOSING;           /* an incomplete request has nothing to answer */
+        if (pending_output(c) == 0)
+            conn_close_now(c);
         return;
     }
     if (c->state == RT_CLOSING) {
@@ -530,6 +535,10 @@ static void conn_process(rt_conn_t *c)
         if (pending_output(c) > c->t->srv->opts.max_output_buffer)
             break;
         if (c->state == RT_IDLE || c->state == RT_HEAD) {
+            if (c->len == 0 && c->eof) {
+                c->state = RT_CLOSING;   /* half-closed and everything asked is answered */
+                break;
+            }
             if (c->len == 0) {
                 c->state = RT_IDLE;
                 uint64_t idle = c->t->draining ? RT_DRAIN_IDLE_MS : c->t->srv->opts.idle_timeout_ms;
@@ -547,12 +556,16 @@ static void conn_process(rt_conn_t *c)
                     arm(c, T_HEADER, c->t->srv->opts.header_timeout_ms);
             }
             int r = parse_head(c);
+            if (r == 0 && c->eof)
+                c->state = RT_CLOSING;   /* half-closed in the middle of a head */
             if (r <= 0)
                 break;
             c->head_buf = c->buf;
         }
         if (c->state == RT_BODY) {
             int r = read_body(c);
+            if (r == 0 && c->eof)
+                c->state = RT_CLOSING;   /* half-closed before the body was complete */
             if (r <= 0)
                 break;
             dispatch(c, c->head_buf);

@@ -78,6 +78,27 @@ static int hexval(unsigned char c)
     return lower(c) - 'a' + 10;
 }
 
+/*
+ * Skips field-value bytes eight at a time while none is a CTL (< 0x20) or DEL;
+ * the byte loop after it handles HTAB and finds the exact stopping byte. The
+ * two tests are the classic "has a byte less than n" and "has a zero byte"
+ * word tricks: exact as yes/no answers, which is all that is used here.
+ */
+static size_t skip_plain_value(const char *buf, size_t p, size_t end)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+
+    while (end - p >= 8) {
+        uint64_t x, del;
+        memcpy(&x, buf + p, 8);
+        del = x ^ (ones * 0x7F);
+        if (((x - ones * 0x20) & ~x & highs) | ((del - ones) & ~del & highs))
+            break;
+        p += 8;
+    }
+    return p;
+}
+
 /* Case-insensitive comparison of s[0..n) with a lowercase literal. */
 static bool eq_nocase(const char *s, size_t n, const char *lit)
 {
@@ -639,6 +660,7 @@ static int parse_field_line(const scan_t *s, size_t *pp, rdl_h1_request_t *req,
     while (p < end && is_ows((unsigned char)buf[p]))
         p++;
     vstart = p;
+    p = skip_plain_value(buf, p, end);
     while (p < end && is((unsigned char)buf[p], C_VALUE))
         p++;
     if (p >= end)

@@ -105,7 +105,9 @@ struct rdl_server {
     atomic_bool ready;
     atomic_bool draining;
     atomic_bool shutdown_requested;
-    atomic_bool ctl_up;          /* the control loop can take wake-ups */
+    atomic_bool ctl_up;          /* the control loop can take wake-ups (under ctl_mu) */
+    uv_mutex_t ctl_mu;           /* orders rdl_server_shutdown against closing ctl_wake */
+    atomic_bool addrs_set;       /* addr and admin_addr are written */
     atomic_int idle_threads;    /* app threads drained and without connections */
     int signals;
     int exit_code;

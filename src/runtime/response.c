@@ -87,7 +87,7 @@ static void write_head(rdl_req_t *req, int status, const char *ctype, int64_t le
     rt_conn_t *c = req->conn;
     run_before_send(req);
     bool v10 = req->h1->version_minor == 0;
-    req->keep_alive = req->h1->keep_alive && !c->t->draining && !c->eof && !status_closes(status) &&
+    req->keep_alive = req->h1->keep_alive && !c->t->draining && !status_closes(status) &&
                       !(length < 0 && v10);
     req->status = status;
     req->head_sent = true;
@@ -121,7 +121,7 @@ static void write_head(rdl_req_t *req, int status, const char *ctype, int64_t le
 
 static bool can_answer(const rdl_req_t *req)
 {
-    return req->conn && !req->answered && !req->head_sent && req->h1;
+    return req->conn && !req->conn->closed && !req->answered && !req->head_sent && req->h1;
 }
 
 static bool valid_header_text(const char *s, bool name)

@@ -213,8 +213,10 @@ int rt_router_match(const rt_router_t *rt, const char *method, const char *path,
         path_found = true;
         if (!method_matches(r, method))
             continue;
-        /* Longer templates score higher digits; compare per segment count first. */
-        score += (uint64_t)r->nsegs << 56;
+        /* Left-align the digits so segments compare left to right whatever the template's
+         * length; on a tie, a route registered for this very method beats GET-for-HEAD. */
+        score <<= 2 * (24 - r->nsegs);
+        score = score * 2 + (strcmp(r->method, method) == 0);
         if (!found || score > best) {
             best = score;
             *m = cand;

@@ -169,6 +169,10 @@ int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
     if (!srv)
         return RDL_ENOMEM;
     srv->opts = *opts;
+    if (uv_mutex_init(&srv->ctl_mu) != 0) {
+        free(srv);
+        return RDL_ENOMEM;
+    }
     if (srv->opts.threads <= 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         srv->opts.threads = n > 0 ? n : 1;
@@ -190,6 +194,7 @@ void rdl_server_free(rdl_server_t *srv)
 {
     if (!srv)
         return;
+    uv_mutex_destroy(&srv->ctl_mu);
     rt_router_free(&srv->app_router);
     rt_router_free(&srv->admin_router);
     free(srv->threads);
@@ -234,12 +239,12 @@ int rdl_server_on_startup(rdl_server_t *srv, const char *name, rdl_startup_fn fn
 
 const char *rdl_server_addr(const rdl_server_t *srv)
 {
-    return srv->addr;
+    return atomic_load(&srv->addrs_set) ? srv->addr : "";
 }
 
 const char *rdl_server_admin_addr(const rdl_server_t *srv)
 {
-    return srv->admin_addr;
+    return atomic_load(&srv->addrs_set) ? srv->admin_addr : "";
 }
 
 rdl_pool_t *rdl_server_pool(rdl_server_t *srv)
@@ -255,8 +260,10 @@ bool rdl_server_ready(const rdl_server_t *srv)
 void rdl_server_shutdown(rdl_server_t *srv)
 {
     atomic_store(&srv->shutdown_requested, true);
+    uv_mutex_lock(&srv->ctl_mu);
     if (atomic_load(&srv->ctl_up))
         uv_async_send(&srv->ctl_wake);
+    uv_mutex_unlock(&srv->ctl_mu);
 }
 
 /* ---- listeners ------------------------------------------------------- */
@@ -480,6 +487,9 @@ static void on_signal(uv_signal_t *sig, int signum)
 
 static void close_ctl(rdl_server_t *srv)
 {
+    uv_mutex_lock(&srv->ctl_mu);
+    atomic_store(&srv->ctl_up, false);
+    uv_mutex_unlock(&srv->ctl_mu);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
@@ -563,6 +573,8 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     for (int i = 0; i < srv->nall; i++)
         fds[i] = -1;
     int rc = open_all(srv, fds, err);
+    if (rc == 0)
+        atomic_store(&srv->addrs_set, true);
     if (rc < 0) {
         for (int i = 0; i < srv->nall; i++)
             if (fds[i] >= 0)
@@ -590,7 +602,11 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     srv->drain_timer.data = srv->grace_timer.data = srv;
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_mutex_lock(&srv->ctl_mu);
     atomic_store(&srv->ctl_up, true);
+    if (atomic_load(&srv->shutdown_requested))
+        uv_async_send(&srv->ctl_wake);    /* asked before the loop existed */
+    uv_mutex_unlock(&srv->ctl_mu);
 
     for (int i = 0; i < srv->nall; i++)
         uv_thread_create(&srv->threads[i].tid, thread_main, &srv->threads[i]);

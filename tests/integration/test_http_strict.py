@@ -332,6 +332,23 @@ def test_backpressure_large_pipeline(c):
     healthy(c)
 
 
+def test_half_close_still_answered(c):
+    """A client that sends its requests and shuts down its write side still gets every answer."""
+    data = b"".join(b"GET /v1/courses/%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in (1, 2, 3))
+    with socket.create_connection((c.host, c.port), timeout=10) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        raw = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+    responses = parse_responses(raw)
+    assert [r[0] for r in responses] == [200, 200, 200], responses
+    assert all((b'"id":%d,' % i) in r[2] for i, r in zip((1, 2, 3), responses))
+
+
 def test_not_found_and_method_not_allowed(c):
     status, _, body = c.request("GET", "/no/such/route")
     assert status == 404 and b'"code":"not_found"' in body, (status, body)
@@ -350,7 +367,7 @@ TESTS = [
     test_date_header, test_pipelining_in_order, test_pipelined_error_answers_owed_first,
     test_http10_close_and_keep_alive, test_slowloris_header_timeout, test_body_timeout,
     test_silent_connection_closed, test_idle_keep_alive_timeout, test_backpressure_large_pipeline,
-    test_not_found_and_method_not_allowed,
+    test_half_close_still_answered, test_not_found_and_method_not_allowed,
 ]
 
 if __name__ == "__main__":

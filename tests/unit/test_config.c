@@ -143,9 +143,17 @@ static const struct bad_case bad_cases[] = {
     { "name: ~", 1, 7, "name", "got no value (null)" },
     { "server:\n  threads:\n", 2, 3, "server.threads", "expected an integer between 0 and 256, got no value (null)" },
     { "name: \"a\\0b\"", 1, 7, "name", "NUL byte" },
+    /* text that is not printable UTF-8 never reaches the parser */
+    { "%\xb3", 1, 2, "", "invalid YAML: byte 0xb3 is not valid UTF-8" },
+    { "name: ok\n\xb3: 1", 2, 1, "", "byte 0xb3 is not valid UTF-8" },
+    { "name: \xc3\xa9\xed\xa0\x80", 1, 8, "", "byte 0xed is not valid UTF-8" },
+    { "name: a\x01", 1, 8, "", "control character U+0001 is not allowed" },
+    { "name: a\r\nx\x7f", 2, 2, "", "control character U+007F" },
     /* syntax errors: the parser's position and message */
     { "name: \"abc", 1, 8, "", "invalid YAML: double-quoted scalar without closing quote" },
-    { "server:\n\tlisten: ':1'", 2, 1, "", "invalid YAML: tab character may not be used as indentation" },
+    { "server:\n\tlisten: ':1'", 2, 1, "", "invalid YAML: tab characters are not allowed" },
+    { "name: x\t# comment", 1, 8, "", "tab characters are not allowed" },
+    { "? a:\t: b", 1, 5, "", "tab characters are not allowed" },       /* crashed libfyaml */
     { "server:\n  listen: ':1'\n threads: 2", 3, 2, "", "invalid YAML: invalid indentation in mapping" },
 };
 
@@ -241,6 +249,31 @@ static void test_failed_load_changes_nothing(void **state)
     assert_int_equal(err.line, 4);
     assert_string_equal(name, "coursed");
     assert_int_equal(threads, 0);
+}
+
+static void test_quoted_values(void **state)
+{
+    static const struct { const char *yaml, *want; } cases[] = {
+        { "name: 'it''s'", "it's" },
+        { "name: ''", "" },       /* a run of '' escapes (libfyaml bug) */
+        { "name: 'a\n  b  \n\n  c'", "a b\nc" },  /* folding: one break -> space */
+        { "name: ' padded '", " padded " },
+        { "name: \"tab\\there \\u00e9\"", "tab\there \xc3\xa9" },
+        { "name: ''", "" },
+        { "name: plain words here", "plain words here" },
+        { "name: |\n  line one\n  line two\n", "line one\nline two\n" },
+        { "'name': 'x'", "x" },
+    };
+    rdl_config_t *cfg = *state;
+    rdl_error_t err;
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (load(cfg, cases[i].yaml, &err) != 0)
+            fail_msg("case %zu: %s", i, err.msg);
+        if (strcmp(name, cases[i].want) != 0)
+            fail_msg("case %zu: got '%s' want '%s'", i, name, cases[i].want);
+    }
 }
 
 static void test_file(void **state)
@@ -413,6 +446,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_valid_nested, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_empty, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_load_changes_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quoted_values, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env_and_precedence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set, setup, teardown),

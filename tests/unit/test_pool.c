@@ -440,6 +440,36 @@ static void test_stats_signals_while_blocked(void **state)
     gate_destroy(&gate);
 }
 
+static void test_oldest_age_counts_running_tasks(void **state)
+{
+    enum { N = 2 };
+    env_t e;
+    gate_t gate;
+    ttask_t t[N];
+    env_init(&e);
+    gate_init(&gate);
+    rdl_pool_t *pool = pool_make(N, 0);
+
+    for (int i = 0; i < N; i++) {
+        ttask_init(&t[i], &e, i, done_on_loop);
+        t[i].gate = &gate;
+        assert_int_equal(rdl_pool_submit(pool, &t[i].task, e.sink), 0);
+    }
+    assert_int_equal(gate_wait_started(&gate, N), N);
+    sleep_ms(20);
+    rdl_pool_stats_t st;
+    rdl_pool_stats(pool, &st);
+    assert_int_equal(st.depth, 0);
+    assert_int_equal(st.in_flight, N);
+    assert_true(st.oldest_age_ns >= 20 * 1000000ull);
+
+    gate_open(&gate);
+    assert_int_equal(run_until(&e.loop, &e.done_count, N), N);
+    rdl_pool_free(pool);
+    env_close(&e);
+    gate_destroy(&gate);
+}
+
 static void test_ctx_current_on_worker(void **state)
 {
     static rdl_ctx_t ctx;       /* only its address matters here */
@@ -768,6 +798,7 @@ int main(void)
         cmocka_unit_test(test_thread_name_prefix),
         cmocka_unit_test(test_full_queue_refuses),
         cmocka_unit_test(test_stats_signals_while_blocked),
+        cmocka_unit_test(test_oldest_age_counts_running_tasks),
         cmocka_unit_test(test_ctx_current_on_worker),
         cmocka_unit_test(test_shutdown_runs_queued_tasks),
         cmocka_unit_test(test_sink_free_delivers_finished),
