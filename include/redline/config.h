@@ -51,7 +51,7 @@ typedef struct rdl_config rdl_config_t;
 int rdl_config_new(rdl_config_t **out);
 void rdl_config_free(rdl_config_t *cfg);
 
-/* Adds keys (the array must outlive cfg). RDL_EEXIST when a path is already declared. */
+/* Adds keys (copied; the strings they point to and dst must outlive cfg). RDL_EEXIST when a path is already declared. */
 int rdl_config_add(rdl_config_t *cfg, const rdl_cfg_key_t *keys, size_t n);
 
 /* Loads a YAML mapping from a file, or from memory (name is used in errors). */

@@ -41,6 +41,8 @@ typedef struct cfg_entry {
 struct rdl_config {
     cfg_entry_t *entries;
     size_t n, cap;
+    rdl_cfg_key_t **copies;     /* one copy of each array given to rdl_config_add */
+    size_t ncopies;
 };
 
 typedef union cfg_val {
@@ -83,6 +85,9 @@ void rdl_config_free(rdl_config_t *cfg)
         return;
     for (i = 0; i < cfg->n; i++)
         free(cfg->entries[i].owned);
+    for (i = 0; i < cfg->ncopies; i++)
+        free(cfg->copies[i]);
+    free(cfg->copies);
     free(cfg->entries);
     free(cfg);
 }
@@ -164,8 +169,20 @@ int rdl_config_add(rdl_config_t *cfg, const rdl_cfg_key_t *keys, size_t n)
         cfg->entries = e;
         cfg->cap = cap;
     }
+    if (n == 0)
+        return 0;
+    /* Keep a copy so callers may declare keys in a local array. */
+    rdl_cfg_key_t **copies = realloc(cfg->copies, (cfg->ncopies + 1) * sizeof(*copies));
+    if (copies == NULL)
+        return RDL_ENOMEM;
+    cfg->copies = copies;
+    rdl_cfg_key_t *copy = malloc(n * sizeof(*copy));
+    if (copy == NULL)
+        return RDL_ENOMEM;
+    memcpy(copy, keys, n * sizeof(*copy));
+    cfg->copies[cfg->ncopies++] = copy;
     for (i = 0; i < n; i++) {
-        cfg->entries[cfg->n].key = &keys[i];
+        cfg->entries[cfg->n].key = &copy[i];
         cfg->entries[cfg->n].owned = NULL;
         cfg->n++;
     }

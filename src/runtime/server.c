@@ -55,43 +55,33 @@ void rdl_server_opts_default(rdl_server_opts_t *o)
 
 int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
 {
-    /* static: rdl_config_add keeps the array; the destinations are re-pointed per call. */
-    static rdl_cfg_key_t keys[] = {
-        { "server.service", RDL_CFG_STRING, NULL, 0, 0, "REDLINE_SERVICE", "service name in log lines" },
-        { "server.listen", RDL_CFG_ADDR, NULL, 0, 0, "REDLINE_LISTEN", "app listener host:port" },
-        { "server.admin_listen", RDL_CFG_STRING, NULL, 0, 0, "REDLINE_ADMIN_LISTEN",
+    rdl_cfg_key_t keys[] = {
+        { "server.service", RDL_CFG_STRING, &o->service, 0, 0, "REDLINE_SERVICE", "service name in log lines" },
+        { "server.listen", RDL_CFG_ADDR, &o->listen, 0, 0, "REDLINE_LISTEN", "app listener host:port" },
+        { "server.admin_listen", RDL_CFG_STRING, &o->admin_listen, 0, 0, "REDLINE_ADMIN_LISTEN",
           "admin listener host:port (empty: none)" },
-        { "server.threads", RDL_CFG_INT, NULL, 0, 256, NULL, "I/O threads (0 = CPU count)" },
-        { "server.backlog", RDL_CFG_INT, NULL, 1, 65535, NULL, "listen backlog" },
-        { "server.max_connections", RDL_CFG_INT, NULL, 1, 1000000, NULL,
+        { "server.threads", RDL_CFG_INT, &o->threads, 0, 256, NULL, "I/O threads (0 = CPU count)" },
+        { "server.backlog", RDL_CFG_INT, &o->backlog, 1, 65535, NULL, "listen backlog" },
+        { "server.max_connections", RDL_CFG_INT, &o->max_connections, 1, 1000000, NULL,
           "open connections per I/O thread" },
-        { "limits.max_request_line", RDL_CFG_SIZE, NULL, 64, 1 << 20, NULL, "request line bytes (414)" },
-        { "limits.max_header_bytes", RDL_CFG_SIZE, NULL, 256, 16 << 20, NULL, "request head bytes (431)" },
-        { "limits.max_headers", RDL_CFG_INT, NULL, 1, 10000, NULL, "request header fields (431)" },
-        { "limits.max_body", RDL_CFG_SIZE, NULL, 0, 1LL << 34, NULL, "request body bytes (413)" },
-        { "limits.max_output_buffer", RDL_CFG_SIZE, NULL, 4096, 1LL << 32, NULL,
+        { "limits.max_request_line", RDL_CFG_SIZE, &o->max_request_line, 64, 1 << 20, NULL, "request line bytes (414)" },
+        { "limits.max_header_bytes", RDL_CFG_SIZE, &o->max_header_bytes, 256, 16 << 20, NULL, "request head bytes (431)" },
+        { "limits.max_headers", RDL_CFG_INT, &o->max_headers, 1, 10000, NULL, "request header fields (431)" },
+        { "limits.max_body", RDL_CFG_SIZE, &o->max_body, 0, 1LL << 34, NULL, "request body bytes (413)" },
+        { "limits.max_output_buffer", RDL_CFG_SIZE, &o->max_output_buffer, 4096, 1LL << 32, NULL,
           "unsent bytes before reading pauses" },
-        { "timeouts.header", RDL_CFG_DURATION, NULL, 1, 3600000, NULL, "request head deadline (408)" },
-        { "timeouts.body", RDL_CFG_DURATION, NULL, 1, 3600000, NULL, "request body inactivity (408)" },
-        { "timeouts.idle", RDL_CFG_DURATION, NULL, 1, 3600000, NULL, "keep-alive idle close" },
-        { "timeouts.request", RDL_CFG_DURATION, NULL, 0, 3600000, NULL,
+        { "timeouts.header", RDL_CFG_DURATION, &o->header_timeout_ms, 1, 3600000, NULL, "request head deadline (408)" },
+        { "timeouts.body", RDL_CFG_DURATION, &o->body_timeout_ms, 1, 3600000, NULL, "request body inactivity (408)" },
+        { "timeouts.idle", RDL_CFG_DURATION, &o->idle_timeout_ms, 1, 3600000, NULL, "keep-alive idle close" },
+        { "timeouts.request", RDL_CFG_DURATION, &o->request_timeout_ms, 0, 3600000, NULL,
           "handler deadline (503; 0 = none)" },
-        { "lifecycle.drain_delay", RDL_CFG_DURATION, NULL, 0, 600000, NULL,
+        { "lifecycle.drain_delay", RDL_CFG_DURATION, &o->drain_delay_ms, 0, 600000, NULL,
           "after SIGTERM: not ready, still serving" },
-        { "lifecycle.grace", RDL_CFG_DURATION, NULL, 0, 3600000, NULL,
+        { "lifecycle.grace", RDL_CFG_DURATION, &o->grace_ms, 0, 3600000, NULL,
           "then: time for in-flight requests" },
-        { "pool.threads", RDL_CFG_INT, NULL, 1, 1024, NULL, "blocking-work threads" },
-        { "pool.queue", RDL_CFG_INT, NULL, 1, 1000000, NULL, "blocking-work queue bound (503 beyond)" },
+        { "pool.threads", RDL_CFG_INT, &o->pool_threads, 1, 1024, NULL, "blocking-work threads" },
+        { "pool.queue", RDL_CFG_INT, &o->pool_queue, 1, 1000000, NULL, "blocking-work queue bound (503 beyond)" },
     };
-    void *dst[] = {
-        &o->service, &o->listen, &o->admin_listen, &o->threads, &o->backlog, &o->max_connections,
-        &o->max_request_line, &o->max_header_bytes, &o->max_headers, &o->max_body,
-        &o->max_output_buffer, &o->header_timeout_ms, &o->body_timeout_ms, &o->idle_timeout_ms,
-        &o->request_timeout_ms, &o->drain_delay_ms, &o->grace_ms, &o->pool_threads, &o->pool_queue,
-    };
-    _Static_assert(sizeof(keys) / sizeof(keys[0]) == sizeof(dst) / sizeof(dst[0]), "keys/dst");
-    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-        keys[i].dst = dst[i];
     return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
 }
 
