@@ -30,7 +30,8 @@ typedef struct job {
 } job_t;
 
 /* Parses a path id: decimal digits only, 1 .. INT64_MAX. */
-static bool parse_id(const char *s, int64_t *out) {
+static bool parse_id(const char *s, int64_t *out)
+{
     if (!s || !*s)
         return false;
     uint64_t v = 0;
@@ -48,7 +49,8 @@ static bool parse_id(const char *s, int64_t *out) {
     return true;
 }
 
-static bool path_id(rdl_req_t *req, const char *what, int64_t *id) {
+static bool path_id(rdl_req_t *req, const char *what, int64_t *id)
+{
     if (parse_id(rdl_req_param(req, "id"), id))
         return true;
     char msg[128];
@@ -58,7 +60,8 @@ static bool path_id(rdl_req_t *req, const char *what, int64_t *id) {
     return false;
 }
 
-static job_t *job_new(rdl_req_t *req, store_t *st) {
+static job_t *job_new(rdl_req_t *req, store_t *st)
+{
     job_t *job = rdl_arena_alloc(&rdl_req_ctx(req)->arena, sizeof(*job));
     if (!job) {
         rdl_resp_error(req, 500, "internal", "out of memory");
@@ -70,7 +73,8 @@ static job_t *job_new(rdl_req_t *req, store_t *st) {
     return job;
 }
 
-static void offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, job_t *job) {
+static void offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, job_t *job)
+{
     int rc = rdl_req_offload(req, work, done, job);
     /* RDL_EBUSY: the runtime has already answered 503. */
     if (rc != 0 && rc != RDL_EBUSY)
@@ -82,7 +86,8 @@ static void offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, 
  * code for RDL_ENOENT ("course_not_found").
  */
 static void reply_failure(rdl_req_t *req, const job_t *job, const char *not_found,
-                          const char *what) {
+                          const char *what)
+{
     char msg[96];
     switch (job->rc) {
     case RDL_ENOENT:
@@ -104,7 +109,8 @@ static void reply_failure(rdl_req_t *req, const job_t *job, const char *not_foun
  * Run first on the worker: a request that was canceled or ran past its
  * deadline while queued is not worth a query (its answer is a 503 by now).
  */
-static bool expired(rdl_req_t *req, job_t *job) {
+static bool expired(rdl_req_t *req, job_t *job)
+{
     if (!rdl_ctx_done(rdl_req_ctx(req)))
         return false;
     job->rc = RDL_ETIMEDOUT;
@@ -112,7 +118,8 @@ static bool expired(rdl_req_t *req, job_t *job) {
 }
 
 /* Bodies end with a newline, as the runtime's own JSON errors do. */
-static void reply_json(rdl_req_t *req, job_t *job, int status) {
+static void reply_json(rdl_req_t *req, job_t *job, int status)
+{
     rdl_buf_putc(&job->body, '\n');
     if (job->body.oom)
         rdl_resp_error(req, 500, "internal", "out of memory");
@@ -122,13 +129,15 @@ static void reply_json(rdl_req_t *req, job_t *job, int status) {
 
 /* ---- GET /ping ------------------------------------------------------- */
 
-static void ping(rdl_req_t *req, void *arg) {
+static void ping(rdl_req_t *req, void *arg)
+{
     rdl_resp_send(req, 200, "text/plain", "pong\n", 5);
 }
 
 /* ---- courses --------------------------------------------------------- */
 
-static void emit_course(const store_course_t *c, void *arg) {
+static void emit_course(const store_course_t *c, void *arg)
+{
     store_course_json(arg, c);
 }
 
@@ -137,14 +146,16 @@ typedef struct course_list {
     size_t n;
 } course_list_t;
 
-static void emit_listed_course(const store_course_t *c, void *arg) {
+static void emit_listed_course(const store_course_t *c, void *arg)
+{
     course_list_t *list = arg;
     if (list->n++ > 0)
         rdl_buf_putc(list->body, ',');
     store_course_json(list->body, c);
 }
 
-static void course_work(rdl_req_t *req, void *arg) {
+static void course_work(rdl_req_t *req, void *arg)
+{
     job_t *job = arg;
     if (expired(req, job))
         return;
@@ -152,7 +163,8 @@ static void course_work(rdl_req_t *req, void *arg) {
     job->rc = store_get_course(job->st, job->id, emit_course, &job->body);
 }
 
-static void course_done(rdl_req_t *req, void *arg) {
+static void course_done(rdl_req_t *req, void *arg)
+{
     job_t *job = arg;
     if (job->rc)
         reply_failure(req, job, "course_not_found", "course");
@@ -161,7 +173,8 @@ static void course_done(rdl_req_t *req, void *arg) {
     rdl_buf_free(&job->body);
 }
 
-static void get_course(rdl_req_t *req, void *arg) {
+static void get_course(rdl_req_t *req, void *arg)
+{
     int64_t id;
     if (!path_id(req, "course", &id))
         return;
@@ -172,7 +185,8 @@ static void get_course(rdl_req_t *req, void *arg) {
     offload(req, course_work, course_done, job);
 }
 
-static void courses_work(rdl_req_t *req, void *arg) {
+static void courses_work(rdl_req_t *req, void *arg)
+{
     job_t *job = arg;
     course_list_t list = { &job->body, 0 };
     if (expired(req, job))
@@ -183,7 +197,8 @@ static void courses_work(rdl_req_t *req, void *arg) {
     rdl_buf_puts(&job->body, "]}");
 }
 
-static void courses_done(rdl_req_t *req, void *arg) {
+static void courses_done(rdl_req_t *req, void *arg)
+{
     job_t *job = arg;
     if (job->rc)
         reply_failure(req, job, "course_not_found", "course");
@@ -192,7 +207,8 @@ static void courses_done(rdl_req_t *req, void *arg) {
     rdl_buf_free(&job->body);
 }
 
-static void list_courses(rdl_req_t *req, void *arg) {
+static void list_courses(rdl_req_t *req, void *arg)
+{
     job_t *job = job_new(req, arg);
     if (job)
         offload(req, courses_work, courses_done, job);
@@ -200,11 +216,13 @@ static void list_courses(rdl_req_t *req, void *arg) {
 
 /* ---- enrollments ----------------------------------------------------- */
 
-static void emit_enrollment(const store_enrollment_t *e, void *arg) {
+static void emit_enrollment(const store_enrollment_t *e, void *arg)
+{
     store_enrollment_json(arg, e);
 }
 
-static void enrollment_work(rdl_req_t *req, void *arg) {
+static void enrollment_work(rdl_req_t *req, void *arg)
+{
     job_t *job = arg;
     if (expired(req, job))
         return;
@@ -212,7 +230,8 @@ static void enrollment_work(rdl_req_t *req, void *arg) {
     job->rc = store_get_enrollment(job->st, job->id, emit_enrollment, &job->body);
 }
 
-static void enrollment_done(rdl_req_t *req, void *arg) {
+static void enrollment_done(rdl_req_t *req, void *arg)
+{
     job_t *job = arg;
     if (job->rc)
         reply_failure(req, job, "enrollment_not_found", "enrollment");
@@ -221,7 +240,8 @@ static void enrollment_done(rdl_req_t *req, void *arg) {
     rdl_buf_free(&job->body);
 }
 
-static void get_enrollment(rdl_req_t *req, void *arg) {
+static void get_enrollment(rdl_req_t *req, void *arg)
+{
     int64_t id;
     if (!path_id(req, "enrollment", &id))
         return;
@@ -233,7 +253,8 @@ static void get_enrollment(rdl_req_t *req, void *arg) {
 }
 
 /* Content-Type is application/json, parameters (charset) aside. */
-static bool is_json_type(rdl_req_t *req) {
+static bool is_json_type(rdl_req_t *req)
+{
     size_t n;
     const char *v = rdl_req_header(req, "Content-Type", &n);
     if (!v)
@@ -247,7 +268,8 @@ static bool is_json_type(rdl_req_t *req) {
 }
 
 /* The Idempotency-Key header: absent (true, key NULL), valid (true), or answered 400. */
-static bool idem_key(rdl_req_t *req, const char **key, size_t *len) {
+static bool idem_key(rdl_req_t *req, const char **key, size_t *len)
+{
     *key = rdl_req_header(req, "Idempotency-Key", len);
     if (!*key)
         return true;
@@ -266,7 +288,8 @@ static bool idem_key(rdl_req_t *req, const char **key, size_t *len) {
  * The body's student: copied into the request's arena (the JSON tree is freed
  * before the worker runs), or the request is answered 400/422 and NULL returned.
  */
-static const char *body_student(rdl_req_t *req, size_t *len) {
+static const char *body_student(rdl_req_t *req, size_t *len)
+{
     size_t n;
     const char *body = rdl_req_body(req, &n);
     json_error_t jerr;
@@ -294,7 +317,8 @@ static const char *body_student(rdl_req_t *req, size_t *len) {
     return copy;
 }
 
-static void enroll_work(rdl_req_t *req, void *arg) {
+static void enroll_work(rdl_req_t *req, void *arg)
+{
     job_t *job = arg;
     store_enroll_out_t out = { 0 };
     if (expired(req, job))
@@ -306,7 +330,8 @@ static void enroll_work(rdl_req_t *req, void *arg) {
     job->body = out.body;
 }
 
-static void enroll_done(rdl_req_t *req, void *arg) {
+static void enroll_done(rdl_req_t *req, void *arg)
+{
     job_t *job = arg;
     if (job->rc) {
         reply_failure(req, job, "course_not_found", "course");
@@ -323,7 +348,8 @@ static void enroll_done(rdl_req_t *req, void *arg) {
     rdl_buf_free(&job->body);
 }
 
-static void post_enrollment(rdl_req_t *req, void *arg) {
+static void post_enrollment(rdl_req_t *req, void *arg)
+{
     int64_t id;
     if (!path_id(req, "course", &id))
         return;
@@ -351,7 +377,8 @@ static void post_enrollment(rdl_req_t *req, void *arg) {
 
 /* ---- registration ---------------------------------------------------- */
 
-int handlers_register(rdl_server_t *srv, store_t *st, rdl_error_t *err) {
+int handlers_register(rdl_server_t *srv, store_t *st, rdl_error_t *err)
+{
     static const struct {
         const char *method, *path;
         rdl_handler_fn fn;

@@ -22,7 +22,8 @@
 
 #define EXIT_USAGE 2
 
-static void usage(FILE *out, const rdl_config_t *cfg) {
+static void usage(FILE *out, const rdl_config_t *cfg)
+{
     fputs("usage: coursed [serve] [--config FILE] [--listen HOST:PORT] [--admin-listen HOST:PORT]\n"
           "               [--data-dir DIR] [--set KEY=VALUE]...\n"
           "       coursed help | --help\n"
@@ -36,12 +37,14 @@ static void usage(FILE *out, const rdl_config_t *cfg) {
     rdl_config_usage(cfg, out);
 }
 
-static int fail_usage(const char *what, const char *arg) {
+static int fail_usage(const char *what, const char *arg)
+{
     fprintf(stderr, "coursed: %s '%s'\ncoursed: run 'coursed --help' for usage\n", what, arg);
     return EXIT_USAGE;
 }
 
-static int fail_error(const rdl_error_t *err) {
+static int fail_error(const rdl_error_t *err)
+{
     char text[1024];
     fprintf(stderr, "coursed: %s\n", rdl_error_format(err, text, sizeof(text)));
     return 1;
@@ -64,7 +67,8 @@ static const flag_t flags[] = {
     { "--config", FLAG_CONFIG, NULL },
 };
 
-static const flag_t *flag_find(const char *name, size_t len) {
+static const flag_t *flag_find(const char *name, size_t len)
+{
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
         if (strlen(flags[i].name) == len && memcmp(flags[i].name, name, len) == 0)
             return &flags[i];
@@ -74,7 +78,8 @@ static const flag_t *flag_find(const char *name, size_t len) {
 typedef int (*flag_fn)(const flag_t *flag, const char *value, void *arg);
 
 /* Calls apply for each flag in order: 0, or EXIT_USAGE after a message. */
-static int walk_flags(int argc, char **argv, int first, flag_fn apply, void *arg) {
+static int walk_flags(int argc, char **argv, int first, flag_fn apply, void *arg)
+{
     for (int i = first; i < argc; i++) {
         const char *a = argv[i];
         const char *eq = strchr(a, '=');
@@ -94,13 +99,15 @@ static int walk_flags(int argc, char **argv, int first, flag_fn apply, void *arg
     return 0;
 }
 
-static int find_config(const flag_t *flag, const char *value, void *arg) {
+static int find_config(const flag_t *flag, const char *value, void *arg)
+{
     if (flag->kind == FLAG_CONFIG)
         *(const char **)arg = value;
     return 0;
 }
 
-static int apply_flag(const flag_t *flag, const char *value, void *arg) {
+static int apply_flag(const flag_t *flag, const char *value, void *arg)
+{
     rdl_config_t *cfg = arg;
     const char *key = flag->key;
     rdl_error_t err;
@@ -125,7 +132,8 @@ static int apply_flag(const flag_t *flag, const char *value, void *arg) {
 }
 
 /* mkdir -p: every missing component, 0750. */
-static int make_dirs(const char *dir, rdl_error_t *err) {
+static int make_dirs(const char *dir, rdl_error_t *err)
+{
     char path[4096];
     size_t n = strlen(dir);
     if (n == 0 || n >= sizeof(path))
@@ -149,7 +157,8 @@ static int make_dirs(const char *dir, rdl_error_t *err) {
 }
 
 /* Settings in order of precedence. Returns 0, or the exit status after a message. */
-static int configure(rdl_config_t *cfg, int argc, char **argv, int first) {
+static int configure(rdl_config_t *cfg, int argc, char **argv, int first)
+{
     const char *file = getenv("REDLINE_CONFIG");
     rdl_error_t err;
     rdl_error_clear(&err);
@@ -167,7 +176,8 @@ static int configure(rdl_config_t *cfg, int argc, char **argv, int first) {
     return walk_flags(argc, argv, first, apply_flag, cfg);
 }
 
-static int serve(rdl_server_opts_t *opts, const char *data_dir, bool seed) {
+static int serve(rdl_server_opts_t *opts, const char *data_dir, bool seed)
+{
     rdl_error_t err;
     rdl_error_clear(&err);
     store_t *st = NULL;
@@ -189,7 +199,8 @@ static int serve(rdl_server_opts_t *opts, const char *data_dir, bool seed) {
     return rc < 0 ? 1 : rc;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     rdl_server_opts_t opts;
     char *data_dir = "./var";
     bool seed = true;

@@ -118,19 +118,22 @@ static _Thread_local struct {
 
 static atomic_uint_fast64_t store_generations;
 
-static void conn_free(conn_t *c) {
+static void conn_free(conn_t *c)
+{
     for (int i = 0; i < Q_COUNT; i++)
         sqlite3_finalize(c->q[i]);
     sqlite3_close(c->db);
     free(c);
 }
 
-static void report(const store_t *st, sqlite3 *db, const char *what) {
+static void report(const store_t *st, sqlite3 *db, const char *what)
+{
     fprintf(stderr, "coursed: store %s: %s: %s\n", st->path, what,
             db ? sqlite3_errmsg(db) : "out of memory");
 }
 
-static conn_t *conn_open(store_t *st) {
+static conn_t *conn_open(store_t *st)
+{
     conn_t *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
@@ -160,7 +163,8 @@ fail:
 }
 
 /* The calling thread's connection to st, opened (and registered) on first use. */
-static conn_t *conn_get(store_t *st) {
+static conn_t *conn_get(store_t *st)
+{
     if (tls_conn.conn && tls_conn.generation == st->generation)
         return tls_conn.conn;
     conn_t *c = conn_open(st);
@@ -175,7 +179,8 @@ static conn_t *conn_get(store_t *st) {
     return c;
 }
 
-static int exec_one_int(sqlite3 *db, const char *sql, int64_t *out) {
+static int exec_one_int(sqlite3 *db, const char *sql, int64_t *out)
+{
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
         return -1;
@@ -186,13 +191,15 @@ static int exec_one_int(sqlite3 *db, const char *sql, int64_t *out) {
     return rc == SQLITE_ROW ? 0 : -1;
 }
 
-static int fail_db(store_t *st, sqlite3 *db, rdl_error_t *err, const char *what) {
+static int fail_db(store_t *st, sqlite3 *db, rdl_error_t *err, const char *what)
+{
     return rdl_error_set(err, RDL_EIO, 0, 0, "", "%s: %s: %s", st->path, what,
                          db ? sqlite3_errmsg(db) : "out of memory");
 }
 
 /* Schema migration and seeding, in one transaction on a connection of their own. */
-static int store_setup(store_t *st, bool seed, rdl_error_t *err) {
+static int store_setup(store_t *st, bool seed, rdl_error_t *err)
+{
     sqlite3 *db = NULL;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     int rc = RDL_EIO;
@@ -261,7 +268,8 @@ out:
     return rc;
 }
 
-int store_open(const char *dir, bool seed, store_t **out, rdl_error_t *err) {
+int store_open(const char *dir, bool seed, store_t **out, rdl_error_t *err)
+{
     *out = NULL;
     store_t *st = calloc(1, sizeof(*st));
     size_t n = strlen(dir) + sizeof("/" STORE_FILE);
@@ -281,7 +289,8 @@ int store_open(const char *dir, bool seed, store_t **out, rdl_error_t *err) {
     return 0;
 }
 
-void store_close(store_t *st) {
+void store_close(store_t *st)
+{
     if (!st)
         return;
     conn_t *c = st->conns;
@@ -295,13 +304,15 @@ void store_close(store_t *st) {
     free(st);
 }
 
-static int map_rc(int rc) {
+static int map_rc(int rc)
+{
     if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
         return RDL_ETIMEDOUT;
     return rc == SQLITE_NOMEM ? RDL_ENOMEM : RDL_EIO;
 }
 
-static void read_course(sqlite3_stmt *s, store_course_t *c) {
+static void read_course(sqlite3_stmt *s, store_course_t *c)
+{
     c->id = sqlite3_column_int64(s, 0);
     c->code = (const char *)sqlite3_column_text(s, 1);
     c->code_len = (size_t)sqlite3_column_bytes(s, 1);
@@ -311,7 +322,8 @@ static void read_course(sqlite3_stmt *s, store_course_t *c) {
     c->seats_taken = sqlite3_column_int64(s, 4);
 }
 
-int store_get_course(store_t *st, int64_t id, store_course_fn fn, void *arg) {
+int store_get_course(store_t *st, int64_t id, store_course_fn fn, void *arg)
+{
     conn_t *c = conn_get(st);
     if (!c)
         return RDL_EIO;
@@ -329,7 +341,8 @@ int store_get_course(store_t *st, int64_t id, store_course_fn fn, void *arg) {
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? RDL_ENOENT : map_rc(rc);
 }
 
-int store_list_courses(store_t *st, store_course_fn fn, void *arg) {
+int store_list_courses(store_t *st, store_course_fn fn, void *arg)
+{
     conn_t *c = conn_get(st);
     if (!c)
         return RDL_EIO;
@@ -346,7 +359,8 @@ int store_list_courses(store_t *st, store_course_fn fn, void *arg) {
     return rc == SQLITE_DONE ? 0 : map_rc(rc);
 }
 
-static void read_enrollment(sqlite3_stmt *s, store_enrollment_t *e) {
+static void read_enrollment(sqlite3_stmt *s, store_enrollment_t *e)
+{
     e->id = sqlite3_column_int64(s, 0);
     e->course_id = sqlite3_column_int64(s, 1);
     e->student = (const char *)sqlite3_column_text(s, 2);
@@ -355,7 +369,8 @@ static void read_enrollment(sqlite3_stmt *s, store_enrollment_t *e) {
     e->created_at_len = (size_t)sqlite3_column_bytes(s, 3);
 }
 
-int store_get_enrollment(store_t *st, int64_t id, store_enrollment_fn fn, void *arg) {
+int store_get_enrollment(store_t *st, int64_t id, store_enrollment_fn fn, void *arg)
+{
     conn_t *c = conn_get(st);
     if (!c)
         return RDL_EIO;
@@ -373,7 +388,8 @@ int store_get_enrollment(store_t *st, int64_t id, store_enrollment_fn fn, void *
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? RDL_ENOENT : map_rc(rc);
 }
 
-void store_course_json(rdl_buf_t *b, const store_course_t *c) {
+void store_course_json(rdl_buf_t *b, const store_course_t *c)
+{
     rdl_buf_puts(b, "{\"id\":");
     rdl_buf_put_i64(b, c->id);
     rdl_buf_puts(b, ",\"code\":");
@@ -389,7 +405,8 @@ void store_course_json(rdl_buf_t *b, const store_course_t *c) {
     rdl_buf_putc(b, '}');
 }
 
-void store_enrollment_json(rdl_buf_t *b, const store_enrollment_t *e) {
+void store_enrollment_json(rdl_buf_t *b, const store_enrollment_t *e)
+{
     rdl_buf_puts(b, "{\"id\":");
     rdl_buf_put_i64(b, e->id);
     rdl_buf_puts(b, ",\"course_id\":");
@@ -402,7 +419,8 @@ void store_enrollment_json(rdl_buf_t *b, const store_enrollment_t *e) {
 }
 
 /* {"code":..,"message":..}: the same shape rdl_resp_error sends. */
-static void error_json(rdl_buf_t *b, const char *code, const char *message) {
+static void error_json(rdl_buf_t *b, const char *code, const char *message)
+{
     rdl_buf_puts(b, "{\"code\":");
     rdl_json_str(b, code, strlen(code));
     rdl_buf_puts(b, ",\"message\":");
@@ -411,7 +429,8 @@ static void error_json(rdl_buf_t *b, const char *code, const char *message) {
 }
 
 /* "2024-05-01T12:34:56.789Z" */
-static void rfc3339_now(char out[32]) {
+static void rfc3339_now(char out[32])
+{
     uint64_t ns = rdl_wall_ns();
     time_t secs = (time_t)(ns / 1000000000ull);
     struct tm tm;
@@ -425,7 +444,8 @@ static void rfc3339_now(char out[32]) {
  * student. FNV-1a is enough: the key already scopes the comparison to one
  * client's retries, this only tells a changed request from a repeated one.
  */
-static void request_hash(const store_enroll_in_t *in, char out[17]) {
+static void request_hash(const store_enroll_in_t *in, char out[17])
+{
     uint64_t h = 0xcbf29ce484222325ull;
     char id[24];
     int idn = snprintf(id, sizeof(id), "%lld", (long long)in->course_id);
@@ -440,7 +460,8 @@ static void request_hash(const store_enroll_in_t *in, char out[17]) {
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
-static int step_done(sqlite3_stmt *s) {
+static int step_done(sqlite3_stmt *s)
+{
     int rc = sqlite3_step(s);
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
@@ -448,7 +469,8 @@ static int step_done(sqlite3_stmt *s) {
 
 /* Looks the key up: SQLITE_ROW with out filled (replay or reuse), SQLITE_DONE when new. */
 static int idem_lookup(conn_t *c, const store_enroll_in_t *in, const char *hash,
-                       store_enroll_out_t *out) {
+                       store_enroll_out_t *out)
+{
     sqlite3_stmt *s = c->q[Q_IDEM_GET];
     sqlite3_bind_text(s, 1, in->idem_key, (int)in->idem_key_len, SQLITE_STATIC);
     int rc = sqlite3_step(s);
@@ -470,7 +492,8 @@ static int idem_lookup(conn_t *c, const store_enroll_in_t *in, const char *hash,
     return rc;
 }
 
-static void course_full(store_enroll_out_t *out, int64_t id, int64_t capacity) {
+static void course_full(store_enroll_out_t *out, int64_t id, int64_t capacity)
+{
     char msg[96];
     snprintf(msg, sizeof(msg), "course %lld is full (%lld seats)", (long long)id,
              (long long)capacity);
@@ -479,7 +502,8 @@ static void course_full(store_enroll_out_t *out, int64_t id, int64_t capacity) {
 }
 
 /* The outcome of a new request (without committing): SQLITE_OK or SQLite's error. */
-static int enroll_new(conn_t *c, const store_enroll_in_t *in, store_enroll_out_t *out) {
+static int enroll_new(conn_t *c, const store_enroll_in_t *in, store_enroll_out_t *out)
+{
     sqlite3_stmt *s = c->q[Q_SEATS];
     sqlite3_bind_int64(s, 1, in->course_id);
     int rc = sqlite3_step(s);
@@ -529,7 +553,8 @@ static int enroll_new(conn_t *c, const store_enroll_in_t *in, store_enroll_out_t
 }
 
 static int idem_store(conn_t *c, const store_enroll_in_t *in, const char *hash,
-                      const store_enroll_out_t *out) {
+                      const store_enroll_out_t *out)
+{
     char created[32];
     rfc3339_now(created);
     sqlite3_stmt *s = c->q[Q_IDEM_PUT];
@@ -548,7 +573,8 @@ static int idem_store(conn_t *c, const store_enroll_in_t *in, const char *hash,
 
 /* One attempt of the transaction: SQLITE_OK when committed (or nothing to write). */
 static int enroll_txn(conn_t *c, const store_enroll_in_t *in, const char *hash,
-                      store_enroll_out_t *out) {
+                      store_enroll_out_t *out)
+{
     int rc = step_done(c->q[Q_BEGIN]);
     if (rc != SQLITE_OK)
         return rc;
@@ -577,7 +603,8 @@ rollback:
     return rc;
 }
 
-int store_enroll(store_t *st, const store_enroll_in_t *in, store_enroll_out_t *out) {
+int store_enroll(store_t *st, const store_enroll_in_t *in, store_enroll_out_t *out)
+{
     rdl_buf_init(&out->body);
     conn_t *c = conn_get(st);
     if (!c)

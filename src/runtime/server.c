@@ -383,8 +383,11 @@ static void on_wake(uv_async_t *a)
     if ((cmd & RT_CMD_STOP) && !t->stopping) {
         t->stopping = true;
         stop_accepting(t);
-        while (t->conns)
-            rt_conn_abort(t->conns);
+        /* Closing is asynchronous: a connection leaves the list when its handles have closed. */
+        for (rt_conn_t *c = t->conns, *next; c; c = next) {
+            next = c->next;
+            rt_conn_abort(c);
+        }
         rdl_pool_sink_free(t->sink);
         t->sink = NULL;
         uv_close((uv_handle_t *)&t->wake, NULL);

@@ -170,6 +170,12 @@ def test_idle_connections_do_not_hold_the_drain(c):
     for s in idle:
         s.sendall(b"GET /ping HTTP/1.1\r\nHost: t\r\n\r\n")
         s.recv(4096)
+    # A probe or scraper keeping a connection to the admin listener must not hold the exit either.
+    admin = [socket.create_connection((c.host, c.admin_port), timeout=5) for _ in range(2)]
+    for s in admin:
+        s.sendall(b"GET /livez HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200 ")
+    idle += admin
     start = time.monotonic()
     c.proc.send_signal(signal.SIGTERM)
     rc = c.proc.wait(20)
