@@ -402,8 +402,10 @@ static int parse_head(rt_conn_t *c)
         return 0;
     }
     if (r < 0) {
-        rt_send_error_and_close(c, c->h1.status, error_code(c->h1.status),
-                                c->h1.error ? c->h1.error : "malformed request");
+        char msg[160];   /* name the place: the byte offset in the request head */
+        snprintf(msg, sizeof(msg), "%s (at offset %zu of the request)",
+                 c->h1.error ? c->h1.error : "malformed request", c->h1.error_offset);
+        rt_send_error_and_close(c, c->h1.status, error_code(c->h1.status), msg);
         return -1;
     }
     c->state = RT_BODY;

@@ -5,6 +5,7 @@ connection is closed when framing is in doubt, and that the server still answers
 Limits and timeouts are set small on the command line so the cases run fast.
 """
 
+import json
 import socket
 import time
 
@@ -152,6 +153,14 @@ def test_garbage(c):
 
 def test_space_before_colon(c):
     expect_error(c, b"POST /ping HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n", 400)
+
+
+def test_error_names_the_place(c):
+    got = expect_error(c, b"POST /ping HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n", 400)
+    body = json.loads(got[2])
+    assert body["code"] == "bad_request", body
+    # The request line is 21 bytes, "Host: t" 9, "Transfer-Encoding" 17: the space is at offset 47.
+    assert "colon" in body["message"] and "at offset 47 " in body["message"], body
 
 
 def test_obs_fold(c):
@@ -361,7 +370,7 @@ TESTS = [
     test_body_too_large_content_length, test_body_too_large_chunked,
     test_content_length_with_transfer_encoding, test_conflicting_content_length,
     test_missing_host, test_two_hosts, test_unknown_version, test_garbage,
-    test_space_before_colon, test_obs_fold, test_unsupported_transfer_coding,
+    test_space_before_colon, test_error_names_the_place, test_obs_fold, test_unsupported_transfer_coding,
     test_transfer_encoding_on_http10, test_unknown_method, test_bad_chunk_framing,
     test_unknown_expectation, test_expect_100_continue, test_head_has_length_no_body,
     test_date_header, test_pipelining_in_order, test_pipelined_error_answers_owed_first,
