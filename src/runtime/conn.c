@@ -36,6 +36,7 @@ enum { T_NONE, T_FIRST, T_HEADER, T_BODY, T_REQUEST, T_IDLE, T_LINGER };
 
 static void conn_process(rt_conn_t *c);
 static void conn_close_now(rt_conn_t *c);
+static void update_reading(rt_conn_t *c);
 
 static const char *const method_names[] = {
     [RDL_H1_GET] = "GET", [RDL_H1_HEAD] = "HEAD", [RDL_H1_POST] = "POST",
@@ -181,10 +182,7 @@ static void conn_shutdown(rt_conn_t *c)
         return;
     }
     arm(c, T_LINGER, RT_LINGER_MS);
-    if (!c->reading && !c->eof) {
-        c->reading = true;
-        uv_read_start((uv_stream_t *)&c->tcp, NULL, NULL);
-    }
+    update_reading(c);                   /* read and discard until the peer's FIN */
 }
 
 /* ---- reading --------------------------------------------------------- */
@@ -228,8 +226,6 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     }
     *buf = uv_buf_init(c->buf + c->len, (unsigned)(c->cap - c->len));
 }
-
-static void update_reading(rt_conn_t *c);
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {

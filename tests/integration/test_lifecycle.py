@@ -186,6 +186,24 @@ def test_idle_connections_do_not_hold_the_drain(c):
     assert took < 10, "idle keep-alive connections held the drain for %.1fs" % took
 
 
+def test_lingering_close_ends_on_peer_fin(c):
+    """After a final error response the server half-closes and lingers for the peer's FIN
+    (up to 2 s); a peer that closes at once must not keep the connection, or the drain, waiting."""
+    s = socket.create_connection((c.host, c.port), timeout=5)
+    s.sendall(b"GET /ping HTTP/1.1\r\n\r\n")             # no Host: 400 and close
+    raw = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        raw += chunk
+    assert raw.startswith(b"HTTP/1.1 400 "), raw
+    s.close()
+    c.proc.send_signal(signal.SIGTERM)                          # drain 0 s, grace 1.5 s < linger 2 s
+    rc = c.proc.wait(20)
+    assert rc == 0, "the lingering connection outlived the grace period (exit %s)" % rc
+
+
 if __name__ == "__main__":
     a = args()
     failed = 0
@@ -198,4 +216,6 @@ if __name__ == "__main__":
         failed += run([test_grace_deadline_forces_exit], c, exit=False)
     with Coursed(a.coursed, args=["--set", "lifecycle.drain_delay=100ms", "--set", "timeouts.idle=60s"]) as c:
         failed += run([test_idle_connections_do_not_hold_the_drain], c, exit=False)
+    with Coursed(a.coursed, args=["--set", "lifecycle.drain_delay=0s", "--set", "lifecycle.grace=1500ms"]) as c:
+        failed += run([test_lingering_close_ends_on_peer_fin], c, exit=False)
     raise SystemExit(1 if failed else 0)
