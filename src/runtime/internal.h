@@ -197,6 +197,8 @@ void rt_conn_flush(rt_conn_t *c);
 void rt_conn_release(rt_conn_t *c);             /* drop a reference taken for a pool task */
 
 /* server.c */
+/* CPUs a cgroup quota allows: ceil(quota / period); 0 when unlimited ("max", -1) or unreadable. */
+int rt_cpu_quota(const char *quota, const char *period);
 void rt_thread_conn_closed(rt_thread_t *t);     /* bookkeeping after a connection is freed */
 const char *rt_thread_date(rt_thread_t *t, size_t *len);
 

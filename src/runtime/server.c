@@ -15,8 +15,9 @@
  *   connections close -> exit 0.
  *   A second signal, or grace_ms passing, forces the exit (status 1).
  */
-#define _GNU_SOURCE             /* accept4 */
+#define _GNU_SOURCE             /* accept4, sched_getaffinity */
 #include <errno.h>
+#include <sched.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -60,7 +61,7 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
         { "server.listen", RDL_CFG_ADDR, &o->listen, 0, 0, "REDLINE_LISTEN", "app listener host:port" },
         { "server.admin_listen", RDL_CFG_STRING, &o->admin_listen, 0, 0, "REDLINE_ADMIN_LISTEN",
           "admin listener host:port (empty: none)" },
-        { "server.threads", RDL_CFG_INT, &o->threads, 0, 256, NULL, "I/O threads (0 = CPU count)" },
+        { "server.threads", RDL_CFG_INT, &o->threads, 0, 256, NULL, "I/O threads (0 = CPUs usable: affinity, cgroup quota)" },
         { "server.backlog", RDL_CFG_INT, &o->backlog, 1, 65535, NULL, "listen backlog" },
         { "server.max_connections", RDL_CFG_INT, &o->max_connections, 1, 1000000, NULL,
           "open connections per I/O thread" },
@@ -150,6 +151,63 @@ const char *rt_thread_date(rt_thread_t *t, size_t *len)
 
 /* ---- server object --------------------------------------------------- */
 
+int rt_cpu_quota(const char *quota, const char *period)
+{
+    char *end;
+    if (!quota || strncmp(quota, "max", 3) == 0)
+        return 0;
+    errno = 0;
+    long long q = strtoll(quota, &end, 10);
+    if (errno || end == quota || q <= 0)
+        return 0;
+    long long p = period ? strtoll(period, &end, 10) : 0;
+    if (p <= 0)
+        return 0;
+    long long n = (q + p - 1) / p;
+    return n > 4096 ? 4096 : (int)n;
+}
+
+static bool read_line(const char *path, char *out, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    bool ok = fgets(out, (int)n, f) != NULL;
+    fclose(f);
+    return ok;
+}
+
+/*
+ * CPUs this process can really use: its affinity mask, capped by the cgroup's
+ * CPU quota (v2 cpu.max, v1 cfs_quota_us / cfs_period_us). In a pod limited to
+ * 2 CPUs on a 64-core node that is 2 I/O threads, not 64 threads fighting
+ * over a 2-CPU quota and being throttled.
+ */
+static int usable_cpus(void)
+{
+    cpu_set_t set;
+    int n = 0;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        n = CPU_COUNT(&set);
+    if (n <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (int)c : 1;
+    }
+    char line[128], period[64];
+    int quota = 0;
+    if (read_line("/sys/fs/cgroup/cpu.max", line, sizeof(line))) {
+        char *sp = strchr(line, ' ');
+        if (sp) {
+            *sp = '\0';
+            quota = rt_cpu_quota(line, sp + 1);
+        }
+    } else if (read_line("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", line, sizeof(line)) &&
+               read_line("/sys/fs/cgroup/cpu/cpu.cfs_period_us", period, sizeof(period))) {
+        quota = rt_cpu_quota(line, period);
+    }
+    return quota > 0 && quota < n ? quota : n;
+}
+
 int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
 {
     *out = NULL;
@@ -163,10 +221,8 @@ int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
         free(srv);
         return RDL_ENOMEM;
     }
-    if (srv->opts.threads <= 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        srv->opts.threads = n > 0 ? n : 1;
-    }
+    if (srv->opts.threads <= 0)
+        srv->opts.threads = usable_cpus();
     if (!srv->opts.service)
         srv->opts.service = "redline";
     if (!srv->opts.admin_listen)

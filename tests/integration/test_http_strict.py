@@ -379,6 +379,42 @@ TESTS = [
     test_half_close_still_answered, test_not_found_and_method_not_allowed,
 ]
 
+def test_connection_limit(c):
+    """Past server.max_connections (per I/O thread) a new connection is closed at once;
+    the ones already open keep working and a slot frees when one of them closes."""
+    held = [socket.create_connection((c.host, c.port), timeout=5) for _ in range(2)]
+    for s in held:
+        s.sendall(GET + b"\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200 ")
+    with socket.create_connection((c.host, c.port), timeout=5) as extra:
+        try:
+            extra.sendall(GET + b"\r\n")
+            got = extra.recv(4096)
+        except ConnectionResetError:
+            got = b""
+        assert got == b"", "a connection past the limit was served: %r" % got[:60]
+    held[0].sendall(GET + b"\r\n")
+    assert held[0].recv(4096).startswith(b"HTTP/1.1 200 "), "held connections must keep working"
+    held.pop().close()
+    deadline = time.monotonic() + 5
+    while True:                     # the freed slot is noticed once the close is processed
+        status = None
+        try:
+            status, _, _ = c.request("GET", "/ping", timeout=2)
+        except (ConnectionError, OSError, Exception):
+            pass
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert status == 200, "a slot freed by a close must be usable again"
+    for s in held:
+        s.close()
+
+
 if __name__ == "__main__":
+    failed = 0
     with Coursed(args().coursed, args=LIMITS) as c:
-        run(TESTS, c)
+        failed += run(TESTS, c, exit=False)
+    with Coursed(args().coursed, args=["--set", "server.threads=1", "--set", "server.max_connections=2"]) as c:
+        failed += run([test_connection_limit], c, exit=False)
+    raise SystemExit(1 if failed else 0)

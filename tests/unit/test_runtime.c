@@ -1479,6 +1479,21 @@ static void test_disconnect_cancels(void **state)
     server_stop();
 }
 
+/* ---- default thread count from the cgroup CPU quota ---------------- */
+
+static void test_cpu_quota(void **state)
+{
+    (void)state;
+    assert_int_equal(rt_cpu_quota("max", "100000"), 0);      /* v2: no limit */
+    assert_int_equal(rt_cpu_quota("-1", "100000"), 0);       /* v1: no limit */
+    assert_int_equal(rt_cpu_quota("200000", "100000"), 2);
+    assert_int_equal(rt_cpu_quota("150000", "100000"), 2);   /* 1.5 CPUs: round up */
+    assert_int_equal(rt_cpu_quota("50000\n", "100000\n"), 1); /* as read from the files */
+    assert_int_equal(rt_cpu_quota("100000", "0"), 0);
+    assert_int_equal(rt_cpu_quota("junk", "100000"), 0);
+    assert_int_equal(rt_cpu_quota(NULL, NULL), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1500,6 +1515,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shutdown_after_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resp_header_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disconnect_cancels, setup, teardown),
+        cmocka_unit_test(test_cpu_quota),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
