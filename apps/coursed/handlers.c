@@ -7,13 +7,11 @@
  * body and for the response body the worker builds.
  */
 #include "handlers.h"
+#include "payload.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
-#define JSON_TYPE "application/json"
 /* Room for one course or enrollment object, so its body takes one allocation. */
 #define BODY_HINT 256
 
@@ -124,7 +122,7 @@ static void reply_json(rdl_req_t *req, job_t *job, int status)
     if (job->body.oom)
         rdl_resp_error(req, 500, "internal", "out of memory");
     else
-        rdl_resp_send(req, status, JSON_TYPE, job->body.data, job->body.len);
+        rdl_resp_send(req, status, PAYLOAD_JSON_TYPE, job->body.data, job->body.len);
 }
 
 /* ---- GET /ping ------------------------------------------------------- */
@@ -252,71 +250,6 @@ static void get_enrollment(rdl_req_t *req, void *arg)
     offload(req, enrollment_work, enrollment_done, job);
 }
 
-/* Content-Type is application/json, parameters (charset) aside. */
-static bool is_json_type(rdl_req_t *req)
-{
-    size_t n;
-    const char *v = rdl_req_header(req, "Content-Type", &n);
-    if (!v)
-        return false;
-    const char *semi = memchr(v, ';', n);
-    if (semi)
-        n = (size_t)(semi - v);
-    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
-        n--;
-    return n == strlen(JSON_TYPE) && strncasecmp(v, JSON_TYPE, n) == 0;
-}
-
-/* The Idempotency-Key header: absent (true, key NULL), valid (true), or answered 400. */
-static bool idem_key(rdl_req_t *req, const char **key, size_t *len)
-{
-    *key = rdl_req_header(req, "Idempotency-Key", len);
-    if (!*key)
-        return true;
-    bool ok = *len >= 1 && *len <= STORE_IDEM_KEY_MAX;
-    for (size_t i = 0; ok && i < *len; i++) {
-        unsigned char ch = (unsigned char)(*key)[i];
-        ok = ch > 0x20 && ch < 0x7f;
-    }
-    if (!ok)
-        rdl_resp_error(req, 400, "invalid_idempotency_key",
-                       "Idempotency-Key must be 1 to 255 visible ASCII characters");
-    return ok;
-}
-
-/*
- * The body's student: copied into the request's arena (the JSON tree is freed
- * before the worker runs), or the request is answered 400/422 and NULL returned.
- */
-static const char *body_student(rdl_req_t *req, size_t *len)
-{
-    size_t n;
-    const char *body = rdl_req_body(req, &n);
-    json_error_t jerr;
-    json_t *root = json_loadb(body ? body : "", n, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "request body is not valid JSON: %s at line %d column %d",
-                 jerr.text, jerr.line, jerr.column);
-        rdl_resp_error(req, 400, "invalid_json", msg);
-        return NULL;
-    }
-    json_t *s = json_object_get(root, "student");    /* NULL unless root is an object */
-    const char *copy = NULL;
-    if (json_is_string(s) && json_string_length(s) >= 1 &&
-        json_string_length(s) <= STORE_STUDENT_MAX) {
-        *len = json_string_length(s);
-        copy = rdl_arena_strndup(&rdl_req_ctx(req)->arena, json_string_value(s), *len);
-        if (!copy)
-            rdl_resp_error(req, 500, "internal", "out of memory");
-    } else {
-        rdl_resp_error(req, 422, "invalid_field", "field 'student' must be a non-empty string "
-                       "of at most 200 bytes");
-    }
-    json_decref(root);
-    return copy;
-}
-
 static void enroll_work(rdl_req_t *req, void *arg)
 {
     job_t *job = arg;
@@ -353,16 +286,18 @@ static void post_enrollment(rdl_req_t *req, void *arg)
     int64_t id;
     if (!path_id(req, "course", &id))
         return;
-    if (!is_json_type(req)) {
-        rdl_resp_error(req, 415, "unsupported_media_type", "Content-Type must be "
-                       "application/json");
+    payload_error_t e;
+    size_t type_len, key_len = 0, body_len, student_len = 0;
+    const char *type = rdl_req_header(req, "Content-Type", &type_len);
+    const char *key = rdl_req_header(req, "Idempotency-Key", &key_len);
+    const char *body = rdl_req_body(req, &body_len);
+    const char *student;
+    if (!payload_is_json_type(type, type_len, &e) ||
+        payload_enrollment(body, body_len, &rdl_req_ctx(req)->arena, &student, &student_len, &e) ||
+        (key && payload_idempotency_key(key, key_len, &e))) {
+        rdl_resp_error(req, e.status, e.code, e.message);
         return;
     }
-    const char *key;
-    size_t key_len, student_len = 0;
-    const char *student = body_student(req, &student_len);
-    if (!student || !idem_key(req, &key, &key_len))
-        return;
     job_t *job = job_new(req, arg);
     if (!job)
         return;

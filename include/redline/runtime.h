@@ -71,6 +71,14 @@ int rdl_server_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
 
 /* ---- server ---------------------------------------------------------- */
 
+/*
+ * A handler answers (rdl_resp_send, rdl_resp_error, or rdl_resp_begin ...
+ * rdl_resp_end) or hands the request to the pool (rdl_req_offload) before it
+ * returns; a request left unanswered is answered 503 when its deadline
+ * (timeouts.request) passes. After the call that completes the response the
+ * request must not be touched, except until the handler or done callback
+ * that made it returns.
+ */
 typedef void (*rdl_handler_fn)(rdl_req_t *req, void *arg);
 
 /*
@@ -118,9 +126,10 @@ int rdl_server_on_startup(rdl_server_t *srv, const char *name, rdl_startup_fn fn
 /*
  * Opens the listeners, starts the I/O threads, runs start-up work, turns
  * ready, then serves until SIGTERM/SIGINT or rdl_server_shutdown, and drains.
- * Returns 0 after a clean drain, 1 when start-up failed or the grace period
- * or a second signal forced the stop, or a negative RDL_E* when the listeners
- * could not open (err, when given, says why).
+ * Returns 0 after a clean drain, 1 when start-up failed, or a negative RDL_E*
+ * when the listeners could not open (err, when given, says why). A second
+ * signal, or the grace period running out, ends the process at once with exit
+ * status 1 after one log line: nothing else is flushed. Call once per server.
  */
 int rdl_server_run(rdl_server_t *srv, rdl_error_t *err);
 /* Begins the graceful stop, as SIGTERM does. Any thread. */

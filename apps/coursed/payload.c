@@ -1,0 +1,81 @@
+/*
+ * payload.c: validation of what clients send coursed. Every rule here answers
+ * with a stable code and a message that names the place (the JSON line and
+ * column, the field, the header), and nothing here can abort on any input.
+ */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include "payload.h"
+#include "store.h"
+
+static void fail(payload_error_t *err, int status, const char *code, const char *msg)
+{
+    err->status = status;
+    err->code = code;
+    snprintf(err->message, sizeof(err->message), "%s", msg);
+}
+
+bool payload_is_json_type(const char *v, size_t n, payload_error_t *err)
+{
+    bool ok = false;
+    if (v) {
+        const char *semi = memchr(v, ';', n);
+        if (semi)
+            n = (size_t)(semi - v);
+        while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+            n--;
+        ok = n == strlen(PAYLOAD_JSON_TYPE) && strncasecmp(v, PAYLOAD_JSON_TYPE, n) == 0;
+    }
+    if (!ok)
+        fail(err, 415, "unsupported_media_type", "Content-Type must be application/json");
+    return ok;
+}
+
+int payload_idempotency_key(const char *v, size_t n, payload_error_t *err)
+{
+    bool ok = v && n >= 1 && n <= STORE_IDEM_KEY_MAX;
+    for (size_t i = 0; ok && i < n; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        ok = ch > 0x20 && ch < 0x7f;
+    }
+    if (!ok) {
+        fail(err, 400, "invalid_idempotency_key",
+             "Idempotency-Key must be 1 to 255 visible ASCII characters");
+        return -1;
+    }
+    return 0;
+}
+
+int payload_enrollment(const char *body, size_t n, rdl_arena_t *arena,
+                       const char **student, size_t *student_len, payload_error_t *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body ? body : "", n, JSON_REJECT_DUPLICATES, &jerr);
+    *student = NULL;
+    if (!root) {
+        err->status = 400;
+        err->code = "invalid_json";
+        snprintf(err->message, sizeof(err->message),
+                 "request body is not valid JSON: %s at line %d column %d",
+                 jerr.text, jerr.line, jerr.column);
+        return -1;
+    }
+    json_t *s = json_object_get(root, "student");    /* NULL unless root is an object */
+    int rc = -1;
+    if (json_is_string(s) && json_string_length(s) >= 1 &&
+        json_string_length(s) <= STORE_STUDENT_MAX) {
+        *student_len = json_string_length(s);
+        *student = rdl_arena_strndup(arena, json_string_value(s), *student_len);
+        if (*student)
+            rc = 0;
+        else
+            fail(err, 500, "internal", "out of memory");
+    } else {
+        fail(err, 422, "invalid_field",
+             "field 'student' must be a non-empty string of at most 200 bytes");
+    }
+    json_decref(root);
+    return rc;
+}
