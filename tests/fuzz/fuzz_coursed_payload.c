@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "payload.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -39,8 +40,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&e, 0, sizeof(e));
     if (!payload_is_json_type(text, size, &e))
         check_error(&e);
-    else if (size < 16 || memchr(text, '\n', size))
-        __builtin_trap();       /* "application/json" is 16 bytes and never spans lines */
+    else if (size < 16 || strncasecmp(text, "application/json", 16) != 0 ||
+             (size > 16 && text[16] != ';' && text[16] != ' ' && text[16] != '\t'))
+        __builtin_trap();       /* accepted: the media type, then nothing, OWS or parameters */
 
     memset(&e, 0, sizeof(e));
     if (payload_idempotency_key(text, size, &e) == 0) {
