@@ -315,6 +315,16 @@ class Coursed:
         return b"".join(chunks)
 
 
+def read_until_close(sock):
+    """Reads from a connected socket until the peer closes it; returns every byte."""
+    chunks = []
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
 def _json_or_none(line):
     line = line.strip()
     if not line.startswith("{"):

@@ -9,7 +9,7 @@ import json
 import socket
 import time
 
-from harness import Coursed, args, run
+from harness import Coursed, args, read_until_close, run
 
 LIMITS = [
     "--set", "limits.max_request_line=1024",
@@ -203,16 +203,10 @@ def test_expect_100_continue(c):
 
 
 def test_head_has_length_no_body(c):
-    responses, _ = exchange(c, b"HEAD /ping HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     # parse_responses would read 5 body bytes for HEAD: check the raw exchange instead.
     with socket.create_connection((c.host, c.port), timeout=5) as s:
         s.sendall(b"HEAD /ping HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        raw = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            raw += chunk
+        raw = read_until_close(s)
     head, _, rest = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 "), head
     assert b"\r\nContent-Length: 5" in head, head
@@ -271,12 +265,7 @@ def test_slowloris_header_timeout(c):
                 s.sendall(b"X")
             except OSError:
                 break
-        raw = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            raw += chunk
+        raw = read_until_close(s)
         elapsed = time.monotonic() - start
     assert raw.startswith(b"HTTP/1.1 408 "), raw
     assert elapsed < 10, "header timeout of 1s took %.1fs" % elapsed
@@ -347,12 +336,7 @@ def test_half_close_still_answered(c):
     with socket.create_connection((c.host, c.port), timeout=10) as s:
         s.sendall(data)
         s.shutdown(socket.SHUT_WR)
-        raw = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            raw += chunk
+        raw = read_until_close(s)
     responses = parse_responses(raw)
     assert [r[0] for r in responses] == [200, 200, 200], responses
     assert all((b'"id":%d,' % i) in r[2] for i, r in zip((1, 2, 3), responses))

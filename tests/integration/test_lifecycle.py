@@ -14,7 +14,7 @@ import threading
 import time
 import os
 
-from harness import Coursed, args, run
+from harness import Coursed, args, read_until_close, run
 
 DRAIN = ["--set", "lifecycle.drain_delay=1500ms", "--set", "lifecycle.grace=15s"]
 
@@ -191,12 +191,7 @@ def test_lingering_close_ends_on_peer_fin(c):
     (up to 2 s); a peer that closes at once must not keep the connection, or the drain, waiting."""
     s = socket.create_connection((c.host, c.port), timeout=5)
     s.sendall(b"GET /ping HTTP/1.1\r\n\r\n")             # no Host: 400 and close
-    raw = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        raw += chunk
+    raw = read_until_close(s)
     assert raw.startswith(b"HTTP/1.1 400 "), raw
     s.close()
     c.proc.send_signal(signal.SIGTERM)                          # drain 0 s, grace 1.5 s < linger 2 s
