@@ -51,7 +51,6 @@ typedef struct rt_thread rt_thread_t;
 
 struct rt_thread {
     rdl_server_t *srv;
-    int index;
     bool admin;                 /* serves the admin router; not drained */
     const rt_router_t *router;
     uv_loop_t loop;
@@ -100,7 +99,6 @@ struct rdl_server {
     uv_timer_t drain_timer, grace_timer;
     uv_async_t ctl_wake;        /* an app thread became idle while draining, or shutdown requested */
     uv_thread_t startup_tid;
-    bool startup_started;
     atomic_int startup_state;   /* 0 running, 1 ok, -1 failed */
     atomic_bool ready;
     atomic_bool draining;
@@ -168,7 +166,6 @@ struct rt_conn {
     bool eof;                   /* the peer half-closed */
     bool closed;                /* uv_close called */
     bool shut;                  /* uv_shutdown sent */
-    bool body_timer;            /* the timer counts body inactivity */
     /* input: buf[0..len); the current request starts at buf[0] */
     char *buf;
     size_t len;

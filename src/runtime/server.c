@@ -462,10 +462,9 @@ static void send_cmd(rt_thread_t *t, int cmd)
     uv_async_send(&t->wake);
 }
 
-static int thread_init(rdl_server_t *srv, rt_thread_t *t, int index, bool admin, int fd)
+static int thread_init(rdl_server_t *srv, rt_thread_t *t, bool admin, int fd)
 {
     t->srv = srv;
-    t->index = index;
     t->admin = admin;
     t->router = admin ? &srv->admin_router : &srv->app_router;
     int rc = uv_loop_init(&t->loop);
@@ -635,7 +634,7 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
                            .queue_max = (int)srv->opts.pool_queue, .name = "rdl-pool" };
     rc = rdl_pool_new(&po, &srv->pool);
     for (int i = 0; rc == 0 && i < srv->nall; i++)
-        rc = thread_init(srv, &srv->threads[i], i, i >= srv->nthreads, fds[i]);
+        rc = thread_init(srv, &srv->threads[i], i >= srv->nthreads, fds[i]);
     free(fds);
     if (rc != 0)
         return rdl_error_set(err, RDL_EIO, 0, 0, "server", "cannot start I/O threads: %s",
@@ -661,7 +660,6 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
         uv_thread_create(&srv->threads[i].tid, thread_main, &srv->threads[i]);
     rt_log(srv, "info", "listening", "addr", srv->addr, "admin_addr", srv->admin_addr);
     uv_thread_create(&srv->startup_tid, startup_main, srv);
-    srv->startup_started = true;
 
     uv_run(&srv->ctl, UV_RUN_DEFAULT);
 
