@@ -8,6 +8,7 @@
  */
 #include "handlers.h"
 #include "payload.h"
+#include "stats.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -263,9 +264,27 @@ static void enroll_work(rdl_req_t *req, void *arg)
     job->body = out.body;
 }
 
+/* The outcome of an enrollment as the business metric counts it. */
+static stats_result_t enroll_result(const job_t *job)
+{
+    if (job->rc)
+        return job->rc == RDL_ENOENT ? STATS_NOT_FOUND
+               : job->rc == RDL_ETIMEDOUT ? STATS_UNAVAILABLE : STATS_ERROR;
+    if (job->replayed)
+        return STATS_REPLAYED;
+    switch (job->status) {
+    case 201: return STATS_CREATED;
+    case 404: return STATS_NOT_FOUND;
+    case 409: return STATS_FULL;
+    case 422: return STATS_KEY_REUSED;
+    default: return STATS_ERROR;
+    }
+}
+
 static void enroll_done(rdl_req_t *req, void *arg)
 {
     job_t *job = arg;
+    stats_enrollment(enroll_result(job));
     if (job->rc) {
         reply_failure(req, job, "course_not_found", "course");
     } else {
@@ -284,8 +303,10 @@ static void enroll_done(rdl_req_t *req, void *arg)
 static void post_enrollment(rdl_req_t *req, void *arg)
 {
     int64_t id;
-    if (!path_id(req, "course", &id))
+    if (!path_id(req, "course", &id)) {
+        stats_enrollment(STATS_INVALID);
         return;
+    }
     payload_error_t e;
     size_t type_len, key_len = 0, body_len, student_len = 0;
     const char *type = rdl_req_header(req, "Content-Type", &type_len);
@@ -295,6 +316,7 @@ static void post_enrollment(rdl_req_t *req, void *arg)
     if (!payload_is_json_type(type, type_len, &e) ||
         payload_enrollment(body, body_len, &rdl_req_ctx(req)->arena, &student, &student_len, &e) ||
         (key && payload_idempotency_key(key, key_len, &e))) {
+        stats_enrollment(STATS_INVALID);
         rdl_resp_error(req, e.status, e.code, e.message);
         return;
     }

@@ -14,6 +14,7 @@
 #include "redline/runtime.h"
 #include "store.h"
 #include "handlers.h"
+#include "stats.h"
 
 /* The runtime's keys the listen flags stand for (declared by rdl_server_opts_config). */
 #define KEY_LISTEN "server.listen"
@@ -190,11 +191,14 @@ static int serve(rdl_server_opts_t *opts, const char *data_dir, bool seed)
     if (!rc)
         rc = handlers_register(srv, st, &err);
     if (!rc)
+        rc = stats_init(st, &err);
+    if (!rc)
         rc = rdl_server_run(srv, &err);
     if (rc < 0)
         fail_error(&err);
     /* The server joins its pool first: no worker uses the store after this. */
     rdl_server_free(srv);
+    stats_close();
     store_close(st);
     return rc < 0 ? 1 : rc;
 }

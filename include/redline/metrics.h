@@ -95,6 +95,7 @@ int rdl_metric_new(rdl_registry_t *r, rdl_metric_type_t type, const rdl_metric_o
 
 /* The family registered under name (a counter's full "_total" name), or NULL. */
 rdl_metric_t *rdl_metric_find(rdl_registry_t *r, const char *name);
+rdl_metric_type_t rdl_metric_type(const rdl_metric_t *m);
 
 /* Shorthands for unlabelled families: register and return the one series. */
 int rdl_counter_new(rdl_registry_t *r, const char *name, const char *help,

@@ -1,7 +1,7 @@
 /*
  * runtime.h: the HTTP/1.1 service runtime: I/O threads on libuv, a strict
  * request parser, a router on path templates, a middleware chain, the admin
- * plane (/healthz, /livez, /readyz) and the lifecycle
+ * plane (/healthz, /livez, /readyz, /metrics, /debug/vars) and the lifecycle
  * (start -> warm up -> ready -> drain -> stop).
  *
  *   static void hello(rdl_req_t *req, void *arg) {
@@ -59,13 +59,17 @@ typedef struct rdl_server_opts {
     /* blocking-work pool */
     int64_t pool_threads;
     int64_t pool_queue;
+    /* metrics (docs/metrics.md) */
+    bool metrics_enabled;       /* RED middleware, runtime and process collectors */
+    int64_t metrics_max_series; /* label sets per RED metric before the overflow series */
+    bool metrics_debug_vars;    /* serve /debug/vars */
 } rdl_server_opts_t;
 
 /* Production defaults (documented in docs/runtime.md). */
 void rdl_server_opts_default(rdl_server_opts_t *opts);
 /*
  * Declares the runtime's configuration keys (server.*, limits.*, timeouts.*,
- * lifecycle.*, pool.*) with opts as their destination. opts must outlive cfg.
+ * lifecycle.*, pool.*, metrics.*) with opts as their destination. opts must outlive cfg.
  */
 int rdl_server_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
 

@@ -553,6 +553,11 @@ rdl_metric_t *rdl_metric_find(rdl_registry_t *r, const char *name)
     return NULL;
 }
 
+rdl_metric_type_t rdl_metric_type(const rdl_metric_t *m)
+{
+    return m->type;
+}
+
 static int new_single(rdl_registry_t *r, rdl_metric_type_t type, const rdl_metric_opts_t *o,
                       void **out, rdl_error_t *err)
 {

@@ -70,6 +70,13 @@ struct rt_thread {
     size_t date_len;
     uint64_t date_tick;
     time_t date_sec;
+    /* event-loop lag (metrics_mw.c): a 100 ms timer and how late it fires */
+    uv_timer_t lag_timer;
+    bool lag_on;
+    uint64_t lag_due_ns;
+    uint64_t lag_window_ns;     /* start of the current window */
+    _Atomic uint64_t lag_max_ns;        /* worst lag in this window / the one before */
+    _Atomic uint64_t lag_prev_max_ns;
 };
 
 enum { RT_CMD_DRAIN = 1, RT_CMD_STOP = 2 };
@@ -111,6 +118,7 @@ struct rdl_server {
     int exit_code;
     char addr[96];
     char admin_addr[96];
+    struct rt_metrics *metrics; /* metrics_mw.c */
 };
 
 /* One request/response exchange; one at a time per connection. */
@@ -206,6 +214,16 @@ void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const c
 
 /* admin.c */
 int rt_admin_register(rdl_server_t *srv);
+
+/* metrics_mw.c: the RED middleware, runtime collectors, /metrics and /debug/vars */
+void rt_metrics_defaults(rdl_server_opts_t *o);
+int rt_metrics_config(rdl_server_opts_t *o, rdl_config_t *cfg);
+int rt_metrics_install(rdl_server_t *srv);      /* rdl_server_new: routes and middleware */
+void rt_metrics_uninstall(rdl_server_t *srv);   /* rdl_server_free */
+void rt_metrics_start(rdl_server_t *srv);       /* threads and pool exist: collectors on */
+void rt_metrics_stop(rdl_server_t *srv);        /* before the pool goes */
+int rt_metrics_thread_init(rt_thread_t *t);     /* on the thread's loop, before it runs */
+void rt_metrics_thread_stop(rt_thread_t *t);    /* on the thread, when it stops */
 
 /* log.c: one JSON line on stdout (the log module replaces this with the full logger). */
 void rt_log(rdl_server_t *srv, const char *level, const char *msg, const char *k1,

@@ -52,6 +52,7 @@ void rdl_server_opts_default(rdl_server_opts_t *o)
     o->grace_ms = 20000;
     o->pool_threads = 4;
     o->pool_queue = 1024;
+    rt_metrics_defaults(o);
 }
 
 int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
@@ -83,7 +84,8 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
         { "pool.threads", RDL_CFG_INT, &o->pool_threads, 1, 1024, NULL, "blocking-work threads" },
         { "pool.queue", RDL_CFG_INT, &o->pool_queue, 1, 1000000, NULL, "blocking-work queue bound (503 beyond)" },
     };
-    return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
+    int rc = rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
+    return rc ? rc : rt_metrics_config(o, cfg);
 }
 
 /* ---- log lines (the log module replaces this) ------------------------ */
@@ -228,6 +230,8 @@ int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
     if (!srv->opts.admin_listen)
         srv->opts.admin_listen = "";
     int rc = rt_admin_register(srv);
+    if (rc == 0)
+        rc = rt_metrics_install(srv);
     if (rc) {
         rdl_server_free(srv);
         return rc;
@@ -240,6 +244,7 @@ void rdl_server_free(rdl_server_t *srv)
 {
     if (!srv)
         return;
+    rt_metrics_uninstall(srv);
     uv_mutex_destroy(&srv->ctl_mu);
     rt_router_free(&srv->app_router);
     rt_router_free(&srv->admin_router);
@@ -446,6 +451,7 @@ static void on_wake(uv_async_t *a)
         }
         rdl_pool_sink_free(t->sink);
         t->sink = NULL;
+        rt_metrics_thread_stop(t);
         uv_close((uv_handle_t *)&t->wake, NULL);
     }
 }
@@ -480,6 +486,8 @@ static int thread_init(rdl_server_t *srv, rt_thread_t *t, bool admin, int fd)
         rc = uv_tcp_open(&t->listener, fd);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&t->listener, (int)srv->opts.backlog, on_connection);
+    if (rc == 0)
+        rc = rt_metrics_thread_init(t);
     t->listening = rc == 0;
     return rc;
 }
@@ -639,6 +647,7 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     if (rc != 0)
         return rdl_error_set(err, RDL_EIO, 0, 0, "server", "cannot start I/O threads: %s",
                              uv_strerror(rc));
+    rt_metrics_start(srv);
 
     uv_loop_init(&srv->ctl);
     uv_signal_init(&srv->ctl, &srv->sigterm);
@@ -669,6 +678,7 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
         uv_loop_close(&srv->threads[i].loop);
     }
     uv_loop_close(&srv->ctl);
+    rt_metrics_stop(srv);
     rdl_pool_free(srv->pool);
     srv->pool = NULL;
     rt_log(srv, "info", "stopped", NULL, NULL, NULL, NULL);
