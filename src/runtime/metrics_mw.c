@@ -26,6 +26,7 @@ struct rt_metrics {
     rdl_metric_t *req_size;     /* http_server_request_body_size_bytes{method,route} */
     rdl_metric_t *resp_size;    /* http_server_response_body_size_bytes{method,route} */
     rdl_gauge_t *active;        /* http_server_active_requests */
+    rdl_counter_t *scrapes[2];  /* redline_metrics_scrapes_total{format}, by rdl_format_t */
     int runtime_collector;      /* id in the default registry; 0 = none */
 };
 
@@ -84,8 +85,15 @@ static int families(struct rt_metrics *mx, size_t max_series)
     mx->req_size = family(RDL_METRIC_HISTOGRAM, &rq);
     mx->resp_size = family(RDL_METRIC_HISTOGRAM, &rs);
     mx->active = rdl_metric_gauge(family(RDL_METRIC_GAUGE, &a), NULL);
+    static const char *const fl[] = { "format" };
+    rdl_metric_opts_t sc = { .name = "redline_metrics_scrapes_total",
+                             .help = "Scrapes of /metrics, by the format served.",
+                             .labels = fl, .nlabels = 1, .max_series = 2 };
+    rdl_metric_t *scm = family(RDL_METRIC_COUNTER, &sc);
+    mx->scrapes[RDL_FMT_TEXT] = rdl_metric_counter(scm, (const char *const[]){ "text" });
+    mx->scrapes[RDL_FMT_OPENMETRICS] = rdl_metric_counter(scm, (const char *const[]){ "openmetrics" });
     /* the application may have taken a name with another type */
-    bool ok = mx->active && mx->duration && rdl_metric_type(mx->duration) == RDL_METRIC_HISTOGRAM &&
+    bool ok = mx->active && mx->scrapes[0] && mx->duration && rdl_metric_type(mx->duration) == RDL_METRIC_HISTOGRAM &&
               mx->req_size && rdl_metric_type(mx->req_size) == RDL_METRIC_HISTOGRAM &&
               mx->resp_size && rdl_metric_type(mx->resp_size) == RDL_METRIC_HISTOGRAM;
     return ok ? 0 : RDL_EEXIST;
@@ -289,13 +297,43 @@ static int gzip(const rdl_buf_t *in, rdl_buf_t *out)
     return rc == Z_STREAM_END ? 0 : RDL_ENOMEM;
 }
 
+/*
+ * A "format" query parameter ("text" or "openmetrics") overrides Accept: a
+ * scraper that cannot choose its Accept header (Prometheus 2.x has no
+ * per-job protocol setting) asks with its scrape config's params instead.
+ */
+static bool format_param(const rdl_req_t *req, rdl_format_t *fmt)
+{
+    size_t n;
+    const char *q = rdl_req_query(req, &n);
+    for (const char *p = q, *end = q + n; p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *e = amp ? amp : end;
+        size_t len = (size_t)(e - p);
+        if (len == 11 && memcmp(p, "format=text", 11) == 0) {
+            *fmt = RDL_FMT_TEXT;
+            return true;
+        }
+        if (len == 18 && memcmp(p, "format=openmetrics", 18) == 0) {
+            *fmt = RDL_FMT_OPENMETRICS;
+            return true;
+        }
+        p = amp ? amp + 1 : end;
+    }
+    return false;
+}
+
 static void metrics_handler(rdl_req_t *req, void *arg)
 {
-    (void)arg;
+    rdl_server_t *srv = arg;
     size_t alen = 0, elen = 0;
     const char *accept = rdl_req_header(req, "Accept", &alen);
     const char *enc = rdl_req_header(req, "Accept-Encoding", &elen);
-    rdl_format_t fmt = rdl_metrics_negotiate(accept, alen);
+    rdl_format_t fmt;
+    if (!format_param(req, &fmt))
+        fmt = rdl_metrics_negotiate(accept, alen);
+    if (srv->metrics && srv->metrics->scrapes[fmt])
+        rdl_counter_inc(srv->metrics->scrapes[fmt]);
     rdl_buf_t body, z;
     rdl_buf_init(&body);
     rdl_buf_init(&z);
