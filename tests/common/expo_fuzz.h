@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "redline/metrics.h"
+#include "expo_parse.h"
 
 #define XF_MAX_FIELDS 64
 #define XF_MAX_SERIES 8
@@ -75,11 +76,18 @@ static inline void xf_collect(rdl_collect_t *c, void *arg)
     xf_input_t *in = arg;
     const char *ln[] = { "c" };
     rdl_collect_family(c, RDL_METRIC_GAUGE, "fz_collected", xf_field(in, 1));
-    /* distinct values only: a collector promises one sample per label set */
+    /* distinct values only: a collector promises one sample per label set; values that
+     * are not UTF-8 all read as U+FFFD once sanitised, so only the first of them goes out */
+    bool invalid_sent = false;
     for (size_t i = 2; i < in->nfields; i++) {
         size_t j = 2;
         while (j < i && strcmp(in->fields[j], in->fields[i]) != 0)
             j++;
+        const char *f = in->fields[i];
+        bool valid = xp_utf8_ok((const unsigned char *)f, strlen(f));
+        if (!valid && invalid_sent)
+            continue;
+        invalid_sent |= !valid;
         if (j == i) {
             const char *lv[] = { in->fields[i] };
             rdl_collect_value(c, ln, lv, 1, xf_value(in->fields[i]));
