@@ -776,15 +776,17 @@ void rdl_histogram_observe(rdl_histogram_t *h, double v)
     mx_series_t *s = (mx_series_t *)h;
     if (isnan(v))
         return;
-    /* First bound >= v; nb (the +Inf bucket) when none. */
-    uint32_t lo = 0, hi = s->nb;
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-        if (s->bounds[mid] < v)
-            lo = mid + 1;
-        else
-            hi = mid;
+    /* First bound >= v; nb (the +Inf bucket) when none. Branch-free halving (the
+     * compiler makes the step a conditional move): latencies are unpredictable, and a
+     * mispredicted branch per level would cost more than the rest of observe. */
+    const double *p = s->bounds;
+    uint32_t len = s->nb;
+    while (len > 1) {
+        uint32_t half = len / 2;
+        p += p[half - 1] < v ? half : 0;
+        len -= half;
     }
+    uint32_t lo = (uint32_t)(p - s->bounds) + (len == 1 && p[0] < v);
     int slot = my_slot();
     mx_cell_t *b = cell_at(s->cells + lo, slot);
     mx_cell_t *sum = cell_at(s->cells + s->nb + 1, slot);
