@@ -5,6 +5,8 @@
 # printed. The load generator shares the machine's cores with the server: compare ratios from one
 # run, never absolute numbers across runs.
 #   bench/http.sh [ROUNDS] [SECONDS]      (defaults 3 rounds of 5 s; wrk -t1 -c64)
+# COMPARE=metrics also runs a second coursed with metrics.enabled=false, interleaved with the
+# first, and prints the throughput with metrics on over off (the RED middleware's cost).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -44,17 +46,35 @@ pids+=($!)
 pids+=($!)
 for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/coursed.log" && break; sleep 0.1; done
 caddr=$(grep -o '"addr":"[^"]*' "$work/coursed.log" | head -1 | cut -d'"' -f4)
+if [ "${COMPARE:-}" = metrics ]; then
+  "$COURSED" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/coursed-off" \
+    --set lifecycle.drain_delay=0s --set metrics.enabled=false >"$work/coursed-off.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/coursed-off.log" && break; sleep 0.1; done
+  oaddr=$(grep -o '"addr":"[^"]*' "$work/coursed-off.log" | head -1 | cut -d'"' -f4)
+fi
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$nport/" >/dev/null && break; sleep 0.1; done
 
 rps() { wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
 
-declare -a n c p
+declare -a n c p oc op
 for r in $(seq "$ROUNDS"); do
   n+=("$(rps "http://127.0.0.1:$nport/")")
   c+=("$(rps "http://$caddr/ping")")
+  [ -n "${oaddr:-}" ] && oc+=("$(rps "http://$oaddr/ping")")
   p+=("$(rps "http://$caddr/v1/courses/3")")
+  [ -n "${oaddr:-}" ] && op+=("$(rps "http://$oaddr/v1/courses/3")")
   echo "round $r: nginx ${n[-1]} req/s, coursed /ping ${c[-1]} req/s, coursed /v1/courses/3 ${p[-1]} req/s"
+  [ -n "${oaddr:-}" ] && echo "round $r: metrics off: /ping ${oc[-1]} req/s, /v1/courses/3 ${op[-1]} req/s"
 done
+if [ -n "${oaddr:-}" ]; then
+  python3 - "${c[*]}" "${oc[*]}" "${p[*]}" "${op[*]}" <<'PY'
+import statistics, sys
+c, oc, p, op = ([float(x) for x in a.split()] for a in sys.argv[1:5])
+print("metrics on / off (median of per-round ratios): /ping %.3f, /v1/courses/3 %.3f"
+      % (statistics.median([a / b for a, b in zip(c, oc)]), statistics.median([a / b for a, b in zip(p, op)])))
+PY
+fi
 
 python3 - "${n[*]}" "${c[*]}" "${p[*]}" <<'PY'
 import statistics, sys
