@@ -146,6 +146,34 @@ static void test_histogram_buckets(void **state)
     xp_free(&dom);
 }
 
+/* OpenMetrics: a histogram sum is a counter; negative observations that make it negative drop
+ * _sum and _count (the +Inf bucket still counts); text 0.0.4 keeps them. */
+static void test_histogram_negative_sum(void **state)
+{
+    (void)state;
+    static const double bounds[] = { -1, 0, 1 };
+    rdl_histogram_t *h;
+    assert_int_equal(rdl_histogram_new(reg, "temp_celsius", "T.", bounds, 3, &h, NULL), 0);
+    rdl_histogram_observe(h, -5);
+    rdl_histogram_observe(h, 0.5);
+    char *o = expose(RDL_FMT_OPENMETRICS);
+    assert_non_null(strstr(o, "temp_celsius_bucket{le=\"-1.0\"} 1\n"));
+    assert_non_null(strstr(o, "temp_celsius_bucket{le=\"+Inf\"} 2\n"));
+    assert_null(strstr(o, "temp_celsius_sum"));
+    assert_null(strstr(o, "temp_celsius_count"));
+    free(o);
+    char *t = expose(RDL_FMT_TEXT);
+    assert_non_null(strstr(t, "temp_celsius_sum -4.5\ntemp_celsius_count 2\n"));
+    free(t);
+    rdl_histogram_observe(h, 10);
+    xp_doc_t dt, dom;
+    parse_both(&dt, &dom);
+    assert_true(xp_value(&dom, "temp_celsius_sum", NULL) == 5.5);
+    assert_true(xp_value(&dom, "temp_celsius_count", NULL) == 3);
+    xp_free(&dt);
+    xp_free(&dom);
+}
+
 static void test_default_and_helper_buckets(void **state)
 {
     (void)state;
@@ -600,6 +628,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_counter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gauge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_histogram_buckets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_histogram_negative_sum, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_and_helper_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_label_escaping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registration_errors, setup, teardown),
