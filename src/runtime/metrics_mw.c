@@ -126,6 +126,53 @@ static int red_enter(rdl_req_t *req, void *arg)
     return 0;
 }
 
+/*
+ * The three series of one (method, route, code, color), remembered per I/O thread: a hit
+ * costs a hash and two short compares instead of three label-set lookups (~150 ns).
+ * The handles live in the default registry for the life of the process.
+ */
+#define RED_CACHE 64
+#define RED_COLOR_MAX 32
+
+typedef struct red_entry {
+    const char *method;         /* one of method_label's constants */
+    int status;
+    char route[128];            /* "" = empty slot */
+    char color[RED_COLOR_MAX];
+    rdl_histogram_t *dur, *req, *resp;
+} red_entry_t;
+
+static __thread red_entry_t red_cache[RED_CACHE];
+
+static red_entry_t *red_series(struct rt_metrics *mx, const char *method, const char *route,
+                               int status, const char *color)
+{
+    size_t rl = strlen(route), cl = strlen(color);
+    uint64_t h = (uint64_t)(uintptr_t)method * 31 + (uint64_t)status * 131 + rl * 7 + cl;
+    for (size_t i = 0; i < rl; i += 4)
+        h = h * 33 + (unsigned char)route[i];
+    red_entry_t *e = &red_cache[h % RED_CACHE];
+    if (e->method == method && e->status == status && strcmp(e->route, route) == 0 &&
+        strcmp(e->color, color) == 0)
+        return e;
+    char code[8];
+    snprintf(code, sizeof(code), "%d", status >= 100 && status <= 999 ? status : 0);
+    const char *labels[4] = { method, route, code, color };
+    red_entry_t fresh = { .method = method, .status = status,
+                          .dur = rdl_metric_histogram(mx->duration, labels),
+                          .req = rdl_metric_histogram(mx->req_size, labels),
+                          .resp = rdl_metric_histogram(mx->resp_size, labels) };
+    if (rl >= sizeof(e->route) || cl >= sizeof(e->color)) {
+        static __thread red_entry_t uncached;   /* too long to remember: looked up each time */
+        uncached = fresh;
+        return &uncached;
+    }
+    memcpy(fresh.route, route, rl + 1);
+    memcpy(fresh.color, color, cl + 1);
+    *e = fresh;
+    return e;
+}
+
 static void red_leave(rdl_req_t *req, void *arg)
 {
     struct rt_metrics *mx = arg;
@@ -133,15 +180,12 @@ static void red_leave(rdl_req_t *req, void *arg)
         return;
     rdl_ctx_t *ctx = rdl_req_ctx(req);
     double secs = (double)(rdl_now_ns() - ctx->start_ns) / 1e9;
-    char code[8];
-    int status = rdl_req_status(req);
-    snprintf(code, sizeof(code), "%d", status >= 100 && status <= 999 ? status : 0);
     const char *route = rdl_req_route(req);
-    const char *labels[4] = { method_label(req), route ? route : "unmatched", code,
-                              ctx->color ? ctx->color : "" };
-    rdl_histogram_observe(rdl_metric_histogram(mx->duration, labels), secs);
-    rdl_histogram_observe(rdl_metric_histogram(mx->req_size, labels), (double)rdl_req_bytes_in(req));
-    rdl_histogram_observe(rdl_metric_histogram(mx->resp_size, labels), (double)rdl_req_bytes_out(req));
+    red_entry_t *e = red_series(mx, method_label(req), route ? route : "unmatched",
+                                rdl_req_status(req), ctx->color ? ctx->color : "");
+    rdl_histogram_observe(e->dur, secs);
+    rdl_histogram_observe(e->req, (double)rdl_req_bytes_in(req));
+    rdl_histogram_observe(e->resp, (double)rdl_req_bytes_out(req));
     rdl_gauge_dec(mx->active);
 }
 

@@ -39,8 +39,13 @@ static inline void xf_split(xf_input_t *in, const uint8_t *data, size_t size)
     for (size_t i = 0; i <= size && in->nfields < XF_MAX_FIELDS; i++) {
         if (i < size && data[i] != 0)
             continue;
-        in->fields[in->nfields] = strndup((const char *)data + start, i - start);
-        in->nfields++;
+        /* not strndup: the last field is not NUL-terminated in the fuzzer's buffer */
+        char *f = malloc(i - start + 1);
+        if (!f)
+            abort();
+        memcpy(f, data + start, i - start);
+        f[i - start] = '\0';
+        in->fields[in->nfields++] = f;
         start = i + 1;
     }
 }
