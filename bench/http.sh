@@ -6,7 +6,9 @@
 # run, never absolute numbers across runs.
 #   bench/http.sh [ROUNDS] [SECONDS]      (defaults 3 rounds of 5 s; wrk -t1 -c64)
 # COMPARE=metrics also runs a second coursed with metrics.enabled=false, interleaved with the
-# first, and prints the throughput with metrics on over off (the RED middleware's cost).
+# first, and prints the throughput with metrics on over off (the RED middleware's cost), and the
+# server's CPU time per request in each (utime + stime from /proc: steadier than req/s when the
+# machine is shared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -44,35 +46,59 @@ pids+=($!)
 "$COURSED" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/coursed" \
   --set lifecycle.drain_delay=0s >"$work/coursed.log" 2>&1 &
 pids+=($!)
+cpid=$!
 for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/coursed.log" && break; sleep 0.1; done
 caddr=$(grep -o '"addr":"[^"]*' "$work/coursed.log" | head -1 | cut -d'"' -f4)
 if [ "${COMPARE:-}" = metrics ]; then
   "$COURSED" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/coursed-off" \
     --set lifecycle.drain_delay=0s --set metrics.enabled=false >"$work/coursed-off.log" 2>&1 &
   pids+=($!)
+  opid=$!
   for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/coursed-off.log" && break; sleep 0.1; done
   oaddr=$(grep -o '"addr":"[^"]*' "$work/coursed-off.log" | head -1 | cut -d'"' -f4)
 fi
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$nport/" >/dev/null && break; sleep 0.1; done
 
 rps() { wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
+# CPU clock ticks a process has used (utime + stime).
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# wrk against URL while PID serves it: "req/s cpu-microseconds-per-request".
+rps_cpu() {
+  local t0 t1
+  t0=$(ticks "$2")
+  wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" >"$work/wrk.out"
+  t1=$(ticks "$2")
+  awk -v dt=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
+    '/requests in/ {n=$1} /Requests\/sec/ {r=$2} END {printf "%s %.2f\n", r, dt / hz * 1e6 / n}' "$work/wrk.out"
+}
 
-declare -a n c p oc op
+declare -a n c p oc op cu ocu pu opu
 for r in $(seq "$ROUNDS"); do
   n+=("$(rps "http://127.0.0.1:$nport/")")
-  c+=("$(rps "http://$caddr/ping")")
-  [ -n "${oaddr:-}" ] && oc+=("$(rps "http://$oaddr/ping")")
-  p+=("$(rps "http://$caddr/v1/courses/3")")
-  [ -n "${oaddr:-}" ] && op+=("$(rps "http://$oaddr/v1/courses/3")")
+  if [ -n "${oaddr:-}" ]; then
+    read -r a b < <(rps_cpu "http://$caddr/ping" "$cpid"); c+=("$a"); cu+=("$b")
+    read -r a b < <(rps_cpu "http://$oaddr/ping" "$opid"); oc+=("$a"); ocu+=("$b")
+    read -r a b < <(rps_cpu "http://$caddr/v1/courses/3" "$cpid"); p+=("$a"); pu+=("$b")
+    read -r a b < <(rps_cpu "http://$oaddr/v1/courses/3" "$opid"); op+=("$a"); opu+=("$b")
+  else
+    c+=("$(rps "http://$caddr/ping")")
+    p+=("$(rps "http://$caddr/v1/courses/3")")
+  fi
   echo "round $r: nginx ${n[-1]} req/s, coursed /ping ${c[-1]} req/s, coursed /v1/courses/3 ${p[-1]} req/s"
-  [ -n "${oaddr:-}" ] && echo "round $r: metrics off: /ping ${oc[-1]} req/s, /v1/courses/3 ${op[-1]} req/s"
+  [ -n "${oaddr:-}" ] && echo "round $r: metrics off: /ping ${oc[-1]} req/s, /v1/courses/3 ${op[-1]} req/s;" \
+    "cpu us/request on/off: /ping ${cu[-1]}/${ocu[-1]}, /v1/courses/3 ${pu[-1]}/${opu[-1]}"
 done
 if [ -n "${oaddr:-}" ]; then
-  python3 - "${c[*]}" "${oc[*]}" "${p[*]}" "${op[*]}" <<'PY'
+  python3 - "${c[*]}" "${oc[*]}" "${p[*]}" "${op[*]}" "${cu[*]}" "${ocu[*]}" "${pu[*]}" "${opu[*]}" <<'PY'
 import statistics, sys
-c, oc, p, op = ([float(x) for x in a.split()] for a in sys.argv[1:5])
-print("metrics on / off (median of per-round ratios): /ping %.3f, /v1/courses/3 %.3f"
-      % (statistics.median([a / b for a, b in zip(c, oc)]), statistics.median([a / b for a, b in zip(p, op)])))
+c, oc, p, op, cu, ocu, pu, opu = ([float(x) for x in a.split()] for a in sys.argv[1:9])
+med = lambda a, b: statistics.median([x / y for x, y in zip(a, b)])
+print("metrics on / off, req/s (median of per-round ratios): /ping %.3f, /v1/courses/3 %.3f"
+      % (med(c, oc), med(p, op)))
+print("metrics on / off, server CPU per request (median of per-round ratios): /ping %.3f, /v1/courses/3 %.3f"
+      % (med(cu, ocu), med(pu, opu)))
+print("server CPU us/request, medians: /ping on %.2f off %.2f, /v1/courses/3 on %.2f off %.2f"
+      % (statistics.median(cu), statistics.median(ocu), statistics.median(pu), statistics.median(opu)))
 PY
 fi
 
