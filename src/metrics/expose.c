@@ -252,9 +252,8 @@ static void put_family(rdl_buf_t *b, rdl_format_t fmt, const rdl_metric_t *m)
     put_meta(b, fmt, m->type, m->name, strlen(m->om_name), m->help);
     for (size_t i = 0; i < n; i++)
         put_series(b, fmt, m, list[i]);
-    const mx_series_t *over = atomic_load_explicit(&m->overflow, memory_order_acquire);
-    if (over)
-        put_series(b, fmt, m, over);
+    if (atomic_load_explicit(&m->overflow_used, memory_order_acquire))
+        put_series(b, fmt, m, m->overflow);
 }
 
 /* The cardinality guard's own counter: one series per labelled family. */

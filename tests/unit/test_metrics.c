@@ -304,6 +304,9 @@ static void test_cardinality_overflow(void **state)
                             .nlabels = 1, .max_series = 3 };
     rdl_metric_t *m;
     assert_int_equal(rdl_metric_new(reg, RDL_METRIC_COUNTER, &o, &m, NULL), 0);
+    char *t = expose(RDL_FMT_TEXT);
+    assert_null(strstr(t, RDL_METRICS_OVERFLOW));     /* exposed only once used */
+    free(t);
     const char *names[] = { "a", "b", "c", "d", "e", "a", "f" };
     rdl_counter_t *first[7];
     for (int i = 0; i < 7; i++) {
@@ -316,12 +319,17 @@ static void test_cardinality_overflow(void **state)
     assert_ptr_equal(first[3], first[6]);
     assert_ptr_not_equal(first[2], first[3]);
     assert_int_equal(rdl_metric_rejected(m), 3);
+    /* a label set of the overflow value itself is the overflow series, not a second one */
+    const char *ov[] = { RDL_METRICS_OVERFLOW };
+    assert_ptr_equal(rdl_metric_counter(m, ov), first[3]);
+    rdl_counter_inc(rdl_metric_counter(m, ov));
+    assert_int_equal(rdl_metric_rejected(m), 3);
     xp_doc_t dt, dom;
     parse_both(&dt, &dom);
     const char *ka[] = { "user", "a", NULL }, *kover[] = { "user", RDL_METRICS_OVERFLOW, NULL };
     const char *kd[] = { "user", "d", NULL }, *kr[] = { "metric", "logins_total", NULL };
     assert_true(xp_value(&dt, "logins_total", ka) == 2);
-    assert_true(xp_value(&dt, "logins_total", kover) == 3);
+    assert_true(xp_value(&dt, "logins_total", kover) == 4);
     assert_true(isnan(xp_value(&dt, "logins_total", kd)));
     assert_true(xp_value(&dt, "redline_metrics_rejected_label_sets_total", kr) == 3);
     assert_true(xp_value(&dom, "redline_metrics_rejected_label_sets_total", kr) == 3);
