@@ -14,6 +14,7 @@ after it was moved (logrotate).
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -171,6 +172,38 @@ def test_level_at_run_time(c):
     assert stats["dropped"] == 0 and stats["write_errors"] == 0, stats
 
 
+PROMTAIL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy",
+                        "observability", "promtail.yaml")
+RFC3339_NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
+
+
+def test_promtail_pipeline_fits_our_lines(c):
+    """deploy/observability/promtail.yaml against coursed's real lines: what its stages extract
+    exists, only service and level become labels, and ts is what the timestamp stage parses."""
+    try:
+        import yaml
+    except ImportError:
+        raise AssertionError("needs PyYAML (Debian python3-yaml, scripts/deps.sh)")
+    with open(PROMTAIL) as f:
+        cfg = yaml.safe_load(f)
+    [job] = cfg["scrape_configs"]
+    stages = {list(st)[0]: list(st.values())[0] for st in job["pipeline_stages"]}
+    assert set(stages) == {"cri", "json", "labels", "timestamp"}, stages
+    assert set(stages["labels"]) == {"service", "level"}, stages["labels"]
+    targets = {r.get("target_label") for r in job["relabel_configs"]}
+    assert not targets & {"trace_id", "request_id", "path", "peer"}, targets
+    assert stages["timestamp"] == {"source": "ts", "format": "RFC3339Nano"}, stages["timestamp"]
+    c.request("GET", "/ping", headers={"X-Request-ID": "it-promtail"})
+    access_line(c, "it-promtail")
+    recs = c.logs()
+    assert len(recs) >= 3, recs
+    for rec in recs:
+        extracted = {name: rec.get(expr) for name, expr in stages["json"]["expressions"].items()}
+        assert RFC3339_NANO.match(extracted["ts"]), rec
+        assert extracted["level"] in ("debug", "info", "warn", "error", "fatal"), rec
+        assert extracted["service"] == "coursed", rec
+
+
 def test_coursed_sigterm_during_burst():
     """Every request a client got an answer to has its access line after a SIGTERM mid-burst."""
     answered = []
@@ -308,6 +341,7 @@ if __name__ == "__main__":
         run([test_library_8_threads_100k_lines, test_library_sigterm_during_burst]
             + [with_coursed(shared, t) for t in (test_access_line_and_request_id,
                                                  test_request_id_reaches_pool_worker,
-                                                 test_level_at_run_time)]
+                                                 test_level_at_run_time,
+                                                 test_promtail_pipeline_fits_our_lines)]
             + [test_coursed_sigterm_during_burst, test_file_sink_reopened_on_sighup,
                test_bad_log_settings_refused])
