@@ -2,7 +2,8 @@
 # HTTP throughput: nginx `return 200` (the ceiling: access_log off, workers = cores) against
 # coursed's cheapest route (GET /ping) and a pool route (GET /v1/courses/3, SQLite on the pool),
 # wrk on loopback, runs interleaved (nginx, coursed, nginx, coursed, ...) and the median ratio
-# printed. The load generator shares the machine's cores with the server: compare ratios from one
+# printed. A second coursed with log.access=false answers /ping in the same rounds: the ratio
+# of the two is the access log's cost (both write their logs to a file, as a pod's stdout is). The load generator shares the machine's cores with the server: compare ratios from one
 # run, never absolute numbers across runs.
 #   bench/http.sh [ROUNDS] [SECONDS]      (defaults 3 rounds of 5 s; wrk -t1 -c64)
 set -euo pipefail
@@ -42,25 +43,34 @@ pids+=($!)
 "$COURSED" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/coursed" \
   --set lifecycle.drain_delay=0s >"$work/coursed.log" 2>&1 &
 pids+=($!)
+"$COURSED" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/coursed-quiet" \
+  --set lifecycle.drain_delay=0s --set log.access=false >"$work/coursed-quiet.log" 2>&1 &
+pids+=($!)
 for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/coursed.log" && break; sleep 0.1; done
+for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/coursed-quiet.log" && break; sleep 0.1; done
 caddr=$(grep -o '"addr":"[^"]*' "$work/coursed.log" | head -1 | cut -d'"' -f4)
+qaddr=$(grep -o '"addr":"[^"]*' "$work/coursed-quiet.log" | head -1 | cut -d'"' -f4)
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$nport/" >/dev/null && break; sleep 0.1; done
 
 rps() { wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
 
-declare -a n c p
+declare -a n c p q
 for r in $(seq "$ROUNDS"); do
   n+=("$(rps "http://127.0.0.1:$nport/")")
   c+=("$(rps "http://$caddr/ping")")
   p+=("$(rps "http://$caddr/v1/courses/3")")
-  echo "round $r: nginx ${n[-1]} req/s, coursed /ping ${c[-1]} req/s, coursed /v1/courses/3 ${p[-1]} req/s"
+  q+=("$(rps "http://$qaddr/ping")")
+  echo "round $r: nginx ${n[-1]} req/s, coursed /ping ${c[-1]} req/s, coursed /v1/courses/3 ${p[-1]} req/s," \
+       "/ping without access log ${q[-1]} req/s"
 done
 
-python3 - "${n[*]}" "${c[*]}" "${p[*]}" <<'PY'
+python3 - "${n[*]}" "${c[*]}" "${p[*]}" "${q[*]}" <<'PY'
 import statistics, sys
-n, c, p = ([float(x) for x in a.split()] for a in sys.argv[1:4])
-print("median req/s: nginx %.0f, coursed /ping %.0f, coursed /v1/courses/3 %.0f"
-      % (statistics.median(n), statistics.median(c), statistics.median(p)))
+n, c, p, q = ([float(x) for x in a.split()] for a in sys.argv[1:5])
+print("median req/s: nginx %.0f, coursed /ping %.0f, coursed /v1/courses/3 %.0f, /ping without access log %.0f"
+      % (statistics.median(n), statistics.median(c), statistics.median(p), statistics.median(q)))
 print("ratio to nginx (median of per-round ratios): /ping %.3f, /v1/courses/3 %.3f"
       % (statistics.median([b / a for a, b in zip(n, c)]), statistics.median([b / a for a, b in zip(n, p)])))
+print("access log cost on /ping: with / without = %.3f (median of per-round ratios)"
+      % statistics.median([a / b for a, b in zip(c, q)]))
 PY
