@@ -113,6 +113,8 @@ struct rdl_server {
     char admin_addr[96];
     rdl_logger_t *log;          /* from log.*; NULL before run (lines go to the default logger) */
     rdl_logger_t *prev_log;     /* the default logger it replaced */
+    int log_collector;          /* its metrics collector id in the default registry; 0 = none */
+    bool log_var;               /* it published "log" in /debug/vars */
 };
 
 /* One request/response exchange; one at a time per connection. */
