@@ -5,10 +5,12 @@
 # printed. The load generator shares the machine's cores with the server: compare ratios from one
 # run, never absolute numbers across runs.
 #   bench/http.sh [ROUNDS] [SECONDS]      (defaults 3 rounds of 5 s; wrk -t1 -c64)
-# COMPARE=metrics also runs a second coursed with metrics.enabled=false, interleaved with the
-# first, and prints the throughput with metrics on over off (the RED middleware's cost), and the
-# server's CPU time per request in each (utime + stime from /proc: steadier than req/s when the
-# machine is shared).
+# A feature's cost: COMPARE=NAME also runs a second coursed with that feature off, interleaved
+# with the first, and prints throughput on over off and the server's CPU time per request in each
+# (utime + stime from /proc: steadier than req/s when the machine is shared). NAME is one of
+#   metrics      RED middleware and collectors (metrics.enabled=false)
+#   access-log   one access line per request (log.access=false)
+# or COMPARE=custom with ON_ARGS / OFF_ARGS: extra coursed arguments for each side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -43,15 +45,26 @@ CONF
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 
+ON_ARGS=${ON_ARGS:-}
+case "${COMPARE:-}" in
+  "") OFF_ARGS= ;;
+  metrics) OFF_ARGS="--set metrics.enabled=false" ;;
+  access-log) OFF_ARGS="--set log.access=false" ;;
+  custom) OFF_ARGS=${OFF_ARGS:-} ;;
+  *) echo "COMPARE: unknown feature '$COMPARE'"; exit 2 ;;
+esac
+# Every coursed writes its log to a file, as a pod's stdout is collected.
+# shellcheck disable=SC2086
 "$COURSED" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/coursed" \
-  --set lifecycle.drain_delay=0s >"$work/coursed.log" 2>&1 &
+  --set lifecycle.drain_delay=0s $ON_ARGS >"$work/coursed.log" 2>&1 &
 pids+=($!)
 cpid=$!
 for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/coursed.log" && break; sleep 0.1; done
 caddr=$(grep -o '"addr":"[^"]*' "$work/coursed.log" | head -1 | cut -d'"' -f4)
-if [ "${COMPARE:-}" = metrics ]; then
+if [ -n "${COMPARE:-}" ]; then
+  # shellcheck disable=SC2086
   "$COURSED" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/coursed-off" \
-    --set lifecycle.drain_delay=0s --set metrics.enabled=false >"$work/coursed-off.log" 2>&1 &
+    --set lifecycle.drain_delay=0s $OFF_ARGS >"$work/coursed-off.log" 2>&1 &
   pids+=($!)
   opid=$!
   for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/coursed-off.log" && break; sleep 0.1; done
@@ -85,17 +98,18 @@ for r in $(seq "$ROUNDS"); do
     p+=("$(rps "http://$caddr/v1/courses/3")")
   fi
   echo "round $r: nginx ${n[-1]} req/s, coursed /ping ${c[-1]} req/s, coursed /v1/courses/3 ${p[-1]} req/s"
-  [ -n "${oaddr:-}" ] && echo "round $r: metrics off: /ping ${oc[-1]} req/s, /v1/courses/3 ${op[-1]} req/s;" \
+  [ -n "${oaddr:-}" ] && echo "round $r: $COMPARE off: /ping ${oc[-1]} req/s, /v1/courses/3 ${op[-1]} req/s;" \
     "cpu us/request on/off: /ping ${cu[-1]}/${ocu[-1]}, /v1/courses/3 ${pu[-1]}/${opu[-1]}"
 done
 if [ -n "${oaddr:-}" ]; then
-  python3 - "${c[*]}" "${oc[*]}" "${p[*]}" "${op[*]}" "${cu[*]}" "${ocu[*]}" "${pu[*]}" "${opu[*]}" <<'PY'
+  python3 - "${c[*]}" "${oc[*]}" "${p[*]}" "${op[*]}" "${cu[*]}" "${ocu[*]}" "${pu[*]}" "${opu[*]}" "$COMPARE" <<'PY'
 import statistics, sys
 c, oc, p, op, cu, ocu, pu, opu = ([float(x) for x in a.split()] for a in sys.argv[1:9])
+name = sys.argv[9]
 med = lambda a, b: statistics.median([x / y for x, y in zip(a, b)])
-print("metrics on / off, req/s (median of per-round ratios): /ping %.3f, /v1/courses/3 %.3f"
+print(name + " on / off, req/s (median of per-round ratios): /ping %.3f, /v1/courses/3 %.3f"
       % (med(c, oc), med(p, op)))
-print("metrics on / off, server CPU per request (median of per-round ratios): /ping %.3f, /v1/courses/3 %.3f"
+print(name + " on / off, server CPU per request (median of per-round ratios): /ping %.3f, /v1/courses/3 %.3f"
       % (med(cu, ocu), med(pu, opu)))
 print("server CPU us/request, medians: /ping on %.2f off %.2f, /v1/courses/3 on %.2f off %.2f"
       % (statistics.median(cu), statistics.median(ocu), statistics.median(pu), statistics.median(opu)))

@@ -10,7 +10,7 @@ packages=(
   # libraries libredline and coursed link
   libuv1-dev libfyaml-dev libjansson-dev libsqlite3-dev zlib1g-dev
   # tests: unit framework, parser oracle, peers and scripts
-  libcmocka-dev libhttp-parser-dev python3 curl sqlite3
+  libcmocka-dev libhttp-parser-dev python3 python3-yaml curl sqlite3
   # metrics integration test: the real scraper and its linter (Prometheus 2.42, promtool)
   prometheus
   # benchmarks: load generator and the nginx ceiling

@@ -262,6 +262,13 @@ static void enroll_work(rdl_req_t *req, void *arg)
     job->replayed = out.replayed;
     job->enrollment_id = out.enrollment_id;
     job->body = out.body;
+    /* On the pool worker: the request's id and trace come with the current context. */
+    rdl_log_field_t f[] = {
+        rdl_lf_int("course_id", job->id), rdl_lf_int("enrollment_id", out.enrollment_id),
+        rdl_lf_int("status", job->rc ? 0 : out.status), rdl_lf_bool("replayed", out.replayed),
+        rdl_lf_err("error", job->rc),
+    };
+    rdl_log(NULL, job->rc ? RDL_LOG_WARN : RDL_LOG_INFO, "enrollment", f, job->rc ? 5 : 4);
 }
 
 /* The outcome of an enrollment as the business metric counts it. */

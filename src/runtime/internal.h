@@ -121,6 +121,8 @@ struct rdl_server {
     rdl_logger_t *log;          /* from log.*; NULL before run (lines go to the default logger) */
     rdl_logger_t *prev_log;     /* the default logger it replaced */
     struct rt_metrics *metrics; /* metrics_mw.c */
+    int log_collector;          /* its metrics collector id in the default registry; 0 = none */
+    bool log_var;               /* it published "log" in /debug/vars */
 };
 
 /* One request/response exchange; one at a time per connection. */
