@@ -11,6 +11,10 @@ packages=(
   libuv1-dev libfyaml-dev libjansson-dev libsqlite3-dev zlib1g-dev
   # tests: unit framework, parser oracle, peers and scripts
   libcmocka-dev libhttp-parser-dev python3 curl sqlite3
+  # the tracer's OTLP/HTTP exporter (libcurl) and its gzip (zlib above)
+  libcurl4-openssl-dev
+  # test peers on npm (tests/node: the official OTLP decoder)
+  nodejs npm
   # benchmarks: load generator and the nginx ceiling
   wrk nginx-light
 )
@@ -21,8 +25,18 @@ for p in "${packages[@]}"; do
   [ "$status" = "installed" ] || missing+=("$p")
 done
 
+# npm test tooling, pinned by tests/node/package-lock.json.
+node_tools() {
+  if [ ! -d tests/node/node_modules ]; then
+    echo "deps: npm ci in tests/node"
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+cd "$(dirname "$0")/.."
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#packages[@]} packages present"
+  node_tools
   exit 0
 fi
 
@@ -38,4 +52,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+node_tools
 echo "deps: done"
