@@ -14,7 +14,7 @@ packages=(
   # the tracer's OTLP/HTTP exporter (libcurl) and its gzip (zlib above)
   libcurl4-openssl-dev
   # test peers on npm (tests/node: the official OTLP decoder)
-  nodejs npm
+  nodejs
   # benchmarks: load generator and the nginx ceiling
   wrk nginx-light
 )
