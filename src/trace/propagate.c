@@ -485,7 +485,8 @@ static int bag_add(rdl_baggage_t *b, const char *k, size_t kl, const char *v, si
     b->data[b->used + vl] = '\0';
     b->used = (uint16_t)(b->used + vl + 1);
     m->props = b->used;
-    memcpy(b->data + b->used, props, pl);
+    if (pl)
+        memcpy(b->data + b->used, props, pl);
     m->props_len = (uint16_t)pl;
     b->used = (uint16_t)(b->used + pl);
     if (at < 0)
