@@ -111,6 +111,7 @@ struct rdl_server {
     int exit_code;
     char addr[96];
     char admin_addr[96];
+    struct rt_trace *trace;     /* trace_mw.c's state; NULL until rdl_server_run */
 };
 
 /* One request/response exchange; one at a time per connection. */
@@ -206,6 +207,12 @@ void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const c
 
 /* admin.c */
 int rt_admin_register(rdl_server_t *srv);
+
+/* trace_mw.c: the tracing middleware (outermost after limits) and GET /debug/tracing. */
+int rt_trace_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
+int rt_trace_install(rdl_server_t *srv);                /* from rdl_server_new */
+int rt_trace_start(rdl_server_t *srv, rdl_error_t *err); /* tracer from opts + OTEL_* */
+void rt_trace_stop(rdl_server_t *srv);                  /* flush within the deadline, free */
 
 /* log.c: one JSON line on stdout (the log module replaces this with the full logger). */
 void rt_log(rdl_server_t *srv, const char *level, const char *msg, const char *k1,

@@ -52,6 +52,9 @@ void rdl_server_opts_default(rdl_server_opts_t *o)
     o->grace_ms = 20000;
     o->pool_threads = 4;
     o->pool_queue = 1024;
+    o->trace_enabled = true;
+    o->trace_endpoint = "";
+    o->trace_propagators = "";
 }
 
 int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
@@ -83,7 +86,8 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
         { "pool.threads", RDL_CFG_INT, &o->pool_threads, 1, 1024, NULL, "blocking-work threads" },
         { "pool.queue", RDL_CFG_INT, &o->pool_queue, 1, 1000000, NULL, "blocking-work queue bound (503 beyond)" },
     };
-    return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
+    int rc = rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
+    return rc ? rc : rt_trace_opts_config(o, cfg);
 }
 
 /* ---- log lines (the log module replaces this) ------------------------ */
@@ -228,6 +232,8 @@ int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
     if (!srv->opts.admin_listen)
         srv->opts.admin_listen = "";
     int rc = rt_admin_register(srv);
+    if (rc == 0)
+        rc = rt_trace_install(srv);
     if (rc) {
         rdl_server_free(srv);
         return rc;
@@ -622,6 +628,8 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
         fds[i] = -1;
     int rc = open_all(srv, fds, err);
     if (rc == 0)
+        rc = rt_trace_start(srv, err);
+    if (rc == 0)
         atomic_store(&srv->addrs_set, true);
     if (rc < 0) {
         for (int i = 0; i < srv->nall; i++)
@@ -671,6 +679,7 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     uv_loop_close(&srv->ctl);
     rdl_pool_free(srv->pool);
     srv->pool = NULL;
+    rt_trace_stop(srv);
     rt_log(srv, "info", "stopped", NULL, NULL, NULL, NULL);
     return srv->exit_code;
 }
