@@ -281,6 +281,7 @@ typedef enum rdl_attr_type { RDL_ATTR_STRING, RDL_ATTR_INT, RDL_ATTR_DOUBLE, RDL
 /* A typed attribute (for events and links; spans have setters). */
 typedef struct rdl_attr {
     const char *key;
+    size_t key_len;                     /* 0: strlen(key) (spans fill it in their copies) */
     rdl_attr_type_t type;
     union {
         struct { const char *s; size_t len; } str;

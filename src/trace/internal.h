@@ -63,6 +63,7 @@ struct rdl_span {
     tr_holder_t *holder;                /* keep-errors, NULL otherwise */
     bool is_local_root;
     const char *name;
+    size_t name_len;
     const char *status_msg;
     uint64_t start_wall, start_mono, end_wall;
     rdl_attr_t *attrs;
@@ -99,6 +100,8 @@ struct tr_thread {
     _Atomic uint32_t head, tail;
     uint32_t slot_hint;
     uint64_t rng[4];                    /* xoshiro256** for ids, seeded from getrandom */
+    uint64_t wall_minus_mono;           /* wall clock = monotonic + this (resynced each second) */
+    uint64_t synced_mono;
     tr_slot_t slots[TR_SLOTS];
     /* counters written by the owner, summed by readers */
     _Atomic uint64_t started, ended, dropped;

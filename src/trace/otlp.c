@@ -14,136 +14,188 @@
 
 /* ---- protobuf writer ------------------------------------------------- */
 
+/*
+ * Two passes: the size of every message is computed first (arithmetic over
+ * the span's fields), so the writer puts exact lengths before the contents
+ * into memory reserved once, with no placeholder to widen and nothing moved.
+ * Field numbers are those of opentelemetry/proto trace/v1, common/v1 and
+ * collector/trace/v1.
+ */
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
-static void pb_varint(rdl_buf_t *b, uint64_t v)
+static size_t vlen(uint64_t v)
 {
-    char tmp[10];
-    size_t n = 0;
+    size_t n = 1;
     while (v >= 0x80) {
-        tmp[n++] = (char)(v | 0x80);
         v >>= 7;
+        n++;
     }
-    tmp[n++] = (char)v;
-    rdl_buf_put(b, tmp, n);
+    return n;
 }
 
-static void pb_tag(rdl_buf_t *b, unsigned field, unsigned wt)
+/* A length-delimited field of content size n with a one-byte tag. */
+static size_t ld(size_t n)
 {
-    pb_varint(b, (uint64_t)field << 3 | wt);
+    return 1 + vlen(n) + n;
 }
 
-static void pb_bytes(rdl_buf_t *b, unsigned field, const void *p, size_t n)
+static size_t str_field(const char *s)
 {
-    pb_tag(b, field, WT_LEN);
-    pb_varint(b, n);
-    rdl_buf_put(b, p, n);
+    return s && *s ? ld(strlen(s)) : 0;
 }
 
-static void pb_str(rdl_buf_t *b, unsigned field, const char *s)
+static size_t uint_field(uint64_t v)
 {
-    if (s && *s)
-        pb_bytes(b, field, s, strlen(s));
+    return v ? 1 + vlen(v) : 0;
 }
 
-static void pb_fixed64(rdl_buf_t *b, unsigned field, uint64_t v)
+static size_t anyvalue_size(const rdl_attr_t *a)
 {
-    unsigned char tmp[8];
-    for (int i = 0; i < 8; i++)
-        tmp[i] = (unsigned char)(v >> (8 * i));
-    pb_tag(b, field, WT_I64);
-    rdl_buf_put(b, tmp, 8);
-}
-
-static void pb_fixed32(rdl_buf_t *b, unsigned field, uint32_t v)
-{
-    unsigned char tmp[4];
-    for (int i = 0; i < 4; i++)
-        tmp[i] = (unsigned char)(v >> (8 * i));
-    pb_tag(b, field, WT_I32);
-    rdl_buf_put(b, tmp, 4);
-}
-
-static void pb_uint(rdl_buf_t *b, unsigned field, uint64_t v)
-{
-    if (v) {
-        pb_tag(b, field, WT_VARINT);
-        pb_varint(b, v);
-    }
-}
-
-/* Opens a length-delimited field; returns where its content starts. */
-static size_t pb_open(rdl_buf_t *b, unsigned field)
-{
-    pb_tag(b, field, WT_LEN);
-    rdl_buf_putc(b, 0);
-    return b->len;
-}
-
-/* Closes it: writes the length, widening the placeholder when needed. */
-static void pb_close(rdl_buf_t *b, size_t start)
-{
-    if (b->oom)
-        return;
-    size_t len = b->len - start;
-    if (len < 0x80) {
-        b->data[start - 1] = (char)len;
-        return;
-    }
-    char tmp[10];
-    size_t n = 0;
-    for (uint64_t v = len; ; v >>= 7) {
-        tmp[n++] = (char)(v >= 0x80 ? (v | 0x80) : v);
-        if (v < 0x80)
-            break;
-    }
-    if (rdl_buf_reserve(b, n - 1) != 0) {
-        b->oom = true;
-        return;
-    }
-    memmove(b->data + start + n - 1, b->data + start, len);
-    memcpy(b->data + start - 1, tmp, n);
-    b->len += n - 1;
-    b->data[b->len] = '\0';
-}
-
-static void pb_anyvalue(rdl_buf_t *b, unsigned field, const rdl_attr_t *a)
-{
-    size_t m = pb_open(b, field);
     switch (a->type) {
     case RDL_ATTR_STRING:
-        pb_bytes(b, 1, a->v.str.s, a->v.str.len);
-        break;
+        return ld(a->v.str.len);
     case RDL_ATTR_BOOL:
-        pb_tag(b, 2, WT_VARINT);
-        pb_varint(b, a->v.b ? 1 : 0);
-        break;
+        return 2;
     case RDL_ATTR_INT:
-        pb_tag(b, 3, WT_VARINT);
-        pb_varint(b, (uint64_t)a->v.i);
-        break;
+        return 1 + vlen((uint64_t)a->v.i);
+    case RDL_ATTR_DOUBLE:
+        return 9;
+    }
+    return 0;
+}
+
+static size_t key_len(const rdl_attr_t *a)
+{
+    return a->key_len ? a->key_len : strlen(a->key);
+}
+
+static size_t keyvalue_size(const rdl_attr_t *a)
+{
+    return ld(key_len(a)) + ld(anyvalue_size(a));
+}
+
+static size_t attrs_size(const rdl_attr_t *a, uint32_t n)
+{
+    size_t t = 0;
+    for (uint32_t i = 0; i < n; i++)
+        t += ld(keyvalue_size(&a[i]));
+    return t;
+}
+
+static size_t event_size(const tr_event_t *e)
+{
+    return 9 + str_field(e->name) + attrs_size(e->attrs, e->nattrs) + uint_field(e->dropped);
+}
+
+static size_t link_size(const tr_link_t *l)
+{
+    return ld(16) + ld(8) + str_field(l->tracestate) + attrs_size(l->attrs, l->nattrs) +
+           uint_field(l->dropped) + 5;
+}
+
+static size_t status_size(const rdl_span_t *s)
+{
+    return str_field(s->status_msg) + uint_field(s->status);
+}
+
+static size_t span_size(const rdl_span_t *s)
+{
+    size_t t = ld(16) + ld(8) + (s->sc.tracestate_len ? ld(s->sc.tracestate_len) : 0) +
+               (s->has_parent ? ld(8) : 0) + (s->name_len ? ld(s->name_len) : 0) + uint_field(s->kind) + 9 + 9 +
+               attrs_size(s->attrs, s->nattrs) + uint_field(s->dropped_attrs) +
+               uint_field(s->dropped_events) + uint_field(s->dropped_links) + 6;   /* field 16: 2-byte tag */
+    for (const tr_event_t *e = s->events; e; e = e->next)
+        t += ld(event_size(e));
+    for (const tr_link_t *l = s->links; l; l = l->next)
+        t += ld(link_size(l));
+    if (s->status != RDL_STATUS_UNSET)
+        t += ld(status_size(s));
+    return t;
+}
+
+static uint8_t *w_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+static uint8_t *w_tag(uint8_t *p, unsigned field, unsigned wt)
+{
+    return w_varint(p, (uint64_t)field << 3 | wt);
+}
+
+/* Tag and length of a length-delimited field; the content follows. */
+static uint8_t *w_len(uint8_t *p, unsigned field, size_t n)
+{
+    return w_varint(w_tag(p, field, WT_LEN), n);
+}
+
+static uint8_t *w_bytes(uint8_t *p, unsigned field, const void *data, size_t n)
+{
+    p = w_len(p, field, n);
+    memcpy(p, data, n);
+    return p + n;
+}
+
+static uint8_t *w_str(uint8_t *p, unsigned field, const char *s)
+{
+    return s && *s ? w_bytes(p, field, s, strlen(s)) : p;
+}
+
+static uint8_t *w_fixed64(uint8_t *p, unsigned field, uint64_t v)
+{
+    p = w_tag(p, field, WT_I64);
+    for (int i = 0; i < 8; i++)
+        *p++ = (uint8_t)(v >> (8 * i));
+    return p;
+}
+
+static uint8_t *w_fixed32(uint8_t *p, unsigned field, uint32_t v)
+{
+    p = w_tag(p, field, WT_I32);
+    for (int i = 0; i < 4; i++)
+        *p++ = (uint8_t)(v >> (8 * i));
+    return p;
+}
+
+static uint8_t *w_uint(uint8_t *p, unsigned field, uint64_t v)
+{
+    return v ? w_varint(w_tag(p, field, WT_VARINT), v) : p;
+}
+
+static uint8_t *w_keyvalue(uint8_t *p, unsigned field, const rdl_attr_t *a)
+{
+    size_t klen = key_len(a), vsize = anyvalue_size(a);
+    p = w_len(p, field, ld(klen) + ld(vsize));
+    p = w_bytes(p, 1, a->key, klen);
+    p = w_len(p, 2, vsize);
+    switch (a->type) {
+    case RDL_ATTR_STRING:
+        return w_bytes(p, 1, a->v.str.s, a->v.str.len);
+    case RDL_ATTR_BOOL:
+        p = w_tag(p, 2, WT_VARINT);
+        *p++ = a->v.b ? 1 : 0;
+        return p;
+    case RDL_ATTR_INT:
+        return w_varint(w_tag(p, 3, WT_VARINT), (uint64_t)a->v.i);
     case RDL_ATTR_DOUBLE: {
         uint64_t bits;
         memcpy(&bits, &a->v.d, 8);
-        pb_fixed64(b, 4, bits);
-        break;
+        return w_fixed64(p, 4, bits);
     }
     }
-    pb_close(b, m);
+    return p;
 }
 
-static void pb_keyvalue(rdl_buf_t *b, unsigned field, const rdl_attr_t *a)
+static uint8_t *w_attrs(uint8_t *p, unsigned field, const rdl_attr_t *a, uint32_t n)
 {
-    size_t kv = pb_open(b, field);
-    pb_str(b, 1, a->key);
-    pb_anyvalue(b, 2, a);
-    pb_close(b, kv);
-}
-
-static void pb_kv_str(rdl_buf_t *b, unsigned field, const char *k, const char *v)
-{
-    rdl_attr_t a = { .key = k, .type = RDL_ATTR_STRING, .v.str = { v, strlen(v) } };
-    pb_keyvalue(b, field, &a);
+    for (uint32_t i = 0; i < n; i++)
+        p = w_keyvalue(p, field, &a[i]);
+    return p;
 }
 
 /* W3C flags in bits 0-7, 0x100: "is_remote is known", 0x200: the parent is remote. */
@@ -152,69 +204,101 @@ static uint32_t span_flags(const rdl_span_t *s)
     return (uint32_t)s->sc.flags | 0x100u | (s->parent_remote ? 0x200u : 0);
 }
 
-static void pb_span(rdl_buf_t *b, const rdl_span_t *s)
+static uint8_t *w_span(uint8_t *p, const rdl_span_t *s, size_t size)
 {
-    size_t m = pb_open(b, 2);
-    pb_bytes(b, 1, s->sc.trace_id, 16);
-    pb_bytes(b, 2, s->sc.span_id, 8);
-    pb_str(b, 3, s->sc.tracestate);
+    p = w_len(p, 2, size);
+    p = w_bytes(p, 1, s->sc.trace_id, 16);
+    p = w_bytes(p, 2, s->sc.span_id, 8);
+    if (s->sc.tracestate_len)
+        p = w_bytes(p, 3, s->sc.tracestate, s->sc.tracestate_len);
     if (s->has_parent)
-        pb_bytes(b, 4, s->parent_span_id, 8);
-    pb_str(b, 5, s->name);
-    pb_uint(b, 6, s->kind);
-    pb_fixed64(b, 7, s->start_wall);
-    pb_fixed64(b, 8, s->end_wall);
-    for (uint32_t i = 0; i < s->nattrs; i++)
-        pb_keyvalue(b, 9, &s->attrs[i]);
-    pb_uint(b, 10, s->dropped_attrs);
+        p = w_bytes(p, 4, s->parent_span_id, 8);
+    if (s->name_len)
+        p = w_bytes(p, 5, s->name, s->name_len);
+    p = w_uint(p, 6, s->kind);
+    p = w_fixed64(p, 7, s->start_wall);
+    p = w_fixed64(p, 8, s->end_wall);
+    p = w_attrs(p, 9, s->attrs, s->nattrs);
+    p = w_uint(p, 10, s->dropped_attrs);
     for (const tr_event_t *e = s->events; e; e = e->next) {
-        size_t em = pb_open(b, 11);
-        pb_fixed64(b, 1, e->time_ns);
-        pb_str(b, 2, e->name);
-        for (uint32_t i = 0; i < e->nattrs; i++)
-            pb_keyvalue(b, 3, &e->attrs[i]);
-        pb_uint(b, 4, e->dropped);
-        pb_close(b, em);
+        p = w_len(p, 11, event_size(e));
+        p = w_fixed64(p, 1, e->time_ns);
+        p = w_str(p, 2, e->name);
+        p = w_attrs(p, 3, e->attrs, e->nattrs);
+        p = w_uint(p, 4, e->dropped);
     }
-    pb_uint(b, 12, s->dropped_events);
+    p = w_uint(p, 12, s->dropped_events);
     for (const tr_link_t *l = s->links; l; l = l->next) {
-        size_t lm = pb_open(b, 13);
-        pb_bytes(b, 1, l->trace_id, 16);
-        pb_bytes(b, 2, l->span_id, 8);
-        pb_str(b, 3, l->tracestate);
-        for (uint32_t i = 0; i < l->nattrs; i++)
-            pb_keyvalue(b, 4, &l->attrs[i]);
-        pb_uint(b, 5, l->dropped);
-        pb_fixed32(b, 6, (uint32_t)l->flags | 0x100u);
-        pb_close(b, lm);
+        p = w_len(p, 13, link_size(l));
+        p = w_bytes(p, 1, l->trace_id, 16);
+        p = w_bytes(p, 2, l->span_id, 8);
+        p = w_str(p, 3, l->tracestate);
+        p = w_attrs(p, 4, l->attrs, l->nattrs);
+        p = w_uint(p, 5, l->dropped);
+        p = w_fixed32(p, 6, (uint32_t)l->flags | 0x100u);
     }
-    pb_uint(b, 14, s->dropped_links);
+    p = w_uint(p, 14, s->dropped_links);
     if (s->status != RDL_STATUS_UNSET) {
-        size_t st = pb_open(b, 15);
-        pb_str(b, 2, s->status_msg);
-        pb_uint(b, 3, s->status);
-        pb_close(b, st);
+        p = w_len(p, 15, status_size(s));
+        p = w_str(p, 2, s->status_msg);
+        p = w_uint(p, 3, s->status);
     }
-    pb_fixed32(b, 16, span_flags(s));
-    pb_close(b, m);
+    return w_fixed32(p, 16, span_flags(s));
+}
+
+static rdl_attr_t resource_attr(const tr_kv_t *kv)
+{
+    rdl_attr_t a = { .key = kv->key, .type = RDL_ATTR_STRING, .v.str = { kv->value, strlen(kv->value) } };
+    return a;
 }
 
 static void encode_pb(const rdl_tracer_t *t, rdl_span_t *const *spans, size_t n, rdl_buf_t *b)
 {
-    size_t rs = pb_open(b, 1);
-    size_t res = pb_open(b, 1);
-    for (int i = 0; i < t->nresource; i++)
-        pb_kv_str(b, 1, t->resource[i].key, t->resource[i].value);
-    pb_close(b, res);
-    size_t ss = pb_open(b, 2);
-    size_t scope = pb_open(b, 1);
-    pb_str(b, 1, "redline");
-    pb_str(b, 2, "0.1.0");
-    pb_close(b, scope);
+    static const char scope_name[] = "redline", scope_version[] = "0.1.0";
+    size_t resource = 0, scope = str_field(scope_name) + str_field(scope_version), spans_total = 0;
+    for (int i = 0; i < t->nresource; i++) {
+        rdl_attr_t a = resource_attr(&t->resource[i]);
+        resource += ld(keyvalue_size(&a));
+    }
+    size_t stack[512], *sizes = n <= 512 ? stack : malloc(n * sizeof(*sizes));
+    if (!sizes) {
+        b->oom = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        sizes[i] = span_size(spans[i]);
+        spans_total += ld(sizes[i]);
+    }
+    size_t scope_spans = ld(scope) + spans_total;
+    size_t resource_spans = ld(resource) + ld(scope_spans);
+    size_t total = ld(resource_spans);
+    if (rdl_buf_reserve(b, total + 1) != 0) {
+        b->oom = true;
+        if (sizes != stack)
+            free(sizes);
+        return;
+    }
+    uint8_t *start = (uint8_t *)b->data + b->len, *p = start;
+    p = w_len(p, 1, resource_spans);
+    p = w_len(p, 1, resource);
+    for (int i = 0; i < t->nresource; i++) {
+        rdl_attr_t a = resource_attr(&t->resource[i]);
+        p = w_keyvalue(p, 1, &a);
+    }
+    p = w_len(p, 2, scope_spans);
+    p = w_len(p, 1, scope);
+    p = w_str(p, 1, scope_name);
+    p = w_str(p, 2, scope_version);
     for (size_t i = 0; i < n; i++)
-        pb_span(b, spans[i]);
-    pb_close(b, ss);
-    pb_close(b, rs);
+        p = w_span(p, spans[i], sizes[i]);
+    if (sizes != stack)
+        free(sizes);
+    if ((size_t)(p - start) != total) {
+        b->oom = true;                 /* a size function disagrees with its writer: never send it */
+        return;
+    }
+    b->len += total;
+    b->data[b->len] = '\0';
 }
 
 /* ---- OTLP/JSON ------------------------------------------------------- */

@@ -16,26 +16,69 @@
 
 static const char hexdig[] = "0123456789abcdef";
 
+/* Lowercase hex digit values (0 elsewhere) and which bytes are lowercase hex digits. */
+static const uint8_t hexv[256] = {
+    ['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4, ['5'] = 5, ['6'] = 6, ['7'] = 7,
+    ['8'] = 8, ['9'] = 9, ['a'] = 10, ['b'] = 11, ['c'] = 12, ['d'] = 13, ['e'] = 14, ['f'] = 15,
+};
+static const uint8_t hex_ok[256] = {
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+};
+
 static int hexval(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
+    unsigned char u = (unsigned char)c;
+    return (u >= '0' && u <= '9') || (u >= 'a' && u <= 'f') ? hexv[u] : -1;
 }
 
-/* Lowercase hex of exactly 2*n chars into n bytes; returns the index of the first bad char or -1. */
+/*
+ * Lowercase hex of exactly 2*n chars into n bytes; returns the index of the
+ * first bad char or -1. The hot loop has no branch per digit: validity is
+ * and-ed up and the slow scan runs only to name the bad place.
+ */
+/*
+ * Eight lowercase hex digits into four bytes at once (SWAR). Returns false when
+ * any of the eight is not one. Bytes are in range [lo, hi] when adding 0x80-lo
+ * sets their top bit and adding 0x7f-hi does not; inputs with a top bit set are
+ * refused first, so no addition carries into the next byte. Little-endian
+ * loads (x86-64, arm64): the first character is the lowest byte.
+ */
+static bool unhex8(const unsigned char *s, uint8_t out[4])
+{
+    const uint64_t ones = 0x0101010101010101ull, top = 0x8080808080808080ull;
+    uint64_t v;
+    memcpy(&v, s, 8);
+    uint64_t digit = (v + ones * (0x80 - '0')) & ~(v + ones * (0x7f - '9'));
+    uint64_t lower = (v + ones * (0x80 - 'a')) & ~(v + ones * (0x7f - 'f'));
+    if ((v & top) || ((digit | lower) & top) != top)
+        return false;
+    uint64_t letter = (v & (ones * 0x40)) >> 6;                 /* 1 in letter bytes */
+    uint64_t nib = (v & (ones * 0x0f)) + letter * 9;             /* 'a' & 0x0f = 1, + 9 = 10 */
+    uint64_t pairs = ((nib & 0x00ff00ff00ff00ffull) << 4) | ((nib >> 8) & 0x00ff00ff00ff00ffull);
+    pairs = (pairs | (pairs >> 8)) & 0x0000ffff0000ffffull;
+    pairs = (pairs | (pairs >> 16)) & 0x00000000ffffffffull;
+    uint32_t w = (uint32_t)pairs;
+    memcpy(out, &w, 4);
+    return true;
+}
+
 static int unhex(const char *s, size_t n, uint8_t *out)
 {
-    for (size_t i = 0; i < n; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-        if (hi < 0)
-            return (int)(2 * i);
-        if (lo < 0)
-            return (int)(2 * i + 1);
-        out[i] = (uint8_t)(hi << 4 | lo);
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned ok = 1;
+    size_t i = 0;
+    for (; i + 4 <= n && ok; i += 4)
+        ok = unhex8(u + 2 * i, out + i);
+    for (; i < n && ok; i++) {
+        ok &= (unsigned)hex_ok[u[2 * i]] & hex_ok[u[2 * i + 1]];
+        out[i] = (uint8_t)(hexv[u[2 * i]] << 4 | hexv[u[2 * i + 1]]);
     }
+    if (ok)
+        return -1;
+    for (size_t k = 0; k < 2 * n; k++)
+        if (hexval(s[k]) < 0)
+            return (int)k;
     return -1;
 }
 
@@ -49,10 +92,10 @@ static void tohex(const uint8_t *p, size_t n, char *out)
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
+    uint8_t acc = 0;
     for (size_t i = 0; i < n; i++)
-        if (p[i])
-            return false;
-    return true;
+        acc |= p[i];
+    return acc == 0;
 }
 
 static bool is_ows(char c)
@@ -103,17 +146,16 @@ int rdl_traceparent_parse(const char *s, size_t n, rdl_span_context_t *out, rdl_
     for (int i = 0; i < 3; i++)
         if (s[dash[i]] != '-')
             return tp_fail(err, lead + dash[i], "expected '-'");
-    rdl_span_context_t sc;
-    memset(&sc, 0, sizeof(sc));
-    if ((bad = unhex(s + 3, 16, sc.trace_id)) >= 0)
+    uint8_t trace_id[16], span_id[8], flags;
+    if ((bad = unhex(s + 3, 16, trace_id)) >= 0)
         return tp_fail(err, lead + 3 + (size_t)bad, "expected 32 lowercase hex digits of trace-id");
-    if ((bad = unhex(s + 36, 8, sc.span_id)) >= 0)
+    if ((bad = unhex(s + 36, 8, span_id)) >= 0)
         return tp_fail(err, lead + 36 + (size_t)bad, "expected 16 lowercase hex digits of parent-id");
-    if ((bad = unhex(s + 53, 1, &sc.flags)) >= 0)
+    if ((bad = unhex(s + 53, 1, &flags)) >= 0)
         return tp_fail(err, lead + 53 + (size_t)bad, "expected 2 lowercase hex digits of trace-flags");
-    if (all_zero(sc.trace_id, 16))
+    if (all_zero(trace_id, 16))
         return tp_fail(err, lead + 3, "trace-id of all zeros is invalid");
-    if (all_zero(sc.span_id, 8))
+    if (all_zero(span_id, 8))
         return tp_fail(err, lead + 36, "parent-id of all zeros is invalid");
     if (n > RDL_TRACEPARENT_LEN) {
         /* Version 00 ends after the flags; a later version may append "-<more>". */
@@ -123,9 +165,14 @@ int rdl_traceparent_parse(const char *s, size_t n, rdl_span_context_t *out, rdl_
             return tp_fail(err, lead + 55, "expected '-' or the end after trace-flags");
     }
     if (ver != 0)
-        sc.flags &= RDL_TRACE_FLAG_SAMPLED | RDL_TRACE_FLAG_RANDOM;   /* re-emitted as 00 */
-    sc.remote = true;
-    *out = sc;
+        flags &= RDL_TRACE_FLAG_SAMPLED | RDL_TRACE_FLAG_RANDOM;   /* re-emitted as 00 */
+    /* Only the fields: the 513-byte tracestate is not copied, just emptied. */
+    memcpy(out->trace_id, trace_id, 16);
+    memcpy(out->span_id, span_id, 8);
+    out->flags = flags;
+    out->remote = true;
+    out->tracestate_len = 0;
+    out->tracestate[0] = '\0';
     return 0;
 }
 

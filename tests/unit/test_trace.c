@@ -100,6 +100,41 @@ static void test_traceparent_malformed(void **state)
     }
 }
 
+/* Every byte at every hex position: lowercase hex digits decode, anything else is refused there. */
+static void test_traceparent_every_byte(void **state)
+{
+    static const char digits[] = "0123456789abcdef";
+    char buf[RDL_TRACEPARENT_LEN + 1];
+    for (int pos = 3; pos < 55; pos++) {
+        if (pos == 35 || pos == 52)
+            continue;
+        for (int c = 1; c < 256; c++) {
+            memcpy(buf, TP, sizeof(buf));
+            buf[pos] = (char)c;
+            rdl_span_context_t sc;
+            rdl_error_t err;
+            rdl_error_clear(&err);
+            const char *d = strchr(digits, c);
+            int rc = rdl_traceparent_parse(buf, RDL_TRACEPARENT_LEN, &sc, &err);
+            if (!d) {
+                if (rc != RDL_EINVAL || err.column != pos + 1)
+                    fail_msg("byte 0x%02x at %d: rc %d column %d", c, pos, rc, err.column);
+                continue;
+            }
+            if (rc != 0) {
+                /* A zero digit may make an id all zeros only if the id was; ours are not. */
+                fail_msg("digit '%c' at %d refused: %s", c, pos, err.msg);
+            }
+            int v = (int)(d - digits);
+            const uint8_t *field = pos < 35 ? sc.trace_id : pos < 52 ? sc.span_id : &sc.flags;
+            int off = pos < 35 ? pos - 3 : pos < 52 ? pos - 36 : pos - 53;
+            int got = off % 2 ? field[off / 2] & 15 : field[off / 2] >> 4;
+            if (got != v)
+                fail_msg("digit '%c' at %d decoded as %d", c, pos, got);
+        }
+    }
+}
+
 /* ---- tracestate ------------------------------------------------------ */
 
 static void test_tracestate(void **state)
@@ -1196,6 +1231,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_traceparent_valid),
         cmocka_unit_test(test_traceparent_malformed),
+        cmocka_unit_test(test_traceparent_every_byte),
         cmocka_unit_test(test_tracestate),
         cmocka_unit_test(test_tracestate_truncation_and_set),
         cmocka_unit_test(test_baggage),
