@@ -5,6 +5,11 @@
 # printed. The load generator shares the machine's cores with the server: compare ratios from one
 # run, never absolute numbers across runs.
 #   bench/http.sh [ROUNDS] [SECONDS]      (defaults 3 rounds of 5 s; wrk -t1 -c64)
+#   TRACING=1 bench/http.sh [ROUNDS] [SECONDS]
+#     instead: coursed with tracing off, on at ratio 1.0 and at ratio 0.01 (both exporting OTLP
+#     protobuf to nginx's `return 200`, a sink that costs next to nothing), interleaved, on
+#     GET /v1/courses/3 (a server span and a SQLite child span per request) and GET /ping;
+#     prints each traced/off throughput ratio (median of the per-round ratios).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -33,20 +38,59 @@ http {
   server {
     listen 127.0.0.1:$nport reuseport;
     location / { return 200 "pong\n"; }
+    location /v1/traces { return 200 ""; }
   }
 }
 CONF
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 
-"$COURSED" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/coursed" \
-  --set lifecycle.drain_delay=0s >"$work/coursed.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/coursed.log" && break; sleep 0.1; done
-caddr=$(grep -o '"addr":"[^"]*' "$work/coursed.log" | head -1 | cut -d'"' -f4)
+# Starts one coursed (not in a subshell: its PID must reach the cleanup), waits until it is ready.
+start_coursed() {   # name, env assignments...
+  local name=$1; shift
+  env "$@" "$COURSED" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/$name" \
+    --set lifecycle.drain_delay=0s >"$work/$name.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/$name.log" && break; sleep 0.1; done
+}
+addr_of() { grep -o "\"$2\":\"[^\"]*" "$work/$1.log" | head -1 | cut -d'"' -f4; }   # name, addr|admin_addr
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$nport/" >/dev/null && break; sleep 0.1; done
 
 rps() { wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
+
+if [ "${TRACING:-0}" = 1 ]; then
+  sink="http://127.0.0.1:$nport"
+  start_coursed off REDLINE_TRACING_ENABLED=false
+  start_coursed on OTEL_EXPORTER_OTLP_ENDPOINT="$sink" OTEL_TRACES_SAMPLER=always_on
+  start_coursed low OTEL_EXPORTER_OTLP_ENDPOINT="$sink" OTEL_TRACES_SAMPLER=traceidratio \
+    OTEL_TRACES_SAMPLER_ARG=0.01
+  off=$(addr_of off addr); on=$(addr_of on addr); low=$(addr_of low addr)
+  declare -a o1 n1 l1 o2 n2 l2
+  for r in $(seq "$ROUNDS"); do
+    o1+=("$(rps "http://$off/v1/courses/3")"); n1+=("$(rps "http://$on/v1/courses/3")")
+    l1+=("$(rps "http://$low/v1/courses/3")")
+    o2+=("$(rps "http://$off/ping")"); n2+=("$(rps "http://$on/ping")"); l2+=("$(rps "http://$low/ping")")
+    echo "round $r: /v1/courses/3 off ${o1[-1]} on ${n1[-1]} 0.01 ${l1[-1]} req/s;" \
+         "/ping off ${o2[-1]} on ${n2[-1]} 0.01 ${l2[-1]} req/s"
+  done
+  for who in on low; do
+    echo "$who: $(curl -s "http://$(addr_of "$who" admin_addr)/debug/tracing")"
+  done
+  python3 - "${o1[*]}" "${n1[*]}" "${l1[*]}" "${o2[*]}" "${n2[*]}" "${l2[*]}" <<'PY'
+import statistics, sys
+o1, n1, l1, o2, n2, l2 = ([float(x) for x in a.split()] for a in sys.argv[1:7])
+r = lambda a, b: statistics.median([y / x for x, y in zip(a, b)])
+print("traced/off throughput (median of per-round ratios):")
+print("  /v1/courses/3: ratio 1.0 %.3f (cost %.1f %%), ratio 0.01 %.3f (cost %.1f %%)"
+      % (r(o1, n1), 100 * (1 - r(o1, n1)), r(o1, l1), 100 * (1 - r(o1, l1))))
+print("  /ping:         ratio 1.0 %.3f (cost %.1f %%), ratio 0.01 %.3f (cost %.1f %%)"
+      % (r(o2, n2), 100 * (1 - r(o2, n2)), r(o2, l2), 100 * (1 - r(o2, l2))))
+PY
+  exit 0
+fi
+
+start_coursed coursed
+caddr=$(addr_of coursed addr)
 
 declare -a n c p
 for r in $(seq "$ROUNDS"); do
