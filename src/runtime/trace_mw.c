@@ -266,8 +266,10 @@ int rt_trace_start(rdl_server_t *srv, rdl_error_t *err)
         return RDL_ENOMEM;
     rdl_tracer_opts_t to;
     rdl_tracer_opts_default(&to);
-    snprintf(to.service_name, sizeof(to.service_name), "%s", o->service);
     int rc = rdl_tracer_opts_from_env(&to, err);
+    /* OTEL_SERVICE_NAME, then service.name in OTEL_RESOURCE_ATTRIBUTES, then ours. */
+    if (!to.service_name[0] && !strstr(to.resource_attrs, "service.name="))
+        snprintf(to.service_name, sizeof(to.service_name), "%s", o->service);
     const char *props = o->trace_propagators && o->trace_propagators[0] ? o->trace_propagators
                                                                         : getenv("OTEL_PROPAGATORS");
     if (rc == 0)
