@@ -250,6 +250,12 @@ def load(c, seconds):
     return len(lat) / seconds, lat[int(len(lat) * 0.99)] * 1000
 
 
+def best(runs):
+    """The best throughput and the best p99 of a few runs: the machine is shared, and a
+    neighbour can only slow a run down, while a real cost shows in every run."""
+    return max(r[0] for r in runs), min(r[1] for r in runs)
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -263,37 +269,56 @@ def tracing_stats(c):
     return json.loads(body)
 
 
+def compare(test, control, rounds=4, seconds=0.5):
+    """Interleaved loads on the coursed under test and a control coursed (A B A B ...):
+    the median of the per-pair throughput ratios, and the median p99s of each. Both share
+    the machine's moods, so the ratio holds on a loaded machine where absolute figures do not."""
+    ratios, p99_t, p99_c = [], [], []
+    for _ in range(rounds):
+        t = load(test, seconds)
+        c = load(control, seconds)
+        ratios.append(t[0] / c[0])
+        p99_t.append(t[1])
+        p99_c.append(c[1])
+    return statistics.median(ratios), statistics.median(p99_t), statistics.median(p99_c)
+
+
 def test_fault_receiver_503_then_down(coursed_bin):
-    rcv = Receiver()
-    port = rcv.port
-    env = coursed_env(rcv, OTEL_BSP_MAX_QUEUE_SIZE="256", OTEL_BSP_MAX_EXPORT_BATCH_SIZE="64",
-                      OTEL_BSP_EXPORT_TIMEOUT="1500", OTEL_EXPORTER_OTLP_TIMEOUT="1000")
+    """The coursed under test exports to a receiver that turns 503, then goes away; a control
+    coursed exports to a healthy one. Throughput and p99 of the first are compared with the
+    control's, in the same moments, in each phase."""
+    faulty, healthy = Receiver(), Receiver()
+    port = faulty.port
+    env = {"OTEL_BSP_MAX_QUEUE_SIZE": "256", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "64",
+           "OTEL_BSP_EXPORT_TIMEOUT": "1500", "OTEL_EXPORTER_OTLP_TIMEOUT": "1000"}
     try:
-        with Coursed(coursed_bin, args=FAST_STOP, env=env) as c:
-            load(c, 0.5)                                   # warm up
-            up = [load(c, 1.5)]
-            rcv.call("POST", "/control", {"mode": "503"})
-            r503 = [load(c, 1.5)]
+        with Coursed(coursed_bin, args=FAST_STOP, env=coursed_env(faulty, **env)) as c, \
+                Coursed(coursed_bin, args=FAST_STOP, env=coursed_env(healthy, **env)) as ctl:
+            load(c, 0.3)                                   # warm up
+            load(ctl, 0.3)
+            up = compare(c, ctl)
+            faulty.call("POST", "/control", {"mode": "503"})
+            r503 = compare(c, ctl)
             st = tracing_stats(c)
             rss0 = rss_kib(c.pid)
-            rcv.stop()                                     # receiver gone: connection refused
-            down = [load(c, 1.5), load(c, 1.5)]
+            faulty.stop()                                  # receiver gone: connection refused
+            down = compare(c, ctl, rounds=6)
             rss1 = rss_kib(c.pid)
             st_down = tracing_stats(c)
-            rps_up, p99_up = up[0]
-            print("receiver up: %.0f req/s p99 %.2f ms; 503: %.0f req/s p99 %.2f ms; down: %.0f req/s "
-                  "p99 %.2f ms; RSS %d -> %d KiB; dropped %d"
-                  % (rps_up, p99_up, r503[0][0], r503[0][1], down[0][0], down[0][1], rss0, rss1,
-                     st_down["spans_dropped_total"]))
-            for name, (rps, p99) in (("503", r503[0]), ("down", down[0]), ("down again", down[1])):
-                assert rps >= 0.6 * rps_up, "%s: %.0f req/s against %.0f with the receiver up" % (name, rps, rps_up)
-                assert p99 <= max(5 * p99_up, 50), "%s: p99 %.1f ms against %.1f" % (name, p99, p99_up)
-            assert st["spans_dropped_total"] > 0 or st_down["spans_dropped_total"] > 0, st_down
-            assert st_down["spans_dropped_total"] > st["spans_dropped_total"], (st, st_down)
+            print("throughput against the control (median of interleaved pairs), p99 ms test/control: "
+                  "receiver up %.2f (%.2f/%.2f), 503 %.2f (%.2f/%.2f), down %.2f (%.2f/%.2f); "
+                  "RSS %d -> %d KiB; dropped %d"
+                  % (up + r503 + down + (rss0, rss1, st_down["spans_dropped_total"])))
+            for name, (ratio, p99, p99_ctl) in (("503", r503), ("down", down)):
+                # identical processes but for their receiver: at least half the control's throughput
+                assert ratio >= 0.5, \
+                    "%s: throughput %.2f of the control's (%.2f with the receiver up)" % (name, ratio, up[0])
+                assert p99 <= max(5 * p99_ctl, 50), "%s: p99 %.1f ms, control %.1f" % (name, p99, p99_ctl)
+            assert st_down["spans_dropped_total"] > st["spans_dropped_total"] > 0, (st, st_down)
             assert st_down["export_failures"] > 0, st_down
             assert rss1 - rss0 < 8192, "RSS grew %d KiB while the receiver was down" % (rss1 - rss0)
             # back on the same port: once the backlog of retries is through, new spans arrive
-            rcv = Receiver(port)
+            faulty = Receiver(port)
             deadline = time.monotonic() + 20
             sent = set()
             while True:
@@ -302,15 +327,15 @@ def test_fault_receiver_503_then_down(coursed_bin):
                     "traceparent": "00-%s-%s-01" % (tid, PARENT_SPAN)})
                 assert status == 200
                 sent.add(tid)
-                got = {s["traceId"] for s in rcv.spans()} & sent
-                if got:
+                if {s["traceId"] for s in faulty.spans()} & sent:
                     break
                 assert time.monotonic() < deadline, "no span reached the receiver 20 s after it came back"
                 time.sleep(0.2)
             st_back = tracing_stats(c)
             assert st_back["spans_exported"] > st_down["spans_exported"], (st_down, st_back)
     finally:
-        rcv.stop()
+        faulty.stop()
+        healthy.stop()
 
 
 if __name__ == "__main__":
