@@ -236,9 +236,14 @@ int rt_trace_install(rdl_server_t *srv)
 
 /* ---- lifecycle ------------------------------------------------------- */
 
+/* The tracer's own trouble (failed exports, unfinished spans) goes to the server's logger. */
 static void tracer_log(void *arg, const char *level, const char *msg, const char *key, const char *value)
 {
-    rt_log(arg, level, msg, key, value, NULL, NULL);
+    rdl_server_t *srv = arg;
+    rdl_log_level_t lv = strcmp(level, "error") == 0 ? RDL_LOG_ERROR
+                         : strcmp(level, "warn") == 0 ? RDL_LOG_WARN : RDL_LOG_INFO;
+    rdl_log_field_t f = rdl_lf_str(key ? key : "detail", value ? value : "");
+    rdl_log(srv->log, lv, msg, &f, key ? 1 : 0);
 }
 
 /* Exports only when an endpoint is named (tracing.endpoint, OTEL_EXPORTER_OTLP_*) or OTEL_TRACES_EXPORTER=otlp. */
@@ -298,8 +303,10 @@ int rt_trace_start(rdl_server_t *srv, rdl_error_t *err)
     rdl_tracer_set_default(tr->tracer);
     char sampler[96];
     rdl_sampler_describe(&to.sampler, sampler, sizeof(sampler));
-    rt_log(srv, "info", to.export ? "tracing: exporting spans" : "tracing: ids only (no OTLP endpoint)",
-           "endpoint", to.export ? to.endpoint : "", "sampler", sampler);
+    rdl_log_field_t f[] = { rdl_lf_str("endpoint", to.export ? to.endpoint : ""),
+                            rdl_lf_str("sampler", sampler) };
+    rdl_log(srv->log, RDL_LOG_INFO,
+            to.export ? "tracing: exporting spans" : "tracing: ids only (no OTLP endpoint)", f, 2);
     return 0;
 }
 
