@@ -92,7 +92,6 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
         rc = rt_log_opts_config(o, cfg);
     return rc ? rc : rt_trace_opts_config(o, cfg);
 }
-}
 
 /* ---- Date header ----------------------------------------------------- */
 

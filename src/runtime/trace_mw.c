@@ -9,10 +9,12 @@
  * span with the status. The admin plane is not traced (probes would flood
  * the traces) but serves the tracer's counters at GET /debug/tracing.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "redline/metrics.h"
 #include "redline/trace.h"
 #include "runtime/internal.h"
 
@@ -20,6 +22,7 @@ typedef struct rt_trace {
     rdl_tracer_t *tracer;
     rdl_propagators_t props;
     bool response_header;
+    int collector;              /* id in the default metrics registry, or negative */
 } rt_trace_t;
 
 int rt_trace_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
@@ -234,6 +237,38 @@ int rt_trace_install(rdl_server_t *srv)
     return rc ? rc : rdl_server_admin_route(srv, "GET", "/debug/tracing", debug_tracing, srv);
 }
 
+/* ---- metrics: the tracer's counters at scrape time -------------------- */
+
+static void collect(rdl_collect_t *c, void *arg)
+{
+    rt_trace_t *tr = arg;
+    rdl_tracer_stats_t st;
+    rdl_tracer_stats(tr->tracer, &st);
+    static const struct { const char *name, *help; size_t off; bool gauge; } m[] = {
+        { "redline_trace_spans_started_total", "Recording spans started.",
+          offsetof(rdl_tracer_stats_t, spans_started), false },
+        { "redline_trace_spans_exported_total", "Spans the OTLP receiver accepted.",
+          offsetof(rdl_tracer_stats_t, spans_exported), false },
+        { "redline_trace_spans_dropped_total",
+          "Spans dropped: queue full, export given up or refused, rejected by the receiver.",
+          offsetof(rdl_tracer_stats_t, spans_dropped), false },
+        { "redline_trace_spans_unfinished_total", "Spans seen open past the unfinished-span age.",
+          offsetof(rdl_tracer_stats_t, spans_unfinished), false },
+        { "redline_trace_spans_open", "Recording spans started and not ended.",
+          offsetof(rdl_tracer_stats_t, spans_open), true },
+        { "redline_trace_export_requests_total", "OTLP/HTTP requests sent, retries included.",
+          offsetof(rdl_tracer_stats_t, export_requests), false },
+        { "redline_trace_export_failures_total", "Export batches given up.",
+          offsetof(rdl_tracer_stats_t, export_failures), false },
+    };
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)&st + m[i].off, sizeof(v));
+        rdl_collect_family(c, m[i].gauge ? RDL_METRIC_GAUGE : RDL_METRIC_COUNTER, m[i].name, m[i].help);
+        rdl_collect_value(c, NULL, NULL, 0, (double)v);
+    }
+}
+
 /* ---- lifecycle ------------------------------------------------------- */
 
 /* The tracer's own trouble (failed exports, unfinished spans) goes to the server's logger. */
@@ -301,6 +336,7 @@ int rt_trace_start(rdl_server_t *srv, rdl_error_t *err)
     tr->response_header = o->trace_response_header;
     srv->trace = tr;
     rdl_tracer_set_default(tr->tracer);
+    tr->collector = rdl_collector_add(NULL, collect, tr);
     char sampler[96];
     rdl_sampler_describe(&to.sampler, sampler, sizeof(sampler));
     rdl_log_field_t f[] = { rdl_lf_str("endpoint", to.export ? to.endpoint : ""),
@@ -316,6 +352,8 @@ void rt_trace_stop(rdl_server_t *srv)
     if (!tr)
         return;
     srv->trace = NULL;
+    if (tr->collector >= 0)
+        rdl_collector_remove(NULL, tr->collector);
     rdl_tracer_free(tr->tracer);        /* exports what is queued within its deadline */
     free(tr);
 }
