@@ -301,11 +301,19 @@ static void send_batch(rdl_tracer_t *t, size_t n)
     }
 }
 
-/* Exports everything queued now, batch by batch. */
+/*
+ * Exports everything queued now, batch by batch. Under sustained load this
+ * can go on for long: the unfinished-span scan still runs once a second.
+ */
 static void drain(rdl_tracer_t *t, rdl_span_t **batch)
 {
     http_t *h = t->http;
+    uint64_t scanned = rdl_now_ns();
     for (;;) {
+        if (rdl_now_ns() - scanned > 1000000000ull) {
+            tr_scan_open(t, false);
+            scanned = rdl_now_ns();
+        }
         size_t n = tr_collect(t, batch, (size_t)t->o.max_batch);
         if (n == 0)
             return;
