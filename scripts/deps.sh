@@ -13,6 +13,10 @@ packages=(
   libcmocka-dev libhttp-parser-dev python3 python3-yaml curl sqlite3
   # metrics integration test: the real scraper and its linter (Prometheus 2.42, promtool)
   prometheus
+  # the tracer's OTLP/HTTP exporter (libcurl) and its gzip (zlib above)
+  libcurl4-openssl-dev
+  # test peers on npm (tests/node: the official OTLP decoder)
+  nodejs
   # benchmarks: load generator and the nginx ceiling
   wrk nginx-light
 )
@@ -23,8 +27,18 @@ for p in "${packages[@]}"; do
   [ "$status" = "installed" ] || missing+=("$p")
 done
 
+# npm test tooling, pinned by tests/node/package-lock.json.
+node_tools() {
+  if [ ! -d tests/node/node_modules ]; then
+    echo "deps: npm ci in tests/node"
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+cd "$(dirname "$0")/.."
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#packages[@]} packages present"
+  node_tools
   exit 0
 fi
 
@@ -40,4 +54,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+node_tools
 echo "deps: done"

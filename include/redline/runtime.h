@@ -75,6 +75,12 @@ typedef struct rdl_server_opts {
     bool metrics_enabled;       /* RED middleware, runtime and process collectors */
     int64_t metrics_max_series; /* label sets per RED metric before the overflow series */
     bool metrics_debug_vars;    /* serve /debug/vars */
+    /* tracing (docs/tracing.md); the OTEL_* variables configure the tracer itself */
+    bool trace_enabled;         /* server span per request, trace ids in the ctx */
+    char *trace_endpoint;       /* OTLP/HTTP traces URL; "" = from OTEL_*, no export without one */
+    char *trace_propagators;    /* "" = OTEL_PROPAGATORS, else "tracecontext,baggage" */
+    bool trace_response_header; /* answer with the server span's traceparent */
+    bool trace_keep_errors;     /* export unsampled traces whose server span ends in error */
 } rdl_server_opts_t;
 
 /* Production defaults (documented in docs/runtime.md). */

@@ -123,6 +123,7 @@ struct rdl_server {
     struct rt_metrics *metrics; /* metrics_mw.c */
     int log_collector;          /* its metrics collector id in the default registry; 0 = none */
     bool log_var;               /* it published "log" in /debug/vars */
+    struct rt_trace *trace;     /* trace_mw.c's state; NULL until rdl_server_run */
 };
 
 /* One request/response exchange; one at a time per connection. */
@@ -228,6 +229,11 @@ void rt_metrics_start(rdl_server_t *srv);       /* threads and pool exist: colle
 void rt_metrics_stop(rdl_server_t *srv);        /* before the pool goes */
 int rt_metrics_thread_init(rt_thread_t *t);     /* on the thread's loop, before it runs */
 void rt_metrics_thread_stop(rt_thread_t *t);    /* on the thread, when it stops */
+/* trace_mw.c: the tracing middleware (outermost after limits) and GET /debug/tracing. */
+int rt_trace_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
+int rt_trace_install(rdl_server_t *srv);                /* from rdl_server_new */
+int rt_trace_start(rdl_server_t *srv, rdl_error_t *err); /* tracer from opts + OTEL_* */
+void rt_trace_stop(rdl_server_t *srv);                  /* flush within the deadline, free */
 
 /* access_log.c: the log red line (logger from log.*, access-log middleware, admin endpoints) */
 void rt_log_opts_default(rdl_server_opts_t *o);

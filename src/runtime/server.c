@@ -52,6 +52,9 @@ void rdl_server_opts_default(rdl_server_opts_t *o)
     o->grace_ms = 20000;
     o->pool_threads = 4;
     o->pool_queue = 1024;
+    o->trace_enabled = true;
+    o->trace_endpoint = "";
+    o->trace_propagators = "";
     rt_log_opts_default(o);
     rt_metrics_defaults(o);
 }
@@ -88,7 +91,9 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
     int rc = rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
     if (rc == 0)
         rc = rt_log_opts_config(o, cfg);
-    return rc ? rc : rt_metrics_config(o, cfg);
+    if (rc == 0)
+        rc = rt_metrics_config(o, cfg);
+    return rc ? rc : rt_trace_opts_config(o, cfg);
 }
 
 /* ---- Date header ----------------------------------------------------- */
@@ -199,7 +204,9 @@ int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
     if (rc == 0)
         rc = rt_log_admin_register(srv);
     if (rc == 0)
-        rc = rt_metrics_install(srv);      /* RED metrics before the access log (DESIGN.md order) */
+        rc = rt_trace_install(srv);        /* outermost: trace, then RED metrics, then the access log */
+    if (rc == 0)
+        rc = rt_metrics_install(srv);
     if (rc == 0)
         rc = rt_access_log_install(srv);
     if (rc) {
@@ -614,6 +621,8 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
         fds[i] = -1;
     rc = open_all(srv, fds, err);
     if (rc == 0)
+        rc = rt_trace_start(srv, err);
+    if (rc == 0)
         atomic_store(&srv->addrs_set, true);
     if (rc < 0) {
         for (int i = 0; i < srv->nall; i++)
@@ -669,6 +678,7 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     rt_metrics_stop(srv);
     rdl_pool_free(srv->pool);
     srv->pool = NULL;
+    rt_trace_stop(srv);
     rdl_log(srv->log, RDL_LOG_INFO, "stopped", NULL, 0);
     rdl_log_flush(srv->log, 0);        /* every line accepted until now reaches the sink */
     return srv->exit_code;
