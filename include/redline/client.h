@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <uv.h>
 #include "redline/util.h"
 #include "redline/ctx.h"
@@ -203,6 +204,15 @@ int rdl_client_call(rdl_client_t *c, rdl_upstream_t *up, rdl_ctx_t *ctx, const r
 int rdl_client_warm(rdl_client_t *c, rdl_upstream_t *up, int n, uint64_t timeout_ms,
                     rdl_call_done_fn done, void *arg);
 void rdl_client_stats(const rdl_client_t *c, rdl_client_stats_t *out);
+
+/*
+ * The warm-up checks, once, on a private loop (for init containers:
+ * `redline warmup`, `coursed warmup`): for each configured upstream, resolve
+ * its host and open pool.warm connections (at least one). Writes one JSON line
+ * per upstream to report ({"check":"upstream:NAME","ok":true,...}); returns
+ * the number of upstreams that failed. Blocks; any thread without a loop.
+ */
+int rdl_upstreams_warmup(rdl_upstreams_t *ups, FILE *report);
 
 /* Resolves up's host now (getaddrinfo): 0 or RDL_ENOENT with err filled. Blocks. */
 int rdl_upstream_resolve(const rdl_upstream_t *up, rdl_error_t *err);

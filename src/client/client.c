@@ -294,7 +294,8 @@ static cl_call_t *call_get(rdl_client_t *c)
     return call;
 }
 
-static void call_put(cl_call_t *call)
+/* Takes the call off the in-flight list (its result buffers stay valid). */
+static void call_unlink(cl_call_t *call)
 {
     rdl_client_t *c = call->c;
     if (call->prev)
@@ -303,6 +304,13 @@ static void call_put(cl_call_t *call)
         c->active = call->next;
     if (call->next)
         call->next->prev = call->prev;
+    call->next = call->prev = NULL;
+}
+
+/* Recycles an unlinked call. */
+static void call_put(cl_call_t *call)
+{
+    rdl_client_t *c = call->c;
     if (call->headers)
         curl_slist_free_all(call->headers);
     call->headers = NULL;
@@ -382,11 +390,13 @@ static void finish(cl_call_t *call, int err, int status, int kind, bool breaker_
     void *arg = call->arg;
     cl_warm_t *warm = call->warm;
     call->done = NULL;
-    call_put(call);
+    call_unlink(call);          /* done may start calls; the body stays valid until it returns */
     if (!warm) {
         done(&r, arg);
+        call_put(call);
         return;
     }
+    call_put(call);
     if (err == 0)
         c->stats.connections_warmed++;
     if (err && !warm->first_err)
@@ -577,6 +587,7 @@ static cl_call_t *call_new(rdl_client_t *c, cl_pool_t *p, rdl_ctx_t *ctx, const 
     add_header(call, "Expect", "");     /* no 100-continue round trip */
     if (call->url.oom || call->body.oom) {
         call->done = NULL;
+        call_unlink(call);
         call_put(call);
         return NULL;
     }
