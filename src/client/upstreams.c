@@ -343,10 +343,11 @@ static int finish_one(rdl_upstreams_t *ups, rdl_upstream_t *up, rdl_error_t *err
                          "expected closed, disabled, metrics_only or forced_open, got '%s'",
                          o->breaker_state);
     bo.window_size = (uint32_t)o->breaker_window_size;
-    if (bo.window_type == RDL_WINDOW_TIME && bo.window_size > 512)
-        return rdl_error_set(err, RDL_EINVAL, 0, 0, "breaker.window_size",
-                             "upstream %s: a time window is at most 512 seconds, got %u",
-                             up->name, bo.window_size);
+    if (bo.window_type == RDL_WINDOW_TIME && bo.window_size > 512) {
+        char n[24];
+        snprintf(n, sizeof(n), "%u", bo.window_size);
+        return key_error(err, up, "breaker.window_size", "at most 512 seconds for a time window", n);
+    }
     bo.minimum_calls = (uint32_t)o->breaker_minimum_calls;
     bo.failure_rate = o->breaker_failure_rate;
     bo.slow_rate = o->breaker_slow_rate;
