@@ -18,6 +18,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "redline/metrics.h"
 #include "runtime/internal.h"
 
 #define WARM_TIMEOUT_MS 2000
@@ -53,6 +54,7 @@ struct rt_outbound {
     rdl_upstream_t *warming;
     int warm_pending;
     int warm_err;
+    int collector;              /* id in the default metrics registry; 0 = none */
 };
 
 static _Thread_local ob_thread_t *tl_thread;
@@ -181,20 +183,21 @@ static int warm_step(rdl_server_t *srv, void *arg)
     for (;;) {
         int rc = warm_once(ob, s->up, why, sizeof(why));
         if (rc == 0) {
-            char n[16];
-            snprintf(n, sizeof(n), "%lld", (long long)s->up->opts.warm_connections * ob->nthreads);
-            rt_log(srv, "info", "upstream warm", "upstream", s->up->name, "connections", n);
+            rdl_log_field_t f[] = { rdl_lf_str("upstream", s->up->name),
+                                    rdl_lf_int("connections", s->up->opts.warm_connections *
+                                                              ob->nthreads) };
+            rdl_log(srv->log, RDL_LOG_INFO, "upstream warm", f, 2);
             return 0;
         }
         if (stopping(ob))
             return 1;
+        rdl_log_field_t f[] = { rdl_lf_str("upstream", s->up->name), rdl_lf_str("error", why) };
         if (s->up->role == RDL_UPSTREAM_WEAK) {
-            rt_log(srv, "warn", "weak upstream not warm; serving degraded until it answers",
-                   "upstream", s->up->name, "error", why);
+            rdl_log(srv->log, RDL_LOG_WARN,
+                    "weak upstream not warm; serving degraded until it answers", f, 2);
             return 0;
         }
-        rt_log(srv, "warn", "strong upstream not warm; not ready, retrying", "upstream",
-               s->up->name, "error", why);
+        rdl_log(srv->log, RDL_LOG_WARN, "strong upstream not warm; not ready, retrying", f, 2);
         for (uint64_t slept = 0; slept < wait && !stopping(ob); slept += 50)
             sleep_ms(50);
         wait = wait * 2 > WARM_RETRY_MAX_MS ? WARM_RETRY_MAX_MS : wait * 2;
@@ -209,8 +212,10 @@ static void on_transition(rdl_breaker_t *b, int from, int to, void *arg)
     char change[48];
     snprintf(change, sizeof(change), "%s->%s", rdl_breaker_state_name(from),
              rdl_breaker_state_name(to));
-    rt_log(ob->srv, to == RDL_BREAKER_OPEN ? "warn" : "info", "circuit breaker transition",
-           "upstream", rdl_breaker_name(b), "transition", change);
+    rdl_log_field_t f[] = { rdl_lf_str("upstream", rdl_breaker_name(b)),
+                            rdl_lf_str("transition", change) };
+    rdl_log(ob->srv->log, to == RDL_BREAKER_OPEN ? RDL_LOG_WARN : RDL_LOG_INFO,
+            "circuit breaker transition", f, 2);
 }
 
 static void inject_request_id(const rdl_ctx_t *ctx, rdl_header_add_fn add, void *h, void *arg)
@@ -265,6 +270,104 @@ static void debug_upstreams(rdl_req_t *req, void *arg)
     rdl_buf_free(&b);
 }
 
+/* ---- metrics ----------------------------------------------------------------------
+ * resilience4j's meters under redline_upstream_*: breaker state (one series
+ * per state, 1 for the current one), calls by outcome kind, slow calls,
+ * transitions by target state, degraded responses, failure and slow-call
+ * rates, bulkhead use, retries refused by the budget. Read at scrape time from
+ * the breakers' own atomics, so the call path pays nothing for them.
+ */
+/* One labelled value per configured upstream, from a per-upstream array. */
+static void collect_each(rdl_collect_t *c, rt_outbound_t *ob, const double *vals)
+{
+    static const char *const names[] = { "upstream" };
+    for (int i = 0; i < rdl_upstreams_count(ob->ups); i++) {
+        rdl_upstream_t *up = rdl_upstreams_at(ob->ups, i);
+        if (up->configured)
+            rdl_collect_value(c, names, (const char *const[]){ up->name }, 1, vals[i]);
+    }
+}
+
+/* Per configured upstream, one value for each of n label values (state, kind). */
+static void collect_by(rdl_collect_t *c, rt_outbound_t *ob, const char *label,
+                       const char *const *label_values, int n, const double (*vals)[8])
+{
+    const char *const names[] = { "upstream", label };
+    for (int i = 0; i < rdl_upstreams_count(ob->ups); i++) {
+        rdl_upstream_t *up = rdl_upstreams_at(ob->ups, i);
+        for (int k = 0; up->configured && k < n; k++)
+            rdl_collect_value(c, names, (const char *const[]){ up->name, label_values[k] }, 2,
+                              vals[i][k]);
+    }
+}
+
+static void collect(rdl_collect_t *c, void *arg)
+{
+    rt_outbound_t *ob = arg;
+    static const char *const kinds[] = { "successful", "failed", "ignored", "not_permitted" };
+    const char *states[RDL_BREAKER_STATE_COUNT];
+    double state[RDL_UPSTREAMS_MAX][8] = { { 0 } }, calls[RDL_UPSTREAMS_MAX][8] = { { 0 } };
+    double trans[RDL_UPSTREAMS_MAX][8] = { { 0 } };
+    double slow[RDL_UPSTREAMS_MAX] = { 0 }, frate[RDL_UPSTREAMS_MAX] = { 0 };
+    double srate[RDL_UPSTREAMS_MAX] = { 0 }, inuse[RDL_UPSTREAMS_MAX] = { 0 };
+    double exhausted[RDL_UPSTREAMS_MAX] = { 0 }, degraded[RDL_UPSTREAMS_MAX] = { 0 };
+    for (int s = 0; s < RDL_BREAKER_STATE_COUNT; s++)
+        states[s] = rdl_breaker_state_name(s);
+    for (int i = 0; i < rdl_upstreams_count(ob->ups); i++) {
+        rdl_upstream_t *up = rdl_upstreams_at(ob->ups, i);
+        degraded[i] = (double)atomic_load(&ob->degraded[i]);
+        if (!up->configured)
+            continue;
+        rdl_breaker_stats_t st;
+        rdl_bulkhead_stats_t bs;
+        rdl_breaker_stats(up->breaker, &st);
+        rdl_bulkhead_stats(up->bulkhead, &bs);
+        for (int s = 0; s < RDL_BREAKER_STATE_COUNT; s++) {
+            state[i][s] = st.state == s ? 1 : 0;
+            trans[i][s] = (double)st.transitions[s];
+        }
+        calls[i][0] = (double)st.successful;
+        calls[i][1] = (double)st.failed;
+        calls[i][2] = (double)st.ignored;
+        calls[i][3] = (double)st.not_permitted;
+        slow[i] = (double)st.slow;
+        frate[i] = st.failure_rate;
+        srate[i] = st.slow_rate;
+        inuse[i] = (double)bs.in_use;
+        exhausted[i] = (double)atomic_load(&up->budget.exhausted);
+    }
+    rdl_collect_family(c, RDL_METRIC_GAUGE, "redline_upstream_breaker_state",
+                       "Circuit breaker state of each upstream: 1 for the current state.");
+    collect_by(c, ob, "state", states, RDL_BREAKER_STATE_COUNT, state);
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_upstream_calls_total",
+                       "Outbound calls by outcome: successful, failed, ignored, not_permitted.");
+    collect_by(c, ob, "kind", kinds, 4, calls);
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_upstream_breaker_transitions_total",
+                       "Circuit breaker transitions, by the state entered.");
+    collect_by(c, ob, "state", states, RDL_BREAKER_STATE_COUNT, trans);
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_upstream_slow_calls_total",
+                       "Outbound calls at least breaker.slow_call long.");
+    collect_each(c, ob, slow);
+    rdl_collect_family(c, RDL_METRIC_GAUGE, "redline_upstream_failure_rate",
+                       "Failure rate (percent) in the breaker's window; -1 below minimum_calls.");
+    collect_each(c, ob, frate);
+    rdl_collect_family(c, RDL_METRIC_GAUGE, "redline_upstream_slow_call_rate",
+                       "Slow-call rate (percent) in the breaker's window; -1 below minimum_calls.");
+    collect_each(c, ob, srate);
+    rdl_collect_family(c, RDL_METRIC_GAUGE, "redline_upstream_bulkhead_in_use",
+                       "Outbound calls in flight, against bulkhead.max_concurrent.");
+    collect_each(c, ob, inuse);
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_upstream_retry_budget_exhausted_total",
+                       "Retries refused because the retry budget was empty.");
+    collect_each(c, ob, exhausted);
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_degraded_responses_total",
+                       "Responses answered with a fallback because a weak upstream failed.");
+    static const char *const names[] = { "upstream" };
+    for (int i = 0; i < rdl_upstreams_count(ob->ups); i++)
+        rdl_collect_value(c, names, (const char *const[]){ rdl_upstreams_at(ob->ups, i)->name },
+                          1, degraded[i]);
+}
+
 /* ---- attaching ------------------------------------------------------------------- */
 
 int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups)
@@ -291,6 +394,11 @@ int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups)
         rc = rdl_server_on_thread(srv, thread_start, thread_stop, ob);
     if (rc == 0)
         rc = rdl_server_admin_route(srv, "GET", "/debug/upstreams", debug_upstreams, ob);
+    if (rc == 0) {
+        int id = rdl_collector_add(NULL, collect, ob);
+        rc = id < 0 ? id : 0;
+        ob->collector = id > 0 ? id : 0;
+    }
     for (int i = 0; rc == 0 && i < rdl_upstreams_count(ups); i++) {
         rdl_upstream_t *up = rdl_upstreams_at(ups, i);
         if (!up->configured)
@@ -308,6 +416,8 @@ void rt_outbound_free(rt_outbound_t *ob)
 {
     if (!ob)
         return;
+    if (ob->collector)
+        rdl_collector_remove(NULL, ob->collector);
     uv_cond_destroy(&ob->cv);
     uv_mutex_destroy(&ob->mu);
     free(ob->threads);
