@@ -224,19 +224,20 @@ int main(int argc, char **argv)
     int rc = rdl_config_new(&cfg);
     if (!rc)
         rc = rdl_server_opts_config(&opts, cfg);
-    for (int i = 1; rc == 0 && i < argc; i++) {
+    /* Every flag takes one value: "--flag VALUE". */
+    for (int i = 1; rc == 0 && i < argc; i += 2) {
         const char *key = NULL, *value = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *eq = value ? strchr(value, '=') : NULL;
         char path[128];
-        if (strcmp(argv[i], "--listen") == 0)
+        if (strcmp(argv[i], "--listen") == 0) {
             key = "server.listen";
-        else if (strcmp(argv[i], "--admin-listen") == 0)
+        } else if (strcmp(argv[i], "--admin-listen") == 0) {
             key = "server.admin_listen";
-        else if (strcmp(argv[i], "--set") == 0 && value && strchr(value, '=') &&
-                 (size_t)(strchr(value, '=') - value) < sizeof(path)) {
-            memcpy(path, value, (size_t)(strchr(value, '=') - value));
-            path[strchr(value, '=') - value] = '\0';
+        } else if (strcmp(argv[i], "--set") == 0 && eq && (size_t)(eq - value) < sizeof(path)) {
+            memcpy(path, value, (size_t)(eq - value));
+            path[eq - value] = '\0';
             key = path;
-            value = strchr(value, '=') + 1;
+            value = eq + 1;
         }
         if (!key || !value) {
             fprintf(stderr, "usage: upstream-sim [--listen H:P] [--admin-listen H:P] [--set KEY=VALUE]...\n");
@@ -244,7 +245,6 @@ int main(int argc, char **argv)
             return 2;
         }
         rc = rdl_config_set(cfg, key, value, &err);
-        i++;
     }
     rdl_server_t *srv = NULL;
     if (!rc)

@@ -248,6 +248,13 @@ int rdl_req_offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, 
  */
 int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups);
 
+/*
+ * Adds a header injector for every outbound call (trace context, color, ...;
+ * see client.h), whether the upstreams are attached before or after. Before
+ * rdl_server_run. RDL_EBUSY beyond 6.
+ */
+int rdl_server_add_injector(rdl_server_t *srv, rdl_inject_fn fn, void *arg);
+
 /* Runs on the request's I/O thread when the call ends (see rdl_req_call). */
 typedef void (*rdl_req_call_fn)(rdl_req_t *req, const rdl_call_result_t *res, void *arg);
 

@@ -15,6 +15,7 @@
 #define RT_MAX_PARAMS 8
 #define RT_MAX_STARTUP 16
 #define RT_MAX_THREAD_HOOKS 8
+#define RT_MAX_INJECTORS 6
 
 /* ---- router ---------------------------------------------------------- */
 
@@ -101,6 +102,9 @@ struct rdl_server {
     rt_thread_hook_t hooks[RT_MAX_THREAD_HOOKS];
     int nhooks;
     rt_outbound_t *outbound;    /* outbound.c: upstream clients, warm-up, degradation */
+    rdl_inject_fn injectors[RT_MAX_INJECTORS];  /* outbound headers (rdl_server_add_injector) */
+    void *injector_args[RT_MAX_INJECTORS];
+    int ninjectors;
     rdl_pool_t *pool;
     rt_thread_t *threads;       /* nthreads app threads, then the admin thread if any */
     int nthreads;

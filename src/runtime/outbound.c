@@ -79,7 +79,9 @@ static void on_wake(uv_async_t *a)
     rt_outbound_t *ob = t->ob;
     if (!atomic_exchange(&t->want_warm, false))
         return;
+    uv_mutex_lock(&ob->mu);
     rdl_upstream_t *up = ob->warming;
+    uv_mutex_unlock(&ob->mu);
     int rc = rdl_client_warm(t->client, up, (int)up->opts.warm_connections, WARM_TIMEOUT_MS,
                              on_warm_done, t);
     if (rc != 0) {
@@ -390,6 +392,8 @@ int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups)
     srv->outbound = ob;
     rdl_upstreams_on_change(ups, on_transition, ob);
     int rc = rdl_upstreams_add_injector(ups, inject_request_id, NULL);
+    for (int i = 0; rc == 0 && i < srv->ninjectors; i++)
+        rc = rdl_upstreams_add_injector(ups, srv->injectors[i], srv->injector_args[i]);
     if (rc == 0)
         rc = rdl_server_on_thread(srv, thread_start, thread_stop, ob);
     if (rc == 0)
@@ -410,6 +414,18 @@ int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups)
         rc = rdl_server_on_startup(srv, s->name, warm_step, s);
     }
     return rc;
+}
+
+int rdl_server_add_injector(rdl_server_t *srv, rdl_inject_fn fn, void *arg)
+{
+    if (!fn)
+        return RDL_EINVAL;
+    if (srv->ninjectors == RT_MAX_INJECTORS)
+        return RDL_EBUSY;
+    srv->injectors[srv->ninjectors] = fn;
+    srv->injector_args[srv->ninjectors++] = arg;
+    /* Already attached: the upstreams take it directly (clients read them per call). */
+    return srv->outbound ? rdl_upstreams_add_injector(srv->outbound->ups, fn, arg) : 0;
 }
 
 void rt_outbound_free(rt_outbound_t *ob)

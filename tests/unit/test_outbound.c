@@ -75,6 +75,38 @@ static void test_meters(void **state)
     rdl_upstreams_free(ups);
 }
 
+static void inject(const rdl_ctx_t *ctx, rdl_header_add_fn add, void *h, void *arg)
+{
+    add(h, "X-Mark", arg);
+}
+
+static void test_injectors(void **state)
+{
+    rdl_server_opts_t o;
+    rdl_server_opts_default(&o);
+    o.threads = 1;
+    o.admin_listen = "";
+    rdl_server_t *srv;
+    assert_int_equal(rdl_server_new(&o, &srv), 0);
+    assert_int_equal(rdl_server_add_injector(srv, NULL, NULL), RDL_EINVAL);
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(rdl_server_add_injector(srv, inject, "m"), 0);
+    assert_int_equal(rdl_server_add_injector(srv, inject, "m"), RDL_EBUSY);
+    rdl_config_t *cfg;
+    rdl_upstreams_t *ups;
+    rdl_error_t err;
+    assert_int_equal(rdl_config_new(&cfg), 0);
+    assert_int_equal(rdl_upstreams_new(&ups), 0);
+    assert_int_equal(rdl_upstreams_finish(ups, &err), 0);
+    /* request id + 6 = 7 of the 8 an upstream set takes: one more fits, then none */
+    assert_int_equal(rdl_server_upstreams(srv, ups), 0);
+    assert_int_equal(rdl_upstreams_add_injector(ups, inject, "x"), 0);
+    assert_int_equal(rdl_upstreams_add_injector(ups, inject, "x"), RDL_EBUSY);
+    rdl_server_free(srv);
+    rdl_config_free(cfg);
+    rdl_upstreams_free(ups);
+}
+
 static void test_failed_rule(void **state)
 {
     rdl_call_result_t r = { 0 };
@@ -97,6 +129,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_meters),
+        cmocka_unit_test(test_injectors),
         cmocka_unit_test(test_failed_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
