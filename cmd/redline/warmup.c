@@ -7,7 +7,6 @@
  * configuration. Other sections of the file (server.*, the service's own)
  * belong to the service and are not read here.
  */
-#include <libfyaml.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,13 +30,6 @@ static int config_error(const rdl_error_t *err)
     fprintf(stderr, "redline warmup: %s\n", rdl_error_format(err, text, sizeof(text)));
     return EXIT_USAGE;
 }
-
-/*
- * Loads only the `upstreams` mapping of the file: each leaf becomes
- * rdl_config_set("upstreams.<name>.<path>", text), so values are checked by
- * the declared keys and errors name the key.
- */
-static int load_upstreams(rdl_config_t *cfg, const char *path, rdl_error_t *err);
 
 int cli_warmup(int argc, char **argv)
 {
@@ -71,7 +63,7 @@ int cli_warmup(int argc, char **argv)
             rdl_error_set(&err, rc, 0, 0, "upstreams", "cannot declare upstream '%s': %s",
                           names[i], rdl_strerror(rc));
     if (!rc)
-        rc = load_upstreams(cfg, file, &err);
+        rc = rdl_upstreams_load_file(cfg, file, &err);
     for (int i = 1; rc == 0 && i < argc; i++) {
         const char *v = strcmp(argv[i], "--upstream") == 0 ? argv[++i]
                         : strncmp(argv[i], "--upstream=", 11) == 0 ? argv[i] + 11 : NULL;
@@ -91,58 +83,4 @@ int cli_warmup(int argc, char **argv)
     rdl_config_free(cfg);
     rdl_upstreams_free(ups);
     return status;
-}
-
-/* ---- reading the upstreams section ------------------------------------------------ */
-
-static int walk(rdl_config_t *cfg, struct fy_node *node, char *path, size_t len, size_t cap,
-                const char *file, rdl_error_t *err)
-{
-    if (fy_node_is_mapping(node)) {
-        void *it = NULL;
-        struct fy_node_pair *pair;
-        while ((pair = fy_node_mapping_iterate(node, &it)) != NULL) {
-            size_t klen = 0;
-            const char *k = fy_node_get_scalar(fy_node_pair_key(pair), &klen);
-            if (!k || len + 1 + klen >= cap)
-                return rdl_error_set(err, RDL_EINVAL, 0, 0, path, "%s: expected short scalar keys", file);
-            path[len] = '.';
-            memcpy(path + len + 1, k, klen);
-            path[len + 1 + klen] = '\0';
-            int rc = walk(cfg, fy_node_pair_value(pair), path, len + 1 + klen, cap, file, err);
-            path[len] = '\0';
-            if (rc)
-                return rc;
-        }
-        return 0;
-    }
-    const struct fy_mark *m = fy_node_is_scalar(node) ? fy_token_start_mark(fy_node_get_scalar_token(node)) : NULL;
-    if (!fy_node_is_scalar(node))
-        return rdl_error_set(err, RDL_EINVAL, m ? m->line + 1 : 0, m ? m->column + 1 : 0, path,
-                             "expected a scalar value");
-    const char *v = fy_node_get_scalar0(node);
-    int rc = rdl_config_set(cfg, path, v ? v : "", err);
-    if (rc) {
-        snprintf(err->file, sizeof(err->file), "%s", file);
-        if (m) {
-            err->line = m->line + 1;
-            err->column = m->column + 1;
-        }
-    }
-    return rc;
-}
-
-static int load_upstreams(rdl_config_t *cfg, const char *file, rdl_error_t *err)
-{
-    struct fy_parse_cfg pc = { .flags = FYPCF_QUIET };
-    struct fy_document *doc = fy_document_build_from_file(&pc, file);
-    if (!doc)
-        return rdl_error_set(err, RDL_EINVAL, 0, 0, "", "%s: cannot read or parse as YAML", file);
-    struct fy_node *root = fy_document_root(doc);
-    struct fy_node *ups = root && fy_node_is_mapping(root)
-                          ? fy_node_mapping_lookup_by_string(root, "upstreams", -1) : NULL;
-    char path[256] = "upstreams";
-    int rc = ups ? walk(cfg, ups, path, strlen(path), sizeof(path), file, err) : 0;
-    fy_document_destroy(doc);
-    return rc;
 }

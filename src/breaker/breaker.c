@@ -16,7 +16,10 @@
  *   - HALF_OPEN trial permits and results are one 64-bit word tagged with the
  *     generation, so a half-open phase never sees another phase's counts.
  * A result that comes back after a transition carries an older generation and
- * is dropped (gobreaker's rule): a late answer cannot move the new state.
+ * is dropped (gobreaker's rule): a late answer cannot move the new state. The
+ * one approximation: a result whose generation check ran just before a
+ * transition and whose write lands just after may leave one outcome in the
+ * emptied CLOSED window (at most one per racing caller); the totals stay exact.
  */
 #include <stdio.h>
 #include <stdlib.h>

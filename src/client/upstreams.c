@@ -194,10 +194,30 @@ int rdl_upstreams_set_flag(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *
     return rdl_config_set(cfg, key, eq + 1, err);
 }
 
+static void diag_discard(struct fy_diag *diag, void *user, const char *buf, size_t len)
+{
+}
+
+/* The file as a YAML document, libfyaml's own messages silenced (errors are ours). */
+static struct fy_document *load_doc(const char *path)
+{
+    struct fy_diag_cfg dcfg;
+    fy_diag_cfg_default(&dcfg);
+    dcfg.fp = NULL;
+    dcfg.output_fn = diag_discard;
+    dcfg.colorize = false;
+    struct fy_diag *diag = fy_diag_create(&dcfg);
+    if (!diag)
+        return NULL;
+    struct fy_parse_cfg pc = { .flags = FYPCF_QUIET, .diag = diag };
+    struct fy_document *doc = fy_document_build_from_file(&pc, path);
+    fy_diag_unref(diag);
+    return doc;
+}
+
 int rdl_upstreams_names_in_file(const char *path, char names[][48], int max, rdl_error_t *err)
 {
-    struct fy_parse_cfg pc = { .flags = FYPCF_QUIET };
-    struct fy_document *doc = fy_document_build_from_file(&pc, path);
+    struct fy_document *doc = load_doc(path);
     if (!doc)
         return rdl_error_set(err, RDL_EINVAL, 0, 0, "", "%s: cannot read or parse as YAML", path);
     struct fy_node *root = fy_document_root(doc);
@@ -227,35 +247,103 @@ int rdl_upstreams_names_in_file(const char *path, char names[][48], int max, rdl
     return rc ? rc : n;
 }
 
+/* Each scalar leaf under node: rdl_config_set(path, text), its place in the file on error. */
+static int walk(rdl_config_t *cfg, struct fy_node *node, char *path, size_t len, size_t cap,
+                const char *file, rdl_error_t *err)
+{
+    if (fy_node_is_mapping(node)) {
+        void *it = NULL;
+        struct fy_node_pair *pair;
+        while ((pair = fy_node_mapping_iterate(node, &it)) != NULL) {
+            size_t klen = 0;
+            const char *k = fy_node_get_scalar(fy_node_pair_key(pair), &klen);
+            if (!k || len + 1 + klen >= cap)
+                return rdl_error_set(err, RDL_EINVAL, 0, 0, path, "%s: expected short scalar keys", file);
+            path[len] = '.';
+            memcpy(path + len + 1, k, klen);
+            path[len + 1 + klen] = '\0';
+            int rc = walk(cfg, fy_node_pair_value(pair), path, len + 1 + klen, cap, file, err);
+            path[len] = '\0';
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+    const struct fy_mark *m = fy_node_is_scalar(node) ? fy_token_start_mark(fy_node_get_scalar_token(node)) : NULL;
+    if (!fy_node_is_scalar(node))
+        return rdl_error_set(err, RDL_EINVAL, m ? m->line + 1 : 0, m ? m->column + 1 : 0, path,
+                             "expected a scalar value");
+    const char *v = fy_node_get_scalar0(node);
+    int rc = rdl_config_set(cfg, path, v ? v : "", err);
+    if (rc) {
+        snprintf(err->file, sizeof(err->file), "%s", file);
+        if (m) {
+            err->line = m->line + 1;
+            err->column = m->column + 1;
+        }
+    }
+    return rc;
+}
+
+int rdl_upstreams_load_file(rdl_config_t *cfg, const char *file, rdl_error_t *err)
+{
+    struct fy_document *doc = load_doc(file);
+    if (!doc)
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, "", "%s: cannot read or parse as YAML", file);
+    struct fy_node *root = fy_document_root(doc);
+    struct fy_node *ups = root && fy_node_is_mapping(root)
+                          ? fy_node_mapping_lookup_by_string(root, "upstreams", -1) : NULL;
+    char path[256] = "upstreams";
+    int rc = ups ? walk(cfg, ups, path, strlen(path), sizeof(path), file, err) : 0;
+    fy_document_destroy(doc);
+    return rc;
+}
+
+/* A host name's or an IPv6 literal's characters (no userinfo, no percent-encoding). */
+static bool host_chars(const char *h, size_t n, bool v6)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = h[i];
+        bool ok = v6 ? ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') ||
+                        c == ':' || c == '.')
+                     : ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        c == '.' || c == '-' || c == '_');
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
 /* Splits "http://host:port/prefix" enough to resolve it; only http is spoken. */
 static int parse_url(const char *url, char *host, size_t hostlen, int *port)
 {
     if (strncmp(url, "http://", 7) != 0)
         return RDL_EINVAL;
     const char *h = url + 7, *end = h + strcspn(h, "/?#");
-    const char *colon = NULL;
-    if (*h == '[') {
+    const char *colon = NULL, *hs = h, *he;
+    bool v6 = *h == '[';
+    if (v6) {
         const char *rb = memchr(h, ']', (size_t)(end - h));
-        if (!rb)
+        if (!rb || (rb + 1 < end && rb[1] != ':'))
             return RDL_EINVAL;
-        colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
-        if ((size_t)(rb - h - 1) >= hostlen)
-            return RDL_EINVAL;
-        memcpy(host, h + 1, (size_t)(rb - h - 1));
-        host[rb - h - 1] = '\0';
+        colon = rb + 1 < end ? rb + 1 : NULL;
+        hs = h + 1;
+        he = rb;
     } else {
         colon = memchr(h, ':', (size_t)(end - h));
-        const char *hend = colon ? colon : end;
-        if (hend == h || (size_t)(hend - h) >= hostlen)
-            return RDL_EINVAL;
-        memcpy(host, h, (size_t)(hend - h));
-        host[hend - h] = '\0';
+        he = colon ? colon : end;
     }
+    if (!host_chars(hs, (size_t)(he - hs), v6) || (size_t)(he - hs) >= hostlen)
+        return RDL_EINVAL;
+    memcpy(host, hs, (size_t)(he - hs));
+    host[he - hs] = '\0';
     *port = 80;
     if (colon) {
         char *e;
         long p = strtol(colon + 1, &e, 10);
-        if (e != end || p < 1 || p > 65535)
+        if (e != end || p < 1 || p > 65535 || colon[1] < '0' || colon[1] > '9')
             return RDL_EINVAL;
         *port = (int)p;
     }

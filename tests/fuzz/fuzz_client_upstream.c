@@ -20,6 +20,8 @@ static char *field(const uint8_t **p, const uint8_t *end)
     return s;
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const uint8_t *p = data, *end = data + size;
