@@ -10,12 +10,14 @@
  *                               402 {"authorized":false} when the body has "decline"
  *   admin listener:
  *   PUT  /sim/{endpoint}        {"latency_ms":N,"error_rate":0..1,"error_status":503}
- *   GET  /sim                   behaviour and request counts of every endpoint
+ *   GET  /sim                   behaviour, request counts and the last X-Request-Id seen
+ *                               of every endpoint
  *
  * usage: upstream-sim [--listen H:P] [--admin-listen H:P] [--set KEY=VALUE]...
  */
 #define _GNU_SOURCE             /* memmem */
 #include <jansson.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +35,8 @@ typedef struct behaviour {
     atomic_int error_status;
     atomic_ulong requests;
     atomic_ulong errors;
+    pthread_mutex_t mu;         /* guards last_request_id */
+    char last_request_id[129];  /* X-Request-Id of the latest request ("" = none) */
 } behaviour_t;
 
 static behaviour_t eps[EP_COUNT];
@@ -70,10 +74,24 @@ static void reply(rdl_req_t *req, void *arg)
 }
 
 /* Decides the answer (error or not), then answers now or after the latency. */
+/* Keeps the caller's X-Request-Id so tests can see that it was propagated. */
+static void remember_request_id(rdl_req_t *req, behaviour_t *b)
+{
+    size_t n = 0;
+    const char *id = rdl_req_header(req, "X-Request-Id", &n);
+    if (!id || n > 128)
+        n = 0;
+    pthread_mutex_lock(&b->mu);
+    memcpy(b->last_request_id, id ? id : "", n);
+    b->last_request_id[n] = '\0';
+    pthread_mutex_unlock(&b->mu);
+}
+
 static void serve(rdl_req_t *req, job_t *j)
 {
     behaviour_t *b = &eps[j->ep];
     atomic_fetch_add(&b->requests, 1);
+    remember_request_id(req, b);
     long ppm = atomic_load(&b->error_ppm);
     if (ppm > 0 && (long)(rnd() % 1000000) < ppm) {
         atomic_fetch_add(&b->errors, 1);
@@ -156,12 +174,17 @@ static void sim_get(rdl_req_t *req, void *arg)
     rdl_buf_t b;
     rdl_buf_init(&b);
     rdl_buf_putc(&b, '{');
-    for (int i = 0; i < EP_COUNT; i++)
+    for (int i = 0; i < EP_COUNT; i++) {
         rdl_buf_printf(&b, "%s\"%s\":{\"latency_ms\":%ld,\"error_rate\":%.6f,\"error_status\":%d,"
-                       "\"requests\":%lu,\"errors\":%lu}", i ? "," : "", ep_names[i],
-                       atomic_load(&eps[i].latency_ms), atomic_load(&eps[i].error_ppm) / 1e6,
-                       atomic_load(&eps[i].error_status), atomic_load(&eps[i].requests),
-                       atomic_load(&eps[i].errors));
+                       "\"requests\":%lu,\"errors\":%lu,\"last_request_id\":", i ? "," : "",
+                       ep_names[i], atomic_load(&eps[i].latency_ms),
+                       atomic_load(&eps[i].error_ppm) / 1e6, atomic_load(&eps[i].error_status),
+                       atomic_load(&eps[i].requests), atomic_load(&eps[i].errors));
+        pthread_mutex_lock(&eps[i].mu);
+        rdl_json_str(&b, eps[i].last_request_id, strlen(eps[i].last_request_id));
+        pthread_mutex_unlock(&eps[i].mu);
+        rdl_buf_putc(&b, '}');
+    }
     rdl_buf_puts(&b, "}\n");
     rdl_resp_send(req, 200, "application/json", b.data, b.len);
     rdl_buf_free(&b);
@@ -216,8 +239,10 @@ int main(int argc, char **argv)
     opts.admin_listen = "127.0.0.1:9091";
     opts.pool_threads = 64;         /* latency is simulated by sleeping on pool workers */
     opts.drain_delay_ms = 0;
-    for (int i = 0; i < EP_COUNT; i++)
+    for (int i = 0; i < EP_COUNT; i++) {
         atomic_store(&eps[i].error_status, 503);
+        pthread_mutex_init(&eps[i].mu, NULL);
+    }
     rdl_config_t *cfg = NULL;
     rdl_error_t err;
     rdl_error_clear(&err);

@@ -88,6 +88,9 @@ class Sim:
     def requests(self, endpoint):
         return self._admin("GET", "/sim")[endpoint]["requests"]
 
+    def last_request_id(self, endpoint):
+        return self._admin("GET", "/sim")[endpoint]["last_request_id"]
+
 
 def upstreams(c):
     status, _, body = c.request("GET", "/debug/upstreams", admin=True)
@@ -140,9 +143,13 @@ WEAK = ["--set", "upstreams.recommend.breaker.window_size=5",
 
 def test_weak_dependency_degrades_and_recovers(sim, base):
     with Coursed(args().coursed, args=FAST + WEAK + ["--upstream", "recommend=" + sim.url]) as c:
-        headers, doc = course(c, 3)
-        assert doc["suggestions"] == [4, 5], doc
+        status, headers, body = c.request("GET", "/v1/courses/3",
+                                          headers={"X-Request-ID": "req-resil-1"})
+        doc = json.loads(body)
+        assert status == 200 and doc["suggestions"] == [4, 5], (status, doc)
         assert "X-Redline-Degraded" not in headers, headers
+        # the request id travels to the upstream (the runtime's injector)
+        assert sim.last_request_id("recommend") == "req-resil-1", sim.last_request_id("recommend")
 
         sim.behave("recommend", error_rate=1)
         before = sim.requests("recommend")
@@ -189,6 +196,7 @@ def test_weak_dependency_degrades_and_recovers(sim, base):
         u = upstreams(c)["recommend"]
         assert u["state"] == "closed", u
         assert u["transitions"]["half_open"] == 1 and u["transitions"]["closed"] == 1, u
+        c.wait_for_log(lambda r: r.get("transition") == "half_open->closed")   # logs are async
         changes = [r["transition"] for r in c.logs() if r.get("msg") == "circuit breaker transition"]
         assert changes == ["closed->open", "open->half_open", "half_open->closed"], changes
 
