@@ -15,7 +15,12 @@ static char *field(const uint8_t **p, const uint8_t *end)
 {
     const uint8_t *nl = memchr(*p, '\n', (size_t)(end - *p));
     const uint8_t *stop = nl ? nl : end;
-    char *s = strndup((const char *)*p, (size_t)(stop - *p));
+    size_t n = (size_t)(stop - *p);
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, *p, n);       /* never reads past the input, even at its end */
+        s[n] = '\0';
+    }
     *p = nl ? nl + 1 : end;
     return s;
 }
