@@ -14,6 +14,8 @@
 #define RT_MAX_MIDDLEWARE 16
 #define RT_MAX_PARAMS 8
 #define RT_MAX_STARTUP 16
+#define RT_MAX_THREAD_HOOKS 8
+#define RT_MAX_INJECTORS 6
 
 /* ---- router ---------------------------------------------------------- */
 
@@ -81,6 +83,14 @@ struct rt_thread {
 
 enum { RT_CMD_DRAIN = 1, RT_CMD_STOP = 2 };
 
+/* Per-I/O-thread set-up and tear-down (rdl_server_on_thread). */
+typedef struct rt_thread_hook {
+    rdl_thread_fn start, stop;
+    void *arg;
+} rt_thread_hook_t;
+
+typedef struct rt_outbound rt_outbound_t;
+
 typedef struct rt_startup {
     const char *name;
     rdl_startup_fn fn;
@@ -96,6 +106,12 @@ struct rdl_server {
     int nmw;
     rt_startup_t startup[RT_MAX_STARTUP];
     int nstartup;
+    rt_thread_hook_t hooks[RT_MAX_THREAD_HOOKS];
+    int nhooks;
+    rt_outbound_t *outbound;    /* outbound.c: upstream clients, warm-up, degradation */
+    rdl_inject_fn injectors[RT_MAX_INJECTORS];  /* outbound headers (rdl_server_add_injector) */
+    void *injector_args[RT_MAX_INJECTORS];
+    int ninjectors;
     rdl_pool_t *pool;
     rt_thread_t *threads;       /* nthreads app threads, then the admin thread if any */
     int nthreads;
@@ -216,6 +232,9 @@ const char *rt_thread_date(rt_thread_t *t, size_t *len);
 const char *rt_reason(int status);
 /* Answers an error the parser or a limit found, then closes the connection. */
 void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const char *message);
+
+/* outbound.c */
+void rt_outbound_free(rt_outbound_t *ob);
 
 /* admin.c */
 int rt_admin_register(rdl_server_t *srv);

@@ -224,6 +224,7 @@ void rdl_server_free(rdl_server_t *srv)
     rt_metrics_uninstall(srv);
     rt_log_stop(srv);
     uv_mutex_destroy(&srv->ctl_mu);
+    rt_outbound_free(srv->outbound);
     rt_router_free(&srv->app_router);
     rt_router_free(&srv->admin_router);
     free(srv->threads);
@@ -263,6 +264,16 @@ int rdl_server_on_startup(rdl_server_t *srv, const char *name, rdl_startup_fn fn
     s->fn = fn;
     s->arg = arg;
     atomic_init(&s->done, false);
+    return 0;
+}
+
+int rdl_server_on_thread(rdl_server_t *srv, rdl_thread_fn start, rdl_thread_fn stop, void *arg)
+{
+    if (!start && !stop)
+        return RDL_EINVAL;
+    if (srv->nhooks == RT_MAX_THREAD_HOOKS)
+        return RDL_EBUSY;
+    srv->hooks[srv->nhooks++] = (rt_thread_hook_t){ start, stop, arg };
     return 0;
 }
 
@@ -430,6 +441,10 @@ static void on_wake(uv_async_t *a)
         rdl_pool_sink_free(t->sink);
         t->sink = NULL;
         rt_metrics_thread_stop(t);
+        for (int i = t->srv->nhooks - 1; i >= 0 && !t->admin; i--)
+            if (t->srv->hooks[i].stop)
+                t->srv->hooks[i].stop(t->srv, (int)(t - t->srv->threads), &t->loop,
+                                      t->srv->hooks[i].arg);
         uv_close((uv_handle_t *)&t->wake, NULL);
     }
 }
@@ -437,6 +452,10 @@ static void on_wake(uv_async_t *a)
 static void thread_main(void *arg)
 {
     rt_thread_t *t = arg;
+    for (int i = 0; i < t->srv->nhooks && !t->admin; i++)
+        if (t->srv->hooks[i].start)
+            t->srv->hooks[i].start(t->srv, (int)(t - t->srv->threads), &t->loop,
+                                   t->srv->hooks[i].arg);
     uv_run(&t->loop, UV_RUN_DEFAULT);
 }
 
