@@ -8,7 +8,7 @@ packages=(
   # build
   build-essential cmake pkg-config clang libclang-rt-14-dev
   # libraries libredline and coursed link
-  libuv1-dev libfyaml-dev libjansson-dev libsqlite3-dev zlib1g-dev
+  libuv1-dev libfyaml-dev libjansson-dev libsqlite3-dev zlib1g-dev libpcre2-dev
   # tests: unit framework, parser oracle, peers and scripts
   libcmocka-dev libhttp-parser-dev python3 curl sqlite3
   # benchmarks: load generator and the nginx ceiling
