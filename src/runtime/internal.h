@@ -111,6 +111,7 @@ struct rdl_server {
     int exit_code;
     char addr[96];
     char admin_addr[96];
+    struct rt_routing *routing; /* route_mw.c; NULL when routing is off */
 };
 
 /* One request/response exchange; one at a time per connection. */
@@ -133,6 +134,7 @@ struct rdl_req {
     uint64_t bytes_out;
     rdl_buf_t resp_headers;     /* "Name: value\r\n" lines added by the handler */
     void *slots[RDL_REQ_SLOTS];
+    struct rt_route_req *route; /* the coloring middleware's state (route_mw.c) */
     /* offload */
     rdl_pool_task_t task;
     rdl_req_work_fn work;
@@ -203,6 +205,14 @@ const char *rt_thread_date(rt_thread_t *t, size_t *len);
 const char *rt_reason(int status);
 /* Answers an error the parser or a limit found, then closes the connection. */
 void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const char *message);
+
+/* route_mw.c: traffic coloring (the order of calls is the lifecycle's) */
+int rt_route_config(rdl_server_opts_t *opts, rdl_config_t *cfg);  /* routes.* keys */
+int rt_route_install(rdl_server_t *srv);        /* rdl_server_new: middleware, admin endpoints */
+int rt_route_load(rdl_server_t *srv, rdl_error_t *err);  /* rdl_server_run: first load */
+void rt_route_watch(rdl_server_t *srv);         /* control loop up: SIGHUP, file changes */
+void rt_route_unwatch(rdl_server_t *srv);       /* control loop closing */
+void rt_route_free(rdl_server_t *srv);          /* rdl_server_free */
 
 /* admin.c */
 int rt_admin_register(rdl_server_t *srv);

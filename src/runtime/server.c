@@ -52,6 +52,10 @@ void rdl_server_opts_default(rdl_server_opts_t *o)
     o->grace_ms = 20000;
     o->pool_threads = 4;
     o->pool_queue = 1024;
+    o->routes_file = "";
+    o->routes_bypass_header = "x-redline-bypass";
+    o->routes_sticky_header = "";
+    o->routes_watch_ms = 1000;
 }
 
 int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
@@ -83,7 +87,8 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
         { "pool.threads", RDL_CFG_INT, &o->pool_threads, 1, 1024, NULL, "blocking-work threads" },
         { "pool.queue", RDL_CFG_INT, &o->pool_queue, 1, 1000000, NULL, "blocking-work queue bound (503 beyond)" },
     };
-    return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
+    int rc = rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
+    return rc ? rc : rt_route_config(o, cfg);
 }
 
 /* ---- log lines (the log module replaces this) ------------------------ */
@@ -228,6 +233,8 @@ int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
     if (!srv->opts.admin_listen)
         srv->opts.admin_listen = "";
     int rc = rt_admin_register(srv);
+    if (rc == 0)
+        rc = rt_route_install(srv);
     if (rc) {
         rdl_server_free(srv);
         return rc;
@@ -241,6 +248,7 @@ void rdl_server_free(rdl_server_t *srv)
     if (!srv)
         return;
     uv_mutex_destroy(&srv->ctl_mu);
+    rt_route_free(srv);
     rt_router_free(&srv->app_router);
     rt_router_free(&srv->admin_router);
     free(srv->threads);
@@ -543,6 +551,7 @@ static void close_ctl(rdl_server_t *srv)
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->grace_timer, NULL);
     uv_close((uv_handle_t *)&srv->ctl_wake, NULL);
+    rt_route_unwatch(srv);
 }
 
 static void on_ctl_wake(uv_async_t *a)
@@ -612,6 +621,9 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     signal(SIGPIPE, SIG_IGN);
     srv->nthreads = (int)srv->opts.threads;
     srv->nall = srv->nthreads + (srv->opts.admin_listen[0] ? 1 : 0);
+    int lrc = rt_route_load(srv, err);
+    if (lrc)
+        return lrc;
     srv->threads = calloc((size_t)srv->nall, sizeof(rt_thread_t));
     int *fds = malloc((size_t)srv->nall * sizeof(int));
     if (!srv->threads || !fds) {
@@ -650,6 +662,7 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     srv->drain_timer.data = srv->grace_timer.data = srv;
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    rt_route_watch(srv);
     uv_mutex_lock(&srv->ctl_mu);
     atomic_store(&srv->ctl_up, true);
     if (atomic_load(&srv->shutdown_requested))
