@@ -29,6 +29,7 @@
 #include "redline/ctx.h"
 #include "redline/pool.h"
 #include "redline/config.h"
+#include "redline/log.h"
 
 typedef struct rdl_server rdl_server_t;
 typedef struct rdl_req rdl_req_t;
@@ -59,6 +60,17 @@ typedef struct rdl_server_opts {
     /* blocking-work pool */
     int64_t pool_threads;
     int64_t pool_queue;
+    /* logs (log.*, docs/logs.md); the server's logger becomes the default one while it lives */
+    char *log_level;            /* "debug" | "info" | "warn" | "error" | "fatal" */
+    char *log_format;           /* "json" (the only format) */
+    char *log_sink;             /* "stdout" | "stderr" | "file" */
+    char *log_file;             /* path for the file sink; reopened on SIGHUP */
+    uint64_t log_max_line;      /* bytes per line; longer lines are truncated */
+    uint64_t log_buffer;        /* per-thread ring bytes */
+    char *log_policy;           /* "block" | "drop" when the writer falls behind */
+    int64_t log_sample_first;   /* per message per second; 0 = no sampling */
+    int64_t log_sample_every;   /* then 1 in this many */
+    bool log_access;            /* one access-log line per request */
     /* traffic coloring and routing (docs/routing.md) */
     char *routes_file;          /* VirtualService/DestinationRule YAML; "" = no routing */
     char *routes_bypass_header; /* present on a request => the default route; "" = none */
@@ -70,7 +82,7 @@ typedef struct rdl_server_opts {
 void rdl_server_opts_default(rdl_server_opts_t *opts);
 /*
  * Declares the runtime's configuration keys (server.*, limits.*, timeouts.*,
- * lifecycle.*, pool.*) with opts as their destination. opts must outlive cfg.
+ * lifecycle.*, pool.*, log.*) with opts as their destination. opts must outlive cfg.
  */
 int rdl_server_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
 
@@ -131,12 +143,14 @@ int rdl_server_use(rdl_server_t *srv, const rdl_middleware_t *mw);
 int rdl_server_on_startup(rdl_server_t *srv, const char *name, rdl_startup_fn fn, void *arg);
 
 /*
- * Opens the listeners, starts the I/O threads, runs start-up work, turns
- * ready, then serves until SIGTERM/SIGINT or rdl_server_shutdown, and drains.
- * Returns 0 after a clean drain, 1 when start-up failed, or a negative RDL_E*
- * when the listeners could not open (err, when given, says why). A second
- * signal, or the grace period running out, ends the process at once with exit
- * status 1 after one log line: nothing else is flushed. Call once per server.
+ * Opens the logger and the listeners, starts the I/O threads, runs start-up
+ * work, turns ready, then serves until SIGTERM/SIGINT or rdl_server_shutdown,
+ * drains, and flushes every log line accepted until then. SIGHUP reopens a
+ * file log sink. Returns 0 after a clean drain, 1 when start-up failed, or a
+ * negative RDL_E* when the log settings are wrong or the listeners could not
+ * open (err, when given, says why). A second signal, or the grace period
+ * running out, ends the process at once with exit status 1 after one log line
+ * and a log flush bounded to one second. Call once per server.
  */
 int rdl_server_run(rdl_server_t *srv, rdl_error_t *err);
 /* Begins the graceful stop, as SIGTERM does. Any thread. */
@@ -146,6 +160,11 @@ const char *rdl_server_addr(const rdl_server_t *srv);
 const char *rdl_server_admin_addr(const rdl_server_t *srv);
 /* The blocking-work pool (its stats are the HPA signals). */
 rdl_pool_t *rdl_server_pool(rdl_server_t *srv);
+/*
+ * The server's logger (log.* settings), made by rdl_server_run and installed
+ * as the default logger until rdl_server_free; NULL before run. Any thread.
+ */
+rdl_logger_t *rdl_server_logger(rdl_server_t *srv);
 bool rdl_server_ready(const rdl_server_t *srv);
 
 /* ---- request --------------------------------------------------------- */

@@ -102,6 +102,15 @@ void rdl_buf_put_i64(rdl_buf_t *b, int64_t v);
 void rdl_json_str(rdl_buf_t *b, const char *s, size_t n);
 
 /*
+ * The same escaping into fixed memory, for writers that must not allocate:
+ * writes the inside of a JSON string (no quotes) for s[0..n) into out[0..cap),
+ * stopping before an escape or a UTF-8 sequence that would not fit whole.
+ * Returns the bytes written; *used (may be NULL) receives the input bytes
+ * consumed (n when everything fit).
+ */
+size_t rdl_json_escape(char *out, size_t cap, const char *s, size_t n, size_t *used);
+
+/*
  * Bump arena: many small allocations, freed together. Chunks come from the
  * heap; rdl_arena_reset keeps the first chunk so a reused arena stops allocating.
  */

@@ -95,7 +95,7 @@ struct rdl_server {
     int nall;
     /* control loop on the thread that called rdl_server_run */
     uv_loop_t ctl;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain_timer, grace_timer;
     uv_async_t ctl_wake;        /* an app thread became idle while draining, or shutdown requested */
     uv_thread_t startup_tid;
@@ -111,6 +111,8 @@ struct rdl_server {
     int exit_code;
     char addr[96];
     char admin_addr[96];
+    rdl_logger_t *log;          /* from log.*; NULL before run (lines go to the default logger) */
+    rdl_logger_t *prev_log;     /* the default logger it replaced */
     struct rt_routing *routing; /* route_mw.c; NULL when routing is off */
 };
 
@@ -217,8 +219,12 @@ void rt_route_free(rdl_server_t *srv);          /* rdl_server_free */
 /* admin.c */
 int rt_admin_register(rdl_server_t *srv);
 
-/* log.c: one JSON line on stdout (the log module replaces this with the full logger). */
-void rt_log(rdl_server_t *srv, const char *level, const char *msg, const char *k1,
-            const char *v1, const char *k2, const char *v2);
+/* access_log.c: the log red line (logger from log.*, access-log middleware, admin endpoints) */
+void rt_log_opts_default(rdl_server_opts_t *o);
+int rt_log_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg);
+int rt_log_start(rdl_server_t *srv, rdl_error_t *err);   /* makes srv->log, installs it as default */
+void rt_log_stop(rdl_server_t *srv);                     /* flushes and frees it; restores the default */
+int rt_access_log_install(rdl_server_t *srv);
+int rt_log_admin_register(rdl_server_t *srv);
 
 #endif

@@ -28,6 +28,7 @@
 #include <jansson.h>
 #include "runtime/internal.h"
 #include "redline/route.h"
+#include "redline/metrics.h"
 
 /* One reader window per thread, each on its own cache line. */
 typedef struct rt_route_slot {
@@ -44,6 +45,7 @@ typedef struct rt_routing {
     char last_error[1024];
     atomic_uint_least64_t loaded_at_ms;   /* wall clock of the last successful load */
     bool watching;
+    int collector;              /* id in the default metrics registry; 0 = none */
     uv_signal_t sighup;
     uv_fs_poll_t poll;
     /* counters (relaxed: statistics only) */
@@ -97,7 +99,7 @@ static int load(rt_routing_t *r, rdl_error_t *err)
     rdl_route_opts_t ro = { .bypass_header = o->routes_bypass_header,
                             .sticky_header = o->routes_sticky_header };
     rdl_route_table_t *t = NULL;
-    char text[1024], n[24];
+    char text[1024];
     uv_mutex_lock(&r->reload_mu);
     int rc = rdl_route_load_file(&ro, o->routes_file, &t, err);
     if (rc == 0) {
@@ -112,11 +114,14 @@ static int load(rt_routing_t *r, rdl_error_t *err)
     }
     uv_mutex_unlock(&r->reload_mu);
     if (rc == 0) {
-        snprintf(n, sizeof(n), "%zu", rdl_route_table_size(t));
-        rt_log(r->srv, "info", "routes loaded", "file", o->routes_file, "http_routes", n);
+        rdl_log_field_t f[] = { rdl_lf_str("file", o->routes_file),
+                                rdl_lf_int("http_routes", (int64_t)rdl_route_table_size(t)) };
+        rdl_log(r->srv->log, RDL_LOG_INFO, "routes loaded", f, 2);
     } else {
-        rt_log(r->srv, "error", "routes file refused: the previous rules stay", "file",
-               o->routes_file, "error", text);
+        rdl_log_field_t f[] = { rdl_lf_str("file", err->file), rdl_lf_int("line", err->line),
+                                rdl_lf_int("column", err->column), rdl_lf_str("field", err->key),
+                                rdl_lf_str("error", text) };
+        rdl_log(r->srv->log, RDL_LOG_ERROR, "routes file refused: the previous rules stay", f, 5);
     }
     return rc;
 }
@@ -142,6 +147,34 @@ void rdl_server_route_stats(const rdl_server_t *srv, rdl_server_route_stats_t *o
     out->aborts = atomic_load_explicit(&r->aborts, memory_order_relaxed);
     out->reloads = atomic_load_explicit(&r->reloads, memory_order_relaxed);
     out->reload_failures = atomic_load_explicit(&r->failures, memory_order_relaxed);
+}
+
+/* The counters as metrics in the default registry, read at scrape time. */
+static void collect(rdl_collect_t *c, void *arg)
+{
+    rdl_server_route_stats_t s;
+    rdl_server_route_stats(((rt_routing_t *)arg)->srv, &s);
+    static const char *const kind[] = { "kind" };
+    const char *delay[] = { "delay" }, *abort_[] = { "abort" };
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_route_decisions_total",
+                       "Requests the routing rules gave a route.");
+    rdl_collect_value(c, NULL, NULL, 0, (double)s.decisions);
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_route_unmatched_total",
+                       "Requests no routing rule matched.");
+    rdl_collect_value(c, NULL, NULL, 0, (double)s.unmatched);
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_route_bypassed_total",
+                       "Requests the bypass header sent to the default route.");
+    rdl_collect_value(c, NULL, NULL, 0, (double)s.bypassed);
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_route_faults_total",
+                       "Faults injected by the routing rules.");
+    rdl_collect_value(c, kind, delay, 1, (double)s.delays);
+    rdl_collect_value(c, kind, abort_, 1, (double)s.aborts);
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_route_reloads_total",
+                       "Routing rule files loaded, the first included.");
+    rdl_collect_value(c, NULL, NULL, 0, (double)s.reloads);
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_route_reload_failures_total",
+                       "Routing rule files refused; the previous rules stayed.");
+    rdl_collect_value(c, NULL, NULL, 0, (double)s.reload_failures);
 }
 
 /* ---- the request as the matcher sees it --------------------------------------- */
@@ -515,6 +548,9 @@ int rt_route_install(rdl_server_t *srv)
         int rc = rdl_server_use(srv, &mw);
         if (rc)
             return rc;
+        r->collector = rdl_collector_add(NULL, collect, r);
+        if (r->collector < 0)
+            return r->collector;
     }
     int rc = rdl_server_admin_route(srv, "GET", "/debug/routes", get_routes, r);
     return rc ? rc : rdl_server_admin_route(srv, "POST", "/debug/routes/explain", explain, r);
@@ -535,8 +571,8 @@ int rt_route_load(rdl_server_t *srv, rdl_error_t *err)
 static void on_sighup(uv_signal_t *sig, int signum)
 {
     rdl_error_t err;
-    rt_log(((rt_routing_t *)sig->data)->srv, "info", "SIGHUP received: reloading routes", NULL,
-           NULL, NULL, NULL);
+    rdl_log(((rt_routing_t *)sig->data)->srv->log, RDL_LOG_INFO, "SIGHUP received: reloading routes",
+            NULL, 0);
     load(sig->data, &err);
 }
 
@@ -545,9 +581,11 @@ static void on_file_change(uv_fs_poll_t *p, int status, const uv_stat_t *prev, c
     rdl_error_t err;
     if (status == 0)
         load(p->data, &err);
-    else if (status != UV_ENOENT || prev->st_ino != 0)
-        rt_log(((rt_routing_t *)p->data)->srv, "error", "routes file not readable: the rules stay",
-               "error", uv_strerror(status), NULL, NULL);
+    else if (status != UV_ENOENT || prev->st_ino != 0) {
+        rdl_log_field_t f = rdl_lf_str("error", uv_strerror(status));
+        rdl_log(((rt_routing_t *)p->data)->srv->log, RDL_LOG_ERROR,
+                "routes file not readable: the rules stay", &f, 1);
+    }
 }
 
 void rt_route_watch(rdl_server_t *srv)
@@ -581,6 +619,8 @@ void rt_route_free(rdl_server_t *srv)
     rt_routing_t *r = srv->routing;
     if (!r)
         return;
+    if (r->collector > 0)
+        rdl_collector_remove(NULL, r->collector);
     rdl_route_table_unref(atomic_load(&r->current));
     uv_mutex_destroy(&r->reload_mu);
     free(r->slots);

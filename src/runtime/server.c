@@ -56,6 +56,7 @@ void rdl_server_opts_default(rdl_server_opts_t *o)
     o->routes_bypass_header = "x-redline-bypass";
     o->routes_sticky_header = "";
     o->routes_watch_ms = 1000;
+    rt_log_opts_default(o);
 }
 
 int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
@@ -88,44 +89,9 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
         { "pool.queue", RDL_CFG_INT, &o->pool_queue, 1, 1000000, NULL, "blocking-work queue bound (503 beyond)" },
     };
     int rc = rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
+    if (rc == 0)
+        rc = rt_log_opts_config(o, cfg);
     return rc ? rc : rt_route_config(o, cfg);
-}
-
-/* ---- log lines (the log module replaces this) ------------------------ */
-
-void rt_log(rdl_server_t *srv, const char *level, const char *msg, const char *k1,
-            const char *v1, const char *k2, const char *v2)
-{
-    char ts[96];
-    uint64_t now = rdl_wall_ns();
-    time_t sec = (time_t)(now / 1000000000ull);
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%09uZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (unsigned)(now % 1000000000ull));
-    rdl_buf_t b;
-    rdl_buf_init(&b);
-    rdl_buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\",\"service\":", ts, level);
-    const char *svc = srv && srv->opts.service ? srv->opts.service : "redline";
-    rdl_json_str(&b, svc, strlen(svc));
-    rdl_buf_puts(&b, ",\"msg\":");
-    rdl_json_str(&b, msg, strlen(msg));
-    const char *k[2] = { k1, k2 }, *v[2] = { v1, v2 };
-    for (int i = 0; i < 2; i++) {
-        if (!k[i] || !v[i])
-            continue;
-        rdl_buf_putc(&b, ',');
-        rdl_json_str(&b, k[i], strlen(k[i]));
-        rdl_buf_putc(&b, ':');
-        rdl_json_str(&b, v[i], strlen(v[i]));
-    }
-    rdl_buf_puts(&b, "}\n");
-    if (!b.oom) {
-        ssize_t w = write(STDOUT_FILENO, b.data, b.len);   /* one write: lines never interleave */
-        (void)w;
-    }
-    rdl_buf_free(&b);
 }
 
 /* ---- Date header ----------------------------------------------------- */
@@ -234,7 +200,11 @@ int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
         srv->opts.admin_listen = "";
     int rc = rt_admin_register(srv);
     if (rc == 0)
+        rc = rt_log_admin_register(srv);
+    if (rc == 0)
         rc = rt_route_install(srv);
+    if (rc == 0)
+        rc = rt_access_log_install(srv);
     if (rc) {
         rdl_server_free(srv);
         return rc;
@@ -247,6 +217,7 @@ void rdl_server_free(rdl_server_t *srv)
 {
     if (!srv)
         return;
+    rt_log_stop(srv);
     uv_mutex_destroy(&srv->ctl_mu);
     rt_route_free(srv);
     rt_router_free(&srv->app_router);
@@ -499,9 +470,9 @@ static void force_exit(rdl_server_t *srv, const char *why)
     int open = 0;
     for (int i = 0; i < srv->nthreads; i++)
         open += srv->threads[i].nconns;
-    char n[16];
-    snprintf(n, sizeof(n), "%d", open);
-    rt_log(srv, "error", why, "open_connections", n, NULL, NULL);
+    rdl_log_field_t f = rdl_lf_int("open_connections", open);
+    rdl_log(srv->log, RDL_LOG_ERROR, why, &f, 1);
+    rdl_log_flush(srv->log, 1000);
     _exit(1);
 }
 
@@ -513,7 +484,7 @@ static void on_grace(uv_timer_t *timer)
 static void on_drain_delay(uv_timer_t *timer)
 {
     rdl_server_t *srv = timer->data;
-    rt_log(srv, "info", "stop accepting; finishing in-flight requests", NULL, NULL, NULL, NULL);
+    rdl_log(srv->log, RDL_LOG_INFO, "stop accepting; finishing in-flight requests", NULL, 0);
     for (int i = 0; i < srv->nthreads; i++)
         send_cmd(&srv->threads[i], RT_CMD_DRAIN);
     if (srv->opts.grace_ms)
@@ -525,9 +496,8 @@ static void begin_drain(rdl_server_t *srv, uint64_t delay_ms)
     if (atomic_exchange(&srv->draining, true))
         return;
     atomic_store(&srv->ready, false);
-    char d[24];
-    snprintf(d, sizeof(d), "%llu", (unsigned long long)delay_ms);
-    rt_log(srv, "info", "draining: not ready", "drain_delay_ms", d, NULL, NULL);
+    rdl_log_field_t f = rdl_lf_int("drain_delay_ms", (int64_t)delay_ms);
+    rdl_log(srv->log, RDL_LOG_INFO, "draining: not ready", &f, 1);
     uv_timer_start(&srv->drain_timer, on_drain_delay, delay_ms, 0);
 }
 
@@ -536,9 +506,18 @@ static void on_signal(uv_signal_t *sig, int signum)
     rdl_server_t *srv = sig->data;
     if (++srv->signals > 1)
         force_exit(srv, "second signal: forcing exit");
-    rt_log(srv, "info", signum == SIGINT ? "SIGINT received" : "SIGTERM received", NULL, NULL,
-           NULL, NULL);
+    rdl_log(srv->log, RDL_LOG_INFO, signum == SIGINT ? "SIGINT received" : "SIGTERM received",
+            NULL, 0);
     begin_drain(srv, srv->opts.drain_delay_ms);
+}
+
+/* logrotate moved the file: lines after this go to a new one at the configured path. */
+static void on_sighup(uv_signal_t *sig, int signum)
+{
+    rdl_server_t *srv = sig->data;
+    (void)signum;
+    rdl_log(srv->log, RDL_LOG_INFO, "SIGHUP received: reopening the log file", NULL, 0);
+    rdl_log_reopen(srv->log);
 }
 
 static void close_ctl(rdl_server_t *srv)
@@ -548,6 +527,7 @@ static void close_ctl(rdl_server_t *srv)
     uv_mutex_unlock(&srv->ctl_mu);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
+    uv_close((uv_handle_t *)&srv->sighup, NULL);
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->grace_timer, NULL);
     uv_close((uv_handle_t *)&srv->ctl_wake, NULL);
@@ -561,10 +541,10 @@ static void on_ctl_wake(uv_async_t *a)
     if (st != 0 && !atomic_load(&srv->draining) && !atomic_load(&srv->ready)) {
         if (st > 0) {
             atomic_store(&srv->ready, true);
-            rt_log(srv, "info", "ready", NULL, NULL, NULL, NULL);
+            rdl_log(srv->log, RDL_LOG_INFO, "ready", NULL, 0);
         } else {
             srv->exit_code = 1;
-            rt_log(srv, "error", "start-up failed: stopping", NULL, NULL, NULL, NULL);
+            rdl_log(srv->log, RDL_LOG_ERROR, "start-up failed: stopping", NULL, 0);
             begin_drain(srv, 0);
         }
     }
@@ -586,7 +566,8 @@ static void startup_main(void *arg)
     for (int i = 0; i < srv->nstartup; i++) {
         rt_startup_t *s = &srv->startup[i];
         if (s->fn(srv, s->arg) != 0) {
-            rt_log(srv, "error", "start-up step failed", "step", s->name, NULL, NULL);
+            rdl_log_field_t f = rdl_lf_str("step", s->name);
+            rdl_log(srv->log, RDL_LOG_ERROR, "start-up step failed", &f, 1);
             state = -1;
             break;
         }
@@ -619,11 +600,13 @@ static int open_all(rdl_server_t *srv, int *fds, rdl_error_t *err)
 int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
 {
     signal(SIGPIPE, SIG_IGN);
+    int rc = srv->log ? 0 : rt_log_start(srv, err);
+    if (rc)
+        return rc;
     srv->nthreads = (int)srv->opts.threads;
     srv->nall = srv->nthreads + (srv->opts.admin_listen[0] ? 1 : 0);
-    int lrc = rt_route_load(srv, err);
-    if (lrc)
-        return lrc;
+    if ((rc = rt_route_load(srv, err)) != 0)
+        return rc;
     srv->threads = calloc((size_t)srv->nall, sizeof(rt_thread_t));
     int *fds = malloc((size_t)srv->nall * sizeof(int));
     if (!srv->threads || !fds) {
@@ -632,7 +615,7 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     }
     for (int i = 0; i < srv->nall; i++)
         fds[i] = -1;
-    int rc = open_all(srv, fds, err);
+    rc = open_all(srv, fds, err);
     if (rc == 0)
         atomic_store(&srv->addrs_set, true);
     if (rc < 0) {
@@ -655,13 +638,15 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     uv_loop_init(&srv->ctl);
     uv_signal_init(&srv->ctl, &srv->sigterm);
     uv_signal_init(&srv->ctl, &srv->sigint);
+    uv_signal_init(&srv->ctl, &srv->sighup);
     uv_timer_init(&srv->ctl, &srv->drain_timer);
     uv_timer_init(&srv->ctl, &srv->grace_timer);
     uv_async_init(&srv->ctl, &srv->ctl_wake, on_ctl_wake);
-    srv->sigterm.data = srv->sigint.data = srv->ctl_wake.data = srv;
+    srv->sigterm.data = srv->sigint.data = srv->sighup.data = srv->ctl_wake.data = srv;
     srv->drain_timer.data = srv->grace_timer.data = srv;
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     rt_route_watch(srv);
     uv_mutex_lock(&srv->ctl_mu);
     atomic_store(&srv->ctl_up, true);
@@ -671,7 +656,9 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
 
     for (int i = 0; i < srv->nall; i++)
         uv_thread_create(&srv->threads[i].tid, thread_main, &srv->threads[i]);
-    rt_log(srv, "info", "listening", "addr", srv->addr, "admin_addr", srv->admin_addr);
+    rdl_log_field_t listening[] = { rdl_lf_str("addr", srv->addr),
+                                    rdl_lf_str("admin_addr", srv->admin_addr) };
+    rdl_log(srv->log, RDL_LOG_INFO, "listening", listening, 2);
     uv_thread_create(&srv->startup_tid, startup_main, srv);
 
     uv_run(&srv->ctl, UV_RUN_DEFAULT);
@@ -684,6 +671,7 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     uv_loop_close(&srv->ctl);
     rdl_pool_free(srv->pool);
     srv->pool = NULL;
-    rt_log(srv, "info", "stopped", NULL, NULL, NULL, NULL);
+    rdl_log(srv->log, RDL_LOG_INFO, "stopped", NULL, 0);
+    rdl_log_flush(srv->log, 0);        /* every line accepted until now reaches the sink */
     return srv->exit_code;
 }

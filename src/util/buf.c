@@ -241,3 +241,67 @@ void rdl_json_str(rdl_buf_t *b, const char *str, size_t n)
         b->data[start] = '\0';
     }
 }
+
+/* The escape put_escape writes for c, into e; returns its length (2 or 6). */
+static size_t escape_of(unsigned char c, char e[6])
+{
+    static const char hex[] = "0123456789abcdef";
+
+    e[0] = '\\';
+    switch (c) {
+    case '"':  e[1] = '"'; return 2;
+    case '\\': e[1] = '\\'; return 2;
+    case '\n': e[1] = 'n'; return 2;
+    case '\r': e[1] = 'r'; return 2;
+    case '\t': e[1] = 't'; return 2;
+    case '\b': e[1] = 'b'; return 2;
+    case '\f': e[1] = 'f'; return 2;
+    default:
+        e[1] = 'u';
+        e[2] = '0';
+        e[3] = '0';
+        e[4] = hex[c >> 4];
+        e[5] = hex[c & 0xf];
+        return 6;
+    }
+}
+
+size_t rdl_json_escape(char *out, size_t cap, const char *str, size_t n, size_t *used)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0, o = 0;
+
+    while (i < n) {
+        size_t run = i, len, skip;
+        const char *src;
+        char e[6];
+
+        while (run < n && run - i < cap - o && is_plain(s[run]))
+            run++;
+        if (run > i) {
+            memcpy(out + o, s + i, run - i);
+            o += run - i;
+            i = run;
+            continue;
+        }
+        if (s[i] < 0x80) {
+            len = escape_of(s[i], e);
+            src = e;
+            skip = 1;
+        } else if ((len = utf8_seq(s + i, n - i, &skip)) > 0) {
+            src = (const char *)s + i;
+            skip = len;
+        } else {
+            src = "\xEF\xBF\xBD";
+            len = 3;
+        }
+        if (len > cap - o)
+            break;              /* also ends a plain run that filled out */
+        memcpy(out + o, src, len);
+        o += len;
+        i += skip;
+    }
+    if (used)
+        *used = i;
+    return o;
+}

@@ -1,0 +1,693 @@
+/*
+ * log.c: the logger: per-thread rings, one writer thread, sampling, the
+ * default logger.
+ *
+ * Why this shape: a log line must cost the request path neither a lock, nor
+ * an allocation, nor a syscall, and lines from many threads must never tear.
+ * Each thread that logs gets its own single-producer ring (made once, on its
+ * first line, and reused by a later thread when its owner exits). A line is
+ * formatted into the thread's scratch memory, copied into the ring whole and
+ * published with one release store, so the writer only ever sees whole lines.
+ * The writer gathers every ring's published bytes into one writev, so a batch
+ * of thousands of lines is one syscall, and then frees the space.
+ *
+ * The writer sleeps only when a pass found nothing twice in a row (it lingers
+ * a millisecond first), so under load producers never wake it; when it does
+ * sleep, the first producer to see the flag wakes it. A missed wake-up costs at
+ * most the 100 ms sleep bound, never a lost line.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "redline/log.h"
+#include "log/internal.h"
+
+#define SAMPLE_SLOTS 1024       /* messages sampled apart (by hash); collisions share a budget */
+#define WRITER_SLEEP_MS 100
+#define WRITER_LINGER_NS 1000000L
+#define RING_MIN_LINES 4
+
+typedef struct log_thread log_thread_t;
+
+/* One thread's ring. head is written by its thread only, tail by the writer only. */
+struct log_thread {
+    rdl_logger_t *lg;
+    log_thread_t *next;             /* in lg->threads; never unlinked before rdl_log_free */
+    atomic_bool orphan;             /* its thread exited: reusable once drained */
+    char *ring;
+    size_t size;                    /* power of two */
+    _Alignas(64) atomic_size_t head;
+    _Alignas(64) atomic_size_t tail;
+    _Alignas(64) char *scratch;     /* max_line bytes: a line is formatted here first */
+    size_t taken;                   /* writer only: the head its current pass took */
+    time_t ts_sec;                  /* the second ts_prefix was made for */
+    char ts[LOG_TS_LEN];
+    /* counters: written by the owning thread only, read by anyone */
+    atomic_uint_fast64_t lines, dropped, sampled, truncated;
+};
+
+typedef struct sample_slot {
+    atomic_int_fast64_t sec;
+    atomic_uint_fast64_t n;
+} sample_slot_t;
+
+struct rdl_logger {
+    char *service;
+    size_t service_len;
+    atomic_int level;
+    rdl_log_sink_t sink;
+    char *path;
+    int fd;
+    size_t max_line;
+    size_t ring_size;
+    rdl_log_policy_t policy;
+    uint32_t sample_first, sample_every;
+    pthread_key_t key;
+    _Atomic(log_thread_t *) threads;
+    pthread_mutex_t mu;             /* registration, sleeping writer, flush handshake */
+    pthread_cond_t wake_cv;
+    pthread_cond_t flushed_cv;
+    atomic_bool sleeping;
+    atomic_bool stop;
+    atomic_bool reopen;
+    atomic_uint_fast64_t flush_req, flush_done;
+    pthread_t writer;
+    /* writer-only scratch */
+    struct iovec *iov;
+    size_t iov_cap;
+    /* writer counters; lost_noalloc: lines lost because a ring could not be made */
+    atomic_uint_fast64_t bytes_written, write_errors, reopens, lost_noalloc;
+    sample_slot_t *samples;
+};
+
+/* ---- small helpers --------------------------------------------------- */
+
+static void bump(atomic_uint_fast64_t *c)
+{
+    /* One writer per counter: a load and a store, no locked instruction. */
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static uint64_t get(atomic_uint_fast64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static size_t pow2_at_least(size_t n)
+{
+    size_t p = 4096;
+    while (p < n)
+        p *= 2;
+    return p;
+}
+
+static struct timespec deadline_in(uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* ---- options --------------------------------------------------------- */
+
+void rdl_log_opts_default(rdl_log_opts_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->service = "redline";
+    o->level = RDL_LOG_INFO;
+    o->sink = RDL_LOG_STDOUT;
+    o->max_line = RDL_LOG_MAX_LINE_DEFAULT;
+    o->ring_bytes = 256 * 1024;
+    o->policy = RDL_LOG_BLOCK;
+    o->sample_first = 0;
+    o->sample_every = 100;
+}
+
+static const char *const level_names[] = { "debug", "info", "warn", "error", "fatal" };
+
+const char *rdl_log_level_name(rdl_log_level_t level)
+{
+    return (unsigned)level <= RDL_LOG_FATAL ? level_names[level] : "?";
+}
+
+int rdl_log_parse_level(const char *s, size_t n, rdl_log_level_t *out)
+{
+    if (!s)
+        return RDL_EINVAL;
+    for (int i = 0; i <= RDL_LOG_FATAL; i++) {
+        if (strlen(level_names[i]) == n && strncasecmp(s, level_names[i], n) == 0) {
+            *out = (rdl_log_level_t)i;
+            return 0;
+        }
+    }
+    if (n == 7 && strncasecmp(s, "warning", 7) == 0) {
+        *out = RDL_LOG_WARN;
+        return 0;
+    }
+    return RDL_EINVAL;
+}
+
+/* ---- sink ------------------------------------------------------------ */
+
+static int open_file(const char *path)
+{
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+/* Writes every iovec, across partial writes; false when the sink failed. */
+static bool write_all(int fd, struct iovec *iov, int cnt, uint64_t *written)
+{
+    while (cnt > 0) {
+        int batch = cnt < IOV_MAX ? cnt : IOV_MAX;
+        ssize_t w = writev(fd, iov, batch);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {          /* a non-blocking stdout: wait for room */
+                struct pollfd p = { .fd = fd, .events = POLLOUT };
+                poll(&p, 1, WRITER_SLEEP_MS);
+                continue;
+            }
+            return false;
+        }
+        *written += (uint64_t)w;
+        size_t left = (size_t)w;
+        while (cnt > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++;
+            cnt--;
+        }
+        if (cnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+    }
+    return true;
+}
+
+/* ---- the writer ------------------------------------------------------ */
+
+static bool iov_room(rdl_logger_t *lg, size_t need)
+{
+    if (need <= lg->iov_cap)
+        return true;
+    size_t cap = lg->iov_cap ? lg->iov_cap * 2 : 64;
+    while (cap < need)
+        cap *= 2;
+    struct iovec *p = realloc(lg->iov, cap * sizeof(*p));
+    if (!p)
+        return false;
+    lg->iov = p;
+    lg->iov_cap = cap;
+    return true;
+}
+
+static void do_reopen(rdl_logger_t *lg)
+{
+    if (!atomic_exchange(&lg->reopen, false) || lg->sink != RDL_LOG_FILE)
+        return;
+    int fd = open_file(lg->path);
+    if (fd < 0) {
+        bump(&lg->write_errors);    /* keep writing to the old file rather than nowhere */
+        return;
+    }
+    close(lg->fd);
+    lg->fd = fd;
+    bump(&lg->reopens);
+}
+
+/*
+ * One pass: every ring's published bytes in one writev, then their space
+ * freed. Returns the bytes taken.
+ */
+static size_t drain_once(rdl_logger_t *lg)
+{
+    /* New rings are prepended: the list from this node on is fixed for the pass. */
+    log_thread_t *first = atomic_load(&lg->threads);
+    size_t nthreads = 0, cnt = 0, total = 0;
+
+    for (log_thread_t *t = first; t; t = t->next)
+        nthreads++;
+    if (!iov_room(lg, 2 * nthreads + 2))
+        return 0;
+    /* Heads are read once: what the iovecs cover is exactly what is freed. */
+    for (log_thread_t *t = first; t; t = t->next) {
+        size_t h = atomic_load_explicit(&t->head, memory_order_acquire);
+        size_t tl = atomic_load_explicit(&t->tail, memory_order_relaxed);
+        t->taken = h;
+        if (h == tl)
+            continue;
+        size_t off = tl & (t->size - 1), len = h - tl, part = t->size - off;
+        if (part > len)
+            part = len;
+        lg->iov[cnt++] = (struct iovec){ t->ring + off, part };
+        if (len > part)
+            lg->iov[cnt++] = (struct iovec){ t->ring, len - part };
+        total += len;
+    }
+    if (cnt == 0)
+        return 0;
+    uint64_t written = 0;
+    if (!write_all(lg->fd, lg->iov, (int)cnt, &written))
+        bump(&lg->write_errors);
+    atomic_store_explicit(&lg->bytes_written, get(&lg->bytes_written) + written,
+                          memory_order_relaxed);
+    for (log_thread_t *t = first; t; t = t->next)
+        atomic_store_explicit(&t->tail, t->taken, memory_order_release);
+    return total;
+}
+
+static void complete_flushes(rdl_logger_t *lg, uint64_t req)
+{
+    if (atomic_load(&lg->flush_done) >= req)
+        return;
+    pthread_mutex_lock(&lg->mu);
+    atomic_store(&lg->flush_done, req);
+    pthread_cond_broadcast(&lg->flushed_cv);
+    pthread_mutex_unlock(&lg->mu);
+}
+
+static void *writer_main(void *arg)
+{
+    rdl_logger_t *lg = arg;
+    int idle = 0;
+
+    pthread_setname_np(pthread_self(), "rdl-log");
+    for (;;) {
+        uint64_t req = atomic_load(&lg->flush_req);
+        bool stopping = atomic_load(&lg->stop);
+        do_reopen(lg);
+        size_t n = drain_once(lg);
+        complete_flushes(lg, req);  /* the pass covered every line accepted before req */
+        if (n > 0) {
+            idle = 0;
+            continue;
+        }
+        if (stopping)
+            break;
+        if (idle++ == 0) {      /* linger: let lines gather before sleeping */
+            struct timespec ts = { 0, WRITER_LINGER_NS };
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        pthread_mutex_lock(&lg->mu);
+        atomic_store(&lg->sleeping, true);
+        if (!atomic_load(&lg->stop) && atomic_load(&lg->flush_req) == req &&
+            !atomic_load(&lg->reopen)) {
+            struct timespec until = deadline_in(WRITER_SLEEP_MS);
+            pthread_cond_timedwait(&lg->wake_cv, &lg->mu, &until);
+        }
+        atomic_store(&lg->sleeping, false);
+        pthread_mutex_unlock(&lg->mu);
+        idle = 0;
+    }
+    return NULL;
+}
+
+static void wake_writer(rdl_logger_t *lg)
+{
+    if (atomic_load_explicit(&lg->sleeping, memory_order_relaxed) &&
+        atomic_exchange(&lg->sleeping, false)) {
+        pthread_mutex_lock(&lg->mu);
+        pthread_cond_signal(&lg->wake_cv);
+        pthread_mutex_unlock(&lg->mu);
+    }
+}
+
+/* ---- per-thread rings ------------------------------------------------ */
+
+static void thread_gone(void *p)
+{
+    log_thread_t *t = p;
+    atomic_store(&t->orphan, true);
+}
+
+static log_thread_t *thread_new(rdl_logger_t *lg)
+{
+    log_thread_t *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->lg = lg;
+    t->size = lg->ring_size;
+    t->ring = malloc(t->size);
+    t->scratch = malloc(lg->max_line);
+    t->ts_sec = -1;
+    if (!t->ring || !t->scratch) {
+        free(t->ring);
+        free(t->scratch);
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* The calling thread's ring: a drained one left by an exited thread, or a new one. */
+static log_thread_t *thread_register(rdl_logger_t *lg)
+{
+    log_thread_t *t;
+
+    pthread_mutex_lock(&lg->mu);
+    for (t = atomic_load(&lg->threads); t; t = t->next) {
+        if (atomic_load(&t->orphan) &&
+            atomic_load(&t->head) == atomic_load_explicit(&t->tail, memory_order_acquire)) {
+            atomic_store(&t->orphan, false);
+            break;
+        }
+    }
+    if (!t && (t = thread_new(lg)) != NULL) {
+        t->next = atomic_load(&lg->threads);
+        atomic_store(&lg->threads, t);
+    }
+    pthread_mutex_unlock(&lg->mu);
+    if (t)
+        pthread_setspecific(lg->key, t);
+    return t;
+}
+
+static log_thread_t *thread_of(rdl_logger_t *lg)
+{
+    log_thread_t *t = pthread_getspecific(lg->key);
+    return t ? t : thread_register(lg);
+}
+
+/* Copies a whole line into the ring, or applies the policy when it is full. */
+static bool ring_push(rdl_logger_t *lg, log_thread_t *t, const char *line, size_t len)
+{
+    size_t head = atomic_load_explicit(&t->head, memory_order_relaxed);
+    size_t tail = atomic_load_explicit(&t->tail, memory_order_acquire);
+    int spins = 0;
+
+    while (t->size - (head - tail) < len) {
+        if (lg->policy == RDL_LOG_DROP) {
+            bump(&t->dropped);
+            wake_writer(lg);
+            return false;
+        }
+        wake_writer(lg);
+        if (++spins < 64) {
+            sched_yield();
+        } else {
+            struct timespec ts = { 0, 50000 };
+            nanosleep(&ts, NULL);
+        }
+        tail = atomic_load_explicit(&t->tail, memory_order_acquire);
+    }
+    size_t off = head & (t->size - 1), first = t->size - off;
+    if (first >= len) {
+        memcpy(t->ring + off, line, len);
+    } else {
+        memcpy(t->ring + off, line, first);
+        memcpy(t->ring, line + first, len - first);
+    }
+    atomic_store_explicit(&t->head, head + len, memory_order_release);
+    return true;
+}
+
+/* ---- sampling -------------------------------------------------------- */
+
+/* zap's rule: per message and level, the first N each second, then every Mth. */
+static bool sample_keep(rdl_logger_t *lg, rdl_log_level_t level, const char *msg, time_t sec)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)level;
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    sample_slot_t *s = &lg->samples[h & (SAMPLE_SLOTS - 1)];
+    int_fast64_t seen = atomic_load_explicit(&s->sec, memory_order_relaxed);
+    if (seen != (int_fast64_t)sec &&
+        atomic_compare_exchange_strong(&s->sec, &seen, (int_fast64_t)sec))
+        atomic_store(&s->n, 0);
+    uint64_t n = atomic_fetch_add_explicit(&s->n, 1, memory_order_relaxed) + 1;
+    if (n <= lg->sample_first)
+        return true;
+    return (n - lg->sample_first) % lg->sample_every == 0;
+}
+
+/* ---- writing --------------------------------------------------------- */
+
+bool rdl_log_enabled(rdl_logger_t *lg, rdl_log_level_t level)
+{
+    if (!lg)
+        lg = rdl_log_default();
+    return lg && (int)level >= atomic_load_explicit(&lg->level, memory_order_relaxed);
+}
+
+void rdl_log_ctx(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ctx,
+                 const char *msg, const rdl_log_field_t *fields, size_t n)
+{
+    if (!lg && !(lg = rdl_log_default()))
+        return;
+    if ((int)level < atomic_load_explicit(&lg->level, memory_order_relaxed))
+        return;
+    log_thread_t *t = thread_of(lg);
+    if (!t) {
+        atomic_fetch_add(&lg->lost_noalloc, 1);
+        return;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (lg->sample_first && !sample_keep(lg, level, msg ? msg : "", now.tv_sec)) {
+        bump(&t->sampled);
+        return;
+    }
+    if (now.tv_sec != t->ts_sec) {
+        struct tm tm;
+        gmtime_r(&now.tv_sec, &tm);
+        log_format_ts_prefix(t->ts, &tm);
+        t->ts_sec = now.tv_sec;
+    }
+    log_format_ts_ns(t->ts, (uint32_t)now.tv_nsec);
+    bool cut;
+    size_t len = log_format_line(t->scratch, lg->max_line, t->ts, level, lg->service,
+                                 lg->service_len, ctx, msg, fields, n, &cut);
+    if (!ring_push(lg, t, t->scratch, len))
+        return;
+    bump(&t->lines);
+    if (cut)
+        bump(&t->truncated);
+    wake_writer(lg);
+    if (level >= RDL_LOG_FATAL)
+        rdl_log_flush(lg, 5000);
+}
+
+void rdl_log(rdl_logger_t *lg, rdl_log_level_t level, const char *msg,
+             const rdl_log_field_t *fields, size_t n)
+{
+    rdl_log_ctx(lg, level, rdl_ctx_current(), msg, fields, n);
+}
+
+/* ---- lifecycle ------------------------------------------------------- */
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p)
+        memcpy(p, s, n);
+    return p;
+}
+
+static void logger_destroy(rdl_logger_t *lg)
+{
+    for (log_thread_t *t = atomic_load(&lg->threads), *next; t; t = next) {
+        next = t->next;
+        free(t->ring);
+        free(t->scratch);
+        free(t);
+    }
+    if (lg->sink == RDL_LOG_FILE && lg->fd >= 0)
+        close(lg->fd);
+    pthread_mutex_destroy(&lg->mu);
+    pthread_cond_destroy(&lg->wake_cv);
+    pthread_cond_destroy(&lg->flushed_cv);
+    free(lg->samples);
+    free(lg->iov);
+    free(lg->service);
+    free(lg->path);
+    free(lg);
+}
+
+int rdl_log_new(const rdl_log_opts_t *opts, rdl_logger_t **out)
+{
+    rdl_log_opts_t def;
+    *out = NULL;
+    if (!opts) {
+        rdl_log_opts_default(&def);
+        opts = &def;
+    }
+    if ((unsigned)opts->level > RDL_LOG_FATAL || opts->max_line < RDL_LOG_MAX_LINE_MIN ||
+        (opts->sink == RDL_LOG_FILE && (!opts->path || !opts->path[0])) ||
+        (opts->sample_first && opts->sample_every < 1))
+        return RDL_EINVAL;
+    rdl_logger_t *lg = calloc(1, sizeof(*lg));
+    if (!lg)
+        return RDL_ENOMEM;
+    lg->fd = -1;
+    pthread_mutex_init(&lg->mu, NULL);
+    pthread_cond_init(&lg->wake_cv, NULL);
+    pthread_cond_init(&lg->flushed_cv, NULL);
+    lg->service = dup_str(opts->service ? opts->service : "redline");
+    lg->path = dup_str(opts->path ? opts->path : "");
+    lg->samples = calloc(SAMPLE_SLOTS, sizeof(sample_slot_t));
+    if (!lg->service || !lg->path || !lg->samples) {
+        logger_destroy(lg);
+        return RDL_ENOMEM;
+    }
+    lg->service_len = strlen(lg->service);
+    atomic_init(&lg->level, (int)opts->level);
+    lg->sink = opts->sink;
+    lg->max_line = opts->max_line;
+    lg->ring_size = pow2_at_least(opts->ring_bytes > RING_MIN_LINES * opts->max_line
+                                  ? opts->ring_bytes : RING_MIN_LINES * opts->max_line);
+    lg->policy = opts->policy;
+    lg->sample_first = opts->sample_first;
+    lg->sample_every = opts->sample_every ? opts->sample_every : 1;
+    if (lg->sink == RDL_LOG_FILE) {
+        lg->fd = open_file(lg->path);
+        if (lg->fd < 0) {
+            logger_destroy(lg);
+            return RDL_EIO;
+        }
+    } else {
+        lg->fd = lg->sink == RDL_LOG_STDERR ? STDERR_FILENO : STDOUT_FILENO;
+    }
+    if (pthread_key_create(&lg->key, thread_gone) != 0) {
+        logger_destroy(lg);
+        return RDL_ENOMEM;
+    }
+    if (pthread_create(&lg->writer, NULL, writer_main, lg) != 0) {
+        pthread_key_delete(lg->key);
+        logger_destroy(lg);
+        return RDL_ENOMEM;
+    }
+    *out = lg;
+    return 0;
+}
+
+void rdl_log_free(rdl_logger_t *lg)
+{
+    if (!lg)
+        return;
+    pthread_mutex_lock(&lg->mu);
+    atomic_store(&lg->stop, true);
+    pthread_cond_signal(&lg->wake_cv);
+    pthread_mutex_unlock(&lg->mu);
+    pthread_join(lg->writer, NULL);
+    /* This thread's ring is freed below: make sure its destructor cannot run on it. */
+    pthread_setspecific(lg->key, NULL);
+    pthread_key_delete(lg->key);
+    logger_destroy(lg);
+}
+
+/* ---- control --------------------------------------------------------- */
+
+rdl_log_level_t rdl_log_level(rdl_logger_t *lg)
+{
+    if (!lg && !(lg = rdl_log_default()))
+        return RDL_LOG_INFO;
+    return (rdl_log_level_t)atomic_load(&lg->level);
+}
+
+void rdl_log_set_level(rdl_logger_t *lg, rdl_log_level_t level)
+{
+    if (!lg && !(lg = rdl_log_default()))
+        return;
+    if ((unsigned)level <= RDL_LOG_FATAL)
+        atomic_store(&lg->level, (int)level);
+}
+
+int rdl_log_flush(rdl_logger_t *lg, uint64_t timeout_ms)
+{
+    if (!lg && !(lg = rdl_log_default()))
+        return 0;
+    struct timespec until = deadline_in(timeout_ms);
+    int rc = 0;
+    pthread_mutex_lock(&lg->mu);
+    uint64_t target = atomic_fetch_add(&lg->flush_req, 1) + 1;
+    atomic_store(&lg->sleeping, false);
+    pthread_cond_signal(&lg->wake_cv);
+    while (atomic_load(&lg->flush_done) < target && rc == 0) {
+        if (timeout_ms == 0)
+            pthread_cond_wait(&lg->flushed_cv, &lg->mu);
+        else if (pthread_cond_timedwait(&lg->flushed_cv, &lg->mu, &until) == ETIMEDOUT)
+            rc = atomic_load(&lg->flush_done) < target ? RDL_ETIMEDOUT : 0;
+    }
+    pthread_mutex_unlock(&lg->mu);
+    return rc;
+}
+
+void rdl_log_reopen(rdl_logger_t *lg)
+{
+    if (!lg && !(lg = rdl_log_default()))
+        return;
+    atomic_store(&lg->reopen, true);
+    pthread_mutex_lock(&lg->mu);
+    atomic_store(&lg->sleeping, false);
+    pthread_cond_signal(&lg->wake_cv);
+    pthread_mutex_unlock(&lg->mu);
+}
+
+void rdl_log_stats(rdl_logger_t *lg, rdl_log_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!lg && !(lg = rdl_log_default()))
+        return;
+    for (log_thread_t *t = atomic_load(&lg->threads); t; t = t->next) {
+        out->lines += get(&t->lines);
+        out->dropped += get(&t->dropped);
+        out->sampled += get(&t->sampled);
+        out->truncated += get(&t->truncated);
+    }
+    out->dropped += get(&lg->lost_noalloc);
+    out->bytes_written = get(&lg->bytes_written);
+    out->write_errors = get(&lg->write_errors);
+    out->reopens = get(&lg->reopens);
+}
+
+/* ---- the default logger ---------------------------------------------- */
+
+static _Atomic(rdl_logger_t *) installed;
+static rdl_logger_t *builtin;
+static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
+
+static void builtin_flush(void)
+{
+    rdl_log_flush(builtin, 2000);
+}
+
+static void builtin_make(void)
+{
+    if (rdl_log_new(NULL, &builtin) == 0)
+        atexit(builtin_flush);
+}
+
+rdl_logger_t *rdl_log_default(void)
+{
+    rdl_logger_t *lg = atomic_load_explicit(&installed, memory_order_acquire);
+    if (lg)
+        return lg;
+    pthread_once(&builtin_once, builtin_make);
+    return builtin;
+}
+
+rdl_logger_t *rdl_log_set_default(rdl_logger_t *lg)
+{
+    return atomic_exchange(&installed, lg);
+}

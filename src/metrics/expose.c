@@ -1,0 +1,496 @@
+/*
+ * expose.c: the Prometheus text 0.0.4 and OpenMetrics 1.0 text formats.
+ *
+ * It exists so that whatever a program puts in a label value or a help
+ * string, the scrape parses: values are escaped exactly as each format says
+ * (reference/prometheus-exposition.md §4), bytes that are not UTF-8 become
+ * U+FFFD, numbers are written in the shortest form that reads back to the
+ * same double, and bucket bounds in one canonical style in both formats, so a
+ * series keeps its identity whichever format a scraper asks for.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "metrics/internal.h"
+
+/* ---- text helpers ------------------------------------------------------ */
+
+/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if invalid. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    size_t len;
+    uint32_t min, cp;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0) {
+        len = 2, min = 0x80, cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+        len = 3, min = 0x800, cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+        len = 4, min = 0x10000, cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+void mx_put_utf8(rdl_buf_t *b, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t start = 0, i = 0;
+    while (i < n) {
+        size_t k = utf8_len(p + i, n - i);
+        if (k) {
+            i += k;
+            continue;
+        }
+        rdl_buf_put(b, s + start, i - start);
+        rdl_buf_puts(b, "\xef\xbf\xbd");
+        start = ++i;
+    }
+    rdl_buf_put(b, s + start, n - start);
+}
+
+/* Escapes \ and newline, and " when quote is set (label values; OpenMetrics help). */
+static void put_escaped(rdl_buf_t *b, const char *s, bool quote)
+{
+    const char *run = s;
+    for (const char *p = s; *p; p++) {
+        const char *esc = *p == '\\' ? "\\\\" : *p == '\n' ? "\\n" : quote && *p == '"' ? "\\\"" : NULL;
+        if (!esc)
+            continue;
+        rdl_buf_put(b, run, (size_t)(p - run));
+        rdl_buf_puts(b, esc);
+        run = p + 1;
+    }
+    rdl_buf_puts(b, run);
+}
+
+void mx_put_double(rdl_buf_t *b, double v, bool le_style)
+{
+    if (isnan(v)) {
+        rdl_buf_puts(b, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        rdl_buf_puts(b, v > 0 ? "+Inf" : "-Inf");
+        return;
+    }
+    if (!le_style && v == trunc(v) && fabs(v) < 1e15) {
+        rdl_buf_put_i64(b, (int64_t)v);
+        return;
+    }
+    /* Shortest digits that read back to v, placed as Go's strconv.FormatFloat(v, 'g', -1). */
+    char tmp[40];
+    int prec = 1;
+    for (; prec <= 17; prec++) {
+        snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, v);
+        if (strtod(tmp, NULL) == v)
+            break;
+    }
+    const char *e = strchr(tmp, 'e');
+    int exp = e ? atoi(e + 1) : 0;
+    if (exp < -4 || exp >= 6) {        /* Go decides with precision 6 when shortest */
+        rdl_buf_puts(b, tmp);
+        return;
+    }
+    int decimals = prec - 1 - exp;
+    snprintf(tmp, sizeof(tmp), "%.*f", decimals > 0 ? decimals : 0, v);
+    rdl_buf_puts(b, tmp);
+    if (le_style && !strchr(tmp, '.'))
+        rdl_buf_puts(b, ".0");
+}
+
+/* ---- families ---------------------------------------------------------- */
+
+static const char *type_name(rdl_metric_type_t t)
+{
+    return t == RDL_METRIC_COUNTER ? "counter" : t == RDL_METRIC_GAUGE ? "gauge" : "histogram";
+}
+
+/* "# HELP" / "# TYPE" lines: P names the sample (x_total), OM the family (x). */
+static void put_meta(rdl_buf_t *b, rdl_format_t fmt, rdl_metric_type_t type, const char *name,
+                     size_t om_len, const char *help)
+{
+    if (fmt == RDL_FMT_OPENMETRICS) {
+        rdl_buf_puts(b, "# TYPE ");
+        rdl_buf_put(b, name, om_len);
+        rdl_buf_putc(b, ' ');
+        rdl_buf_puts(b, type_name(type));
+        rdl_buf_putc(b, '\n');
+        if (help && *help) {
+            rdl_buf_puts(b, "# HELP ");
+            rdl_buf_put(b, name, om_len);
+            rdl_buf_putc(b, ' ');
+            put_escaped(b, help, true);
+            rdl_buf_putc(b, '\n');
+        }
+        return;
+    }
+    if (help && *help) {
+        rdl_buf_puts(b, "# HELP ");
+        rdl_buf_puts(b, name);
+        rdl_buf_putc(b, ' ');
+        put_escaped(b, help, false);
+        rdl_buf_putc(b, '\n');
+    }
+    rdl_buf_puts(b, "# TYPE ");
+    rdl_buf_puts(b, name);
+    rdl_buf_putc(b, ' ');
+    rdl_buf_puts(b, type_name(type));
+    rdl_buf_putc(b, '\n');
+}
+
+/* name{a="x",b="y"[,le="..."]} ; no braces when there is nothing to put in them. */
+static void put_sample_name(rdl_buf_t *b, const char *name, const char *suffix,
+                            char *const *labels, const char *const *values, size_t n,
+                            const char *le)
+{
+    rdl_buf_puts(b, name);
+    rdl_buf_puts(b, suffix);
+    if (!n && !le)
+        return;
+    rdl_buf_putc(b, '{');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            rdl_buf_putc(b, ',');
+        rdl_buf_puts(b, labels[i]);
+        rdl_buf_puts(b, "=\"");
+        put_escaped(b, values[i], true);
+        rdl_buf_putc(b, '"');
+    }
+    if (le) {
+        rdl_buf_puts(b, n ? ",le=\"" : "le=\"");
+        rdl_buf_puts(b, le);
+        rdl_buf_putc(b, '"');
+    }
+    rdl_buf_putc(b, '}');
+}
+
+static void put_series(rdl_buf_t *b, rdl_format_t fmt, const rdl_metric_t *m, const mx_series_t *s)
+{
+    const char *const *values = (const char *const *)s->values;
+    if (m->type == RDL_METRIC_GAUGE) {
+        put_sample_name(b, m->name, "", m->labels, values, m->nlabels, NULL);
+        rdl_buf_putc(b, ' ');
+        mx_put_double(b, rdl_gauge_value((const rdl_gauge_t *)s), false);
+        rdl_buf_putc(b, '\n');
+        return;
+    }
+    if (m->type == RDL_METRIC_COUNTER) {
+        put_sample_name(b, fmt == RDL_FMT_OPENMETRICS ? m->om_name : m->name,
+                        fmt == RDL_FMT_OPENMETRICS ? "_total" : "", m->labels, values, m->nlabels, NULL);
+        rdl_buf_putc(b, ' ');
+        uint64_t n = mx_cell_sum(s->cells);
+        double f = mx_cell_sum_f(s->cells + 1);
+        if (f == 0)
+            rdl_buf_put_u64(b, n);
+        else
+            mx_put_double(b, (double)n + f, false);
+        rdl_buf_putc(b, '\n');
+        return;
+    }
+    uint64_t acc = 0;
+    for (uint32_t i = 0; i <= s->nb; i++) {
+        rdl_buf_t le;
+        char lebuf[48];
+        acc += mx_cell_sum(s->cells + i);
+        rdl_buf_init(&le);
+        mx_put_double(&le, i < s->nb ? s->bounds[i] : INFINITY, true);
+        snprintf(lebuf, sizeof(lebuf), "%s", le.data ? le.data : "");
+        rdl_buf_free(&le);
+        put_sample_name(b, m->name, "_bucket", m->labels, values, m->nlabels, lebuf);
+        rdl_buf_putc(b, ' ');
+        rdl_buf_put_u64(b, acc);
+        rdl_buf_putc(b, '\n');
+    }
+    put_sample_name(b, m->name, "_sum", m->labels, values, m->nlabels, NULL);
+    rdl_buf_putc(b, ' ');
+    mx_put_double(b, mx_cell_sum_f(s->cells + s->nb + 1), false);
+    rdl_buf_putc(b, '\n');
+    put_sample_name(b, m->name, "_count", m->labels, values, m->nlabels, NULL);
+    rdl_buf_putc(b, ' ');
+    rdl_buf_put_u64(b, acc);
+    rdl_buf_putc(b, '\n');
+}
+
+static void put_callback(rdl_buf_t *b, rdl_format_t fmt, const rdl_metric_t *m)
+{
+    double v = m->fn(m->fn_arg);
+    if (m->type == RDL_METRIC_COUNTER && (isnan(v) || v < 0))
+        v = 0;                          /* a counter is never NaN or negative */
+    put_meta(b, fmt, m->type, m->name, strlen(m->om_name), m->help);
+    rdl_buf_puts(b, fmt == RDL_FMT_OPENMETRICS ? m->om_name : m->name);
+    if (m->type == RDL_METRIC_COUNTER && fmt == RDL_FMT_OPENMETRICS)
+        rdl_buf_puts(b, "_total");
+    rdl_buf_putc(b, ' ');
+    mx_put_double(b, v, false);
+    rdl_buf_putc(b, '\n');
+}
+
+static void put_family(rdl_buf_t *b, rdl_format_t fmt, const rdl_metric_t *m)
+{
+    size_t n;
+    mx_series_t *const *list = mx_series_list(m, &n);
+    put_meta(b, fmt, m->type, m->name, strlen(m->om_name), m->help);
+    for (size_t i = 0; i < n; i++)
+        put_series(b, fmt, m, list[i]);
+    const mx_series_t *over = atomic_load_explicit(&m->overflow, memory_order_acquire);
+    if (over)
+        put_series(b, fmt, m, over);
+}
+
+/* The cardinality guard's own counter: one series per labelled family. */
+static void put_rejected(rdl_buf_t *b, rdl_format_t fmt, rdl_registry_t *r)
+{
+    static const char name[] = "redline_metrics_rejected_label_sets_total";
+    static char *const label[] = { "metric" };
+    bool any = false;
+    for (rdl_metric_t *m = atomic_load(&r->head); m; m = atomic_load(&m->next)) {
+        if (!m->nlabels)
+            continue;
+        if (!any)
+            put_meta(b, fmt, RDL_METRIC_COUNTER, name, sizeof(name) - 1 - 6,
+                     "Label sets refused by a metric's cardinality limit (counted in its overflow series).");
+        any = true;
+        const char *v[1] = { m->name };
+        if (fmt == RDL_FMT_OPENMETRICS) {
+            char om[sizeof(name)];
+            memcpy(om, name, sizeof(name) - 7);
+            om[sizeof(name) - 7] = '\0';
+            put_sample_name(b, om, "_total", label, v, 1, NULL);
+        } else {
+            put_sample_name(b, name, "", label, v, 1, NULL);
+        }
+        rdl_buf_putc(b, ' ');
+        rdl_buf_put_u64(b, atomic_load(&m->rejected));
+        rdl_buf_putc(b, '\n');
+    }
+}
+
+/* ---- collectors -------------------------------------------------------- */
+
+struct rdl_collect {
+    rdl_buf_t *out;
+    rdl_format_t fmt;
+    rdl_registry_t *reg;
+    bool open;                  /* the current family is valid: values go out */
+    rdl_metric_type_t type;
+    char name[160];
+    size_t om_len;
+    char **seen;                /* collector family names already written */
+    size_t nseen, capseen;
+};
+
+static bool seen_before(rdl_collect_t *c, const char *name)
+{
+    for (size_t i = 0; i < c->nseen; i++)
+        if (strcmp(c->seen[i], name) == 0)
+            return true;
+    if (rdl_metric_find(c->reg, name))
+        return true;
+    if (c->nseen == c->capseen) {
+        size_t cap = c->capseen ? c->capseen * 2 : 16;
+        char **p = realloc(c->seen, cap * sizeof(char *));
+        if (!p)
+            return true;
+        c->seen = p;
+        c->capseen = cap;
+    }
+    char *copy = strdup(name);
+    if (!copy)
+        return true;
+    c->seen[c->nseen++] = copy;
+    return false;
+}
+
+void rdl_collect_family(rdl_collect_t *c, rdl_metric_type_t type, const char *name,
+                        const char *help)
+{
+    c->open = false;
+    if (!name || strlen(name) >= sizeof(c->name) - 8 || !mx_valid_metric_name(name))
+        return;
+    size_t len = strlen(name);
+    bool total = len > 6 && strcmp(name + len - 6, "_total") == 0;
+    if ((type == RDL_METRIC_COUNTER) != total || type == RDL_METRIC_HISTOGRAM)
+        return;
+    if (seen_before(c, name))
+        return;
+    c->open = true;
+    c->type = type;
+    snprintf(c->name, sizeof(c->name), "%s", name);
+    c->om_len = total ? len - 6 : len;
+    rdl_buf_t h;
+    rdl_buf_init(&h);
+    mx_put_utf8(&h, help ? help : "", help ? strlen(help) : 0);
+    put_meta(c->out, c->fmt, type, name, c->om_len, h.data ? h.data : "");
+    rdl_buf_free(&h);
+}
+
+void rdl_collect_value(rdl_collect_t *c, const char *const *label_names,
+                       const char *const *label_values, size_t nlabels, double v)
+{
+    if (!c->open || nlabels > RDL_METRICS_MAX_LABELS)
+        return;
+    char *names[RDL_METRICS_MAX_LABELS];
+    rdl_buf_t vals[RDL_METRICS_MAX_LABELS];
+    const char *vp[RDL_METRICS_MAX_LABELS];
+    for (size_t i = 0; i < nlabels; i++) {
+        if (!mx_valid_label_name(label_names[i]))
+            return;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(label_names[i], label_names[j]) == 0)
+                return;
+        names[i] = (char *)label_names[i];
+    }
+    if (c->type == RDL_METRIC_COUNTER && (isnan(v) || v < 0))
+        v = 0;
+    for (size_t i = 0; i < nlabels; i++) {
+        const char *s = label_values && label_values[i] ? label_values[i] : "";
+        rdl_buf_init(&vals[i]);
+        mx_put_utf8(&vals[i], s, strlen(s));
+        vp[i] = vals[i].data ? vals[i].data : "";
+    }
+    if (c->fmt == RDL_FMT_OPENMETRICS && c->type == RDL_METRIC_COUNTER) {
+        char om[160];
+        snprintf(om, sizeof(om), "%.*s", (int)c->om_len, c->name);
+        put_sample_name(c->out, om, "_total", names, vp, nlabels, NULL);
+    } else {
+        put_sample_name(c->out, c->name, "", names, vp, nlabels, NULL);
+    }
+    rdl_buf_putc(c->out, ' ');
+    mx_put_double(c->out, v, false);
+    rdl_buf_putc(c->out, '\n');
+    for (size_t i = 0; i < nlabels; i++)
+        rdl_buf_free(&vals[i]);
+}
+
+/* ---- exposition -------------------------------------------------------- */
+
+int rdl_metrics_expose(rdl_registry_t *r, rdl_format_t fmt, rdl_buf_t *out)
+{
+    r = r ? r : rdl_registry_default();
+    if (!r || !out)
+        return RDL_EINVAL;
+    pthread_mutex_lock(&r->cmu);
+    for (rdl_metric_t *m = atomic_load(&r->head); m; m = atomic_load(&m->next)) {
+        if (m->fn)
+            put_callback(out, fmt, m);
+        else
+            put_family(out, fmt, m);
+    }
+    rdl_collect_t c = { .out = out, .fmt = fmt, .reg = r };
+    for (mx_collector_t *col = r->collectors; col; col = col->next) {
+        col->fn(&c, col->arg);
+        c.open = false;
+    }
+    pthread_mutex_unlock(&r->cmu);
+    for (size_t i = 0; i < c.nseen; i++)
+        free(c.seen[i]);
+    free(c.seen);
+    put_rejected(out, fmt, r);
+    if (fmt == RDL_FMT_OPENMETRICS)
+        rdl_buf_puts(out, "# EOF\n");
+    return out->oom ? RDL_ENOMEM : 0;
+}
+
+const char *rdl_metrics_content_type(rdl_format_t fmt)
+{
+    return fmt == RDL_FMT_OPENMETRICS ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                                      : "text/plain; version=0.0.4; charset=utf-8";
+}
+
+/* Trims spaces and tabs from both ends of [*s, *e). */
+static void trim(const char **s, const char **e)
+{
+    while (*s < *e && (**s == ' ' || **s == '\t'))
+        (*s)++;
+    while (*e > *s && ((*e)[-1] == ' ' || (*e)[-1] == '\t'))
+        (*e)--;
+}
+
+/* q of one media range's parameters ("1" when absent; malformed reads as 0). */
+static double range_q(const char *p, const char *e)
+{
+    double q = 1;
+    while (p < e) {
+        const char *semi = memchr(p, ';', (size_t)(e - p));
+        const char *pe = semi ? semi : e;
+        const char *ps = p;
+        trim(&ps, &pe);
+        if (pe - ps >= 2 && (ps[0] == 'q' || ps[0] == 'Q') && ps[1] == '=') {
+            char num[16];
+            size_t n = (size_t)(pe - ps - 2);
+            if (n == 0 || n >= sizeof(num))
+                return 0;
+            memcpy(num, ps + 2, n);
+            num[n] = '\0';
+            char *end;
+            q = strtod(num, &end);
+            if (*end || !(q >= 0 && q <= 1))
+                return 0;
+        }
+        p = semi ? semi + 1 : e;
+    }
+    return q;
+}
+
+/* The OpenMetrics version a range asks for: 1 (1.0.0 or none), 0 (0.0.1), -1 (another). */
+static int om_version(const char *p, const char *e)
+{
+    while (p < e) {
+        const char *semi = memchr(p, ';', (size_t)(e - p));
+        const char *pe = semi ? semi : e;
+        const char *ps = p;
+        trim(&ps, &pe);
+        if (pe - ps > 8 && strncasecmp(ps, "version=", 8) == 0) {
+            size_t n = (size_t)(pe - ps - 8);
+            if (n == 5 && memcmp(ps + 8, "1.0.0", 5) == 0)
+                return 1;
+            if (n == 5 && memcmp(ps + 8, "0.0.1", 5) == 0)
+                return 0;
+            return -1;
+        }
+        p = semi ? semi + 1 : e;
+    }
+    return 1;
+}
+
+rdl_format_t rdl_metrics_negotiate(const char *accept, size_t len)
+{
+    double best_om = -1, best_text = -1;
+    const char *p = accept, *end = accept ? accept + len : NULL;
+    while (p && p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *re = comma ? comma : end;
+        const char *semi = memchr(p, ';', (size_t)(re - p));
+        const char *ts = p, *te = semi ? semi : re;
+        trim(&ts, &te);
+        double q = range_q(semi ? semi + 1 : re, re);
+        size_t n = (size_t)(te - ts);
+        if (n == 28 && strncasecmp(ts, "application/openmetrics-text", 28) == 0) {
+            /* 0.0.1 is the legacy version: our 1.0.0 output is what it became */
+            if (om_version(semi ? semi + 1 : re, re) >= 0 && q > best_om)
+                best_om = q;
+        } else if ((n == 10 && strncasecmp(ts, "text/plain", 10) == 0) ||
+                   (n == 3 && memcmp(ts, "*/*", 3) == 0) ||
+                   (n == 6 && strncasecmp(ts, "text/*", 6) == 0)) {
+            if (q > best_text)
+                best_text = q;
+        }
+        p = comma ? comma + 1 : end;
+    }
+    return best_om > 0 && best_om >= best_text ? RDL_FMT_OPENMETRICS : RDL_FMT_TEXT;
+}

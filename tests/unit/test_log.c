@@ -1,0 +1,824 @@
+/*
+ * test_log.c: structured logs. The line formatter against an escaping table
+ * and a property test (random bytes in every field, every line parsed by
+ * jansson and each value compared with what went in), typed fields, the
+ * timestamp, trace context, truncation at every size, then the logger with
+ * its writer thread: level filter and run-time changes, sampling, the drop
+ * and block policies against a pipe nobody reads, file reopen, flush, many
+ * threads at once and threads that come and go.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "redline/log.h"
+
+#define FFFD "\xEF\xBF\xBD"
+#define LINE_CAP 65536
+
+static char line[LINE_CAP];
+
+/* Parses one line (must end with exactly one '\n'); the caller json_decref()s. */
+static json_t *parse_line(const char *s, size_t n)
+{
+    json_error_t jerr;
+    json_t *doc;
+
+    assert_true(n > 0);
+    if (s[n - 1] != '\n' || memchr(s, '\n', n - 1) != NULL)
+        fail_msg("not one line: %.*s", (int)n, s);
+    doc = json_loadb(s, n - 1, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc || !json_is_object(doc))
+        fail_msg("jansson rejected (%s): %.*s", doc ? "not an object" : jerr.text, (int)n, s);
+    return doc;
+}
+
+static size_t fmt(size_t max_line, const rdl_ctx_t *ctx, const char *msg,
+                  const rdl_log_field_t *f, size_t n, bool *cut)
+{
+    size_t len = rdl_log_format(line, sizeof(line), max_line, 1764000000123456789ull,
+                                RDL_LOG_INFO, "svc", ctx, msg, f, n, cut);
+    assert_true(len > 0 && len <= max_line);
+    return len;
+}
+
+static void assert_str_field(json_t *doc, const char *key, const char *want, size_t want_len)
+{
+    json_t *v = json_object_get(doc, key);
+    if (!json_is_string(v))
+        fail_msg("field %s missing or not a string", key);
+    assert_int_equal(json_string_length(v), want_len);
+    assert_memory_equal(json_string_value(v), want, want_len);
+}
+
+/* ---- escaping ------------------------------------------------------------ */
+
+struct esc_case {
+    const char *in;
+    size_t n;                   /* 0: strlen(in) */
+    const char *out;            /* exact bytes between the quotes */
+};
+
+static const struct esc_case esc_cases[] = {
+    { "plain", 0, "plain" },
+    { "a\"b\\c", 0, "a\\\"b\\\\c" },
+    { "\n\r\t\b\f", 0, "\\n\\r\\t\\b\\f" },
+    { "\x01\x1f\x7f", 0, "\\u0001\\u001f\x7f" },
+    { "nul\0in", 6, "nul\\u0000in" },
+    { "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80", 0, "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80" },
+    { "\xC3", 0, FFFD },                          /* truncated sequence */
+    { "\x80\xBF", 0, FFFD FFFD },                 /* stray continuations */
+    { "\xC0\xAF", 0, FFFD FFFD },                 /* overlong '/' */
+    { "\xED\xA0\x80", 0, FFFD FFFD FFFD },        /* surrogate half */
+    { "\xF4\x90\x80\x80", 0, FFFD FFFD FFFD FFFD },   /* above U+10FFFF */
+    { "\xE2\x82x", 0, FFFD "x" },                 /* maximal subpart is one U+FFFD */
+    { "\xFF", 0, FFFD },
+    { "</script>", 0, "</script>" },
+};
+
+static void test_escape_table(void **state)
+{
+    for (size_t i = 0; i < sizeof(esc_cases) / sizeof(esc_cases[0]); i++) {
+        const struct esc_case *c = &esc_cases[i];
+        size_t n = c->n ? c->n : strlen(c->in), used;
+        char out[256];
+        size_t len = rdl_json_escape(out, sizeof(out), c->in, n, &used);
+        if (len != strlen(c->out) || memcmp(out, c->out, len) != 0)
+            fail_msg("case %zu: got '%.*s', want '%s'", i, (int)len, out, c->out);
+        assert_int_equal(used, n);
+        /* the same bytes through a log field: exact in the line, and parsed back */
+        rdl_log_field_t f = rdl_lf_strn("v", c->in, n);
+        size_t ll = fmt(RDL_LOG_MAX_LINE_DEFAULT, NULL, "m", &f, 1, NULL);
+        char want[300];
+        snprintf(want, sizeof(want), ",\"v\":\"%s\"}\n", c->out);
+        assert_true(ll > strlen(want));
+        assert_memory_equal(line + ll - strlen(want), want, strlen(want));
+        json_decref(parse_line(line, ll));
+    }
+}
+
+/* The escaper never splits an escape or a UTF-8 sequence when out is short. */
+static void test_escape_bounded(void **state)
+{
+    static const struct { const char *in; size_t cap; const char *out; size_t used; } cases[] = {
+        { "ab\ncd", 3, "ab", 2 },               /* "\n" needs 2 */
+        { "ab\ncd", 4, "ab\\n", 3 },
+        { "a\x01", 6, "a", 1 },                 /* \u0001 needs 6 */
+        { "a\x01", 7, "a\\u0001", 2 },
+        { "x\xE2\x82\xAC", 3, "x", 1 },         /* the euro sign needs 3 */
+        { "x\xE2\x82\xAC", 4, "x\xE2\x82\xAC", 4 },
+        { "x\xFF", 3, "x", 1 },                 /* U+FFFD needs 3 */
+        { "abc", 0, "", 0 },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char out[16];
+        size_t used, len = rdl_json_escape(out, cases[i].cap, cases[i].in, strlen(cases[i].in), &used);
+        assert_int_equal(len, strlen(cases[i].out));
+        assert_memory_equal(out, cases[i].out, len);
+        assert_int_equal(used, cases[i].used);
+    }
+}
+
+/* ---- property: random bytes in every field -------------------------------- */
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static uint64_t next_rand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* Mostly bytes that matter to JSON and UTF-8, some plain text. */
+static size_t random_bytes(char *out, size_t max)
+{
+    static const unsigned char interesting[] = {
+        '"', '\\', '\n', 0, 0x1f, 0x7f, 0x80, 0xbf, 0xc2, 0xc3, 0xe2, 0x82, 0xac, 0xed,
+        0xa0, 0xf0, 0x9f, 0x98, 0xf4, 0x90, 0xff, 'a', 'z', '/',
+    };
+    size_t n = next_rand() % max;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = next_rand();
+        out[i] = (char)(r & 1 ? interesting[(r >> 1) % sizeof(interesting)] : (r >> 8) & 0xff);
+    }
+    return n;
+}
+
+/* What a value must decode to: jansson's reading of rdl_json_str's output. */
+static json_t *expected_of(const char *s, size_t n)
+{
+    rdl_buf_t b;
+    json_error_t jerr;
+    rdl_buf_init(&b);
+    rdl_buf_putc(&b, '[');
+    rdl_json_str(&b, s, n);
+    rdl_buf_putc(&b, ']');
+    json_t *doc = json_loadb(b.data, b.len, JSON_ALLOW_NUL, &jerr);
+    rdl_buf_free(&b);
+    assert_non_null(doc);
+    return doc;
+}
+
+static void test_property_random_fields(void **state)
+{
+    char keys[3][24], vals[3][200], msg[200], svc[40];
+    int valid_seen = 0;
+
+    for (int iter = 0; iter < 20000; iter++) {
+        rdl_log_field_t f[3];
+        size_t kn[3], vn[3];
+        /* keys: NUL-terminated, so no NUL inside; must differ from each other and the fixed ones */
+        for (int k = 0; k < 3; k++) {
+            kn[k] = random_bytes(keys[k], sizeof(keys[k]) - 4);
+            for (size_t j = 0; j < kn[k]; j++)
+                if (keys[k][j] == 0)
+                    keys[k][j] = 'k';
+            keys[k][kn[k]++] = '#';
+            keys[k][kn[k]++] = (char)('0' + k);
+            keys[k][kn[k]] = '\0';
+            vn[k] = random_bytes(vals[k], sizeof(vals[k]));
+            f[k] = rdl_lf_strn(keys[k], vals[k], vn[k]);
+        }
+        size_t mn = random_bytes(msg, sizeof(msg) - 1), sn = random_bytes(svc, sizeof(svc) - 1);
+        for (size_t j = 0; j < mn; j++)
+            if (msg[j] == 0)
+                msg[j] = 'm';
+        for (size_t j = 0; j < sn; j++)
+            if (svc[j] == 0)
+                svc[j] = 's';
+        msg[mn] = svc[sn] = '\0';
+        bool cut;
+        size_t len = rdl_log_format(line, sizeof(line), RDL_LOG_MAX_LINE_DEFAULT, next_rand(),
+                                    (rdl_log_level_t)(next_rand() % 5), svc, NULL, msg, f, 3, &cut);
+        assert_false(cut);
+        json_t *doc = parse_line(line, len);
+        for (int k = 0; k < 3; k++) {
+            json_t *want = expected_of(vals[k], vn[k]);
+            json_t *wk = expected_of(keys[k], kn[k]);
+            const char *key = json_string_value(json_array_get(wk, 0));
+            json_t *got = json_object_get(doc, key);
+            if (!got || !json_equal(got, json_array_get(want, 0)))
+                fail_msg("iteration %d field %d differs: %s", iter, k, line);
+            json_t *direct = json_stringn(vals[k], vn[k]);
+            if (direct != NULL)     /* valid UTF-8: came back byte for byte */
+                valid_seen++;
+            json_decref(direct);
+            json_decref(want);
+            json_decref(wk);
+        }
+        json_t *wm = expected_of(msg, mn), *ws = expected_of(svc, sn);
+        assert_true(json_equal(json_object_get(doc, "msg"), json_array_get(wm, 0)));
+        assert_true(json_equal(json_object_get(doc, "service"), json_array_get(ws, 0)));
+        json_decref(wm);
+        json_decref(ws);
+        json_decref(doc);
+    }
+    assert_true(valid_seen > 100);   /* some values were valid UTF-8 and came back exactly */
+}
+
+/* ---- typed fields, timestamp, context ------------------------------------ */
+
+static void test_typed_fields(void **state)
+{
+    rdl_log_field_t f[] = {
+        rdl_lf_int("imin", INT64_MIN), rdl_lf_int("imax", INT64_MAX), rdl_lf_int("zero", 0),
+        rdl_lf_float("tenth", 0.1), rdl_lf_float("big", 1e300), rdl_lf_float("third", 1.0 / 3),
+        rdl_lf_float("nan", NAN), rdl_lf_float("ninf", -INFINITY), rdl_lf_float("three", 3.0),
+        rdl_lf_bool("yes", true), rdl_lf_bool("no", false),
+        rdl_lf_dur("d1", 12345678), rdl_lf_dur("d0", 0), rdl_lf_dur("dbig", 3600000000001ull),
+        rdl_lf_err("e1", RDL_EINVAL), rdl_lf_err("e2", ENOENT), rdl_lf_str("null", NULL),
+    };
+    size_t len = fmt(RDL_LOG_MAX_LINE_DEFAULT, NULL, "typed", f, sizeof(f) / sizeof(f[0]), NULL);
+    json_t *doc = parse_line(line, len);
+    assert_true(json_integer_value(json_object_get(doc, "imin")) == INT64_MIN);
+    assert_true(json_integer_value(json_object_get(doc, "imax")) == INT64_MAX);
+    assert_true(json_real_value(json_object_get(doc, "tenth")) == 0.1);
+    assert_true(json_real_value(json_object_get(doc, "big")) == 1e300);
+    assert_true(json_real_value(json_object_get(doc, "third")) == 1.0 / 3);
+    assert_non_null(strstr(line, "\"tenth\":0.1,"));
+    assert_non_null(strstr(line, "\"three\":3,"));
+    assert_str_field(doc, "nan", "NaN", 3);
+    assert_str_field(doc, "ninf", "-Inf", 4);
+    assert_true(json_is_true(json_object_get(doc, "yes")));
+    assert_true(json_is_false(json_object_get(doc, "no")));
+    assert_non_null(strstr(line, "\"d1\":12.345678,"));
+    assert_non_null(strstr(line, "\"d0\":0.000000,"));
+    assert_non_null(strstr(line, "\"dbig\":3600000.000001,"));
+    assert_str_field(doc, "e1", "invalid argument", strlen("invalid argument"));
+    assert_str_field(doc, "e2", "No such file or directory", strlen("No such file or directory"));
+    assert_str_field(doc, "null", "", 0);
+    json_decref(doc);
+}
+
+static void test_timestamp_and_head(void **state)
+{
+    /* 2025-11-24T16:00:00.123456789Z = 1764000000 s + 123456789 ns */
+    size_t len = fmt(RDL_LOG_MAX_LINE_DEFAULT, NULL, "hello", NULL, 0, NULL);
+    const char want[] = "{\"ts\":\"2025-11-24T16:00:00.123456789Z\",\"level\":\"info\","
+                        "\"service\":\"svc\",\"msg\":\"hello\"}\n";
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(line, want, len);
+
+    /* every level name, and leading zeros in the nanoseconds */
+    static const char *const names[] = { "debug", "info", "warn", "error", "fatal" };
+    for (int l = 0; l <= RDL_LOG_FATAL; l++) {
+        len = rdl_log_format(line, sizeof(line), 512, 951782400000000007ull, (rdl_log_level_t)l,
+                             NULL, NULL, "m", NULL, 0, NULL);
+        json_t *doc = parse_line(line, len);
+        assert_str_field(doc, "level", names[l], strlen(names[l]));
+        assert_str_field(doc, "ts", "2000-02-29T00:00:00.000000007Z", 30);
+        assert_str_field(doc, "service", "redline", 7);
+        json_decref(doc);
+    }
+}
+
+static void test_context_fields(void **state)
+{
+    rdl_ctx_t ctx;
+    rdl_ctx_init(&ctx, 0);
+
+    /* no trace, no request id: neither field */
+    size_t len = fmt(RDL_LOG_MAX_LINE_DEFAULT, &ctx, "m", NULL, 0, NULL);
+    assert_null(memmem(line, len, "trace_id", 8));
+    assert_null(memmem(line, len, "request_id", 10));
+
+    for (int i = 0; i < 16; i++)
+        ctx.trace_id[i] = (uint8_t)(0xa0 + i);
+    for (int i = 0; i < 8; i++)
+        ctx.span_id[i] = (uint8_t)i;
+    strcpy(ctx.request_id, "req-\"1\"");
+    len = fmt(RDL_LOG_MAX_LINE_DEFAULT, &ctx, "m", NULL, 0, NULL);
+    json_t *doc = parse_line(line, len);
+    assert_str_field(doc, "trace_id", "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", 32);
+    assert_str_field(doc, "span_id", "0001020304050607", 16);
+    assert_str_field(doc, "request_id", "req-\"1\"", 7);
+    json_decref(doc);
+
+    /* the current context reaches rdl_log without being passed */
+    char path[] = "/tmp/rdl-log-ctx-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    rdl_log_opts_t o;
+    rdl_log_opts_default(&o);
+    o.sink = RDL_LOG_FILE;
+    o.path = path;
+    rdl_logger_t *lg;
+    assert_int_equal(rdl_log_new(&o, &lg), 0);
+    rdl_ctx_t *prev = rdl_ctx_set_current(&ctx);
+    rdl_log(lg, RDL_LOG_INFO, "inside", NULL, 0);
+    rdl_ctx_set_current(prev);
+    rdl_log(lg, RDL_LOG_INFO, "outside", NULL, 0);
+    rdl_log_free(lg);
+    FILE *f = fopen(path, "r");
+    char buf[1024];
+    assert_non_null(fgets(buf, sizeof(buf), f));
+    doc = parse_line(buf, strlen(buf));
+    assert_str_field(doc, "msg", "inside", 6);
+    assert_str_field(doc, "trace_id", "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf", 32);
+    json_decref(doc);
+    assert_non_null(fgets(buf, sizeof(buf), f));
+    doc = parse_line(buf, strlen(buf));
+    assert_str_field(doc, "msg", "outside", 7);
+    assert_null(json_object_get(doc, "trace_id"));
+    json_decref(doc);
+    fclose(f);
+    unlink(path);
+    rdl_ctx_close(&ctx);
+}
+
+/* ---- truncation ---------------------------------------------------------- */
+
+static void test_truncation_long_msg(void **state)
+{
+    size_t n = 50000;
+    char *big = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)('a' + i % 26);
+    big[n] = '\0';
+    rdl_log_field_t f[] = { rdl_lf_int("after", 1) };
+    bool cut;
+    size_t len = fmt(1024, NULL, big, f, 1, &cut);
+    assert_true(cut);
+    assert_true(len <= 1024 && len > 900);        /* cut near the limit, not far before */
+    json_t *doc = parse_line(line, len);
+    assert_true(json_is_true(json_object_get(doc, "truncated")));
+    const char *m = json_string_value(json_object_get(doc, "msg"));
+    assert_non_null(m);
+    assert_memory_equal(m, big, strlen(m));       /* a prefix of what was sent */
+    assert_null(json_object_get(doc, "after"));   /* fields after the cut are left out */
+    json_decref(doc);
+
+    /* a line that fits exactly is not marked */
+    len = fmt(RDL_LOG_MAX_LINE_DEFAULT, NULL, "short", f, 1, &cut);
+    assert_false(cut);
+    assert_null(memmem(line, len, "truncated", 9));
+    free(big);
+}
+
+/* At every limit, with escapes and multi-byte text around the cut: valid JSON, never over. */
+static void test_truncation_every_size(void **state)
+{
+    char v[600];
+    for (size_t i = 0; i < sizeof(v); i++)
+        v[i] = "ab\"\\\n\x01\xE2\x82\xAC\xC3\xA9z"[i % 12];
+    rdl_ctx_t ctx;
+    rdl_ctx_init(&ctx, 0);
+    memset(ctx.trace_id, 0x11, 16);
+    strcpy(ctx.request_id, "rid");
+    for (size_t max = RDL_LOG_MAX_LINE_MIN; max <= 1400; max++) {
+        rdl_log_field_t f[] = {
+            rdl_lf_int("n", 42), rdl_lf_strn("v", v, sizeof(v)), rdl_lf_float("x", 0.5),
+            rdl_lf_strn("w", v, 100),
+        };
+        bool cut;
+        size_t len = fmt(max, &ctx, "message", f, 4, &cut);
+        json_t *doc = parse_line(line, len);
+        assert_int_equal(cut, json_is_true(json_object_get(doc, "truncated")));
+        assert_non_null(json_object_get(doc, "trace_id"));   /* identity survives the cut */
+        assert_non_null(json_object_get(doc, "msg"));
+        json_t *jv = json_object_get(doc, "v");
+        if (jv) {       /* a cut value is a prefix of the escaped-and-decoded original */
+            json_t *want = expected_of(v, sizeof(v));
+            const char *w = json_string_value(json_array_get(want, 0));
+            assert_true(json_string_length(jv) <= strlen(w));
+            assert_memory_equal(json_string_value(jv), w, json_string_length(jv));
+            json_decref(want);
+        }
+        json_decref(doc);
+    }
+    rdl_ctx_close(&ctx);
+}
+
+/* ---- the logger ---------------------------------------------------------- */
+
+typedef struct file_lines {
+    char **lines;
+    size_t n;
+} file_lines_t;
+
+static file_lines_t read_lines(const char *path)
+{
+    file_lines_t fl = { NULL, 0 };
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t r;
+    assert_non_null(f);
+    while ((r = getline(&buf, &cap, f)) > 0) {
+        fl.lines = realloc(fl.lines, (fl.n + 1) * sizeof(char *));
+        fl.lines[fl.n++] = strndup(buf, (size_t)r);
+    }
+    free(buf);
+    fclose(f);
+    return fl;
+}
+
+static void free_lines(file_lines_t *fl)
+{
+    for (size_t i = 0; i < fl->n; i++)
+        free(fl->lines[i]);
+    free(fl->lines);
+}
+
+static const char *msg_of(json_t *doc)
+{
+    return json_string_value(json_object_get(doc, "msg"));
+}
+
+static rdl_logger_t *file_logger(char *path, rdl_log_opts_t *o)
+{
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    o->sink = RDL_LOG_FILE;
+    o->path = path;
+    rdl_logger_t *lg;
+    assert_int_equal(rdl_log_new(o, &lg), 0);
+    return lg;
+}
+
+static void test_level_filter(void **state)
+{
+    char path[] = "/tmp/rdl-log-level-XXXXXX";
+    rdl_log_opts_t o;
+    rdl_log_opts_default(&o);
+    o.level = RDL_LOG_WARN;
+    rdl_logger_t *lg = file_logger(path, &o);
+    assert_false(rdl_log_enabled(lg, RDL_LOG_INFO));
+    assert_true(rdl_log_enabled(lg, RDL_LOG_WARN));
+    rdl_log(lg, RDL_LOG_DEBUG, "d1", NULL, 0);
+    rdl_log(lg, RDL_LOG_INFO, "i1", NULL, 0);
+    rdl_log(lg, RDL_LOG_WARN, "w1", NULL, 0);
+    rdl_log(lg, RDL_LOG_ERROR, "e1", NULL, 0);
+    rdl_log_set_level(lg, RDL_LOG_DEBUG);           /* at run time */
+    assert_int_equal(rdl_log_level(lg), RDL_LOG_DEBUG);
+    rdl_log(lg, RDL_LOG_DEBUG, "d2", NULL, 0);
+    rdl_log_set_level(lg, RDL_LOG_FATAL);
+    rdl_log(lg, RDL_LOG_ERROR, "e2", NULL, 0);
+    rdl_log(lg, RDL_LOG_FATAL, "f1", NULL, 0);       /* fatal is flushed before returning */
+    file_lines_t fl = read_lines(path);
+    assert_int_equal(fl.n, 4);
+    static const char *const want[] = { "w1", "e1", "d2", "f1" };
+    for (size_t i = 0; i < fl.n; i++) {
+        json_t *doc = parse_line(fl.lines[i], strlen(fl.lines[i]));
+        assert_string_equal(msg_of(doc), want[i]);
+        json_decref(doc);
+    }
+    free_lines(&fl);
+    rdl_log_free(lg);
+    unlink(path);
+
+    rdl_log_level_t l;
+    assert_int_equal(rdl_log_parse_level("WARNING", 7, &l), 0);
+    assert_int_equal(l, RDL_LOG_WARN);
+    assert_int_equal(rdl_log_parse_level("Debug", 5, &l), 0);
+    assert_int_equal(l, RDL_LOG_DEBUG);
+    assert_int_equal(rdl_log_parse_level("verbose", 7, &l), RDL_EINVAL);
+    assert_int_equal(rdl_log_parse_level("info", 3, &l), RDL_EINVAL);
+    assert_string_equal(rdl_log_level_name(RDL_LOG_ERROR), "error");
+}
+
+static void test_sampling(void **state)
+{
+    /* The budget is per second: retry when the burst straddles a second boundary. */
+    for (int attempt = 0; attempt < 5; attempt++) {
+        char path[] = "/tmp/rdl-log-sample-XXXXXX";
+        rdl_log_opts_t o;
+        rdl_log_opts_default(&o);
+        o.sample_first = 3;
+        o.sample_every = 5;
+        rdl_logger_t *lg = file_logger(path, &o);
+        time_t before = time(NULL);
+        for (int i = 0; i < 23; i++) {
+            rdl_log_field_t f = rdl_lf_int("i", i);
+            rdl_log(lg, RDL_LOG_INFO, "flood", &f, 1);
+            rdl_log(lg, RDL_LOG_WARN, "flood", &f, 1);  /* another level: its own budget */
+        }
+        rdl_log(lg, RDL_LOG_INFO, "other", NULL, 0);    /* another message: its own budget */
+        time_t after = time(NULL);
+        rdl_log_stats_t st;
+        rdl_log_flush(lg, 0);
+        rdl_log_stats(lg, &st);
+        file_lines_t fl = read_lines(path);
+        rdl_log_free(lg);
+        unlink(path);
+        if (before != after) {
+            free_lines(&fl);
+            continue;
+        }
+        /* kept: i = 0,1,2 then every 5th after the first 3: i = 7, 12, 17, 22 */
+        static const int kept[] = { 0, 1, 2, 7, 12, 17, 22 };
+        size_t info = 0;
+        for (size_t i = 0; i < fl.n; i++) {
+            json_t *doc = parse_line(fl.lines[i], strlen(fl.lines[i]));
+            if (strcmp(msg_of(doc), "flood") == 0 &&
+                strcmp(json_string_value(json_object_get(doc, "level")), "info") == 0) {
+                assert_true(info < 7);
+                assert_int_equal(json_integer_value(json_object_get(doc, "i")), kept[info]);
+                info++;
+            }
+            json_decref(doc);
+        }
+        assert_int_equal(info, 7);
+        assert_int_equal(fl.n, 7 + 7 + 1);
+        assert_int_equal(st.sampled, 32);
+        assert_int_equal(st.lines, 15);
+        free_lines(&fl);
+        return;
+    }
+    fail_msg("every attempt straddled a second");
+}
+
+/* A sink that nobody reads until the test says so: a pipe, through /proc/self/fd. */
+typedef struct pipe_sink {
+    int rd, wr;
+    char path[64];
+    pthread_t reader;
+    char *data;
+    size_t len, cap;
+    int delay_us;               /* per read: a slow consumer */
+} pipe_sink_t;
+
+static void pipe_open(pipe_sink_t *p)
+{
+    int fds[2];
+    memset(p, 0, sizeof(*p));
+    assert_int_equal(pipe(fds), 0);
+    p->rd = fds[0];
+    p->wr = fds[1];
+    snprintf(p->path, sizeof(p->path), "/proc/self/fd/%d", p->wr);
+}
+
+static void *pipe_reader(void *arg)
+{
+    pipe_sink_t *p = arg;
+    char buf[4096];
+    ssize_t r;
+    while ((r = read(p->rd, buf, sizeof(buf))) > 0) {
+        if (p->len + (size_t)r > p->cap) {
+            p->cap = (p->cap + (size_t)r) * 2;
+            p->data = realloc(p->data, p->cap);
+        }
+        memcpy(p->data + p->len, buf, (size_t)r);
+        p->len += (size_t)r;
+        if (p->delay_us) {
+            struct timespec ts = { 0, p->delay_us * 1000L };
+            nanosleep(&ts, NULL);
+        }
+    }
+    return NULL;
+}
+
+/* Closes the write end (the logger holds its own), reads to EOF, returns the valid lines. */
+static size_t pipe_finish(pipe_sink_t *p)
+{
+    close(p->wr);
+    pthread_join(p->reader, NULL);
+    close(p->rd);
+    size_t lines = 0, start = 0;
+    for (size_t i = 0; i < p->len; i++) {
+        if (p->data[i] != '\n')
+            continue;
+        json_decref(parse_line(p->data + start, i + 1 - start));
+        lines++;
+        start = i + 1;
+    }
+    assert_int_equal(start, p->len);         /* nothing torn at the end */
+    free(p->data);
+    return lines;
+}
+
+static void test_drop_policy(void **state)
+{
+    pipe_sink_t p;
+    pipe_open(&p);
+    rdl_log_opts_t o;
+    rdl_log_opts_default(&o);
+    o.sink = RDL_LOG_FILE;
+    o.path = p.path;
+    o.ring_bytes = 4096;
+    o.max_line = 512;
+    o.policy = RDL_LOG_DROP;
+    rdl_logger_t *lg;
+    assert_int_equal(rdl_log_new(&o, &lg), 0);
+    /* 2,000 lines of ~200 bytes: far more than the pipe (64 KiB) and the ring hold */
+    char pad[120];
+    memset(pad, 'p', sizeof(pad));
+    for (int i = 0; i < 2000; i++) {
+        rdl_log_field_t f[] = { rdl_lf_int("i", i), rdl_lf_strn("pad", pad, sizeof(pad)) };
+        rdl_log(lg, RDL_LOG_INFO, "drop me maybe", f, 2);
+    }
+    rdl_log_stats_t st;
+    rdl_log_stats(lg, &st);
+    assert_true(st.dropped > 0);
+    assert_int_equal(st.lines + st.dropped, 2000);
+    pthread_create(&p.reader, NULL, pipe_reader, &p);   /* now let it drain */
+    assert_int_equal(rdl_log_flush(lg, 10000), 0);
+    rdl_log_free(lg);
+    assert_int_equal(pipe_finish(&p), st.lines);
+}
+
+static void test_block_policy(void **state)
+{
+    pipe_sink_t p;
+    pipe_open(&p);
+    p.delay_us = 200;                                   /* slower than the producer */
+    rdl_log_opts_t o;
+    rdl_log_opts_default(&o);
+    o.sink = RDL_LOG_FILE;
+    o.path = p.path;
+    o.ring_bytes = 4096;
+    o.max_line = 512;
+    rdl_logger_t *lg;
+    assert_int_equal(rdl_log_new(&o, &lg), 0);
+    pthread_create(&p.reader, NULL, pipe_reader, &p);
+    for (int i = 0; i < 3000; i++) {
+        rdl_log_field_t f = rdl_lf_int("i", i);
+        rdl_log(lg, RDL_LOG_INFO, "keep me", &f, 1);
+    }
+    rdl_log_stats_t st;
+    rdl_log_free(lg);           /* flushes: everything accepted is written */
+    size_t got = pipe_finish(&p);
+    assert_int_equal(got, 3000);
+    (void)st;
+}
+
+static void test_reopen(void **state)
+{
+    char path[] = "/tmp/rdl-log-reopen-XXXXXX";
+    char moved[64];
+    rdl_log_opts_t o;
+    rdl_log_opts_default(&o);
+    rdl_logger_t *lg = file_logger(path, &o);
+    rdl_log(lg, RDL_LOG_INFO, "before", NULL, 0);
+    assert_int_equal(rdl_log_flush(lg, 10000), 0);
+    snprintf(moved, sizeof(moved), "%s.1", path);
+    assert_int_equal(rename(path, moved), 0);           /* what logrotate does */
+    rdl_log(lg, RDL_LOG_INFO, "still old", NULL, 0);
+    assert_int_equal(rdl_log_flush(lg, 10000), 0);
+    rdl_log_reopen(lg);
+    rdl_log_stats_t st;
+    for (int i = 0; i < 1000; i++) {                    /* the writer reopens on its next pass */
+        rdl_log_stats(lg, &st);
+        if (st.reopens == 1)
+            break;
+        struct timespec ts = { 0, 5000000 };
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(st.reopens, 1);
+    rdl_log(lg, RDL_LOG_INFO, "after", NULL, 0);
+    rdl_log_free(lg);
+
+    file_lines_t old = read_lines(moved), cur = read_lines(path);
+    assert_int_equal(old.n, 2);
+    assert_int_equal(cur.n, 1);
+    json_t *doc = parse_line(cur.lines[0], strlen(cur.lines[0]));
+    assert_string_equal(msg_of(doc), "after");
+    json_decref(doc);
+    free_lines(&old);
+    free_lines(&cur);
+    unlink(path);
+    unlink(moved);
+}
+
+/* ---- threads --------------------------------------------------------------- */
+
+#define T_THREADS 4
+#define T_LINES 20000
+
+typedef struct worker {
+    rdl_logger_t *lg;
+    int id;
+} worker_t;
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    for (int i = 0; i < T_LINES; i++) {
+        rdl_log_field_t f[] = { rdl_lf_int("t", w->id), rdl_lf_int("seq", i),
+                                rdl_lf_str("s", "some \"text\" here") };
+        rdl_log(w->lg, RDL_LOG_INFO, "burst", f, 3);
+    }
+    return NULL;
+}
+
+static void test_threads_whole_lines_in_order(void **state)
+{
+    char path[] = "/tmp/rdl-log-threads-XXXXXX";
+    rdl_log_opts_t o;
+    rdl_log_opts_default(&o);
+    o.ring_bytes = 8192;                                /* small: the writer must keep up */
+    rdl_logger_t *lg = file_logger(path, &o);
+    pthread_t th[T_THREADS];
+    worker_t w[T_THREADS];
+    for (int i = 0; i < T_THREADS; i++) {
+        w[i] = (worker_t){ lg, i };
+        pthread_create(&th[i], NULL, worker_main, &w[i]);
+    }
+    for (int i = 0; i < T_THREADS; i++)
+        pthread_join(th[i], NULL);
+    rdl_log_stats_t st;
+    assert_int_equal(rdl_log_flush(lg, 0), 0);
+    rdl_log_stats(lg, &st);
+    assert_int_equal(st.lines, T_THREADS * T_LINES);
+    assert_int_equal(st.dropped, 0);
+    rdl_log_free(lg);
+
+    file_lines_t fl = read_lines(path);
+    assert_int_equal(fl.n, T_THREADS * T_LINES);
+    int64_t next[T_THREADS] = { 0 };
+    for (size_t i = 0; i < fl.n; i++) {
+        json_t *doc = parse_line(fl.lines[i], strlen(fl.lines[i]));
+        int64_t t = json_integer_value(json_object_get(doc, "t"));
+        assert_true(t >= 0 && t < T_THREADS);
+        assert_int_equal(json_integer_value(json_object_get(doc, "seq")), next[t]);
+        next[t]++;                                      /* each thread's lines in its order */
+        json_decref(doc);
+    }
+    free_lines(&fl);
+    unlink(path);
+}
+
+static void *one_line(void *arg)
+{
+    rdl_log(arg, RDL_LOG_INFO, "short-lived thread", NULL, 0);
+    return NULL;
+}
+
+/* Threads that log once and exit, one after another: each line arrives. */
+static void test_short_lived_threads(void **state)
+{
+    char path[] = "/tmp/rdl-log-short-XXXXXX";
+    rdl_log_opts_t o;
+    rdl_log_opts_default(&o);
+    rdl_logger_t *lg = file_logger(path, &o);
+    for (int i = 0; i < 50; i++) {
+        pthread_t th;
+        pthread_create(&th, NULL, one_line, lg);
+        pthread_join(th, NULL);
+        if (i % 10 == 0)
+            rdl_log_flush(lg, 0);       /* drained rings become reusable */
+    }
+    rdl_log_free(lg);
+    file_lines_t fl = read_lines(path);
+    assert_int_equal(fl.n, 50);
+    free_lines(&fl);
+    unlink(path);
+}
+
+static void test_options_rejected(void **state)
+{
+    rdl_log_opts_t o;
+    rdl_logger_t *lg = (rdl_logger_t *)&o;
+    rdl_log_opts_default(&o);
+    o.max_line = 100;
+    assert_int_equal(rdl_log_new(&o, &lg), RDL_EINVAL);
+    assert_null(lg);
+    rdl_log_opts_default(&o);
+    o.sink = RDL_LOG_FILE;
+    assert_int_equal(rdl_log_new(&o, &lg), RDL_EINVAL);
+    o.path = "/nonexistent-dir/x.log";
+    assert_int_equal(rdl_log_new(&o, &lg), RDL_EIO);
+    rdl_log_free(NULL);
+    /* format refuses a buffer smaller than the line limit */
+    assert_int_equal(rdl_log_format(line, 300, 400, 0, RDL_LOG_INFO, "s", NULL, "m", NULL, 0, NULL), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_escape_table),
+        cmocka_unit_test(test_escape_bounded),
+        cmocka_unit_test(test_property_random_fields),
+        cmocka_unit_test(test_typed_fields),
+        cmocka_unit_test(test_timestamp_and_head),
+        cmocka_unit_test(test_context_fields),
+        cmocka_unit_test(test_truncation_long_msg),
+        cmocka_unit_test(test_truncation_every_size),
+        cmocka_unit_test(test_level_filter),
+        cmocka_unit_test(test_sampling),
+        cmocka_unit_test(test_drop_policy),
+        cmocka_unit_test(test_block_policy),
+        cmocka_unit_test(test_reopen),
+        cmocka_unit_test(test_threads_whole_lines_in_order),
+        cmocka_unit_test(test_short_lived_threads),
+        cmocka_unit_test(test_options_rejected),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
