@@ -211,7 +211,8 @@ void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const c
 /* route_mw.c: traffic coloring (the order of calls is the lifecycle's) */
 int rt_route_config(rdl_server_opts_t *opts, rdl_config_t *cfg);  /* routes.* keys */
 int rt_route_install(rdl_server_t *srv);        /* rdl_server_new: middleware, admin endpoints */
-int rt_route_load(rdl_server_t *srv, rdl_error_t *err);  /* rdl_server_run: first load */
+/* rdl_server_run: the fault middleware (last before the handler), then the first load */
+int rt_route_load(rdl_server_t *srv, rdl_error_t *err);
 void rt_route_watch(rdl_server_t *srv);         /* control loop up: SIGHUP, file changes */
 void rt_route_unwatch(rdl_server_t *srv);       /* control loop closing */
 void rt_route_free(rdl_server_t *srv);          /* rdl_server_free */

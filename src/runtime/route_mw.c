@@ -7,9 +7,10 @@
  * name, subset and color into the request's ctx (copied into its arena, so
  * every other middleware can read them until the very end), apply the
  * route's request header operations to the parsed headers the handler will
- * see, then inject faults: a delay through a libuv timer that suspends the
- * chain (rdl_req_resume continues it), an abort answered at once. Response
- * header operations run just before the head is written.
+ * see. Faults are injected by a second middleware, the last before the
+ * handler: a delay through a libuv timer that suspends the chain
+ * (rdl_req_resume continues it), an abort answered at once. Response header
+ * operations run just before the head is written.
  *
  * Reloads (file change seen by a stat poll, SIGHUP, rdl_server_reload_routes)
  * build and validate a whole new table away from the request path, then swap
@@ -347,10 +348,24 @@ static int route_enter(rdl_req_t *req, void *arg)
     for (int i = 0; i < 2; i++)
         if (st->d.request_ops[i])
             apply_request_ops(req, st->d.request_ops[i]);
+    return 0;
+}
+
+/*
+ * Faults are injected by a second middleware, the last before the handler,
+ * so that a delayed or aborted request is still measured, logged and traced
+ * by the middleware between, as Envoy's fault filter sits last before routing.
+ */
+static int fault_enter(rdl_req_t *req, void *arg)
+{
+    rt_routing_t *r = arg;
+    struct rt_route_req *st = req->route;
+    if (!st || (!st->d.delay_ms && !st->d.abort_status))
+        return 0;
+    if (st->d.abort_status)
+        count(&r->aborts);
     if (st->d.delay_ms) {
         count(&r->delays);
-        if (st->d.abort_status)
-            count(&r->aborts);
         st->delay = malloc(sizeof(uv_timer_t));
         if (st->delay && uv_timer_init(&req->conn->t->loop, st->delay) == 0) {
             st->delay->data = req;
@@ -359,14 +374,22 @@ static int route_enter(rdl_req_t *req, void *arg)
         }
         free(st->delay);
         st->delay = NULL;
-    } else if (st->d.abort_status) {
-        count(&r->aborts);
     }
     if (st->d.abort_status) {
         abort_request(req, st->d.abort_status);
         return 1;
     }
     return 0;
+}
+
+static void fault_leave(rdl_req_t *req, void *arg)
+{
+    struct rt_route_req *st = req->route;
+    if (st && st->delay) {                 /* answered (deadline) or gone while delayed */
+        uv_timer_stop(st->delay);
+        uv_close((uv_handle_t *)st->delay, on_delay_closed);
+        st->delay = NULL;
+    }
 }
 
 static void route_before_send(rdl_req_t *req, void *arg)
@@ -384,11 +407,6 @@ static void route_leave(rdl_req_t *req, void *arg)
     struct rt_route_req *st = req->route;
     if (!st)
         return;
-    if (st->delay) {                       /* answered (deadline) or gone while delayed */
-        uv_timer_stop(st->delay);
-        uv_close((uv_handle_t *)st->delay, on_delay_closed);
-        st->delay = NULL;
-    }
     rdl_route_table_unref(st->table);
     req->route = NULL;
 }
@@ -561,6 +579,12 @@ int rt_route_load(rdl_server_t *srv, rdl_error_t *err)
     rt_routing_t *r = srv->routing;
     if (!r)
         return 0;
+    rdl_middleware_t mw = { .name = "fault_injection", .enter = fault_enter, .leave = fault_leave,
+                            .arg = r };
+    int rc = rdl_server_use(srv, &mw);        /* appended now: the last before the handler */
+    if (rc)
+        return rdl_error_set(err, rc, 0, 0, "routes.file", "cannot add the fault middleware: %s",
+                             rdl_strerror(rc));
     r->nslots = srv->nall;
     r->slots = calloc((size_t)r->nslots, sizeof(*r->slots));
     if (!r->slots)
