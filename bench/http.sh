@@ -5,6 +5,8 @@
 # printed. The load generator shares the machine's cores with the server: compare ratios from one
 # run, never absolute numbers across runs.
 #   bench/http.sh [ROUNDS] [SECONDS]      (defaults 3 rounds of 5 s; wrk -t1 -c64)
+# ROUTES=FILE also runs a second coursed with --routes FILE (e.g. bench/routes.yaml) and measures
+# its /ping in the same rounds: the coloring middleware's cost as a routed/plain ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -44,16 +46,28 @@ pids+=($!)
 pids+=($!)
 for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/coursed.log" && break; sleep 0.1; done
 caddr=$(grep -o '"addr":"[^"]*' "$work/coursed.log" | head -1 | cut -d'"' -f4)
+raddr=""
+if [ -n "${ROUTES:-}" ]; then
+  "$COURSED" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/routed" \
+    --set lifecycle.drain_delay=0s --routes "$ROUTES" >"$work/routed.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/routed.log" && break; sleep 0.1; done
+  raddr=$(grep -o '"addr":"[^"]*' "$work/routed.log" | head -1 | cut -d'"' -f4)
+fi
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$nport/" >/dev/null && break; sleep 0.1; done
 
 rps() { wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
 
-declare -a n c p
+declare -a n c p rt
 for r in $(seq "$ROUNDS"); do
   n+=("$(rps "http://127.0.0.1:$nport/")")
   c+=("$(rps "http://$caddr/ping")")
   p+=("$(rps "http://$caddr/v1/courses/3")")
   echo "round $r: nginx ${n[-1]} req/s, coursed /ping ${c[-1]} req/s, coursed /v1/courses/3 ${p[-1]} req/s"
+  if [ -n "$raddr" ]; then
+    rt+=("$(rps "http://$raddr/ping")")
+    echo "round $r: coursed --routes /ping ${rt[-1]} req/s"
+  fi
 done
 
 python3 - "${n[*]}" "${c[*]}" "${p[*]}" <<'PY'
@@ -64,3 +78,11 @@ print("median req/s: nginx %.0f, coursed /ping %.0f, coursed /v1/courses/3 %.0f"
 print("ratio to nginx (median of per-round ratios): /ping %.3f, /v1/courses/3 %.3f"
       % (statistics.median([b / a for a, b in zip(n, c)]), statistics.median([b / a for a, b in zip(n, p)])))
 PY
+if [ -n "$raddr" ]; then
+  python3 - "${c[*]}" "${rt[*]}" <<'PY'
+import statistics, sys
+c, rt = ([float(x) for x in a.split()] for a in sys.argv[1:3])
+print("coloring middleware: /ping with --routes / without, median of per-round ratios: %.3f"
+      % statistics.median([b / a for a, b in zip(c, rt)]))
+PY
+fi
