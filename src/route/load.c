@@ -185,7 +185,9 @@ static int integer(ld_t *ld, struct fy_node *n, const char *path, long long lo, 
         digits = s[i] >= '0' && s[i] <= '9';
     if (!digits)
         return fail(ld, n, path, "expected an integer from %lld to %lld", lo, hi);
-    long long v = strtoll(s, NULL, 10);
+    long long v = 0;                       /* the scalar is not NUL-terminated */
+    for (size_t i = 0; i < len; i++)
+        v = v * 10 + (s[i] - '0');
     if (v < lo || v > hi)
         return fail(ld, n, path, "expected an integer from %lld to %lld, got %lld", lo, hi, v);
     *out = v;
