@@ -61,13 +61,16 @@ rps() { wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" | awk '/Requests\/sec/ {print $2}';
 declare -a n c p rt
 for r in $(seq "$ROUNDS"); do
   n+=("$(rps "http://127.0.0.1:$nport/")")
-  c+=("$(rps "http://$caddr/ping")")
+  if [ -n "$raddr" ] && [ $((r % 2)) -eq 0 ]; then   # routed right next to plain, first every other round
+    rt+=("$(rps "http://$raddr/ping")")
+    c+=("$(rps "http://$caddr/ping")")
+  else
+    c+=("$(rps "http://$caddr/ping")")
+    [ -z "$raddr" ] || rt+=("$(rps "http://$raddr/ping")")
+  fi
   p+=("$(rps "http://$caddr/v1/courses/3")")
   echo "round $r: nginx ${n[-1]} req/s, coursed /ping ${c[-1]} req/s, coursed /v1/courses/3 ${p[-1]} req/s"
-  if [ -n "$raddr" ]; then
-    rt+=("$(rps "http://$raddr/ping")")
-    echo "round $r: coursed --routes /ping ${rt[-1]} req/s"
-  fi
+  [ -z "$raddr" ] || echo "round $r: coursed --routes /ping ${rt[-1]} req/s"
 done
 
 python3 - "${n[*]}" "${c[*]}" "${p[*]}" <<'PY'

@@ -277,15 +277,16 @@ static void failed_cond(rdl_buf_t *b, const route_cond_t *c, const rdl_route_req
 }
 
 /* One route tried; returns the index of the block that matched, -1 none, -2 no blocks. */
-static int tried(rdl_buf_t *b, const route_http_t *r, size_t idx, const rdl_route_request_t *req)
+static int tried(rdl_buf_t *b, const route_http_t *r, size_t idx, route_eval_t *ev)
 {
+    const rdl_route_request_t *req = ev->req;
     int hit = r->nblocks == 0 ? -2 : -1;
     rdl_buf_printf(b, "{\"index\":%zu,\"route\":", idx);
     str(b, r->name);
     rdl_buf_puts(b, ",\"blocks\":[");
     for (size_t i = 0; i < r->nblocks && hit == -1; i++) {
         const route_cond_t *f = NULL;
-        bool ok = route_block_match(&r->blocks[i], req, &f);
+        bool ok = route_block_match(&r->blocks[i], ev, &f);
         if (i)
             rdl_buf_putc(b, ',');
         rdl_buf_printf(b, "{\"index\":%zu,\"name\":", i);
@@ -353,11 +354,14 @@ void rdl_route_explain(const rdl_route_table_t *t, const rdl_route_request_t *re
         rdl_buf_puts(b, ",\"why\":\"the bypass header forces the default route\"");
         hit = vs->default_route >= 0 ? &vs->routes[vs->default_route] : NULL;
     } else {
+        route_eval_t ev;
+        ev.req = req;
+        ev.have = 0;
         rdl_buf_puts(b, ",\"tried\":[");
         for (size_t i = 0; i < vs->nroutes && !hit; i++) {
             if (i)
                 rdl_buf_putc(b, ',');
-            if (tried(b, &vs->routes[i], i, req) != -1)
+            if (tried(b, &vs->routes[i], i, &ev) != -1)
                 hit = &vs->routes[i];
         }
         rdl_buf_putc(b, ']');

@@ -439,7 +439,7 @@ static int strmatch(ld_t *ld, struct fy_node *n, const char *path, bool presence
         return 0;
     char why[200];
     size_t at = 0;
-    m->re = route_re_compile(m->s, m->len, why, sizeof(why), &at);
+    m->re = route_re_compile(m->s, m->len, &m->filter, why, sizeof(why), &at);
     if (!m->re) {
         int rc = fail(ld, v, vp, "regex '%.80s' is not accepted (RE2 syntax, full match): %s "
                       "(at offset %zu)", m->s, why, at);
@@ -448,6 +448,22 @@ static int strmatch(ld_t *ld, struct fy_node *n, const char *path, bool presence
         return rc;
     }
     return add_regex(ld, m->re);
+}
+
+/* The cache slot of a header name, shared by every condition on it; -1 past the cache. */
+static int header_id(ld_t *ld, const char *name)
+{
+    rdl_route_table_t *t = ld->t;
+    for (size_t v = 0; v < t->nvs; v++)
+        for (size_t r = 0; r < t->vs[v].nroutes; r++)
+            for (size_t b = 0; b < t->vs[v].routes[r].nblocks; b++)
+                for (size_t c = 0; c < t->vs[v].routes[r].blocks[b].nconds; c++) {
+                    const route_cond_t *k = &t->vs[v].routes[r].blocks[b].conds[c];
+                    if (k->hid >= 0 && (k->kind == C_HEADER || k->kind == C_WITHOUT) &&
+                        strcmp(k->name, name) == 0)
+                        return k->hid;
+                }
+    return t->nheader_ids < ROUTE_HCACHE ? (int)t->nheader_ids++ : -1;
 }
 
 /* A map of name -> StringMatch (headers, withoutHeaders, queryParams) into conditions. */
@@ -477,10 +493,12 @@ static int cond_map(ld_t *ld, struct fy_node *n, const char *path, int kind, rou
         }
         route_cond_t *c = &out[(*nout)++];
         c->kind = kind;
+        c->hid = -1;
         c->name = rdl_arena_strndup(&ld->t->arena, name, len);
         c->name_len = len;
         if (!c->name)
             return oom(ld);
+        c->hid = kind == C_QUERY ? -1 : header_id(ld, c->name);
         if (strmatch(ld, fy_node_pair_value(p), kp, kind != C_QUERY, kind == C_QUERY, &c->m))
             return ld->err->code;
     }

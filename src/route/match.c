@@ -23,7 +23,7 @@ static bool sm_match(const route_strmatch_t *m, const char *s, size_t len)
         return len >= m->len && (m->icase ? strncasecmp(s, m->s, m->len) == 0
                                           : memcmp(s, m->s, m->len) == 0);
     case SM_REGEX:
-        return route_re_match(m->re, s, len);
+        return route_re_match(m->re, &m->filter, s, len);
     default:
         return true;                       /* SM_PRESENT: the caller checked presence */
     }
@@ -71,8 +71,23 @@ static const char *header(const rdl_route_request_t *req, const char *name, size
     return req->header ? req->header(req->header_arg, name, len) : NULL;
 }
 
-static bool cond_match(const route_cond_t *c, const rdl_route_request_t *req)
+/* A header's value through the evaluation's cache: one lookup per name per request. */
+static const char *cached_header(route_eval_t *ev, const route_cond_t *c, size_t *len)
 {
+    if (c->hid < 0)
+        return header(ev->req, c->name, len);
+    uint64_t bit = 1ull << c->hid;
+    if (!(ev->have & bit)) {
+        ev->val[c->hid] = header(ev->req, c->name, &ev->len[c->hid]);
+        ev->have |= bit;
+    }
+    *len = ev->len[c->hid];
+    return ev->val[c->hid];
+}
+
+static bool cond_match(const route_cond_t *c, route_eval_t *ev)
+{
+    const rdl_route_request_t *req = ev->req;
     const char *v;
     size_t len = 0;
     switch (c->kind) {
@@ -85,10 +100,10 @@ static bool cond_match(const route_cond_t *c, const rdl_route_request_t *req)
     case C_SCHEME:
         return sm_match(&c->m, req->scheme ? req->scheme : "", req->scheme_len);
     case C_HEADER:
-        v = header(req, c->name, &len);
+        v = cached_header(ev, c, &len);
         return v && sm_match(&c->m, v, len);
     case C_WITHOUT:
-        v = header(req, c->name, &len);
+        v = cached_header(ev, c, &len);
         return !v || !sm_match(&c->m, v, len);
     case C_QUERY:
         v = query_param(req, c->name, c->name_len, &len);
@@ -100,11 +115,10 @@ static bool cond_match(const route_cond_t *c, const rdl_route_request_t *req)
     }
 }
 
-bool route_block_match(const route_block_t *b, const rdl_route_request_t *req,
-                       const route_cond_t **failed)
+bool route_block_match(const route_block_t *b, route_eval_t *ev, const route_cond_t **failed)
 {
     for (size_t i = 0; i < b->nconds; i++) {
-        if (!cond_match(&b->conds[i], req)) {
+        if (!cond_match(&b->conds[i], ev)) {
             if (failed)
                 *failed = &b->conds[i];
             return false;
@@ -282,6 +296,9 @@ bool rdl_route_decide(const rdl_route_table_t *t, const rdl_route_request_t *req
             return true;
         }
     }
+    route_eval_t ev;
+    ev.req = req;
+    ev.have = 0;
     for (size_t i = 0; i < vs->nroutes; i++) {
         const route_http_t *r = &vs->routes[i];
         if (r->nblocks == 0) {
@@ -289,7 +306,7 @@ bool rdl_route_decide(const rdl_route_table_t *t, const rdl_route_request_t *req
             return true;
         }
         for (size_t j = 0; j < r->nblocks; j++) {
-            if (route_block_match(&r->blocks[j], req, NULL)) {
+            if (route_block_match(&r->blocks[j], &ev, NULL)) {
                 fill(t, vs, i, &r->blocks[j], req, rng, out);
                 return true;
             }

@@ -246,8 +246,59 @@ int route_re2_check(const char *p, size_t n, char *why, size_t whylen, size_t *a
     return 0;
 }
 
-pcre2_code *route_re_compile(const char *pattern, size_t len, char *why, size_t whylen,
-                             size_t *at)
+static void set_first(route_re_filter_t *f, unsigned c)
+{
+    f->first[c >> 3] |= (uint8_t)(1u << (c & 7));
+}
+
+/* Case-insensitive flags make PCRE2's first-unit data incomplete for us: no first filter. */
+static bool caseless(const char *p, size_t n)
+{
+    for (size_t i = 0; i + 2 < n; i++) {
+        if (p[i] != '(' || p[i + 1] != '?')
+            continue;
+        for (size_t j = i + 2; j < n && (is_flag(p[j])); j++)
+            if (p[j] == 'i')
+                return true;
+    }
+    return false;
+}
+
+/*
+ * The filter, from PCRE2's own analysis of the pattern compiled unanchored
+ * (the anchored compile skips the start-of-match study): a match of the full
+ * pattern at offset 0 starts with one of the bytes any match can start with.
+ */
+static void make_filter(const char *pattern, size_t len, pcre2_code *full, route_re_filter_t *f)
+{
+    memset(f, 0, sizeof(*f));
+    uint32_t minlen = 0, type = 0;
+    pcre2_pattern_info(full, PCRE2_INFO_MINLENGTH, &minlen);
+    f->minlen = minlen;
+    if (minlen == 0 || caseless(pattern, len))
+        return;
+    int e;
+    PCRE2_SIZE off;
+    pcre2_code *free_start = pcre2_compile((PCRE2_SPTR)pattern, len, PCRE2_UTF |
+                                           PCRE2_MATCH_INVALID_UTF | PCRE2_DOLLAR_ENDONLY, &e, &off, NULL);
+    if (!free_start)
+        return;
+    const uint8_t *bitmap = NULL;
+    uint32_t unit = 0;
+    pcre2_pattern_info(free_start, PCRE2_INFO_FIRSTCODETYPE, &type);
+    if (type == 1 && pcre2_pattern_info(free_start, PCRE2_INFO_FIRSTCODEUNIT, &unit) == 0 && unit < 256) {
+        set_first(f, unit);
+        f->has_first = true;
+    } else if (type == 0 && pcre2_pattern_info(free_start, PCRE2_INFO_FIRSTBITMAP, &bitmap) == 0 &&
+               bitmap) {
+        memcpy(f->first, bitmap, sizeof(f->first));
+        f->has_first = true;
+    }
+    pcre2_code_free(free_start);
+}
+
+pcre2_code *route_re_compile(const char *pattern, size_t len, route_re_filter_t *filter,
+                             char *why, size_t whylen, size_t *at)
 {
     if (route_re2_check(pattern, len, why, whylen, at))
         return NULL;
@@ -263,14 +314,19 @@ pcre2_code *route_re_compile(const char *pattern, size_t len, char *why, size_t 
         *at = off;
         return NULL;
     }
-    (void)pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);    /* the interpreter remains the fallback */
+    make_filter(pattern, len, re, filter);
+    filter->jit = pcre2_jit_compile(re, PCRE2_JIT_COMPLETE) == 0;   /* else the interpreter */
     return re;
 }
 
-/* Match data is per thread: it is written by every match. */
+/*
+ * Match data is per thread (every match writes it): found through a
+ * thread-local pointer on the fast path, freed at thread exit by a key.
+ */
 static pthread_key_t md_key;
 static pthread_once_t md_once = PTHREAD_ONCE_INIT;
 static pcre2_match_context *md_ctx;
+static _Thread_local pcre2_match_data *md_local;
 
 static void md_free(void *p)
 {
@@ -287,16 +343,26 @@ static void md_init(void)
     }
 }
 
-bool route_re_match(const pcre2_code *re, const char *s, size_t len)
+static pcre2_match_data *match_data(void)
 {
     pthread_once(&md_once, md_init);
-    pcre2_match_data *md = pthread_getspecific(md_key);
-    if (!md) {
-        md = pcre2_match_data_create(1, NULL);
-        if (!md)
-            return false;
-        pthread_setspecific(md_key, md);
-    }
-    int rc = pcre2_match(re, (PCRE2_SPTR)(s ? s : ""), len, 0, 0, md, md_ctx);
+    md_local = pcre2_match_data_create(1, NULL);
+    if (md_local)
+        pthread_setspecific(md_key, md_local);
+    return md_local;
+}
+
+bool route_re_match(const pcre2_code *re, const route_re_filter_t *f, const char *s, size_t len)
+{
+    if (len < f->minlen)
+        return false;
+    if (f->has_first && len > 0 &&
+        !(f->first[(unsigned char)s[0] >> 3] & (1u << ((unsigned char)s[0] & 7))))
+        return false;
+    pcre2_match_data *md = md_local ? md_local : match_data();
+    if (!md)
+        return false;
+    int rc = f->jit ? pcre2_jit_match(re, (PCRE2_SPTR)(s ? s : ""), len, 0, 0, md, md_ctx)
+                    : pcre2_match(re, (PCRE2_SPTR)(s ? s : ""), len, 0, 0, md, md_ctx);
     return rc >= 0;
 }

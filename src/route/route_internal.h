@@ -19,11 +19,24 @@
  * construct.
  */
 int route_re2_check(const char *pattern, size_t len, char *why, size_t whylen, size_t *at);
+/*
+ * A cheap test before the regex runs: values shorter than the pattern's
+ * shortest match, or starting with a byte no match can start with, cannot
+ * match. Most rules fail this way on most requests.
+ */
+typedef struct route_re_filter {
+    uint32_t minlen;            /* characters; a value of fewer bytes cannot match */
+    bool has_first;             /* first[] is exact: no match starts with a byte not in it */
+    bool jit;                   /* compiled by the JIT */
+    uint8_t first[32];          /* bitmap of possible first bytes */
+} route_re_filter_t;
+
 /* Compiles for full matching (anchored at both ends), JIT when available. */
-pcre2_code *route_re_compile(const char *pattern, size_t len, char *why, size_t whylen,
-                             size_t *at);
+pcre2_code *route_re_compile(const char *pattern, size_t len, route_re_filter_t *filter,
+                             char *why, size_t whylen, size_t *at);
 /* Full match of s against re. A match that hits the backtracking limit is no match. */
-bool route_re_match(const pcre2_code *re, const char *s, size_t len);
+bool route_re_match(const pcre2_code *re, const route_re_filter_t *filter, const char *s,
+                    size_t len);
 
 /* ---- rules ------------------------------------------------------------ */
 
@@ -34,6 +47,7 @@ typedef struct route_strmatch {
     const char *s;              /* exact / prefix text, or the regex source */
     size_t len;
     pcre2_code *re;             /* SM_REGEX */
+    route_re_filter_t filter;
     bool icase;                 /* ignoreUriCase on exact/prefix */
 } route_strmatch_t;
 
@@ -44,6 +58,7 @@ typedef struct route_cond {
     int kind;                   /* enum route_cond_kind */
     const char *name;           /* header or query parameter name (lowercase for headers) */
     size_t name_len;
+    int hid;                    /* headers: index in the per-decision lookup cache, -1 none */
     route_strmatch_t m;
     uint32_t port;              /* C_PORT */
 } route_cond_t;
@@ -114,13 +129,25 @@ struct rdl_route_table {
     char *sticky;
     size_t sticky_len;
     size_t nroutes;
+    size_t nheader_ids;         /* distinct header names the rules look at */
 };
+
+/*
+ * One evaluation of a request: header values are looked up once per name
+ * (rules naming the same header share the lookup), whatever the table size.
+ */
+#define ROUTE_HCACHE 64
+typedef struct route_eval {
+    const rdl_route_request_t *req;
+    uint64_t have;              /* bit i: val[i] was looked up */
+    const char *val[ROUTE_HCACHE];
+    size_t len[ROUTE_HCACHE];
+} route_eval_t;
 
 /* ---- match.c ---------------------------------------------------------- */
 
 /* Which condition of a block failed, for explain; NULL when the block matched. */
-bool route_block_match(const route_block_t *b, const rdl_route_request_t *req,
-                       const route_cond_t **failed);
+bool route_block_match(const route_block_t *b, route_eval_t *ev, const route_cond_t **failed);
 const route_vs_t *route_select_vs(const rdl_route_table_t *t, const rdl_route_request_t *req);
 /* The weighted pick: index into r->dests, from a 64-bit draw. */
 size_t route_pick(const route_http_t *r, uint64_t draw);
