@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "redline/route.h"
+#include "route/route_internal.h"
 
 static const char rules[] =
     "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: f}\n"
@@ -59,6 +60,30 @@ static rdl_route_table_t *table(void)
     return t;
 }
 
+/*
+ * The pre-filter must never reject what the regex matches: every subject is
+ * tried with the filter and with an empty one (which lets everything through).
+ */
+static void filter_agrees(const char *pat, size_t n, const uint8_t *data, size_t size)
+{
+    route_re_filter_t f, none;
+    char why[200];
+    size_t at;
+    pcre2_code *re = route_re_compile(pat, n, &f, why, sizeof(why), &at);
+    if (!re)
+        return;
+    memset(&none, 0, sizeof(none));
+    none.jit = f.jit;
+    const char *subjects[] = { pat, (const char *)data, "", "a", "A", "\xe2\x84\xaa", "0" };
+    size_t lens[] = { n, size, 0, 1, 1, 3, 1 };
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+        for (size_t k = 0; k <= lens[i] && k < 64; k += lens[i] > 8 ? lens[i] / 4 + 1 : 1)
+            if (route_re_match(re, &f, subjects[i] + k, lens[i] - k) !=
+                route_re_match(re, &none, subjects[i] + k, lens[i] - k))
+                __builtin_trap();
+    pcre2_code_free(re);
+}
+
 static void regex_path(const uint8_t *data, size_t size)
 {
     char yaml[1024];
@@ -68,6 +93,7 @@ static void regex_path(const uint8_t *data, size_t size)
         if (data[i] >= 0x20 && data[i] < 0x7f && data[i] != '\'')
             pat[n++] = (char)data[i];
     pat[n] = '\0';
+    filter_agrees(pat, n, data, size);
     snprintf(yaml, sizeof(yaml), "routes:\n  - match: [{uri: {regex: '%s'}}]\n", pat);
     rdl_route_table_t *t = NULL;
     rdl_error_t err;

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "redline/route.h"
+#include "route/route_internal.h"
 
 /* ---- a request built from a table row ------------------------------------ */
 
@@ -490,6 +491,34 @@ static void regex_semantics(void **state)
     assert_false(regex_hits("(a|a)*b", evil));
 }
 
+/* The first-byte / length filter never rejects a value the regex matches. */
+static void regex_filter_is_safe(void **state)
+{
+    const struct { const char *re, *value; bool match; } cases[] = {
+        { "abc", "abc", true }, { "abc", "xbc", false }, { "abc", "ab", false },
+        { "(?i)k", "K", true }, { "(?i)k", "\xe2\x84\xaa", true },      /* KELVIN SIGN folds to k */
+        { "(?i:s)x", "Sx", true }, { "beta|staff", "staff", true }, { "beta|staff", "alpha", false },
+        { "[0-9]+", "42", true }, { "\\d*", "", true }, { "a?b", "b", true }, { "\xc3\xa9t\xc3\xa9", "\xc3\xa9t\xc3\xa9", true },
+        { ".*foo.*", "a foo", true }, { "x{2,3}", "xx", true }, { "x{2,3}", "x", false },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        route_re_filter_t f, none;
+        char why[200];
+        size_t at;
+        pcre2_code *re = route_re_compile(cases[i].re, strlen(cases[i].re), &f, why, sizeof(why), &at);
+        assert_non_null(re);
+        memset(&none, 0, sizeof(none));
+        none.jit = f.jit;
+        size_t n = strlen(cases[i].value);
+        bool with = route_re_match(re, &f, cases[i].value, n);
+        bool without = route_re_match(re, &none, cases[i].value, n);
+        if (with != cases[i].match || without != cases[i].match)
+            fail_msg("%s on '%s': filtered %d, unfiltered %d, want %d", cases[i].re, cases[i].value,
+                     with, without, cases[i].match);
+        pcre2_code_free(re);
+    }
+}
+
 /* ---- weighted choice ----------------------------------------------------- */
 
 static const char split[] =
@@ -804,6 +833,7 @@ int main(void)
         cmocka_unit_test(malformed),
         cmocka_unit_test(regex_dialect),
         cmocka_unit_test(regex_semantics),
+        cmocka_unit_test(regex_filter_is_safe),
         cmocka_unit_test(weighted_split),
         cmocka_unit_test(sticky_never_flips),
         cmocka_unit_test(decision_fields),
