@@ -23,6 +23,26 @@ static void key(rdl_buf_t *b, const char *k, bool first)
     rdl_buf_putc(b, ':');
 }
 
+/* [fn(item 0), fn(item 1), ...] over n items of size bytes; arg is passed through. */
+typedef void (*item_fn)(rdl_buf_t *b, const void *item, const void *arg);
+
+static void array(rdl_buf_t *b, const void *items, size_t n, size_t size, item_fn fn,
+                  const void *arg)
+{
+    rdl_buf_putc(b, '[');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            rdl_buf_putc(b, ',');
+        fn(b, (const char *)items + i * size, arg);
+    }
+    rdl_buf_putc(b, ']');
+}
+
+static void str_item(rdl_buf_t *b, const void *item, const void *arg)
+{
+    str(b, *(const char *const *)item);
+}
+
 static void strmatch(rdl_buf_t *b, const route_strmatch_t *m)
 {
     rdl_buf_putc(b, '{');
@@ -36,8 +56,9 @@ static void strmatch(rdl_buf_t *b, const route_strmatch_t *m)
     rdl_buf_putc(b, '}');
 }
 
-static void cond(rdl_buf_t *b, const route_cond_t *c)
+static void cond(rdl_buf_t *b, const void *item, const void *arg)
 {
+    const route_cond_t *c = item;
     rdl_buf_putc(b, '{');
     key(b, "field", true);
     str(b, route_cond_kind_name(c->kind));
@@ -55,19 +76,15 @@ static void cond(rdl_buf_t *b, const route_cond_t *c)
     rdl_buf_putc(b, '}');
 }
 
-static void block(rdl_buf_t *b, const route_block_t *blk)
+static void block(rdl_buf_t *b, const void *item, const void *arg)
 {
+    const route_block_t *blk = item;
     rdl_buf_putc(b, '{');
     key(b, "name", true);
     str(b, blk->name);
     key(b, "conditions", false);
-    rdl_buf_putc(b, '[');
-    for (size_t i = 0; i < blk->nconds; i++) {
-        if (i)
-            rdl_buf_putc(b, ',');
-        cond(b, &blk->conds[i]);
-    }
-    rdl_buf_puts(b, "]}");
+    array(b, blk->conds, blk->nconds, sizeof(route_cond_t), cond, NULL);
+    rdl_buf_putc(b, '}');
 }
 
 static void kvs(rdl_buf_t *b, const rdl_route_kv_t *kv, size_t n)
@@ -86,13 +103,9 @@ static void ops(rdl_buf_t *b, const rdl_route_header_ops_t *o)
     kvs(b, o->set, o->nset);
     rdl_buf_puts(b, ",\"add\":");
     kvs(b, o->add, o->nadd);
-    rdl_buf_puts(b, ",\"remove\":[");
-    for (size_t i = 0; i < o->nremove; i++) {
-        if (i)
-            rdl_buf_putc(b, ',');
-        str(b, o->remove[i]);
-    }
-    rdl_buf_puts(b, "]}");
+    rdl_buf_puts(b, ",\"remove\":");
+    array(b, o->remove, o->nremove, sizeof(char *), str_item, NULL);
+    rdl_buf_putc(b, '}');
 }
 
 static void header_ops(rdl_buf_t *b, bool has_req, const rdl_route_header_ops_t *req,
@@ -115,8 +128,11 @@ static void header_ops(rdl_buf_t *b, bool has_req, const rdl_route_header_ops_t 
     rdl_buf_putc(b, '}');
 }
 
-static void dest(rdl_buf_t *b, const route_http_t *r, const route_dest_t *d)
+/* One destination; arg is its route (for its share of the weights). */
+static void dest(rdl_buf_t *b, const void *item, const void *arg)
 {
+    const route_dest_t *d = item;
+    const route_http_t *r = arg;
     rdl_buf_putc(b, '{');
     key(b, "host", true);
     str(b, d->host);
@@ -134,16 +150,10 @@ static void dest(rdl_buf_t *b, const route_http_t *r, const route_dest_t *d)
     rdl_buf_putc(b, '}');
 }
 
-static void destinations(rdl_buf_t *b, const route_http_t *r)
+static void destinations(rdl_buf_t *b, const char *name, const route_http_t *r)
 {
-    key(b, "route", false);
-    rdl_buf_putc(b, '[');
-    for (size_t i = 0; i < r->ndests; i++) {
-        if (i)
-            rdl_buf_putc(b, ',');
-        dest(b, r, &r->dests[i]);
-    }
-    rdl_buf_putc(b, ']');
+    key(b, name, false);
+    array(b, r->dests, r->ndests, sizeof(route_dest_t), dest, r);
 }
 
 static void policy(rdl_buf_t *b, const route_http_t *r)
@@ -168,22 +178,42 @@ static void policy(rdl_buf_t *b, const route_http_t *r)
     }
 }
 
-static void http_route(rdl_buf_t *b, const route_http_t *r)
+static void http_route(rdl_buf_t *b, const void *item, const void *arg)
 {
+    const route_http_t *r = item;
     rdl_buf_putc(b, '{');
     key(b, "name", true);
     str(b, r->name);
     key(b, "match", false);
-    rdl_buf_putc(b, '[');
-    for (size_t i = 0; i < r->nblocks; i++) {
-        if (i)
-            rdl_buf_putc(b, ',');
-        block(b, &r->blocks[i]);
-    }
-    rdl_buf_putc(b, ']');
-    destinations(b, r);
+    array(b, r->blocks, r->nblocks, sizeof(route_block_t), block, NULL);
+    destinations(b, "route", r);
     header_ops(b, r->has_req, &r->req, r->has_resp, &r->resp);
     policy(b, r);
+    rdl_buf_putc(b, '}');
+}
+
+static void virtual_service(rdl_buf_t *b, const void *item, const void *arg)
+{
+    const route_vs_t *vs = item;
+    rdl_buf_putc(b, '{');
+    key(b, "name", true);
+    str(b, vs->name);
+    key(b, "namespace", false);
+    str(b, vs->ns);
+    key(b, "hosts", false);
+    array(b, vs->hosts, vs->nhosts, sizeof(char *), str_item, NULL);
+    key(b, "http", false);
+    array(b, vs->routes, vs->nroutes, sizeof(route_http_t), http_route, NULL);
+    rdl_buf_putc(b, '}');
+}
+
+static void destination_rule(rdl_buf_t *b, const void *item, const void *arg)
+{
+    const route_dr_t *dr = item;
+    rdl_buf_puts(b, "{\"host\":");
+    str(b, dr->host);
+    key(b, "subsets", false);
+    array(b, dr->subsets, dr->nsubsets, sizeof(char *), str_item, NULL);
     rdl_buf_putc(b, '}');
 }
 
@@ -195,48 +225,13 @@ void rdl_route_dump(const rdl_route_table_t *t, rdl_buf_t *b)
     }
     rdl_buf_puts(b, "{\"bypass_header\":");
     str(b, t->bypass_len ? t->bypass : NULL);
-    rdl_buf_puts(b, ",\"sticky_header\":");
+    key(b, "sticky_header", false);
     str(b, t->sticky_len ? t->sticky : NULL);
-    rdl_buf_puts(b, ",\"virtual_services\":[");
-    for (size_t i = 0; i < t->nvs; i++) {
-        const route_vs_t *vs = &t->vs[i];
-        if (i)
-            rdl_buf_putc(b, ',');
-        rdl_buf_putc(b, '{');
-        key(b, "name", true);
-        str(b, vs->name);
-        key(b, "namespace", false);
-        str(b, vs->ns);
-        key(b, "hosts", false);
-        rdl_buf_putc(b, '[');
-        for (size_t j = 0; j < vs->nhosts; j++) {
-            if (j)
-                rdl_buf_putc(b, ',');
-            str(b, vs->hosts[j]);
-        }
-        rdl_buf_puts(b, "],\"http\":[");
-        for (size_t j = 0; j < vs->nroutes; j++) {
-            if (j)
-                rdl_buf_putc(b, ',');
-            http_route(b, &vs->routes[j]);
-        }
-        rdl_buf_puts(b, "]}");
-    }
-    rdl_buf_puts(b, "],\"destination_rules\":[");
-    for (size_t i = 0; i < t->ndr; i++) {
-        if (i)
-            rdl_buf_putc(b, ',');
-        rdl_buf_puts(b, "{\"host\":");
-        str(b, t->dr[i].host);
-        rdl_buf_puts(b, ",\"subsets\":[");
-        for (size_t j = 0; j < t->dr[i].nsubsets; j++) {
-            if (j)
-                rdl_buf_putc(b, ',');
-            str(b, t->dr[i].subsets[j]);
-        }
-        rdl_buf_puts(b, "]}");
-    }
-    rdl_buf_puts(b, "]}");
+    key(b, "virtual_services", false);
+    array(b, t->vs, t->nvs, sizeof(route_vs_t), virtual_service, NULL);
+    key(b, "destination_rules", false);
+    array(b, t->dr, t->ndr, sizeof(route_dr_t), destination_rule, NULL);
+    rdl_buf_putc(b, '}');
 }
 
 /* ---- explain ------------------------------------------------------------- */
@@ -269,7 +264,7 @@ static void actual(rdl_buf_t *b, const route_cond_t *c, const rdl_route_request_
 static void failed_cond(rdl_buf_t *b, const route_cond_t *c, const rdl_route_request_t *req)
 {
     rdl_buf_puts(b, ",\"failed\":");
-    cond(b, c);
+    cond(b, c, NULL);
     b->len--;                              /* reopen the object to add the request's value */
     rdl_buf_puts(b, ",\"actual\":");
     actual(b, c, req);
@@ -325,14 +320,7 @@ static void chosen(rdl_buf_t *b, const rdl_route_table_t *t, const route_http_t 
         str(b, r->ndests == 1 ? "single destination" : sticky ? "sticky on the request's key"
                : "weighted random (this answer shows one draw)");
     }
-    key(b, "destinations", false);
-    rdl_buf_putc(b, '[');
-    for (size_t i = 0; i < r->ndests; i++) {
-        if (i)
-            rdl_buf_putc(b, ',');
-        dest(b, r, &r->dests[i]);
-    }
-    rdl_buf_putc(b, ']');
+    destinations(b, "destinations", r);
     header_ops(b, r->has_req, &r->req, r->has_resp, &r->resp);
     policy(b, r);
 }

@@ -347,24 +347,48 @@ static int sequence(ld_t *ld, struct fy_node *n, const char *path, size_t *count
     return check_plain_node(ld, n, path);
 }
 
-static int string_list(ld_t *ld, struct fy_node *n, const char *path, const char ***out,
-                       size_t *count)
+/*
+ * A list of items: a zeroed array of count elements of size bytes (in *out
+ * before the first item is read), and fn for each item with its path
+ * ("path[i]"). empty: the message when the list must not be empty, or NULL.
+ */
+typedef int (*item_fn)(ld_t *ld, struct fy_node *e, const char *path, size_t i, void *elem,
+                       void *arg);
+
+static int list_of(ld_t *ld, struct fy_node *n, const char *path, size_t size, const char *empty,
+                   void *out, size_t *count, item_fn fn, void *arg)
 {
     if (sequence(ld, n, path, count))
         return ld->err->code;
-    const char **v = alloc(ld, *count * sizeof(*v));
+    if (*count == 0 && empty)
+        return fail(ld, n, path, "%s", empty);
+    char *v = alloc(ld, *count * size);
     if (!v)
         return oom(ld);
+    memcpy(out, &v, sizeof(v));
     void *it = NULL;
     struct fy_node *e;
     char p[PATH_MAX_LEN];
     for (size_t i = 0; (e = fy_node_sequence_iterate(n, &it)) != NULL; i++) {
         item(p, path, i);
-        if (!(v[i] = scalar(ld, e, p, NULL)))
+        if (fn(ld, e, p, i, v + i * size, arg))
             return ld->err->code;
     }
-    *out = v;
     return 0;
+}
+
+static int string_item(ld_t *ld, struct fy_node *e, const char *path, size_t i, void *elem,
+                       void *arg)
+{
+    const char **v = elem;
+    *v = scalar(ld, e, path, NULL);
+    return *v ? 0 : ld->err->code;
+}
+
+static int string_list(ld_t *ld, struct fy_node *n, const char *path, const char ***out,
+                       size_t *count)
+{
+    return list_of(ld, n, path, sizeof(char *), NULL, out, count, string_item, NULL);
 }
 
 static char *lower_copy(ld_t *ld, const char *s, size_t len)
@@ -516,8 +540,10 @@ static size_t map_count(struct fy_node *n)
     return n && fy_node_is_mapping(n) ? (size_t)fy_node_mapping_item_count(n) : 0;
 }
 
-static int match_block(ld_t *ld, struct fy_node *n, const char *path, route_block_t *b)
+static int match_block(ld_t *ld, struct fy_node *n, const char *path, size_t index, void *elem,
+                       void *arg)
 {
+    route_block_t *b = elem;
     if (check_map(ld, n, path, "a match block (HTTPMatchRequest)", block_fields, block_ignored))
         return ld->err->code;
     char p[PATH_MAX_LEN];
@@ -584,22 +610,8 @@ static int match_block(ld_t *ld, struct fy_node *n, const char *path, route_bloc
 
 static int match_list(ld_t *ld, struct fy_node *n, const char *path, route_http_t *r)
 {
-    if (sequence(ld, n, path, &r->nblocks))
-        return ld->err->code;
-    if (r->nblocks == 0)
-        return fail(ld, n, path, "an empty match list: drop it to match everything");
-    r->blocks = alloc(ld, r->nblocks * sizeof(route_block_t));
-    if (!r->blocks)
-        return oom(ld);
-    void *it = NULL;
-    struct fy_node *e;
-    char p[PATH_MAX_LEN];
-    for (size_t i = 0; (e = fy_node_sequence_iterate(n, &it)) != NULL; i++) {
-        item(p, path, i);
-        if (match_block(ld, e, p, &r->blocks[i]))
-            return ld->err->code;
-    }
-    return 0;
+    return list_of(ld, n, path, sizeof(route_block_t), "an empty match list: drop it to match "
+                   "everything", &r->blocks, &r->nblocks, match_block, NULL);
 }
 
 /* ---- header operations, fault, retries ---------------------------------- */
@@ -808,9 +820,11 @@ static int remember_subset(ld_t *ld, pendings_t *pd, struct fy_node *at, const c
     return 0;
 }
 
-static int destination(ld_t *ld, struct fy_node *n, const char *path, route_dest_t *d,
-                       pendings_t *pd)
+static int destination(ld_t *ld, struct fy_node *n, const char *path, size_t i, void *elem,
+                       void *arg)
 {
+    route_dest_t *d = elem;
+    pendings_t *pd = arg;
     static const char *const fields[] = { "destination", "weight", "headers", NULL };
     static const char *const dfields[] = { "host", "subset", "port", NULL };
     static const char *const pfields[] = { "number", NULL };
@@ -875,21 +889,9 @@ static int check_weights(ld_t *ld, struct fy_node *n, const char *path, route_ht
 static int route_list(ld_t *ld, struct fy_node *n, const char *path, route_http_t *r,
                       pendings_t *pd)
 {
-    if (sequence(ld, n, path, &r->ndests))
+    if (list_of(ld, n, path, sizeof(route_dest_t), "an http route needs at least one destination",
+                &r->dests, &r->ndests, destination, pd))
         return ld->err->code;
-    if (r->ndests == 0)
-        return fail(ld, n, path, "an http route needs at least one destination");
-    r->dests = alloc(ld, r->ndests * sizeof(route_dest_t));
-    if (!r->dests)
-        return oom(ld);
-    void *it = NULL;
-    struct fy_node *e;
-    char p[PATH_MAX_LEN];
-    for (size_t i = 0; (e = fy_node_sequence_iterate(n, &it)) != NULL; i++) {
-        item(p, path, i);
-        if (destination(ld, e, p, &r->dests[i], pd))
-            return ld->err->code;
-    }
     return check_weights(ld, n, path, r);
 }
 
@@ -955,9 +957,17 @@ static const char *const http_ignored[] = {
     "corsPolicy", NULL
 };
 
-static int http_route(ld_t *ld, struct fy_node *n, const char *path, const char *vs, size_t i,
-                      route_http_t *r, pendings_t *pd)
+typedef struct http_ctx {
+    const char *vs;
+    pendings_t *pd;
+} http_ctx_t;
+
+static int http_route(ld_t *ld, struct fy_node *n, const char *path, size_t i, void *elem,
+                      void *arg)
 {
+    route_http_t *r = elem;
+    const char *vs = ((http_ctx_t *)arg)->vs;
+    pendings_t *pd = ((http_ctx_t *)arg)->pd;
     if (check_map(ld, n, path, "an http route (HTTPRoute)", http_fields, http_ignored))
         return ld->err->code;
     if (route_name(ld, n, path, vs, i, r) || route_common(ld, n, path, r))
@@ -990,19 +1000,9 @@ static void set_default_route(route_vs_t *vs)
 static int http_list(ld_t *ld, struct fy_node *n, const char *path, route_vs_t *vs,
                      pendings_t *pd)
 {
-    if (sequence(ld, n, path, &vs->nroutes))
+    http_ctx_t hc = { vs->name, pd };
+    if (list_of(ld, n, path, sizeof(route_http_t), NULL, &vs->routes, &vs->nroutes, http_route, &hc))
         return ld->err->code;
-    vs->routes = alloc(ld, vs->nroutes * sizeof(route_http_t));
-    if (!vs->routes)
-        return oom(ld);
-    void *it = NULL;
-    struct fy_node *e;
-    char p[PATH_MAX_LEN];
-    for (size_t i = 0; (e = fy_node_sequence_iterate(n, &it)) != NULL; i++) {
-        item(p, path, i);
-        if (http_route(ld, e, p, vs->name, i, &vs->routes[i], pd))
-            return ld->err->code;
-    }
     ld->t->nroutes += vs->nroutes;
     set_default_route(vs);
     return 0;
@@ -1057,12 +1057,24 @@ static int virtual_service(ld_t *ld, struct fy_node *doc, struct fy_node *spec, 
     return 0;
 }
 
+static int subset_item(ld_t *ld, struct fy_node *e, const char *path, size_t i, void *elem,
+                       void *arg)
+{
+    static const char *const fields[] = { "name", NULL };
+    static const char *const ignored[] = { "labels", "trafficPolicy", NULL };
+    char q[PATH_MAX_LEN];
+    sub(q, path, "name");
+    if (check_map(ld, e, path, "a subset", fields, ignored))
+        return ld->err->code;
+    if (!get(e, "name"))
+        return fail(ld, e, q, "a subset needs a name");
+    return string_item(ld, get(e, "name"), q, i, elem, arg);
+}
+
 static int destination_rule(ld_t *ld, struct fy_node *doc, struct fy_node *spec)
 {
     static const char *const fields[] = { "host", "subsets", NULL };
     static const char *const ignored[] = { "trafficPolicy", "exportTo", "workloadSelector", NULL };
-    static const char *const sfields[] = { "name", NULL };
-    static const char *const signored[] = { "labels", "trafficPolicy", NULL };
     const char *name, *ns;
     if (metadata(ld, doc, &name, &ns) ||
         check_map(ld, spec, "spec", "a DestinationRule spec", fields, ignored))
@@ -1081,25 +1093,8 @@ static int destination_rule(ld_t *ld, struct fy_node *doc, struct fy_node *spec)
     struct fy_node *subs = get(spec, "subsets");
     if (!subs)
         return 0;
-    if (sequence(ld, subs, "spec.subsets", &dr->nsubsets))
-        return ld->err->code;
-    dr->subsets = alloc(ld, dr->nsubsets * sizeof(char *));
-    if (!dr->subsets)
-        return oom(ld);
-    void *it = NULL;
-    struct fy_node *e;
-    char p[PATH_MAX_LEN], q[PATH_MAX_LEN];
-    for (size_t i = 0; (e = fy_node_sequence_iterate(subs, &it)) != NULL; i++) {
-        item(p, "spec.subsets", i);
-        sub(q, p, "name");
-        if (check_map(ld, e, p, "a subset", sfields, signored))
-            return ld->err->code;
-        if (!get(e, "name"))
-            return fail(ld, e, q, "a subset needs a name");
-        if (!(dr->subsets[i] = scalar(ld, get(e, "name"), q, NULL)))
-            return ld->err->code;
-    }
-    return 0;
+    return list_of(ld, subs, "spec.subsets", sizeof(char *), NULL, &dr->subsets, &dr->nsubsets,
+                   subset_item, NULL);
 }
 
 /* The short form: routes: [{name, match, subset | weights, headers, fault, timeout, retries}]. */
@@ -1130,8 +1125,10 @@ static int short_weights(ld_t *ld, struct fy_node *n, const char *path, route_ht
     return check_weights(ld, n, path, r);
 }
 
-static int short_route(ld_t *ld, struct fy_node *n, const char *path, size_t i, route_http_t *r)
+static int short_route(ld_t *ld, struct fy_node *n, const char *path, size_t i, void *elem,
+                       void *arg)
 {
+    route_http_t *r = elem;
     if (check_map(ld, n, path, "a route", short_fields, NULL))
         return ld->err->code;
     if (route_name(ld, n, path, "routes", i, r) || route_common(ld, n, path, r))
@@ -1168,20 +1165,9 @@ static int short_form(ld_t *ld, struct fy_node *doc)
         return oom(ld);
     vs->name = "routes";
     vs->ns = "";
-    struct fy_node *n = get(doc, "routes");
-    if (sequence(ld, n, "routes", &vs->nroutes))
+    if (list_of(ld, get(doc, "routes"), "routes", sizeof(route_http_t), NULL, &vs->routes,
+                &vs->nroutes, short_route, NULL))
         return ld->err->code;
-    vs->routes = alloc(ld, vs->nroutes * sizeof(route_http_t));
-    if (!vs->routes)
-        return oom(ld);
-    void *it = NULL;
-    struct fy_node *e;
-    char p[PATH_MAX_LEN];
-    for (size_t i = 0; (e = fy_node_sequence_iterate(n, &it)) != NULL; i++) {
-        item(p, "routes", i);
-        if (short_route(ld, e, p, i, &vs->routes[i]))
-            return ld->err->code;
-    }
     ld->t->nroutes += vs->nroutes;
     set_default_route(vs);
     return 0;
