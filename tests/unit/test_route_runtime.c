@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "redline/runtime.h"
+#include "redline/metrics.h"
 
 static char routes_path[64];
 
@@ -196,7 +197,19 @@ static void reload_under_load(void **state)
     assert_non_null(strstr(resp, "x-color: blue"));
     rdl_server_route_stats(srv, &s);
     assert_int_equal(s.reload_failures, 1);
+    /* the counters are metrics of the default registry while the server lives */
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    assert_int_equal(rdl_metrics_expose(NULL, RDL_FMT_TEXT, &b), 0);
+    assert_non_null(strstr(b.data, "\nredline_route_reload_failures_total 1\n"));
+    assert_non_null(strstr(b.data, "\nredline_route_reloads_total 41\n"));
+    assert_non_null(strstr(b.data, "\nredline_route_decisions_total 301\n"));
+    rdl_buf_free(&b);
     stop();
+    rdl_buf_init(&b);
+    assert_int_equal(rdl_metrics_expose(NULL, RDL_FMT_TEXT, &b), 0);
+    assert_null(strstr(b.data, "redline_route_"));           /* removed with the server */
+    rdl_buf_free(&b);
 }
 
 /* ---- faults --------------------------------------------------------------------- */
