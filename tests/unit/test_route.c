@@ -745,6 +745,34 @@ static void virtual_service_by_host(void **state)
     rdl_route_table_unref(t);
 }
 
+/* More header names than the per-decision cache holds: the rest are looked up directly. */
+static void many_header_names(void **state)
+{
+    rdl_buf_t y;
+    rdl_buf_init(&y);
+    rdl_buf_puts(&y, VS);
+    for (int i = 0; i < 80; i++)
+        rdl_buf_printf(&y, "  - name: r%d\n    match: [{headers: {x-h%d: {exact: v%d}}, "
+                       "withoutHeaders: {x-h%d: {exact: no}}}]\n" ROUTE, i, i, i, i);
+    rdl_route_table_t *t = load_ok(y.data, NULL);
+    for (int i = 0; i < 80; i += 7) {
+        char name[16], value[16];
+        snprintf(name, sizeof(name), "x-h%d", i);
+        snprintf(value, sizeof(value), "v%d", i);
+        req_t r = { .headers = { { "x-other", "1" }, { name, value } } };
+        rdl_route_request_t v = view(&r);
+        rdl_route_decision_t d;
+        assert_true(rdl_route_decide(t, &v, NULL, &d));
+        assert_int_equal(d.route_index, i);
+    }
+    req_t none = { .headers = { { "x-h79", "v78" } } };
+    rdl_route_request_t v = view(&none);
+    rdl_route_decision_t d;
+    assert_false(rdl_route_decide(t, &v, NULL, &d));
+    rdl_route_table_unref(t);
+    rdl_buf_free(&y);
+}
+
 /* ---- explain, dump, baggage ------------------------------------------------ */
 
 static json_t *parse(const rdl_buf_t *b)
@@ -840,6 +868,7 @@ int main(void)
         cmocka_unit_test(faults),
         cmocka_unit_test(short_form),
         cmocka_unit_test(virtual_service_by_host),
+        cmocka_unit_test(many_header_names),
         cmocka_unit_test(explain_and_dump),
         cmocka_unit_test(baggage),
         cmocka_unit_test(load_file),
