@@ -20,13 +20,14 @@
 #define KEY_LISTEN "server.listen"
 #define KEY_ADMIN_LISTEN "server.admin_listen"
 #define KEY_DATA_DIR "coursed.data_dir"
+#define KEY_ROUTES "routes.file"
 
 #define EXIT_USAGE 2
 
 static void usage(FILE *out, const rdl_config_t *cfg)
 {
     fputs("usage: coursed [serve] [--config FILE] [--listen HOST:PORT] [--admin-listen HOST:PORT]\n"
-          "               [--data-dir DIR] [--upstream NAME=URL]... [--set KEY=VALUE]...\n"
+          "               [--data-dir DIR] [--routes FILE] [--upstream NAME=URL]... [--set KEY=VALUE]...\n"
           "       coursed warmup [same flags]   run the start-up checks once, exit 0 or 1\n"
           "       coursed help | --help\n"
           "\n"
@@ -67,6 +68,7 @@ static const flag_t flags[] = {
     { "--listen", FLAG_KEY, KEY_LISTEN },
     { "--admin-listen", FLAG_KEY, KEY_ADMIN_LISTEN },
     { "--data-dir", FLAG_KEY, KEY_DATA_DIR },
+    { "--routes", FLAG_KEY, KEY_ROUTES },
     { "--set", FLAG_SET, NULL },
     { "--config", FLAG_CONFIG, NULL },
     { "--upstream", FLAG_UPSTREAM, NULL },

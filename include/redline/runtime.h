@@ -82,6 +82,11 @@ typedef struct rdl_server_opts {
     char *trace_propagators;    /* "" = OTEL_PROPAGATORS, else "tracecontext,baggage" */
     bool trace_response_header; /* answer with the server span's traceparent */
     bool trace_keep_errors;     /* export unsampled traces whose server span ends in error */
+    /* traffic coloring and routing (docs/routing.md) */
+    char *routes_file;          /* VirtualService/DestinationRule YAML; "" = no routing */
+    char *routes_bypass_header; /* present on a request => the default route; "" = none */
+    char *routes_sticky_header; /* weighted choice sticky on this header; "" = random */
+    uint64_t routes_watch_ms;   /* how often the file is checked for changes; 0 = only SIGHUP */
 } rdl_server_opts_t;
 
 /* Production defaults (documented in docs/runtime.md). */
@@ -109,7 +114,9 @@ typedef void (*rdl_handler_fn)(rdl_req_t *req, void *arg);
  * added (DESIGN.md: limits & recover -> trace -> coloring -> RED metrics ->
  * access log -> SLO -> handler).
  *   enter:       before the handler; return 0 to go on, or answer the request
- *                (rdl_resp_send) and return 1 to stop the chain.
+ *                (rdl_resp_send) and return 1 to stop the chain. A middleware
+ *                may also return 1 without answering and continue the chain
+ *                later, from the I/O thread, with rdl_req_resume (a delay).
  *   before_send: just before the response head is written (add headers).
  *   leave:       after the response is complete or the connection was lost
  *                (rdl_req_status / rdl_req_bytes_out then final), in reverse
@@ -230,6 +237,35 @@ int rdl_req_status(const rdl_req_t *req);
 uint64_t rdl_req_bytes_in(const rdl_req_t *req);
 uint64_t rdl_req_bytes_out(const rdl_req_t *req);
 bool rdl_req_answered(const rdl_req_t *req);
+
+/*
+ * Continues the middleware chain after the middleware that returned 1 without
+ * answering: the next middleware, then the handler. On the request's I/O
+ * thread, outside any hook. RDL_ESTATE if the request was answered meanwhile
+ * (its deadline passed) or its connection is gone.
+ */
+int rdl_req_resume(rdl_req_t *req);
+
+/* ---- routing ----------------------------------------------------------- */
+
+/* Counters of the coloring middleware and of rule reloads (exported as metrics). */
+typedef struct rdl_server_route_stats {
+    uint64_t decisions;         /* requests that got a route */
+    uint64_t unmatched;         /* requests no route matched */
+    uint64_t bypassed;          /* requests the bypass header sent to the default route */
+    uint64_t delays, aborts;    /* faults injected */
+    uint64_t reloads;           /* successful loads, the first included */
+    uint64_t reload_failures;   /* refused files: the previous rules stayed */
+} rdl_server_route_stats_t;
+
+/* Any thread. All zero when routing is off. */
+void rdl_server_route_stats(const rdl_server_t *srv, rdl_server_route_stats_t *out);
+/*
+ * Loads the routes file again now (as SIGHUP does): validated, then swapped in
+ * atomically; on error the rules in use stay and err says why. Any thread,
+ * after rdl_server_run has started; RDL_ESTATE when routing is off.
+ */
+int rdl_server_reload_routes(rdl_server_t *srv, rdl_error_t *err);
 
 /* ---- blocking work --------------------------------------------------- */
 

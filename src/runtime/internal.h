@@ -140,6 +140,7 @@ struct rdl_server {
     int log_collector;          /* its metrics collector id in the default registry; 0 = none */
     bool log_var;               /* it published "log" in /debug/vars */
     struct rt_trace *trace;     /* trace_mw.c's state; NULL until rdl_server_run */
+    struct rt_routing *routing; /* route_mw.c; NULL when routing is off */
 };
 
 /* One request/response exchange; one at a time per connection. */
@@ -162,6 +163,7 @@ struct rdl_req {
     uint64_t bytes_out;
     rdl_buf_t resp_headers;     /* "Name: value\r\n" lines added by the handler */
     void *slots[RDL_REQ_SLOTS];
+    struct rt_route_req *route; /* the coloring middleware's state (route_mw.c) */
     /* offload */
     rdl_pool_task_t task;
     rdl_req_work_fn work;
@@ -235,6 +237,14 @@ void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const c
 
 /* outbound.c */
 void rt_outbound_free(rt_outbound_t *ob);
+/* route_mw.c: traffic coloring (the order of calls is the lifecycle's) */
+int rt_route_config(rdl_server_opts_t *opts, rdl_config_t *cfg);  /* routes.* keys */
+int rt_route_install(rdl_server_t *srv);        /* rdl_server_new: middleware, admin endpoints */
+/* rdl_server_run: the fault middleware (last before the handler), then the first load */
+int rt_route_load(rdl_server_t *srv, rdl_error_t *err);
+void rt_route_watch(rdl_server_t *srv);         /* control loop up: SIGHUP, file changes */
+void rt_route_unwatch(rdl_server_t *srv);       /* control loop closing */
+void rt_route_free(rdl_server_t *srv);          /* rdl_server_free */
 
 /* admin.c */
 int rt_admin_register(rdl_server_t *srv);

@@ -55,6 +55,10 @@ void rdl_server_opts_default(rdl_server_opts_t *o)
     o->trace_enabled = true;
     o->trace_endpoint = "";
     o->trace_propagators = "";
+    o->routes_file = "";
+    o->routes_bypass_header = "x-redline-bypass";
+    o->routes_sticky_header = "";
+    o->routes_watch_ms = 1000;
     rt_log_opts_default(o);
     rt_metrics_defaults(o);
 }
@@ -93,7 +97,9 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
         rc = rt_log_opts_config(o, cfg);
     if (rc == 0)
         rc = rt_metrics_config(o, cfg);
-    return rc ? rc : rt_trace_opts_config(o, cfg);
+    if (rc == 0)
+        rc = rt_trace_opts_config(o, cfg);
+    return rc ? rc : rt_route_config(o, cfg);
 }
 
 /* ---- Date header ----------------------------------------------------- */
@@ -204,7 +210,9 @@ int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
     if (rc == 0)
         rc = rt_log_admin_register(srv);
     if (rc == 0)
-        rc = rt_trace_install(srv);        /* outermost: trace, then RED metrics, then the access log */
+        rc = rt_trace_install(srv);        /* outermost: trace, coloring, RED metrics, access log */
+    if (rc == 0)
+        rc = rt_route_install(srv);
     if (rc == 0)
         rc = rt_metrics_install(srv);
     if (rc == 0)
@@ -225,6 +233,7 @@ void rdl_server_free(rdl_server_t *srv)
     rt_log_stop(srv);
     uv_mutex_destroy(&srv->ctl_mu);
     rt_outbound_free(srv->outbound);
+    rt_route_free(srv);
     rt_router_free(&srv->app_router);
     rt_router_free(&srv->admin_router);
     free(srv->threads);
@@ -557,6 +566,7 @@ static void close_ctl(rdl_server_t *srv)
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->grace_timer, NULL);
     uv_close((uv_handle_t *)&srv->ctl_wake, NULL);
+    rt_route_unwatch(srv);
 }
 
 static void on_ctl_wake(uv_async_t *a)
@@ -630,6 +640,8 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
         return rc;
     srv->nthreads = (int)srv->opts.threads;
     srv->nall = srv->nthreads + (srv->opts.admin_listen[0] ? 1 : 0);
+    if ((rc = rt_route_load(srv, err)) != 0)
+        return rc;
     srv->threads = calloc((size_t)srv->nall, sizeof(rt_thread_t));
     int *fds = malloc((size_t)srv->nall * sizeof(int));
     if (!srv->threads || !fds) {
@@ -673,6 +685,7 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
+    rt_route_watch(srv);
     uv_mutex_lock(&srv->ctl_mu);
     atomic_store(&srv->ctl_up, true);
     if (atomic_load(&srv->shutdown_requested))
