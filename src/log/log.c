@@ -233,7 +233,7 @@ static bool iov_room(rdl_logger_t *lg, size_t need)
 
 static void do_reopen(rdl_logger_t *lg)
 {
-    if (!atomic_exchange(&lg->reopen, false) || lg->sink != RDL_LOG_FILE)
+    if (lg->sink != RDL_LOG_FILE)
         return;
     int fd = open_file(lg->path);
     if (fd < 0) {
@@ -310,9 +310,11 @@ static void *writer_main(void *arg)
     for (;;) {
         uint64_t req = atomic_load(&lg->flush_req);
         bool stopping = atomic_load(&lg->stop);
-        do_reopen(lg);
+        bool reopen = atomic_exchange(&lg->reopen, false);
         size_t n = drain_once(lg);
         complete_flushes(lg, req);  /* the pass covered every line accepted before req */
+        if (reopen)
+            do_reopen(lg);          /* after the pass: lines from before the request stay in the old file */
         if (stopping) {
             if (n == 0)
                 break;

@@ -670,8 +670,8 @@ static void test_reopen(void **state)
     assert_int_equal(rdl_log_flush(lg, 10000), 0);
     snprintf(moved, sizeof(moved), "%s.1", path);
     assert_int_equal(rename(path, moved), 0);           /* what logrotate does */
+    /* no flush: a line accepted before the reopen is asked for belongs to the old file */
     rdl_log(lg, RDL_LOG_INFO, "still old", NULL, 0);
-    assert_int_equal(rdl_log_flush(lg, 10000), 0);
     rdl_log_reopen(lg);
     rdl_log_stats_t st;
     for (int i = 0; i < 1000; i++) {                    /* the writer reopens on its next pass */
