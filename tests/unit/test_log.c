@@ -179,7 +179,7 @@ static void test_property_random_fields(void **state)
     char keys[3][24], vals[3][200], msg[200], svc[40];
     int valid_seen = 0;
 
-    for (int iter = 0; iter < 20000; iter++) {
+    for (int iter = 0; iter < 10000; iter++) {
         rdl_log_field_t f[3];
         size_t kn[3], vn[3];
         /* keys: NUL-terminated, so no NUL inside; must differ from each other and the fixed ones */
