@@ -417,11 +417,14 @@ static file_lines_t read_lines(const char *path)
     file_lines_t fl = { NULL, 0 };
     FILE *f = fopen(path, "r");
     char *buf = NULL;
-    size_t cap = 0;
+    size_t cap = 0, room = 0;
     ssize_t r;
     assert_non_null(f);
     while ((r = getline(&buf, &cap, f)) > 0) {
-        fl.lines = realloc(fl.lines, (fl.n + 1) * sizeof(char *));
+        if (fl.n == room) {
+            room = room ? room * 2 : 64;
+            fl.lines = realloc(fl.lines, room * sizeof(char *));
+        }
         fl.lines[fl.n++] = strndup(buf, (size_t)r);
     }
     free(buf);
