@@ -8,16 +8,21 @@
  */
 #include "handlers.h"
 #include "payload.h"
+#include "stats.h"
+#include "redline/trace.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
 /* Room for one course or enrollment object, so its body takes one allocation. */
 #define BODY_HINT 256
+#define TENANT_MAX 64
 
 /* One request's work: what the worker needs and what it found. */
 typedef struct job {
     store_t *st;
+    const handlers_t *h;
     int64_t id;                 /* the path's course or enrollment id */
     store_enroll_in_t in;       /* POST enrollments only */
     int rc;                     /* the store's result */
@@ -25,6 +30,7 @@ typedef struct job {
     bool replayed;
     int64_t enrollment_id;      /* for Location on a 201 */
     rdl_buf_t body;
+    const char *tenant;         /* X-Tenant-ID when sent and well-formed, else NULL */
 } job_t;
 
 /* Parses a path id: decimal digits only, 1 .. INT64_MAX. */
@@ -58,7 +64,70 @@ static bool path_id(rdl_req_t *req, const char *what, int64_t *id)
     return false;
 }
 
-static job_t *job_new(rdl_req_t *req, store_t *st)
+/* X-Tenant-ID: 1 to 64 of A-Z a-z 0-9 . _ - (anything else is not a tenant id and is ignored). */
+static const char *tenant_of(rdl_req_t *req)
+{
+    size_t n;
+    const char *v = rdl_req_header(req, "X-Tenant-ID", &n);
+    if (!v || n == 0 || n > TENANT_MAX)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return NULL;
+    }
+    return rdl_arena_strndup(&rdl_req_ctx(req)->arena, v, n);
+}
+
+/*
+ * A CLIENT span for one store call, child of the request's server span, on
+ * the pool worker: the SQLite time of a request shows in its trace with the
+ * business keys (course.id, tenant.id) to find it by.
+ */
+static rdl_span_t *db_span(rdl_req_t *req, const job_t *job, const char *op, const char *table,
+                           int64_t course_id)
+{
+    rdl_span_t *server = rdl_req_ctx(req)->span;
+    if (!server)
+        return NULL;
+    char name[64];
+    snprintf(name, sizeof(name), "%s %s", op, table);
+    rdl_span_t *s = rdl_span_start(NULL, name, RDL_SPAN_CLIENT, server);
+    if (!rdl_span_recording(s))
+        return s;
+    rdl_span_set_str(s, "db.system.name", "sqlite", 6);
+    rdl_span_set_str(s, "db.operation.name", op, strlen(op));
+    rdl_span_set_str(s, "db.collection.name", table, strlen(table));
+    if (course_id)
+        rdl_span_set_int(s, "course.id", course_id);
+    if (job->tenant)
+        rdl_span_set_str(s, "tenant.id", job->tenant, strlen(job->tenant));
+    return s;
+}
+
+/* Ends a store call's span: not-found is an answer, every other failure an error. */
+static void db_span_end(rdl_span_t *s, int rc)
+{
+    if (rc && rc != RDL_ENOENT) {
+        const char *type = rc == RDL_ETIMEDOUT ? "timeout" : "sqlite_error";
+        rdl_span_set_str(s, "error.type", type, strlen(type));
+        rdl_span_set_status(s, RDL_STATUS_ERROR, rdl_strerror(rc));
+    }
+    rdl_span_end(s);
+}
+
+/* The request's business keys on its server span (I/O thread). */
+static void tag_request(rdl_req_t *req, const job_t *job, const char *key, int64_t id)
+{
+    rdl_span_t *server = rdl_req_ctx(req)->span;
+    if (key)
+        rdl_span_set_int(server, key, id);
+    if (job->tenant)
+        rdl_span_set_str(server, "tenant.id", job->tenant, strlen(job->tenant));
+}
+
+static job_t *job_new(rdl_req_t *req, const handlers_t *h)
 {
     job_t *job = rdl_arena_alloc(&rdl_req_ctx(req)->arena, sizeof(*job));
     if (!job) {
@@ -66,7 +135,9 @@ static job_t *job_new(rdl_req_t *req, store_t *st)
         return NULL;
     }
     memset(job, 0, sizeof(*job));
-    job->st = st;
+    job->h = h;
+    job->st = h->st;
+    job->tenant = tenant_of(req);
     rdl_buf_init(&job->body);
     return job;
 }
@@ -158,16 +229,69 @@ static void course_work(rdl_req_t *req, void *arg)
     if (expired(req, job))
         return;
     rdl_buf_reserve(&job->body, BODY_HINT);
+    rdl_span_t *span = db_span(req, job, "SELECT", "courses", job->id);
     job->rc = store_get_course(job->st, job->id, emit_course, &job->body);
+    db_span_end(span, job->rc);
+}
+
+/*
+ * Copies the upstream's "suggestions" array (course ids) into the course
+ * object; an answer that is not that shape is a failure like any other.
+ */
+static bool add_suggestions(job_t *job, const char *body, size_t len)
+{
+    json_error_t je;
+    json_t *doc = json_loadb(body, len, 0, &je);
+    json_t *list = json_object_get(doc, "suggestions");
+    bool ok = json_is_array(list) && job->body.len > 0 && job->body.data[job->body.len - 1] == '}';
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v)
+        ok = ok && json_is_integer(v) && json_integer_value(v) > 0;
+    if (ok) {
+        job->body.len--;            /* reopen the object */
+        rdl_buf_puts(&job->body, ",\"suggestions\":[");
+        json_array_foreach(list, i, v) {
+            if (i)
+                rdl_buf_putc(&job->body, ',');
+            rdl_buf_put_i64(&job->body, (int64_t)json_integer_value(v));
+        }
+        rdl_buf_puts(&job->body, "]}");
+    }
+    json_decref(doc);
+    return ok;
+}
+
+/* The weak dependency's fallback: no suggestions, the course still answers. */
+static void suggestions_done(rdl_req_t *req, const rdl_call_result_t *res, void *arg)
+{
+    job_t *job = arg;
+    bool failed = rdl_call_failed(res);         /* the runtime has marked these degraded */
+    if (failed || res->status != 200 || !add_suggestions(job, res->body, res->body_len)) {
+        if (!failed)
+            rdl_req_degraded(req, "recommend");  /* answered, but not with suggestions */
+        job->body.len--;
+        rdl_buf_puts(&job->body, ",\"suggestions\":[]}");
+    }
+    reply_json(req, job, 200);
+    rdl_buf_free(&job->body);
 }
 
 static void course_done(rdl_req_t *req, void *arg)
 {
     job_t *job = arg;
-    if (job->rc)
+    if (job->rc) {
         reply_failure(req, job, "course_not_found", "course");
-    else
+    } else if (job->h->recommend) {
+        char path[64];
+        snprintf(path, sizeof(path), "/recommend?course=%lld", (long long)job->id);
+        rdl_call_t call = { .method = "GET", .path = path, .idempotent = -1 };
+        if (rdl_req_call(req, "recommend", &call, suggestions_done, job) == 0)
+            return;                 /* the body is freed when the call is done */
         reply_json(req, job, 200);
+    } else {
+        reply_json(req, job, 200);
+    }
     rdl_buf_free(&job->body);
 }
 
@@ -180,6 +304,7 @@ static void get_course(rdl_req_t *req, void *arg)
     if (!job)
         return;
     job->id = id;
+    tag_request(req, job, "course.id", id);
     offload(req, course_work, course_done, job);
 }
 
@@ -191,7 +316,9 @@ static void courses_work(rdl_req_t *req, void *arg)
         return;
     rdl_buf_reserve(&job->body, 4 * BODY_HINT);
     rdl_buf_puts(&job->body, "{\"courses\":[");
+    rdl_span_t *span = db_span(req, job, "SELECT", "courses", 0);
     job->rc = store_list_courses(job->st, emit_listed_course, &list);
+    db_span_end(span, job->rc);
     rdl_buf_puts(&job->body, "]}");
 }
 
@@ -208,8 +335,10 @@ static void courses_done(rdl_req_t *req, void *arg)
 static void list_courses(rdl_req_t *req, void *arg)
 {
     job_t *job = job_new(req, arg);
-    if (job)
-        offload(req, courses_work, courses_done, job);
+    if (!job)
+        return;
+    tag_request(req, job, NULL, 0);
+    offload(req, courses_work, courses_done, job);
 }
 
 /* ---- enrollments ----------------------------------------------------- */
@@ -225,7 +354,10 @@ static void enrollment_work(rdl_req_t *req, void *arg)
     if (expired(req, job))
         return;
     rdl_buf_reserve(&job->body, BODY_HINT);
+    rdl_span_t *span = db_span(req, job, "SELECT", "enrollments", 0);
+    rdl_span_set_int(span, "enrollment.id", job->id);
     job->rc = store_get_enrollment(job->st, job->id, emit_enrollment, &job->body);
+    db_span_end(span, job->rc);
 }
 
 static void enrollment_done(rdl_req_t *req, void *arg)
@@ -247,6 +379,7 @@ static void get_enrollment(rdl_req_t *req, void *arg)
     if (!job)
         return;
     job->id = id;
+    tag_request(req, job, "enrollment.id", id);
     offload(req, enrollment_work, enrollment_done, job);
 }
 
@@ -256,7 +389,13 @@ static void enroll_work(rdl_req_t *req, void *arg)
     store_enroll_out_t out = { 0 };
     if (expired(req, job))
         return;
+    rdl_span_t *span = db_span(req, job, "INSERT", "enrollments", job->in.course_id);
     job->rc = store_enroll(job->st, &job->in, &out);
+    if (job->rc == 0) {
+        rdl_span_set_int(span, "coursed.outcome_status", out.status);
+        rdl_span_set_bool(span, "coursed.idempotent_replay", out.replayed);
+    }
+    db_span_end(span, job->rc);
     job->status = out.status;
     job->replayed = out.replayed;
     job->enrollment_id = out.enrollment_id;
@@ -270,9 +409,27 @@ static void enroll_work(rdl_req_t *req, void *arg)
     rdl_log(NULL, job->rc ? RDL_LOG_WARN : RDL_LOG_INFO, "enrollment", f, job->rc ? 5 : 4);
 }
 
+/* The outcome of an enrollment as the business metric counts it. */
+static stats_result_t enroll_result(const job_t *job)
+{
+    if (job->rc)
+        return job->rc == RDL_ENOENT ? STATS_NOT_FOUND
+               : job->rc == RDL_ETIMEDOUT ? STATS_UNAVAILABLE : STATS_ERROR;
+    if (job->replayed)
+        return STATS_REPLAYED;
+    switch (job->status) {
+    case 201: return STATS_CREATED;
+    case 404: return STATS_NOT_FOUND;
+    case 409: return STATS_FULL;
+    case 422: return STATS_KEY_REUSED;
+    default: return STATS_ERROR;
+    }
+}
+
 static void enroll_done(rdl_req_t *req, void *arg)
 {
     job_t *job = arg;
+    stats_enrollment(enroll_result(job));
     if (job->rc) {
         reply_failure(req, job, "course_not_found", "course");
     } else {
@@ -288,11 +445,44 @@ static void enroll_done(rdl_req_t *req, void *arg)
     rdl_buf_free(&job->body);
 }
 
+/*
+ * The strong dependency: no seat is taken before payment says yes. When it
+ * fails the runtime has already answered 503 with Retry-After; a refusal
+ * (4xx) is the payment service's answer and is passed on as 402.
+ */
+static void authorized(rdl_req_t *req, const rdl_call_result_t *res, void *arg)
+{
+    job_t *job = arg;
+    if (rdl_req_answered(req))
+        return;
+    if (res->status >= 200 && res->status < 300)
+        offload(req, enroll_work, enroll_done, job);
+    else
+        rdl_resp_error(req, 402, "payment_declined", "the payment service declined the enrollment");
+}
+
+static void authorize(rdl_req_t *req, job_t *job)
+{
+    rdl_buf_t body;
+    rdl_buf_init(&body);
+    rdl_buf_printf(&body, "{\"course\":%lld,\"student\":", (long long)job->id);
+    rdl_json_str(&body, job->in.student, job->in.student_len);
+    rdl_buf_putc(&body, '}');
+    rdl_call_t call = { .method = "POST", .path = "/authorize", .body = body.data,
+                        .body_len = body.len, .idempotent = -1 };
+    int rc = body.oom ? RDL_ENOMEM : rdl_req_call(req, "payment", &call, authorized, job);
+    rdl_buf_free(&body);
+    if (rc)
+        rdl_resp_error(req, 500, "internal", "cannot call the payment service");
+}
+
 static void post_enrollment(rdl_req_t *req, void *arg)
 {
     int64_t id;
-    if (!path_id(req, "course", &id))
+    if (!path_id(req, "course", &id)) {
+        stats_enrollment(STATS_INVALID);
         return;
+    }
     payload_error_t e;
     size_t type_len, key_len = 0, body_len, student_len = 0;
     const char *type = rdl_req_header(req, "Content-Type", &type_len);
@@ -302,6 +492,7 @@ static void post_enrollment(rdl_req_t *req, void *arg)
     if (!payload_is_json_type(type, type_len, &e) ||
         payload_enrollment(body, body_len, &rdl_req_ctx(req)->arena, &student, &student_len, &e) ||
         (key && payload_idempotency_key(key, key_len, &e))) {
+        stats_enrollment(STATS_INVALID);
         rdl_resp_error(req, e.status, e.code, e.message);
         return;
     }
@@ -314,12 +505,16 @@ static void post_enrollment(rdl_req_t *req, void *arg)
         .idem_key = key, .idem_key_len = key_len,
         .deadline_ns = rdl_req_ctx(req)->deadline_ns,
     };
-    offload(req, enroll_work, enroll_done, job);
+    tag_request(req, job, "course.id", id);
+    if (job->h->payment)
+        authorize(req, job);
+    else
+        offload(req, enroll_work, enroll_done, job);
 }
 
 /* ---- registration ---------------------------------------------------- */
 
-int handlers_register(rdl_server_t *srv, store_t *st, rdl_error_t *err)
+int handlers_register(rdl_server_t *srv, const handlers_t *h, rdl_error_t *err)
 {
     static const struct {
         const char *method, *path;
@@ -332,7 +527,8 @@ int handlers_register(rdl_server_t *srv, store_t *st, rdl_error_t *err)
         { "GET", "/v1/enrollments/{id}", get_enrollment },
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int rc = rdl_server_route(srv, routes[i].method, routes[i].path, routes[i].fn, st);
+        int rc = rdl_server_route(srv, routes[i].method, routes[i].path, routes[i].fn,
+                                  (void *)h);
         if (rc)
             return rdl_error_set(err, rc, 0, 0, routes[i].path, "cannot register %s %s: %s",
                                  routes[i].method, routes[i].path, rdl_strerror(rc));

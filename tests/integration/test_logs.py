@@ -121,7 +121,9 @@ def test_access_line_and_request_id(c):
     assert rec["bytes_in"] == 0 and rec["bytes_out"] > 0, rec
     assert isinstance(rec["duration_ms"], float) and rec["duration_ms"] >= 0, rec
     assert rec["peer"].startswith("127.0.0.1:"), rec
-    assert "trace_id" not in rec, rec           # no trace context without the trace middleware
+    hexdigits = set("0123456789abcdef")         # the tracing middleware's ids, as lowercase hex
+    assert len(rec["trace_id"]) == 32 and set(rec["trace_id"]) <= hexdigits, rec
+    assert len(rec["span_id"]) == 16 and set(rec["span_id"]) <= hexdigits, rec
 
     # an id that is not a sane token is replaced by a made one, echoed all the same
     status, headers, _ = c.request("GET", "/ping", headers={"X-Request-ID": "bad id\"<"})
