@@ -233,7 +233,7 @@ static bool iov_room(rdl_logger_t *lg, size_t need)
 
 static void do_reopen(rdl_logger_t *lg)
 {
-    if (!atomic_exchange(&lg->reopen, false) || lg->sink != RDL_LOG_FILE)
+    if (lg->sink != RDL_LOG_FILE)
         return;
     int fd = open_file(lg->path);
     if (fd < 0) {
@@ -247,9 +247,10 @@ static void do_reopen(rdl_logger_t *lg)
 
 /*
  * One pass: every ring's published bytes in one writev, then their space
- * freed. Returns the bytes taken.
+ * freed. Returns the bytes taken; *pressed is set when a ring was at least
+ * half full (its thread may be waiting for room: no pause before the next pass).
  */
-static size_t drain_once(rdl_logger_t *lg)
+static size_t drain_once(rdl_logger_t *lg, bool *pressed)
 {
     /* New rings are prepended: the list from this node on is fixed for the pass. */
     log_thread_t *first = atomic_load(&lg->threads);
@@ -267,6 +268,8 @@ static size_t drain_once(rdl_logger_t *lg)
         if (h == tl)
             continue;
         size_t off = tl & (t->size - 1), len = h - tl, part = t->size - off;
+        if (len >= t->size / 2)
+            *pressed = true;
         if (part > len)
             part = len;
         lg->iov[cnt++] = (struct iovec){ t->ring + off, part };
@@ -310,16 +313,18 @@ static void *writer_main(void *arg)
     for (;;) {
         uint64_t req = atomic_load(&lg->flush_req);
         bool stopping = atomic_load(&lg->stop);
-        do_reopen(lg);
-        size_t n = drain_once(lg);
+        bool reopen = atomic_exchange(&lg->reopen, false), pressed = false;
+        size_t n = drain_once(lg, &pressed);
         complete_flushes(lg, req);  /* the pass covered every line accepted before req */
+        if (reopen)
+            do_reopen(lg);          /* after the pass: lines from before the request stay in the old file */
         if (stopping) {
             if (n == 0)
                 break;
             continue;
         }
-        if (n >= WRITER_BATCH)
-            continue;           /* busy: at once */
+        if (n >= WRITER_BATCH || pressed)
+            continue;           /* busy, or a thread may be waiting for room: at once */
         empty_passes = n ? 0 : empty_passes + 1;
         int mode = empty_passes > 1 ? W_IDLE : W_LINGER;
         pthread_mutex_lock(&lg->mu);

@@ -179,7 +179,7 @@ static void test_property_random_fields(void **state)
     char keys[3][24], vals[3][200], msg[200], svc[40];
     int valid_seen = 0;
 
-    for (int iter = 0; iter < 20000; iter++) {
+    for (int iter = 0; iter < 10000; iter++) {
         rdl_log_field_t f[3];
         size_t kn[3], vn[3];
         /* keys: NUL-terminated, so no NUL inside; must differ from each other and the fixed ones */
@@ -417,11 +417,14 @@ static file_lines_t read_lines(const char *path)
     file_lines_t fl = { NULL, 0 };
     FILE *f = fopen(path, "r");
     char *buf = NULL;
-    size_t cap = 0;
+    size_t cap = 0, room = 0;
     ssize_t r;
     assert_non_null(f);
     while ((r = getline(&buf, &cap, f)) > 0) {
-        fl.lines = realloc(fl.lines, (fl.n + 1) * sizeof(char *));
+        if (fl.n == room) {
+            room = room ? room * 2 : 64;
+            fl.lines = realloc(fl.lines, room * sizeof(char *));
+        }
         fl.lines[fl.n++] = strndup(buf, (size_t)r);
     }
     free(buf);
@@ -670,8 +673,8 @@ static void test_reopen(void **state)
     assert_int_equal(rdl_log_flush(lg, 10000), 0);
     snprintf(moved, sizeof(moved), "%s.1", path);
     assert_int_equal(rename(path, moved), 0);           /* what logrotate does */
+    /* no flush: a line accepted before the reopen is asked for belongs to the old file */
     rdl_log(lg, RDL_LOG_INFO, "still old", NULL, 0);
-    assert_int_equal(rdl_log_flush(lg, 10000), 0);
     rdl_log_reopen(lg);
     rdl_log_stats_t st;
     for (int i = 0; i < 1000; i++) {                    /* the writer reopens on its next pass */
