@@ -9,7 +9,9 @@
 #     instead: coursed with tracing off, on at ratio 1.0 and at ratio 0.01 (both exporting OTLP
 #     protobuf to nginx's `return 200`, a sink that costs next to nothing), interleaved, on
 #     GET /v1/courses/3 (a server span and a SQLite child span per request) and GET /ping;
-#     prints each traced/off throughput ratio (median of the per-round ratios).
+#     prints each traced/off ratio of throughput and of coursed's CPU time per request (from
+#     /proc/PID/stat), medians of the per-round ratios. CPU per request is the steadier figure
+#     on a shared machine: it does not count the time the server waited for a core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -58,34 +60,54 @@ for _ in $(seq 50); do curl -sf "http://127.0.0.1:$nport/" >/dev/null && break; 
 
 rps() { wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
 
+# CPU time (user + system, clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# "req/s cpu-us-per-request" of one wrk run against a coursed (name, path).
+measure() {
+  local pid=${cpid[$1]} before after out
+  before=$(cpu_ticks "$pid")
+  out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" "http://$(addr_of "$1" addr)$2")
+  after=$(cpu_ticks "$pid")
+  echo "$out" | awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+    /requests in/ {n = $1} /Requests\/sec/ {r = $2}
+    END {printf "%s %.2f\n", r, n ? t / hz * 1e6 / n : 0}'
+}
+
 if [ "${TRACING:-0}" = 1 ]; then
   sink="http://127.0.0.1:$nport"
-  start_coursed off REDLINE_TRACING_ENABLED=false
-  start_coursed on OTEL_EXPORTER_OTLP_ENDPOINT="$sink" OTEL_TRACES_SAMPLER=always_on
+  declare -A cpid
+  start_coursed off REDLINE_TRACING_ENABLED=false; cpid[off]=${pids[-1]}
+  start_coursed on OTEL_EXPORTER_OTLP_ENDPOINT="$sink" OTEL_TRACES_SAMPLER=always_on; cpid[on]=${pids[-1]}
   start_coursed low OTEL_EXPORTER_OTLP_ENDPOINT="$sink" OTEL_TRACES_SAMPLER=traceidratio \
-    OTEL_TRACES_SAMPLER_ARG=0.01
-  off=$(addr_of off addr); on=$(addr_of on addr); low=$(addr_of low addr)
-  declare -a o1 n1 l1 o2 n2 l2
+    OTEL_TRACES_SAMPLER_ARG=0.01; cpid[low]=${pids[-1]}
+  results=()
   for r in $(seq "$ROUNDS"); do
-    o1+=("$(rps "http://$off/v1/courses/3")"); n1+=("$(rps "http://$on/v1/courses/3")")
-    l1+=("$(rps "http://$low/v1/courses/3")")
-    o2+=("$(rps "http://$off/ping")"); n2+=("$(rps "http://$on/ping")"); l2+=("$(rps "http://$low/ping")")
-    echo "round $r: /v1/courses/3 off ${o1[-1]} on ${n1[-1]} 0.01 ${l1[-1]} req/s;" \
-         "/ping off ${o2[-1]} on ${n2[-1]} 0.01 ${l2[-1]} req/s"
+    line="round $r:"
+    for path in /v1/courses/3 /ping; do
+      for who in off on low; do
+        m=$(measure "$who" "$path")
+        results+=("$r $path $who $m")
+        line+=" $path $who ${m% *} req/s ${m#* } us-cpu/req;"
+      done
+    done
+    echo "$line"
   done
   for who in on low; do
     echo "$who: $(curl -s "http://$(addr_of "$who" admin_addr)/debug/tracing")"
   done
-  python3 - "${o1[*]}" "${n1[*]}" "${l1[*]}" "${o2[*]}" "${n2[*]}" "${l2[*]}" <<'PY'
+  printf '%s\n' "${results[@]}" | python3 -c '
 import statistics, sys
-o1, n1, l1, o2, n2, l2 = ([float(x) for x in a.split()] for a in sys.argv[1:7])
-r = lambda a, b: statistics.median([y / x for x, y in zip(a, b)])
-print("traced/off throughput (median of per-round ratios):")
-print("  /v1/courses/3: ratio 1.0 %.3f (cost %.1f %%), ratio 0.01 %.3f (cost %.1f %%)"
-      % (r(o1, n1), 100 * (1 - r(o1, n1)), r(o1, l1), 100 * (1 - r(o1, l1))))
-print("  /ping:         ratio 1.0 %.3f (cost %.1f %%), ratio 0.01 %.3f (cost %.1f %%)"
-      % (r(o2, n2), 100 * (1 - r(o2, n2)), r(o2, l2), 100 * (1 - r(o2, l2))))
-PY
+rows = [l.split() for l in sys.stdin if l.strip()]
+d = {(r, p, w): (float(q), float(c)) for r, p, w, q, c in rows}
+rounds = sorted({r for r, _, _ in d})
+print("traced / off, median of per-round ratios (throughput; CPU per request):")
+for p in ("/v1/courses/3", "/ping"):
+    for w, name in (("on", "ratio 1.0 "), ("low", "ratio 0.01")):
+        tp = statistics.median(d[(r, p, w)][0] / d[(r, p, "off")][0] for r in rounds)
+        cpu = statistics.median(d[(r, p, w)][1] / d[(r, p, "off")][1] for r in rounds)
+        print("  %-14s %s: throughput %.3f (cost %+.1f %%), CPU per request %.3f (%+.1f %%)"
+              % (p, name, tp, 100 * (1 - tp), cpu, 100 * (cpu - 1)))
+'
   exit 0
 fi
 
