@@ -139,19 +139,22 @@ static int trace_enter(rdl_req_t *req, void *arg)
             rdl_baggage_init(bag);
     }
     bool remote = rdl_propagation_extract(&tr->props, req_get, req, &parent, bag);
-    const char *method = rdl_req_method(req);
-    const char *route = rdl_req_route(req);
-    char name[256];
-    const char *mname = known_method(method) ? method : "HTTP";
-    if (route)
-        snprintf(name, sizeof(name), "%s %s", mname, route);
-    else
-        snprintf(name, sizeof(name), "%s", mname);
-    rdl_span_t *s = rdl_span_start_remote(tr->tracer, name, RDL_SPAN_SERVER, remote ? &parent : NULL);
+    rdl_span_t *s = rdl_span_start_remote(tr->tracer, NULL, RDL_SPAN_SERVER, remote ? &parent : NULL);
     if (!s)
         return 0;
-    if (rdl_span_recording(s))
+    if (rdl_span_recording(s)) {
+        /* Named only when recorded: most spans are not, at low sampling ratios. */
+        const char *method = rdl_req_method(req);
+        const char *route = rdl_req_route(req);
+        const char *mname = known_method(method) ? method : "HTTP";
+        char name[256];
+        if (route)
+            snprintf(name, sizeof(name), "%s %s", mname, route);
+        else
+            snprintf(name, sizeof(name), "%s", mname);
+        rdl_span_set_name(s, name);
         set_request_attrs(s, req, method, route);
+    }
     const rdl_span_context_t *sc = rdl_span_context(s);
     memcpy(ctx->trace_id, sc->trace_id, 16);
     memcpy(ctx->span_id, sc->span_id, 8);
