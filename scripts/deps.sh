@@ -8,9 +8,11 @@ packages=(
   # build
   build-essential cmake pkg-config clang libclang-rt-14-dev
   # libraries libredline and coursed link
-  libuv1-dev libfyaml-dev libjansson-dev libsqlite3-dev zlib1g-dev
+  libuv1-dev libfyaml-dev libjansson-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev
   # tests: unit framework, parser oracle, peers and scripts
-  libcmocka-dev libhttp-parser-dev python3 curl sqlite3
+  libcmocka-dev libhttp-parser-dev python3 python3-yaml curl sqlite3
+  # metrics integration test: the real scraper and its linter (Prometheus 2.42, promtool)
+  prometheus
   # the tracer's OTLP/HTTP exporter (libcurl) and its gzip (zlib above)
   libcurl4-openssl-dev
   # test peers on npm (tests/node: the official OTLP decoder)

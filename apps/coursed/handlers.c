@@ -8,8 +8,10 @@
  */
 #include "handlers.h"
 #include "payload.h"
+#include "stats.h"
 #include "redline/trace.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,6 +22,7 @@
 /* One request's work: what the worker needs and what it found. */
 typedef struct job {
     store_t *st;
+    const handlers_t *h;
     int64_t id;                 /* the path's course or enrollment id */
     store_enroll_in_t in;       /* POST enrollments only */
     int rc;                     /* the store's result */
@@ -124,7 +127,7 @@ static void tag_request(rdl_req_t *req, const job_t *job, const char *key, int64
         rdl_span_set_str(server, "tenant.id", job->tenant, strlen(job->tenant));
 }
 
-static job_t *job_new(rdl_req_t *req, store_t *st)
+static job_t *job_new(rdl_req_t *req, const handlers_t *h)
 {
     job_t *job = rdl_arena_alloc(&rdl_req_ctx(req)->arena, sizeof(*job));
     if (!job) {
@@ -132,7 +135,8 @@ static job_t *job_new(rdl_req_t *req, store_t *st)
         return NULL;
     }
     memset(job, 0, sizeof(*job));
-    job->st = st;
+    job->h = h;
+    job->st = h->st;
     job->tenant = tenant_of(req);
     rdl_buf_init(&job->body);
     return job;
@@ -230,13 +234,64 @@ static void course_work(rdl_req_t *req, void *arg)
     db_span_end(span, job->rc);
 }
 
+/*
+ * Copies the upstream's "suggestions" array (course ids) into the course
+ * object; an answer that is not that shape is a failure like any other.
+ */
+static bool add_suggestions(job_t *job, const char *body, size_t len)
+{
+    json_error_t je;
+    json_t *doc = json_loadb(body, len, 0, &je);
+    json_t *list = json_object_get(doc, "suggestions");
+    bool ok = json_is_array(list) && job->body.len > 0 && job->body.data[job->body.len - 1] == '}';
+    size_t i;
+    json_t *v;
+    json_array_foreach(list, i, v)
+        ok = ok && json_is_integer(v) && json_integer_value(v) > 0;
+    if (ok) {
+        job->body.len--;            /* reopen the object */
+        rdl_buf_puts(&job->body, ",\"suggestions\":[");
+        json_array_foreach(list, i, v) {
+            if (i)
+                rdl_buf_putc(&job->body, ',');
+            rdl_buf_put_i64(&job->body, (int64_t)json_integer_value(v));
+        }
+        rdl_buf_puts(&job->body, "]}");
+    }
+    json_decref(doc);
+    return ok;
+}
+
+/* The weak dependency's fallback: no suggestions, the course still answers. */
+static void suggestions_done(rdl_req_t *req, const rdl_call_result_t *res, void *arg)
+{
+    job_t *job = arg;
+    bool failed = rdl_call_failed(res);         /* the runtime has marked these degraded */
+    if (failed || res->status != 200 || !add_suggestions(job, res->body, res->body_len)) {
+        if (!failed)
+            rdl_req_degraded(req, "recommend");  /* answered, but not with suggestions */
+        job->body.len--;
+        rdl_buf_puts(&job->body, ",\"suggestions\":[]}");
+    }
+    reply_json(req, job, 200);
+    rdl_buf_free(&job->body);
+}
+
 static void course_done(rdl_req_t *req, void *arg)
 {
     job_t *job = arg;
-    if (job->rc)
+    if (job->rc) {
         reply_failure(req, job, "course_not_found", "course");
-    else
+    } else if (job->h->recommend) {
+        char path[64];
+        snprintf(path, sizeof(path), "/recommend?course=%lld", (long long)job->id);
+        rdl_call_t call = { .method = "GET", .path = path, .idempotent = -1 };
+        if (rdl_req_call(req, "recommend", &call, suggestions_done, job) == 0)
+            return;                 /* the body is freed when the call is done */
         reply_json(req, job, 200);
+    } else {
+        reply_json(req, job, 200);
+    }
     rdl_buf_free(&job->body);
 }
 
@@ -345,11 +400,36 @@ static void enroll_work(rdl_req_t *req, void *arg)
     job->replayed = out.replayed;
     job->enrollment_id = out.enrollment_id;
     job->body = out.body;
+    /* On the pool worker: the request's id and trace come with the current context. */
+    rdl_log_field_t f[] = {
+        rdl_lf_int("course_id", job->id), rdl_lf_int("enrollment_id", out.enrollment_id),
+        rdl_lf_int("status", job->rc ? 0 : out.status), rdl_lf_bool("replayed", out.replayed),
+        rdl_lf_err("error", job->rc),
+    };
+    rdl_log(NULL, job->rc ? RDL_LOG_WARN : RDL_LOG_INFO, "enrollment", f, job->rc ? 5 : 4);
+}
+
+/* The outcome of an enrollment as the business metric counts it. */
+static stats_result_t enroll_result(const job_t *job)
+{
+    if (job->rc)
+        return job->rc == RDL_ENOENT ? STATS_NOT_FOUND
+               : job->rc == RDL_ETIMEDOUT ? STATS_UNAVAILABLE : STATS_ERROR;
+    if (job->replayed)
+        return STATS_REPLAYED;
+    switch (job->status) {
+    case 201: return STATS_CREATED;
+    case 404: return STATS_NOT_FOUND;
+    case 409: return STATS_FULL;
+    case 422: return STATS_KEY_REUSED;
+    default: return STATS_ERROR;
+    }
 }
 
 static void enroll_done(rdl_req_t *req, void *arg)
 {
     job_t *job = arg;
+    stats_enrollment(enroll_result(job));
     if (job->rc) {
         reply_failure(req, job, "course_not_found", "course");
     } else {
@@ -365,11 +445,44 @@ static void enroll_done(rdl_req_t *req, void *arg)
     rdl_buf_free(&job->body);
 }
 
+/*
+ * The strong dependency: no seat is taken before payment says yes. When it
+ * fails the runtime has already answered 503 with Retry-After; a refusal
+ * (4xx) is the payment service's answer and is passed on as 402.
+ */
+static void authorized(rdl_req_t *req, const rdl_call_result_t *res, void *arg)
+{
+    job_t *job = arg;
+    if (rdl_req_answered(req))
+        return;
+    if (res->status >= 200 && res->status < 300)
+        offload(req, enroll_work, enroll_done, job);
+    else
+        rdl_resp_error(req, 402, "payment_declined", "the payment service declined the enrollment");
+}
+
+static void authorize(rdl_req_t *req, job_t *job)
+{
+    rdl_buf_t body;
+    rdl_buf_init(&body);
+    rdl_buf_printf(&body, "{\"course\":%lld,\"student\":", (long long)job->id);
+    rdl_json_str(&body, job->in.student, job->in.student_len);
+    rdl_buf_putc(&body, '}');
+    rdl_call_t call = { .method = "POST", .path = "/authorize", .body = body.data,
+                        .body_len = body.len, .idempotent = -1 };
+    int rc = body.oom ? RDL_ENOMEM : rdl_req_call(req, "payment", &call, authorized, job);
+    rdl_buf_free(&body);
+    if (rc)
+        rdl_resp_error(req, 500, "internal", "cannot call the payment service");
+}
+
 static void post_enrollment(rdl_req_t *req, void *arg)
 {
     int64_t id;
-    if (!path_id(req, "course", &id))
+    if (!path_id(req, "course", &id)) {
+        stats_enrollment(STATS_INVALID);
         return;
+    }
     payload_error_t e;
     size_t type_len, key_len = 0, body_len, student_len = 0;
     const char *type = rdl_req_header(req, "Content-Type", &type_len);
@@ -379,6 +492,7 @@ static void post_enrollment(rdl_req_t *req, void *arg)
     if (!payload_is_json_type(type, type_len, &e) ||
         payload_enrollment(body, body_len, &rdl_req_ctx(req)->arena, &student, &student_len, &e) ||
         (key && payload_idempotency_key(key, key_len, &e))) {
+        stats_enrollment(STATS_INVALID);
         rdl_resp_error(req, e.status, e.code, e.message);
         return;
     }
@@ -392,12 +506,15 @@ static void post_enrollment(rdl_req_t *req, void *arg)
         .deadline_ns = rdl_req_ctx(req)->deadline_ns,
     };
     tag_request(req, job, "course.id", id);
-    offload(req, enroll_work, enroll_done, job);
+    if (job->h->payment)
+        authorize(req, job);
+    else
+        offload(req, enroll_work, enroll_done, job);
 }
 
 /* ---- registration ---------------------------------------------------- */
 
-int handlers_register(rdl_server_t *srv, store_t *st, rdl_error_t *err)
+int handlers_register(rdl_server_t *srv, const handlers_t *h, rdl_error_t *err)
 {
     static const struct {
         const char *method, *path;
@@ -410,7 +527,8 @@ int handlers_register(rdl_server_t *srv, store_t *st, rdl_error_t *err)
         { "GET", "/v1/enrollments/{id}", get_enrollment },
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int rc = rdl_server_route(srv, routes[i].method, routes[i].path, routes[i].fn, st);
+        int rc = rdl_server_route(srv, routes[i].method, routes[i].path, routes[i].fn,
+                                  (void *)h);
         if (rc)
             return rdl_error_set(err, rc, 0, 0, routes[i].path, "cannot register %s %s: %s",
                                  routes[i].method, routes[i].path, rdl_strerror(rc));

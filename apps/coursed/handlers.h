@@ -4,10 +4,15 @@
  *   GET  /ping                          200 "pong\n" (no pool, no database)
  *   GET  /v1/courses                    200 {"courses":[...]}
  *   GET  /v1/courses/{id}               200 course | 400 invalid_id | 404 course_not_found
+ *                                       (+ "suggestions" from the weak `recommend` upstream
+ *                                       when configured; [] and X-Redline-Degraded when it fails)
  *   POST /v1/courses/{id}/enrollments   201 enrollment + Location | 400 | 404 | 409 | 415 | 422
+ *                                       (the strong `payment` upstream authorises first when
+ *                                       configured: 402 payment_declined, 503 when it fails)
  *   GET  /v1/enrollments/{id}           200 enrollment | 400 invalid_id | 404 enrollment_not_found
  *
- *   handlers_register(srv, store, &err);   // before rdl_server_run
+ *   handlers_t h = { .st = store, .recommend = true, .payment = false };
+ *   handlers_register(srv, &h, &err);   // before rdl_server_run; h outlives srv
  *
  * Database work runs on the server's pool (rdl_req_offload); the store must
  * outlive the server. Thread-safety: call from the main thread.
@@ -18,7 +23,13 @@
 #include "redline/runtime.h"
 #include "store.h"
 
+typedef struct handlers {
+    store_t *st;
+    bool recommend;             /* the `recommend` upstream is configured */
+    bool payment;               /* the `payment` upstream is configured */
+} handlers_t;
+
 /* Registers every route: 0 or the runtime's error (err names the route). */
-int handlers_register(rdl_server_t *srv, store_t *st, rdl_error_t *err);
+int handlers_register(rdl_server_t *srv, const handlers_t *h, rdl_error_t *err);
 
 #endif

@@ -14,6 +14,7 @@
 #include "redline/runtime.h"
 #include "store.h"
 #include "handlers.h"
+#include "stats.h"
 
 /* The runtime's keys the listen flags stand for (declared by rdl_server_opts_config). */
 #define KEY_LISTEN "server.listen"
@@ -25,10 +26,13 @@
 static void usage(FILE *out, const rdl_config_t *cfg)
 {
     fputs("usage: coursed [serve] [--config FILE] [--listen HOST:PORT] [--admin-listen HOST:PORT]\n"
-          "               [--data-dir DIR] [--set KEY=VALUE]...\n"
+          "               [--data-dir DIR] [--upstream NAME=URL]... [--set KEY=VALUE]...\n"
+          "       coursed warmup [same flags]   run the start-up checks once, exit 0 or 1\n"
           "       coursed help | --help\n"
           "\n"
           "coursed is redline's reference service: course enrollment on SQLite.\n"
+          "Upstreams: recommend (weak: course suggestions) and payment (strong:\n"
+          "authorises enrollments); each is used only when its url is set.\n"
           "Settings come from the defaults, then the YAML file named by --config (or\n"
           "REDLINE_CONFIG), then REDLINE_* environment variables, then flags; each\n"
           "overrides the one before. --set takes any key below.\n"
@@ -51,7 +55,7 @@ static int fail_error(const rdl_error_t *err)
 }
 
 /* The flags; each takes a value ("--flag VALUE" or "--flag=VALUE"). */
-typedef enum { FLAG_KEY, FLAG_SET, FLAG_CONFIG } flag_kind_t;
+typedef enum { FLAG_KEY, FLAG_SET, FLAG_CONFIG, FLAG_UPSTREAM } flag_kind_t;
 
 typedef struct flag {
     const char *name;
@@ -65,7 +69,14 @@ static const flag_t flags[] = {
     { "--data-dir", FLAG_KEY, KEY_DATA_DIR },
     { "--set", FLAG_SET, NULL },
     { "--config", FLAG_CONFIG, NULL },
+    { "--upstream", FLAG_UPSTREAM, NULL },
 };
+
+/* What apply_flag writes to. */
+typedef struct settings {
+    rdl_config_t *cfg;
+    rdl_upstreams_t *ups;
+} settings_t;
 
 static const flag_t *flag_find(const char *name, size_t len)
 {
@@ -108,13 +119,20 @@ static int find_config(const flag_t *flag, const char *value, void *arg)
 
 static int apply_flag(const flag_t *flag, const char *value, void *arg)
 {
-    rdl_config_t *cfg = arg;
+    settings_t *set = arg;
+    rdl_config_t *cfg = set->cfg;
     const char *key = flag->key;
     rdl_error_t err;
     char path[128];
     rdl_error_clear(&err);
     if (flag->kind == FLAG_CONFIG)
         return 0;
+    if (flag->kind == FLAG_UPSTREAM) {
+        if (rdl_upstreams_set_flag(set->ups, cfg, value, &err) == 0)
+            return 0;
+        fail_error(&err);
+        return EXIT_USAGE;
+    }
     if (flag->kind == FLAG_SET) {
         const char *eq = strchr(value, '=');
         if (!eq || eq == value || (size_t)(eq - value) >= sizeof(path))
@@ -157,8 +175,9 @@ static int make_dirs(const char *dir, rdl_error_t *err)
 }
 
 /* Settings in order of precedence. Returns 0, or the exit status after a message. */
-static int configure(rdl_config_t *cfg, int argc, char **argv, int first)
+static int configure(settings_t *set, int argc, char **argv, int first)
 {
+    rdl_config_t *cfg = set->cfg;
     const char *file = getenv("REDLINE_CONFIG");
     rdl_error_t err;
     rdl_error_clear(&err);
@@ -173,10 +192,61 @@ static int configure(rdl_config_t *cfg, int argc, char **argv, int first)
         fail_error(&err);
         return EXIT_USAGE;
     }
-    return walk_flags(argc, argv, first, apply_flag, cfg);
+    rc = walk_flags(argc, argv, first, apply_flag, set);
+    if (rc)
+        return rc;
+    if (rdl_upstreams_finish(set->ups, &err)) {
+        fail_error(&err);
+        return EXIT_USAGE;
+    }
+    return 0;
 }
 
-static int serve(rdl_server_opts_t *opts, const char *data_dir, bool seed)
+/* Start-up step: open SQLite on this thread and run a first query. */
+static void count_course(const store_course_t *c, void *arg)
+{
+    ++*(int *)arg;
+}
+
+static int first_query(rdl_server_t *srv, void *arg)
+{
+    int n = 0;
+    return store_list_courses(arg, count_course, &n) == 0 ? 0 : 1;
+}
+
+/*
+ * `coursed warmup`: the checks a new pod runs before it takes traffic, once,
+ * as an init container would: the database opens and answers, and each
+ * configured upstream resolves and accepts its warm connections. One JSON
+ * line per check; exit 0 when all pass, 1 otherwise.
+ */
+static int warmup(const char *data_dir, bool seed, rdl_upstreams_t *ups)
+{
+    rdl_error_t err;
+    rdl_error_clear(&err);
+    int failed = 0;
+    store_t *st = NULL;
+    int rc = make_dirs(data_dir, &err);
+    if (!rc)
+        rc = store_open(data_dir, seed, &st, &err);
+    if (!rc)
+        rc = first_query(NULL, st) ? RDL_EIO : 0;
+    store_close(st);
+    char text[1024];
+    const char *detail = rc ? rdl_error_format(&err, text, sizeof(text)) : data_dir;
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    rdl_buf_printf(&b, "{\"check\":\"sqlite\",\"ok\":%s,\"detail\":", rc ? "false" : "true");
+    rdl_json_str(&b, detail, strlen(detail));
+    rdl_buf_puts(&b, "}\n");
+    fputs(b.data, stdout);
+    rdl_buf_free(&b);
+    failed |= rc != 0;
+    failed |= rdl_upstreams_warmup(ups, stdout) != 0;
+    return failed ? 1 : 0;
+}
+
+static int serve(rdl_server_opts_t *opts, const char *data_dir, bool seed, rdl_upstreams_t *ups)
 {
     rdl_error_t err;
     rdl_error_clear(&err);
@@ -187,14 +257,25 @@ static int serve(rdl_server_opts_t *opts, const char *data_dir, bool seed)
         rc = store_open(data_dir, seed, &st, &err);
     if (!rc && (rc = rdl_server_new(opts, &srv)) != 0)
         rdl_error_set(&err, rc, 0, 0, "", "cannot create the server: %s", rdl_strerror(rc));
+    rdl_upstream_t *rec = rdl_upstreams_get(ups, "recommend");
+    rdl_upstream_t *pay = rdl_upstreams_get(ups, "payment");
+    handlers_t h = { .st = st, .recommend = rec && rec->configured,
+                     .payment = pay && pay->configured };
     if (!rc)
-        rc = handlers_register(srv, st, &err);
+        rc = handlers_register(srv, &h, &err);
+    if (!rc && (rc = rdl_server_on_startup(srv, "sqlite", first_query, st)) != 0)
+        rdl_error_set(&err, rc, 0, 0, "", "cannot add the start-up step: %s", rdl_strerror(rc));
+    if (!rc && (h.recommend || h.payment) && (rc = rdl_server_upstreams(srv, ups)) != 0)
+        rdl_error_set(&err, rc, 0, 0, "upstreams", "cannot attach the upstreams: %s", rdl_strerror(rc));
+    if (!rc)
+        rc = stats_init(st, &err);
     if (!rc)
         rc = rdl_server_run(srv, &err);
     if (rc < 0)
         fail_error(&err);
     /* The server joins its pool first: no worker uses the store after this. */
     rdl_server_free(srv);
+    stats_close();
     store_close(st);
     return rc < 0 ? 1 : rc;
 }
@@ -211,32 +292,43 @@ int main(int argc, char **argv)
           "insert the six reference courses when the database has none" },
     };
     rdl_config_t *cfg = NULL;
+    rdl_upstreams_t *ups = NULL;
     int rc = rdl_config_new(&cfg);
+    if (!rc)
+        rc = rdl_upstreams_new(&ups);
     if (rc) {
         fprintf(stderr, "coursed: %s\n", rdl_strerror(rc));
+        rdl_config_free(cfg);
         return 1;
     }
     rdl_server_opts_default(&opts);
     opts.service = "coursed";
     if ((rc = rdl_server_opts_config(&opts, cfg)) != 0 ||
-        (rc = rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]))) != 0) {
+        (rc = rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]))) != 0 ||
+        (rc = rdl_upstreams_declare(ups, cfg, "recommend", RDL_UPSTREAM_WEAK)) != 0 ||
+        (rc = rdl_upstreams_declare(ups, cfg, "payment", RDL_UPSTREAM_STRONG)) != 0) {
         fprintf(stderr, "coursed: declaring configuration keys: %s\n", rdl_strerror(rc));
         rdl_config_free(cfg);
+        rdl_upstreams_free(ups);
         return 1;
     }
 
-    int first = argc > 1 && strcmp(argv[1], "serve") == 0 ? 2 : 1;
+    bool warm = argc > 1 && strcmp(argv[1], "warmup") == 0;
+    int first = argc > 1 && (strcmp(argv[1], "serve") == 0 || warm) ? 2 : 1;
     bool help = argc > 1 && strcmp(argv[1], "help") == 0;
     for (int i = first; i < argc && !help; i++)
         help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
     if (help) {
         usage(stdout, cfg);
         rdl_config_free(cfg);
+        rdl_upstreams_free(ups);
         return 0;
     }
-    rc = configure(cfg, argc, argv, first);
+    settings_t set = { cfg, ups };
+    rc = configure(&set, argc, argv, first);
     if (!rc)
-        rc = serve(&opts, data_dir, seed);
+        rc = warm ? warmup(data_dir, seed, ups) : serve(&opts, data_dir, seed, ups);
     rdl_config_free(cfg);
+    rdl_upstreams_free(ups);
     return rc;
 }

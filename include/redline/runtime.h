@@ -1,7 +1,7 @@
 /*
  * runtime.h: the HTTP/1.1 service runtime: I/O threads on libuv, a strict
  * request parser, a router on path templates, a middleware chain, the admin
- * plane (/healthz, /livez, /readyz) and the lifecycle
+ * plane (/healthz, /livez, /readyz, /metrics, /debug/vars) and the lifecycle
  * (start -> warm up -> ready -> drain -> stop).
  *
  *   static void hello(rdl_req_t *req, void *arg) {
@@ -29,6 +29,7 @@
 #include "redline/ctx.h"
 #include "redline/pool.h"
 #include "redline/config.h"
+#include "redline/client.h"
 #include "redline/log.h"
 
 typedef struct rdl_server rdl_server_t;
@@ -71,6 +72,10 @@ typedef struct rdl_server_opts {
     int64_t log_sample_first;   /* per message per second; 0 = no sampling */
     int64_t log_sample_every;   /* then 1 in this many */
     bool log_access;            /* one access-log line per request */
+    /* metrics (docs/metrics.md) */
+    bool metrics_enabled;       /* RED middleware, runtime and process collectors */
+    int64_t metrics_max_series; /* label sets per RED metric before the overflow series */
+    bool metrics_debug_vars;    /* serve /debug/vars */
     /* tracing (docs/tracing.md); the OTEL_* variables configure the tracer itself */
     bool trace_enabled;         /* server span per request, trace ids in the ctx */
     char *trace_endpoint;       /* OTLP/HTTP traces URL; "" = from OTEL_*, no export without one */
@@ -83,7 +88,7 @@ typedef struct rdl_server_opts {
 void rdl_server_opts_default(rdl_server_opts_t *opts);
 /*
  * Declares the runtime's configuration keys (server.*, limits.*, timeouts.*,
- * lifecycle.*, pool.*, log.*) with opts as their destination. opts must outlive cfg.
+ * lifecycle.*, pool.*, log.*, metrics.*) with opts as their destination. opts must outlive cfg.
  */
 int rdl_server_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
 
@@ -119,6 +124,14 @@ typedef struct rdl_middleware {
     void *arg;
 } rdl_middleware_t;
 
+/*
+ * Per-I/O-thread hooks: start runs on each app I/O thread before its loop
+ * turns (index 0..threads-1), stop on that thread when the runtime tears the
+ * loop down (after its connections were aborted); handles opened by start
+ * must be closed by stop so the loop can end.
+ */
+typedef void (*rdl_thread_fn)(rdl_server_t *srv, int index, uv_loop_t *loop, void *arg);
+
 /* Start-up work (warm-up): called on its own thread; return 0 when done. */
 typedef int (*rdl_startup_fn)(rdl_server_t *srv, void *arg);
 
@@ -140,6 +153,8 @@ int rdl_server_admin_route(rdl_server_t *srv, const char *method, const char *te
 int rdl_server_use(rdl_server_t *srv, const rdl_middleware_t *mw);
 /* Start-up work that must finish before /readyz turns 200 (run in order). */
 int rdl_server_on_startup(rdl_server_t *srv, const char *name, rdl_startup_fn fn, void *arg);
+/* Adds per-I/O-thread hooks (up to 8; either may be NULL). Before rdl_server_run. */
+int rdl_server_on_thread(rdl_server_t *srv, rdl_thread_fn start, rdl_thread_fn stop, void *arg);
 
 /*
  * Opens the logger and the listeners, starts the I/O threads, runs start-up
@@ -229,5 +244,54 @@ typedef void (*rdl_req_done_fn)(rdl_req_t *req, void *arg);   /* back on the I/O
  * meanwhile, done still runs (answering is then a no-op) so it can clean up.
  */
 int rdl_req_offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, void *arg);
+
+/* ---- outbound calls (src/runtime/outbound.c) ------------------------- */
+
+/*
+ * Attaches the declared upstreams (finished, see client.h; they must outlive
+ * srv): one client per app I/O thread, a warm-up start-up step per
+ * configured upstream ("upstream:<name>": resolve its host, then open
+ * pool.warm connections on every I/O thread; a strong upstream is retried
+ * until it answers, so /readyz stays 503 and lists it; a weak one is tried
+ * once), the X-Request-Id injector, breaker transitions logged, and the
+ * admin endpoint /debug/upstreams. Once, before rdl_server_run.
+ */
+int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups);
+
+/*
+ * Adds a header injector for every outbound call (trace context, color, ...;
+ * see client.h), whether the upstreams are attached before or after. Before
+ * rdl_server_run. RDL_EBUSY beyond 6.
+ */
+int rdl_server_add_injector(rdl_server_t *srv, rdl_inject_fn fn, void *arg);
+
+/* Runs on the request's I/O thread when the call ends (see rdl_req_call). */
+typedef void (*rdl_req_call_fn)(rdl_req_t *req, const rdl_call_result_t *res, void *arg);
+
+/*
+ * Calls upstream `name` for this request (breaker -> bulkhead -> retry ->
+ * HTTP, within the request's deadline, with the injectors' headers); done
+ * runs on this I/O thread, possibly before rdl_req_call returns. Before done
+ * runs, the runtime applies the upstream's role to a failure (transport
+ * error, timeout, open breaker, full bulkhead, 429 or 5xx):
+ *   strong: the request is answered 503 {"code":"upstream_unavailable"} with
+ *           Retry-After (the breaker's remaining wait, at least 1 s); done
+ *           still runs (rdl_req_answered is then true) to clean up;
+ *   weak:   the request is marked degraded (rdl_req_degraded); done answers
+ *           with its fallback.
+ * An upstream declared but not configured (no url) fails with RDL_ENOENT
+ * without being marked. One call at a time per request, not together with
+ * rdl_req_offload. 0, RDL_ENOENT (no upstream of that name), RDL_ESTATE
+ * (already answered or busy, not on an I/O thread, no upstreams attached).
+ */
+int rdl_req_call(rdl_req_t *req, const char *name, const rdl_call_t *call, rdl_req_call_fn done,
+                 void *arg);
+/* Whether a call's result is a failure in the sense above. */
+bool rdl_call_failed(const rdl_call_result_t *res);
+/*
+ * Marks the response degraded because upstream failed: adds
+ * "X-Redline-Degraded: <upstream>" (before the head is sent) and counts it.
+ */
+void rdl_req_degraded(rdl_req_t *req, const char *upstream);
 
 #endif

@@ -99,6 +99,8 @@ void rdl_json_str(rdl_buf_t *b, const char *s, size_t n);
  * consumed (n when everything fit).
  */
 size_t rdl_json_escape(char *out, size_t cap, const char *s, size_t n, size_t *used);
+/* 1 for the bytes a JSON string holds as they are (printable ASCII but '"' and '\\'); 0 else, NUL included. */
+extern const unsigned char rdl_json_plain[256];
 
 /*
  * Bump arena: many small allocations, freed together. Chunks come from the

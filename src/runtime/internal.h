@@ -14,6 +14,8 @@
 #define RT_MAX_MIDDLEWARE 16
 #define RT_MAX_PARAMS 8
 #define RT_MAX_STARTUP 16
+#define RT_MAX_THREAD_HOOKS 8
+#define RT_MAX_INJECTORS 6
 
 /* ---- router ---------------------------------------------------------- */
 
@@ -70,9 +72,24 @@ struct rt_thread {
     size_t date_len;
     uint64_t date_tick;
     time_t date_sec;
+    /* event-loop lag (metrics_mw.c): a 100 ms timer and how late it fires */
+    uv_timer_t lag_timer;
+    bool lag_on;
+    uint64_t lag_due_ns;
+    uint64_t lag_window_ns;     /* start of the current window */
+    _Atomic uint64_t lag_max_ns;        /* worst lag in this window / the one before */
+    _Atomic uint64_t lag_prev_max_ns;
 };
 
 enum { RT_CMD_DRAIN = 1, RT_CMD_STOP = 2 };
+
+/* Per-I/O-thread set-up and tear-down (rdl_server_on_thread). */
+typedef struct rt_thread_hook {
+    rdl_thread_fn start, stop;
+    void *arg;
+} rt_thread_hook_t;
+
+typedef struct rt_outbound rt_outbound_t;
 
 typedef struct rt_startup {
     const char *name;
@@ -89,6 +106,12 @@ struct rdl_server {
     int nmw;
     rt_startup_t startup[RT_MAX_STARTUP];
     int nstartup;
+    rt_thread_hook_t hooks[RT_MAX_THREAD_HOOKS];
+    int nhooks;
+    rt_outbound_t *outbound;    /* outbound.c: upstream clients, warm-up, degradation */
+    rdl_inject_fn injectors[RT_MAX_INJECTORS];  /* outbound headers (rdl_server_add_injector) */
+    void *injector_args[RT_MAX_INJECTORS];
+    int ninjectors;
     rdl_pool_t *pool;
     rt_thread_t *threads;       /* nthreads app threads, then the admin thread if any */
     int nthreads;
@@ -113,6 +136,9 @@ struct rdl_server {
     char admin_addr[96];
     rdl_logger_t *log;          /* from log.*; NULL before run (lines go to the default logger) */
     rdl_logger_t *prev_log;     /* the default logger it replaced */
+    struct rt_metrics *metrics; /* metrics_mw.c */
+    int log_collector;          /* its metrics collector id in the default registry; 0 = none */
+    bool log_var;               /* it published "log" in /debug/vars */
     struct rt_trace *trace;     /* trace_mw.c's state; NULL until rdl_server_run */
 };
 
@@ -207,9 +233,21 @@ const char *rt_reason(int status);
 /* Answers an error the parser or a limit found, then closes the connection. */
 void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const char *message);
 
+/* outbound.c */
+void rt_outbound_free(rt_outbound_t *ob);
+
 /* admin.c */
 int rt_admin_register(rdl_server_t *srv);
 
+/* metrics_mw.c: the RED middleware, runtime collectors, /metrics and /debug/vars */
+void rt_metrics_defaults(rdl_server_opts_t *o);
+int rt_metrics_config(rdl_server_opts_t *o, rdl_config_t *cfg);
+int rt_metrics_install(rdl_server_t *srv);      /* rdl_server_new: routes and middleware */
+void rt_metrics_uninstall(rdl_server_t *srv);   /* rdl_server_free */
+void rt_metrics_start(rdl_server_t *srv);       /* threads and pool exist: collectors on */
+void rt_metrics_stop(rdl_server_t *srv);        /* before the pool goes */
+int rt_metrics_thread_init(rt_thread_t *t);     /* on the thread's loop, before it runs */
+void rt_metrics_thread_stop(rt_thread_t *t);    /* on the thread, when it stops */
 /* trace_mw.c: the tracing middleware (outermost after limits) and GET /debug/tracing. */
 int rt_trace_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
 int rt_trace_install(rdl_server_t *srv);                /* from rdl_server_new */

@@ -56,6 +56,7 @@ void rdl_server_opts_default(rdl_server_opts_t *o)
     o->trace_endpoint = "";
     o->trace_propagators = "";
     rt_log_opts_default(o);
+    rt_metrics_defaults(o);
 }
 
 int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
@@ -90,6 +91,8 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
     int rc = rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
     if (rc == 0)
         rc = rt_log_opts_config(o, cfg);
+    if (rc == 0)
+        rc = rt_metrics_config(o, cfg);
     return rc ? rc : rt_trace_opts_config(o, cfg);
 }
 
@@ -201,7 +204,9 @@ int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
     if (rc == 0)
         rc = rt_log_admin_register(srv);
     if (rc == 0)
-        rc = rt_trace_install(srv);       /* outermost: before the access log */
+        rc = rt_trace_install(srv);        /* outermost: trace, then RED metrics, then the access log */
+    if (rc == 0)
+        rc = rt_metrics_install(srv);
     if (rc == 0)
         rc = rt_access_log_install(srv);
     if (rc) {
@@ -216,8 +221,10 @@ void rdl_server_free(rdl_server_t *srv)
 {
     if (!srv)
         return;
+    rt_metrics_uninstall(srv);
     rt_log_stop(srv);
     uv_mutex_destroy(&srv->ctl_mu);
+    rt_outbound_free(srv->outbound);
     rt_router_free(&srv->app_router);
     rt_router_free(&srv->admin_router);
     free(srv->threads);
@@ -257,6 +264,16 @@ int rdl_server_on_startup(rdl_server_t *srv, const char *name, rdl_startup_fn fn
     s->fn = fn;
     s->arg = arg;
     atomic_init(&s->done, false);
+    return 0;
+}
+
+int rdl_server_on_thread(rdl_server_t *srv, rdl_thread_fn start, rdl_thread_fn stop, void *arg)
+{
+    if (!start && !stop)
+        return RDL_EINVAL;
+    if (srv->nhooks == RT_MAX_THREAD_HOOKS)
+        return RDL_EBUSY;
+    srv->hooks[srv->nhooks++] = (rt_thread_hook_t){ start, stop, arg };
     return 0;
 }
 
@@ -423,6 +440,11 @@ static void on_wake(uv_async_t *a)
         }
         rdl_pool_sink_free(t->sink);
         t->sink = NULL;
+        rt_metrics_thread_stop(t);
+        for (int i = t->srv->nhooks - 1; i >= 0 && !t->admin; i--)
+            if (t->srv->hooks[i].stop)
+                t->srv->hooks[i].stop(t->srv, (int)(t - t->srv->threads), &t->loop,
+                                      t->srv->hooks[i].arg);
         uv_close((uv_handle_t *)&t->wake, NULL);
     }
 }
@@ -430,6 +452,10 @@ static void on_wake(uv_async_t *a)
 static void thread_main(void *arg)
 {
     rt_thread_t *t = arg;
+    for (int i = 0; i < t->srv->nhooks && !t->admin; i++)
+        if (t->srv->hooks[i].start)
+            t->srv->hooks[i].start(t->srv, (int)(t - t->srv->threads), &t->loop,
+                                   t->srv->hooks[i].arg);
     uv_run(&t->loop, UV_RUN_DEFAULT);
 }
 
@@ -457,6 +483,8 @@ static int thread_init(rdl_server_t *srv, rt_thread_t *t, bool admin, int fd)
         rc = uv_tcp_open(&t->listener, fd);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&t->listener, (int)srv->opts.backlog, on_connection);
+    if (rc == 0)
+        rc = rt_metrics_thread_init(t);
     t->listening = rc == 0;
     return rc;
 }
@@ -631,6 +659,7 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     if (rc != 0)
         return rdl_error_set(err, RDL_EIO, 0, 0, "server", "cannot start I/O threads: %s",
                              uv_strerror(rc));
+    rt_metrics_start(srv);
 
     uv_loop_init(&srv->ctl);
     uv_signal_init(&srv->ctl, &srv->sigterm);
@@ -665,6 +694,7 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
         uv_loop_close(&srv->threads[i].loop);
     }
     uv_loop_close(&srv->ctl);
+    rt_metrics_stop(srv);
     rdl_pool_free(srv->pool);
     srv->pool = NULL;
     rt_trace_stop(srv);

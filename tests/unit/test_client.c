@@ -1,0 +1,368 @@
+/*
+ * test_client.c: upstream declarations (keys, defaults, the --upstream flag,
+ * a table of malformed settings each rejected with its key), subsets, names
+ * found in a file, and calls on a real libuv loop: an unconfigured upstream,
+ * a refused connection that the breaker counts and then refuses, retries
+ * within the budget, and a round trip to a one-shot HTTP server.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <pthread.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <cmocka.h>
+
+#include "redline/client.h"
+
+static rdl_upstreams_t *declared(rdl_config_t **cfg)
+{
+    rdl_upstreams_t *ups;
+    assert_int_equal(rdl_config_new(cfg), 0);
+    assert_int_equal(rdl_upstreams_new(&ups), 0);
+    assert_int_equal(rdl_upstreams_declare(ups, *cfg, "recommend", RDL_UPSTREAM_WEAK), 0);
+    assert_int_equal(rdl_upstreams_declare(ups, *cfg, "payment", RDL_UPSTREAM_STRONG), 0);
+    return ups;
+}
+
+static void test_declare(void **state)
+{
+    rdl_config_t *cfg;
+    rdl_upstreams_t *ups = declared(&cfg);
+    assert_int_equal(rdl_upstreams_declare(ups, cfg, "payment", RDL_UPSTREAM_WEAK), RDL_EEXIST);
+    assert_int_equal(rdl_upstreams_declare(ups, cfg, "Bad Name", RDL_UPSTREAM_WEAK), RDL_EINVAL);
+    assert_int_equal(rdl_upstreams_declare(ups, cfg, "", RDL_UPSTREAM_WEAK), RDL_EINVAL);
+    assert_int_equal(rdl_upstreams_count(ups), 2);
+    rdl_error_t err;
+    rdl_error_clear(&err);
+    const char *yaml = "upstreams:\n  payment:\n    url: http://127.0.0.1:1\n"
+                       "    breaker:\n      minimum_calls: 3\n      window: time\n";
+    assert_int_equal(rdl_config_load_string(cfg, "t.yaml", yaml, strlen(yaml), &err), 0);
+    assert_int_equal(rdl_upstreams_set_flag(ups, cfg, "recommend=http://[::1]:8080/api", &err), 0);
+    assert_int_equal(rdl_upstreams_finish(ups, &err), 0);
+    rdl_upstream_t *p = rdl_upstreams_get(ups, "payment"), *r = rdl_upstreams_get(ups, "recommend");
+    assert_true(p->configured && r->configured);
+    assert_int_equal(p->role, RDL_UPSTREAM_STRONG);
+    assert_int_equal(r->role, RDL_UPSTREAM_WEAK);
+    assert_string_equal(p->host, "127.0.0.1");
+    assert_int_equal(p->port, 1);
+    assert_string_equal(r->host, "::1");
+    assert_int_equal(r->port, 8080);
+    assert_int_equal(p->opts.breaker_minimum_calls, 3);
+    assert_int_equal(p->opts.timeout_ms, 2000);         /* a default */
+    assert_null(rdl_upstreams_get(ups, "nope"));
+    assert_int_equal(rdl_upstreams_set_flag(ups, cfg, "nope=http://x", &err), RDL_EINVAL);
+    assert_non_null(strstr(err.msg, "recommend, payment"));
+    assert_int_equal(rdl_upstreams_set_flag(ups, cfg, "payment", &err), RDL_EINVAL);
+    rdl_config_free(cfg);
+    rdl_upstreams_free(ups);
+}
+
+static void test_malformed_settings(void **state)
+{
+    static const struct {
+        const char *key, *value, *named;
+    } bad[] = {
+        { "upstreams.payment.url", "ftp://host", "upstreams.payment.url" },
+        { "upstreams.payment.url", "http://", "upstreams.payment.url" },
+        { "upstreams.payment.url", "http://h:0", "upstreams.payment.url" },
+        { "upstreams.payment.url", "http://h:99999", "upstreams.payment.url" },
+        { "upstreams.payment.url", "http://h:80x/", "upstreams.payment.url" },
+        { "upstreams.payment.url", "http://[::1/", "upstreams.payment.url" },
+        { "upstreams.payment.url", "http://[]5::.x", "upstreams.payment.url" },
+        { "upstreams.payment.url", "http://[]:80", "upstreams.payment.url" },
+        { "upstreams.payment.url", "http://user@host", "upstreams.payment.url" },
+        { "upstreams.payment.url", "http://h:+80", "upstreams.payment.url" },
+        { "upstreams.payment.url", "http://h o:80", "upstreams.payment.url" },
+        { "upstreams.payment.role", "medium", "upstreams.payment.role" },
+        { "upstreams.payment.breaker.window", "sliding", "upstreams.payment.breaker.window" },
+        { "upstreams.payment.breaker.state", "open", "upstreams.payment.breaker.state" },
+        { "upstreams.payment.subsets", "blue", "upstreams.payment.subsets" },
+        { "upstreams.payment.subsets", "=http://h", "upstreams.payment.subsets" },
+        { "upstreams.payment.subsets", "blue=gopher://h", "upstreams.payment.subsets" },
+        { "upstreams.payment.pool.warm_path", "health", "upstreams.payment.pool.warm_path" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        rdl_config_t *cfg;
+        rdl_upstreams_t *ups = declared(&cfg);
+        rdl_error_t err;
+        rdl_error_clear(&err);
+        if (strcmp(bad[i].key, "upstreams.payment.url") != 0)
+            assert_int_equal(rdl_config_set(cfg, "upstreams.payment.url", "http://h:1", &err), 0);
+        assert_int_equal(rdl_config_set(cfg, bad[i].key, bad[i].value, &err), 0);
+        if (rdl_upstreams_finish(ups, &err) != RDL_EINVAL)
+            fail_msg("%s=%s accepted", bad[i].key, bad[i].value);
+        if (!strstr(err.key, bad[i].named) || !strstr(err.msg, "expected"))
+            fail_msg("%s=%s: error key '%s' msg '%s'", bad[i].key, bad[i].value, err.key, err.msg);
+        rdl_config_free(cfg);
+        rdl_upstreams_free(ups);
+    }
+    /* values the declared key itself refuses */
+    rdl_config_t *cfg;
+    rdl_upstreams_t *ups = declared(&cfg);
+    rdl_error_t err;
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.breaker.failure_rate", "101", &err),
+                     RDL_EINVAL);
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.retry.attempts", "0", &err), RDL_EINVAL);
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.timeouts.connect", "soon", &err),
+                     RDL_EINVAL);
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.colour", "x", &err), RDL_EINVAL);
+    rdl_config_free(cfg);
+    rdl_upstreams_free(ups);
+}
+
+static void test_subsets_and_unconfigured(void **state)
+{
+    rdl_config_t *cfg;
+    rdl_upstreams_t *ups = declared(&cfg);
+    rdl_error_t err;
+    assert_int_equal(rdl_config_set(cfg, "upstreams.recommend.url", "http://main:80", &err), 0);
+    assert_int_equal(rdl_config_set(cfg, "upstreams.recommend.subsets",
+                                    "blue=http://b:81,green=http://g:82/v2", &err), 0);
+    assert_int_equal(rdl_upstreams_finish(ups, &err), 0);
+    rdl_upstream_t *r = rdl_upstreams_get(ups, "recommend");
+    assert_int_equal(r->nsubsets, 2);
+    assert_string_equal(rdl_upstream_base_url(r, "blue"), "http://b:81");
+    assert_string_equal(rdl_upstream_base_url(r, "green"), "http://g:82/v2");
+    assert_string_equal(rdl_upstream_base_url(r, "red"), "http://main:80");
+    assert_string_equal(rdl_upstream_base_url(r, NULL), "http://main:80");
+    assert_false(rdl_upstreams_get(ups, "payment")->configured);
+    rdl_config_free(cfg);
+    rdl_upstreams_free(ups);
+}
+
+static void test_names_in_file(void **state)
+{
+    char path[] = "/tmp/test_client_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *yaml = "server:\n  threads: 1\nupstreams:\n  billing:\n    url: http://a\n"
+                       "  ledger:\n    role: weak\n";
+    assert_int_equal(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
+    close(fd);
+    char names[4][48];
+    rdl_error_t err;
+    assert_int_equal(rdl_upstreams_names_in_file(path, names, 4, &err), 2);
+    assert_string_equal(names[0], "billing");
+    assert_string_equal(names[1], "ledger");
+    assert_int_equal(rdl_upstreams_names_in_file(path, names, 1, &err), RDL_EBUSY);
+    unlink(path);
+    assert_true(rdl_upstreams_names_in_file("/nonexistent/x.yaml", names, 4, &err) < 0);
+}
+
+/* ---- calls on a loop ------------------------------------------------------------ */
+
+typedef struct got {
+    int n;
+    rdl_call_result_t last;
+    char body[256];
+} got_t;
+
+static void on_done(const rdl_call_result_t *res, void *arg)
+{
+    got_t *g = arg;
+    g->n++;
+    g->last = *res;
+    snprintf(g->body, sizeof(g->body), "%.*s", (int)res->body_len, res->body);
+    g->last.body = g->body;
+}
+
+static void run_until(uv_loop_t *loop, const got_t *g, int n)
+{
+    uint64_t end = rdl_now_ns() + 10ull * 1000000000ull;
+    while (g->n < n && rdl_now_ns() < end)
+        uv_run(loop, UV_RUN_ONCE);
+    assert_int_equal(g->n, n);
+}
+
+static int closed_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(a);
+    bind(s, (struct sockaddr *)&a, sizeof(a));
+    getsockname(s, (struct sockaddr *)&a, &len);
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+static void test_refused_then_breaker(void **state)
+{
+    rdl_config_t *cfg;
+    rdl_upstreams_t *ups = declared(&cfg);
+    rdl_error_t err;
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", closed_port());
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.url", url, &err), 0);
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.breaker.window_size", "2", &err), 0);
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.breaker.minimum_calls", "2", &err), 0);
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.retry.attempts", "2", &err), 0);
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.retry.base", "1ms", &err), 0);
+    assert_int_equal(rdl_upstreams_finish(ups, &err), 0);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    rdl_client_t *c;
+    assert_int_equal(rdl_client_new(&loop, ups, &c), 0);
+    got_t g = { 0 };
+    rdl_call_t get = { .method = "GET", .path = "/x", .idempotent = -1 };
+
+    /* not configured: refused at once, synchronously */
+    assert_int_equal(rdl_client_call(c, rdl_upstreams_get(ups, "recommend"), NULL, &get, on_done, &g), 0);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(g.last.err, RDL_ENOENT);
+
+    /* refused connection, retried once (GET is idempotent): two failures open the breaker */
+    rdl_upstream_t *p = rdl_upstreams_get(ups, "payment");
+    assert_int_equal(rdl_client_call(c, p, NULL, &get, on_done, &g), 0);
+    run_until(&loop, &g, 2);
+    assert_int_equal(g.last.err, RDL_EIO);
+    assert_int_equal(g.last.kind, RDL_OUTCOME_CONNECT);
+    assert_int_equal(g.last.attempts, 2);
+    assert_int_equal(rdl_breaker_state(p->breaker), RDL_BREAKER_OPEN);
+
+    /* open: refused without an attempt, with the wait left */
+    assert_int_equal(rdl_client_call(c, p, NULL, &get, on_done, &g), 0);
+    assert_int_equal(g.n, 3);
+    assert_int_equal(g.last.err, RDL_EBUSY);
+    assert_true(g.last.breaker_open);
+    assert_int_equal(g.last.attempts, 0);
+    assert_true(g.last.retry_after_ns > 0 && g.last.retry_after_ns <= 5000ull * 1000000ull);
+
+    /* a POST is never retried */
+    rdl_breaker_reset(p->breaker);
+    rdl_call_t post = { .method = "POST", .path = "/x", .body = "{}", .body_len = 2, .idempotent = -1 };
+    assert_int_equal(rdl_client_call(c, p, NULL, &post, on_done, &g), 0);
+    run_until(&loop, &g, 4);
+    assert_int_equal(g.last.attempts, 1);
+
+    /* a ctx already past its deadline: no attempt */
+    rdl_ctx_t ctx;
+    rdl_ctx_init(&ctx, 1);
+    while (!rdl_ctx_done(&ctx))
+        ;
+    rdl_breaker_reset(p->breaker);
+    assert_int_equal(rdl_client_call(c, p, &ctx, &get, on_done, &g), 0);
+    assert_int_equal(g.n, 5);
+    assert_int_equal(g.last.err, RDL_ETIMEDOUT);
+    assert_int_equal(g.last.attempts, 0);
+    rdl_ctx_close(&ctx);
+
+    rdl_client_stats_t st;
+    rdl_client_stats(c, &st);
+    assert_int_equal(st.calls, 5);
+    assert_int_equal(st.attempts, 3);
+    assert_int_equal(st.retries, 1);
+    assert_int_equal(st.rejected, 1);
+    rdl_client_free(c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    rdl_config_free(cfg);
+    rdl_upstreams_free(ups);
+}
+
+/* A one-shot HTTP server: answers one request per connection, records what came. */
+typedef struct server {
+    int fd, port, conns;
+    char seen[2048];
+} server_t;
+
+static void *serve(void *arg)
+{
+    server_t *s = arg;
+    for (int i = 0; i < s->conns; i++) {
+        int c = accept(s->fd, NULL, NULL);
+        if (c < 0)
+            return NULL;
+        size_t n = 0;
+        while (n < sizeof(s->seen) - 1 && !strstr(s->seen, "\r\n\r\n{}")) {
+            ssize_t r = read(c, s->seen + n, sizeof(s->seen) - 1 - n);
+            if (r <= 0)
+                break;
+            n += (size_t)r;
+            s->seen[n] = '\0';
+        }
+        const char *resp = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+        ssize_t w = write(c, resp, strlen(resp));
+        (void)w;
+        close(c);
+    }
+    return NULL;
+}
+
+static void inject(const rdl_ctx_t *ctx, rdl_header_add_fn add, void *h, void *arg)
+{
+    add(h, "X-Test", arg);
+    if (ctx && ctx->color)
+        add(h, "X-Redline-Color", ctx->color);
+}
+
+static void test_round_trip(void **state)
+{
+    server_t s = { .conns = 1 };
+    s.fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(s.fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    listen(s.fd, 8);
+    getsockname(s.fd, (struct sockaddr *)&a, &len);
+    s.port = ntohs(a.sin_port);
+    pthread_t t;
+    pthread_create(&t, NULL, serve, &s);
+
+    rdl_config_t *cfg;
+    rdl_upstreams_t *ups = declared(&cfg);
+    rdl_error_t err;
+    char url[96];
+    snprintf(url, sizeof(url), "blue=http://127.0.0.1:%d/v2", s.port);
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.url", "http://127.0.0.1:1", &err), 0);
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.subsets", url, &err), 0);
+    assert_int_equal(rdl_upstreams_finish(ups, &err), 0);
+    assert_int_equal(rdl_upstreams_add_injector(ups, inject, "yes"), 0);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    rdl_client_t *c;
+    assert_int_equal(rdl_client_new(&loop, ups, &c), 0);
+    rdl_ctx_t ctx;
+    rdl_ctx_init(&ctx, 5ull * 1000000000ull);
+    ctx.subset = "blue";            /* routes to the subset's URL */
+    ctx.color = "canary";
+    got_t g = { 0 };
+    rdl_call_t post = { .method = "POST", .path = "/pay", .body = "{}", .body_len = 2, .idempotent = -1 };
+    assert_int_equal(rdl_client_call(c, rdl_upstreams_get(ups, "payment"), &ctx, &post, on_done, &g), 0);
+    run_until(&loop, &g, 1);
+    pthread_join(t, NULL);
+    close(s.fd);
+    assert_int_equal(g.last.err, 0);
+    assert_int_equal(g.last.status, 200);
+    assert_int_equal(g.last.kind, RDL_OUTCOME_OK);
+    assert_string_equal(g.body, "hello");
+    assert_non_null(strstr(s.seen, "POST /v2/pay HTTP/1.1\r\n"));
+    assert_non_null(strstr(s.seen, "X-Test: yes\r\n"));
+    assert_non_null(strstr(s.seen, "X-Redline-Color: canary\r\n"));
+    assert_non_null(strstr(s.seen, "Content-Type: application/json\r\n"));
+    assert_null(strstr(s.seen, "Expect:"));
+    rdl_ctx_close(&ctx);
+    rdl_client_free(c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    rdl_config_free(cfg);
+    rdl_upstreams_free(ups);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_declare),
+        cmocka_unit_test(test_malformed_settings),
+        cmocka_unit_test(test_subsets_and_unconfigured),
+        cmocka_unit_test(test_names_in_file),
+        cmocka_unit_test(test_refused_then_breaker),
+        cmocka_unit_test(test_round_trip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
