@@ -15,7 +15,8 @@
 #define RT_MAX_PARAMS 8
 #define RT_MAX_STARTUP 16
 #define RT_MAX_THREAD_HOOKS 8
-#define RT_MAX_INJECTORS 6
+/* 6 for the application, plus the runtime's own (trace context, from trace_mw.c). */
+#define RT_MAX_INJECTORS 7
 
 /* ---- router ---------------------------------------------------------- */
 

@@ -6,8 +6,9 @@
  * template with the stable HTTP semantic-convention attributes, puts the ids
  * and the span into the request's ctx (for log lines, child spans and
  * outbound calls), optionally answers with a traceparent header, and ends the
- * span with the status. The admin plane is not traced (probes would flood
- * the traces) but serves the tracer's counters at GET /debug/tracing.
+ * span with the status; outbound calls carry the context on (an injector).
+ * The admin plane is not traced (probes would flood the traces) but serves
+ * the tracer's counters at GET /debug/tracing.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -139,19 +140,22 @@ static int trace_enter(rdl_req_t *req, void *arg)
             rdl_baggage_init(bag);
     }
     bool remote = rdl_propagation_extract(&tr->props, req_get, req, &parent, bag);
-    const char *method = rdl_req_method(req);
-    const char *route = rdl_req_route(req);
-    char name[256];
-    const char *mname = known_method(method) ? method : "HTTP";
-    if (route)
-        snprintf(name, sizeof(name), "%s %s", mname, route);
-    else
-        snprintf(name, sizeof(name), "%s", mname);
-    rdl_span_t *s = rdl_span_start_remote(tr->tracer, name, RDL_SPAN_SERVER, remote ? &parent : NULL);
+    rdl_span_t *s = rdl_span_start_remote(tr->tracer, NULL, RDL_SPAN_SERVER, remote ? &parent : NULL);
     if (!s)
         return 0;
-    if (rdl_span_recording(s))
+    if (rdl_span_recording(s)) {
+        /* Named only when recorded: most spans are not, at low sampling ratios. */
+        const char *method = rdl_req_method(req);
+        const char *route = rdl_req_route(req);
+        const char *mname = known_method(method) ? method : "HTTP";
+        char name[256];
+        if (route)
+            snprintf(name, sizeof(name), "%s %s", mname, route);
+        else
+            snprintf(name, sizeof(name), "%s", mname);
+        rdl_span_set_name(s, name);
         set_request_attrs(s, req, method, route);
+    }
     const rdl_span_context_t *sc = rdl_span_context(s);
     memcpy(ctx->trace_id, sc->trace_id, 16);
     memcpy(ctx->span_id, sc->span_id, 8);
@@ -230,10 +234,39 @@ static void debug_tracing(rdl_req_t *req, void *arg)
     rdl_buf_free(&b);
 }
 
+/* ---- outbound: the request's trace context on every upstream call ------ */
+
+/*
+ * An injector (client.h): the caller's trace continues in the upstream, whose
+ * server span becomes a child of this request's server span. Tracestate and
+ * received baggage go along, in the configured formats.
+ */
+static void trace_inject(const rdl_ctx_t *ctx, rdl_header_add_fn add, void *h, void *arg)
+{
+    rdl_server_t *srv = arg;
+    rt_trace_t *tr = srv->trace;
+    if (!tr || !ctx)
+        return;
+    const rdl_span_context_t *sc = ctx->span ? rdl_span_context(ctx->span) : NULL;
+    rdl_span_context_t ids;
+    if (!sc) {
+        /* The span has ended (a call made after the answer): its ids are still in the ctx. */
+        memcpy(ids.trace_id, ctx->trace_id, 16);
+        memcpy(ids.span_id, ctx->span_id, 8);
+        ids.flags = ctx->trace_flags;
+        ids.tracestate_len = 0;
+        ids.tracestate[0] = '\0';
+        sc = &ids;
+    }
+    rdl_propagation_inject(&tr->props, sc, ctx->baggage, add, h);
+}
+
 int rt_trace_install(rdl_server_t *srv)
 {
     rdl_middleware_t mw = { "trace", trace_enter, trace_before_send, trace_leave, srv };
     int rc = rdl_server_use(srv, &mw);
+    if (rc == 0)
+        rc = rdl_server_add_injector(srv, trace_inject, srv);
     return rc ? rc : rdl_server_admin_route(srv, "GET", "/debug/tracing", debug_tracing, srv);
 }
 

@@ -229,6 +229,42 @@ def test_sampling_follows_parent(coursed_bin):
         rcv.stop()
 
 
+# ---- across processes -------------------------------------------------------
+
+def test_trace_crosses_upstream(coursed_bin):
+    """coursed calls its recommend upstream (upstream-sim, also on the runtime): the call
+    carries the trace context, and the upstream's server span is a child of coursed's."""
+    from test_resilience import Sim
+    rcv = Receiver()
+    saved = dict(os.environ)
+    try:
+        os.environ.update(coursed_env(rcv))         # upstream-sim inherits the environment
+        with Sim() as sim:
+            os.environ.clear()
+            os.environ.update(saved)
+            with Coursed(coursed_bin, args=FAST_STOP + ["--upstream", "recommend=" + sim.url],
+                         env=coursed_env(rcv)) as c:
+                tid = "d" * 32
+                status, _, body = c.request("GET", "/v1/courses/3", headers={
+                    "traceparent": "00-%s-%s-01" % (tid, PARENT_SPAN), "baggage": "tenant=acme"})
+                assert status == 200 and json.loads(body)["suggestions"], body
+                spans = rcv.wait_spans(lambda s: s["traceId"] == tid, n=3)
+                by_service = {}
+                for s in spans:
+                    by_service.setdefault(s["resource"].get("service.name"), []).append(s)
+                assert set(by_service) == {"coursed", "upstream-sim"}, by_service.keys()
+                server = [s for s in by_service["coursed"] if s["kind"] == 2][0]
+                remote = [s for s in by_service["upstream-sim"] if s["kind"] == 2][0]
+                assert server["parentSpanId"] == PARENT_SPAN, server
+                assert remote["parentSpanId"] == server["spanId"], (remote, server)
+                assert remote["flags"] == 0x301, remote["flags"]          # sampled, remote parent
+                assert remote["name"] == "GET /recommend", remote["name"]
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        rcv.stop()
+
+
 # ---- fault ---------------------------------------------------------------
 
 def load(c, seconds):
@@ -348,4 +384,4 @@ def test_fault_receiver_503_then_down(coursed_bin):
 if __name__ == "__main__":
     a = args()
     run([test_protobuf_export, test_json_gzip_export, test_sampling_follows_parent,
-         test_fault_receiver_503_then_down], a.coursed)
+         test_trace_crosses_upstream, test_fault_receiver_503_then_down], a.coursed)

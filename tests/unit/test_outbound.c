@@ -98,7 +98,7 @@ static void test_injectors(void **state)
     assert_int_equal(rdl_config_new(&cfg), 0);
     assert_int_equal(rdl_upstreams_new(&ups), 0);
     assert_int_equal(rdl_upstreams_finish(ups, &err), 0);
-    /* request id + 6 = 7 of the 8 an upstream set takes: one more fits, then none */
+    /* request id + trace context + 6 = 8 of the 9 an upstream set takes: one more fits, then none */
     assert_int_equal(rdl_server_upstreams(srv, ups), 0);
     assert_int_equal(rdl_upstreams_add_injector(ups, inject, "x"), 0);
     assert_int_equal(rdl_upstreams_add_injector(ups, inject, "x"), RDL_EBUSY);
