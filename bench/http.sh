@@ -5,12 +5,24 @@
 # printed. The load generator shares the machine's cores with the server: compare ratios from one
 # run, never absolute numbers across runs.
 #   bench/http.sh [ROUNDS] [SECONDS]      (defaults 3 rounds of 5 s; wrk -t1 -c64)
+#
+# A red line's cost: COMPARE=NAME runs a second coursed with the feature off, interleaved with the
+# first (which goes first every other round), and prints throughput on/off and the server's CPU
+# time per request on/off (utime + stime from /proc: steadier than req/s on a shared machine).
+#   metrics       RED middleware and collectors        off: metrics.enabled=false
+#   access-log    one access line per request          off: log.access=false
+#   tracing       server span per request, ratio 1.0,  off: tracing.enabled=false
+#                 exported as OTLP protobuf to nginx's `return 200` (a sink that costs next to nothing)
+#   tracing-0.01  the same at ratio 0.01
+#   routes        the coloring middleware with bench/routes.yaml (ROUTES=FILE for another file)
+#   custom        ON_ARGS / OFF_ARGS: extra coursed arguments for each side
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 SECS=${2:-5}
 CONNS=${CONNS:-64}
 COURSED=${COURSED:-build/coursed}
+COMPARE=${COMPARE:-}
 command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx (scripts/deps.sh)"; exit 1; }
 [ -x "$COURSED" ] || { echo "build coursed first (make build)"; exit 1; }
 
@@ -39,21 +51,77 @@ CONF
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 
-"$COURSED" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/coursed" \
-  --set lifecycle.drain_delay=0s >"$work/coursed.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/coursed.log" && break; sleep 0.1; done
-caddr=$(grep -o '"addr":"[^"]*' "$work/coursed.log" | head -1 | cut -d'"' -f4)
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$nport/" >/dev/null && break; sleep 0.1; done
+sink="http://127.0.0.1:$nport"
+ON_ARGS=${ON_ARGS:-}
+ON_ENV=()
+case "$COMPARE" in
+  "") ;;
+  metrics) OFF_ARGS="--set metrics.enabled=false" ;;
+  access-log) OFF_ARGS="--set log.access=false" ;;
+  tracing) OFF_ARGS="--set tracing.enabled=false"
+    ON_ENV=(OTEL_EXPORTER_OTLP_ENDPOINT="$sink" OTEL_TRACES_SAMPLER=always_on) ;;
+  tracing-0.01) OFF_ARGS="--set tracing.enabled=false"
+    ON_ENV=(OTEL_EXPORTER_OTLP_ENDPOINT="$sink" OTEL_TRACES_SAMPLER=traceidratio OTEL_TRACES_SAMPLER_ARG=0.01) ;;
+  routes) OFF_ARGS=""; ON_ARGS="--routes ${ROUTES:-bench/routes.yaml}" ;;
+  custom) OFF_ARGS=${OFF_ARGS:-} ;;
+  *) echo "COMPARE: unknown feature '$COMPARE'"; exit 2 ;;
+esac
+
+# Starts one coursed (not in a subshell: its PID must reach the cleanup) and waits until it is
+# ready. Its log goes to a file, as a pod's stdout is collected.
+start_coursed() {   # name, "extra args", env assignments...
+  local name=$1 args=$2; shift 2
+  # shellcheck disable=SC2086
+  env "$@" "$COURSED" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/$name" \
+    --set lifecycle.drain_delay=0s $args >"$work/$name.log" 2>&1 &
+  pids+=($!)
+  eval "${name}_pid=$!"
+  for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/$name.log" && break; sleep 0.1; done
+}
+addr_of() { grep -o "\"$2\":\"[^\"]*" "$work/$1.log" | head -1 | cut -d'"' -f4; }   # name, addr|admin_addr
+
+start_coursed on "$ON_ARGS" "${ON_ENV[@]}"
+caddr=$(addr_of on addr)
+oaddr=""
+if [ -n "$COMPARE" ]; then
+  start_coursed off "$OFF_ARGS"
+  oaddr=$(addr_of off addr)
+fi
+for _ in $(seq 50); do curl -sf "$sink/" >/dev/null && break; sleep 0.1; done
 
 rps() { wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
+# CPU clock ticks a process has used (utime + stime).
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# wrk against URL while PID serves it: "req/s cpu-microseconds-per-request".
+rps_cpu() {
+  local t0 t1
+  t0=$(ticks "$2")
+  wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" >"$work/wrk.out"
+  t1=$(ticks "$2")
+  awk -v dt=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
+    '/requests in/ {n=$1} /Requests\/sec/ {r=$2} END {printf "%s %.2f\n", r, dt / hz * 1e6 / n}' "$work/wrk.out"
+}
 
-declare -a n c p
+declare -a n c p oc op cu ocu pu opu
+measure_on()  { read -r a b < <(rps_cpu "http://$caddr$1" "$on_pid"); eval "$2+=($a); $3+=($b)"; }
+measure_off() { read -r a b < <(rps_cpu "http://$oaddr$1" "$off_pid"); eval "$2+=($a); $3+=($b)"; }
 for r in $(seq "$ROUNDS"); do
-  n+=("$(rps "http://127.0.0.1:$nport/")")
-  c+=("$(rps "http://$caddr/ping")")
-  p+=("$(rps "http://$caddr/v1/courses/3")")
+  n+=("$(rps "$sink/")")
+  if [ -z "$oaddr" ]; then
+    c+=("$(rps "http://$caddr/ping")")
+    p+=("$(rps "http://$caddr/v1/courses/3")")
+  elif [ $((r % 2)) -eq 1 ]; then
+    measure_on /ping c cu; measure_off /ping oc ocu
+    measure_on /v1/courses/3 p pu; measure_off /v1/courses/3 op opu
+  else
+    measure_off /ping oc ocu; measure_on /ping c cu
+    measure_off /v1/courses/3 op opu; measure_on /v1/courses/3 p pu
+  fi
   echo "round $r: nginx ${n[-1]} req/s, coursed /ping ${c[-1]} req/s, coursed /v1/courses/3 ${p[-1]} req/s"
+  if [ -n "$oaddr" ]; then
+    echo "round $r: $COMPARE off: /ping ${oc[-1]} req/s, /v1/courses/3 ${op[-1]} req/s;" \
+      "cpu us/request on/off: /ping ${cu[-1]}/${ocu[-1]}, /v1/courses/3 ${pu[-1]}/${opu[-1]}"
+  fi
 done
 
 python3 - "${n[*]}" "${c[*]}" "${p[*]}" <<'PY'
@@ -64,3 +132,17 @@ print("median req/s: nginx %.0f, coursed /ping %.0f, coursed /v1/courses/3 %.0f"
 print("ratio to nginx (median of per-round ratios): /ping %.3f, /v1/courses/3 %.3f"
       % (statistics.median([b / a for a, b in zip(n, c)]), statistics.median([b / a for a, b in zip(n, p)])))
 PY
+if [ -n "$oaddr" ]; then
+  python3 - "${c[*]}" "${oc[*]}" "${p[*]}" "${op[*]}" "${cu[*]}" "${ocu[*]}" "${pu[*]}" "${opu[*]}" "$COMPARE" <<'PY'
+import statistics, sys
+c, oc, p, op, cu, ocu, pu, opu = ([float(x) for x in a.split()] for a in sys.argv[1:9])
+name = sys.argv[9]
+med = lambda a, b: statistics.median([x / y for x, y in zip(a, b)])
+print("%s on/off, req/s (median of per-round ratios): /ping %.3f, /v1/courses/3 %.3f"
+      % (name, med(c, oc), med(p, op)))
+print("%s on/off, server CPU per request (median of per-round ratios): /ping %.3f, /v1/courses/3 %.3f"
+      % (name, med(cu, ocu), med(pu, opu)))
+print("server CPU us/request, medians: /ping on %.2f off %.2f, /v1/courses/3 on %.2f off %.2f"
+      % (statistics.median(cu), statistics.median(ocu), statistics.median(pu), statistics.median(opu)))
+PY
+fi

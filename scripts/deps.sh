@@ -8,9 +8,13 @@ packages=(
   # build
   build-essential cmake pkg-config clang libclang-rt-14-dev
   # libraries libredline and coursed link
-  libuv1-dev libfyaml-dev libjansson-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev
+  libuv1-dev libfyaml-dev libjansson-dev libsqlite3-dev zlib1g-dev libcurl4-openssl-dev libpcre2-dev
   # tests: unit framework, parser oracle, peers and scripts
-  libcmocka-dev libhttp-parser-dev python3 curl sqlite3
+  libcmocka-dev libhttp-parser-dev python3 python3-yaml curl sqlite3
+  # metrics integration test: the real scraper and its linter (Prometheus 2.42, promtool)
+  prometheus
+  # test peers on npm (tests/node: the official OTLP decoder)
+  nodejs
   # benchmarks: load generator and the nginx ceiling
   wrk nginx-light
 )
@@ -21,8 +25,18 @@ for p in "${packages[@]}"; do
   [ "$status" = "installed" ] || missing+=("$p")
 done
 
+# npm test tooling, pinned by tests/node/package-lock.json.
+node_tools() {
+  if [ ! -d tests/node/node_modules ]; then
+    echo "deps: npm ci in tests/node"
+    (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+cd "$(dirname "$0")/.."
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#packages[@]} packages present"
+  node_tools
   exit 0
 fi
 
@@ -38,4 +52,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+node_tools
 echo "deps: done"

@@ -14,6 +14,11 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_erro
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 
+# The integration tests' npm peers (tests/node), installed from the lockfile when missing.
+if [ ! -d tests/node/node_modules ] && command -v npm >/dev/null 2>&1; then
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error) || echo "npm ci failed: OTLP tests will fail"
+fi
+
 passed=0
 failed=0
 summary=()

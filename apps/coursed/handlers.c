@@ -8,6 +8,8 @@
  */
 #include "handlers.h"
 #include "payload.h"
+#include "stats.h"
+#include "redline/trace.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 
 /* Room for one course or enrollment object, so its body takes one allocation. */
 #define BODY_HINT 256
+#define TENANT_MAX 64
 
 /* One request's work: what the worker needs and what it found. */
 typedef struct job {
@@ -27,6 +30,7 @@ typedef struct job {
     bool replayed;
     int64_t enrollment_id;      /* for Location on a 201 */
     rdl_buf_t body;
+    const char *tenant;         /* X-Tenant-ID when sent and well-formed, else NULL */
 } job_t;
 
 /* Parses a path id: decimal digits only, 1 .. INT64_MAX. */
@@ -60,6 +64,69 @@ static bool path_id(rdl_req_t *req, const char *what, int64_t *id)
     return false;
 }
 
+/* X-Tenant-ID: 1 to 64 of A-Z a-z 0-9 . _ - (anything else is not a tenant id and is ignored). */
+static const char *tenant_of(rdl_req_t *req)
+{
+    size_t n;
+    const char *v = rdl_req_header(req, "X-Tenant-ID", &n);
+    if (!v || n == 0 || n > TENANT_MAX)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return NULL;
+    }
+    return rdl_arena_strndup(&rdl_req_ctx(req)->arena, v, n);
+}
+
+/*
+ * A CLIENT span for one store call, child of the request's server span, on
+ * the pool worker: the SQLite time of a request shows in its trace with the
+ * business keys (course.id, tenant.id) to find it by.
+ */
+static rdl_span_t *db_span(rdl_req_t *req, const job_t *job, const char *op, const char *table,
+                           int64_t course_id)
+{
+    rdl_span_t *server = rdl_req_ctx(req)->span;
+    if (!server)
+        return NULL;
+    char name[64];
+    snprintf(name, sizeof(name), "%s %s", op, table);
+    rdl_span_t *s = rdl_span_start(NULL, name, RDL_SPAN_CLIENT, server);
+    if (!rdl_span_recording(s))
+        return s;
+    rdl_span_set_str(s, "db.system.name", "sqlite", 6);
+    rdl_span_set_str(s, "db.operation.name", op, strlen(op));
+    rdl_span_set_str(s, "db.collection.name", table, strlen(table));
+    if (course_id)
+        rdl_span_set_int(s, "course.id", course_id);
+    if (job->tenant)
+        rdl_span_set_str(s, "tenant.id", job->tenant, strlen(job->tenant));
+    return s;
+}
+
+/* Ends a store call's span: not-found is an answer, every other failure an error. */
+static void db_span_end(rdl_span_t *s, int rc)
+{
+    if (rc && rc != RDL_ENOENT) {
+        const char *type = rc == RDL_ETIMEDOUT ? "timeout" : "sqlite_error";
+        rdl_span_set_str(s, "error.type", type, strlen(type));
+        rdl_span_set_status(s, RDL_STATUS_ERROR, rdl_strerror(rc));
+    }
+    rdl_span_end(s);
+}
+
+/* The request's business keys on its server span (I/O thread). */
+static void tag_request(rdl_req_t *req, const job_t *job, const char *key, int64_t id)
+{
+    rdl_span_t *server = rdl_req_ctx(req)->span;
+    if (key)
+        rdl_span_set_int(server, key, id);
+    if (job->tenant)
+        rdl_span_set_str(server, "tenant.id", job->tenant, strlen(job->tenant));
+}
+
 static job_t *job_new(rdl_req_t *req, const handlers_t *h)
 {
     job_t *job = rdl_arena_alloc(&rdl_req_ctx(req)->arena, sizeof(*job));
@@ -70,6 +137,7 @@ static job_t *job_new(rdl_req_t *req, const handlers_t *h)
     memset(job, 0, sizeof(*job));
     job->h = h;
     job->st = h->st;
+    job->tenant = tenant_of(req);
     rdl_buf_init(&job->body);
     return job;
 }
@@ -161,7 +229,9 @@ static void course_work(rdl_req_t *req, void *arg)
     if (expired(req, job))
         return;
     rdl_buf_reserve(&job->body, BODY_HINT);
+    rdl_span_t *span = db_span(req, job, "SELECT", "courses", job->id);
     job->rc = store_get_course(job->st, job->id, emit_course, &job->body);
+    db_span_end(span, job->rc);
 }
 
 /*
@@ -234,6 +304,7 @@ static void get_course(rdl_req_t *req, void *arg)
     if (!job)
         return;
     job->id = id;
+    tag_request(req, job, "course.id", id);
     offload(req, course_work, course_done, job);
 }
 
@@ -245,7 +316,9 @@ static void courses_work(rdl_req_t *req, void *arg)
         return;
     rdl_buf_reserve(&job->body, 4 * BODY_HINT);
     rdl_buf_puts(&job->body, "{\"courses\":[");
+    rdl_span_t *span = db_span(req, job, "SELECT", "courses", 0);
     job->rc = store_list_courses(job->st, emit_listed_course, &list);
+    db_span_end(span, job->rc);
     rdl_buf_puts(&job->body, "]}");
 }
 
@@ -262,8 +335,10 @@ static void courses_done(rdl_req_t *req, void *arg)
 static void list_courses(rdl_req_t *req, void *arg)
 {
     job_t *job = job_new(req, arg);
-    if (job)
-        offload(req, courses_work, courses_done, job);
+    if (!job)
+        return;
+    tag_request(req, job, NULL, 0);
+    offload(req, courses_work, courses_done, job);
 }
 
 /* ---- enrollments ----------------------------------------------------- */
@@ -279,7 +354,10 @@ static void enrollment_work(rdl_req_t *req, void *arg)
     if (expired(req, job))
         return;
     rdl_buf_reserve(&job->body, BODY_HINT);
+    rdl_span_t *span = db_span(req, job, "SELECT", "enrollments", 0);
+    rdl_span_set_int(span, "enrollment.id", job->id);
     job->rc = store_get_enrollment(job->st, job->id, emit_enrollment, &job->body);
+    db_span_end(span, job->rc);
 }
 
 static void enrollment_done(rdl_req_t *req, void *arg)
@@ -301,6 +379,7 @@ static void get_enrollment(rdl_req_t *req, void *arg)
     if (!job)
         return;
     job->id = id;
+    tag_request(req, job, "enrollment.id", id);
     offload(req, enrollment_work, enrollment_done, job);
 }
 
@@ -310,16 +389,47 @@ static void enroll_work(rdl_req_t *req, void *arg)
     store_enroll_out_t out = { 0 };
     if (expired(req, job))
         return;
+    rdl_span_t *span = db_span(req, job, "INSERT", "enrollments", job->in.course_id);
     job->rc = store_enroll(job->st, &job->in, &out);
+    if (job->rc == 0) {
+        rdl_span_set_int(span, "coursed.outcome_status", out.status);
+        rdl_span_set_bool(span, "coursed.idempotent_replay", out.replayed);
+    }
+    db_span_end(span, job->rc);
     job->status = out.status;
     job->replayed = out.replayed;
     job->enrollment_id = out.enrollment_id;
     job->body = out.body;
+    /* On the pool worker: the request's id and trace come with the current context. */
+    rdl_log_field_t f[] = {
+        rdl_lf_int("course_id", job->id), rdl_lf_int("enrollment_id", out.enrollment_id),
+        rdl_lf_int("status", job->rc ? 0 : out.status), rdl_lf_bool("replayed", out.replayed),
+        rdl_lf_err("error", job->rc),
+    };
+    rdl_log(NULL, job->rc ? RDL_LOG_WARN : RDL_LOG_INFO, "enrollment", f, job->rc ? 5 : 4);
+}
+
+/* The outcome of an enrollment as the business metric counts it. */
+static stats_result_t enroll_result(const job_t *job)
+{
+    if (job->rc)
+        return job->rc == RDL_ENOENT ? STATS_NOT_FOUND
+               : job->rc == RDL_ETIMEDOUT ? STATS_UNAVAILABLE : STATS_ERROR;
+    if (job->replayed)
+        return STATS_REPLAYED;
+    switch (job->status) {
+    case 201: return STATS_CREATED;
+    case 404: return STATS_NOT_FOUND;
+    case 409: return STATS_FULL;
+    case 422: return STATS_KEY_REUSED;
+    default: return STATS_ERROR;
+    }
 }
 
 static void enroll_done(rdl_req_t *req, void *arg)
 {
     job_t *job = arg;
+    stats_enrollment(enroll_result(job));
     if (job->rc) {
         reply_failure(req, job, "course_not_found", "course");
     } else {
@@ -369,8 +479,10 @@ static void authorize(rdl_req_t *req, job_t *job)
 static void post_enrollment(rdl_req_t *req, void *arg)
 {
     int64_t id;
-    if (!path_id(req, "course", &id))
+    if (!path_id(req, "course", &id)) {
+        stats_enrollment(STATS_INVALID);
         return;
+    }
     payload_error_t e;
     size_t type_len, key_len = 0, body_len, student_len = 0;
     const char *type = rdl_req_header(req, "Content-Type", &type_len);
@@ -380,6 +492,7 @@ static void post_enrollment(rdl_req_t *req, void *arg)
     if (!payload_is_json_type(type, type_len, &e) ||
         payload_enrollment(body, body_len, &rdl_req_ctx(req)->arena, &student, &student_len, &e) ||
         (key && payload_idempotency_key(key, key_len, &e))) {
+        stats_enrollment(STATS_INVALID);
         rdl_resp_error(req, e.status, e.code, e.message);
         return;
     }
@@ -392,6 +505,7 @@ static void post_enrollment(rdl_req_t *req, void *arg)
         .idem_key = key, .idem_key_len = key_len,
         .deadline_ns = rdl_req_ctx(req)->deadline_ns,
     };
+    tag_request(req, job, "course.id", id);
     if (job->h->payment)
         authorize(req, job);
     else

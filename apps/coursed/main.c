@@ -14,18 +14,20 @@
 #include "redline/runtime.h"
 #include "store.h"
 #include "handlers.h"
+#include "stats.h"
 
 /* The runtime's keys the listen flags stand for (declared by rdl_server_opts_config). */
 #define KEY_LISTEN "server.listen"
 #define KEY_ADMIN_LISTEN "server.admin_listen"
 #define KEY_DATA_DIR "coursed.data_dir"
+#define KEY_ROUTES "routes.file"
 
 #define EXIT_USAGE 2
 
 static void usage(FILE *out, const rdl_config_t *cfg)
 {
     fputs("usage: coursed [serve] [--config FILE] [--listen HOST:PORT] [--admin-listen HOST:PORT]\n"
-          "               [--data-dir DIR] [--upstream NAME=URL]... [--set KEY=VALUE]...\n"
+          "               [--data-dir DIR] [--routes FILE] [--upstream NAME=URL]... [--set KEY=VALUE]...\n"
           "       coursed warmup [same flags]   run the start-up checks once, exit 0 or 1\n"
           "       coursed help | --help\n"
           "\n"
@@ -66,6 +68,7 @@ static const flag_t flags[] = {
     { "--listen", FLAG_KEY, KEY_LISTEN },
     { "--admin-listen", FLAG_KEY, KEY_ADMIN_LISTEN },
     { "--data-dir", FLAG_KEY, KEY_DATA_DIR },
+    { "--routes", FLAG_KEY, KEY_ROUTES },
     { "--set", FLAG_SET, NULL },
     { "--config", FLAG_CONFIG, NULL },
     { "--upstream", FLAG_UPSTREAM, NULL },
@@ -267,11 +270,14 @@ static int serve(rdl_server_opts_t *opts, const char *data_dir, bool seed, rdl_u
     if (!rc && (h.recommend || h.payment) && (rc = rdl_server_upstreams(srv, ups)) != 0)
         rdl_error_set(&err, rc, 0, 0, "upstreams", "cannot attach the upstreams: %s", rdl_strerror(rc));
     if (!rc)
+        rc = stats_init(st, &err);
+    if (!rc)
         rc = rdl_server_run(srv, &err);
     if (rc < 0)
         fail_error(&err);
     /* The server joins its pool first: no worker uses the store after this. */
     rdl_server_free(srv);
+    stats_close();
     store_close(st);
     return rc < 0 ? 1 : rc;
 }

@@ -34,6 +34,8 @@ typedef struct rdl_ctx {
     uint8_t trace_id[16];
     uint8_t span_id[8];
     uint8_t trace_flags;
+    struct rdl_span *span;              /* the request's server span (trace.h), NULL when none */
+    struct rdl_baggage *baggage;        /* W3C baggage received (trace.h), NULL when none */
     /* Route decision, filled by the route module (NULL = none). */
     const char *route_name;
     const char *subset;

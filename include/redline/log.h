@@ -153,7 +153,8 @@ bool rdl_log_enabled(rdl_logger_t *lg, rdl_log_level_t level);
  * its trace_id/span_id (when the trace id is not all zero) and request_id
  * (when set) are added. fields may be NULL when n is 0. Keys are written as
  * given (escaped); do not reuse the reserved names ts, level, service, msg.
- * A FATAL line is flushed before the call returns; exiting is the caller's call.
+ * A FATAL line is flushed before the call returns (waiting at most 5 s);
+ * exiting is the caller's call.
  */
 void rdl_log(rdl_logger_t *lg, rdl_log_level_t level, const char *msg,
              const rdl_log_field_t *fields, size_t n);

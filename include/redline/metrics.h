@@ -95,6 +95,7 @@ int rdl_metric_new(rdl_registry_t *r, rdl_metric_type_t type, const rdl_metric_o
 
 /* The family registered under name (a counter's full "_total" name), or NULL. */
 rdl_metric_t *rdl_metric_find(rdl_registry_t *r, const char *name);
+rdl_metric_type_t rdl_metric_type(const rdl_metric_t *m);
 
 /* Shorthands for unlabelled families: register and return the one series. */
 int rdl_counter_new(rdl_registry_t *r, const char *name, const char *help,
@@ -110,7 +111,9 @@ int rdl_histogram_new(rdl_registry_t *r, const char *name, const char *help,
  * order of the names (NULL counts as ""). Looked up lock-free; a new label set
  * is created under the family's lock. Past max_series (or out of memory) the
  * family's overflow series (every label RDL_METRICS_OVERFLOW) is returned and
- * the rejected count grows. NULL only when the family has another type.
+ * the rejected count grows; a label set whose every value is
+ * RDL_METRICS_OVERFLOW is that series too. NULL only when the family has
+ * another type.
  * Keep the handle: the lookup is the costly part, not the increment.
  */
 rdl_counter_t *rdl_metric_counter(rdl_metric_t *m, const char *const *values);

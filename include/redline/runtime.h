@@ -1,7 +1,7 @@
 /*
  * runtime.h: the HTTP/1.1 service runtime: I/O threads on libuv, a strict
  * request parser, a router on path templates, a middleware chain, the admin
- * plane (/healthz, /livez, /readyz) and the lifecycle
+ * plane (/healthz, /livez, /readyz, /metrics, /debug/vars) and the lifecycle
  * (start -> warm up -> ready -> drain -> stop).
  *
  *   static void hello(rdl_req_t *req, void *arg) {
@@ -72,13 +72,28 @@ typedef struct rdl_server_opts {
     int64_t log_sample_first;   /* per message per second; 0 = no sampling */
     int64_t log_sample_every;   /* then 1 in this many */
     bool log_access;            /* one access-log line per request */
+    /* metrics (docs/metrics.md) */
+    bool metrics_enabled;       /* RED middleware, runtime and process collectors */
+    int64_t metrics_max_series; /* label sets per RED metric before the overflow series */
+    bool metrics_debug_vars;    /* serve /debug/vars */
+    /* tracing (docs/tracing.md); the OTEL_* variables configure the tracer itself */
+    bool trace_enabled;         /* server span per request, trace ids in the ctx */
+    char *trace_endpoint;       /* OTLP/HTTP traces URL; "" = from OTEL_*, no export without one */
+    char *trace_propagators;    /* "" = OTEL_PROPAGATORS, else "tracecontext,baggage" */
+    bool trace_response_header; /* answer with the server span's traceparent */
+    bool trace_keep_errors;     /* export unsampled traces whose server span ends in error */
+    /* traffic coloring and routing (docs/routing.md) */
+    char *routes_file;          /* VirtualService/DestinationRule YAML; "" = no routing */
+    char *routes_bypass_header; /* present on a request => the default route; "" = none */
+    char *routes_sticky_header; /* weighted choice sticky on this header; "" = random */
+    uint64_t routes_watch_ms;   /* how often the file is checked for changes; 0 = only SIGHUP */
 } rdl_server_opts_t;
 
 /* Production defaults (documented in docs/runtime.md). */
 void rdl_server_opts_default(rdl_server_opts_t *opts);
 /*
  * Declares the runtime's configuration keys (server.*, limits.*, timeouts.*,
- * lifecycle.*, pool.*, log.*) with opts as their destination. opts must outlive cfg.
+ * lifecycle.*, pool.*, log.*, metrics.*) with opts as their destination. opts must outlive cfg.
  */
 int rdl_server_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
 
@@ -99,7 +114,9 @@ typedef void (*rdl_handler_fn)(rdl_req_t *req, void *arg);
  * added (DESIGN.md: limits & recover -> trace -> coloring -> RED metrics ->
  * access log -> SLO -> handler).
  *   enter:       before the handler; return 0 to go on, or answer the request
- *                (rdl_resp_send) and return 1 to stop the chain.
+ *                (rdl_resp_send) and return 1 to stop the chain. A middleware
+ *                may also return 1 without answering and continue the chain
+ *                later, from the I/O thread, with rdl_req_resume (a delay).
  *   before_send: just before the response head is written (add headers).
  *   leave:       after the response is complete or the connection was lost
  *                (rdl_req_status / rdl_req_bytes_out then final), in reverse
@@ -220,6 +237,35 @@ int rdl_req_status(const rdl_req_t *req);
 uint64_t rdl_req_bytes_in(const rdl_req_t *req);
 uint64_t rdl_req_bytes_out(const rdl_req_t *req);
 bool rdl_req_answered(const rdl_req_t *req);
+
+/*
+ * Continues the middleware chain after the middleware that returned 1 without
+ * answering: the next middleware, then the handler. On the request's I/O
+ * thread, outside any hook. RDL_ESTATE if the request was answered meanwhile
+ * (its deadline passed) or its connection is gone.
+ */
+int rdl_req_resume(rdl_req_t *req);
+
+/* ---- routing ----------------------------------------------------------- */
+
+/* Counters of the coloring middleware and of rule reloads (exported as metrics). */
+typedef struct rdl_server_route_stats {
+    uint64_t decisions;         /* requests that got a route */
+    uint64_t unmatched;         /* requests no route matched */
+    uint64_t bypassed;          /* requests the bypass header sent to the default route */
+    uint64_t delays, aborts;    /* faults injected */
+    uint64_t reloads;           /* successful loads, the first included */
+    uint64_t reload_failures;   /* refused files: the previous rules stayed */
+} rdl_server_route_stats_t;
+
+/* Any thread. All zero when routing is off. */
+void rdl_server_route_stats(const rdl_server_t *srv, rdl_server_route_stats_t *out);
+/*
+ * Loads the routes file again now (as SIGHUP does): validated, then swapped in
+ * atomically; on error the rules in use stay and err says why. Any thread,
+ * after rdl_server_run has started; RDL_ESTATE when routing is off.
+ */
+int rdl_server_reload_routes(rdl_server_t *srv, rdl_error_t *err);
 
 /* ---- blocking work --------------------------------------------------- */
 

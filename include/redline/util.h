@@ -54,6 +54,16 @@ int rdl_error_set(rdl_error_t *err, int code, int line, int column, const char *
 /* "file:line:column: key: msg" into out; returns out. */
 const char *rdl_error_format(const rdl_error_t *err, char *out, size_t outlen);
 
+/*
+ * YAML text helpers for the YAML readers (config, route), around libfyaml
+ * 0.7.12's faults. rdl_yaml_check_text refuses text that is not printable
+ * UTF-8 or holds a tab (err names line and column). rdl_yaml_single_quoted
+ * decodes the raw body of a single-quoted scalar (YAML 1.2 section 7.3.2)
+ * into a malloc'ed string the caller frees; NULL when out of memory.
+ */
+int rdl_yaml_check_text(const char *yaml, size_t len, rdl_error_t *err);
+char *rdl_yaml_single_quoted(const char *raw, size_t n, size_t *outlen);
+
 /* Clocks, in nanoseconds. Monotonic for durations and deadlines, wall for timestamps. */
 uint64_t rdl_now_ns(void);
 uint64_t rdl_wall_ns(void);
@@ -99,6 +109,8 @@ void rdl_json_str(rdl_buf_t *b, const char *s, size_t n);
  * consumed (n when everything fit).
  */
 size_t rdl_json_escape(char *out, size_t cap, const char *s, size_t n, size_t *used);
+/* 1 for the bytes a JSON string holds as they are (printable ASCII but '"' and '\\'); 0 else, NUL included. */
+extern const unsigned char rdl_json_plain[256];
 
 /*
  * Bump arena: many small allocations, freed together. Chunks come from the

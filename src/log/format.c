@@ -56,19 +56,46 @@ static bool put_str(lw_t *w, const char *s, size_t n)
     return true;
 }
 
-/* ,"key": — all or nothing. */
+/* "000102...ff": two hex digits per byte in one lookup. */
+static const char hex_pairs[] =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+    "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+    "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+    "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+    "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+
+/*
+ * ,"key": — all or nothing. Keys are short and plain almost always: they are
+ * copied in one pass, and only a key with a byte to escape goes through the
+ * escaper.
+ */
 static bool put_key(lw_t *w, const char *key)
 {
-    size_t n = key ? strlen(key) : 0, used, start = w->len;
+    size_t start = w->len, room, used, n;
+    const char *k = key ? key : "";
 
     if (w->limit - w->len < 4)
         return false;
-    w->p[w->len++] = ',';
-    w->p[w->len++] = '"';
-    w->len += rdl_json_escape(w->p + w->len, w->limit - w->len - 2, key ? key : "", n, &used);
-    if (used < n) {
-        w->len = start;
-        return false;
+    /* locals, not w->len: stores through char * would make the compiler reload it */
+    char *o = w->p + w->len, *end;
+    *o++ = ',';
+    *o++ = '"';
+    room = w->limit - w->len - 4;
+    end = o + room;
+    while (rdl_json_plain[(unsigned char)*k] && o < end)   /* stops at NUL too */
+        *o++ = *k++;
+    w->len = (size_t)(o - w->p);
+    room = (size_t)(end - o);
+    if (*k) {
+        n = strlen(k);
+        w->len += rdl_json_escape(w->p + w->len, room, k, n, &used);
+        if (used < n) {
+            w->len = start;
+            return false;
+        }
     }
     w->p[w->len++] = '"';
     w->p[w->len++] = ':';
@@ -104,10 +131,12 @@ static size_t fmt_duration(char *out, uint64_t ns)
     size_t n = fmt_u64(out, ns / 1000000u);
     uint64_t frac = ns % 1000000u;
 
-    out[n++] = '.';
-    for (int d = 100000; d > 0; d /= 10)
-        out[n++] = (char)('0' + (frac / (uint64_t)d) % 10);
-    return n;
+    out[n] = '.';
+    for (int i = 6; i >= 1; i--) {      /* constant divisors: no division instruction */
+        out[n + (size_t)i] = (char)('0' + frac % 10);
+        frac /= 10;
+    }
+    return n + 7;
 }
 
 /*
@@ -192,14 +221,11 @@ static bool put_field(lw_t *w, const rdl_log_field_t *f)
 
 static void put_hex(lw_t *w, const char *key, const uint8_t *id, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
     char tmp[40];
     size_t i, start = w->len;
 
-    for (i = 0; i < n; i++) {
-        tmp[2 * i] = hex[id[i] >> 4];
-        tmp[2 * i + 1] = hex[id[i] & 15];
-    }
+    for (i = 0; i < n; i++)
+        memcpy(tmp + 2 * i, hex_pairs + 2 * id[i], 2);
     if (!put_key(w, key) || !put(w, "\"", 1) || !put(w, tmp, 2 * n) || !put(w, "\"", 1)) {
         w->len = start;
         w->cut = true;
@@ -264,6 +290,7 @@ void log_format_ts_ns(char out[LOG_TS_LEN], uint32_t ns)
 static const char *const level_json[] = {
     "\"debug\"", "\"info\"", "\"warn\"", "\"error\"", "\"fatal\"",
 };
+static const size_t level_json_len[] = { 7, 6, 6, 7, 7 };
 
 size_t log_format_line(char *out, size_t max_line, const char ts[LOG_TS_LEN],
                        rdl_log_level_t level, const char *service, size_t service_len,
@@ -279,7 +306,7 @@ size_t log_format_line(char *out, size_t max_line, const char ts[LOG_TS_LEN],
     put(&w, "\",\"level\":", 10);
     if ((unsigned)level > RDL_LOG_FATAL)
         level = RDL_LOG_FATAL;
-    put(&w, level_json[level], strlen(level_json[level]));
+    put(&w, level_json[level], level_json_len[level]);
     put(&w, ",\"service\":", 11);
     put_str(&w, service, service_len);
     if (ctx && nonzero(ctx->trace_id, sizeof(ctx->trace_id))) {

@@ -11,10 +11,12 @@
  * The writer gathers every ring's published bytes into one writev, so a batch
  * of thousands of lines is one syscall, and then frees the space.
  *
- * The writer sleeps only when a pass found nothing twice in a row (it lingers
- * a millisecond first), so under load producers never wake it; when it does
- * sleep, the first producer to see the flag wakes it. A missed wake-up costs at
- * most the 100 ms sleep bound, never a lost line.
+ * After a small batch the writer lingers a millisecond so lines gather (and
+ * the rings' heads do not bounce between cores line by line); producers wake
+ * it early only when a ring is half full. After two empty passes it sleeps
+ * until the next line wakes it. No lock or syscall is on the producer's path
+ * unless the writer sleeps; a missed wake-up costs at most the 100 ms sleep
+ * bound, never a lost line.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -36,6 +38,9 @@
 #define SAMPLE_SLOTS 1024       /* messages sampled apart (by hash); collisions share a budget */
 #define WRITER_SLEEP_MS 100
 #define WRITER_LINGER_NS 1000000L
+#define WRITER_BATCH (64 * 1024)    /* a pass this big means producers are busy: no pause */
+
+enum { W_AWAKE, W_LINGER, W_IDLE };  /* what the writer is doing (lg->sleeping) */
 #define RING_MIN_LINES 4
 
 typedef struct log_thread log_thread_t;
@@ -78,7 +83,7 @@ struct rdl_logger {
     pthread_mutex_t mu;             /* registration, sleeping writer, flush handshake */
     pthread_cond_t wake_cv;
     pthread_cond_t flushed_cv;
-    atomic_bool sleeping;
+    atomic_int sleeping;            /* W_AWAKE, W_LINGER or W_IDLE */
     atomic_bool stop;
     atomic_bool reopen;
     atomic_uint_fast64_t flush_req, flush_done;
@@ -113,17 +118,23 @@ static size_t pow2_at_least(size_t n)
     return p;
 }
 
-static struct timespec deadline_in(uint64_t ms)
+/* Absolute CLOCK_REALTIME time ns from now (what pthread_cond_timedwait takes). */
+static struct timespec deadline_ns_in(uint64_t ns)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec += (long)(ns % 1000000000u);
     if (ts.tv_nsec >= 1000000000L) {
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
     }
     return ts;
+}
+
+static struct timespec deadline_in(uint64_t ms)
+{
+    return deadline_ns_in(ms * 1000000u);
 }
 
 /* ---- options --------------------------------------------------------- */
@@ -285,10 +296,15 @@ static void complete_flushes(rdl_logger_t *lg, uint64_t req)
     pthread_mutex_unlock(&lg->mu);
 }
 
+/*
+ * A small batch means the producers are slow: wait a little for more rather
+ * than bouncing their ring heads between cores line by line. Producers wake a
+ * lingering writer only when a ring is half full; an idle one on any line.
+ */
 static void *writer_main(void *arg)
 {
     rdl_logger_t *lg = arg;
-    int idle = 0;
+    int empty_passes = 0;
 
     pthread_setname_np(pthread_self(), "rdl-log");
     for (;;) {
@@ -297,35 +313,36 @@ static void *writer_main(void *arg)
         do_reopen(lg);
         size_t n = drain_once(lg);
         complete_flushes(lg, req);  /* the pass covered every line accepted before req */
-        if (n > 0) {
-            idle = 0;
+        if (stopping) {
+            if (n == 0)
+                break;
             continue;
         }
-        if (stopping)
-            break;
-        if (idle++ == 0) {      /* linger: let lines gather before sleeping */
-            struct timespec ts = { 0, WRITER_LINGER_NS };
-            nanosleep(&ts, NULL);
-            continue;
-        }
+        if (n >= WRITER_BATCH)
+            continue;           /* busy: at once */
+        empty_passes = n ? 0 : empty_passes + 1;
+        int mode = empty_passes > 1 ? W_IDLE : W_LINGER;
         pthread_mutex_lock(&lg->mu);
-        atomic_store(&lg->sleeping, true);
+        atomic_store(&lg->sleeping, mode);
         if (!atomic_load(&lg->stop) && atomic_load(&lg->flush_req) == req &&
             !atomic_load(&lg->reopen)) {
-            struct timespec until = deadline_in(WRITER_SLEEP_MS);
+            struct timespec until = mode == W_IDLE ? deadline_in(WRITER_SLEEP_MS)
+                                                   : deadline_ns_in(WRITER_LINGER_NS);
             pthread_cond_timedwait(&lg->wake_cv, &lg->mu, &until);
         }
-        atomic_store(&lg->sleeping, false);
+        atomic_store(&lg->sleeping, W_AWAKE);
         pthread_mutex_unlock(&lg->mu);
-        idle = 0;
     }
     return NULL;
 }
 
-static void wake_writer(rdl_logger_t *lg)
+/* Wakes the writer if it sleeps (any line wakes an idle one; force wakes a lingering one too). */
+static void wake_writer(rdl_logger_t *lg, bool force)
 {
-    if (atomic_load_explicit(&lg->sleeping, memory_order_relaxed) &&
-        atomic_exchange(&lg->sleeping, false)) {
+    int s = atomic_load_explicit(&lg->sleeping, memory_order_relaxed);
+    if (s == W_AWAKE || (s == W_LINGER && !force))
+        return;
+    if (atomic_exchange(&lg->sleeping, W_AWAKE) != W_AWAKE) {
         pthread_mutex_lock(&lg->mu);
         pthread_cond_signal(&lg->wake_cv);
         pthread_mutex_unlock(&lg->mu);
@@ -398,10 +415,10 @@ static bool ring_push(rdl_logger_t *lg, log_thread_t *t, const char *line, size_
     while (t->size - (head - tail) < len) {
         if (lg->policy == RDL_LOG_DROP) {
             bump(&t->dropped);
-            wake_writer(lg);
+            wake_writer(lg, true);
             return false;
         }
-        wake_writer(lg);
+        wake_writer(lg, true);
         if (++spins < 64) {
             sched_yield();
         } else {
@@ -482,7 +499,9 @@ void rdl_log_ctx(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ctx,
     bump(&t->lines);
     if (cut)
         bump(&t->truncated);
-    wake_writer(lg);
+    size_t used = atomic_load_explicit(&t->head, memory_order_relaxed) -
+                  atomic_load_explicit(&t->tail, memory_order_relaxed);
+    wake_writer(lg, used > t->size / 2);
     if (level >= RDL_LOG_FATAL)
         rdl_log_flush(lg, 5000);
 }
@@ -621,7 +640,7 @@ int rdl_log_flush(rdl_logger_t *lg, uint64_t timeout_ms)
     int rc = 0;
     pthread_mutex_lock(&lg->mu);
     uint64_t target = atomic_fetch_add(&lg->flush_req, 1) + 1;
-    atomic_store(&lg->sleeping, false);
+    atomic_store(&lg->sleeping, W_AWAKE);
     pthread_cond_signal(&lg->wake_cv);
     while (atomic_load(&lg->flush_done) < target && rc == 0) {
         if (timeout_ms == 0)
@@ -639,7 +658,7 @@ void rdl_log_reopen(rdl_logger_t *lg)
         return;
     atomic_store(&lg->reopen, true);
     pthread_mutex_lock(&lg->mu);
-    atomic_store(&lg->sleeping, false);
+    atomic_store(&lg->sleeping, W_AWAKE);
     pthread_cond_signal(&lg->wake_cv);
     pthread_mutex_unlock(&lg->mu);
 }

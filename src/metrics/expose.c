@@ -216,9 +216,14 @@ static void put_series(rdl_buf_t *b, rdl_format_t fmt, const rdl_metric_t *m, co
         rdl_buf_put_u64(b, acc);
         rdl_buf_putc(b, '\n');
     }
+    /* OpenMetrics: a histogram's sum is a counter; when negative observations made it
+     * negative (or NaN) it must not appear, and _count goes with it (the +Inf bucket has it). */
+    double sum = mx_cell_sum_f(s->cells + s->nb + 1);
+    if (fmt == RDL_FMT_OPENMETRICS && !(sum >= 0))
+        return;
     put_sample_name(b, m->name, "_sum", m->labels, values, m->nlabels, NULL);
     rdl_buf_putc(b, ' ');
-    mx_put_double(b, mx_cell_sum_f(s->cells + s->nb + 1), false);
+    mx_put_double(b, sum, false);
     rdl_buf_putc(b, '\n');
     put_sample_name(b, m->name, "_count", m->labels, values, m->nlabels, NULL);
     rdl_buf_putc(b, ' ');
@@ -247,9 +252,8 @@ static void put_family(rdl_buf_t *b, rdl_format_t fmt, const rdl_metric_t *m)
     put_meta(b, fmt, m->type, m->name, strlen(m->om_name), m->help);
     for (size_t i = 0; i < n; i++)
         put_series(b, fmt, m, list[i]);
-    const mx_series_t *over = atomic_load_explicit(&m->overflow, memory_order_acquire);
-    if (over)
-        put_series(b, fmt, m, over);
+    if (atomic_load_explicit(&m->overflow_used, memory_order_acquire))
+        put_series(b, fmt, m, m->overflow);
 }
 
 /* The cardinality guard's own counter: one series per labelled family. */

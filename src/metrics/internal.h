@@ -60,7 +60,8 @@ struct rdl_metric {
     size_t mask;
     mx_series_t **order;        /* creation order; order[0..n) published by n */
     _Atomic size_t n;
-    _Atomic(mx_series_t *) overflow;
+    mx_series_t *overflow;      /* labelled: made at registration, exposed once used */
+    atomic_bool overflow_used;
     _Atomic uint64_t rejected;
     pthread_mutex_t mu;         /* creating a series */
     _Atomic(struct rdl_metric *) next;

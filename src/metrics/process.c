@@ -285,7 +285,7 @@ static void put_metrics(rdl_buf_t *b, rdl_registry_t *r)
         }
         size_t n;
         mx_series_t *const *list = mx_series_list(m, &n);
-        const mx_series_t *over = atomic_load(&m->overflow);
+        const mx_series_t *over = atomic_load(&m->overflow_used) ? m->overflow : NULL;
         for (size_t i = 0; i <= n; i++) {
             const mx_series_t *s = i < n ? list[i] : over;
             if (!s)

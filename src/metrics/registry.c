@@ -209,7 +209,7 @@ static void metric_free(rdl_metric_t *m)
     size_t n = atomic_load(&m->n);
     for (size_t i = 0; i < n; i++)
         series_free(m->order[i], m->nlabels);
-    series_free(atomic_load(&m->overflow), m->nlabels);
+    series_free(m->overflow, m->nlabels);
     for (size_t i = 0; i < m->nlabels; i++)
         free(m->labels[i]);
     free(m->labels);
@@ -496,6 +496,15 @@ static int metric_register(rdl_registry_t *r, rdl_metric_type_t type, const rdl_
                              "a metric already uses this name or one of its sample names");
     }
     pthread_mutex_unlock(&r->mu);
+    if (!fn && m->nlabels) {
+        const char *vals[RDL_METRICS_MAX_LABELS];
+        for (size_t i = 0; i < m->nlabels; i++)
+            vals[i] = RDL_METRICS_OVERFLOW;
+        if (!(m->overflow = series_new(m, vals, 0))) {
+            metric_free(m);
+            return rdl_error_set(err, RDL_ENOMEM, 0, 0, o->name, "out of memory");
+        }
+    }
     /* The unlabelled series exists from the start, so it is exposed (as 0) before any use. */
     if (!fn && !m->nlabels) {
         mx_series_t *s = series_new(m, NULL, 0);
@@ -551,6 +560,11 @@ rdl_metric_t *rdl_metric_find(rdl_registry_t *r, const char *name)
         if (strcmp(m->name, name) == 0)
             return m;
     return NULL;
+}
+
+rdl_metric_type_t rdl_metric_type(const rdl_metric_t *m)
+{
+    return m->type;
 }
 
 static int new_single(rdl_registry_t *r, rdl_metric_type_t type, const rdl_metric_opts_t *o,
@@ -634,18 +648,11 @@ static mx_series_t *find(rdl_metric_t *m, const char *const *values, uint64_t h)
     }
 }
 
+/* The overflow series (made at registration, so handing it out never fails), now exposed. */
 static mx_series_t *overflow_series(rdl_metric_t *m)
 {
-    mx_series_t *s = atomic_load_explicit(&m->overflow, memory_order_acquire);
-    if (s)
-        return s;
-    const char *vals[RDL_METRICS_MAX_LABELS];
-    for (size_t i = 0; i < m->nlabels; i++)
-        vals[i] = RDL_METRICS_OVERFLOW;
-    s = series_new(m, vals, 0);
-    if (s)
-        atomic_store_explicit(&m->overflow, s, memory_order_release);
-    return s;
+    atomic_store_explicit(&m->overflow_used, true, memory_order_release);
+    return m->overflow;
 }
 
 /* Finds or creates the series; the overflow one past the limit. */
@@ -662,8 +669,13 @@ static mx_series_t *lookup(rdl_metric_t *m, const char *const *values)
         if (!clean[i])
             clean[i] = "";
     }
+    /* every value RDL_METRICS_OVERFLOW names the overflow series itself: a second series
+     * with those labels would be a duplicate in the exposition */
+    size_t same = 0;
+    while (same < m->nlabels && strcmp(clean[same], RDL_METRICS_OVERFLOW) == 0)
+        same++;
     uint64_t h = hash_values(clean, m->nlabels);
-    mx_series_t *s = find(m, clean, h);
+    mx_series_t *s = same == m->nlabels ? overflow_series(m) : find(m, clean, h);
     if (!s) {
         pthread_mutex_lock(&m->mu);
         s = find(m, clean, h);
@@ -771,15 +783,17 @@ void rdl_histogram_observe(rdl_histogram_t *h, double v)
     mx_series_t *s = (mx_series_t *)h;
     if (isnan(v))
         return;
-    /* First bound >= v; nb (the +Inf bucket) when none. */
-    uint32_t lo = 0, hi = s->nb;
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-        if (s->bounds[mid] < v)
-            lo = mid + 1;
-        else
-            hi = mid;
+    /* First bound >= v; nb (the +Inf bucket) when none. Branch-free halving (the
+     * compiler makes the step a conditional move): latencies are unpredictable, and a
+     * mispredicted branch per level would cost more than the rest of observe. */
+    const double *p = s->bounds;
+    uint32_t len = s->nb;
+    while (len > 1) {
+        uint32_t half = len / 2;
+        p += p[half - 1] < v ? half : 0;
+        len -= half;
     }
+    uint32_t lo = (uint32_t)(p - s->bounds) + (len == 1 && p[0] < v);
     int slot = my_slot();
     mx_cell_t *b = cell_at(s->cells + lo, slot);
     mx_cell_t *sum = cell_at(s->cells + s->nb + 1, slot);

@@ -1,7 +1,8 @@
 /*
  * access_log.c: the log red line in the runtime: the server's logger made
- * from the log.* settings, the access-log middleware, and the admin plane's
- * /debug/loglevel and /debug/log.
+ * from the log.* settings (its counters registered as log_*_total metrics in
+ * the default registry and as "log" in /debug/vars), the access-log
+ * middleware, and the admin plane's /debug/loglevel and /debug/log.
  *
  * The middleware gives every request an id before anything else looks at it:
  * the caller's X-Request-ID when it is a sane token (so one id follows a
@@ -14,11 +15,13 @@
  */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
 #include <jansson.h>
+#include "redline/metrics.h"
 #include "runtime/internal.h"
 
 /* ---- settings -------------------------------------------------------- */
@@ -108,6 +111,47 @@ static int log_opts_of(const rdl_server_opts_t *o, rdl_log_opts_t *lo, rdl_error
     return 0;
 }
 
+/* ---- the logger's counters as metrics and in /debug/vars -------------- */
+
+static void log_collect(rdl_collect_t *c, void *arg)
+{
+    rdl_server_t *srv = arg;
+    rdl_log_stats_t st;
+    rdl_log_stats(srv->log, &st);
+    static const struct { const char *name, *help; size_t off; } fams[] = {
+        { "log_lines_total", "Log lines accepted.", offsetof(rdl_log_stats_t, lines) },
+        { "log_dropped_total", "Log lines dropped because the writer fell behind (log.policy drop).",
+          offsetof(rdl_log_stats_t, dropped) },
+        { "log_sampled_total", "Log lines left out by sampling.", offsetof(rdl_log_stats_t, sampled) },
+        { "log_truncated_total", "Log lines cut to log.max_line.",
+          offsetof(rdl_log_stats_t, truncated) },
+        { "log_write_errors_total", "Failed writes to the log sink (their lines are lost).",
+          offsetof(rdl_log_stats_t, write_errors) },
+        { "log_written_bytes_total", "Bytes written to the log sink.",
+          offsetof(rdl_log_stats_t, bytes_written) },
+    };
+    for (size_t i = 0; i < sizeof(fams) / sizeof(fams[0]); i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)&st + fams[i].off, sizeof(v));
+        rdl_collect_family(c, RDL_METRIC_COUNTER, fams[i].name, fams[i].help);
+        rdl_collect_value(c, NULL, NULL, 0, (double)v);
+    }
+}
+
+static void log_var(rdl_buf_t *out, void *arg)
+{
+    rdl_server_t *srv = arg;
+    rdl_log_stats_t st;
+    rdl_log_stats(srv->log, &st);
+    rdl_buf_printf(out, "{\"level\":\"%s\",\"lines\":%llu,\"dropped\":%llu,\"sampled\":%llu,"
+                   "\"truncated\":%llu,\"bytes_written\":%llu,\"write_errors\":%llu,"
+                   "\"reopens\":%llu}", rdl_log_level_name(rdl_log_level(srv->log)),
+                   (unsigned long long)st.lines, (unsigned long long)st.dropped,
+                   (unsigned long long)st.sampled, (unsigned long long)st.truncated,
+                   (unsigned long long)st.bytes_written, (unsigned long long)st.write_errors,
+                   (unsigned long long)st.reopens);
+}
+
 int rt_log_start(rdl_server_t *srv, rdl_error_t *err)
 {
     rdl_log_opts_t lo;
@@ -120,6 +164,10 @@ int rt_log_start(rdl_server_t *srv, rdl_error_t *err)
     if (rc)
         return rdl_error_set(err, rc, 0, 0, "log", "cannot start the logger: %s", rdl_strerror(rc));
     srv->prev_log = rdl_log_set_default(srv->log);
+    /* Another server in the process may hold the names already: its figures stay. */
+    int id = rdl_collector_add(NULL, log_collect, srv);
+    srv->log_collector = id > 0 ? id : 0;
+    srv->log_var = rdl_vars_publish("log", log_var, srv) == 0;
     return 0;
 }
 
@@ -127,6 +175,12 @@ void rt_log_stop(rdl_server_t *srv)
 {
     if (!srv->log)
         return;
+    if (srv->log_collector)
+        rdl_collector_remove(NULL, srv->log_collector);
+    if (srv->log_var)
+        rdl_vars_unpublish("log");
+    srv->log_collector = 0;
+    srv->log_var = false;
     rdl_logger_t *mine = srv->log;
     rdl_log_set_default(srv->prev_log);
     srv->log = NULL;
@@ -315,18 +369,9 @@ static void level_put(rdl_req_t *req, void *arg)
 
 static void log_stats(rdl_req_t *req, void *arg)
 {
-    rdl_server_t *srv = arg;
-    rdl_log_stats_t st;
-    rdl_log_stats(srv->log, &st);
     rdl_buf_t b;
     rdl_buf_init(&b);
-    rdl_buf_printf(&b, "{\"level\":\"%s\",\"lines\":%llu,\"dropped\":%llu,\"sampled\":%llu,"
-                   "\"truncated\":%llu,\"bytes_written\":%llu,\"write_errors\":%llu,"
-                   "\"reopens\":%llu}", rdl_log_level_name(rdl_log_level(srv->log)),
-                   (unsigned long long)st.lines, (unsigned long long)st.dropped,
-                   (unsigned long long)st.sampled, (unsigned long long)st.truncated,
-                   (unsigned long long)st.bytes_written, (unsigned long long)st.write_errors,
-                   (unsigned long long)st.reopens);
+    log_var(&b, arg);
     send_json(req, 200, &b);
 }
 

@@ -470,6 +470,31 @@ static int read_body(rt_conn_t *c)
     return 0;
 }
 
+/* Middleware enter hooks from index from on, then the handler (or 404/405). */
+static void run_chain(rt_conn_t *c, int from)
+{
+    rdl_server_t *srv = c->t->srv;
+    rdl_req_t *req = &c->req;
+    char allow[96];
+    int mr = rt_router_match(c->t->router, rdl_req_method(req), c->h1.path, c->h1.path_len,
+                             &req->match, allow, sizeof(allow));
+    if (mr != RT_MATCH_OK)
+        req->match.route = NULL;
+    for (int i = from; i < srv->nmw; i++) {
+        req->mw_entered = i + 1;
+        if (srv->mw[i].enter && srv->mw[i].enter(req, srv->mw[i].arg))
+            return;
+    }
+    if (mr == RT_MATCH_OK) {
+        rt_route_call(req->match.route, req);
+    } else if (mr == RT_MATCH_NO_METHOD) {
+        rdl_resp_header(req, "Allow", allow);
+        rdl_resp_error(req, 405, "method_not_allowed", "this path does not support the method");
+    } else {
+        rdl_resp_error(req, 404, "not_found", "no route for this path");
+    }
+}
+
 static void dispatch(rt_conn_t *c, const char *head_buf)
 {
     rdl_server_t *srv = c->t->srv;
@@ -489,27 +514,23 @@ static void dispatch(rt_conn_t *c, const char *head_buf)
     c->state = RT_HANDLER;
     arm(c, T_REQUEST, srv->opts.request_timeout_ms);
 
-    char allow[96];
-    int mr = rt_router_match(c->t->router, rdl_req_method(req), c->h1.path, c->h1.path_len,
-                             &req->match, allow, sizeof(allow));
-    if (mr != RT_MATCH_OK)
-        req->match.route = NULL;
     rdl_ctx_t *prev = rdl_ctx_set_current(&req->ctx);
-    for (int i = 0; i < srv->nmw; i++) {
-        req->mw_entered = i + 1;
-        if (srv->mw[i].enter && srv->mw[i].enter(req, srv->mw[i].arg))
-            goto out;
-    }
-    if (mr == RT_MATCH_OK) {
-        rt_route_call(req->match.route, req);
-    } else if (mr == RT_MATCH_NO_METHOD) {
-        rdl_resp_header(req, "Allow", allow);
-        rdl_resp_error(req, 405, "method_not_allowed", "this path does not support the method");
-    } else {
-        rdl_resp_error(req, 404, "not_found", "no route for this path");
-    }
-out:
+    run_chain(c, 0);
     rdl_ctx_set_current(prev);
+}
+
+int rdl_req_resume(rdl_req_t *req)
+{
+    rt_conn_t *c = req->conn;
+    if (!c || req->answered || req->offloaded || c->closed || c->state != RT_HANDLER)
+        return RDL_ESTATE;
+    c->in_process = true;
+    rdl_ctx_t *prev = rdl_ctx_set_current(&req->ctx);
+    run_chain(c, req->mw_entered);
+    rdl_ctx_set_current(prev);
+    c->in_process = false;
+    conn_process(c);
+    return 0;
 }
 
 /*

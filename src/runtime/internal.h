@@ -72,6 +72,13 @@ struct rt_thread {
     size_t date_len;
     uint64_t date_tick;
     time_t date_sec;
+    /* event-loop lag (metrics_mw.c): a 100 ms timer and how late it fires */
+    uv_timer_t lag_timer;
+    bool lag_on;
+    uint64_t lag_due_ns;
+    uint64_t lag_window_ns;     /* start of the current window */
+    _Atomic uint64_t lag_max_ns;        /* worst lag in this window / the one before */
+    _Atomic uint64_t lag_prev_max_ns;
 };
 
 enum { RT_CMD_DRAIN = 1, RT_CMD_STOP = 2 };
@@ -129,6 +136,11 @@ struct rdl_server {
     char admin_addr[96];
     rdl_logger_t *log;          /* from log.*; NULL before run (lines go to the default logger) */
     rdl_logger_t *prev_log;     /* the default logger it replaced */
+    struct rt_metrics *metrics; /* metrics_mw.c */
+    int log_collector;          /* its metrics collector id in the default registry; 0 = none */
+    bool log_var;               /* it published "log" in /debug/vars */
+    struct rt_trace *trace;     /* trace_mw.c's state; NULL until rdl_server_run */
+    struct rt_routing *routing; /* route_mw.c; NULL when routing is off */
 };
 
 /* One request/response exchange; one at a time per connection. */
@@ -151,6 +163,7 @@ struct rdl_req {
     uint64_t bytes_out;
     rdl_buf_t resp_headers;     /* "Name: value\r\n" lines added by the handler */
     void *slots[RDL_REQ_SLOTS];
+    struct rt_route_req *route; /* the coloring middleware's state (route_mw.c) */
     /* offload */
     rdl_pool_task_t task;
     rdl_req_work_fn work;
@@ -224,9 +237,32 @@ void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const c
 
 /* outbound.c */
 void rt_outbound_free(rt_outbound_t *ob);
+/* route_mw.c: traffic coloring (the order of calls is the lifecycle's) */
+int rt_route_config(rdl_server_opts_t *opts, rdl_config_t *cfg);  /* routes.* keys */
+int rt_route_install(rdl_server_t *srv);        /* rdl_server_new: middleware, admin endpoints */
+/* rdl_server_run: the fault middleware (last before the handler), then the first load */
+int rt_route_load(rdl_server_t *srv, rdl_error_t *err);
+void rt_route_watch(rdl_server_t *srv);         /* control loop up: SIGHUP, file changes */
+void rt_route_unwatch(rdl_server_t *srv);       /* control loop closing */
+void rt_route_free(rdl_server_t *srv);          /* rdl_server_free */
 
 /* admin.c */
 int rt_admin_register(rdl_server_t *srv);
+
+/* metrics_mw.c: the RED middleware, runtime collectors, /metrics and /debug/vars */
+void rt_metrics_defaults(rdl_server_opts_t *o);
+int rt_metrics_config(rdl_server_opts_t *o, rdl_config_t *cfg);
+int rt_metrics_install(rdl_server_t *srv);      /* rdl_server_new: routes and middleware */
+void rt_metrics_uninstall(rdl_server_t *srv);   /* rdl_server_free */
+void rt_metrics_start(rdl_server_t *srv);       /* threads and pool exist: collectors on */
+void rt_metrics_stop(rdl_server_t *srv);        /* before the pool goes */
+int rt_metrics_thread_init(rt_thread_t *t);     /* on the thread's loop, before it runs */
+void rt_metrics_thread_stop(rt_thread_t *t);    /* on the thread, when it stops */
+/* trace_mw.c: the tracing middleware (outermost after limits) and GET /debug/tracing. */
+int rt_trace_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
+int rt_trace_install(rdl_server_t *srv);                /* from rdl_server_new */
+int rt_trace_start(rdl_server_t *srv, rdl_error_t *err); /* tracer from opts + OTEL_* */
+void rt_trace_stop(rdl_server_t *srv);                  /* flush within the deadline, free */
 
 /* access_log.c: the log red line (logger from log.*, access-log middleware, admin endpoints) */
 void rt_log_opts_default(rdl_server_opts_t *o);

@@ -52,7 +52,15 @@ void rdl_server_opts_default(rdl_server_opts_t *o)
     o->grace_ms = 20000;
     o->pool_threads = 4;
     o->pool_queue = 1024;
+    o->trace_enabled = true;
+    o->trace_endpoint = "";
+    o->trace_propagators = "";
+    o->routes_file = "";
+    o->routes_bypass_header = "x-redline-bypass";
+    o->routes_sticky_header = "";
+    o->routes_watch_ms = 1000;
     rt_log_opts_default(o);
+    rt_metrics_defaults(o);
 }
 
 int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
@@ -85,7 +93,13 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
         { "pool.queue", RDL_CFG_INT, &o->pool_queue, 1, 1000000, NULL, "blocking-work queue bound (503 beyond)" },
     };
     int rc = rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
-    return rc ? rc : rt_log_opts_config(o, cfg);
+    if (rc == 0)
+        rc = rt_log_opts_config(o, cfg);
+    if (rc == 0)
+        rc = rt_metrics_config(o, cfg);
+    if (rc == 0)
+        rc = rt_trace_opts_config(o, cfg);
+    return rc ? rc : rt_route_config(o, cfg);
 }
 
 /* ---- Date header ----------------------------------------------------- */
@@ -196,6 +210,12 @@ int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
     if (rc == 0)
         rc = rt_log_admin_register(srv);
     if (rc == 0)
+        rc = rt_trace_install(srv);        /* outermost: trace, coloring, RED metrics, access log */
+    if (rc == 0)
+        rc = rt_route_install(srv);
+    if (rc == 0)
+        rc = rt_metrics_install(srv);
+    if (rc == 0)
         rc = rt_access_log_install(srv);
     if (rc) {
         rdl_server_free(srv);
@@ -209,9 +229,11 @@ void rdl_server_free(rdl_server_t *srv)
 {
     if (!srv)
         return;
+    rt_metrics_uninstall(srv);
     rt_log_stop(srv);
     uv_mutex_destroy(&srv->ctl_mu);
     rt_outbound_free(srv->outbound);
+    rt_route_free(srv);
     rt_router_free(&srv->app_router);
     rt_router_free(&srv->admin_router);
     free(srv->threads);
@@ -427,6 +449,7 @@ static void on_wake(uv_async_t *a)
         }
         rdl_pool_sink_free(t->sink);
         t->sink = NULL;
+        rt_metrics_thread_stop(t);
         for (int i = t->srv->nhooks - 1; i >= 0 && !t->admin; i--)
             if (t->srv->hooks[i].stop)
                 t->srv->hooks[i].stop(t->srv, (int)(t - t->srv->threads), &t->loop,
@@ -469,6 +492,8 @@ static int thread_init(rdl_server_t *srv, rt_thread_t *t, bool admin, int fd)
         rc = uv_tcp_open(&t->listener, fd);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&t->listener, (int)srv->opts.backlog, on_connection);
+    if (rc == 0)
+        rc = rt_metrics_thread_init(t);
     t->listening = rc == 0;
     return rc;
 }
@@ -541,6 +566,7 @@ static void close_ctl(rdl_server_t *srv)
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->grace_timer, NULL);
     uv_close((uv_handle_t *)&srv->ctl_wake, NULL);
+    rt_route_unwatch(srv);
 }
 
 static void on_ctl_wake(uv_async_t *a)
@@ -614,6 +640,8 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
         return rc;
     srv->nthreads = (int)srv->opts.threads;
     srv->nall = srv->nthreads + (srv->opts.admin_listen[0] ? 1 : 0);
+    if ((rc = rt_route_load(srv, err)) != 0)
+        return rc;
     srv->threads = calloc((size_t)srv->nall, sizeof(rt_thread_t));
     int *fds = malloc((size_t)srv->nall * sizeof(int));
     if (!srv->threads || !fds) {
@@ -623,6 +651,8 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     for (int i = 0; i < srv->nall; i++)
         fds[i] = -1;
     rc = open_all(srv, fds, err);
+    if (rc == 0)
+        rc = rt_trace_start(srv, err);
     if (rc == 0)
         atomic_store(&srv->addrs_set, true);
     if (rc < 0) {
@@ -641,6 +671,7 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     if (rc != 0)
         return rdl_error_set(err, RDL_EIO, 0, 0, "server", "cannot start I/O threads: %s",
                              uv_strerror(rc));
+    rt_metrics_start(srv);
 
     uv_loop_init(&srv->ctl);
     uv_signal_init(&srv->ctl, &srv->sigterm);
@@ -654,6 +685,7 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
+    rt_route_watch(srv);
     uv_mutex_lock(&srv->ctl_mu);
     atomic_store(&srv->ctl_up, true);
     if (atomic_load(&srv->shutdown_requested))
@@ -675,8 +707,10 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
         uv_loop_close(&srv->threads[i].loop);
     }
     uv_loop_close(&srv->ctl);
+    rt_metrics_stop(srv);
     rdl_pool_free(srv->pool);
     srv->pool = NULL;
+    rt_trace_stop(srv);
     rdl_log(srv->log, RDL_LOG_INFO, "stopped", NULL, 0);
     rdl_log_flush(srv->log, 0);        /* every line accepted until now reaches the sink */
     return srv->exit_code;

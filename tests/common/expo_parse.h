@@ -255,7 +255,6 @@ static inline int xp_parse(const char *text, size_t len, bool om, xp_doc_t *d)
         const char *e = nl;
         line++;
         if (eof) { rc = xp_fail(d, line, "text after # EOF"); break; }
-        if (om && memchr(p, '\r', (size_t)(e - p))) { rc = xp_fail(d, line, "carriage return"); break; }
         if (e == p) {
             if (om) { rc = xp_fail(d, line, "empty line"); break; }
             p = nl + 1;
@@ -378,6 +377,8 @@ static inline int xp_parse(const char *text, size_t len, bool om, xp_doc_t *d)
         d->samples = realloc(d->samples, sizeof(s) * (size_t)(d->nsamples + 1));
         d->samples[d->nsamples++] = s;
         if (rc) { rc = xp_fail(d, line, "sample outside its family's group"); break; }
+        if (om && xp_has_suffix(s.name, "_sum") && !strcmp(xp_family(d, s.family)->type, "histogram") &&
+            !(s.value >= 0)) { rc = xp_fail(d, line, "OpenMetrics histogram _sum negative or NaN"); break; }
         for (int i = 0; i + 1 < d->nsamples; i++)
             if (xp_same_series(&d->samples[i], &s)) { rc = xp_fail(d, line, "duplicate series"); break; }
         if (rc) break;

@@ -146,6 +146,34 @@ static void test_histogram_buckets(void **state)
     xp_free(&dom);
 }
 
+/* OpenMetrics: a histogram sum is a counter; negative observations that make it negative drop
+ * _sum and _count (the +Inf bucket still counts); text 0.0.4 keeps them. */
+static void test_histogram_negative_sum(void **state)
+{
+    (void)state;
+    static const double bounds[] = { -1, 0, 1 };
+    rdl_histogram_t *h;
+    assert_int_equal(rdl_histogram_new(reg, "temp_celsius", "T.", bounds, 3, &h, NULL), 0);
+    rdl_histogram_observe(h, -5);
+    rdl_histogram_observe(h, 0.5);
+    char *o = expose(RDL_FMT_OPENMETRICS);
+    assert_non_null(strstr(o, "temp_celsius_bucket{le=\"-1.0\"} 1\n"));
+    assert_non_null(strstr(o, "temp_celsius_bucket{le=\"+Inf\"} 2\n"));
+    assert_null(strstr(o, "temp_celsius_sum"));
+    assert_null(strstr(o, "temp_celsius_count"));
+    free(o);
+    char *t = expose(RDL_FMT_TEXT);
+    assert_non_null(strstr(t, "temp_celsius_sum -4.5\ntemp_celsius_count 2\n"));
+    free(t);
+    rdl_histogram_observe(h, 10);
+    xp_doc_t dt, dom;
+    parse_both(&dt, &dom);
+    assert_true(xp_value(&dom, "temp_celsius_sum", NULL) == 5.5);
+    assert_true(xp_value(&dom, "temp_celsius_count", NULL) == 3);
+    xp_free(&dt);
+    xp_free(&dom);
+}
+
 static void test_default_and_helper_buckets(void **state)
 {
     (void)state;
@@ -276,6 +304,9 @@ static void test_cardinality_overflow(void **state)
                             .nlabels = 1, .max_series = 3 };
     rdl_metric_t *m;
     assert_int_equal(rdl_metric_new(reg, RDL_METRIC_COUNTER, &o, &m, NULL), 0);
+    char *t = expose(RDL_FMT_TEXT);
+    assert_null(strstr(t, RDL_METRICS_OVERFLOW));     /* exposed only once used */
+    free(t);
     const char *names[] = { "a", "b", "c", "d", "e", "a", "f" };
     rdl_counter_t *first[7];
     for (int i = 0; i < 7; i++) {
@@ -288,12 +319,17 @@ static void test_cardinality_overflow(void **state)
     assert_ptr_equal(first[3], first[6]);
     assert_ptr_not_equal(first[2], first[3]);
     assert_int_equal(rdl_metric_rejected(m), 3);
+    /* a label set of the overflow value itself is the overflow series, not a second one */
+    const char *ov[] = { RDL_METRICS_OVERFLOW };
+    assert_ptr_equal(rdl_metric_counter(m, ov), first[3]);
+    rdl_counter_inc(rdl_metric_counter(m, ov));
+    assert_int_equal(rdl_metric_rejected(m), 3);
     xp_doc_t dt, dom;
     parse_both(&dt, &dom);
     const char *ka[] = { "user", "a", NULL }, *kover[] = { "user", RDL_METRICS_OVERFLOW, NULL };
     const char *kd[] = { "user", "d", NULL }, *kr[] = { "metric", "logins_total", NULL };
     assert_true(xp_value(&dt, "logins_total", ka) == 2);
-    assert_true(xp_value(&dt, "logins_total", kover) == 3);
+    assert_true(xp_value(&dt, "logins_total", kover) == 4);
     assert_true(isnan(xp_value(&dt, "logins_total", kd)));
     assert_true(xp_value(&dt, "redline_metrics_rejected_label_sets_total", kr) == 3);
     assert_true(xp_value(&dom, "redline_metrics_rejected_label_sets_total", kr) == 3);
@@ -600,6 +636,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_counter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gauge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_histogram_buckets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_histogram_negative_sum, setup, teardown),
         cmocka_unit_test_setup_teardown(test_default_and_helper_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_label_escaping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registration_errors, setup, teardown),

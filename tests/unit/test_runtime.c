@@ -30,6 +30,7 @@
 #include <cmocka.h>
 
 #include "redline/runtime.h"
+#include "redline/metrics.h"
 #include "runtime/internal.h"
 
 #define WAIT_MS 5000            /* bounded waits: a hang becomes a failure, not a stuck ctest */
@@ -1481,6 +1482,56 @@ static void test_disconnect_cancels(void **state)
 
 /* ---- default thread count from the cgroup CPU quota ---------------- */
 
+/*
+ * The log red line's wiring: a made request id echoed, the server's logger
+ * counting the access line, its counters in the default registry while the
+ * server lives and gone after, /debug/log on the admin listener.
+ */
+static void test_log_wiring(void **state)
+{
+    (void)state;
+    rdl_server_opts_t o;
+    test_opts(&o);
+    o.log_sink = "file";
+    o.log_file = "/dev/null";
+    rdl_server_t *srv = server_new(&o);
+    assert_int_equal(rdl_server_route(srv, "GET", "/hello", h_hello, NULL), 0);
+    server_start();
+    resp_t *r = &resp_buf;
+    http_do(S.addr, "GET", "/hello", r);
+    assert_int_equal(r->status, 200);
+    const char *id = strcasestr(r->head, "\r\nX-Request-ID: ");
+    assert_non_null(id);
+    assert_int_equal(strcspn(id + 16, "\r"), 32);          /* 32 hex digits, made */
+
+    rdl_logger_t *lg = rdl_server_logger(srv);
+    assert_non_null(lg);
+    assert_ptr_equal(rdl_log_default(), lg);
+    rdl_log_stats_t st;
+    uint64_t end = mono_ms() + WAIT_MS;
+    for (;;) {                             /* the access line is written as the exchange ends */
+        rdl_log_stats(lg, &st);
+        if (st.lines >= 3 || mono_ms() >= end)
+            break;
+        sleep_ms(1);
+    }
+    assert_true(st.lines >= 3);            /* listening, ready, the access line */
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    assert_int_equal(rdl_metrics_expose(NULL, RDL_FMT_TEXT, &b), 0);
+    assert_non_null(strstr(b.data, "# TYPE log_dropped_total counter\nlog_dropped_total 0\n"));
+    assert_non_null(strstr(b.data, "\nlog_lines_total "));
+    http_do(S.admin, "GET", "/debug/log", r);
+    assert_int_equal(r->status, 200);
+    assert_true(body_has(r, "\"dropped\":0"));
+    server_stop();                         /* rdl_server_free: the collector goes with it */
+    rdl_buf_reset(&b);
+    assert_int_equal(rdl_metrics_expose(NULL, RDL_FMT_TEXT, &b), 0);
+    assert_null(strstr(b.data, "log_lines_total"));
+    assert_null(rdl_log_set_default(NULL));  /* the default it replaced (built-in) is back */
+    rdl_buf_free(&b);
+}
+
 static void test_cpu_quota(void **state)
 {
     (void)state;
@@ -1515,6 +1566,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shutdown_after_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resp_header_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disconnect_cancels, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_wiring, setup, teardown),
         cmocka_unit_test(test_cpu_quota),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,653 @@
+/*
+ * route_mw.c: traffic coloring in the runtime: the route module's decision
+ * applied to every request, the rules kept fresh, and the admin endpoints
+ * that show them.
+ *
+ * Per request (on its I/O thread): decide with the active table, put route
+ * name, subset and color into the request's ctx (copied into its arena, so
+ * every other middleware can read them until the very end), apply the
+ * route's request header operations to the parsed headers the handler will
+ * see. Faults are injected by a second middleware, the last before the
+ * handler: a delay through a libuv timer that suspends the chain
+ * (rdl_req_resume continues it), an abort answered at once. Response header
+ * operations run just before the head is written.
+ *
+ * Reloads (file change seen by a stat poll, SIGHUP, rdl_server_reload_routes)
+ * build and validate a whole new table away from the request path, then swap
+ * one pointer. Readers take a reference inside a tiny per-thread window
+ * (in_read); the reloader, after the swap, waits until no thread is inside a
+ * window that could still have seen the old pointer, and only then drops its
+ * own reference, so the old table is freed by whoever lets go last. The
+ * request path takes no lock and never waits. A refused file keeps the rules
+ * in use; the error (file:line:column: field: why) is logged and counted.
+ */
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <jansson.h>
+#include "runtime/internal.h"
+#include "redline/route.h"
+#include "redline/metrics.h"
+
+/* One reader window per thread, each on its own cache line. */
+typedef struct rt_route_slot {
+    atomic_int in_read;
+    char pad[64 - sizeof(atomic_int)];
+} rt_route_slot_t;
+
+typedef struct rt_routing {
+    rdl_server_t *srv;
+    _Atomic(rdl_route_table_t *) current;
+    rt_route_slot_t *slots;     /* one per thread of the server (app and admin) */
+    int nslots;
+    uv_mutex_t reload_mu;       /* one reload at a time; guards last_error */
+    char last_error[1024];
+    atomic_uint_least64_t loaded_at_ms;   /* wall clock of the last successful load */
+    bool watching;
+    int collector;              /* id in the default metrics registry; 0 = none */
+    uv_signal_t sighup;
+    uv_fs_poll_t poll;
+    /* counters (relaxed: statistics only) */
+    atomic_uint_least64_t decisions, unmatched, bypassed, delays, aborts, reloads, failures;
+} rt_routing_t;
+
+/* What a request carries from enter to leave. */
+struct rt_route_req {
+    rdl_route_table_t *table;   /* referenced until leave: the decision points into it */
+    rdl_route_decision_t d;
+    uv_timer_t *delay;          /* pending fault delay, or NULL */
+};
+
+static void count(atomic_uint_least64_t *c)
+{
+    atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+/* ---- reading the active table --------------------------------------------- */
+
+static int thread_index(const rdl_req_t *req)
+{
+    return (int)(req->conn->t - req->conn->t->srv->threads);
+}
+
+/* A reference to the active table (NULL when none); the caller unrefs it. */
+static rdl_route_table_t *acquire(rt_routing_t *r, int slot)
+{
+    rt_route_slot_t *s = &r->slots[slot];
+    atomic_store(&s->in_read, 1);
+    rdl_route_table_t *t = rdl_route_table_ref(atomic_load(&r->current));
+    atomic_store_explicit(&s->in_read, 0, memory_order_release);
+    return t;
+}
+
+/* Swaps in t and drops the previous table once no reader can still be taking it. */
+static void publish(rt_routing_t *r, rdl_route_table_t *t)
+{
+    rdl_route_table_t *old = atomic_exchange(&r->current, t);
+    for (int i = 0; r->slots && i < r->nslots; i++)
+        while (atomic_load(&r->slots[i].in_read))
+            sched_yield();
+    rdl_route_table_unref(old);
+}
+
+/* ---- loading ------------------------------------------------------------------ */
+
+static int load(rt_routing_t *r, rdl_error_t *err)
+{
+    const rdl_server_opts_t *o = &r->srv->opts;
+    rdl_route_opts_t ro = { .bypass_header = o->routes_bypass_header,
+                            .sticky_header = o->routes_sticky_header };
+    rdl_route_table_t *t = NULL;
+    char text[1024];
+    uv_mutex_lock(&r->reload_mu);
+    int rc = rdl_route_load_file(&ro, o->routes_file, &t, err);
+    if (rc == 0) {
+        publish(r, t);
+        r->last_error[0] = '\0';
+        atomic_store(&r->loaded_at_ms, rdl_wall_ns() / 1000000u);
+        count(&r->reloads);
+    } else {
+        rdl_error_format(err, text, sizeof(text));
+        snprintf(r->last_error, sizeof(r->last_error), "%s", text);
+        count(&r->failures);
+    }
+    uv_mutex_unlock(&r->reload_mu);
+    if (rc == 0) {
+        rdl_log_field_t f[] = { rdl_lf_str("file", o->routes_file),
+                                rdl_lf_int("http_routes", (int64_t)rdl_route_table_size(t)) };
+        rdl_log(r->srv->log, RDL_LOG_INFO, "routes loaded", f, 2);
+    } else {
+        rdl_log_field_t f[] = { rdl_lf_str("file", err->file), rdl_lf_int("line", err->line),
+                                rdl_lf_int("column", err->column), rdl_lf_str("field", err->key),
+                                rdl_lf_str("error", text) };
+        rdl_log(r->srv->log, RDL_LOG_ERROR, "routes file refused: the previous rules stay", f, 5);
+    }
+    return rc;
+}
+
+int rdl_server_reload_routes(rdl_server_t *srv, rdl_error_t *err)
+{
+    rdl_error_t local;
+    if (!srv || !srv->routing)
+        return RDL_ESTATE;
+    return load(srv->routing, err ? err : &local);
+}
+
+void rdl_server_route_stats(const rdl_server_t *srv, rdl_server_route_stats_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    rt_routing_t *r = srv ? srv->routing : NULL;
+    if (!r)
+        return;
+    out->decisions = atomic_load_explicit(&r->decisions, memory_order_relaxed);
+    out->unmatched = atomic_load_explicit(&r->unmatched, memory_order_relaxed);
+    out->bypassed = atomic_load_explicit(&r->bypassed, memory_order_relaxed);
+    out->delays = atomic_load_explicit(&r->delays, memory_order_relaxed);
+    out->aborts = atomic_load_explicit(&r->aborts, memory_order_relaxed);
+    out->reloads = atomic_load_explicit(&r->reloads, memory_order_relaxed);
+    out->reload_failures = atomic_load_explicit(&r->failures, memory_order_relaxed);
+}
+
+/* The counters as metrics in the default registry, read at scrape time. */
+static void collect(rdl_collect_t *c, void *arg)
+{
+    rdl_server_route_stats_t s;
+    rdl_server_route_stats(((rt_routing_t *)arg)->srv, &s);
+    static const char *const kind[] = { "kind" };
+    const char *delay[] = { "delay" }, *abort_[] = { "abort" };
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_route_decisions_total",
+                       "Requests the routing rules gave a route.");
+    rdl_collect_value(c, NULL, NULL, 0, (double)s.decisions);
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_route_unmatched_total",
+                       "Requests no routing rule matched.");
+    rdl_collect_value(c, NULL, NULL, 0, (double)s.unmatched);
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_route_bypassed_total",
+                       "Requests the bypass header sent to the default route.");
+    rdl_collect_value(c, NULL, NULL, 0, (double)s.bypassed);
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_route_faults_total",
+                       "Faults injected by the routing rules.");
+    rdl_collect_value(c, kind, delay, 1, (double)s.delays);
+    rdl_collect_value(c, kind, abort_, 1, (double)s.aborts);
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_route_reloads_total",
+                       "Routing rule files loaded, the first included.");
+    rdl_collect_value(c, NULL, NULL, 0, (double)s.reloads);
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "redline_route_reload_failures_total",
+                       "Routing rule files refused; the previous rules stayed.");
+    rdl_collect_value(c, NULL, NULL, 0, (double)s.reload_failures);
+}
+
+/* ---- the request as the matcher sees it --------------------------------------- */
+
+static const char *req_header(void *arg, const char *lname, size_t *len)
+{
+    return rdl_req_header(arg, lname, len);
+}
+
+static rdl_route_request_t view_of(rdl_req_t *req)
+{
+    rdl_route_request_t v;
+    const rdl_h1_request_t *h = req->h1;
+    memset(&v, 0, sizeof(v));
+    v.method = h->method;
+    v.method_len = h->method_len;
+    v.path = h->path;
+    v.path_len = h->path_len;
+    v.query = h->query ? h->query : "";
+    v.query_len = h->query ? h->query_len : 0;
+    v.authority = h->host ? h->host : "";
+    v.authority_len = h->host ? h->host_len : 0;
+    v.scheme = "http";                      /* the listener is plain HTTP */
+    v.scheme_len = 4;
+    v.header = req_header;
+    v.header_arg = req;
+    return v;
+}
+
+/* ---- header operations -------------------------------------------------------- */
+
+static bool name_eq(const char *a, size_t alen, const char *lname)
+{
+    size_t n = strlen(lname);
+    if (alen != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = a[i] >= 'A' && a[i] <= 'Z' ? (char)(a[i] - 'A' + 'a') : a[i];
+        if (c != lname[i])
+            return false;
+    }
+    return true;
+}
+
+static void req_remove(rdl_h1_request_t *h, const char *lname)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < h->num_headers; i++)
+        if (!name_eq(h->headers[i].name, h->headers[i].name_len, lname))
+            h->headers[o++] = h->headers[i];
+    h->num_headers = o;
+}
+
+static void req_append(rdl_req_t *req, const rdl_route_kv_t *kv)
+{
+    rdl_h1_request_t *h = req->h1;
+    if (h->num_headers >= (size_t)req->conn->t->srv->opts.max_headers)
+        return;                            /* no room: the limit holds for added headers too */
+    rdl_h1_header_t *e = &h->headers[h->num_headers++];
+    e->name = kv->name;
+    e->name_len = (uint32_t)strlen(kv->name);
+    e->value = kv->value;
+    e->value_len = (uint32_t)strlen(kv->value);
+}
+
+/* Istio's order: remove, then set (overwrite), then add (append). */
+static void apply_request_ops(rdl_req_t *req, const rdl_route_header_ops_t *ops)
+{
+    for (size_t i = 0; i < ops->nremove; i++)
+        req_remove(req->h1, ops->remove[i]);
+    for (size_t i = 0; i < ops->nset; i++) {
+        req_remove(req->h1, ops->set[i].name);
+        req_append(req, &ops->set[i]);
+    }
+    for (size_t i = 0; i < ops->nadd; i++)
+        req_append(req, &ops->add[i]);
+}
+
+/* Drops "Name: value\r\n" lines of lname from the response headers the handler added. */
+static void resp_remove(rdl_req_t *req, const char *lname)
+{
+    rdl_buf_t *b = &req->resp_headers;
+    size_t i = 0, o = 0;
+    while (i < b->len) {
+        const char *eol = memchr(b->data + i, '\n', b->len - i);
+        size_t end = eol ? (size_t)(eol - b->data) + 1 : b->len;
+        const char *colon = memchr(b->data + i, ':', end - i);
+        bool drop = colon && name_eq(b->data + i, (size_t)(colon - (b->data + i)), lname);
+        if (!drop) {
+            memmove(b->data + o, b->data + i, end - i);
+            o += end - i;
+        }
+        i = end;
+    }
+    b->len = o;
+    if (b->data)
+        b->data[o] = '\0';
+}
+
+static void apply_response_ops(rdl_req_t *req, const rdl_route_header_ops_t *ops)
+{
+    for (size_t i = 0; i < ops->nremove; i++)
+        resp_remove(req, ops->remove[i]);
+    for (size_t i = 0; i < ops->nset; i++) {
+        resp_remove(req, ops->set[i].name);
+        rdl_resp_header(req, ops->set[i].name, ops->set[i].value);
+    }
+    for (size_t i = 0; i < ops->nadd; i++)
+        rdl_resp_header(req, ops->add[i].name, ops->add[i].value);
+}
+
+/* ---- faults ------------------------------------------------------------------- */
+
+static void abort_request(rdl_req_t *req, int status)
+{
+    static const char body[] = "fault filter abort";      /* Envoy's body for the same fault */
+    rdl_resp_send(req, status, "text/plain", body, sizeof(body) - 1);
+}
+
+static void on_delay_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_delay(uv_timer_t *timer)
+{
+    rdl_req_t *req = timer->data;
+    struct rt_route_req *st = req->route;
+    st->delay = NULL;
+    uv_close((uv_handle_t *)timer, on_delay_closed);
+    if (req->answered)
+        return;
+    if (st->d.abort_status)
+        abort_request(req, st->d.abort_status);    /* Envoy delays first, then aborts */
+    else
+        rdl_req_resume(req);
+}
+
+/* ---- the middleware ----------------------------------------------------------- */
+
+static const char *arena_copy(rdl_req_t *req, const char *s)
+{
+    return s ? rdl_arena_strndup(&req->ctx.arena, s, strlen(s)) : NULL;
+}
+
+static int route_enter(rdl_req_t *req, void *arg)
+{
+    rt_routing_t *r = arg;
+    if (req->conn->t->admin)
+        return 0;                          /* the admin plane is not routed */
+    rdl_route_table_t *t = acquire(r, thread_index(req));
+    if (!t)
+        return 0;
+    struct rt_route_req *st = rdl_arena_alloc(&req->ctx.arena, sizeof(*st));
+    rdl_route_request_t v = view_of(req);
+    if (!st || !rdl_route_decide(t, &v, NULL, &st->d)) {
+        count(&r->unmatched);
+        rdl_route_table_unref(t);
+        return 0;
+    }
+    st->table = t;
+    st->delay = NULL;
+    req->route = st;
+    count(&r->decisions);
+    if (st->d.bypassed)
+        count(&r->bypassed);
+    req->ctx.route_name = arena_copy(req, st->d.route_name);
+    req->ctx.subset = arena_copy(req, st->d.subset);
+    req->ctx.color = arena_copy(req, st->d.color);
+    for (int i = 0; i < 2; i++)
+        if (st->d.request_ops[i])
+            apply_request_ops(req, st->d.request_ops[i]);
+    return 0;
+}
+
+/*
+ * Faults are injected by a second middleware, the last before the handler,
+ * so that a delayed or aborted request is still measured, logged and traced
+ * by the middleware between, as Envoy's fault filter sits last before routing.
+ */
+static int fault_enter(rdl_req_t *req, void *arg)
+{
+    rt_routing_t *r = arg;
+    struct rt_route_req *st = req->route;
+    if (!st || (!st->d.delay_ms && !st->d.abort_status))
+        return 0;
+    if (st->d.abort_status)
+        count(&r->aborts);
+    if (st->d.delay_ms) {
+        count(&r->delays);
+        st->delay = malloc(sizeof(uv_timer_t));
+        if (st->delay && uv_timer_init(&req->conn->t->loop, st->delay) == 0) {
+            st->delay->data = req;
+            uv_timer_start(st->delay, on_delay, st->d.delay_ms, 0);
+            return 1;                      /* suspended: on_delay resumes or aborts */
+        }
+        free(st->delay);
+        st->delay = NULL;
+    }
+    if (st->d.abort_status) {
+        abort_request(req, st->d.abort_status);
+        return 1;
+    }
+    return 0;
+}
+
+static void fault_leave(rdl_req_t *req, void *arg)
+{
+    struct rt_route_req *st = req->route;
+    if (st && st->delay) {                 /* answered (deadline) or gone while delayed */
+        uv_timer_stop(st->delay);
+        uv_close((uv_handle_t *)st->delay, on_delay_closed);
+        st->delay = NULL;
+    }
+}
+
+static void route_before_send(rdl_req_t *req, void *arg)
+{
+    struct rt_route_req *st = req->route;
+    if (!st)
+        return;
+    for (int i = 0; i < 2; i++)
+        if (st->d.response_ops[i])
+            apply_response_ops(req, st->d.response_ops[i]);
+}
+
+static void route_leave(rdl_req_t *req, void *arg)
+{
+    struct rt_route_req *st = req->route;
+    if (!st)
+        return;
+    rdl_route_table_unref(st->table);
+    req->route = NULL;
+}
+
+/* ---- admin endpoints ------------------------------------------------------------ */
+
+static void send_json(rdl_req_t *req, int status, rdl_buf_t *b)
+{
+    rdl_buf_putc(b, '\n');
+    if (b->oom)
+        rdl_resp_error(req, 500, "out_of_memory", "the answer did not fit in memory");
+    else
+        rdl_resp_send(req, status, "application/json", b->data, b->len);
+    rdl_buf_free(b);
+}
+
+static void get_routes(rdl_req_t *req, void *arg)
+{
+    rt_routing_t *r = arg;
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    if (!r) {
+        rdl_buf_puts(&b, "{\"enabled\":false}");
+        send_json(req, 200, &b);
+        return;
+    }
+    const rdl_server_opts_t *o = &r->srv->opts;
+    rdl_server_route_stats_t s;
+    rdl_server_route_stats(r->srv, &s);
+    rdl_buf_puts(&b, "{\"enabled\":true,\"file\":");
+    rdl_json_str(&b, o->routes_file, strlen(o->routes_file));
+    rdl_buf_printf(&b, ",\"loaded_at_unix_ms\":%llu,\"reloads\":%llu,\"reload_failures\":%llu,"
+                   "\"decisions\":%llu,\"unmatched\":%llu,\"last_error\":",
+                   (unsigned long long)atomic_load(&r->loaded_at_ms), (unsigned long long)s.reloads,
+                   (unsigned long long)s.reload_failures, (unsigned long long)s.decisions,
+                   (unsigned long long)s.unmatched);
+    uv_mutex_lock(&r->reload_mu);
+    if (r->last_error[0])
+        rdl_json_str(&b, r->last_error, strlen(r->last_error));
+    else
+        rdl_buf_puts(&b, "null");
+    uv_mutex_unlock(&r->reload_mu);
+    rdl_buf_puts(&b, ",\"rules\":");
+    rdl_route_table_t *t = acquire(r, thread_index(req));
+    rdl_route_dump(t, &b);
+    rdl_route_table_unref(t);
+    rdl_buf_putc(&b, '}');
+    send_json(req, 200, &b);
+}
+
+/* The request an explain body describes; strings point into the JSON object. */
+typedef struct explain_req {
+    json_t *headers;
+    char lname[128];
+} explain_req_t;
+
+static const char *json_header(void *arg, const char *lname, size_t *len)
+{
+    explain_req_t *e = arg;
+    const char *k;
+    json_t *v;
+    json_object_foreach(e->headers, k, v) {
+        if (json_is_string(v) && name_eq(k, strlen(k), lname)) {
+            *len = json_string_length(v);
+            return json_string_value(v);
+        }
+    }
+    return NULL;
+}
+
+static const char *field(json_t *o, const char *k, const char *dflt, size_t *len)
+{
+    json_t *v = json_object_get(o, k);
+    const char *s = json_is_string(v) ? json_string_value(v) : dflt;
+    *len = json_is_string(v) ? json_string_length(v) : strlen(dflt);
+    return s;
+}
+
+static void explain(rdl_req_t *req, void *arg)
+{
+    rt_routing_t *r = arg;
+    size_t blen;
+    const char *body = rdl_req_body(req, &blen);
+    json_error_t je;
+    json_t *o = json_loadb(body ? body : "", blen, 0, &je);
+    if (!json_is_object(o)) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "expected a JSON object with method, path, headers: %s", je.text);
+        json_decref(o);
+        rdl_resp_error(req, 400, "bad_request", msg);
+        return;
+    }
+    json_t *h = json_object_get(o, "headers");
+    if (h && !json_is_object(h)) {
+        json_decref(o);
+        rdl_resp_error(req, 400, "bad_request", "headers must be an object of name to string");
+        return;
+    }
+    explain_req_t e = { .headers = h };
+    rdl_route_request_t v;
+    memset(&v, 0, sizeof(v));
+    v.method = field(o, "method", "GET", &v.method_len);
+    v.path = field(o, "path", "", &v.path_len);
+    if (v.path_len == 0)
+        v.path = field(o, "uri", "/", &v.path_len);
+    v.query = field(o, "query", "", &v.query_len);
+    const char *q = memchr(v.path, '?', v.path_len);
+    if (q) {                                /* "/a?b=1": the query is not part of the uri */
+        v.query = q + 1;
+        v.query_len = v.path_len - (size_t)(q - v.path) - 1;
+        v.path_len = (size_t)(q - v.path);
+    }
+    v.authority = field(o, "authority", "", &v.authority_len);
+    v.scheme = field(o, "scheme", "http", &v.scheme_len);
+    v.header = json_header;
+    v.header_arg = &e;
+    rdl_route_table_t *t = r ? acquire(r, thread_index(req)) : NULL;
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    rdl_route_explain(t, &v, &b);
+    rdl_route_table_unref(t);
+    json_decref(o);
+    send_json(req, 200, &b);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------ */
+
+int rt_route_config(rdl_server_opts_t *o, rdl_config_t *cfg)
+{
+    rdl_cfg_key_t keys[] = {
+        { "routes.file", RDL_CFG_STRING, &o->routes_file, 0, 0, NULL,
+          "VirtualService/DestinationRule YAML for traffic coloring (empty: off)" },
+        { "routes.bypass_header", RDL_CFG_STRING, &o->routes_bypass_header, 0, 0, NULL,
+          "a request with this header takes the default route (empty: none)" },
+        { "routes.sticky_header", RDL_CFG_STRING, &o->routes_sticky_header, 0, 0, NULL,
+          "weighted choice sticky on this header's value (empty: random)" },
+        { "routes.watch_interval", RDL_CFG_DURATION, &o->routes_watch_ms, 0, 3600000, NULL,
+          "how often the routes file is checked for changes (0: SIGHUP only)" },
+    };
+    return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
+}
+
+int rt_route_install(rdl_server_t *srv)
+{
+    const rdl_server_opts_t *o = &srv->opts;
+    rt_routing_t *r = NULL;
+    if (o->routes_file && o->routes_file[0]) {
+        r = calloc(1, sizeof(*r));
+        if (!r || uv_mutex_init(&r->reload_mu) != 0) {
+            free(r);
+            return RDL_ENOMEM;
+        }
+        r->srv = srv;
+        srv->routing = r;
+        rdl_middleware_t mw = { .name = "coloring", .enter = route_enter,
+                                .before_send = route_before_send, .leave = route_leave, .arg = r };
+        int rc = rdl_server_use(srv, &mw);
+        if (rc)
+            return rc;
+        r->collector = rdl_collector_add(NULL, collect, r);
+        if (r->collector < 0)
+            return r->collector;
+    }
+    int rc = rdl_server_admin_route(srv, "GET", "/debug/routes", get_routes, r);
+    return rc ? rc : rdl_server_admin_route(srv, "POST", "/debug/routes/explain", explain, r);
+}
+
+int rt_route_load(rdl_server_t *srv, rdl_error_t *err)
+{
+    rt_routing_t *r = srv->routing;
+    if (!r)
+        return 0;
+    rdl_middleware_t mw = { .name = "fault_injection", .enter = fault_enter, .leave = fault_leave,
+                            .arg = r };
+    int rc = rdl_server_use(srv, &mw);        /* appended now: the last before the handler */
+    if (rc)
+        return rdl_error_set(err, rc, 0, 0, "routes.file", "cannot add the fault middleware: %s",
+                             rdl_strerror(rc));
+    r->nslots = srv->nall;
+    r->slots = calloc((size_t)r->nslots, sizeof(*r->slots));
+    if (!r->slots)
+        return rdl_error_set(err, RDL_ENOMEM, 0, 0, "routes.file", "out of memory");
+    return load(r, err);
+}
+
+static void on_sighup(uv_signal_t *sig, int signum)
+{
+    rdl_error_t err;
+    rdl_log(((rt_routing_t *)sig->data)->srv->log, RDL_LOG_INFO, "SIGHUP received: reloading routes",
+            NULL, 0);
+    load(sig->data, &err);
+}
+
+static void on_file_change(uv_fs_poll_t *p, int status, const uv_stat_t *prev, const uv_stat_t *curr)
+{
+    rdl_error_t err;
+    if (status == 0)
+        load(p->data, &err);
+    else if (status != UV_ENOENT || prev->st_ino != 0) {
+        rdl_log_field_t f = rdl_lf_str("error", uv_strerror(status));
+        rdl_log(((rt_routing_t *)p->data)->srv->log, RDL_LOG_ERROR,
+                "routes file not readable: the rules stay", &f, 1);
+    }
+}
+
+void rt_route_watch(rdl_server_t *srv)
+{
+    rt_routing_t *r = srv->routing;
+    if (!r)
+        return;
+    uv_signal_init(&srv->ctl, &r->sighup);
+    r->sighup.data = r;
+    uv_signal_start(&r->sighup, on_sighup, SIGHUP);
+    uv_fs_poll_init(&srv->ctl, &r->poll);
+    r->poll.data = r;
+    if (srv->opts.routes_watch_ms)
+        uv_fs_poll_start(&r->poll, on_file_change, srv->opts.routes_file,
+                         (unsigned)srv->opts.routes_watch_ms);
+    r->watching = true;
+}
+
+void rt_route_unwatch(rdl_server_t *srv)
+{
+    rt_routing_t *r = srv->routing;
+    if (!r || !r->watching)
+        return;
+    uv_close((uv_handle_t *)&r->sighup, NULL);
+    uv_close((uv_handle_t *)&r->poll, NULL);
+    r->watching = false;
+}
+
+void rt_route_free(rdl_server_t *srv)
+{
+    rt_routing_t *r = srv->routing;
+    if (!r)
+        return;
+    if (r->collector > 0)
+        rdl_collector_remove(NULL, r->collector);
+    rdl_route_table_unref(atomic_load(&r->current));
+    uv_mutex_destroy(&r->reload_mu);
+    free(r->slots);
+    free(r);
+    srv->routing = NULL;
+}

@@ -1,0 +1,359 @@
+/*
+ * trace_mw.c: tracing applied to every request. It exists so that a service
+ * on the runtime joins distributed traces with no code of its own: the
+ * middleware extracts the caller's context (traceparent/tracestate, baggage,
+ * B3 as configured), starts the request's SERVER span named after the route
+ * template with the stable HTTP semantic-convention attributes, puts the ids
+ * and the span into the request's ctx (for log lines, child spans and
+ * outbound calls), optionally answers with a traceparent header, and ends the
+ * span with the status. The admin plane is not traced (probes would flood
+ * the traces) but serves the tracer's counters at GET /debug/tracing.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "redline/metrics.h"
+#include "redline/trace.h"
+#include "runtime/internal.h"
+
+typedef struct rt_trace {
+    rdl_tracer_t *tracer;
+    rdl_propagators_t props;
+    bool response_header;
+    int collector;              /* id in the default metrics registry, or negative */
+} rt_trace_t;
+
+int rt_trace_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
+{
+    rdl_cfg_key_t keys[] = {
+        { "tracing.enabled", RDL_CFG_BOOL, &o->trace_enabled, 0, 0, NULL,
+          "server span per request and trace ids in the request context" },
+        { "tracing.endpoint", RDL_CFG_STRING, &o->trace_endpoint, 0, 0, NULL,
+          "OTLP/HTTP traces URL (empty: OTEL_EXPORTER_OTLP_*; no export without one)" },
+        { "tracing.propagators", RDL_CFG_STRING, &o->trace_propagators, 0, 0, NULL,
+          "tracecontext,baggage,b3,b3multi or none (empty: OTEL_PROPAGATORS)" },
+        { "tracing.response_header", RDL_CFG_BOOL, &o->trace_response_header, 0, 0, NULL,
+          "answer with the server span's traceparent" },
+        { "tracing.keep_errors", RDL_CFG_BOOL, &o->trace_keep_errors, 0, 0, NULL,
+          "export unsampled traces whose server span ends in error" },
+    };
+    return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
+}
+
+/* ---- carrier: the request's headers ---------------------------------- */
+
+static bool req_get(void *carrier, const char *name, size_t index, const char **value, size_t *len)
+{
+    const rdl_req_t *req = carrier;
+    size_t nl = strlen(name);
+    const char *hn;
+    size_t hl;
+    for (size_t i = 0; rdl_req_header_at(req, i, &hn, &hl, value, len); i++)
+        if (hl == nl && strncasecmp(hn, name, nl) == 0 && index-- == 0)
+            return true;
+    return false;
+}
+
+/* ---- the middleware -------------------------------------------------- */
+
+static bool known_method(const char *m)
+{
+    static const char *const methods[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
+                                           "OPTIONS", "TRACE", "PATCH" };
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (strcmp(m, methods[i]) == 0)
+            return true;
+    return false;
+}
+
+/* server.address and server.port from Host ("name", "name:port", "[v6]:port"). */
+static void set_host(rdl_span_t *s, const char *h, size_t n)
+{
+    const char *colon = NULL;
+    if (n && h[0] == '[') {
+        const char *close = memchr(h, ']', n);
+        if (close && (size_t)(close - h) + 1 < n && close[1] == ':')
+            colon = close + 1;
+    } else {
+        colon = memchr(h, ':', n);
+    }
+    size_t name_len = colon ? (size_t)(colon - h) : n;
+    rdl_span_set_str(s, "server.address", h, name_len);
+    if (colon) {
+        long port = 0;
+        for (const char *p = colon + 1; p < h + n && *p >= '0' && *p <= '9' && port < 65536; p++)
+            port = port * 10 + (*p - '0');
+        if (port > 0 && port < 65536)
+            rdl_span_set_int(s, "server.port", port);
+    }
+}
+
+static void set_request_attrs(rdl_span_t *s, rdl_req_t *req, const char *method, const char *route)
+{
+    size_t len;
+    const char *v;
+    if (known_method(method)) {
+        rdl_span_set_str(s, "http.request.method", method, strlen(method));
+    } else {
+        rdl_span_set_str(s, "http.request.method", "_OTHER", 6);
+        rdl_span_set_str(s, "http.request.method_original", method, strlen(method));
+    }
+    v = rdl_req_path(req, &len);
+    rdl_span_set_str(s, "url.path", v, len);
+    v = rdl_req_query(req, &len);
+    if (len)
+        rdl_span_set_str(s, "url.query", v, len);
+    rdl_span_set_str(s, "url.scheme", "http", 4);
+    if (route)
+        rdl_span_set_str(s, "http.route", route, strlen(route));
+    rdl_span_set_str(s, "network.protocol.version", req->h1->version_minor ? "1.1" : "1.0", 3);
+    if ((v = rdl_req_header(req, "host", &len)) != NULL)
+        set_host(s, v, len);
+    if ((v = rdl_req_header(req, "user-agent", &len)) != NULL)
+        rdl_span_set_str(s, "user_agent.original", v, len);
+    const char *peer = rdl_req_peer(req);
+    const char *colon = strrchr(peer, ':');
+    if (colon) {
+        const char *ip = peer[0] == '[' ? peer + 1 : peer;
+        size_t ip_len = (size_t)(colon - ip) - (peer[0] == '[' ? 1 : 0);
+        rdl_span_set_str(s, "client.address", ip, ip_len);
+        rdl_span_set_str(s, "network.peer.address", ip, ip_len);
+        rdl_span_set_int(s, "network.peer.port", atoi(colon + 1));
+    }
+}
+
+static int trace_enter(rdl_req_t *req, void *arg)
+{
+    rdl_server_t *srv = arg;
+    rt_trace_t *tr = srv->trace;
+    if (!tr || req->conn->t->admin)
+        return 0;
+    rdl_ctx_t *ctx = rdl_req_ctx(req);
+    rdl_span_context_t parent;
+    rdl_baggage_t *bag = NULL;
+    if (rdl_req_header(req, "baggage", NULL)) {
+        bag = rdl_arena_alloc(&ctx->arena, sizeof(*bag));
+        if (bag)
+            rdl_baggage_init(bag);
+    }
+    bool remote = rdl_propagation_extract(&tr->props, req_get, req, &parent, bag);
+    const char *method = rdl_req_method(req);
+    const char *route = rdl_req_route(req);
+    char name[256];
+    const char *mname = known_method(method) ? method : "HTTP";
+    if (route)
+        snprintf(name, sizeof(name), "%s %s", mname, route);
+    else
+        snprintf(name, sizeof(name), "%s", mname);
+    rdl_span_t *s = rdl_span_start_remote(tr->tracer, name, RDL_SPAN_SERVER, remote ? &parent : NULL);
+    if (!s)
+        return 0;
+    if (rdl_span_recording(s))
+        set_request_attrs(s, req, method, route);
+    const rdl_span_context_t *sc = rdl_span_context(s);
+    memcpy(ctx->trace_id, sc->trace_id, 16);
+    memcpy(ctx->span_id, sc->span_id, 8);
+    ctx->trace_flags = sc->flags;
+    ctx->span = s;
+    ctx->baggage = bag && bag->n ? bag : NULL;
+    return 0;
+}
+
+static void trace_before_send(rdl_req_t *req, void *arg)
+{
+    rdl_server_t *srv = arg;
+    rdl_ctx_t *ctx = rdl_req_ctx(req);
+    if (!srv->trace || !srv->trace->response_header || !ctx->span)
+        return;
+    char tp[RDL_TRACEPARENT_LEN + 1];
+    rdl_traceparent_format(rdl_span_context(ctx->span), tp);
+    rdl_resp_header(req, "traceparent", tp);
+}
+
+static void trace_leave(rdl_req_t *req, void *arg)
+{
+    rdl_ctx_t *ctx = rdl_req_ctx(req);
+    rdl_span_t *s = ctx->span;
+    if (!s)
+        return;
+    if (rdl_span_recording(s)) {
+        int status = rdl_req_status(req);
+        if (rdl_req_answered(req)) {
+            rdl_span_set_int(s, "http.response.status_code", status);
+            if (status >= 500) {
+                char code[16];
+                snprintf(code, sizeof(code), "%d", status);
+                rdl_span_set_str(s, "error.type", code, strlen(code));
+                rdl_span_set_status(s, RDL_STATUS_ERROR, NULL);
+            }
+        } else {
+            rdl_span_set_str(s, "error.type", "connection_closed", 17);
+        }
+        if (ctx->route_name)
+            rdl_span_set_str(s, "redline.route.name", ctx->route_name, strlen(ctx->route_name));
+        if (ctx->subset)
+            rdl_span_set_str(s, "redline.route.subset", ctx->subset, strlen(ctx->subset));
+        if (ctx->color)
+            rdl_span_set_str(s, "redline.color", ctx->color, strlen(ctx->color));
+    }
+    ctx->span = NULL;
+    rdl_span_end(s);
+}
+
+/* ---- admin: GET /debug/tracing --------------------------------------- */
+
+static void debug_tracing(rdl_req_t *req, void *arg)
+{
+    rdl_server_t *srv = arg;
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    if (!srv->trace) {
+        rdl_buf_puts(&b, "{\"enabled\":false}\n");
+    } else {
+        rdl_tracer_stats_t st;
+        char sampler[96];
+        rdl_tracer_stats(srv->trace->tracer, &st);
+        rdl_buf_puts(&b, "{\"enabled\":true,\"sampler\":");
+        rdl_sampler_describe(rdl_tracer_sampler(srv->trace->tracer), sampler, sizeof(sampler));
+        rdl_json_str(&b, sampler, strlen(sampler));
+        rdl_buf_printf(&b, ",\"spans_started\":%llu,\"spans_ended\":%llu,\"spans_exported\":%llu,"
+                           "\"spans_dropped_total\":%llu,\"spans_unfinished\":%llu,\"spans_open\":%llu,"
+                           "\"export_requests\":%llu,\"export_failures\":%llu}\n",
+                       (unsigned long long)st.spans_started, (unsigned long long)st.spans_ended,
+                       (unsigned long long)st.spans_exported, (unsigned long long)st.spans_dropped,
+                       (unsigned long long)st.spans_unfinished, (unsigned long long)st.spans_open,
+                       (unsigned long long)st.export_requests, (unsigned long long)st.export_failures);
+    }
+    rdl_resp_send(req, 200, "application/json", b.data, b.len);
+    rdl_buf_free(&b);
+}
+
+int rt_trace_install(rdl_server_t *srv)
+{
+    rdl_middleware_t mw = { "trace", trace_enter, trace_before_send, trace_leave, srv };
+    int rc = rdl_server_use(srv, &mw);
+    return rc ? rc : rdl_server_admin_route(srv, "GET", "/debug/tracing", debug_tracing, srv);
+}
+
+/* ---- metrics: the tracer's counters at scrape time -------------------- */
+
+static void collect(rdl_collect_t *c, void *arg)
+{
+    rt_trace_t *tr = arg;
+    rdl_tracer_stats_t st;
+    rdl_tracer_stats(tr->tracer, &st);
+    static const struct { const char *name, *help; size_t off; bool gauge; } m[] = {
+        { "redline_trace_spans_started_total", "Recording spans started.",
+          offsetof(rdl_tracer_stats_t, spans_started), false },
+        { "redline_trace_spans_exported_total", "Spans the OTLP receiver accepted.",
+          offsetof(rdl_tracer_stats_t, spans_exported), false },
+        { "redline_trace_spans_dropped_total",
+          "Spans dropped: queue full, export given up or refused, rejected by the receiver.",
+          offsetof(rdl_tracer_stats_t, spans_dropped), false },
+        { "redline_trace_spans_unfinished_total", "Spans seen open past the unfinished-span age.",
+          offsetof(rdl_tracer_stats_t, spans_unfinished), false },
+        { "redline_trace_spans_open", "Recording spans started and not ended.",
+          offsetof(rdl_tracer_stats_t, spans_open), true },
+        { "redline_trace_export_requests_total", "OTLP/HTTP requests sent, retries included.",
+          offsetof(rdl_tracer_stats_t, export_requests), false },
+        { "redline_trace_export_failures_total", "Export batches given up.",
+          offsetof(rdl_tracer_stats_t, export_failures), false },
+    };
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+        uint64_t v;
+        memcpy(&v, (const char *)&st + m[i].off, sizeof(v));
+        rdl_collect_family(c, m[i].gauge ? RDL_METRIC_GAUGE : RDL_METRIC_COUNTER, m[i].name, m[i].help);
+        rdl_collect_value(c, NULL, NULL, 0, (double)v);
+    }
+}
+
+/* ---- lifecycle ------------------------------------------------------- */
+
+/* The tracer's own trouble (failed exports, unfinished spans) goes to the server's logger. */
+static void tracer_log(void *arg, const char *level, const char *msg, const char *key, const char *value)
+{
+    rdl_server_t *srv = arg;
+    rdl_log_level_t lv = strcmp(level, "error") == 0 ? RDL_LOG_ERROR
+                         : strcmp(level, "warn") == 0 ? RDL_LOG_WARN : RDL_LOG_INFO;
+    rdl_log_field_t f = rdl_lf_str(key ? key : "detail", value ? value : "");
+    rdl_log(srv->log, lv, msg, &f, key ? 1 : 0);
+}
+
+/* Exports only when an endpoint is named (tracing.endpoint, OTEL_EXPORTER_OTLP_*) or OTEL_TRACES_EXPORTER=otlp. */
+static bool endpoint_configured(const rdl_server_opts_t *o)
+{
+    const char *vars[] = { "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT",
+                           "OTEL_TRACES_EXPORTER" };
+    if (o->trace_endpoint && o->trace_endpoint[0])
+        return true;
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v)
+            return true;
+    }
+    return false;
+}
+
+int rt_trace_start(rdl_server_t *srv, rdl_error_t *err)
+{
+    const rdl_server_opts_t *o = &srv->opts;
+    if (!o->trace_enabled)
+        return 0;
+    rt_trace_t *tr = calloc(1, sizeof(*tr));
+    if (!tr)
+        return RDL_ENOMEM;
+    rdl_tracer_opts_t to;
+    rdl_tracer_opts_default(&to);
+    int rc = rdl_tracer_opts_from_env(&to, err);
+    /* OTEL_SERVICE_NAME, then service.name in OTEL_RESOURCE_ATTRIBUTES, then ours. */
+    if (!to.service_name[0] && !strstr(to.resource_attrs, "service.name="))
+        snprintf(to.service_name, sizeof(to.service_name), "%s", o->service);
+    const char *props = o->trace_propagators && o->trace_propagators[0] ? o->trace_propagators
+                                                                        : getenv("OTEL_PROPAGATORS");
+    if (rc == 0)
+        rc = rdl_propagators_parse(props, &tr->props, err);
+    if (rc == 0 && o->trace_endpoint && o->trace_endpoint[0]) {
+        if (strncmp(o->trace_endpoint, "http://", 7) != 0 && strncmp(o->trace_endpoint, "https://", 8) != 0)
+            rc = rdl_error_set(err, RDL_EINVAL, 0, 0, "tracing.endpoint",
+                               "expected an http:// or https:// URL, got '%s'", o->trace_endpoint);
+        snprintf(to.endpoint, sizeof(to.endpoint), "%s", o->trace_endpoint);
+    }
+    if (rc) {
+        free(tr);
+        return rc;
+    }
+    to.export = to.export && endpoint_configured(o);
+    to.keep_errors = o->trace_keep_errors;
+    to.log = tracer_log;
+    to.log_arg = srv;
+    rc = rdl_tracer_new(&to, &tr->tracer);
+    if (rc) {
+        free(tr);
+        return rdl_error_set(err, rc, 0, 0, "tracing", "cannot start the tracer: %s", rdl_strerror(rc));
+    }
+    tr->response_header = o->trace_response_header;
+    srv->trace = tr;
+    rdl_tracer_set_default(tr->tracer);
+    tr->collector = rdl_collector_add(NULL, collect, tr);
+    char sampler[96];
+    rdl_sampler_describe(&to.sampler, sampler, sizeof(sampler));
+    rdl_log_field_t f[] = { rdl_lf_str("endpoint", to.export ? to.endpoint : ""),
+                            rdl_lf_str("sampler", sampler) };
+    rdl_log(srv->log, RDL_LOG_INFO,
+            to.export ? "tracing: exporting spans" : "tracing: ids only (no OTLP endpoint)", f, 2);
+    return 0;
+}
+
+void rt_trace_stop(rdl_server_t *srv)
+{
+    rt_trace_t *tr = srv->trace;
+    if (!tr)
+        return;
+    srv->trace = NULL;
+    if (tr->collector >= 0)
+        rdl_collector_remove(NULL, tr->collector);
+    rdl_tracer_free(tr->tracer);        /* exports what is queued within its deadline */
+    free(tr);
+}

@@ -1,0 +1,275 @@
+/*
+ * env.c: the tracer's configuration from the OTEL_* environment variables
+ * every OpenTelemetry SDK honours, so an operator configures redline exactly
+ * as the Go or Java services beside it; and the resource attributes. A
+ * malformed value is an error naming the variable, never a silent default.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "trace/internal.h"
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+static int env_uint(const char *name, uint64_t max, uint64_t *out, rdl_error_t *err)
+{
+    const char *v = env(name);
+    if (!v)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || *end || v[0] == '-' || n > max)
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, name,
+                             "expected an integer from 0 to %llu, got '%s'", (unsigned long long)max, v);
+    *out = n;
+    return 0;
+}
+
+static int env_int(const char *name, int min, int max, int *out, rdl_error_t *err)
+{
+    uint64_t v = (uint64_t)*out;
+    int rc = env_uint(name, (uint64_t)max, &v, err);
+    if (rc == 0 && (int64_t)v < min)
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, name, "expected at least %d", min);
+    if (rc == 0)
+        *out = (int)v;
+    return rc;
+}
+
+static int env_copy(const char *name, char *dst, size_t n, rdl_error_t *err)
+{
+    const char *v = env(name);
+    if (!v)
+        return 0;
+    if (strlen(v) >= n)
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, name, "longer than %zu bytes", n - 1);
+    memcpy(dst, v, strlen(v) + 1);
+    return 0;
+}
+
+/* OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as-is, else OTEL_EXPORTER_OTLP_ENDPOINT + "/v1/traces". */
+static int endpoint_from_env(rdl_tracer_opts_t *o, rdl_error_t *err)
+{
+    const char *v = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+    const char *name = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+    bool base = false;
+    if (!v) {
+        v = env("OTEL_EXPORTER_OTLP_ENDPOINT");
+        name = "OTEL_EXPORTER_OTLP_ENDPOINT";
+        base = true;
+    }
+    if (!v)
+        return 0;
+    if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, name, "expected an http:// or https:// URL, got '%s'", v);
+    size_t len = strlen(v);
+    bool slash = len && v[len - 1] == '/';
+    int n = base ? snprintf(o->endpoint, sizeof(o->endpoint), "%s%sv1/traces", v, slash ? "" : "/")
+                 : snprintf(o->endpoint, sizeof(o->endpoint), "%s", v);
+    if (n < 0 || (size_t)n >= sizeof(o->endpoint))
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, name, "longer than %zu bytes", sizeof(o->endpoint) - 1);
+    return 0;
+}
+
+static int protocol_from_env(rdl_tracer_opts_t *o, rdl_error_t *err)
+{
+    const char *name = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+    const char *v = env(name);
+    if (!v) {
+        name = "OTEL_EXPORTER_OTLP_PROTOCOL";
+        v = env(name);
+    }
+    if (!v)
+        return 0;
+    if (strcmp(v, "http/protobuf") == 0)
+        o->protocol = RDL_OTLP_PROTOBUF;
+    else if (strcmp(v, "http/json") == 0)
+        o->protocol = RDL_OTLP_JSON;
+    else
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, name,
+                             "expected http/protobuf or http/json (grpc is not supported), got '%s'", v);
+    return 0;
+}
+
+static const char *first_env(const char *a, const char *b, const char **name)
+{
+    *name = a;
+    if (env(a))
+        return env(a);
+    *name = b;
+    return env(b);
+}
+
+static int exporter_from_env(rdl_tracer_opts_t *o, rdl_error_t *err)
+{
+    const char *name;
+    int rc = endpoint_from_env(o, err);
+    if (!rc)
+        rc = protocol_from_env(o, err);
+    if (rc)
+        return rc;
+    const char *v = first_env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS", &name);
+    if (v && (rc = env_copy(name, o->headers, sizeof(o->headers), err)) != 0)
+        return rc;
+    v = first_env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION", &name);
+    if (v) {
+        if (strcmp(v, "gzip") != 0 && strcmp(v, "none") != 0)
+            return rdl_error_set(err, RDL_EINVAL, 0, 0, name, "expected gzip or none, got '%s'", v);
+        o->gzip = strcmp(v, "gzip") == 0;
+    }
+    v = first_env("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT", &name);
+    if (v && (rc = env_uint(name, 3600000, &o->timeout_ms, err)) != 0)
+        return rc;
+    v = env("OTEL_TRACES_EXPORTER");
+    if (v) {
+        if (strcmp(v, "none") == 0)
+            o->export = false;
+        else if (strcmp(v, "otlp") == 0)
+            o->export = true;
+        else
+            return rdl_error_set(err, RDL_EINVAL, 0, 0, "OTEL_TRACES_EXPORTER",
+                                 "expected otlp or none, got '%s'", v);
+    }
+    v = env("OTEL_SDK_DISABLED");
+    if (v && strcmp(v, "true") == 0)
+        o->export = false;
+    return 0;
+}
+
+int rdl_tracer_opts_from_env(rdl_tracer_opts_t *o, rdl_error_t *err)
+{
+    int rc = env_copy("OTEL_SERVICE_NAME", o->service_name, sizeof(o->service_name), err);
+    if (!rc)
+        rc = env_copy("OTEL_RESOURCE_ATTRIBUTES", o->resource_attrs, sizeof(o->resource_attrs), err);
+    if (!rc && (env("OTEL_TRACES_SAMPLER") || env("OTEL_TRACES_SAMPLER_ARG")))
+        rc = rdl_sampler_init(&o->sampler, env("OTEL_TRACES_SAMPLER"), env("OTEL_TRACES_SAMPLER_ARG"), err);
+    if (!rc)
+        rc = env_int("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", 0, 65535, &o->max_attributes, err);
+    if (!rc)
+        rc = env_int("OTEL_SPAN_EVENT_COUNT_LIMIT", 0, 65535, &o->max_events, err);
+    if (!rc)
+        rc = env_int("OTEL_SPAN_LINK_COUNT_LIMIT", 0, 65535, &o->max_links, err);
+    if (!rc)
+        rc = env_int("OTEL_BSP_MAX_QUEUE_SIZE", 1, 1 << 20, &o->max_queue, err);
+    if (!rc)
+        rc = env_int("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 1, 1 << 20, &o->max_batch, err);
+    if (!rc)
+        rc = env_uint("OTEL_BSP_SCHEDULE_DELAY", 3600000, &o->schedule_delay_ms, err);
+    if (!rc)
+        rc = env_uint("OTEL_BSP_EXPORT_TIMEOUT", 3600000, &o->export_timeout_ms, err);
+    if (!rc)
+        rc = exporter_from_env(o, err);
+    if (!rc && o->max_batch > o->max_queue)
+        o->max_batch = o->max_queue;            /* as the SDK specification asks */
+    return rc;
+}
+
+/* ---- resource -------------------------------------------------------- */
+
+static char *decode_pct(const char *s, size_t n)
+{
+    char *out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n) {
+            char hex[3] = { s[i + 1], s[i + 2], 0 };
+            char *end;
+            long c = strtol(hex, &end, 16);
+            if (!*end && end == hex + 2) {
+                out[o++] = (char)c;
+                i += 2;
+                continue;
+            }
+        }
+        out[o++] = s[i];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static void trim(const char **s, size_t *n)
+{
+    while (*n && (**s == ' ' || **s == '\t')) {
+        (*s)++;
+        (*n)--;
+    }
+    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t'))
+        (*n)--;
+}
+
+static int resource_put(rdl_tracer_t *t, const char *k, size_t kl, const char *v, size_t vl)
+{
+    for (int i = 0; i < t->nresource; i++)
+        if (strlen(t->resource[i].key) == kl && memcmp(t->resource[i].key, k, kl) == 0) {
+            char *nv = decode_pct(v, vl);
+            if (!nv)
+                return RDL_ENOMEM;
+            free(t->resource[i].value);
+            t->resource[i].value = nv;
+            return 0;
+        }
+    if (t->nresource == TR_MAX_RESOURCE)
+        return 0;
+    char *nk = decode_pct(k, kl), *nv = decode_pct(v, vl);
+    if (!nk || !nv) {
+        free(nk);
+        free(nv);
+        return RDL_ENOMEM;
+    }
+    t->resource[t->nresource++] = (tr_kv_t){ nk, nv };
+    return 0;
+}
+
+int tr_parse_resource(rdl_tracer_t *t)
+{
+    int rc = 0;
+    const char *p = t->o.resource_attrs;
+    while (*p && rc == 0) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        if (eq) {
+            const char *k = p, *v = eq + 1;
+            size_t kl = (size_t)(eq - p), vl = len - kl - 1;
+            trim(&k, &kl);
+            trim(&v, &vl);
+            if (kl)
+                rc = resource_put(t, k, kl, v, vl);
+        }
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    /* OTEL_SERVICE_NAME wins over service.name in the attributes. */
+    char name[160];
+    if (t->o.service_name[0]) {
+        snprintf(name, sizeof(name), "%s", t->o.service_name);
+    } else {
+        bool have = false;
+        for (int i = 0; i < t->nresource; i++)
+            have |= strcmp(t->resource[i].key, "service.name") == 0;
+        char exe[128] = "";
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+        exe[n > 0 ? n : 0] = '\0';
+        const char *base = strrchr(exe, '/');
+        snprintf(name, sizeof(name), "unknown_service:%s", base ? base + 1 : "c");
+        if (have)
+            name[0] = '\0';
+    }
+    if (rc == 0 && name[0])
+        rc = resource_put(t, "service.name", 12, name, strlen(name));
+    if (rc == 0)
+        rc = resource_put(t, "telemetry.sdk.name", 18, "redline", 7);
+    if (rc == 0)
+        rc = resource_put(t, "telemetry.sdk.version", 21, "0.1.0", 5);
+    return rc;
+}

@@ -1,0 +1,423 @@
+/*
+ * export.c: the batch processor's exporter thread and the OTLP/HTTP client.
+ * It exists so that a slow or absent collector costs the request path
+ * nothing: requests only push ended spans into their thread's bounded queue;
+ * this thread encodes batches, gzips them, POSTs them with libcurl, retries
+ * 429/502/503/504 and lost connections with exponential backoff and jitter
+ * (honouring Retry-After) within the export deadline, and counts what it
+ * gives up. Spans go back to their threads right after encoding, so memory
+ * stays flat whatever the collector does.
+ */
+#define _GNU_SOURCE
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <zlib.h>
+#include "trace/internal.h"
+
+#define RESPONSE_MAX (4u << 20)         /* OTLP's recommended response limit */
+
+typedef struct http {
+    CURL *curl;
+    struct curl_slist *headers;
+    rdl_buf_t body;                     /* encoded batch */
+    rdl_buf_t gz;                       /* gzipped batch */
+    rdl_buf_t resp;
+    long retry_after_s;                 /* -1 when absent */
+    uint64_t jitter;                    /* xorshift state */
+} http_t;
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_init_once(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    http_t *h = arg;
+    size_t len = size * n;
+    if (h->resp.len + len > RESPONSE_MAX)
+        return 0;                       /* oversized: a non-retryable error */
+    rdl_buf_put(&h->resp, p, len);
+    return len;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
+{
+    http_t *h = arg;
+    size_t len = size * n;
+    static const char name[] = "retry-after:";
+    if (len > sizeof(name) - 1 && strncasecmp(p, name, sizeof(name) - 1) == 0) {
+        char v[128];
+        size_t vl = len - (sizeof(name) - 1);
+        if (vl >= sizeof(v))
+            vl = sizeof(v) - 1;
+        memcpy(v, p + sizeof(name) - 1, vl);
+        v[vl] = '\0';
+        char *s = v;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        char *end = s + strlen(s);
+        while (end > s && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+            *--end = '\0';
+        char *num_end;
+        errno = 0;
+        long secs = strtol(s, &num_end, 10);
+        if (*s && !*num_end && !errno && secs >= 0) {
+            h->retry_after_s = secs;
+        } else {
+            time_t when = curl_getdate(s, NULL);        /* an HTTP-date */
+            if (when > 0) {
+                time_t now = time(NULL);
+                h->retry_after_s = when > now ? (long)(when - now) : 0;
+            }
+        }
+    }
+    return len;
+}
+
+/* "k=v,k2=v2" (values percent-decoded) into curl header lines. */
+static struct curl_slist *parse_headers(const char *list, struct curl_slist *sl)
+{
+    const char *p = list;
+    while (p && *p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        if (eq && eq > p) {
+            char line[1100];
+            size_t o = 0;
+            const char *k = p, *kend = eq;
+            while (k < kend && *k == ' ')
+                k++;
+            while (kend > k && kend[-1] == ' ')
+                kend--;
+            o += (size_t)snprintf(line, sizeof(line), "%.*s: ", (int)(kend - k), k);
+            for (const char *v = eq + 1; v < p + len && o + 1 < sizeof(line); v++) {
+                if (*v == '%' && v + 2 < p + len) {
+                    char hex[3] = { v[1], v[2], 0 };
+                    char *e;
+                    long c = strtol(hex, &e, 16);
+                    if (!*e) {
+                        line[o++] = (char)c;
+                        v += 2;
+                        continue;
+                    }
+                }
+                line[o++] = *v;
+            }
+            line[o] = '\0';
+            sl = curl_slist_append(sl, line);
+        }
+        p = comma ? comma + 1 : NULL;
+    }
+    return sl;
+}
+
+/* Aborts a request in flight once the shutdown deadline has passed. */
+static int on_progress(void *arg, curl_off_t dlt, curl_off_t dln, curl_off_t ult, curl_off_t uln)
+{
+    rdl_tracer_t *t = arg;
+    uint64_t cut = atomic_load(&t->deadline_ns);
+    return cut && rdl_now_ns() >= cut;
+}
+
+static int http_new(rdl_tracer_t *t)
+{
+    pthread_once(&curl_once, curl_init_once);
+    http_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        return RDL_ENOMEM;
+    h->curl = curl_easy_init();
+    if (!h->curl) {
+        free(h);
+        return RDL_ENOMEM;
+    }
+    rdl_buf_init(&h->body);
+    rdl_buf_init(&h->gz);
+    rdl_buf_init(&h->resp);
+    h->jitter = (uint64_t)(uintptr_t)h ^ rdl_now_ns() ^ 0x9e3779b97f4a7c15ull;
+    struct curl_slist *sl = NULL;
+    sl = curl_slist_append(sl, t->o.protocol == RDL_OTLP_JSON ? "Content-Type: application/json"
+                                                              : "Content-Type: application/x-protobuf");
+    if (t->o.gzip)
+        sl = curl_slist_append(sl, "Content-Encoding: gzip");
+    sl = curl_slist_append(sl, "Expect:");
+    sl = parse_headers(t->o.headers, sl);
+    h->headers = sl;
+    CURL *c = h->curl;
+    curl_easy_setopt(c, CURLOPT_URL, t->o.endpoint);
+    curl_easy_setopt(c, CURLOPT_POST, 1L);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, sl);
+    curl_easy_setopt(c, CURLOPT_USERAGENT, "redline-otlp/0.1.0");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)t->o.timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)t->o.timeout_ms);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, h);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, h);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
+    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");       /* gzip responses are fine */
+    t->http = h;
+    return 0;
+}
+
+static void http_free(rdl_tracer_t *t)
+{
+    http_t *h = t->http;
+    if (!h)
+        return;
+    curl_easy_cleanup(h->curl);
+    curl_slist_free_all(h->headers);
+    rdl_buf_free(&h->body);
+    rdl_buf_free(&h->gz);
+    rdl_buf_free(&h->resp);
+    free(h);
+    t->http = NULL;
+}
+
+/* gzip (RFC 1952) of in into out. */
+static int gzip_buf(const rdl_buf_t *in, rdl_buf_t *out)
+{
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return RDL_ENOMEM;
+    size_t bound = deflateBound(&z, in->len);
+    rdl_buf_reset(out);
+    if (rdl_buf_reserve(out, bound) != 0) {
+        deflateEnd(&z);
+        return RDL_ENOMEM;
+    }
+    z.next_in = (unsigned char *)in->data;
+    z.avail_in = (uInt)in->len;
+    z.next_out = (unsigned char *)out->data;
+    z.avail_out = (uInt)bound;
+    int rc = deflate(&z, Z_FINISH);
+    out->len = z.total_out;
+    deflateEnd(&z);
+    return rc == Z_STREAM_END ? 0 : RDL_EIO;
+}
+
+static bool retryable(long status)
+{
+    return status == 429 || status == 502 || status == 503 || status == 504;
+}
+
+/* Waits ms unless stopping cuts it short; false when the wait would pass the deadline. */
+static bool backoff_wait(rdl_tracer_t *t, uint64_t ms, uint64_t deadline)
+{
+    uint64_t until = rdl_now_ns() + ms * 1000000ull;
+    pthread_mutex_lock(&t->mu);
+    uint64_t stop = atomic_load(&t->deadline_ns);
+    uint64_t cut = stop && stop < deadline ? stop : deadline;
+    bool ok = until < cut;
+    while (ok) {
+        uint64_t now = rdl_now_ns();
+        stop = atomic_load(&t->deadline_ns);
+        cut = stop && stop < deadline ? stop : deadline;
+        if (now >= until || until >= cut) {
+            ok = now >= until;
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t left = until - now;
+        uint64_t step = left < 50000000ull ? left : 50000000ull;   /* re-check the deadline */
+        ts.tv_nsec += (long)(step % 1000000000ull);
+        ts.tv_sec += (time_t)(step / 1000000000ull) + ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return ok;
+}
+
+static uint64_t jittered(http_t *h, uint64_t ms)
+{
+    h->jitter ^= h->jitter << 13;
+    h->jitter ^= h->jitter >> 7;
+    h->jitter ^= h->jitter << 17;
+    /* uniformly in [ms/2, 3ms/2) */
+    return ms / 2 + (ms ? h->jitter % ms : 0);
+}
+
+/* POSTs the encoded batch of n spans until accepted, refused, or out of time. */
+static void send_batch(rdl_tracer_t *t, size_t n)
+{
+    http_t *h = t->http;
+    const rdl_buf_t *payload = &h->body;
+    if (t->o.gzip && gzip_buf(&h->body, &h->gz) == 0)
+        payload = &h->gz;
+    curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, payload->data);
+    curl_easy_setopt(h->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)payload->len);
+    uint64_t deadline = rdl_now_ns() + t->o.export_timeout_ms * 1000000ull;
+    uint64_t backoff = t->o.retry_initial_ms;
+    char detail[160];
+    for (;;) {
+        rdl_buf_reset(&h->resp);
+        h->retry_after_s = -1;
+        atomic_fetch_add(&t->requests, 1);
+        CURLcode rc = curl_easy_perform(h->curl);
+        long status = 0;
+        curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
+        if (rc == CURLE_OK && status >= 200 && status < 300) {
+            int64_t rejected = 0;
+            char msg[256];
+            if (rdl_otlp_parse_response(h->resp.data, h->resp.len, t->o.protocol, &rejected, msg,
+                                        sizeof(msg)) == 0 && (rejected > 0 || msg[0])) {
+                snprintf(detail, sizeof(detail), "rejected %lld: %.120s", (long long)rejected, msg);
+                tr_log(t, "warn", "OTLP partial success", "detail", detail);
+            }
+            if (rejected < 0 || (uint64_t)rejected > n)
+                rejected = rejected < 0 ? 0 : (int64_t)n;
+            atomic_fetch_add(&t->exported, n - (uint64_t)rejected);
+            atomic_fetch_add(&t->dropped, (uint64_t)rejected);
+            return;
+        }
+        bool again = rc != CURLE_OK ? rc != CURLE_WRITE_ERROR : retryable(status);
+        uint64_t wait = h->retry_after_s >= 0 ? (uint64_t)h->retry_after_s * 1000ull : jittered(h, backoff);
+        if (!again || !backoff_wait(t, wait, deadline)) {
+            if (rc != CURLE_OK)
+                snprintf(detail, sizeof(detail), "%s", curl_easy_strerror(rc));
+            else
+                snprintf(detail, sizeof(detail), "HTTP %ld", status);
+            tr_log(t, "warn", again ? "OTLP export gave up: out of time" : "OTLP export refused",
+                   "error", detail);
+            atomic_fetch_add(&t->failures, 1);
+            atomic_fetch_add(&t->dropped, n);
+            return;
+        }
+        backoff = backoff * 2 < t->o.retry_max_ms ? backoff * 2 : t->o.retry_max_ms;
+    }
+}
+
+/*
+ * Exports everything queued now, batch by batch. Under sustained load this
+ * can go on for long: the unfinished-span scan still runs once a second.
+ */
+static void drain(rdl_tracer_t *t, rdl_span_t **batch)
+{
+    http_t *h = t->http;
+    uint64_t scanned = rdl_now_ns();
+    for (;;) {
+        if (rdl_now_ns() - scanned > 1000000000ull) {
+            tr_scan_open(t, false);
+            scanned = rdl_now_ns();
+        }
+        size_t n = tr_collect(t, batch, (size_t)t->o.max_batch);
+        if (n == 0)
+            return;
+        rdl_buf_reset(&h->body);
+        rdl_otlp_encode(t, batch, n, t->o.protocol, &h->body);
+        for (size_t i = 0; i < n; i++)
+            tr_recycle(batch[i]);
+        if (h->body.oom) {
+            atomic_fetch_add(&t->dropped, n);
+            continue;
+        }
+        send_batch(t, n);
+    }
+}
+
+static void *exporter_main(void *arg)
+{
+    rdl_tracer_t *t = arg;
+    rdl_span_t **batch = malloc((size_t)t->o.max_batch * sizeof(*batch));
+    pthread_mutex_lock(&t->mu);
+    for (;;) {
+        bool stop = t->stop;
+        uint64_t want = t->flush_req;
+        if (!stop && !t->wake && want == t->flush_done) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            uint64_t d = t->o.schedule_delay_ms;
+            ts.tv_sec += (time_t)(d / 1000);
+            ts.tv_nsec += (long)(d % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+            stop = t->stop;
+            want = t->flush_req;
+        }
+        t->wake = false;
+        pthread_mutex_unlock(&t->mu);
+        tr_scan_open(t, false);
+        if (batch)
+            drain(t, batch);
+        pthread_mutex_lock(&t->mu);
+        t->flush_done = want;
+        pthread_cond_broadcast(&t->flushed);
+        if (stop)
+            break;
+    }
+    pthread_mutex_unlock(&t->mu);
+    free(batch);
+    return NULL;
+}
+
+int tr_exporter_start(rdl_tracer_t *t)
+{
+    int rc = http_new(t);
+    if (rc)
+        return rc;
+    if (pthread_create(&t->exporter, NULL, exporter_main, t) != 0) {
+        http_free(t);
+        return RDL_ENOMEM;
+    }
+    t->running = true;
+    return 0;
+}
+
+void tr_exporter_stop(rdl_tracer_t *t)
+{
+    pthread_mutex_lock(&t->mu);
+    t->stop = true;
+    atomic_store(&t->deadline_ns, rdl_now_ns() + t->o.shutdown_ms * 1000000ull);
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    pthread_join(t->exporter, NULL);
+    t->running = false;
+    http_free(t);
+}
+
+int rdl_tracer_flush(rdl_tracer_t *t, uint64_t timeout_ms)
+{
+    if (!t || !t->running)
+        return 0;
+    uint64_t deadline = rdl_now_ns() + timeout_ms * 1000000ull;
+    pthread_mutex_lock(&t->mu);
+    uint64_t ticket = ++t->flush_req;
+    pthread_cond_broadcast(&t->cv);
+    int rc = 0;
+    while (t->flush_done < ticket) {
+        uint64_t now = rdl_now_ns();
+        if (now >= deadline) {
+            rc = RDL_ETIMEDOUT;
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t left = deadline - now;
+        ts.tv_sec += (time_t)(left / 1000000000ull);
+        ts.tv_nsec += (long)(left % 1000000000ull);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&t->flushed, &t->mu, &ts);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}

@@ -1,0 +1,152 @@
+/*
+ * internal.h: the tracer's private structures, shared by span.c (spans and
+ * per-thread state), otlp.c (encoding), export.c (batch processor and HTTP
+ * exporter) and env.c. Nothing here is public API.
+ */
+#ifndef REDLINE_TRACE_INTERNAL_H
+#define REDLINE_TRACE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include "redline/trace.h"
+
+#define TR_INLINE_STORE 1024            /* bytes of copied strings most spans need */
+#define TR_INLINE_ATTRS 16
+#define TR_MAX_RESOURCE 32
+
+typedef struct tr_chunk {
+    struct tr_chunk *next;
+    size_t size;
+    char data[];
+} tr_chunk_t;
+
+typedef struct tr_event {
+    struct tr_event *next;
+    const char *name;
+    uint64_t time_ns;
+    rdl_attr_t *attrs;
+    uint32_t nattrs, dropped;
+} tr_event_t;
+
+typedef struct tr_link {
+    struct tr_link *next;
+    uint8_t trace_id[16], span_id[8];
+    uint8_t flags;
+    const char *tracestate;
+    rdl_attr_t *attrs;
+    uint32_t nattrs, dropped;
+} tr_link_t;
+
+/*
+ * The keep-errors holder of one unsampled local trace: its spans wait here
+ * until the local root decides (keep when it ended in error).
+ */
+typedef struct tr_holder {
+    atomic_int refs;                    /* spans of the trace not yet ended, + 1 for the root */
+    atomic_int decision;                /* 0 pending, 1 keep, 2 drop */
+    _Atomic(rdl_span_t *) parked;
+} tr_holder_t;
+
+typedef struct tr_thread tr_thread_t;
+
+struct rdl_span {
+    rdl_span_t *next;                   /* queue, free list, parked list */
+    tr_thread_t *home;                  /* whose free list it returns to */
+    rdl_tracer_t *tracer;
+    rdl_span_context_t sc;
+    uint8_t parent_span_id[8];
+    bool has_parent, parent_remote;
+    bool recording;
+    atomic_bool ended;
+    uint8_t kind, status;
+    int slot;                           /* open-span slot in home, -1 when untracked */
+    tr_holder_t *holder;                /* keep-errors, NULL otherwise */
+    bool is_local_root;
+    const char *name;
+    size_t name_len;
+    const char *status_msg;
+    uint64_t start_wall, start_mono, end_wall;
+    rdl_attr_t *attrs;
+    uint32_t nattrs, cap_attrs, dropped_attrs;
+    tr_event_t *events, *events_tail;
+    uint32_t nevents, dropped_events;
+    tr_link_t *links, *links_tail;
+    uint32_t nlinks, dropped_links;
+    /* bump storage: inline first, then heap chunks freed at recycling */
+    char *bump;
+    size_t bump_left;
+    tr_chunk_t *chunks;
+    rdl_attr_t attrs_inline[TR_INLINE_ATTRS];
+    char store[TR_INLINE_STORE];
+};
+
+/* One open recording span, watched for the "unfinished span" failure. */
+typedef struct tr_slot {
+    _Atomic(rdl_span_t *) span;
+    _Atomic uint64_t start_mono;
+    atomic_bool reported;
+} tr_slot_t;
+
+#define TR_SLOTS 1024
+
+struct tr_thread {
+    rdl_tracer_t *tracer;
+    tr_thread_t *next;                  /* tracer->threads, under tracer->mu */
+    rdl_span_t *free;                   /* owner only */
+    _Atomic(rdl_span_t *) back;         /* spans returned by other threads (push-only stack) */
+    /* ended spans, single producer (owner) single consumer (exporter) */
+    rdl_span_t **ring;
+    uint32_t mask;
+    _Atomic uint32_t head, tail;
+    uint32_t slot_hint;
+    uint64_t rng[4];                    /* xoshiro256** for ids, seeded from getrandom */
+    uint64_t wall_minus_mono;           /* wall clock = monotonic + this (resynced each second) */
+    uint64_t synced_mono;
+    tr_slot_t slots[TR_SLOTS];
+    /* counters written by the owner, summed by readers */
+    _Atomic uint64_t started, ended, dropped;
+};
+
+typedef struct tr_kv {
+    char *key, *value;
+} tr_kv_t;
+
+struct rdl_tracer {
+    rdl_tracer_opts_t o;
+    uint64_t id;                        /* distinguishes tracers reusing an address */
+    tr_kv_t resource[TR_MAX_RESOURCE];
+    int nresource;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;                  /* wakes the exporter */
+    pthread_cond_t flushed;             /* wakes flush waiters */
+    tr_thread_t *threads;
+    pthread_t exporter;
+    bool running;
+    bool stop;                          /* under mu: drain and exit */
+    bool wake;                          /* under mu: a queue reached a batch */
+    uint64_t flush_req, flush_done;     /* under mu */
+    _Atomic uint64_t deadline_ns;       /* cut retries and requests after this (shutdown); 0 = none */
+    _Atomic uint64_t exported, dropped, requests, failures, unfinished;
+    atomic_bool unfinished_logged;
+    void *http;                         /* export.c's client state */
+};
+
+/* span.c */
+void tr_log(const rdl_tracer_t *t, const char *level, const char *msg, const char *key,
+            const char *value);
+/* Pops up to max ended spans from every thread's queue. Exporter thread. */
+size_t tr_collect(rdl_tracer_t *t, rdl_span_t **out, size_t max);
+/* Returns exported or dropped spans to their home threads. */
+void tr_recycle(rdl_span_t *s);
+/* Counts and logs spans open longer than o.unfinished_ms; returns how many are open. */
+uint64_t tr_scan_open(rdl_tracer_t *t, bool at_shutdown);
+void tr_threads_free(rdl_tracer_t *t);
+
+/* export.c */
+int tr_exporter_start(rdl_tracer_t *t);
+void tr_exporter_stop(rdl_tracer_t *t);
+
+/* env.c */
+int tr_parse_resource(rdl_tracer_t *t);
+
+#endif
