@@ -15,7 +15,7 @@
 #include "redline/client.h"
 #include "client/internal.h"
 
-#define INJECTORS_MAX 8
+#define INJECTORS_MAX 12
 #define UPSTREAM_KEYS 25
 
 struct rdl_upstreams {

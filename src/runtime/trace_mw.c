@@ -202,6 +202,14 @@ static void trace_leave(rdl_req_t *req, void *arg)
     rdl_span_end(s);
 }
 
+/* Outbound calls (outbound.c): span's context and bag with the configured propagators. */
+void rt_trace_inject(rdl_server_t *srv, const rdl_span_t *span, const rdl_baggage_t *bag,
+                     rdl_carrier_set_fn set, void *carrier)
+{
+    if (srv->trace && span)
+        rdl_propagation_inject(&srv->trace->props, rdl_span_context(span), bag, set, carrier);
+}
+
 /* ---- admin: GET /debug/tracing --------------------------------------- */
 
 static void debug_tracing(rdl_req_t *req, void *arg)
