@@ -10,8 +10,9 @@
  *                               402 {"authorized":false} when the body has "decline"
  *   admin listener:
  *   PUT  /sim/{endpoint}        {"latency_ms":N,"error_rate":0..1,"error_status":503}
- *   GET  /sim                   behaviour, request counts and the last X-Request-Id seen
- *                               of every endpoint
+ *   GET  /sim                   behaviour, request counts and the last propagated headers
+ *                               (X-Request-Id, traceparent, x-redline-color, baggage) of
+ *                               every endpoint
  *
  * usage: upstream-sim [--listen H:P] [--admin-listen H:P] [--set KEY=VALUE]...
  */
@@ -22,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "redline/runtime.h"
@@ -35,9 +37,15 @@ typedef struct behaviour {
     atomic_int error_status;
     atomic_ulong requests;
     atomic_ulong errors;
-    pthread_mutex_t mu;         /* guards last_request_id */
-    char last_request_id[129];  /* X-Request-Id of the latest request ("" = none) */
+    pthread_mutex_t mu;         /* guards the last_* headers */
+    char last[4][160];          /* the latest request's propagated headers ("" = none) */
 } behaviour_t;
+
+/* Headers the sim remembers, so tests can see what a caller propagated. */
+static const char *const remembered[4] = { "X-Request-Id", "traceparent", "x-redline-color",
+                                           "baggage" };
+static const char *const remembered_keys[4] = { "last_request_id", "last_traceparent",
+                                                "last_color", "last_baggage" };
 
 static behaviour_t eps[EP_COUNT];
 
@@ -74,16 +82,26 @@ static void reply(rdl_req_t *req, void *arg)
 }
 
 /* Decides the answer (error or not), then answers now or after the latency. */
-/* Keeps the caller's X-Request-Id so tests can see that it was propagated. */
-static void remember_request_id(rdl_req_t *req, behaviour_t *b)
+/* Keeps the caller's propagated headers (all baggage headers joined with ','). */
+static void remember_headers(rdl_req_t *req, behaviour_t *b)
 {
-    size_t n = 0;
-    const char *id = rdl_req_header(req, "X-Request-Id", &n);
-    if (!id || n > 128)
-        n = 0;
     pthread_mutex_lock(&b->mu);
-    memcpy(b->last_request_id, id ? id : "", n);
-    b->last_request_id[n] = '\0';
+    for (int k = 0; k < 4; k++) {
+        char *out = b->last[k];
+        size_t used = 0, cap = sizeof(b->last[k]) - 1;
+        const char *name, *value;
+        size_t nlen, vlen;
+        for (size_t i = 0; rdl_req_header_at(req, i, &name, &nlen, &value, &vlen); i++) {
+            if (nlen != strlen(remembered[k]) || strncasecmp(name, remembered[k], nlen) != 0)
+                continue;
+            if (used && used < cap)
+                out[used++] = ',';
+            size_t n = vlen < cap - used ? vlen : cap - used;
+            memcpy(out + used, value, n);
+            used += n;
+        }
+        out[used] = '\0';
+    }
     pthread_mutex_unlock(&b->mu);
 }
 
@@ -91,7 +109,7 @@ static void serve(rdl_req_t *req, job_t *j)
 {
     behaviour_t *b = &eps[j->ep];
     atomic_fetch_add(&b->requests, 1);
-    remember_request_id(req, b);
+    remember_headers(req, b);
     long ppm = atomic_load(&b->error_ppm);
     if (ppm > 0 && (long)(rnd() % 1000000) < ppm) {
         atomic_fetch_add(&b->errors, 1);
@@ -176,12 +194,15 @@ static void sim_get(rdl_req_t *req, void *arg)
     rdl_buf_putc(&b, '{');
     for (int i = 0; i < EP_COUNT; i++) {
         rdl_buf_printf(&b, "%s\"%s\":{\"latency_ms\":%ld,\"error_rate\":%.6f,\"error_status\":%d,"
-                       "\"requests\":%lu,\"errors\":%lu,\"last_request_id\":", i ? "," : "",
+                       "\"requests\":%lu,\"errors\":%lu", i ? "," : "",
                        ep_names[i], atomic_load(&eps[i].latency_ms),
                        atomic_load(&eps[i].error_ppm) / 1e6, atomic_load(&eps[i].error_status),
                        atomic_load(&eps[i].requests), atomic_load(&eps[i].errors));
         pthread_mutex_lock(&eps[i].mu);
-        rdl_json_str(&b, eps[i].last_request_id, strlen(eps[i].last_request_id));
+        for (int k = 0; k < 4; k++) {
+            rdl_buf_printf(&b, ",\"%s\":", remembered_keys[k]);
+            rdl_json_str(&b, eps[i].last[k], strlen(eps[i].last[k]));
+        }
         pthread_mutex_unlock(&eps[i].mu);
         rdl_buf_putc(&b, '}');
     }

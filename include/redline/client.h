@@ -140,7 +140,7 @@ int rdl_upstreams_load_file(rdl_config_t *cfg, const char *path, rdl_error_t *er
 int rdl_upstreams_finish(rdl_upstreams_t *ups, rdl_error_t *err);
 /* Every breaker's state changes go to fn (the runtime logs them). Before calls start. */
 void rdl_upstreams_on_change(rdl_upstreams_t *ups, rdl_breaker_change_fn fn, void *arg);
-/* Registers an injector (up to 9). Before any client exists. */
+/* Registers an injector (up to 12). Before any client exists. */
 int rdl_upstreams_add_injector(rdl_upstreams_t *ups, rdl_inject_fn fn, void *arg);
 /* By name; NULL when not declared. */
 rdl_upstream_t *rdl_upstreams_get(rdl_upstreams_t *ups, const char *name);

@@ -15,7 +15,7 @@
 #include "redline/client.h"
 #include "client/internal.h"
 
-#define INJECTORS_MAX 9        /* the runtime's request id and trace context, 6 of the server's, 1 more */
+#define INJECTORS_MAX 12
 #define UPSTREAM_KEYS 25
 
 struct rdl_upstreams {

@@ -9,14 +9,14 @@
 #include <stdatomic.h>
 #include <uv.h>
 #include "redline/runtime.h"
+#include "redline/trace.h"
 #include "runtime/http1.h"
 
 #define RT_MAX_MIDDLEWARE 16
 #define RT_MAX_PARAMS 8
 #define RT_MAX_STARTUP 16
 #define RT_MAX_THREAD_HOOKS 8
-/* 6 for the application, plus the runtime's own (trace context, from trace_mw.c). */
-#define RT_MAX_INJECTORS 7
+#define RT_MAX_INJECTORS 6       /* the application's; the runtime's own come on top (outbound.c) */
 
 /* ---- router ---------------------------------------------------------- */
 
@@ -264,6 +264,9 @@ int rt_trace_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
 int rt_trace_install(rdl_server_t *srv);                /* from rdl_server_new */
 int rt_trace_start(rdl_server_t *srv, rdl_error_t *err); /* tracer from opts + OTEL_* */
 void rt_trace_stop(rdl_server_t *srv);                  /* flush within the deadline, free */
+/* Injects span's context and bag (outbound calls); nothing without a tracer or span. */
+void rt_trace_inject(rdl_server_t *srv, const struct rdl_span *span,
+                     const struct rdl_baggage *bag, rdl_carrier_set_fn set, void *carrier);
 
 /* access_log.c: the log red line (logger from log.*, access-log middleware, admin endpoints) */
 void rt_log_opts_default(rdl_server_opts_t *o);

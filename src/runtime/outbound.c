@@ -19,6 +19,8 @@
 #include <time.h>
 
 #include "redline/metrics.h"
+#include "redline/route.h"
+#include "redline/trace.h"
 #include "runtime/internal.h"
 
 #define WARM_TIMEOUT_MS 2000
@@ -226,6 +228,42 @@ static void inject_request_id(const rdl_ctx_t *ctx, rdl_header_add_fn add, void 
         add(h, "X-Request-Id", ctx->request_id);
 }
 
+/* The header sink of one outbound request, as a trace carrier. */
+typedef struct carrier {
+    rdl_header_add_fn add;
+    void *h;
+} carrier_t;
+
+static void carrier_set(void *arg, const char *name, const char *value)
+{
+    carrier_t *c = arg;
+    c->add(c->h, name, value);
+}
+
+/*
+ * Trace context (traceparent/tracestate, b3 as configured) of the call's
+ * CLIENT span, and the request's baggage, with the server's propagators.
+ */
+static void inject_trace(const rdl_ctx_t *ctx, rdl_header_add_fn add, void *h, void *arg)
+{
+    carrier_t c = { add, h };
+    if (ctx && ctx->span)
+        rt_trace_inject(arg, ctx->span, ctx->baggage, carrier_set, &c);
+}
+
+/* The request's color: x-redline-color, and redline.color in baggage unless it came in it. */
+static void inject_color(const rdl_ctx_t *ctx, rdl_header_add_fn add, void *h, void *arg)
+{
+    if (!ctx || !ctx->color)
+        return;
+    add(h, RDL_ROUTE_COLOR_HEADER, ctx->color);
+    if (ctx->baggage && rdl_baggage_get(ctx->baggage, RDL_ROUTE_BAGGAGE_KEY))
+        return;
+    char member[192];
+    if (rdl_route_baggage_member(ctx, member, sizeof(member)) > 0)
+        add(h, "baggage", member);          /* W3C allows several baggage headers */
+}
+
 /* ---- /debug/upstreams ---------------------------------------------------------- */
 
 static void debug_upstreams(rdl_req_t *req, void *arg)
@@ -392,6 +430,10 @@ int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups)
     srv->outbound = ob;
     rdl_upstreams_on_change(ups, on_transition, ob);
     int rc = rdl_upstreams_add_injector(ups, inject_request_id, NULL);
+    if (rc == 0)
+        rc = rdl_upstreams_add_injector(ups, inject_trace, srv);
+    if (rc == 0)
+        rc = rdl_upstreams_add_injector(ups, inject_color, NULL);
     for (int i = 0; rc == 0 && i < srv->ninjectors; i++)
         rc = rdl_upstreams_add_injector(ups, srv->injectors[i], srv->injector_args[i]);
     if (rc == 0)
@@ -448,7 +490,49 @@ typedef struct ob_call {
     int index;                  /* of the upstream, for the degraded counter */
     rdl_req_call_fn done;
     void *arg;
+    rdl_span_t *span;           /* CLIENT span of the call, child of the request's span */
+    rdl_span_t *server;         /* the request's own span, restored before done runs */
 } ob_call_t;
+
+/* A CLIENT span named "METHOD upstream" (OpenTelemetry HTTP client conventions). */
+static rdl_span_t *client_span(rdl_req_t *req, const rdl_upstream_t *up, const rdl_call_t *call)
+{
+    rdl_span_t *server = req->ctx.span;
+    if (!server)
+        return NULL;
+    const char *method = call->method ? call->method : "GET";
+    char name[96];
+    snprintf(name, sizeof(name), "%s %s", method, up->name);
+    rdl_span_t *s = rdl_span_start(NULL, name, RDL_SPAN_CLIENT, server);
+    if (rdl_span_recording(s)) {
+        rdl_span_set_str(s, "http.request.method", method, strlen(method));
+        rdl_span_set_str(s, "server.address", up->host, strlen(up->host));
+        rdl_span_set_int(s, "server.port", up->port);
+        rdl_span_set_str(s, "redline.upstream", up->name, strlen(up->name));
+        rdl_span_set_str(s, "redline.upstream.role", up->role == RDL_UPSTREAM_WEAK ? "weak" : "strong",
+                         up->role == RDL_UPSTREAM_WEAK ? 4 : 6);
+    }
+    return s;
+}
+
+static void client_span_end(rdl_span_t *s, const rdl_call_result_t *res)
+{
+    if (!s)
+        return;
+    if (rdl_span_recording(s)) {
+        if (res->status)
+            rdl_span_set_int(s, "http.response.status_code", res->status);
+        rdl_span_set_int(s, "redline.attempts", res->attempts);
+        if (res->breaker_open)
+            rdl_span_set_bool(s, "redline.breaker_open", true);
+        if (rdl_call_failed(res)) {
+            const char *type = res->err ? rdl_strerror(res->err) : rdl_outcome_name(res->kind);
+            rdl_span_set_str(s, "error.type", type, strlen(type));
+            rdl_span_set_status(s, RDL_STATUS_ERROR, NULL);
+        }
+    }
+    rdl_span_end(s);
+}
 
 bool rdl_call_failed(const rdl_call_result_t *res)
 {
@@ -496,6 +580,9 @@ static void call_done(const rdl_call_result_t *res, void *arg)
     req->offloaded = false;
     c->in_process = true;
     rdl_ctx_t *prev = rdl_ctx_set_current(&req->ctx);
+    req->ctx.span = oc->server;     /* done may run inside rdl_req_call, while swapped */
+    client_span_end(oc->span, res);
+    oc->span = NULL;
     if (oc->up->configured && rdl_call_failed(res) && !req->answered) {
         if (oc->up->role == RDL_UPSTREAM_STRONG)
             fail_strong(req, res, oc->up);
@@ -528,9 +615,15 @@ int rdl_req_call(rdl_req_t *req, const char *name, const rdl_call_t *call, rdl_r
     ob_call_t *oc = rdl_arena_alloc(&req->ctx.arena, sizeof(*oc));
     if (!oc)
         return RDL_ENOMEM;
-    *oc = (ob_call_t){ req, rdl_upstreams_at(ob->ups, i), i, done, arg };
+    *oc = (ob_call_t){ req, rdl_upstreams_at(ob->ups, i), i, done, arg, NULL, req->ctx.span };
+    oc->span = client_span(req, oc->up, call);
     req->offloaded = true;          /* the exchange waits for the call, as for a pool task */
     c->refs++;
+    /* The injectors run inside the call: they see the CLIENT span as the ctx's span. */
+    rdl_span_t *server = req->ctx.span;
+    if (oc->span)
+        req->ctx.span = oc->span;
     rdl_client_call(t->client, oc->up, &req->ctx, call, call_done, oc);
+    req->ctx.span = server;
     return 0;
 }

@@ -206,6 +206,14 @@ static void trace_leave(rdl_req_t *req, void *arg)
     rdl_span_end(s);
 }
 
+/* Outbound calls (outbound.c): span's context and bag with the configured propagators. */
+void rt_trace_inject(rdl_server_t *srv, const rdl_span_t *span, const rdl_baggage_t *bag,
+                     rdl_carrier_set_fn set, void *carrier)
+{
+    if (srv->trace && span)
+        rdl_propagation_inject(&srv->trace->props, rdl_span_context(span), bag, set, carrier);
+}
+
 /* ---- admin: GET /debug/tracing --------------------------------------- */
 
 static void debug_tracing(rdl_req_t *req, void *arg)
@@ -234,39 +242,10 @@ static void debug_tracing(rdl_req_t *req, void *arg)
     rdl_buf_free(&b);
 }
 
-/* ---- outbound: the request's trace context on every upstream call ------ */
-
-/*
- * An injector (client.h): the caller's trace continues in the upstream, whose
- * server span becomes a child of this request's server span. Tracestate and
- * received baggage go along, in the configured formats.
- */
-static void trace_inject(const rdl_ctx_t *ctx, rdl_header_add_fn add, void *h, void *arg)
-{
-    rdl_server_t *srv = arg;
-    rt_trace_t *tr = srv->trace;
-    if (!tr || !ctx)
-        return;
-    const rdl_span_context_t *sc = ctx->span ? rdl_span_context(ctx->span) : NULL;
-    rdl_span_context_t ids;
-    if (!sc) {
-        /* The span has ended (a call made after the answer): its ids are still in the ctx. */
-        memcpy(ids.trace_id, ctx->trace_id, 16);
-        memcpy(ids.span_id, ctx->span_id, 8);
-        ids.flags = ctx->trace_flags;
-        ids.tracestate_len = 0;
-        ids.tracestate[0] = '\0';
-        sc = &ids;
-    }
-    rdl_propagation_inject(&tr->props, sc, ctx->baggage, add, h);
-}
-
 int rt_trace_install(rdl_server_t *srv)
 {
     rdl_middleware_t mw = { "trace", trace_enter, trace_before_send, trace_leave, srv };
     int rc = rdl_server_use(srv, &mw);
-    if (rc == 0)
-        rc = rdl_server_add_injector(srv, trace_inject, srv);
     return rc ? rc : rdl_server_admin_route(srv, "GET", "/debug/tracing", debug_tracing, srv);
 }
 

@@ -91,6 +91,9 @@ class Sim:
     def last_request_id(self, endpoint):
         return self._admin("GET", "/sim")[endpoint]["last_request_id"]
 
+    def last(self, endpoint, what):
+        return self._admin("GET", "/sim")[endpoint]["last_" + what]
+
 
 def upstreams(c):
     status, _, body = c.request("GET", "/debug/upstreams", admin=True)
@@ -222,6 +225,57 @@ def test_no_upstream_is_todays_behaviour(sim, base):
     assert "suggestions" not in doc and "X-Redline-Degraded" not in headers, (headers, doc)
     status, _, _ = base.request("GET", "/debug/upstreams", admin=True)
     assert status == 404, status
+
+
+ROUTES = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: coursed}
+spec:
+  hosts: [coursed]
+  http:
+  - name: canary
+    match: [{headers: {x-canary: {exact: always}}}]
+    route: [{destination: {host: coursed, subset: v2}}]
+  - name: default
+    route: [{destination: {host: coursed, subset: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: coursed}
+spec:
+  host: coursed
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+"""
+
+
+def test_propagation_and_subsets(sim, base):
+    """Outbound calls carry the trace (a CLIENT span of the request's trace), the color
+    (header and baggage) and go to the upstream's URL for the request's subset."""
+    with Sim() as v2, tempfile.TemporaryDirectory(prefix="routes-") as d:
+        rules = os.path.join(d, "routes.yaml")
+        with open(rules, "w") as f:
+            f.write(ROUTES)
+        extra = ["--routes", rules, "--upstream", "recommend=" + sim.url,
+                 "--set", "upstreams.recommend.subsets=v2=" + v2.url]
+        with Coursed(args().coursed, args=FAST + extra) as c:
+            tid, sid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+            before_v1, before_v2 = sim.requests("recommend"), v2.requests("recommend")
+            status, _, body = c.request("GET", "/v1/courses/3", headers={
+                "traceparent": "00-%s-%s-01" % (tid, sid), "x-canary": "always",
+                "baggage": "tenant=acme"})
+            assert status == 200 and json.loads(body)["suggestions"] == [4, 5], body
+            assert v2.requests("recommend") == before_v2 + 1, "subset v2 not used"
+            assert sim.requests("recommend") == before_v1, "default URL used for subset v2"
+            tp = v2.last("recommend", "traceparent").split("-")
+            assert tp[0] == "00" and tp[1] == tid and tp[2] != sid and tp[3] == "01", tp
+            assert v2.last("recommend", "color") == "v2"
+            bag = v2.last("recommend", "baggage")
+            assert "tenant=acme" in bag and "redline.color=v2" in bag, bag
+
+            status, _, body = c.request("GET", "/v1/courses/3")     # default route: v1
+            assert status == 200 and sim.requests("recommend") == before_v1 + 1
+            assert sim.last("recommend", "color") == "v1", sim.last("recommend", "color")
 
 
 # ---- strong dependency: payment -----------------------------------------------------
@@ -371,6 +425,7 @@ def test_bad_upstream_settings(sim, base):
 if __name__ == "__main__":
     with Sim() as sim, Coursed(args().coursed, args=FAST) as base:
         run([test_no_upstream_is_todays_behaviour, test_weak_dependency_degrades_and_recovers,
+             test_propagation_and_subsets,
              test_slow_weak_dependency_bounded_by_timeout,
              test_strong_dependency_fails_fast_and_takes_no_seat,
              test_readiness_waits_for_warm_pools, test_warmup_commands,

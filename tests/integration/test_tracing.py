@@ -233,7 +233,8 @@ def test_sampling_follows_parent(coursed_bin):
 
 def test_trace_crosses_upstream(coursed_bin):
     """coursed calls its recommend upstream (upstream-sim, also on the runtime): the call
-    carries the trace context, and the upstream's server span is a child of coursed's."""
+    carries the trace context from its CLIENT span, a child of coursed's server span, and the
+    upstream's server span is a child of that CLIENT span."""
     from test_resilience import Sim
     rcv = Receiver()
     saved = dict(os.environ)
@@ -248,7 +249,7 @@ def test_trace_crosses_upstream(coursed_bin):
                 status, _, body = c.request("GET", "/v1/courses/3", headers={
                     "traceparent": "00-%s-%s-01" % (tid, PARENT_SPAN), "baggage": "tenant=acme"})
                 assert status == 200 and json.loads(body)["suggestions"], body
-                spans = rcv.wait_spans(lambda s: s["traceId"] == tid, n=3)
+                spans = rcv.wait_spans(lambda s: s["traceId"] == tid, n=4)
                 by_service = {}
                 for s in spans:
                     by_service.setdefault(s["resource"].get("service.name"), []).append(s)
@@ -256,7 +257,10 @@ def test_trace_crosses_upstream(coursed_bin):
                 server = [s for s in by_service["coursed"] if s["kind"] == 2][0]
                 remote = [s for s in by_service["upstream-sim"] if s["kind"] == 2][0]
                 assert server["parentSpanId"] == PARENT_SPAN, server
-                assert remote["parentSpanId"] == server["spanId"], (remote, server)
+                calls = [s for s in by_service["coursed"]
+                         if s["kind"] == 3 and s["spanId"] == remote["parentSpanId"]]
+                assert len(calls) == 1, (remote, by_service["coursed"])
+                assert calls[0]["parentSpanId"] == server["spanId"], (calls[0], server)
                 assert remote["flags"] == 0x301, remote["flags"]          # sampled, remote parent
                 assert remote["name"] == "GET /recommend", remote["name"]
     finally:
