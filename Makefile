@@ -24,9 +24,11 @@ test: deps
 fuzz-long: deps
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-300} scripts/fuzz.sh
 
+# Every microbenchmark with its defaults, then the HTTP ratios (bench/http.sh; COMPARE=... for a
+# red line's cost, see its head comment). Figures go into bench/RESULTS.md with the command.
 bench: build
+	@for b in build/bench/bench_*; do echo "== $$b"; $$b || exit 1; done
 	@bench/http.sh
-	@build/bench/bench_http1
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
