@@ -303,23 +303,13 @@ int rt_access_log_install(rdl_server_t *srv)
 
 /* ---- admin: /debug/loglevel, /debug/log -------------------------------- */
 
-static void send_json(rdl_req_t *req, int status, rdl_buf_t *b)
-{
-    rdl_buf_putc(b, '\n');
-    if (b->oom)
-        rdl_resp_error(req, 500, "out_of_memory", "cannot build the reply");
-    else
-        rdl_resp_send(req, status, "application/json", b->data, b->len);
-    rdl_buf_free(b);
-}
-
 static void level_get(rdl_req_t *req, void *arg)
 {
     rdl_server_t *srv = arg;
     rdl_buf_t b;
     rdl_buf_init(&b);
     rdl_buf_printf(&b, "{\"level\":\"%s\"}", rdl_log_level_name(rdl_log_level(srv->log)));
-    send_json(req, 200, &b);
+    rt_send_json(req, 200, &b);
 }
 
 /* The body is a level name ("debug", whitespace around it ignored) or {"level":"debug"}. */
@@ -364,7 +354,7 @@ static void level_put(rdl_req_t *req, void *arg)
     rdl_buf_init(&b);
     rdl_buf_printf(&b, "{\"level\":\"%s\",\"previous\":\"%s\"}", rdl_log_level_name(level),
                    rdl_log_level_name(prev));
-    send_json(req, 200, &b);
+    rt_send_json(req, 200, &b);
 }
 
 static void log_stats(rdl_req_t *req, void *arg)
@@ -372,7 +362,7 @@ static void log_stats(rdl_req_t *req, void *arg)
     rdl_buf_t b;
     rdl_buf_init(&b);
     log_var(&b, arg);
-    send_json(req, 200, &b);
+    rt_send_json(req, 200, &b);
 }
 
 int rt_log_admin_register(rdl_server_t *srv)

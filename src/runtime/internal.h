@@ -235,6 +235,9 @@ const char *rt_thread_date(rt_thread_t *t, size_t *len);
 const char *rt_reason(int status);
 /* Answers an error the parser or a limit found, then closes the connection. */
 void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const char *message);
+/* Admin answers: ends b with a newline, sends it as application/json (500 if b ran out of
+ * memory), frees b. */
+void rt_send_json(rdl_req_t *req, int status, rdl_buf_t *b);
 
 /* outbound.c */
 void rt_outbound_free(rt_outbound_t *ob);

@@ -251,3 +251,13 @@ void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const c
     c->state = RT_CLOSING;
     rt_conn_flush(c);
 }
+
+void rt_send_json(rdl_req_t *req, int status, rdl_buf_t *b)
+{
+    rdl_buf_putc(b, '\n');
+    if (b->oom)
+        rdl_resp_error(req, 500, "out_of_memory", "the answer did not fit in memory");
+    else
+        rdl_resp_send(req, status, "application/json", b->data, b->len);
+    rdl_buf_free(b);
+}

@@ -413,16 +413,6 @@ static void route_leave(rdl_req_t *req, void *arg)
 
 /* ---- admin endpoints ------------------------------------------------------------ */
 
-static void send_json(rdl_req_t *req, int status, rdl_buf_t *b)
-{
-    rdl_buf_putc(b, '\n');
-    if (b->oom)
-        rdl_resp_error(req, 500, "out_of_memory", "the answer did not fit in memory");
-    else
-        rdl_resp_send(req, status, "application/json", b->data, b->len);
-    rdl_buf_free(b);
-}
-
 static void get_routes(rdl_req_t *req, void *arg)
 {
     rt_routing_t *r = arg;
@@ -430,7 +420,7 @@ static void get_routes(rdl_req_t *req, void *arg)
     rdl_buf_init(&b);
     if (!r) {
         rdl_buf_puts(&b, "{\"enabled\":false}");
-        send_json(req, 200, &b);
+        rt_send_json(req, 200, &b);
         return;
     }
     const rdl_server_opts_t *o = &r->srv->opts;
@@ -454,7 +444,7 @@ static void get_routes(rdl_req_t *req, void *arg)
     rdl_route_dump(t, &b);
     rdl_route_table_unref(t);
     rdl_buf_putc(&b, '}');
-    send_json(req, 200, &b);
+    rt_send_json(req, 200, &b);
 }
 
 /* The request an explain body describes; strings point into the JSON object. */
@@ -529,7 +519,7 @@ static void explain(rdl_req_t *req, void *arg)
     rdl_route_explain(t, &v, &b);
     rdl_route_table_unref(t);
     json_decref(o);
-    send_json(req, 200, &b);
+    rt_send_json(req, 200, &b);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------ */
