@@ -291,6 +291,12 @@ def test_file_sink_reopened_on_sighup():
             assert p.poll() is None and time.monotonic() < deadline, p.stderr.read()
             time.sleep(0.05)
         assert get(port, "/ping", "it-before")[0] == 200
+        # The access line is written after the answer, by the writer thread: wait for it, so
+        # that it belongs to the file being rotated.
+        deadline = time.monotonic() + 10
+        while b'"request_id":"it-before"' not in open(log, "rb").read():
+            assert time.monotonic() < deadline, "access line of it-before not written"
+            time.sleep(0.02)
         os.rename(log, log + ".1")                  # logrotate's move
         p.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 10
