@@ -5,6 +5,7 @@
  * threshold stops the process with the key and what was expected, instead of
  * surfacing as a failed call in production.
  */
+#include <errno.h>
 #include <libfyaml.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 
 #include "redline/client.h"
 #include "client/internal.h"
+#include "util/yaml.h"
 
 #define INJECTORS_MAX 12
 #define UPSTREAM_KEYS 25
@@ -194,32 +196,57 @@ int rdl_upstreams_set_flag(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *
     return rdl_config_set(cfg, key, eq + 1, err);
 }
 
-static void diag_discard(struct fy_diag *diag, void *user, const char *buf, size_t len)
+/*
+ * The file as a YAML document: its text checked first (libfyaml 0.7.12 faults
+ * on some malformed text), libfyaml's own messages silenced (errors are ours).
+ * NULL with err set on failure. The document points into text, which the
+ * caller frees after destroying the document.
+ */
+static struct fy_document *load_doc(const char *path, rdl_buf_t *text, rdl_error_t *err)
 {
-}
-
-/* The file as a YAML document, libfyaml's own messages silenced (errors are ours). */
-static struct fy_document *load_doc(const char *path)
-{
-    struct fy_diag_cfg dcfg;
-    fy_diag_cfg_default(&dcfg);
-    dcfg.fp = NULL;
-    dcfg.output_fn = diag_discard;
-    dcfg.colorize = false;
-    struct fy_diag *diag = fy_diag_create(&dcfg);
-    if (!diag)
+    rdl_buf_init(text);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        rdl_error_set(err, RDL_EINVAL, 0, 0, "", "cannot open: %s", strerror(errno));
+        if (err)
+            snprintf(err->file, sizeof(err->file), "%s", path);
         return NULL;
-    struct fy_parse_cfg pc = { .flags = FYPCF_QUIET, .diag = diag };
-    struct fy_document *doc = fy_document_build_from_file(&pc, path);
+    }
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        rdl_buf_put(text, chunk, n);
+    bool failed = ferror(f) || text->oom;
+    fclose(f);
+    struct fy_document *doc = NULL;
+    struct fy_diag *diag = NULL;
+    const char *yaml = text->data ? text->data : "";
+    if (failed) {
+        rdl_error_set(err, RDL_EINVAL, 0, 0, "", "cannot read");
+    } else if (rdl_yaml_check_text(yaml, text->len, err) != 0) {
+        /* err says where */
+    } else if ((diag = rdl_yaml_diag_new()) == NULL) {
+        rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "out of memory");
+    } else {
+        struct fy_parse_cfg pc = { .flags = FYPCF_QUIET, .diag = diag };
+        doc = fy_document_build_from_string(&pc, yaml, text->len);
+        if (!doc)
+            rdl_error_set(err, RDL_EINVAL, 0, 0, "", "not valid YAML");
+    }
+    if (!doc && err)
+        snprintf(err->file, sizeof(err->file), "%s", path);
     fy_diag_unref(diag);
     return doc;
 }
 
 int rdl_upstreams_names_in_file(const char *path, char names[][48], int max, rdl_error_t *err)
 {
-    struct fy_document *doc = load_doc(path);
-    if (!doc)
-        return rdl_error_set(err, RDL_EINVAL, 0, 0, "", "%s: cannot read or parse as YAML", path);
+    rdl_buf_t text;
+    struct fy_document *doc = load_doc(path, &text, err);
+    if (!doc) {
+        rdl_buf_free(&text);
+        return RDL_EINVAL;
+    }
     struct fy_node *root = fy_document_root(doc);
     struct fy_node *map = root && fy_node_is_mapping(root)
                           ? fy_node_mapping_lookup_by_string(root, "upstreams", -1) : NULL;
@@ -244,6 +271,7 @@ int rdl_upstreams_names_in_file(const char *path, char names[][48], int max, rdl
         n++;
     }
     fy_document_destroy(doc);
+    rdl_buf_free(&text);
     return rc ? rc : n;
 }
 
@@ -287,15 +315,19 @@ static int walk(rdl_config_t *cfg, struct fy_node *node, char *path, size_t len,
 
 int rdl_upstreams_load_file(rdl_config_t *cfg, const char *file, rdl_error_t *err)
 {
-    struct fy_document *doc = load_doc(file);
-    if (!doc)
-        return rdl_error_set(err, RDL_EINVAL, 0, 0, "", "%s: cannot read or parse as YAML", file);
+    rdl_buf_t text;
+    struct fy_document *doc = load_doc(file, &text, err);
+    if (!doc) {
+        rdl_buf_free(&text);
+        return RDL_EINVAL;
+    }
     struct fy_node *root = fy_document_root(doc);
     struct fy_node *ups = root && fy_node_is_mapping(root)
                           ? fy_node_mapping_lookup_by_string(root, "upstreams", -1) : NULL;
     char path[256] = "upstreams";
     int rc = ups ? walk(cfg, ups, path, strlen(path), sizeof(path), file, err) : 0;
     fy_document_destroy(doc);
+    rdl_buf_free(&text);
     return rc;
 }
 

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include <libfyaml.h>
+#include "util/yaml.h"
 
 #include "redline/config.h"
 
@@ -1076,14 +1077,8 @@ static int walk_stream(load_t *ld)
     }
 }
 
-/* Diagnostics are collected for syntax_error(), never printed. */
-static void diag_discard(struct fy_diag *diag, void *user, const char *buf, size_t len)
-{
-}
-
 static int load_yaml(rdl_config_t *cfg, const char *yaml, size_t len, rdl_error_t *err)
 {
-    struct fy_diag_cfg dcfg;
     struct fy_parse_cfg pcfg;
     load_t ld;
     size_t i;
@@ -1096,14 +1091,9 @@ static int load_yaml(rdl_config_t *cfg, const char *yaml, size_t len, rdl_error_
     ld.err = err;
     ld.input = yaml;
     ld.input_len = len;
-    fy_diag_cfg_default(&dcfg);
-    dcfg.fp = NULL;
-    dcfg.output_fn = diag_discard;
-    dcfg.colorize = false;
-    ld.diag = fy_diag_create(&dcfg);
+    ld.diag = rdl_yaml_diag_new();      /* collected for syntax_error(), never printed */
     if (ld.diag == NULL)
         return rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "out of memory");
-    fy_diag_set_collect_errors(ld.diag, true);
     memset(&pcfg, 0, sizeof(pcfg));
     pcfg.flags = FYPCF_QUIET | FYPCF_COLLECT_DIAG | FYPCF_DEFAULT_VERSION_1_2;
     pcfg.diag = ld.diag;

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <libfyaml.h>
+#include "util/yaml.h"
 #include "route/route_internal.h"
 
 #define ROUTE_MAX_FILE (8u << 20)
@@ -1253,21 +1254,11 @@ static int syntax_error(ld_t *ld, struct fy_diag *diag)
     return rdl_error_set(ld->err, RDL_EINVAL, 0, 0, "", "invalid YAML");
 }
 
-static void diag_discard(struct fy_diag *diag, void *user, const char *buf, size_t len)
-{
-}
-
 static int parse_all(ld_t *ld, pendings_t *pd)
 {
-    struct fy_diag_cfg dcfg;
-    fy_diag_cfg_default(&dcfg);
-    dcfg.fp = NULL;
-    dcfg.output_fn = diag_discard;
-    dcfg.colorize = false;
-    struct fy_diag *diag = fy_diag_create(&dcfg);
+    struct fy_diag *diag = rdl_yaml_diag_new();
     if (!diag)
         return oom(ld);
-    fy_diag_set_collect_errors(diag, true);
     struct fy_parse_cfg pcfg;
     memset(&pcfg, 0, sizeof(pcfg));
     pcfg.flags = FYPCF_QUIET | FYPCF_COLLECT_DIAG | FYPCF_DEFAULT_VERSION_1_2;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "redline/util.h"
+#include "util/yaml.h"
 
 /*
  * Decodes the UTF-8 sequence at s into *cp; returns its length, or 0 when it
@@ -135,4 +136,23 @@ char *rdl_yaml_single_quoted(const char *raw, size_t n, size_t *outlen)
     out[o] = '\0';
     *outlen = o;
     return out;
+}
+
+/* ---- libfyaml diagnostics ------------------------------------------------ */
+
+static void diag_discard(struct fy_diag *diag, void *user, const char *buf, size_t len)
+{
+}
+
+struct fy_diag *rdl_yaml_diag_new(void)
+{
+    struct fy_diag_cfg dcfg;
+    fy_diag_cfg_default(&dcfg);
+    dcfg.fp = NULL;
+    dcfg.output_fn = diag_discard;
+    dcfg.colorize = false;
+    struct fy_diag *diag = fy_diag_create(&dcfg);
+    if (diag)
+        fy_diag_set_collect_errors(diag, true);
+    return diag;
 }

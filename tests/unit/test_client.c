@@ -155,6 +155,36 @@ static void test_names_in_file(void **state)
     assert_true(rdl_upstreams_names_in_file("/nonexistent/x.yaml", names, 4, &err) < 0);
 }
 
+/* Malformed files are refused with the place named, before libfyaml sees the text. */
+static void test_names_in_malformed_file(void **state)
+{
+    static const struct { const char *yaml; int line, column; const char *says; } cases[] = {
+        { "upstreams:\n\tbilling: {url: http://a}\n", 2, 1, "tab" },
+        { "upstreams:\n  billing: \x01\n", 2, 12, "" },
+        { "upstreams:\n  billing: \xff\xfe\n", 2, 12, "UTF-8" },
+        { "upstreams: [unclosed\n", 0, 0, "not valid YAML" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char path[] = "/tmp/test_client_XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        size_t len = strlen(cases[i].yaml);
+        assert_int_equal(write(fd, cases[i].yaml, len), (ssize_t)len);
+        close(fd);
+        char names[4][48];
+        rdl_error_t err;
+        memset(&err, 0, sizeof(err));
+        assert_true(rdl_upstreams_names_in_file(path, names, 4, &err) < 0);
+        assert_string_equal(err.file, path);
+        if (cases[i].line) {
+            assert_int_equal(err.line, cases[i].line);
+            assert_int_equal(err.column, cases[i].column);
+        }
+        assert_non_null(strstr(err.msg, cases[i].says));
+        unlink(path);
+    }
+}
+
 /* ---- calls on a loop ------------------------------------------------------------ */
 
 typedef struct got {
@@ -361,6 +391,7 @@ int main(void)
         cmocka_unit_test(test_malformed_settings),
         cmocka_unit_test(test_subsets_and_unconfigured),
         cmocka_unit_test(test_names_in_file),
+        cmocka_unit_test(test_names_in_malformed_file),
         cmocka_unit_test(test_refused_then_breaker),
         cmocka_unit_test(test_round_trip),
     };
