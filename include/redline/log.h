@@ -87,10 +87,15 @@ typedef enum rdl_log_type {
     RDL_LF_ERROR                /* i: an RDL_E* code (< 0) or an errno (> 0), written as its text */
 } rdl_log_type_t;
 
-/* A typed field. Build them with the rdl_lf_* helpers; nothing is copied until the line is written. */
+/*
+ * A typed field. Build them with the rdl_lf_* helpers; nothing is copied until
+ * the line is written. The helpers fill key_len, which the compiler counts for
+ * a literal key, so the line costs no strlen per key.
+ */
 typedef struct rdl_log_field {
     const char *key;
     rdl_log_type_t type;
+    uint32_t key_len;           /* bytes of key; 0: strlen(key) when the line is written */
     size_t n;                   /* RDL_LF_STR: bytes of s */
     union {
         const char *s;
@@ -101,9 +106,17 @@ typedef struct rdl_log_field {
     } v;
 } rdl_log_field_t;
 
+/* A key's length for key_len (a literal's is folded at compile time). */
+static inline uint32_t rdl_lf_key_len(const char *key)
+{
+    size_t n = key ? strlen(key) : 0;
+    return n <= UINT32_MAX ? (uint32_t)n : 0;
+}
+
 static inline rdl_log_field_t rdl_lf_strn(const char *key, const char *s, size_t n)
 {
-    rdl_log_field_t f = { .key = key, .type = RDL_LF_STR, .n = s ? n : 0, .v.s = s ? s : "" };
+    rdl_log_field_t f = { .key = key, .type = RDL_LF_STR, .key_len = rdl_lf_key_len(key),
+                          .n = s ? n : 0, .v.s = s ? s : "" };
     return f;
 }
 
@@ -115,31 +128,36 @@ static inline rdl_log_field_t rdl_lf_str(const char *key, const char *s)
 
 static inline rdl_log_field_t rdl_lf_int(const char *key, int64_t i)
 {
-    rdl_log_field_t f = { .key = key, .type = RDL_LF_INT, .v.i = i };
+    rdl_log_field_t f = { .key = key, .type = RDL_LF_INT, .key_len = rdl_lf_key_len(key),
+                          .v.i = i };
     return f;
 }
 
 static inline rdl_log_field_t rdl_lf_float(const char *key, double d)
 {
-    rdl_log_field_t f = { .key = key, .type = RDL_LF_FLOAT, .v.f = d };
+    rdl_log_field_t f = { .key = key, .type = RDL_LF_FLOAT, .key_len = rdl_lf_key_len(key),
+                          .v.f = d };
     return f;
 }
 
 static inline rdl_log_field_t rdl_lf_bool(const char *key, bool b)
 {
-    rdl_log_field_t f = { .key = key, .type = RDL_LF_BOOL, .v.b = b };
+    rdl_log_field_t f = { .key = key, .type = RDL_LF_BOOL, .key_len = rdl_lf_key_len(key),
+                          .v.b = b };
     return f;
 }
 
 static inline rdl_log_field_t rdl_lf_dur(const char *key, uint64_t ns)
 {
-    rdl_log_field_t f = { .key = key, .type = RDL_LF_DURATION, .v.u = ns };
+    rdl_log_field_t f = { .key = key, .type = RDL_LF_DURATION, .key_len = rdl_lf_key_len(key),
+                          .v.u = ns };
     return f;
 }
 
 static inline rdl_log_field_t rdl_lf_err(const char *key, int code)
 {
-    rdl_log_field_t f = { .key = key, .type = RDL_LF_ERROR, .v.i = code };
+    rdl_log_field_t f = { .key = key, .type = RDL_LF_ERROR, .key_len = rdl_lf_key_len(key),
+                          .v.i = code };
     return f;
 }
 

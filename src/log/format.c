@@ -68,30 +68,29 @@ static const char hex_pairs[] =
     "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
 
 /*
- * ,"key": — all or nothing. Keys are short and plain almost always: they are
- * copied in one pass, and only a key with a byte to escape goes through the
- * escaper.
+ * ,"key": all or nothing. A key is short and plain almost always, and its
+ * length is known (key_len): one table pass checks it and it is copied at
+ * once; only a key with a byte to escape goes through the escaper.
  */
-static bool put_key(lw_t *w, const char *key)
+static bool put_key(lw_t *w, const char *key, size_t n)
 {
-    size_t start = w->len, room, used, n;
-    const char *k = key ? key : "";
+    size_t start = w->len, used;
+    unsigned plain = 1;
+    char *o;
 
     if (w->limit - w->len < 4)
         return false;
-    /* locals, not w->len: stores through char * would make the compiler reload it */
-    char *o = w->p + w->len, *end;
-    *o++ = ',';
-    *o++ = '"';
-    room = w->limit - w->len - 4;
-    end = o + room;
-    while (rdl_json_plain[(unsigned char)*k] && o < end)   /* stops at NUL too */
-        *o++ = *k++;
-    w->len = (size_t)(o - w->p);
-    room = (size_t)(end - o);
-    if (*k) {
-        n = strlen(k);
-        w->len += rdl_json_escape(w->p + w->len, room, k, n, &used);
+    for (size_t i = 0; i < n; i++)
+        plain &= rdl_json_plain[(unsigned char)key[i]];
+    o = w->p + w->len;
+    o[0] = ',';
+    o[1] = '"';
+    w->len += 2;
+    if (plain && n <= w->limit - w->len - 2) {
+        memcpy(o + 2, key, n);
+        w->len += n;
+    } else {
+        w->len += rdl_json_escape(w->p + w->len, w->limit - w->len - 2, key, n, &used);
         if (used < n) {
             w->len = start;
             return false;
@@ -102,41 +101,83 @@ static bool put_key(lw_t *w, const char *key)
     return true;
 }
 
-static size_t fmt_u64(char *out, uint64_t v)
-{
-    char tmp[20];
-    size_t i = sizeof(tmp), n;
+/* "00".."99": two digits per lookup, so a number costs one division per two digits. */
+static const char digits2[] =
+    "0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849"
+    "5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
 
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    n = sizeof(tmp) - i;
-    memcpy(out, tmp + i, n);
+/* How many decimal digits v has (1 to 20). */
+static size_t ndigits(uint64_t v)
+{
+    size_t n = 1;
+    uint64_t p = 10;
+
+    while (n < 20 && v >= p) {
+        n++;
+        p *= 10;
+    }
     return n;
 }
 
-static size_t fmt_i64(char *out, int64_t v)
+/* v's digits into out[0..n), n = ndigits(v), written from the end two at a time. */
+static void put_digits(char *out, size_t n, uint64_t v)
 {
-    if (v < 0) {
-        out[0] = '-';
-        return 1 + fmt_u64(out + 1, (uint64_t)0 - (uint64_t)v);
+    char *p = out + n;
+
+    while (v >= 100) {
+        uint64_t q = v / 100;
+        p -= 2;
+        memcpy(p, digits2 + 2 * (v - q * 100), 2);
+        v = q;
     }
-    return fmt_u64(out, (uint64_t)v);
+    if (v >= 10)
+        memcpy(p - 2, digits2 + 2 * v, 2);
+    else
+        p[-1] = (char)('0' + v);
+}
+
+/* v < 1000000 as exactly six digits, leading zeros kept. */
+static void put_six(char *out, uint32_t v)
+{
+    memcpy(out, digits2 + 2 * (v / 10000), 2);
+    memcpy(out + 2, digits2 + 2 * (v / 100 % 100), 2);
+    memcpy(out + 4, digits2 + 2 * (v % 100), 2);
+}
+
+/* Room for n more bytes at the cursor, or NULL: numbers are written in place. */
+static char *reserve(lw_t *w, size_t n)
+{
+    return n <= w->limit - w->len ? w->p + w->len : NULL;
+}
+
+static bool put_i64(lw_t *w, int64_t v)
+{
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    size_t neg = v < 0, n = ndigits(u);
+    char *o = reserve(w, neg + n);
+
+    if (!o)
+        return false;
+    o[0] = '-';             /* overwritten by the first digit when v >= 0 */
+    put_digits(o + neg, n, u);
+    w->len += neg + n;
+    return true;
 }
 
 /* Milliseconds with nanosecond precision: 12345678 ns -> "12.345678". */
-static size_t fmt_duration(char *out, uint64_t ns)
+static bool put_duration(lw_t *w, uint64_t ns)
 {
-    size_t n = fmt_u64(out, ns / 1000000u);
-    uint64_t frac = ns % 1000000u;
+    uint64_t ms = ns / 1000000u;
+    size_t n = ndigits(ms);
+    char *o = reserve(w, n + 7);
 
-    out[n] = '.';
-    for (int i = 6; i >= 1; i--) {      /* constant divisors: no division instruction */
-        out[n + (size_t)i] = (char)('0' + frac % 10);
-        frac /= 10;
-    }
-    return n + 7;
+    if (!o)
+        return false;
+    put_digits(o, n, ms);
+    o[n] = '.';
+    put_six(o + n + 1, (uint32_t)(ns % 1000000u));
+    w->len += n + 7;
+    return true;
 }
 
 /*
@@ -174,7 +215,8 @@ static bool put_field(lw_t *w, const rdl_log_field_t *f)
     size_t start = w->len, n = 0;
     char num[40];
 
-    if (!put_key(w, f->key))
+    if (!put_key(w, f->key ? f->key : "",
+                 f->key_len ? f->key_len : f->key ? strlen(f->key) : 0))
         return false;
     switch (f->type) {
     case RDL_LF_STR:
@@ -199,7 +241,7 @@ static bool put_field(lw_t *w, const rdl_log_field_t *f)
             return true;
         break;
     case RDL_LF_INT:
-        if (put(w, num, fmt_i64(num, f->v.i)))
+        if (put_i64(w, f->v.i))
             return true;
         break;
     case RDL_LF_BOOL:
@@ -207,7 +249,7 @@ static bool put_field(lw_t *w, const rdl_log_field_t *f)
             return true;
         break;
     case RDL_LF_DURATION:
-        if (put(w, num, fmt_duration(num, f->v.u)))
+        if (put_duration(w, f->v.u))
             return true;
         break;
     default:
@@ -219,17 +261,21 @@ static bool put_field(lw_t *w, const rdl_log_field_t *f)
     return false;
 }
 
-static void put_hex(lw_t *w, const char *key, const uint8_t *id, size_t n)
+/* ,"key":"hex", all or nothing (key_json is ,"key":" ); when it does not fit the line is cut. */
+static void put_hex(lw_t *w, const char *key_json, size_t key_len, const uint8_t *id, size_t n)
 {
-    char tmp[40];
-    size_t i, start = w->len;
+    char *o = reserve(w, key_len + 2 * n + 1);
 
-    for (i = 0; i < n; i++)
-        memcpy(tmp + 2 * i, hex_pairs + 2 * id[i], 2);
-    if (!put_key(w, key) || !put(w, "\"", 1) || !put(w, tmp, 2 * n) || !put(w, "\"", 1)) {
-        w->len = start;
+    if (!o) {
         w->cut = true;
+        return;
     }
+    memcpy(o, key_json, key_len);
+    o += key_len;
+    for (size_t i = 0; i < n; i++)
+        memcpy(o + 2 * i, hex_pairs + 2 * id[i], 2);
+    o[2 * n] = '"';
+    w->len += key_len + 2 * n + 1;
 }
 
 static bool nonzero(const uint8_t *p, size_t n)
@@ -238,6 +284,74 @@ static bool nonzero(const uint8_t *p, size_t n)
         if (p[i])
             return true;
     return false;
+}
+
+/* The request's identity: trace_id and span_id when there is a trace, then request_id. */
+static void put_ident(lw_t *w, const rdl_ctx_t *ctx)
+{
+    if (nonzero(ctx->trace_id, sizeof(ctx->trace_id))) {
+        put_hex(w, ",\"trace_id\":\"", 13, ctx->trace_id, sizeof(ctx->trace_id));
+        if (nonzero(ctx->span_id, sizeof(ctx->span_id)))
+            put_hex(w, ",\"span_id\":\"", 12, ctx->span_id, sizeof(ctx->span_id));
+    }
+    if (ctx->request_id[0] && !w->cut) {
+        size_t start = w->len;
+        if (!put_key(w, "request_id", 10) ||
+            !put_str(w, ctx->request_id, strnlen(ctx->request_id, RDL_REQUEST_ID_MAX))) {
+            w->len = start;
+            w->cut = true;
+        }
+    }
+}
+
+/*
+ * The identity as put_ident writes it when nothing is cut, made once per
+ * request rather than once per line: each thread keeps the text of the last
+ * identity it wrote, with the ids it was made from, and makes it again only
+ * when the ids differ. Thread-local, so rdl_log_format stays pure and
+ * lock-free.
+ */
+#define IDENT_MAX (46 + 29 + 16 + 6 * RDL_REQUEST_ID_MAX)   /* ids, keys, quotes, escapes */
+
+typedef struct ident_cache {
+    bool valid;
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+    size_t rid_len;
+    char request_id[RDL_REQUEST_ID_MAX];
+    size_t len;
+    char text[IDENT_MAX];
+} ident_cache_t;
+
+static __thread ident_cache_t ident;
+
+static bool ident_same(const ident_cache_t *c, const rdl_ctx_t *ctx)
+{
+    return c->valid && memcmp(c->trace_id, ctx->trace_id, sizeof(c->trace_id)) == 0 &&
+           memcmp(c->span_id, ctx->span_id, sizeof(c->span_id)) == 0 &&
+           memcmp(c->request_id, ctx->request_id, c->rid_len) == 0 &&
+           (c->rid_len == RDL_REQUEST_ID_MAX || ctx->request_id[c->rid_len] == '\0');
+}
+
+static void ident_fill(ident_cache_t *c, const rdl_ctx_t *ctx)
+{
+    lw_t w = { .p = c->text, .len = 0, .limit = sizeof(c->text), .cut = false };
+
+    memcpy(c->trace_id, ctx->trace_id, sizeof(c->trace_id));
+    memcpy(c->span_id, ctx->span_id, sizeof(c->span_id));
+    c->rid_len = strnlen(ctx->request_id, RDL_REQUEST_ID_MAX);
+    memcpy(c->request_id, ctx->request_id, c->rid_len);
+    put_ident(&w, ctx);         /* IDENT_MAX holds the longest: never cut */
+    c->len = w.len;
+    c->valid = true;
+}
+
+/* The cached text when it fits whole (the same bytes put_ident writes), else false. */
+static bool put_ident_cached(lw_t *w, const rdl_ctx_t *ctx)
+{
+    if (!ident_same(&ident, ctx))
+        ident_fill(&ident, ctx);
+    return put(w, ident.text, ident.len);
 }
 
 size_t log_format_ts(char out[LOG_TS_LEN], uint64_t wall_ns)
@@ -281,10 +395,10 @@ void log_format_ts_prefix(char out[LOG_TS_LEN], const struct tm *tm)
 
 void log_format_ts_ns(char out[LOG_TS_LEN], uint32_t ns)
 {
-    for (int i = 28; i >= 20; i--) {
-        out[i] = (char)('0' + ns % 10);
-        ns /= 10;
-    }
+    out[20] = (char)('0' + ns / 100000000u % 10);
+    ns %= 100000000u;
+    memcpy(out + 21, digits2 + 2 * (ns / 1000000u), 2);
+    put_six(out + 23, ns % 1000000u);
 }
 
 static const char *const level_json[] = {
@@ -309,19 +423,8 @@ size_t log_format_line(char *out, size_t max_line, const char ts[LOG_TS_LEN],
     put(&w, level_json[level], level_json_len[level]);
     put(&w, ",\"service\":", 11);
     put_str(&w, service, service_len);
-    if (ctx && nonzero(ctx->trace_id, sizeof(ctx->trace_id))) {
-        put_hex(&w, "trace_id", ctx->trace_id, sizeof(ctx->trace_id));
-        if (nonzero(ctx->span_id, sizeof(ctx->span_id)))
-            put_hex(&w, "span_id", ctx->span_id, sizeof(ctx->span_id));
-    }
-    if (ctx && ctx->request_id[0] && !w.cut) {
-        size_t start = w.len;
-        if (!put_key(&w, "request_id") ||
-            !put_str(&w, ctx->request_id, strnlen(ctx->request_id, RDL_REQUEST_ID_MAX))) {
-            w.len = start;
-            w.cut = true;
-        }
-    }
+    if (ctx && (w.cut || !put_ident_cached(&w, ctx)))
+        put_ident(&w, ctx);     /* near the limit: field by field, as much as fits */
     if (!w.cut) {
         size_t start = w.len;
         if (!put(&w, ",\"msg\":", 7) || !put_str(&w, msg ? msg : "", msg ? strlen(msg) : 0)) {

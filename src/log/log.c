@@ -6,7 +6,8 @@
  * an allocation, nor a syscall, and lines from many threads must never tear.
  * Each thread that logs gets its own single-producer ring (made once, on its
  * first line, and reused by a later thread when its owner exits). A line is
- * formatted into the thread's scratch memory, copied into the ring whole and
+ * formatted straight into the ring's free space (into the thread's scratch
+ * memory, then copied in whole, when that space wraps or is short) and
  * published with one release store, so the writer only ever sees whole lines.
  * The writer gathers every ring's published bytes into one writev, so a batch
  * of thousands of lines is one syscall, and then frees the space.
@@ -54,7 +55,7 @@ struct log_thread {
     size_t size;                    /* power of two */
     _Alignas(64) atomic_size_t head;
     _Alignas(64) atomic_size_t tail;
-    _Alignas(64) char *scratch;     /* max_line bytes: a line is formatted here first */
+    _Alignas(64) char *scratch;     /* max_line bytes: a line that cannot go straight into the ring */
     size_t taken;                   /* writer only: the head its current pass took */
     time_t ts_sec;                  /* the second ts_prefix was made for */
     char ts[LOG_TS_LEN];
@@ -410,6 +411,28 @@ static log_thread_t *thread_of(rdl_logger_t *lg)
     return t ? t : thread_register(lg);
 }
 
+/*
+ * Where a line of up to max bytes can be formatted in the ring itself (one
+ * copy, not format then copy): free space that does not wrap. NULL when the
+ * ring is that full or the free space wraps; the line then goes through
+ * scratch and ring_push.
+ */
+static char *ring_room(log_thread_t *t, size_t max)
+{
+    size_t head = atomic_load_explicit(&t->head, memory_order_relaxed);
+    size_t tail = atomic_load_explicit(&t->tail, memory_order_acquire);
+    size_t off = head & (t->size - 1);
+
+    return t->size - (head - tail) >= max && t->size - off >= max ? t->ring + off : NULL;
+}
+
+/* Publishes len bytes written at ring_room's place. */
+static void ring_publish(log_thread_t *t, size_t len)
+{
+    size_t head = atomic_load_explicit(&t->head, memory_order_relaxed);
+    atomic_store_explicit(&t->head, head + len, memory_order_release);
+}
+
 /* Copies a whole line into the ring, or applies the policy when it is full. */
 static bool ring_push(rdl_logger_t *lg, log_thread_t *t, const char *line, size_t len)
 {
@@ -497,9 +520,12 @@ void rdl_log_ctx(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ctx,
     }
     log_format_ts_ns(t->ts, (uint32_t)now.tv_nsec);
     bool cut;
-    size_t len = log_format_line(t->scratch, lg->max_line, t->ts, level, lg->service,
-                                 lg->service_len, ctx, msg, fields, n, &cut);
-    if (!ring_push(lg, t, t->scratch, len))
+    char *direct = ring_room(t, lg->max_line);
+    size_t len = log_format_line(direct ? direct : t->scratch, lg->max_line, t->ts, level,
+                                 lg->service, lg->service_len, ctx, msg, fields, n, &cut);
+    if (direct)
+        ring_publish(t, len);
+    else if (!ring_push(lg, t, t->scratch, len))
         return;
     bump(&t->lines);
     if (cut)

@@ -315,6 +315,16 @@ size_t rdl_json_escape(char *out, size_t cap, const char *str, size_t n, size_t 
         }
         if (i == n)
             break;
+        /* Fewer than eight left: the last eight bytes, read again, decide them at once. */
+        if (n - i < 8 && n >= 8 && n - i <= cap - o) {
+            memcpy(&x, s + n - 8, 8);
+            if (plain8(x)) {
+                memcpy(out + o, s + i, n - i);
+                o += n - i;
+                i = n;
+                break;
+            }
+        }
         if (is_plain(s[i])) {
             if (o == cap)
                 break;

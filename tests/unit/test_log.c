@@ -342,6 +342,154 @@ static void test_context_fields(void **state)
     rdl_ctx_close(&ctx);
 }
 
+/* Lowercase hex of n bytes, for the expected ids. */
+static void hex_of(const uint8_t *id, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", id[i]);
+}
+
+/* The ids a line must carry for ctx, checked against what it carries. */
+static void assert_ident(json_t *doc, const rdl_ctx_t *ctx)
+{
+    static const uint8_t zero[16];
+    char hex[33];
+    bool traced = memcmp(ctx->trace_id, zero, 16) != 0;
+
+    if (traced) {
+        hex_of(ctx->trace_id, 16, hex);
+        assert_str_field(doc, "trace_id", hex, 32);
+    } else {
+        assert_null(json_object_get(doc, "trace_id"));
+    }
+    if (traced && memcmp(ctx->span_id, zero, 8) != 0) {
+        hex_of(ctx->span_id, 8, hex);
+        assert_str_field(doc, "span_id", hex, 16);
+    } else {
+        assert_null(json_object_get(doc, "span_id"));
+    }
+    size_t rn = strnlen(ctx->request_id, RDL_REQUEST_ID_MAX);
+    if (rn)
+        assert_str_field(doc, "request_id", ctx->request_id, rn);
+    else
+        assert_null(json_object_get(doc, "request_id"));
+}
+
+/*
+ * A thread keeps the text of the last identity it wrote: every change of any
+ * id (one byte of the trace or span id, a request id one byte shorter or
+ * longer, 64 bytes with no NUL, back to an earlier one) must show in the next line.
+ */
+static void test_context_changes(void **state)
+{
+    rdl_ctx_t c[10];
+    for (int i = 0; i < 10; i++) {
+        rdl_ctx_init(&c[i], 0);
+        for (int k = 0; k < 16; k++)
+            c[i].trace_id[k] = (uint8_t)(0x30 + k);
+        for (int k = 0; k < 8; k++)
+            c[i].span_id[k] = (uint8_t)(0xf0 + k);
+        strcpy(c[i].request_id, "abc");
+    }
+    c[1].span_id[7] ^= 1;                  /* another span of the same trace */
+    c[2].trace_id[0] ^= 0x80;              /* another trace */
+    strcpy(c[3].request_id, "ab");         /* a prefix of the request id */
+    strcpy(c[4].request_id, "abcd");       /* one byte longer */
+    memset(c[5].trace_id, 0, 16);          /* no trace: no span either */
+    memset(c[6].span_id, 0, 8);            /* a trace without a span */
+    memset(c[7].request_id, 'x', RDL_REQUEST_ID_MAX);   /* 64 bytes, no NUL among them */
+    c[7].request_id[RDL_REQUEST_ID_MAX] = '\0';
+    memcpy(&c[8], &c[7], sizeof(c[8]));
+    c[8].request_id[RDL_REQUEST_ID_MAX - 1] = 'y';
+    c[9].request_id[0] = '\0';             /* no request id */
+    memset(c[9].trace_id, 0, 16);
+    static const int order[] = { 0, 0, 1, 0, 2, 0, 3, 4, 3, 0, 5, 0, 6, 7, 8, 7, 9, 0, 9, 5 };
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+        const rdl_ctx_t *ctx = &c[order[i]];
+        bool cut;
+        size_t len = fmt(RDL_LOG_MAX_LINE_DEFAULT, ctx, "m", NULL, 0, &cut);
+        assert_false(cut);
+        json_t *doc = parse_line(line, len);
+        assert_ident(doc, ctx);
+        json_decref(doc);
+    }
+    /* the same ids from another ctx, and a context edited in place between lines */
+    rdl_ctx_t same;
+    memcpy(&same, &c[0], sizeof(same));
+    size_t len = fmt(RDL_LOG_MAX_LINE_DEFAULT, &same, "m", NULL, 0, NULL);
+    json_t *doc = parse_line(line, len);
+    assert_ident(doc, &c[0]);
+    json_decref(doc);
+    same.trace_id[15] = 0xee;
+    strcpy(same.request_id, "ab\"c");
+    len = fmt(RDL_LOG_MAX_LINE_DEFAULT, &same, "m", NULL, 0, NULL);
+    doc = parse_line(line, len);
+    assert_ident(doc, &same);
+    json_decref(doc);
+
+    /* a long service leaves little room: the ids are then written one by one, as they fit */
+    char svc[201];
+    memset(svc, 's', 200);
+    svc[200] = '\0';
+    size_t whole = rdl_log_format(line, sizeof(line), RDL_LOG_MAX_LINE_DEFAULT, 1, RDL_LOG_INFO,
+                                  svc, &c[0], "m", NULL, 0, NULL);
+    for (size_t max = RDL_LOG_MAX_LINE_MIN; max <= whole + 20; max++) {
+        bool cut;
+        len = rdl_log_format(line, sizeof(line), max, 1, RDL_LOG_INFO, svc, &c[0], "m", NULL,
+                             0, &cut);
+        assert_true(len > 0 && len <= max);
+        doc = parse_line(line, len);
+        json_t *t = json_object_get(doc, "trace_id"), *r = json_object_get(doc, "request_id");
+        if (t)
+            assert_string_equal(json_string_value(t), "303132333435363738393a3b3c3d3e3f");
+        if (r)
+            assert_true(strncmp(json_string_value(r), "abc", json_string_length(r)) == 0);
+        if (!cut)
+            assert_ident(doc, &c[0]);
+        /* cut exactly when the whole line does not fit with room kept for ,"truncated":true */
+        assert_int_equal(cut, max < whole + strlen(",\"truncated\":true"));
+        json_decref(doc);
+    }
+    for (int i = 0; i < 10; i++)
+        rdl_ctx_close(&c[i]);
+}
+
+/* Numbers around every digit-count boundary, against printf. */
+static void test_numbers(void **state)
+{
+    static const int64_t ints[] = { 0, -1, 9, 10, -10, 99, 100, 999, 1000, 12345, 999999999,
+                                    1000000000, 99999999999999999, 100000000000000000,
+                                    999999999999999999, 1000000000000000000, INT64_MAX, INT64_MIN };
+    static const uint64_t durs[] = { 0, 1, 999999, 1000000, 9999999, 10000000, 1234567891,
+                                     10000000000000000000ull, UINT64_MAX };
+    char key[16], want[64];
+
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        rdl_log_field_t f = rdl_lf_int("i", ints[i]);
+        size_t len = fmt(RDL_LOG_MAX_LINE_DEFAULT, NULL, "m", &f, 1, NULL);
+        line[len] = '\0';
+        snprintf(want, sizeof(want), ",\"i\":%lld}\n", (long long)ints[i]);
+        assert_true(len > strlen(want));
+        assert_string_equal(line + len - strlen(want), want);
+    }
+    for (size_t i = 0; i < sizeof(durs) / sizeof(durs[0]); i++) {
+        /* a field made without the helpers: key_len 0 means "count it" */
+        snprintf(key, sizeof(key), "d%zu_ms", i);
+        rdl_log_field_t f = { .key = key, .type = RDL_LF_DURATION, .v.u = durs[i] };
+        size_t len = fmt(RDL_LOG_MAX_LINE_DEFAULT, NULL, "m", &f, 1, NULL);
+        line[len] = '\0';
+        snprintf(want, sizeof(want), ",\"%s\":%llu.%06llu}\n", key,
+                 (unsigned long long)(durs[i] / 1000000), (unsigned long long)(durs[i] % 1000000));
+        assert_true(len > strlen(want));
+        assert_string_equal(line + len - strlen(want), want);
+    }
+    /* key_len counts bytes: a key with an escape in it, given its length */
+    rdl_log_field_t f = { .key = "a\"b\tc", .type = RDL_LF_BOOL, .key_len = 5, .v.b = true };
+    size_t len = fmt(RDL_LOG_MAX_LINE_DEFAULT, NULL, "m", &f, 1, NULL);
+    line[len] = '\0';
+    assert_non_null(strstr(line, ",\"a\\\"b\\tc\":true}\n"));
+}
+
 /* ---- truncation ---------------------------------------------------------- */
 
 static void test_truncation_long_msg(void **state)
@@ -812,6 +960,8 @@ int main(void)
         cmocka_unit_test(test_typed_fields),
         cmocka_unit_test(test_timestamp_and_head),
         cmocka_unit_test(test_context_fields),
+        cmocka_unit_test(test_context_changes),
+        cmocka_unit_test(test_numbers),
         cmocka_unit_test(test_truncation_long_msg),
         cmocka_unit_test(test_truncation_every_size),
         cmocka_unit_test(test_level_filter),
