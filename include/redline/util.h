@@ -113,6 +113,20 @@ size_t rdl_json_escape(char *out, size_t cap, const char *s, size_t n, size_t *u
 extern const unsigned char rdl_json_plain[256];
 
 /*
+ * Whether all eight bytes in x are plain in that sense: no top bit set, none
+ * below 0x20, none equal to '"' or '\\' (the classic "has a byte less than"
+ * and "has a zero byte" tricks, exact for "is there any"). Pure.
+ */
+static inline bool rdl_json_plain8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+
+    return ((x & high) | ((x - ones * 0x20) & ~x & high) | ((q - ones) & ~q & high) |
+            ((b - ones) & ~b & high)) == 0;
+}
+
+/*
  * Bump arena: many small allocations, freed together. Chunks come from the
  * heap; rdl_arena_reset keeps the first chunk so a reused arena stops allocating.
  */

@@ -32,13 +32,66 @@ typedef struct lw {
     bool cut;
 } lw_t;
 
+/*
+ * memcpy for the short pieces a line is made of (keys, numbers, small
+ * strings): two overlapping loads and stores instead of a library call.
+ */
+static void copy(char *dst, const char *src, size_t n)
+{
+    uint64_t a, b;
+    uint32_t c, d;
+
+    if (n >= 8 && n <= 16) {
+        memcpy(&a, src, 8);
+        memcpy(&b, src + n - 8, 8);
+        memcpy(dst, &a, 8);
+        memcpy(dst + n - 8, &b, 8);
+    } else if (n >= 4 && n < 8) {
+        memcpy(&c, src, 4);
+        memcpy(&d, src + n - 4, 4);
+        memcpy(dst, &c, 4);
+        memcpy(dst + n - 4, &d, 4);
+    } else if (n < 4) {
+        for (size_t i = 0; i < n; i++)
+            dst[i] = src[i];
+    } else {
+        memcpy(dst, src, n);
+    }
+}
+
 static bool put(lw_t *w, const char *s, size_t n)
 {
     if (n > w->limit - w->len)
         return false;
-    memcpy(w->p + w->len, s, n);
+    copy(w->p + w->len, s, n);
     w->len += n;
     return true;
+}
+
+/* Whether s[0..n) has nothing to escape: eight bytes at a time, the last word overlapping. */
+static bool plain_bytes(const char *s, size_t n)
+{
+    uint64_t x;
+    uint32_t a, b;
+    unsigned plain = 1;
+
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, s + i, 8);
+            if (!rdl_json_plain8(x))
+                return false;
+        }
+        memcpy(&x, s + n - 8, 8);
+        return rdl_json_plain8(x);
+    }
+    if (n >= 4) {
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        return rdl_json_plain8(a | (uint64_t)b << 32);
+    }
+    for (size_t i = 0; i < n; i++)
+        plain &= rdl_json_plain[(unsigned char)s[i]];
+    return plain;
 }
 
 /* A quoted string, cut (and w->cut set) when it does not fit whole. */
@@ -46,6 +99,15 @@ static bool put_str(lw_t *w, const char *s, size_t n)
 {
     size_t used;
 
+    /* Short and plain (a method, a route, a name): copied as it is, no escaper call. */
+    if (n <= 32 && n + 2 <= w->limit - w->len && plain_bytes(s, n)) {
+        char *o = w->p + w->len;
+        o[0] = '"';
+        copy(o + 1, s, n);
+        o[n + 1] = '"';
+        w->len += n + 2;
+        return true;
+    }
     if (w->limit - w->len < 2)
         return false;
     w->p[w->len++] = '"';
@@ -68,36 +130,44 @@ static const char hex_pairs[] =
     "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
 
 /*
+ * ,"key": for a key with bytes to escape (or no room): all or nothing. Kept
+ * out of put_key so the common path saves no registers for it.
+ */
+__attribute__((noinline)) static bool put_key_escaped(lw_t *w, const char *key, size_t n)
+{
+    size_t start = w->len, used;
+
+    if (w->limit - w->len < 4)
+        return false;
+    w->p[w->len++] = ',';
+    w->p[w->len++] = '"';
+    w->len += rdl_json_escape(w->p + w->len, w->limit - w->len - 2, key, n, &used);
+    if (used < n) {
+        w->len = start;
+        return false;
+    }
+    w->p[w->len++] = '"';
+    w->p[w->len++] = ':';
+    return true;
+}
+
+/*
  * ,"key": all or nothing. A key is short and plain almost always, and its
  * length is known (key_len): one table pass checks it and it is copied at
  * once; only a key with a byte to escape goes through the escaper.
  */
 static bool put_key(lw_t *w, const char *key, size_t n)
 {
-    size_t start = w->len, used;
-    unsigned plain = 1;
-    char *o;
+    char *o = w->p + w->len;
 
-    if (w->limit - w->len < 4)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        plain &= rdl_json_plain[(unsigned char)key[i]];
-    o = w->p + w->len;
+    if (!plain_bytes(key, n) || n + 4 > w->limit - w->len)
+        return put_key_escaped(w, key, n);
     o[0] = ',';
     o[1] = '"';
-    w->len += 2;
-    if (plain && n <= w->limit - w->len - 2) {
-        memcpy(o + 2, key, n);
-        w->len += n;
-    } else {
-        w->len += rdl_json_escape(w->p + w->len, w->limit - w->len - 2, key, n, &used);
-        if (used < n) {
-            w->len = start;
-            return false;
-        }
-    }
-    w->p[w->len++] = '"';
-    w->p[w->len++] = ':';
+    copy(o + 2, key, n);
+    o[n + 2] = '"';
+    o[n + 3] = ':';
+    w->len += n + 4;
     return true;
 }
 

@@ -278,21 +278,6 @@ static size_t escape_of(unsigned char c, char e[6])
     }
 }
 
-/*
- * Whether none of the eight bytes in x needs escaping: no top bit set, none
- * below 0x20, none equal to '"' or '\\' (the classic "has a byte less than"
- * and "has a zero byte" tricks; a false alarm only sends the word to the
- * byte-at-a-time path, which decides exactly).
- */
-static bool plain8(uint64_t x)
-{
-    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
-    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
-
-    return ((x & high) | ((x - ones * 0x20) & ~x & high) | ((q - ones) & ~q & high) |
-            ((b - ones) & ~b & high)) == 0;
-}
-
 size_t rdl_json_escape(char *out, size_t cap, const char *str, size_t n, size_t *used)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -307,7 +292,7 @@ size_t rdl_json_escape(char *out, size_t cap, const char *str, size_t n, size_t 
         /* Plain text eight bytes at a time, copied as it is checked. */
         while (i + 8 <= n && o + 8 <= cap) {
             memcpy(&x, s + i, 8);
-            if (!plain8(x))
+            if (!rdl_json_plain8(x))
                 break;
             memcpy(out + o, &x, 8);
             i += 8;
@@ -315,10 +300,20 @@ size_t rdl_json_escape(char *out, size_t cap, const char *str, size_t n, size_t 
         }
         if (i == n)
             break;
-        /* Fewer than eight left: the last eight bytes, read again, decide them at once. */
-        if (n - i < 8 && n >= 8 && n - i <= cap - o) {
-            memcpy(&x, s + n - 8, 8);
-            if (plain8(x)) {
+        /*
+         * Fewer than eight left: the last eight bytes read again (or, in a
+         * string shorter than that, two overlapping fours) decide them at once.
+         */
+        if (n - i < 8 && (n >= 8 || n - i >= 4) && n - i <= cap - o) {
+            uint32_t a, b;
+            if (n >= 8) {
+                memcpy(&x, s + n - 8, 8);
+            } else {
+                memcpy(&a, s + i, 4);
+                memcpy(&b, s + n - 4, 4);
+                x = a | (uint64_t)b << 32;
+            }
+            if (rdl_json_plain8(x)) {
                 memcpy(out + o, s + i, n - i);
                 o += n - i;
                 i = n;
@@ -329,6 +324,9 @@ size_t rdl_json_escape(char *out, size_t cap, const char *str, size_t n, size_t 
             if (o == cap)
                 break;
             out[o++] = (char)s[i++];
+            /* in a short tail, the rest of a plain run here rather than back through the loop */
+            while (n - i < 8 && i < n && o < cap && is_plain(s[i]))
+                out[o++] = (char)s[i++];
             continue;
         }
         if (s[i] < 0x80) {
