@@ -69,7 +69,7 @@ static bool put(lw_t *w, const char *s, size_t n)
 }
 
 /* Whether s[0..n) has nothing to escape: eight bytes at a time, the last word overlapping. */
-static bool plain_bytes(const char *s, size_t n)
+__attribute__((always_inline)) static inline bool plain_bytes(const char *s, size_t n)
 {
     uint64_t x;
     uint32_t a, b;
