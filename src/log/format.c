@@ -153,8 +153,9 @@ __attribute__((noinline)) static bool put_key_escaped(lw_t *w, const char *key, 
 
 /*
  * ,"key": all or nothing. A key is short and plain almost always, and its
- * length is known (key_len): one table pass checks it and it is copied at
- * once; only a key with a byte to escape goes through the escaper.
+ * length is known (key_len, counted by the compiler for a literal): it is
+ * checked a word at a time and copied at once; only a key with a byte to
+ * escape goes through the escaper.
  */
 static bool put_key(lw_t *w, const char *key, size_t n)
 {
