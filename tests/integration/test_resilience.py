@@ -286,6 +286,14 @@ metadata: {name: coursed}
 spec:
   hosts: [coursed]
   http:
+  - name: retry-on-connect-failure
+    match: [{headers: {x-retry: {exact: connect}}}]
+    retries: {attempts: 2, retryOn: connect-failure}
+    route: [{destination: {host: coursed}}]
+  - name: retry-on-5xx
+    match: [{headers: {x-retry: {exact: 5xx}}}]
+    retries: {attempts: 2, retryOn: "5xx,refused-stream"}
+    route: [{destination: {host: coursed}}]
   - name: no-retries
     timeout: 300ms
     retries: {attempts: 0}
@@ -296,7 +304,8 @@ spec:
 def test_route_timeout_and_retries_apply_to_calls(sim, base):
     """The route says 300 ms in all and no retry: the upstream's own settings (2 attempts,
     2 s each) give way, so recommend sees exactly one call per request, and a slow
-    recommend answers degraded in about the route's timeout."""
+    recommend answers degraded in about the route's timeout. retryOn decides which failures
+    are retried: a 503 is not a connect-failure, but is a 5xx (3 calls: attempts 2 + 1)."""
     with tempfile.TemporaryDirectory(prefix="routes-") as d:
         rules = os.path.join(d, "routes.yaml")
         with open(rules, "w") as f:
@@ -304,7 +313,8 @@ def test_route_timeout_and_retries_apply_to_calls(sim, base):
         extra = ["--routes", rules, "--upstream", "recommend=" + sim.url,
                  "--set", "upstreams.recommend.retry.attempts=2",
                  "--set", "upstreams.recommend.retry.min_per_sec=1000",
-                 "--set", "upstreams.recommend.timeouts.request=2s"]
+                 "--set", "upstreams.recommend.timeouts.request=2s",
+                 "--set", "upstreams.recommend.breaker.state=disabled"]
         with Coursed(args().coursed, args=FAST + extra) as c:
             headers, doc = course(c, 3)
             assert doc["suggestions"] == [4, 5] and "X-Redline-Degraded" not in headers, doc
@@ -315,6 +325,16 @@ def test_route_timeout_and_retries_apply_to_calls(sim, base):
                     headers, doc = course(c, 3)
                     assert headers.get("X-Redline-Degraded") == "recommend", headers
                     assert sim.requests("recommend") - before == i + 1, "retried despite attempts: 0"
+                for kind, calls in (("connect", 1), ("5xx", 3)):
+                    before = sim.requests("recommend")
+                    status, headers, body = c.request("GET", "/v1/courses/3",
+                                                      headers={"x-retry": kind})
+                    assert status == 200 and headers.get("X-Redline-Degraded") == "recommend", body
+                    assert sim.requests("recommend") - before == calls, (kind, calls)
+                line = c.wait_for_log(lambda r: r.get("msg", "").startswith(
+                    "route retryOn conditions not applied"))
+                assert line and line["conditions"] == "refused-stream", line
+                assert line["route"] == "retry-on-5xx", line
             finally:
                 sim.behave("recommend", error_rate=0)
             sim.behave("recommend", latency_ms=2000)
