@@ -975,6 +975,60 @@ static void test_export_gzip(void **state)
     peer_stop(p);
 }
 
+/* Polls the tracer until n spans are exported or about 5 s have passed. */
+static void wait_exported(rdl_tracer_t *t, uint64_t n)
+{
+    rdl_tracer_stats_t st;
+    for (int i = 0; i < 500; i++) {
+        rdl_tracer_stats(t, &st);
+        if (st.spans_exported >= n)
+            return;
+        usleep(10000);
+    }
+}
+
+static void test_export_full_batches_only(void **state)
+{
+    /* Batch 4, timer far away: 10 spans make exactly two full requests; the 2 left wait. */
+    peer_t *p = peer_start(1, (const char *[]){ OK_PB });
+    rdl_tracer_opts_t o;
+    rdl_tracer_opts_default(&o);
+    snprintf(o.endpoint, sizeof(o.endpoint), "http://127.0.0.1:%d/v1/traces", p->port);
+    o.max_batch = 4;
+    o.schedule_delay_ms = 60000;
+    o.log = count_log;
+    rdl_tracer_t *t;
+    assert_int_equal(rdl_tracer_new(&o, &t), 0);
+    make_spans(t, 10);
+    wait_exported(t, 8);
+    usleep(200000);                             /* time for a wrong third request to show */
+    rdl_tracer_stats_t st;
+    rdl_tracer_stats(t, &st);
+    assert_int_equal(st.spans_exported, 8);
+    assert_int_equal(st.export_requests, 2);
+    assert_int_equal(peer_requests(p), 2);
+    /* A flush sends the partial batch. */
+    assert_int_equal(rdl_tracer_flush(t, 5000), 0);
+    rdl_tracer_stats(t, &st);
+    assert_int_equal(st.spans_exported, 10);
+    assert_int_equal(st.export_requests, 3);
+    rdl_tracer_free(t);
+    peer_stop(p);
+
+    /* The schedule delay sends a partial batch with no flush. */
+    p = peer_start(1, (const char *[]){ OK_PB });
+    snprintf(o.endpoint, sizeof(o.endpoint), "http://127.0.0.1:%d/v1/traces", p->port);
+    o.schedule_delay_ms = 100;
+    assert_int_equal(rdl_tracer_new(&o, &t), 0);
+    make_spans(t, 3);
+    wait_exported(t, 3);
+    rdl_tracer_stats(t, &st);
+    assert_int_equal(st.spans_exported, 3);
+    assert_int_equal(st.export_requests, 1);
+    rdl_tracer_free(t);
+    peer_stop(p);
+}
+
 static void test_export_down_drops_and_counts(void **state)
 {
     /* Nobody listens: the queue (8) fills, the rest is dropped and counted. */
@@ -1246,6 +1300,7 @@ int main(void)
         cmocka_unit_test(test_keep_errors),
         cmocka_unit_test(test_export_retry_and_refusal),
         cmocka_unit_test(test_export_gzip),
+        cmocka_unit_test(test_export_full_batches_only),
         cmocka_unit_test(test_export_down_drops_and_counts),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_unfinished_and_shutdown_report),
