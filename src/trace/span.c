@@ -311,25 +311,6 @@ static char *span_strdup(rdl_span_t *s, const char *str, size_t n)
     return p;
 }
 
-/*
- * The next span this thread will use was last written by the exporter on the
- * other core (encoded, recycled): asking for its lines now, while the request
- * runs, keeps that transfer off the next span start, which would otherwise
- * wait for it (the most expensive load of a span start under load).
- */
-static void prefetch_span(rdl_span_t *s)
-{
-    __builtin_prefetch(s, 1);
-    __builtin_prefetch(&s->recording, 1);
-    __builtin_prefetch(&s->attrs, 1);
-    __builtin_prefetch(&s->attrs_inline[0], 1);
-    __builtin_prefetch(&s->attrs_inline[2], 1);
-    __builtin_prefetch(&s->attrs_inline[4], 1);
-    __builtin_prefetch(&s->store[0], 1);
-    __builtin_prefetch(&s->store[64], 1);
-    __builtin_prefetch(&s->store[128], 1);
-}
-
 static rdl_span_t *span_get(tr_thread_t *st)
 {
     rdl_span_t *s = st->free;
@@ -345,8 +326,24 @@ static rdl_span_t *span_get(tr_thread_t *st)
         }
     }
     st->free = s->next;
-    if (st->free)
-        prefetch_span(st->free);
+    /*
+     * The next span this thread will use was last written by the exporter on
+     * the other core (encoded, recycled): asking for its lines now, while the
+     * request runs, keeps that transfer off the next span start, which would
+     * otherwise wait for it (the most expensive load of a span start under
+     * load). Written out here, not in a helper: GCC 12 takes a function made
+     * only of prefetches for one without effect and drops the call.
+     */
+    rdl_span_t *n = st->free;
+    if (n) {
+        __builtin_prefetch(n, 1);
+        __builtin_prefetch(&n->recording, 1);
+        __builtin_prefetch(&n->attrs, 1);
+        for (size_t off = 0; off < 384; off += 64) {
+            __builtin_prefetch((char *)n->attrs_inline + off, 1);
+            __builtin_prefetch(n->store + off, 1);
+        }
+    }
     return s;
 }
 
