@@ -25,6 +25,7 @@
 
 #include "redline/breaker.h"
 #include "redline/client.h"
+#include "bench_util.h"
 
 /* ---- the mutex-based peer ---------------------------------------------------- */
 
@@ -125,18 +126,6 @@ static double run_threads(void *(*fn)(void *), int threads, long n)
 static double median3(double a, double b, double c)
 {
     return a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return v[n / 2];
 }
 
 /* ---- a loopback HTTP server ---------------------------------------------------------- */
@@ -279,7 +268,7 @@ static void bench_http(long n)
         b[r] = bare_curl(url, per);
         s[r] = stack(&loop, c, up, per, &errors);
     }
-    double bm = median(b, ROUNDS), sm = median(s, ROUNDS);
+    double bm = bench_median(b, ROUNDS), sm = bench_median(s, ROUNDS);
     printf("outbound GET, loopback, sequential keep-alive (median of %d interleaved rounds x %ld):\n",
            ROUNDS, per);
     printf("  bare libcurl easy       %9.0f ns/call\n", bm);

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <http_parser.h>
 #include "runtime/http1.h"
+#include "bench_util.h"
 
 #define BATCH 16
 #define MAX_ROUNDS 51
@@ -86,13 +87,6 @@ static int hp_message_complete(http_parser *p)
     return 0;
 }
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
 static volatile size_t sink;
 
 /* ns per buffer: parse every request in buf[0..len) with ours. */
@@ -100,7 +94,7 @@ static double run_ours(const char *buf, size_t len, int expect, long iters)
 {
     rdl_h1_header_t hdrs[64];
     rdl_h1_request_t r;
-    double t0 = now_ns();
+    double t0 = bench_wall_ns();
     long i;
 
     for (i = 0; i < iters; i++) {
@@ -119,7 +113,7 @@ static double run_ours(const char *buf, size_t len, int expect, long iters)
             exit(1);
         sink += r.num_headers + r.path_len;
     }
-    return (now_ns() - t0) / (double)iters;
+    return (bench_wall_ns() - t0) / (double)iters;
 }
 
 static double run_http_parser(const char *buf, size_t len, int expect, long iters)
@@ -136,7 +130,7 @@ static double run_http_parser(const char *buf, size_t len, int expect, long iter
     st.on_header_field = hp_field;
     st.on_header_value = hp_value;
     st.on_message_complete = hp_message_complete;
-    t0 = now_ns();
+    t0 = bench_wall_ns();
     for (i = 0; i < iters; i++) {
         memset(&s, 0, sizeof(s.n) + sizeof(s.messages));
         s.n = s.messages = 0;
@@ -148,19 +142,7 @@ static double run_http_parser(const char *buf, size_t len, int expect, long iter
         }
         sink += (size_t)s.n + s.url_len;
     }
-    return (now_ns() - t0) / (double)iters;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return v[n / 2];
+    return (bench_wall_ns() - t0) / (double)iters;
 }
 
 static void bench(const char *what, const char *buf, size_t len, int expect, int rounds, long iters)
@@ -179,8 +161,8 @@ static void bench(const char *what, const char *buf, size_t len, int expect, int
             ours[i] = run_ours(buf, len, expect, iters);
         }
     }
-    mo = median(ours, rounds);
-    mt = median(theirs, rounds);
+    mo = bench_median(ours, rounds);
+    mt = bench_median(theirs, rounds);
     printf("%-34s %6zu B  redline %8.1f ns  http_parser %8.1f ns  http_parser/redline %.2f\n",
            what, len, mo, mt, mt / mo);
 }

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "redline/log.h"
+#include "bench_util.h"
 
 /* ---- the malloc hook: every allocation in the process is counted ------ */
 
@@ -92,19 +93,6 @@ static uint64_t cpu_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Sorts v: v[0] is then the minimum, the least disturbed round on a shared machine. */
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static rdl_ctx_t req_ctx;
@@ -250,7 +238,7 @@ int main(int argc, char **argv)
     rdl_log_stats_t st;
     rdl_log_stats(lg, &st);
     rdl_log_free(lg);
-    double mo = median(ours, rounds), mn = median(naive, rounds);
+    double mo = bench_median(ours, rounds), mn = bench_median(naive, rounds);
     printf("5-field line in a request context, %d interleaved rounds x %ld lines, "
            "median (min) of thread CPU time:\n", rounds, lines);
     printf("  redline rdl_log (into the thread's ring)   %8.1f (%.1f) ns/line   heap allocations: %lu in %ld lines\n",
@@ -267,8 +255,8 @@ int main(int argc, char **argv)
         s2[r] = sustained(2, lines);
     }
     printf("sustained through the writer to /dev/null (first line to flush), medians:\n");
-    printf("  1 producer thread                          %8.2f M lines/s\n", median(s1, rounds) / 1e6);
-    printf("  2 producer threads                         %8.2f M lines/s\n", median(s2, rounds) / 1e6);
+    printf("  1 producer thread                          %8.2f M lines/s\n", bench_median(s1, rounds) / 1e6);
+    printf("  2 producer threads                         %8.2f M lines/s\n", bench_median(s2, rounds) / 1e6);
     close(devnull);
     rdl_ctx_set_current(NULL);
     rdl_ctx_close(&req_ctx);

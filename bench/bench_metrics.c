@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 #include "redline/metrics.h"
+#include "bench_util.h"
 
 #define ITERS 20000000L
 
@@ -30,18 +31,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(double), cmp_d);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 /* ---- the baseline: a mutex around each update -------------------------- */
@@ -232,10 +221,10 @@ int main(int argc, char **argv)
             }
         bexpo[rd] = (now_s() - t0) * 1e3;
     }
-    double m_inc1 = median(inc1, rounds), m_inc2 = median(inc2, rounds), m_lab = median(lab, rounds);
-    double m_look = median(look, rounds), m_obs = median(obs, rounds), m_expo = median(expo, rounds);
-    double m_binc1 = median(binc1, rounds), m_binc2 = median(binc2, rounds);
-    double m_bobs = median(bobs, rounds), m_bexpo = median(bexpo, rounds);
+    double m_inc1 = bench_median(inc1, rounds), m_inc2 = bench_median(inc2, rounds), m_lab = bench_median(lab, rounds);
+    double m_look = bench_median(look, rounds), m_obs = bench_median(obs, rounds), m_expo = bench_median(expo, rounds);
+    double m_binc1 = bench_median(binc1, rounds), m_binc2 = bench_median(binc2, rounds);
+    double m_bobs = bench_median(bobs, rounds), m_bexpo = bench_median(bexpo, rounds);
     printf("bench_metrics: medians of %d rounds, %ld ops per case (mutex baseline in the same run)\n",
            rounds, ITERS);
     printf("%-44s %10s %10s %8s\n", "case", "redline", "mutex", "ratio");
@@ -248,7 +237,7 @@ int main(int argc, char **argv)
     printf("%-44s %8.3f ms %8.3f ms %7.1fx  (%zu bytes)\n", "exposition, 10,000 series (text 0.0.4)",
            m_expo, m_bexpo, m_bexpo / m_expo, expo_bytes);
     printf("%-44s %8.2f ns (1 thread), %.2f ns (2 threads)\n", "reference: one shared atomic fetch_add",
-           median(ainc1, rounds), median(ainc2, rounds));
+           bench_median(ainc1, rounds), bench_median(ainc2, rounds));
     printf("2 threads / 1 thread (contended inc): %.2f (target <= 2)\n", m_inc2 / m_inc1);
     rdl_buf_free(&out);
     rdl_registry_free(big);

@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <time.h>
 #include "redline/route.h"
+#include "bench_util.h"
 
 #define MAX_ROUNDS 51
 #define BIG 1000
@@ -198,19 +199,6 @@ static naive_rule_t *naive_big(size_t *n)
 
 /* ---- timing ------------------------------------------------------------------ */
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);     /* on a shared machine: our CPU time only */
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static volatile size_t sink;
 
 static double time_ours(const rdl_route_table_t *t, long iters, const char *want)
@@ -218,12 +206,12 @@ static double time_ours(const rdl_route_table_t *t, long iters, const char *want
     rdl_route_request_t req = request();
     rdl_route_decision_t d;
     uint64_t rng = 1;
-    double t0 = now();
+    double t0 = bench_cpu_ns();
     for (long i = 0; i < iters; i++) {
         rdl_route_decide(t, &req, &rng, &d);
         sink += (size_t)d.route_name;
     }
-    double ns = (now() - t0) / (double)iters;
+    double ns = (bench_cpu_ns() - t0) / (double)iters;
     if (strcmp(d.route_name, want) != 0)
         abort();
     return ns;
@@ -232,12 +220,12 @@ static double time_ours(const rdl_route_table_t *t, long iters, const char *want
 static double time_naive(const naive_rule_t *rules, size_t n, long iters, const char *want)
 {
     const char *got = NULL;
-    double t0 = now();
+    double t0 = bench_cpu_ns();
     for (long i = 0; i < iters; i++) {
         got = naive_match(rules, n, "GET", "/v1/courses/42");
         sink += (size_t)got;
     }
-    double ns = (now() - t0) / (double)iters;
+    double ns = (bench_cpu_ns() - t0) / (double)iters;
     if (!got || strcmp(got, want) != 0)
         abort();
     return ns;
@@ -251,9 +239,7 @@ static void bench(const char *what, const rdl_route_table_t *t, const naive_rule
         ours[r] = time_ours(t, iters, want);
         naive[r] = time_naive(rules, n, iters, want);
     }
-    qsort(ours, (size_t)rounds, sizeof(double), cmp);
-    qsort(naive, (size_t)rounds, sizeof(double), cmp);
-    double o = ours[rounds / 2], v = naive[rounds / 2];
+    double o = bench_median(ours, rounds), v = bench_median(naive, rounds);
     printf("%-34s redline %9.1f ns/op   naive %9.1f ns/op   ratio %.2fx\n", what, o, v, v / o);
 }
 

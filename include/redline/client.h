@@ -158,8 +158,42 @@ typedef struct rdl_call {
     size_t body_len;
     const char *content_type;   /* with a body; NULL = application/json */
     int idempotent;             /* -1 (default) = by method: GET/HEAD/PUT/DELETE/OPTIONS */
-    uint64_t timeout_ms;        /* 0 = the upstream's; always capped by the ctx deadline */
+    uint64_t timeout_ms;        /* per attempt; 0 = the upstream's; capped by the ctx
+                                   deadline and by what is left of total_timeout_ms */
+    uint64_t total_timeout_ms;  /* every attempt and backoff within it (Istio's route
+                                   `timeout`), on top of the ctx deadline; 0 = none */
+    uint32_t max_attempts;      /* attempts in all, the first included; 0 = the upstream's
+                                   retry.attempts; may exceed it (the budget still holds) */
+    uint32_t retry_on;          /* RDL_RETRY_ON_* bits: which failures are retried;
+                                   0 = the upstream's policy (connect, timeout, 429, 5xx) */
 } rdl_call_t;
+
+/*
+ * Istio / Envoy retryOn conditions a call can honour, as rdl_call_t.retry_on
+ * bits, with Envoy's meaning: 5XX = any 5xx answer or no answer at all (the
+ * connection failed, was reset, or the attempt timed out); GATEWAY_ERROR =
+ * 502, 503, 504 or no answer; RESET = no answer; CONNECT_FAILURE = the
+ * connection could not be made; RETRIABLE_4XX = 409. A canceled call is never
+ * retried.
+ */
+#define RDL_RETRY_ON_5XX            (1u << 0)
+#define RDL_RETRY_ON_GATEWAY_ERROR  (1u << 1)
+#define RDL_RETRY_ON_CONNECT_FAILURE (1u << 2)
+#define RDL_RETRY_ON_RETRIABLE_4XX  (1u << 3)
+#define RDL_RETRY_ON_RESET          (1u << 4)
+
+/*
+ * Parses an Istio retryOn list ("5xx,connect-failure"; spaces allowed) into
+ * RDL_RETRY_ON_* bits. Conditions redline cannot honour (refused-stream,
+ * retriable-status-codes, retriable-headers, envoy-ratelimited, and the gRPC
+ * ones: cancelled, deadline-exceeded, internal, resource-exhausted,
+ * unavailable) are skipped; when unknown is not NULL it receives them,
+ * comma-separated and NUL-terminated (truncated to n). NULL or "" gives 0.
+ * Pure; any thread.
+ */
+uint32_t rdl_retry_on_parse(const char *conditions, char *unknown, size_t n);
+/* Whether an attempt that ended with outcome kind and HTTP status (0 = none) is retried under bits. */
+bool rdl_retry_on_matches(uint32_t bits, int kind, int status);
 
 typedef struct rdl_call_result {
     int err;                    /* 0 (an HTTP answer came), RDL_EBUSY (breaker open or

@@ -10,7 +10,10 @@
  * slow upstream's connections never crowd out another's. A call goes through
  * breaker -> bulkhead -> retry -> HTTP: every attempt asks the breaker (so it
  * sees each retry and can trip), holds a bulkhead slot while on the wire,
- * and takes its timeout from what is left of the request's deadline.
+ * and takes its timeout from what is left of the request's deadline and of
+ * the call's total timeout. A call may narrow the upstream's retry policy to
+ * its own (a route's attempts and retryOn): the budget and the idempotency
+ * rule still hold.
  */
 #include <curl/curl.h>
 #include <pthread.h>
@@ -55,7 +58,11 @@ struct cl_call {
     rdl_buf_t url;
     rdl_buf_t body;
     const char *content_type;
-    uint64_t timeout_ms;
+    uint64_t per_try_ms;        /* asked for (0 = the upstream's) */
+    uint64_t timeout_ms;        /* of the attempt on the wire */
+    uint64_t total_end_ns;      /* the call's own total timeout ends here; 0 = none */
+    uint32_t max_attempts;      /* 0 = the upstream's */
+    uint32_t retry_on;          /* RDL_RETRY_ON_* bits; 0 = the upstream's kinds */
     rdl_buf_t resp;
     uint32_t attempts;
     uint64_t start_ns, attempt_ns;
@@ -438,6 +445,30 @@ static int setup_easy(cl_call_t *call)
 
 static void attempt(cl_call_t *call);
 
+/* Time left for the call: the earlier of the ctx deadline and its total timeout. */
+static uint64_t remaining_ns(const cl_call_t *call)
+{
+    uint64_t left = call->ctx ? rdl_ctx_remaining_ns(call->ctx) : UINT64_MAX;
+    if (call->total_end_ns) {
+        uint64_t now = rdl_now_ns();
+        uint64_t total = call->total_end_ns > now ? call->total_end_ns - now : 0;
+        if (total < left)
+            left = total;
+    }
+    return left;
+}
+
+/* The upstream's retry policy as this call narrows it (attempts, retryOn). */
+static rdl_retry_policy_t call_policy(const cl_call_t *call, int kind, int status)
+{
+    rdl_retry_policy_t p = call->up->retry;
+    if (call->max_attempts)
+        p.max_attempts = call->max_attempts;
+    if (call->retry_on)
+        p.retry_kinds = rdl_retry_on_matches(call->retry_on, kind, status) ? RDL_OUTCOME_BIT(kind) : 0;
+    return p;
+}
+
 static void on_backoff(uv_timer_t *t)
 {
     cl_call_t *call = t->data;
@@ -461,10 +492,10 @@ static void attempt_done(cl_call_t *call, CURLcode rc)
     call->have_permit = false;
     rdl_bulkhead_release(up->bulkhead);
     if (kind != RDL_OUTCOME_OK && !call->c->closing) {
-        uint64_t backoff = rdl_retry_backoff_ns(&up->retry, call->attempts - 1, rdl_retry_random());
-        uint64_t left = call->ctx ? rdl_ctx_remaining_ns(call->ctx) : UINT64_MAX;
-        if (rdl_retry_should(&up->retry, &up->budget, call->attempts, kind, call->idempotent, left,
-                             backoff)) {
+        rdl_retry_policy_t policy = call_policy(call, kind, (int)status);
+        uint64_t backoff = rdl_retry_backoff_ns(&policy, call->attempts - 1, rdl_retry_random());
+        if (rdl_retry_should(&policy, &up->budget, call->attempts, kind, call->idempotent,
+                             remaining_ns(call), backoff)) {
             call->c->stats.retries++;
             rdl_buf_reset(&call->resp);
             call->in_backoff = true;
@@ -491,10 +522,10 @@ static void check_done(cl_pool_t *p)
     }
 }
 
-/* The per-attempt timeout: the upstream's (or the call's), within the deadline. */
+/* The per-attempt timeout: the upstream's (or the call's), within the deadline and the total. */
 static uint64_t attempt_timeout_ms(const cl_call_t *call, uint64_t want_ms)
 {
-    uint64_t left = call->ctx ? rdl_ctx_remaining_ns(call->ctx) : UINT64_MAX;
+    uint64_t left = remaining_ns(call);
     uint64_t left_ms = left == UINT64_MAX ? UINT64_MAX : (left + 999999) / 1000000;
     if (want_ms == 0 || left_ms < want_ms)
         want_ms = left_ms;
@@ -508,6 +539,10 @@ static void attempt(cl_call_t *call)
     if (call->ctx && rdl_ctx_done(call->ctx)) {
         int kind = rdl_ctx_canceled(call->ctx) ? RDL_OUTCOME_CANCELED : RDL_OUTCOME_TIMEOUT;
         finish(call, err_of(kind), 0, kind, false);
+        return;
+    }
+    if (call->total_end_ns && remaining_ns(call) == 0) {
+        finish(call, RDL_ETIMEDOUT, 0, RDL_OUTCOME_TIMEOUT, false);
         return;
     }
     if (!call->warm) {
@@ -527,7 +562,7 @@ static void attempt(cl_call_t *call)
     call->attempts++;
     call->c->stats.attempts++;
     call->attempt_ns = rdl_now_ns();
-    call->timeout_ms = attempt_timeout_ms(call, call->timeout_ms ? call->timeout_ms : up->opts.timeout_ms);
+    call->timeout_ms = attempt_timeout_ms(call, call->per_try_ms ? call->per_try_ms : up->opts.timeout_ms);
     int rc = setup_easy(call);
     if (rc == 0 && curl_multi_add_handle(call->pool->multi, call->easy) != CURLM_OK)
         rc = RDL_EIO;
@@ -573,7 +608,10 @@ static cl_call_t *call_new(rdl_client_t *c, cl_pool_t *p, rdl_ctx_t *ctx, const 
     call->start_ns = rdl_now_ns();
     snprintf(call->method, sizeof(call->method), "%s", req->method ? req->method : "GET");
     call->idempotent = req->idempotent < 0 ? idempotent_method(call->method) : req->idempotent != 0;
-    call->timeout_ms = req->timeout_ms;
+    call->per_try_ms = req->timeout_ms;
+    call->total_end_ns = req->total_timeout_ms ? call->start_ns + req->total_timeout_ms * 1000000ull : 0;
+    call->max_attempts = req->max_attempts;
+    call->retry_on = req->retry_on;
     rdl_buf_puts(&call->url, rdl_upstream_base_url(p->up, ctx ? ctx->subset : NULL));
     rdl_buf_puts(&call->url, req->path ? req->path : "/");
     if (req->body && req->body_len)

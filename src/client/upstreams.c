@@ -235,7 +235,7 @@ static struct fy_document *load_doc(const char *path, rdl_buf_t *text, rdl_error
     }
     if (!doc && err)
         snprintf(err->file, sizeof(err->file), "%s", path);
-    fy_diag_unref(diag);
+    fy_diag_destroy(diag);          /* also frees the collected errors; unref alone leaks them */
     return doc;
 }
 

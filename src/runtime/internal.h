@@ -249,6 +249,8 @@ int rt_route_load(rdl_server_t *srv, rdl_error_t *err);
 void rt_route_watch(rdl_server_t *srv);         /* control loop up: SIGHUP, file changes */
 void rt_route_unwatch(rdl_server_t *srv);       /* control loop closing */
 void rt_route_free(rdl_server_t *srv);          /* rdl_server_free */
+/* The route decision of req (valid until the request ends), or NULL: not routed. Its thread. */
+const struct rdl_route_decision *rt_route_decision(const rdl_req_t *req);
 
 /* admin.c */
 int rt_admin_register(rdl_server_t *srv);

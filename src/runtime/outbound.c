@@ -597,6 +597,47 @@ static void call_done(const rdl_call_result_t *res, void *arg)
         rt_conn_request_done(c);
 }
 
+/* Warns once per process about retryOn conditions that cannot be honoured. */
+static void warn_unknown_retry_on(rdl_req_t *req, const char *unknown)
+{
+    static atomic_bool warned;
+    if (!unknown[0] || atomic_exchange(&warned, true))
+        return;
+    rdl_log_field_t f[] = { rdl_lf_str("route", req->ctx.route_name ? req->ctx.route_name : ""),
+                            rdl_lf_str("conditions", unknown) };
+    rdl_log(req->conn->t->srv->log, RDL_LOG_WARN,
+            "route retryOn conditions not applied to outbound calls (logged once)", f, 2);
+}
+
+/*
+ * The call as the request's route shapes it (Istio: the route's timeout bounds
+ * the whole exchange, retries.attempts counts retries after the first try,
+ * perTryTimeout bounds each, retryOn names what is retried); fields the
+ * handler set win. A retryOn naming only conditions redline cannot honour
+ * retries nothing, as those conditions never arise on HTTP/1.1.
+ */
+static rdl_call_t routed_call(rdl_req_t *req, const rdl_call_t *call)
+{
+    rdl_call_t out = *call;
+    const rdl_route_decision_t *d = rt_route_decision(req);
+    if (!d)
+        return out;
+    if (!out.total_timeout_ms)
+        out.total_timeout_ms = d->timeout_ms;
+    if (!out.timeout_ms)
+        out.timeout_ms = d->per_try_timeout_ms;
+    if (!out.max_attempts && d->retry_attempts >= 0)
+        out.max_attempts = (uint32_t)d->retry_attempts + 1;
+    if (!out.retry_on && d->retry_on) {
+        char unknown[128];
+        out.retry_on = rdl_retry_on_parse(d->retry_on, unknown, sizeof(unknown));
+        warn_unknown_retry_on(req, unknown);
+        if (!out.retry_on && !call->max_attempts)
+            out.max_attempts = 1;
+    }
+    return out;
+}
+
 int rdl_req_call(rdl_req_t *req, const char *name, const rdl_call_t *call, rdl_req_call_fn done,
                  void *arg)
 {
@@ -623,7 +664,8 @@ int rdl_req_call(rdl_req_t *req, const char *name, const rdl_call_t *call, rdl_r
     rdl_span_t *server = req->ctx.span;
     if (oc->span)
         req->ctx.span = oc->span;
-    rdl_client_call(t->client, oc->up, &req->ctx, call, call_done, oc);
+    rdl_call_t routed = routed_call(req, call);
+    rdl_client_call(t->client, oc->up, &req->ctx, &routed, call_done, oc);
     req->ctx.span = server;
     return 0;
 }

@@ -411,6 +411,13 @@ static void route_leave(rdl_req_t *req, void *arg)
     req->route = NULL;
 }
 
+/* For outbound calls (outbound.c): the route's timeout and retries apply to them. */
+const rdl_route_decision_t *rt_route_decision(const rdl_req_t *req)
+{
+    const struct rt_route_req *st = req->route;
+    return st ? &st->d : NULL;
+}
+
 /* ---- admin endpoints ------------------------------------------------------------ */
 
 static void get_routes(rdl_req_t *req, void *arg)

@@ -7,6 +7,7 @@ upstream simulator (build/upstream-sim) whose latency and error rate change at r
 - payment (strong) down: enrollments fail fast with 503 + Retry-After and no seat is taken.
 - readiness is 503, naming the pending upstream, until its pool is warm.
 - `coursed warmup` and `redline warmup --config F` exit 0 or 1 with a report.
+- a route's `timeout` and `retries` (Istio) govern the outbound calls of its requests.
 """
 
 import json
@@ -278,6 +279,79 @@ def test_propagation_and_subsets(sim, base):
             assert sim.last("recommend", "color") == "v1", sim.last("recommend", "color")
 
 
+ROUTE_TIMEOUT = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: coursed}
+spec:
+  hosts: [coursed]
+  http:
+  - name: retry-on-connect-failure
+    match: [{headers: {x-retry: {exact: connect}}}]
+    retries: {attempts: 2, retryOn: connect-failure}
+    route: [{destination: {host: coursed}}]
+  - name: retry-on-5xx
+    match: [{headers: {x-retry: {exact: 5xx}}}]
+    retries: {attempts: 2, retryOn: "5xx,refused-stream"}
+    route: [{destination: {host: coursed}}]
+  - name: no-retries
+    timeout: 300ms
+    retries: {attempts: 0}
+    route: [{destination: {host: coursed}}]
+"""
+
+
+def test_route_timeout_and_retries_apply_to_calls(sim, base):
+    """The route says 300 ms in all and no retry: the upstream's own settings (2 attempts,
+    2 s each) give way, so recommend sees exactly one call per request, and a slow
+    recommend answers degraded in about the route's timeout. retryOn decides which failures
+    are retried: a 503 is not a connect-failure, but is a 5xx (3 calls: attempts 2 + 1)."""
+    with tempfile.TemporaryDirectory(prefix="routes-") as d:
+        rules = os.path.join(d, "routes.yaml")
+        with open(rules, "w") as f:
+            f.write(ROUTE_TIMEOUT)
+        extra = ["--routes", rules, "--upstream", "recommend=" + sim.url,
+                 "--set", "upstreams.recommend.retry.attempts=2",
+                 "--set", "upstreams.recommend.retry.min_per_sec=1000",
+                 "--set", "upstreams.recommend.timeouts.request=2s",
+                 "--set", "upstreams.recommend.breaker.state=disabled"]
+        with Coursed(args().coursed, args=FAST + extra) as c:
+            headers, doc = course(c, 3)
+            assert doc["suggestions"] == [4, 5] and "X-Redline-Degraded" not in headers, doc
+            sim.behave("recommend", error_rate=1)
+            try:
+                before = sim.requests("recommend")
+                for i in range(3):
+                    headers, doc = course(c, 3)
+                    assert headers.get("X-Redline-Degraded") == "recommend", headers
+                    assert sim.requests("recommend") - before == i + 1, "retried despite attempts: 0"
+                for kind, calls in (("connect", 1), ("5xx", 3)):
+                    before = sim.requests("recommend")
+                    status, headers, body = c.request("GET", "/v1/courses/3",
+                                                      headers={"x-retry": kind})
+                    assert status == 200 and headers.get("X-Redline-Degraded") == "recommend", body
+                    assert sim.requests("recommend") - before == calls, (kind, calls)
+                line = c.wait_for_log(lambda r: r.get("msg", "").startswith(
+                    "route retryOn conditions not applied"))
+                assert line and line["conditions"] == "refused-stream", line
+                assert line["route"] == "retry-on-5xx", line
+            finally:
+                sim.behave("recommend", error_rate=0)
+            sim.behave("recommend", latency_ms=2000)
+            try:
+                before = sim.requests("recommend")
+                t0 = time.monotonic()
+                headers, doc = course(c, 3)
+                took = time.monotonic() - t0
+                assert headers.get("X-Redline-Degraded") == "recommend", headers
+                assert doc["suggestions"] == [] and doc["id"] == 3, doc
+                assert sim.requests("recommend") - before == 1
+            finally:
+                sim.behave("recommend", latency_ms=0)
+            # 300 ms route timeout; the upstream's own 2 s timeout would take longer than this
+            assert 0.25 <= took < 1.5, took
+
+
 # ---- strong dependency: payment -----------------------------------------------------
 
 STRONG = ["--set", "upstreams.payment.breaker.window_size=4",
@@ -425,7 +499,7 @@ def test_bad_upstream_settings(sim, base):
 if __name__ == "__main__":
     with Sim() as sim, Coursed(args().coursed, args=FAST) as base:
         run([test_no_upstream_is_todays_behaviour, test_weak_dependency_degrades_and_recovers,
-             test_propagation_and_subsets,
+             test_propagation_and_subsets, test_route_timeout_and_retries_apply_to_calls,
              test_slow_weak_dependency_bounded_by_timeout,
              test_strong_dependency_fails_fast_and_takes_no_seat,
              test_readiness_waits_for_warm_pools, test_warmup_commands,

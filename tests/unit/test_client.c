@@ -3,7 +3,9 @@
  * a table of malformed settings each rejected with its key), subsets, names
  * found in a file, and calls on a real libuv loop: an unconfigured upstream,
  * a refused connection that the breaker counts and then refuses, retries
- * within the budget, and a round trip to a one-shot HTTP server.
+ * within the budget, a round trip to a one-shot HTTP server, Istio retryOn
+ * parsing, and a call's own max_attempts, retry_on and total_timeout_ms
+ * against a local peer that answers 503 or too slowly.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <poll.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <cmocka.h>
@@ -384,6 +388,237 @@ static void test_round_trip(void **state)
     rdl_upstreams_free(ups);
 }
 
+/* ---- a route's retries and timeout ------------------------------------------------ */
+
+static void test_retry_on_parse(void **state)
+{
+    char unknown[64];
+    assert_int_equal(rdl_retry_on_parse(NULL, NULL, 0), 0);
+    assert_int_equal(rdl_retry_on_parse("", unknown, sizeof(unknown)), 0);
+    assert_string_equal(unknown, "");
+    assert_int_equal(rdl_retry_on_parse("5xx", NULL, 0), RDL_RETRY_ON_5XX);
+    assert_int_equal(rdl_retry_on_parse(" gateway-error , connect-failure,reset,retriable-4xx ",
+                                        unknown, sizeof(unknown)),
+                     RDL_RETRY_ON_GATEWAY_ERROR | RDL_RETRY_ON_CONNECT_FAILURE |
+                     RDL_RETRY_ON_RESET | RDL_RETRY_ON_RETRIABLE_4XX);
+    assert_string_equal(unknown, "");
+    assert_int_equal(rdl_retry_on_parse("refused-stream,5xx,,unavailable,5xxx", unknown,
+                                        sizeof(unknown)), RDL_RETRY_ON_5XX);
+    assert_string_equal(unknown, "refused-stream,unavailable,5xxx");
+    assert_int_equal(rdl_retry_on_parse("cancelled,refused-stream", unknown, 10), 0);
+    assert_string_equal(unknown, "cancelled");          /* truncated to what fits */
+
+    /* Envoy's meaning of each condition */
+    static const struct { uint32_t bits; int kind, status; bool retried; } cases[] = {
+        { RDL_RETRY_ON_5XX, RDL_OUTCOME_HTTP_5XX, 500, true },
+        { RDL_RETRY_ON_5XX, RDL_OUTCOME_TIMEOUT, 0, true },
+        { RDL_RETRY_ON_5XX, RDL_OUTCOME_CONNECT, 0, true },
+        { RDL_RETRY_ON_5XX, RDL_OUTCOME_HTTP_429, 429, false },
+        { RDL_RETRY_ON_5XX, RDL_OUTCOME_CANCELED, 0, false },
+        { RDL_RETRY_ON_GATEWAY_ERROR, RDL_OUTCOME_HTTP_5XX, 503, true },
+        { RDL_RETRY_ON_GATEWAY_ERROR, RDL_OUTCOME_HTTP_5XX, 500, false },
+        { RDL_RETRY_ON_GATEWAY_ERROR, RDL_OUTCOME_OTHER, 0, true },
+        { RDL_RETRY_ON_CONNECT_FAILURE, RDL_OUTCOME_CONNECT, 0, true },
+        { RDL_RETRY_ON_CONNECT_FAILURE, RDL_OUTCOME_TIMEOUT, 0, false },
+        { RDL_RETRY_ON_CONNECT_FAILURE, RDL_OUTCOME_HTTP_5XX, 503, false },
+        { RDL_RETRY_ON_RESET, RDL_OUTCOME_OTHER, 0, true },
+        { RDL_RETRY_ON_RESET, RDL_OUTCOME_HTTP_5XX, 502, false },
+        { RDL_RETRY_ON_RETRIABLE_4XX, RDL_OUTCOME_HTTP_4XX, 409, true },
+        { RDL_RETRY_ON_RETRIABLE_4XX, RDL_OUTCOME_HTTP_4XX, 404, false },
+        { 0, RDL_OUTCOME_HTTP_5XX, 503, false },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (rdl_retry_on_matches(cases[i].bits, cases[i].kind, cases[i].status) != cases[i].retried)
+            fail_msg("case %zu: bits %u kind %d status %d", i, cases[i].bits, cases[i].kind,
+                     cases[i].status);
+}
+
+/*
+ * A peer on its own thread: every connection gets one answer (Connection:
+ * close), after delay_ms unless the client hangs up first. Counts requests.
+ */
+typedef struct peer {
+    int fd, port;
+    int status;
+    int delay_ms;
+    atomic_int requests;
+    atomic_bool stop;
+    pthread_t thread;
+} peer_t;
+
+static void peer_answer(peer_t *p, int c)
+{
+    char buf[2048];
+    size_t n = 0;
+    while (n < sizeof(buf) - 1) {
+        ssize_t r = read(c, buf + n, sizeof(buf) - 1 - n);
+        if (r <= 0)
+            return;
+        n += (size_t)r;
+        buf[n] = '\0';
+        if (strstr(buf, "\r\n\r\n"))
+            break;
+    }
+    atomic_fetch_add(&p->requests, 1);
+    struct pollfd pf = { .fd = c, .events = POLLIN };
+    if (p->delay_ms && poll(&pf, 1, p->delay_ms) != 0)
+        return;                     /* the client gave up (or sent more): no answer */
+    char resp[160];
+    int len = snprintf(resp, sizeof(resp), "HTTP/1.1 %d X\r\nContent-Length: 2\r\n"
+                       "Connection: close\r\n\r\nok", p->status);
+    ssize_t w = send(c, resp, (size_t)len, MSG_NOSIGNAL);
+    (void)w;
+}
+
+static void *peer_run(void *arg)
+{
+    peer_t *p = arg;
+    while (!atomic_load(&p->stop)) {
+        struct pollfd pf = { .fd = p->fd, .events = POLLIN };
+        if (poll(&pf, 1, 20) <= 0)
+            continue;
+        int c = accept(p->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        peer_answer(p, c);
+        close(c);
+    }
+    return NULL;
+}
+
+static void peer_start(peer_t *p, int status, int delay_ms)
+{
+    p->status = status;
+    p->delay_ms = delay_ms;
+    atomic_init(&p->requests, 0);
+    atomic_init(&p->stop, false);
+    p->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(p->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(p->fd, 16), 0);
+    getsockname(p->fd, (struct sockaddr *)&a, &len);
+    p->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&p->thread, NULL, peer_run, p), 0);
+}
+
+static void peer_stop(peer_t *p)
+{
+    atomic_store(&p->stop, true);
+    pthread_join(p->thread, NULL);
+    close(p->fd);
+}
+
+/* payment at the peer: 3 attempts by default, 1 ms backoff, no breaker, a large budget. */
+static rdl_upstreams_t *at_peer(rdl_config_t **cfg, const peer_t *p)
+{
+    rdl_upstreams_t *ups = declared(cfg);
+    rdl_error_t err;
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d", p->port);
+    assert_int_equal(rdl_config_set(*cfg, "upstreams.payment.url", url, &err), 0);
+    assert_int_equal(rdl_config_set(*cfg, "upstreams.payment.retry.attempts", "3", &err), 0);
+    assert_int_equal(rdl_config_set(*cfg, "upstreams.payment.retry.base", "1ms", &err), 0);
+    assert_int_equal(rdl_config_set(*cfg, "upstreams.payment.retry.min_per_sec", "1000", &err), 0);
+    assert_int_equal(rdl_config_set(*cfg, "upstreams.payment.breaker.state", "disabled", &err), 0);
+    assert_int_equal(rdl_upstreams_finish(ups, &err), 0);
+    return ups;
+}
+
+static void test_max_attempts_and_retry_on(void **state)
+{
+    peer_t p;
+    peer_start(&p, 503, 0);
+    rdl_config_t *cfg;
+    rdl_upstreams_t *ups = at_peer(&cfg, &p);
+    rdl_upstream_t *up = rdl_upstreams_get(ups, "payment");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    rdl_client_t *c;
+    assert_int_equal(rdl_client_new(&loop, ups, &c), 0);
+    static const struct { uint32_t max_attempts, retry_on, attempts; } cases[] = {
+        { 0, 0, 3 },                                    /* the upstream's policy */
+        { 1, 0, 1 },                                    /* Istio attempts: 0 */
+        { 2, 0, 2 },
+        { 5, 0, 5 },                                    /* more than the upstream's */
+        { 4, RDL_RETRY_ON_GATEWAY_ERROR, 4 },           /* 503 is a gateway error */
+        { 4, RDL_RETRY_ON_5XX, 4 },
+        { 4, RDL_RETRY_ON_CONNECT_FAILURE, 1 },         /* an answer is not a connect failure */
+        { 4, RDL_RETRY_ON_RESET | RDL_RETRY_ON_RETRIABLE_4XX, 1 },
+    };
+    got_t g = { 0 };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int before = atomic_load(&p.requests);
+        rdl_call_t get = { .method = "GET", .path = "/x", .idempotent = -1,
+                           .max_attempts = cases[i].max_attempts, .retry_on = cases[i].retry_on };
+        assert_int_equal(rdl_client_call(c, up, NULL, &get, on_done, &g), 0);
+        run_until(&loop, &g, (int)i + 1);
+        assert_int_equal(g.last.err, 0);
+        assert_int_equal(g.last.status, 503);
+        if (g.last.attempts != cases[i].attempts)
+            fail_msg("case %zu: %u attempts, expected %u", i, g.last.attempts, cases[i].attempts);
+        assert_int_equal(atomic_load(&p.requests) - before, (int)cases[i].attempts);
+    }
+    rdl_client_free(c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    peer_stop(&p);
+    rdl_config_free(cfg);
+    rdl_upstreams_free(ups);
+}
+
+static void test_total_timeout(void **state)
+{
+    peer_t p;
+    peer_start(&p, 200, 5000);                          /* far slower than any timeout here */
+    rdl_config_t *cfg;
+    rdl_upstreams_t *ups = at_peer(&cfg, &p);
+    rdl_upstream_t *up = rdl_upstreams_get(ups, "payment");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    rdl_client_t *c;
+    assert_int_equal(rdl_client_new(&loop, ups, &c), 0);
+    got_t g = { 0 };
+
+    /* the upstream's 2 s per attempt is cut to the total: one attempt, no retry after it */
+    rdl_call_t one = { .method = "GET", .path = "/x", .idempotent = -1, .total_timeout_ms = 150 };
+    assert_int_equal(rdl_client_call(c, up, NULL, &one, on_done, &g), 0);
+    run_until(&loop, &g, 1);
+    assert_int_equal(g.last.err, RDL_ETIMEDOUT);
+    assert_int_equal(g.last.kind, RDL_OUTCOME_TIMEOUT);
+    assert_int_equal(g.last.attempts, 1);
+    assert_true(g.last.duration_ns >= 140ull * 1000000ull);
+    assert_true(g.last.duration_ns < 1500ull * 1000000ull);
+
+    /* 100 ms tries within 250 ms in all: retried, but never past the total */
+    rdl_call_t tries = { .method = "GET", .path = "/x", .idempotent = -1, .timeout_ms = 100,
+                         .total_timeout_ms = 250, .max_attempts = 10 };
+    assert_int_equal(rdl_client_call(c, up, NULL, &tries, on_done, &g), 0);
+    run_until(&loop, &g, 2);
+    assert_int_equal(g.last.err, RDL_ETIMEDOUT);
+    assert_true(g.last.attempts >= 2 && g.last.attempts <= 3);
+    assert_true(g.last.duration_ns >= 240ull * 1000000ull);
+    assert_true(g.last.duration_ns < 1500ull * 1000000ull);
+
+    /* a ctx deadline shorter than the total still wins */
+    rdl_ctx_t ctx;
+    rdl_ctx_init(&ctx, 100ull * 1000000ull);
+    rdl_call_t longer = { .method = "GET", .path = "/x", .idempotent = -1,
+                          .total_timeout_ms = 3000, .max_attempts = 1 };
+    assert_int_equal(rdl_client_call(c, up, &ctx, &longer, on_done, &g), 0);
+    run_until(&loop, &g, 3);
+    assert_int_equal(g.last.err, RDL_ETIMEDOUT);
+    assert_true(g.last.duration_ns < 1500ull * 1000000ull);
+    rdl_ctx_close(&ctx);
+
+    rdl_client_free(c);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    peer_stop(&p);
+    rdl_config_free(cfg);
+    rdl_upstreams_free(ups);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +629,9 @@ int main(void)
         cmocka_unit_test(test_names_in_malformed_file),
         cmocka_unit_test(test_refused_then_breaker),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_retry_on_parse),
+        cmocka_unit_test(test_max_attempts_and_retry_on),
+        cmocka_unit_test(test_total_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,34 @@
+/*
+ * fuzz_client_retry_on.c: the Istio retryOn list parser. Input: the list
+ * (NUL bytes end it early, as a C string would). Invariants: nothing crashes;
+ * only RDL_RETRY_ON_* bits come back; the skipped conditions fit the buffer,
+ * NUL-terminated; parsing the list again without the buffer gives the same bits.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "redline/client.h"
+
+#define ALL_BITS (RDL_RETRY_ON_5XX | RDL_RETRY_ON_GATEWAY_ERROR | RDL_RETRY_ON_CONNECT_FAILURE | \
+                  RDL_RETRY_ON_RETRIABLE_4XX | RDL_RETRY_ON_RESET)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *list = malloc(size + 1);
+    if (!list)
+        abort();
+    memcpy(list, data, size);
+    list[size] = '\0';
+    char unknown[24];
+    memset(unknown, 'x', sizeof(unknown));
+    uint32_t bits = rdl_retry_on_parse(list, unknown, sizeof(unknown));
+    if ((bits & ~ALL_BITS) != 0 || memchr(unknown, '\0', sizeof(unknown)) == NULL)
+        abort();
+    if (rdl_retry_on_parse(list, NULL, 0) != bits)
+        abort();
+    free(list);
+    return 0;
+}
