@@ -91,11 +91,12 @@ static void set_host(rdl_span_t *s, const char *h, size_t n)
     }
 }
 
-static void set_request_attrs(rdl_span_t *s, rdl_req_t *req, const char *method, const char *route)
+static void set_request_attrs(rdl_span_t *s, rdl_req_t *req, const char *method, bool known,
+                              const char *route)
 {
     size_t len;
     const char *v;
-    if (known_method(method)) {
+    if (known) {
         rdl_span_set_str(s, "http.request.method", method, strlen(method));
     } else {
         rdl_span_set_str(s, "http.request.method", "_OTHER", 6);
@@ -147,14 +148,21 @@ static int trace_enter(rdl_req_t *req, void *arg)
         /* Named only when recorded: most spans are not, at low sampling ratios. */
         const char *method = rdl_req_method(req);
         const char *route = rdl_req_route(req);
-        const char *mname = known_method(method) ? method : "HTTP";
+        bool known = known_method(method);
+        const char *mname = known ? method : "HTTP";
         char name[256];
-        if (route)
-            snprintf(name, sizeof(name), "%s %s", mname, route);
-        else
-            snprintf(name, sizeof(name), "%s", mname);
+        size_t ml = strlen(mname), rl = route ? strlen(route) : 0;
+        if (rl > sizeof(name) - ml - 2)
+            rl = sizeof(name) - ml - 2;         /* methods are short: the template is cut */
+        memcpy(name, mname, ml);
+        if (route) {
+            name[ml] = ' ';
+            memcpy(name + ml + 1, route, rl);
+            ml += 1 + rl;
+        }
+        name[ml] = '\0';
         rdl_span_set_name(s, name);
-        set_request_attrs(s, req, method, route);
+        set_request_attrs(s, req, method, known, route);
     }
     const rdl_span_context_t *sc = rdl_span_context(s);
     memcpy(ctx->trace_id, sc->trace_id, 16);

@@ -302,21 +302,30 @@ static void send_batch(rdl_tracer_t *t, size_t n)
 }
 
 /*
- * Exports everything queued now, batch by batch. Under sustained load this
- * can go on for long: the unfinished-span scan still runs once a second.
+ * Exports full batches while a batch's worth is queued, and first the spans
+ * owed (everything queued when the schedule delay elapsed or a flush asked;
+ * SIZE_MAX: until the queues are empty, at shutdown). A partial batch
+ * otherwise waits for the timer: sending whatever arrived during the last
+ * POST would turn sustained load into many small requests, each paying
+ * curl's and the collector's fixed cost. Under sustained load this can go
+ * on for long: the unfinished-span scan still runs once a second.
  */
-static void drain(rdl_tracer_t *t, rdl_span_t **batch)
+static void drain(rdl_tracer_t *t, rdl_span_t **batch, size_t owed)
 {
     http_t *h = t->http;
+    size_t max = (size_t)t->o.max_batch;
     uint64_t scanned = rdl_now_ns();
     for (;;) {
         if (rdl_now_ns() - scanned > 1000000000ull) {
             tr_scan_open(t, false);
             scanned = rdl_now_ns();
         }
-        size_t n = tr_collect(t, batch, (size_t)t->o.max_batch);
+        if (owed == 0 && tr_queued(t) < max)
+            return;
+        size_t n = tr_collect(t, batch, max);
         if (n == 0)
             return;
+        owed = owed > n ? owed - n : 0;
         rdl_buf_reset(&h->body);
         rdl_otlp_encode(t, batch, n, t->o.protocol, &h->body);
         for (size_t i = 0; i < n; i++)
@@ -329,33 +338,50 @@ static void drain(rdl_tracer_t *t, rdl_span_t **batch)
     }
 }
 
+/* Waits on t->cv until the monotonic time until_ns at the latest. Under t->mu. */
+static void wait_until(rdl_tracer_t *t, uint64_t until_ns)
+{
+    uint64_t now = rdl_now_ns();
+    if (now >= until_ns)
+        return;
+    uint64_t left = until_ns - now;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(left / 1000000000ull);
+    ts.tv_nsec += (long)(left % 1000000000ull);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&t->cv, &t->mu, &ts);
+}
+
+/*
+ * The batch processor's schedule: a queue reaching a batch wakes this thread
+ * (full batches go at once); every schedule delay, on a flush and at
+ * shutdown everything queued goes, partial batches included.
+ */
 static void *exporter_main(void *arg)
 {
     rdl_tracer_t *t = arg;
     rdl_span_t **batch = malloc((size_t)t->o.max_batch * sizeof(*batch));
+    uint64_t delay = t->o.schedule_delay_ms * 1000000ull;
+    uint64_t due = rdl_now_ns() + delay;        /* when partial batches go next */
     pthread_mutex_lock(&t->mu);
     for (;;) {
+        if (!t->stop && !t->wake && t->flush_req == t->flush_done)
+            wait_until(t, due);
         bool stop = t->stop;
         uint64_t want = t->flush_req;
-        if (!stop && !t->wake && want == t->flush_done) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            uint64_t d = t->o.schedule_delay_ms;
-            ts.tv_sec += (time_t)(d / 1000);
-            ts.tv_nsec += (long)(d % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&t->cv, &t->mu, &ts);
-            stop = t->stop;
-            want = t->flush_req;
-        }
+        bool all = stop || want != t->flush_done || rdl_now_ns() >= due;
         t->wake = false;
         pthread_mutex_unlock(&t->mu);
+        atomic_store(&t->wake_sent, false);
         tr_scan_open(t, false);
         if (batch)
-            drain(t, batch);
+            drain(t, batch, stop ? SIZE_MAX : all ? tr_queued(t) : 0);
+        if (all)
+            due = rdl_now_ns() + delay;
         pthread_mutex_lock(&t->mu);
         t->flush_done = want;
         pthread_cond_broadcast(&t->flushed);

@@ -124,6 +124,7 @@ struct rdl_tracer {
     bool running;
     bool stop;                          /* under mu: drain and exit */
     bool wake;                          /* under mu: a queue reached a batch */
+    atomic_bool wake_sent;              /* a producer signalled; cleared by the exporter when it looks */
     uint64_t flush_req, flush_done;     /* under mu */
     _Atomic uint64_t deadline_ns;       /* cut retries and requests after this (shutdown); 0 = none */
     _Atomic uint64_t exported, dropped, requests, failures, unfinished;
@@ -136,6 +137,8 @@ void tr_log(const rdl_tracer_t *t, const char *level, const char *msg, const cha
             const char *value);
 /* Pops up to max ended spans from every thread's queue. Exporter thread. */
 size_t tr_collect(rdl_tracer_t *t, rdl_span_t **out, size_t max);
+/* Ended spans waiting in all threads' queues. Exporter thread. */
+size_t tr_queued(rdl_tracer_t *t);
 /* Returns exported or dropped spans to their home threads. */
 void tr_recycle(rdl_span_t *s);
 /* Counts and logs spans open longer than o.unfinished_ms; returns how many are open. */

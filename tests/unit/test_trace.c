@@ -563,11 +563,56 @@ typedef struct peer {
     int nscript;
     const char *script[8];              /* full responses, in order; the last repeats */
     int requests;
+    int conns;                          /* connections accepted */
+    bool keepalive;                     /* serve further requests on a connection */
     char last_body[1 << 16];
     size_t last_len;
     char last_head[4096];
     bool stop;
 } peer_t;
+
+/*
+ * Reads one request from c and answers it. False when the connection closed
+ * before a byte came (a keep-alive client went away).
+ */
+static bool peer_serve(peer_t *p, int c, bool keepalive)
+{
+    char buf[1 << 17];
+    size_t len = 0;
+    char *body = NULL;
+    size_t want = 0;
+    for (;;) {
+        ssize_t r = recv(c, buf + len, sizeof(buf) - 1 - len, 0);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        buf[len] = '\0';
+        if (!body && (body = strstr(buf, "\r\n\r\n")) != NULL) {
+            body += 4;
+            char *cl = strcasestr(buf, "content-length:");
+            want = cl ? (size_t)strtoul(cl + 15, NULL, 10) : 0;
+        }
+        if (body && len - (size_t)(body - buf) >= want)
+            break;
+    }
+    if (keepalive && len == 0)
+        return false;
+    pthread_mutex_lock(&p->mu);
+    int k = p->requests < p->nscript ? p->requests : p->nscript - 1;
+    const char *resp = p->script[k];
+    p->requests++;
+    if (body) {
+        p->last_len = len - (size_t)(body - buf);
+        memcpy(p->last_body, body, p->last_len < sizeof(p->last_body) ? p->last_len : 0);
+        size_t hl = (size_t)(body - buf);
+        memcpy(p->last_head, buf, hl < sizeof(p->last_head) - 1 ? hl : 0);
+        p->last_head[hl < sizeof(p->last_head) - 1 ? hl : 0] = '\0';
+    }
+    pthread_mutex_unlock(&p->mu);
+    ssize_t w = send(c, resp, strlen(resp), MSG_NOSIGNAL);
+    (void)w;
+    return true;
+}
 
 static void *peer_main(void *arg)
 {
@@ -577,45 +622,17 @@ static void *peer_main(void *arg)
         if (c < 0)
             return NULL;
         pthread_mutex_lock(&p->mu);
-        bool stop = p->stop;
+        bool stop = p->stop, keepalive = p->keepalive;
+        if (!stop)
+            p->conns++;
         pthread_mutex_unlock(&p->mu);
         if (stop) {
             close(c);
             return NULL;
         }
-        /* One request per connection is enough: we answer Connection: close. */
-        char buf[1 << 17];
-        size_t len = 0;
-        char *body = NULL;
-        size_t want = 0;
-        for (;;) {
-            ssize_t r = recv(c, buf + len, sizeof(buf) - 1 - len, 0);
-            if (r <= 0)
-                break;
-            len += (size_t)r;
-            buf[len] = '\0';
-            if (!body && (body = strstr(buf, "\r\n\r\n")) != NULL) {
-                body += 4;
-                char *cl = strcasestr(buf, "content-length:");
-                want = cl ? (size_t)strtoul(cl + 15, NULL, 10) : 0;
-            }
-            if (body && len - (size_t)(body - buf) >= want)
-                break;
-        }
-        pthread_mutex_lock(&p->mu);
-        int k = p->requests < p->nscript ? p->requests : p->nscript - 1;
-        const char *resp = p->script[k];
-        p->requests++;
-        if (body) {
-            p->last_len = len - (size_t)(body - buf);
-            memcpy(p->last_body, body, p->last_len < sizeof(p->last_body) ? p->last_len : 0);
-            size_t hl = (size_t)(body - buf);
-            memcpy(p->last_head, buf, hl < sizeof(p->last_head) - 1 ? hl : 0);
-            p->last_head[hl < sizeof(p->last_head) - 1 ? hl : 0] = '\0';
-        }
-        pthread_mutex_unlock(&p->mu);
-        ssize_t w = send(c, resp, strlen(resp), MSG_NOSIGNAL);
-        (void)w;
+        /* Without keep-alive one request per connection: the scripts answer Connection: close. */
+        while (peer_serve(p, c, keepalive) && keepalive)
+            ;
         close(c);
     }
 }
@@ -666,6 +683,8 @@ static const char OK_JSON[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json
                               "Content-Length: 2\r\nConnection: close\r\n\r\n{}";
 static const char OK_PB[] = "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n"
                             "Content-Length: 0\r\nConnection: close\r\n\r\n";
+static const char OK_PB_KEEPALIVE[] = "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\n"
+                                     "Content-Length: 0\r\n\r\n";
 static const char BUSY[] = "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\n"
                            "Content-Length: 0\r\nConnection: close\r\n\r\n";
 static const char BAD[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
@@ -975,6 +994,85 @@ static void test_export_gzip(void **state)
     peer_stop(p);
 }
 
+/* Polls the tracer until n spans are exported or about 5 s have passed. */
+static void wait_exported(rdl_tracer_t *t, uint64_t n)
+{
+    rdl_tracer_stats_t st;
+    for (int i = 0; i < 500; i++) {
+        rdl_tracer_stats(t, &st);
+        if (st.spans_exported >= n)
+            return;
+        usleep(10000);
+    }
+}
+
+static void test_export_full_batches_only(void **state)
+{
+    /* Batch 4, timer far away: 10 spans make exactly two full requests; the 2 left wait. */
+    peer_t *p = peer_start(1, (const char *[]){ OK_PB });
+    rdl_tracer_opts_t o;
+    rdl_tracer_opts_default(&o);
+    snprintf(o.endpoint, sizeof(o.endpoint), "http://127.0.0.1:%d/v1/traces", p->port);
+    o.max_batch = 4;
+    o.schedule_delay_ms = 60000;
+    o.log = count_log;
+    rdl_tracer_t *t;
+    assert_int_equal(rdl_tracer_new(&o, &t), 0);
+    make_spans(t, 10);
+    wait_exported(t, 8);
+    usleep(200000);                             /* time for a wrong third request to show */
+    rdl_tracer_stats_t st;
+    rdl_tracer_stats(t, &st);
+    assert_int_equal(st.spans_exported, 8);
+    assert_int_equal(st.export_requests, 2);
+    assert_int_equal(peer_requests(p), 2);
+    /* A flush sends the partial batch. */
+    assert_int_equal(rdl_tracer_flush(t, 5000), 0);
+    rdl_tracer_stats(t, &st);
+    assert_int_equal(st.spans_exported, 10);
+    assert_int_equal(st.export_requests, 3);
+    rdl_tracer_free(t);
+    peer_stop(p);
+
+    /* The schedule delay sends a partial batch with no flush. */
+    p = peer_start(1, (const char *[]){ OK_PB });
+    snprintf(o.endpoint, sizeof(o.endpoint), "http://127.0.0.1:%d/v1/traces", p->port);
+    o.schedule_delay_ms = 100;
+    assert_int_equal(rdl_tracer_new(&o, &t), 0);
+    make_spans(t, 3);
+    wait_exported(t, 3);
+    rdl_tracer_stats(t, &st);
+    assert_int_equal(st.spans_exported, 3);
+    assert_int_equal(st.export_requests, 1);
+    rdl_tracer_free(t);
+    peer_stop(p);
+}
+
+static void test_export_keeps_the_connection(void **state)
+{
+    /* Three exports to a keep-alive collector: one TCP connection, not one per export. */
+    peer_t *p = peer_start(1, (const char *[]){ OK_PB_KEEPALIVE });
+    pthread_mutex_lock(&p->mu);
+    p->keepalive = true;
+    pthread_mutex_unlock(&p->mu);
+    rdl_tracer_t *t = tracer_for(p, RDL_OTLP_PROTOBUF, false);
+    for (int i = 0; i < 3; i++) {
+        make_spans(t, 2);
+        assert_int_equal(rdl_tracer_flush(t, 5000), 0);
+    }
+    rdl_tracer_stats_t st;
+    rdl_tracer_stats(t, &st);
+    assert_int_equal(st.export_requests, 3);
+    assert_int_equal(st.spans_exported, 6);
+    assert_int_equal(peer_requests(p), 3);
+    pthread_mutex_lock(&p->mu);
+    int conns = p->conns;
+    pthread_mutex_unlock(&p->mu);
+    assert_int_equal(conns, 1);
+    rdl_tracer_free(t);
+    peer_stop(p);
+}
+
 static void test_export_down_drops_and_counts(void **state)
 {
     /* Nobody listens: the queue (8) fills, the rest is dropped and counted. */
@@ -1246,6 +1344,8 @@ int main(void)
         cmocka_unit_test(test_keep_errors),
         cmocka_unit_test(test_export_retry_and_refusal),
         cmocka_unit_test(test_export_gzip),
+        cmocka_unit_test(test_export_full_batches_only),
+        cmocka_unit_test(test_export_keeps_the_connection),
         cmocka_unit_test(test_export_down_drops_and_counts),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_unfinished_and_shutdown_report),
