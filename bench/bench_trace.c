@@ -23,32 +23,14 @@
 #include <time.h>
 #include <unistd.h>
 #include "redline/trace.h"
+#include "bench_util.h"
 
 #define MAX_ROUNDS 51
 
 /*
- * The calling thread's CPU time: on a shared 2-core machine a round that was
- * preempted would otherwise count the time it waited. For spans this is the
- * cost the request's thread pays; the exporter thread works on the other core.
+ * Times are the calling thread's CPU time (bench_cpu_ns): for spans this is
+ * the cost the request's thread pays; the exporter thread works on the other core.
  */
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
-    return v[n / 2];
-}
 
 /* ---- HTTP sink: reads requests on keep-alive connections, answers 200 ---- */
 
@@ -142,7 +124,7 @@ static rdl_tracer_t *tracer(int port, const char *sampler, const char *arg)
 
 static double span_round(rdl_tracer_t *t, int iters)
 {
-    double t0 = now_ns();
+    double t0 = bench_cpu_ns();
     for (int i = 0; i < iters; i++) {
         rdl_span_t *s = rdl_span_start(t, "GET /v1/courses/{id}", RDL_SPAN_SERVER, NULL);
         rdl_span_set_str(s, "http.request.method", "GET", 3);
@@ -152,7 +134,7 @@ static double span_round(rdl_tracer_t *t, int iters)
         if ((i & 1023) == 1023)
             usleep(0);              /* let the exporter thread run on a busy 2-core machine */
     }
-    return (now_ns() - t0) / iters;
+    return (bench_cpu_ns() - t0) / iters;
 }
 
 /*
@@ -164,7 +146,7 @@ static double span_round_paced(rdl_tracer_t *t, int iters)
 {
     double spent = 0;
     for (int done = 0; done < iters; done += 256) {
-        double t0 = now_ns();
+        double t0 = bench_cpu_ns();
         for (int i = 0; i < 256; i++) {
             rdl_span_t *s = rdl_span_start(t, "GET /v1/courses/{id}", RDL_SPAN_SERVER, NULL);
             rdl_span_set_str(s, "http.request.method", "GET", 3);
@@ -172,7 +154,7 @@ static double span_round_paced(rdl_tracer_t *t, int iters)
             rdl_span_set_int(s, "http.response.status_code", 200);
             rdl_span_end(s);
         }
-        spent += now_ns() - t0;
+        spent += bench_cpu_ns() - t0;
         rdl_tracer_flush(t, 10000);
     }
     return spent / iters;
@@ -184,12 +166,12 @@ static double parse_round(int iters)
 {
     static const char tp[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     rdl_span_context_t sc;
-    double t0 = now_ns();
+    double t0 = bench_cpu_ns();
     for (int i = 0; i < iters; i++) {
         rdl_traceparent_parse(tp, sizeof(tp) - 1, &sc, NULL);
         sink_byte ^= sc.span_id[7];
     }
-    return (now_ns() - t0) / iters;
+    return (bench_cpu_ns() - t0) / iters;
 }
 
 typedef struct hdrs {
@@ -218,12 +200,12 @@ static double extract_round(int iters)
     rdl_propagators_t p;
     rdl_propagators_parse("tracecontext,baggage", &p, NULL);
     rdl_span_context_t sc;
-    double t0 = now_ns();
+    double t0 = bench_cpu_ns();
     for (int i = 0; i < iters; i++) {
         rdl_propagation_extract(&p, get_hdr, &h, &sc, NULL);
         sink_byte ^= sc.span_id[7];
     }
-    return (now_ns() - t0) / iters;
+    return (bench_cpu_ns() - t0) / iters;
 }
 
 /* Encoding a batch of 512 server spans with 12 attributes (what the middleware records). */
@@ -232,12 +214,12 @@ static double encode_round(rdl_tracer_t *t, rdl_span_t **spans, int n, rdl_otlp_
 {
     rdl_buf_t b;
     rdl_buf_init(&b);
-    double t0 = now_ns();
+    double t0 = bench_cpu_ns();
     for (int r = 0; r < reps; r++) {
         rdl_buf_reset(&b);
         rdl_otlp_encode(t, spans, (size_t)n, proto, &b);
     }
-    double ns = now_ns() - t0;
+    double ns = bench_cpu_ns() - t0;
     *bytes = b.len;
     rdl_buf_free(&b);
     return (double)n * reps / (ns / 1e9);
@@ -297,23 +279,23 @@ int main(int argc, char **argv)
     printf("bench_trace: median of %d rounds x %d iterations\n", rounds, iters);
     printf("span start + 3 attributes + end, always_on, batch export running: %7.1f ns/op  (target <= 200;"
            " opentelemetry-cpp anchor 642 simple / 1,657 batch, not measured here)\n",
-           median(span_on, rounds));
+           bench_median(span_on, rounds));
     printf("  exported %llu, dropped %llu (queue full) of %llu ended\n",
            (unsigned long long)st_on.spans_exported, (unsigned long long)st_on.spans_dropped,
            (unsigned long long)st_on.spans_ended);
     printf("same, paced so every span is exported:                           %7.1f ns/op  (exported %llu,"
-           " dropped %llu)\n", median(span_paced, rounds), (unsigned long long)st_paced.spans_exported,
+           " dropped %llu)\n", bench_median(span_paced, rounds), (unsigned long long)st_paced.spans_exported,
            (unsigned long long)st_paced.spans_dropped);
     printf("same, traceidratio 0.01 (99 %% not recorded):                     %7.1f ns/op\n",
-           median(span_ratio, rounds));
+           bench_median(span_ratio, rounds));
     printf("traceparent parse:                                               %7.1f ns/op  (target <= 50)\n",
-           median(parse, rounds));
+           bench_median(parse, rounds));
     printf("extract traceparent + tracestate from 4 headers:                 %7.1f ns/op  (anchors: otel-go 1,087,"
-           " opentelemetry-cpp 363, not measured here)\n", median(extract, rounds));
+           " opentelemetry-cpp 363, not measured here)\n", bench_median(extract, rounds));
     printf("OTLP encode, protobuf, 512 spans x 12 attributes:                %7.2f M spans/s  (%zu bytes/batch;"
-           " target >= 1)\n", median(enc_pb, rounds) / 1e6, pb_bytes);
+           " target >= 1)\n", bench_median(enc_pb, rounds) / 1e6, pb_bytes);
     printf("OTLP encode, JSON, same batch:                                   %7.2f M spans/s  (%zu bytes/batch)\n",
-           median(enc_js, rounds) / 1e6, js_bytes);
+           bench_median(enc_js, rounds) / 1e6, js_bytes);
     rdl_tracer_free(rec);          /* the batch was never ended: freed as open spans */
     rdl_tracer_free(on);
     rdl_tracer_free(paced);
