@@ -287,7 +287,11 @@ static void make_filter(const char *pattern, size_t len, pcre2_code *full, route
     uint32_t unit = 0;
     pcre2_pattern_info(free_start, PCRE2_INFO_FIRSTCODETYPE, &type);
     if (type == 1 && pcre2_pattern_info(free_start, PCRE2_INFO_FIRSTCODEUNIT, &unit) == 0 && unit < 256) {
+        /* PCRE2 merges first units that differ only in ASCII case ("a|Ad" reports 'A')
+         * without saying so: admit both cases. */
         set_first(f, unit);
+        if ((unit | 0x20) >= 'a' && (unit | 0x20) <= 'z')
+            set_first(f, unit ^ 0x20);
         f->has_first = true;
     } else if (type == 0 && pcre2_pattern_info(free_start, PCRE2_INFO_FIRSTBITMAP, &bitmap) == 0 &&
                bitmap) {
