@@ -296,7 +296,35 @@ struct rdl_collect {
     size_t om_len;
     char **seen;                /* collector family names already written */
     size_t nseen, capseen;
+    char **series;              /* the current family's series written (name and labels) */
+    size_t nseries, capseries;
 };
+
+/* Lists copy (owned) in *list; false when out of memory. */
+static bool remember(char ***list, size_t *n, size_t *cap, char *copy)
+{
+    if (!copy)
+        return false;
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        char **p = realloc(*list, ncap * sizeof(char *));
+        if (!p) {
+            free(copy);
+            return false;
+        }
+        *list = p;
+        *cap = ncap;
+    }
+    (*list)[(*n)++] = copy;
+    return true;
+}
+
+static void forget_series(rdl_collect_t *c)
+{
+    for (size_t i = 0; i < c->nseries; i++)
+        free(c->series[i]);
+    c->nseries = 0;
+}
 
 static bool seen_before(rdl_collect_t *c, const char *name)
 {
@@ -305,25 +333,14 @@ static bool seen_before(rdl_collect_t *c, const char *name)
             return true;
     if (rdl_metric_find(c->reg, name))
         return true;
-    if (c->nseen == c->capseen) {
-        size_t cap = c->capseen ? c->capseen * 2 : 16;
-        char **p = realloc(c->seen, cap * sizeof(char *));
-        if (!p)
-            return true;
-        c->seen = p;
-        c->capseen = cap;
-    }
-    char *copy = strdup(name);
-    if (!copy)
-        return true;
-    c->seen[c->nseen++] = copy;
-    return false;
+    return !remember(&c->seen, &c->nseen, &c->capseen, strdup(name));
 }
 
 void rdl_collect_family(rdl_collect_t *c, rdl_metric_type_t type, const char *name,
                         const char *help)
 {
     c->open = false;
+    forget_series(c);
     if (!name || strlen(name) >= sizeof(c->name) - 8 || !mx_valid_metric_name(name))
         return;
     size_t len = strlen(name);
@@ -367,16 +384,30 @@ void rdl_collect_value(rdl_collect_t *c, const char *const *label_names,
         mx_put_utf8(&vals[i], s, strlen(s));
         vp[i] = vals[i].data ? vals[i].data : "";
     }
+    /*
+     * Two label sets a collector gave can be one series once invalid UTF-8 is
+     * replaced by U+FFFD; a scraper refuses a duplicate series (the whole
+     * scrape fails), so only the first is written.
+     */
+    rdl_buf_t line;
+    rdl_buf_init(&line);
     if (c->fmt == RDL_FMT_OPENMETRICS && c->type == RDL_METRIC_COUNTER) {
         char om[160];
         snprintf(om, sizeof(om), "%.*s", (int)c->om_len, c->name);
-        put_sample_name(c->out, om, "_total", names, vp, nlabels, NULL);
+        put_sample_name(&line, om, "_total", names, vp, nlabels, NULL);
     } else {
-        put_sample_name(c->out, c->name, "", names, vp, nlabels, NULL);
+        put_sample_name(&line, c->name, "", names, vp, nlabels, NULL);
     }
-    rdl_buf_putc(c->out, ' ');
-    mx_put_double(c->out, v, false);
-    rdl_buf_putc(c->out, '\n');
+    bool dup = false;
+    for (size_t i = 0; i < c->nseries && line.data && !dup; i++)
+        dup = strcmp(c->series[i], line.data) == 0;
+    if (!dup && line.data && remember(&c->series, &c->nseries, &c->capseries, strdup(line.data))) {
+        rdl_buf_put(c->out, line.data, line.len);
+        rdl_buf_putc(c->out, ' ');
+        mx_put_double(c->out, v, false);
+        rdl_buf_putc(c->out, '\n');
+    }
+    rdl_buf_free(&line);
     for (size_t i = 0; i < nlabels; i++)
         rdl_buf_free(&vals[i]);
 }
@@ -404,6 +435,8 @@ int rdl_metrics_expose(rdl_registry_t *r, rdl_format_t fmt, rdl_buf_t *out)
     for (size_t i = 0; i < c.nseen; i++)
         free(c.seen[i]);
     free(c.seen);
+    forget_series(&c);
+    free(c.series);
     put_rejected(out, fmt, r);
     if (fmt == RDL_FMT_OPENMETRICS)
         rdl_buf_puts(out, "# EOF\n");

@@ -475,6 +475,36 @@ static void test_callbacks_and_collectors(void **state)
     free(t);
 }
 
+/* Label values that differ only in invalid UTF-8 become one series: written once. */
+static void collect_colliding(rdl_collect_t *c, void *arg)
+{
+    (void)arg;
+    const char *names[] = { "v" };
+    const char *bad[] = { "x\xff" }, *replaced[] = { "x\xef\xbf\xbd" }, *other[] = { "y" };
+    rdl_collect_family(c, RDL_METRIC_GAUGE, "collide", "Colliding label values.");
+    rdl_collect_value(c, names, bad, 1, 1);
+    rdl_collect_value(c, names, replaced, 1, 2);    /* same series once sanitised: dropped */
+    rdl_collect_value(c, names, other, 1, 3);
+    rdl_collect_family(c, RDL_METRIC_GAUGE, "collide_again", "Same labels, another family.");
+    rdl_collect_value(c, names, bad, 1, 4);
+}
+
+static void test_collector_duplicate_series(void **state)
+{
+    (void)state;
+    int id = rdl_collector_add(reg, collect_colliding, NULL);
+    assert_true(id > 0);
+    xp_doc_t dt, dom;
+    parse_both(&dt, &dom);                       /* the strict reader refuses duplicate series */
+    const char *x[] = { "v", "x\xef\xbf\xbd", NULL }, *y[] = { "v", "y", NULL };
+    assert_true(xp_value(&dt, "collide", x) == 1);
+    assert_true(xp_value(&dom, "collide", y) == 3);
+    assert_true(xp_value(&dt, "collide_again", x) == 4);
+    xp_free(&dt);
+    xp_free(&dom);
+    rdl_collector_remove(reg, id);
+}
+
 static void test_process_collector(void **state)
 {
     (void)state;
@@ -644,6 +674,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_beyond_slots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_callbacks_and_collectors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_collector_duplicate_series, setup, teardown),
         cmocka_unit_test_setup_teardown(test_process_collector, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vars, setup, teardown),
         cmocka_unit_test(test_negotiate),
