@@ -78,7 +78,8 @@ else
 fi
 
 if CC=clang configure_and_build build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-     -DRDL_SANITIZE=address,undefined -DRDL_FUZZ=ON -DRDL_FUZZ_SECONDS="$FUZZ_SECONDS"; then
+     -DRDL_SANITIZE=address,undefined -DRDL_FUZZ=ON -DRDL_FUZZ_SECONDS="$FUZZ_SECONDS" \
+     -DRDL_FUZZ_SEED="${FUZZ_SEED:-1}"; then
   phase "fuzz (${FUZZ_SECONDS}s each)" build-fuzz -L fuzz -j "$JOBS"
 else
   build_failed "fuzz build"

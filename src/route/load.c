@@ -232,6 +232,9 @@ static int boolean(ld_t *ld, struct fy_node *n, const char *path, bool *out)
     return fail(ld, n, path, "expected true or false");
 }
 
+/* google.protobuf.Duration's range (10,000 years): Istio refuses anything longer. */
+#define DURATION_MAX_MS (315576000000ULL * 1000)
+
 /* Go/protobuf durations as Istio writes them: "5s", "250ms", "1m30s", "0.5s". */
 static int duration(ld_t *ld, struct fy_node *n, const char *path, uint64_t *out_ms)
 {
@@ -243,6 +246,9 @@ static int duration(ld_t *ld, struct fy_node *n, const char *path, uint64_t *out
     if (len > 0 && s[len - 1] != 's' && s[len - 1] != 'm' && s[len - 1] != 'h')
         return fail(ld, n, path, "expected a duration with a unit (\"5s\", \"250ms\"), got '%s'", s);
     if (rdl_parse_duration_ms(s, &ms) == 0) {
+        if (ms > DURATION_MAX_MS)
+            return fail(ld, n, path, "duration '%s' is longer than a protobuf Duration allows "
+                        "(315576000000s)", s);
         *out_ms = ms;
         return 0;
     }

@@ -385,6 +385,10 @@ static void malformed(void **state)
           "needs host" },
         { VS RT "    timeout: fast\n", 8, 14, "spec.http[0].timeout", "expected a duration" },
         { VS RT "    timeout: 5\n", 8, 14, "spec.http[0].timeout", "expected a duration with a unit" },
+        { VS RT "    timeout: 315576000001s\n", 8, 14, "spec.http[0].timeout", "longer than a protobuf Duration" },
+        /* Found by fuzz_route_load: 9.4e18 ms overflowed a JSON reader's int64 in /debug/routes. */
+        { "routes:\n  - name: bt\n    timeout: 0009400000809464265s\n", 3, 14, "routes[0].timeout",
+          "longer than a protobuf Duration" },
         { VS RT "    retries: {attempts: two}\n", 8, 25, "spec.http[0].retries.attempts", "expected an integer" },
         { VS RT "    fault: {abort: {httpStatus: 700}}\n", 8, 33, "spec.http[0].fault.abort.httpStatus",
           "from 200 to 599" },
