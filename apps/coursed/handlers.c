@@ -11,7 +11,6 @@
 #include "stats.h"
 #include "redline/trace.h"
 
-#include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -240,26 +239,21 @@ static void course_work(rdl_req_t *req, void *arg)
  */
 static bool add_suggestions(job_t *job, const char *body, size_t len)
 {
-    json_error_t je;
-    json_t *doc = json_loadb(body, len, 0, &je);
-    json_t *list = json_object_get(doc, "suggestions");
-    bool ok = json_is_array(list) && job->body.len > 0 && job->body.data[job->body.len - 1] == '}';
-    size_t i;
-    json_t *v;
-    json_array_foreach(list, i, v)
-        ok = ok && json_is_integer(v) && json_integer_value(v) > 0;
-    if (ok) {
-        job->body.len--;            /* reopen the object */
-        rdl_buf_puts(&job->body, ",\"suggestions\":[");
-        json_array_foreach(list, i, v) {
-            if (i)
-                rdl_buf_putc(&job->body, ',');
-            rdl_buf_put_i64(&job->body, (int64_t)json_integer_value(v));
-        }
-        rdl_buf_puts(&job->body, "]}");
+    payload_error_t e;
+    if (job->body.len == 0 || job->body.data[job->body.len - 1] != '}')
+        return false;
+    job->body.len--;                /* reopen the object */
+    rdl_buf_puts(&job->body, ",\"suggestions\":");
+    size_t mark = job->body.len;
+    if (payload_suggestions(body, len, &job->body, &e) != 0) {
+        job->body.len = mark - strlen(",\"suggestions\":");
+        rdl_buf_putc(&job->body, '}');
+        rdl_log_field_t f[] = { rdl_lf_str("error.code", e.code), rdl_lf_str("error", e.message) };
+        rdl_log(NULL, RDL_LOG_WARN, "recommend answer refused", f, 2);
+        return false;
     }
-    json_decref(doc);
-    return ok;
+    rdl_buf_putc(&job->body, '}');
+    return true;
 }
 
 /* The weak dependency's fallback: no suggestions, the course still answers. */

@@ -79,3 +79,46 @@ int payload_enrollment(const char *body, size_t n, rdl_arena_t *arena,
     json_decref(root);
     return rc;
 }
+
+int payload_suggestions(const char *body, size_t n, rdl_buf_t *out, payload_error_t *err)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body ? body : "", n, 0, &jerr);
+    if (!root) {
+        err->status = 502;
+        err->code = "invalid_upstream_answer";
+        snprintf(err->message, sizeof(err->message),
+                 "recommend answer is not valid JSON: %s at line %d column %d",
+                 jerr.text, jerr.line, jerr.column);
+        return -1;
+    }
+    json_t *list = json_object_get(root, "suggestions");
+    size_t i, bad = 0;
+    json_t *v;
+    bool ok = json_is_array(list);
+    json_array_foreach(list, i, v) {
+        if (ok && !(json_is_integer(v) && json_integer_value(v) > 0)) {
+            ok = false;
+            bad = i;
+        }
+    }
+    if (!json_is_array(list)) {
+        fail(err, 502, "invalid_upstream_answer", "recommend answer: expected an object with a "
+             "'suggestions' array");
+    } else if (!ok) {
+        err->status = 502;
+        err->code = "invalid_upstream_answer";
+        snprintf(err->message, sizeof(err->message),
+                 "recommend answer: suggestions[%zu]: expected a course id (an integer above 0)", bad);
+    } else {
+        rdl_buf_putc(out, '[');
+        for (i = 0; i < json_array_size(list) && i < PAYLOAD_SUGGESTIONS_MAX; i++) {
+            if (i)
+                rdl_buf_putc(out, ',');
+            rdl_buf_put_i64(out, (int64_t)json_integer_value(json_array_get(list, i)));
+        }
+        rdl_buf_putc(out, ']');
+    }
+    json_decref(root);
+    return ok ? 0 : -1;
+}

@@ -131,6 +131,16 @@ bool rdl_route_decide(const rdl_route_table_t *t, const rdl_route_request_t *req
  */
 void rdl_route_explain(const rdl_route_table_t *t, const rdl_route_request_t *req,
                        rdl_buf_t *json);
+/*
+ * rdl_route_explain for a request described in JSON (POST /debug/routes/explain):
+ * {"method","path" (or "uri"; a "?query" is split off),"query","headers":{name:value},
+ * "authority","scheme"}, every member optional (GET, "/", http). On a body that
+ * is not that shape nothing is appended and err names the member (err->key),
+ * or the line and column of a JSON syntax error, and what was expected. t may
+ * be NULL (no rules: nothing matches). Any thread.
+ */
+int rdl_route_explain_json(const rdl_route_table_t *t, const char *body, size_t len,
+                           rdl_buf_t *json, rdl_error_t *err);
 /* Appends the active rules as one JSON object (for GET /debug/routes). Any thread. */
 void rdl_route_dump(const rdl_route_table_t *t, rdl_buf_t *json);
 

@@ -5,6 +5,8 @@
  * the same matcher the request path uses, not a re-implementation.
  */
 #include <string.h>
+#include <strings.h>
+#include <jansson.h>
 #include "route/route_internal.h"
 
 static void str(rdl_buf_t *b, const char *s)
@@ -360,4 +362,106 @@ void rdl_route_explain(const rdl_route_table_t *t, const rdl_route_request_t *re
     else
         rdl_buf_puts(b, ",\"why\":\"no route matched: the request gets no decision\"");
     rdl_buf_putc(b, '}');
+}
+
+/* ---- a request described in JSON ---------------------------------------- */
+
+/* Header lookup over the "headers" object: names compare without case. */
+static const char *json_header(void *arg, const char *lname, size_t *len)
+{
+    json_t *headers = arg;
+    const char *k;
+    json_t *v;
+    json_object_foreach(headers, k, v) {
+        if (strcasecmp(k, lname) == 0) {
+            *len = json_string_length(v);
+            return json_string_value(v);
+        }
+    }
+    return NULL;
+}
+
+/* A string member, or dflt when absent; anything else is an error naming the member. */
+static int member(json_t *o, const char *k, const char *dflt, const char **s, size_t *len,
+                  rdl_error_t *err)
+{
+    json_t *v = json_object_get(o, k);
+    if (v == NULL) {
+        *s = dflt;
+        *len = strlen(dflt);
+        return 0;
+    }
+    if (!json_is_string(v))
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, k, "expected a string");
+    *s = json_string_value(v);
+    *len = json_string_length(v);
+    return 0;
+}
+
+static int check_headers(json_t *h, rdl_error_t *err)
+{
+    const char *k;
+    json_t *v;
+    if (h == NULL)
+        return 0;
+    if (!json_is_object(h))
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, "headers",
+                             "expected an object of header name to string value");
+    json_object_foreach(h, k, v) {
+        if (!json_is_string(v)) {
+            char key[sizeof(err->key)];
+            snprintf(key, sizeof(key), "headers.%s", k);
+            return rdl_error_set(err, RDL_EINVAL, 0, 0, key, "expected a string value");
+        }
+    }
+    return 0;
+}
+
+static int request_from_json(json_t *o, rdl_route_request_t *v, rdl_error_t *err)
+{
+    const char *uri;
+    size_t uri_len;
+    json_t *h = json_object_get(o, "headers");
+    if (member(o, "method", "GET", &v->method, &v->method_len, err) ||
+        member(o, "uri", "/", &uri, &uri_len, err) ||
+        member(o, "path", uri, &v->path, &v->path_len, err) ||
+        member(o, "query", "", &v->query, &v->query_len, err) ||
+        member(o, "authority", "", &v->authority, &v->authority_len, err) ||
+        member(o, "scheme", "http", &v->scheme, &v->scheme_len, err) || check_headers(h, err))
+        return err->code;
+    const char *q = memchr(v->path, '?', v->path_len);
+    if (q) {                                /* "/a?b=1": the query is not part of the uri */
+        v->query = q + 1;
+        v->query_len = v->path_len - (size_t)(q - v->path) - 1;
+        v->path_len = (size_t)(q - v->path);
+    }
+    v->header = h ? json_header : NULL;
+    v->header_arg = h;
+    return 0;
+}
+
+int rdl_route_explain_json(const rdl_route_table_t *t, const char *body, size_t len,
+                           rdl_buf_t *json, rdl_error_t *err)
+{
+    rdl_error_t local;
+    if (err == NULL)
+        err = &local;
+    rdl_error_clear(err);
+    json_error_t je;
+    json_t *o = json_loadb(body ? body : "", len, 0, &je);
+    if (o == NULL)
+        return rdl_error_set(err, RDL_EINVAL, je.line, je.column, "",
+                             "expected a JSON object (method, path, headers, ...): %s", je.text);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return rdl_error_set(err, RDL_EINVAL, 1, 1, "",
+                             "expected a JSON object (method, path, headers, ...)");
+    }
+    rdl_route_request_t v;
+    memset(&v, 0, sizeof(v));
+    int rc = request_from_json(o, &v, err);
+    if (rc == 0)
+        rdl_route_explain(t, &v, json);
+    json_decref(o);
+    return rc;
 }

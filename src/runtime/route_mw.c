@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <jansson.h>
 #include "runtime/internal.h"
 #include "redline/route.h"
 #include "redline/metrics.h"
@@ -454,78 +453,23 @@ static void get_routes(rdl_req_t *req, void *arg)
     rt_send_json(req, 200, &b);
 }
 
-/* The request an explain body describes; strings point into the JSON object. */
-typedef struct explain_req {
-    json_t *headers;
-    char lname[128];
-} explain_req_t;
-
-static const char *json_header(void *arg, const char *lname, size_t *len)
-{
-    explain_req_t *e = arg;
-    const char *k;
-    json_t *v;
-    json_object_foreach(e->headers, k, v) {
-        if (json_is_string(v) && name_eq(k, strlen(k), lname)) {
-            *len = json_string_length(v);
-            return json_string_value(v);
-        }
-    }
-    return NULL;
-}
-
-static const char *field(json_t *o, const char *k, const char *dflt, size_t *len)
-{
-    json_t *v = json_object_get(o, k);
-    const char *s = json_is_string(v) ? json_string_value(v) : dflt;
-    *len = json_is_string(v) ? json_string_length(v) : strlen(dflt);
-    return s;
-}
-
 static void explain(rdl_req_t *req, void *arg)
 {
     rt_routing_t *r = arg;
     size_t blen;
     const char *body = rdl_req_body(req, &blen);
-    json_error_t je;
-    json_t *o = json_loadb(body ? body : "", blen, 0, &je);
-    if (!json_is_object(o)) {
-        char msg[256];
-        snprintf(msg, sizeof(msg), "expected a JSON object with method, path, headers: %s", je.text);
-        json_decref(o);
-        rdl_resp_error(req, 400, "bad_request", msg);
-        return;
-    }
-    json_t *h = json_object_get(o, "headers");
-    if (h && !json_is_object(h)) {
-        json_decref(o);
-        rdl_resp_error(req, 400, "bad_request", "headers must be an object of name to string");
-        return;
-    }
-    explain_req_t e = { .headers = h };
-    rdl_route_request_t v;
-    memset(&v, 0, sizeof(v));
-    v.method = field(o, "method", "GET", &v.method_len);
-    v.path = field(o, "path", "", &v.path_len);
-    if (v.path_len == 0)
-        v.path = field(o, "uri", "/", &v.path_len);
-    v.query = field(o, "query", "", &v.query_len);
-    const char *q = memchr(v.path, '?', v.path_len);
-    if (q) {                                /* "/a?b=1": the query is not part of the uri */
-        v.query = q + 1;
-        v.query_len = v.path_len - (size_t)(q - v.path) - 1;
-        v.path_len = (size_t)(q - v.path);
-    }
-    v.authority = field(o, "authority", "", &v.authority_len);
-    v.scheme = field(o, "scheme", "http", &v.scheme_len);
-    v.header = json_header;
-    v.header_arg = &e;
     rdl_route_table_t *t = r ? acquire(r, thread_index(req)) : NULL;
     rdl_buf_t b;
+    rdl_error_t err;
     rdl_buf_init(&b);
-    rdl_route_explain(t, &v, &b);
+    int rc = rdl_route_explain_json(t, body, blen, &b, &err);
     rdl_route_table_unref(t);
-    json_decref(o);
+    if (rc) {
+        char msg[sizeof(err.msg) + sizeof(err.key) + 64];
+        rdl_buf_free(&b);
+        rdl_resp_error(req, 400, "bad_request", rdl_error_format(&err, msg, sizeof(msg)));
+        return;
+    }
     rt_send_json(req, 200, &b);
 }
 

@@ -1,6 +1,7 @@
 /*
  * fuzz_coursed_payload.c: arbitrary bytes as an enrollment body, a
- * Content-Type and an Idempotency-Key. Whatever the input, the answer is
+ * Content-Type, an Idempotency-Key and the recommend upstream's answer.
+ * Whatever the input, the answer is
  * either an accepted value that obeys the rules or an error with a status, a
  * code and a message; never a crash, a leak or an accepted value that breaks
  * a rule.
@@ -9,13 +10,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <jansson.h>
 #include "payload.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_error(const payload_error_t *e)
 {
-    bool known = e->status == 400 || e->status == 415 || e->status == 422 || e->status == 500;
+    bool known = e->status == 400 || e->status == 415 || e->status == 422 || e->status == 500 ||
+                 e->status == 502;
     if (!known || !e->code || !e->code[0] || !e->message[0])
         __builtin_trap();
 }
@@ -54,6 +57,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         check_error(&e);
     }
+
+    /* Accepted suggestions are a JSON array of at most the cap of ids above 0. */
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    memset(&e, 0, sizeof(e));
+    if (payload_suggestions(text, size, &b, &e) == 0) {
+        json_t *a = json_loadb(b.data, b.len, 0, NULL);
+        if (!json_is_array(a) || json_array_size(a) > PAYLOAD_SUGGESTIONS_MAX)
+            __builtin_trap();
+        for (size_t i = 0; i < json_array_size(a); i++)
+            if (json_integer_value(json_array_get(a, i)) <= 0)
+                __builtin_trap();
+        json_decref(a);
+    } else if (b.len != 0) {
+        __builtin_trap();
+    } else {
+        check_error(&e);
+    }
+    rdl_buf_free(&b);
     rdl_arena_close(&arena);
     return 0;
 }

@@ -164,7 +164,9 @@ def test_debug_routes_and_explain(c):
     assert ex["tried"][1]["blocks"][0]["failed"]["field"] in ("method", "queryParams"), ex["tried"][1]
     assert ex["fault"]["abort_status"] == 503, ex
     status, _, body = c.request("POST", "/debug/routes/explain", body="{nope", admin=True)
-    assert status == 400, (status, body)
+    assert status == 400 and "1:5: expected a JSON object" in body.decode(), (status, body)
+    status, _, body = c.request("POST", "/debug/routes/explain", body={"headers": {"x-a": 1}}, admin=True)
+    assert status == 400 and "headers.x-a: expected a string value" in body.decode(), (status, body)
 
 
 def test_hot_reload_good_bad_and_sighup(c, path):

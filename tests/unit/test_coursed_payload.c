@@ -155,6 +155,49 @@ static void test_idempotency_keys(void **state)
     }
 }
 
+/* What the recommend upstream answers: good shapes, a cap, and a table of bad ones. */
+static void test_suggestions(void **state)
+{
+    (void)state;
+    payload_error_t e = { 0 };
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    const char *ok = "{\"suggestions\":[3, 1,7],\"model\":\"v2\"}";
+    assert_int_equal(payload_suggestions(ok, strlen(ok), &b, &e), 0);
+    assert_string_equal(b.data, "[3,1,7]");
+    rdl_buf_reset(&b);
+    assert_int_equal(payload_suggestions("{\"suggestions\":[]}", 18, &b, &e), 0);
+    assert_string_equal(b.data, "[]");
+    char many[512] = "{\"suggestions\":[1";
+    for (int i = 2; i <= 30; i++)
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), ",%d", i);
+    strcat(many, "]}");
+    rdl_buf_reset(&b);
+    assert_int_equal(payload_suggestions(many, strlen(many), &b, &e), 0);
+    assert_string_equal(b.data, "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]");
+
+    static const struct { const char *body, *msg; } bad[] = {
+        { "", "not valid JSON" },
+        { "{\"suggestions\":[1,", "not valid JSON: " },
+        { "[1,2]", "expected an object with a 'suggestions' array" },
+        { "{\"suggestions\":\"1,2\"}", "expected an object with a 'suggestions' array" },
+        { "{\"other\":[1]}", "expected an object with a 'suggestions' array" },
+        { "{\"suggestions\":[1,0]}", "suggestions[1]: expected a course id" },
+        { "{\"suggestions\":[-4]}", "suggestions[0]: expected a course id" },
+        { "{\"suggestions\":[1,2,\"3\"]}", "suggestions[2]: expected a course id" },
+        { "{\"suggestions\":[1.5]}", "suggestions[0]: expected a course id" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        rdl_buf_reset(&b);
+        memset(&e, 0, sizeof(e));
+        if (payload_suggestions(bad[i].body, strlen(bad[i].body), &b, &e) != -1 || b.len != 0 ||
+            e.status != 502 || strcmp(e.code, "invalid_upstream_answer") != 0 ||
+            strstr(e.message, bad[i].msg) == NULL)
+            fail_msg("case %zu '%s': status %d message '%s'", i, bad[i].body, e.status, e.message);
+    }
+    rdl_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -162,6 +205,7 @@ int main(void)
         cmocka_unit_test(test_student_length_limit),
         cmocka_unit_test(test_content_types),
         cmocka_unit_test(test_idempotency_keys),
+        cmocka_unit_test(test_suggestions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

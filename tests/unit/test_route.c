@@ -827,6 +827,46 @@ static void explain_and_dump(void **state)
     rdl_route_table_unref(t);
 }
 
+/* The explain request as the admin plane receives it: the same answer, and a table of bad bodies. */
+static void explain_json(void **state)
+{
+    rdl_route_table_t *t = load_ok(example_c, NULL);
+    rdl_buf_t b;
+    rdl_error_t err;
+    rdl_buf_init(&b);
+    const char *ok = "{\"path\":\"/api/v2/orders?x=1\",\"headers\":{\"X-User-Group\":\"beta\"}}";
+    assert_int_equal(rdl_route_explain_json(t, ok, strlen(ok), &b, &err), 0);
+    json_t *j = parse(&b);
+    assert_string_equal(json_string_value(json_object_get(j, "route")), "stable");
+    json_decref(j);
+
+    static const struct { const char *body; int line, column; const char *key, *msg; } bad[] = {
+        { "", 1, 0, "", "expected a JSON object" },
+        { "{nope", 1, 5, "", "expected a JSON object" },
+        { "{\"path\":\"/a\",\n \"method\":}", 2, 11, "", "expected a JSON object" },
+        { "[1,2]", 1, 1, "", "expected a JSON object" },
+        { "\"GET /\"", 1, 0, "", "expected a JSON object" },
+        { "{\"method\":7}", 0, 0, "method", "expected a string" },
+        { "{\"path\":null}", 0, 0, "path", "expected a string" },
+        { "{\"uri\":[\"/\"]}", 0, 0, "uri", "expected a string" },
+        { "{\"headers\":[\"a\"]}", 0, 0, "headers", "expected an object" },
+        { "{\"headers\":{\"x-a\":1}}", 0, 0, "headers.x-a", "expected a string value" },
+        { "{\"scheme\":true}", 0, 0, "scheme", "expected a string" },
+        { "{\"path\":\"/\\u0000\"}", 1, 0, "", "expected a JSON object" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        rdl_buf_reset(&b);
+        int rc = rdl_route_explain_json(t, bad[i].body, strlen(bad[i].body), &b, &err);
+        if (rc != RDL_EINVAL || b.len != 0 || strcmp(err.key, bad[i].key) != 0 ||
+            (bad[i].line && err.line != bad[i].line) || (bad[i].column && err.column != bad[i].column) ||
+            strstr(err.msg, bad[i].msg) == NULL)
+            fail_msg("case %zu '%s': rc %d, %d:%d key '%s' msg '%s'", i, bad[i].body, rc, err.line,
+                     err.column, err.key, err.msg);
+    }
+    rdl_buf_free(&b);
+    rdl_route_table_unref(t);
+}
+
 static void baggage(void **state)
 {
     rdl_ctx_t ctx;
@@ -876,6 +916,7 @@ int main(void)
         cmocka_unit_test(virtual_service_by_host),
         cmocka_unit_test(many_header_names),
         cmocka_unit_test(explain_and_dump),
+        cmocka_unit_test(explain_json),
         cmocka_unit_test(baggage),
         cmocka_unit_test(load_file),
     };
