@@ -57,7 +57,7 @@ const char *rdl_error_format(const rdl_error_t *err, char *out, size_t outlen);
 /*
  * YAML text helpers for the YAML readers (config, route), around libfyaml
  * 0.7.12's faults. rdl_yaml_check_text refuses text that is not printable
- * UTF-8 or holds a tab (err names line and column). rdl_yaml_single_quoted
+ * UTF-8, holds a tab, or a CR without LF (err names line and column). rdl_yaml_single_quoted
  * decodes the raw body of a single-quoted scalar (YAML 1.2 section 7.3.2)
  * into a malloc'ed string the caller frees; NULL when out of memory.
  */

@@ -64,6 +64,9 @@ static bool yaml_printable(uint32_t c)
  * so such text is refused here, with its position. Tabs are refused too: they
  * are a classic YAML indentation mistake, and 0.7.12 crashes on some (the
  * complex key "? a:<TAB>: b" makes fy_parser_destroy dereference NULL).
+ * A carriage return not followed by a line feed (old Mac line ends) is refused:
+ * libfyaml leaks its scalar buffer when such breaks mix with CRLF inside a
+ * quoted scalar, and no tool writes them today. CRLF files are read as usual.
  */
 int rdl_yaml_check_text(const char *yaml, size_t len, rdl_error_t *err)
 {
@@ -85,8 +88,12 @@ int rdl_yaml_check_text(const char *yaml, size_t len, rdl_error_t *err)
             return rdl_error_set(err, RDL_EINVAL, line, column, "",
                                  "invalid YAML: control character U+%04X is not allowed; "
                                  "write it as an escape in a double-quoted string", (unsigned)c);
+        if (c == '\r' && (i + 1 == len || s[i + 1] != '\n'))
+            return rdl_error_set(err, RDL_EINVAL, line, column, "",
+                                 "invalid YAML: a carriage return must be followed by a line feed "
+                                 "(lines end in LF or CRLF)");
         i += n;
-        if (c == '\n' || (c == '\r' && (i == len || s[i] != '\n'))) {
+        if (c == '\n') {
             line++;
             column = 1;
         } else {

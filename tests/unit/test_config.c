@@ -149,6 +149,10 @@ static const struct bad_case bad_cases[] = {
     { "name: \xc3\xa9\xed\xa0\x80", 1, 8, "", "byte 0xed is not valid UTF-8" },
     { "name: a\x01", 1, 8, "", "control character U+0001 is not allowed" },
     { "name: a\r\nx\x7f", 2, 2, "", "control character U+007F" },
+    /* found by fuzz_config: lone CRs mixed with CRLF in a quoted scalar leaked in libfyaml */
+    { "server: {listen: \"a\r\n\r\r\r\n\r\r\n \"}", 2, 1, "", "a carriage return must be followed by a line feed" },
+    { "name: a\rb", 1, 8, "", "a carriage return must be followed by a line feed" },
+    { "name: a\r", 1, 8, "", "a carriage return must be followed by a line feed" },
     /* syntax errors: the parser's position and message */
     { "name: \"abc", 1, 8, "", "invalid YAML: double-quoted scalar without closing quote" },
     { "server:\n\tlisten: ':1'", 2, 1, "", "invalid YAML: tab characters are not allowed" },
@@ -263,6 +267,10 @@ static void test_quoted_values(void **state)
         { "name: plain words here", "plain words here" },
         { "name: |\n  line one\n  line two\n", "line one\nline two\n" },
         { "'name': 'x'", "x" },
+        /* CRLF line ends (files written on Windows) read as LF ones */
+        { "name: \"a\r\n  b\"\r\n", "a b" },
+        { "name: 'a\r\n\r\n  c'\r\n", "a\nc" },
+        { "name: |\r\n  one\r\n  two\r\n", "one\ntwo\n" },
     };
     rdl_config_t *cfg = *state;
     rdl_error_t err;
