@@ -17,6 +17,16 @@ static void fail(payload_error_t *err, int status, const char *code, const char 
     snprintf(err->message, sizeof(err->message), "%s", msg);
 }
 
+/* A body that is not JSON at all: jansson's reason with its line and column. */
+static void json_fail(payload_error_t *err, int status, const char *code, const char *what,
+                      const json_error_t *jerr)
+{
+    err->status = status;
+    err->code = code;
+    snprintf(err->message, sizeof(err->message), "%s is not valid JSON: %s at line %d column %d",
+             what, jerr->text, jerr->line, jerr->column);
+}
+
 bool payload_is_json_type(const char *v, size_t n, payload_error_t *err)
 {
     bool ok = false;
@@ -55,11 +65,7 @@ int payload_enrollment(const char *body, size_t n, rdl_arena_t *arena,
     json_t *root = json_loadb(body ? body : "", n, JSON_REJECT_DUPLICATES, &jerr);
     *student = NULL;
     if (!root) {
-        err->status = 400;
-        err->code = "invalid_json";
-        snprintf(err->message, sizeof(err->message),
-                 "request body is not valid JSON: %s at line %d column %d",
-                 jerr.text, jerr.line, jerr.column);
+        json_fail(err, 400, "invalid_json", "request body", &jerr);
         return -1;
     }
     json_t *s = json_object_get(root, "student");    /* NULL unless root is an object */
@@ -85,11 +91,7 @@ int payload_suggestions(const char *body, size_t n, rdl_buf_t *out, payload_erro
     json_error_t jerr;
     json_t *root = json_loadb(body ? body : "", n, 0, &jerr);
     if (!root) {
-        err->status = 502;
-        err->code = "invalid_upstream_answer";
-        snprintf(err->message, sizeof(err->message),
-                 "recommend answer is not valid JSON: %s at line %d column %d",
-                 jerr.text, jerr.line, jerr.column);
+        json_fail(err, 502, "invalid_upstream_answer", "recommend answer", &jerr);
         return -1;
     }
     json_t *list = json_object_get(root, "suggestions");
