@@ -492,6 +492,8 @@ static int thread_init(rdl_server_t *srv, rt_thread_t *t, bool admin, int fd)
         rc = uv_tcp_open(&t->listener, fd);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&t->listener, (int)srv->opts.backlog, on_connection);
+    /* The runtime's own per-thread state covers the admin thread too (its loop lag is
+     * exported); rdl_server_on_thread hooks see only the application's I/O threads. */
     if (rc == 0)
         rc = rt_metrics_thread_init(t);
     t->listening = rc == 0;
