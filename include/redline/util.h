@@ -95,6 +95,19 @@ void rdl_buf_put_u64(rdl_buf_t *b, uint64_t v);
 void rdl_buf_put_i64(rdl_buf_t *b, int64_t v);
 
 /*
+ * UTF-8 as every writer here checks it (JSON, exposition, OTLP, YAML text):
+ * rdl_utf8_seq returns the length (1-4) of the valid sequence at s[0..n), n >= 1,
+ * or 0 when it is not valid UTF-8 (overlong, surrogate, above U+10FFFF,
+ * truncated), with *skip (may be NULL) set to its maximal invalid prefix, the
+ * bytes one U+FFFD replaces (Unicode's "maximal subpart" practice).
+ * rdl_utf8_put appends s with each such prefix replaced by U+FFFD;
+ * rdl_utf8_clean_len is the length that appends. Any thread.
+ */
+size_t rdl_utf8_seq(const char *s, size_t n, size_t *skip);
+void rdl_utf8_put(rdl_buf_t *b, const char *s, size_t n);
+size_t rdl_utf8_clean_len(const char *s, size_t n);
+
+/*
  * Appends s as a quoted JSON string. Exact: quotes, backslashes and control
  * characters are escaped, and bytes that are not valid UTF-8 become U+FFFD, so
  * the output always parses whatever the input was.

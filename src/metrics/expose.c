@@ -17,52 +17,6 @@
 
 /* ---- text helpers ------------------------------------------------------ */
 
-/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    size_t len;
-    uint32_t min, cp;
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xe0) == 0xc0) {
-        len = 2, min = 0x80, cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-        len = 3, min = 0x800, cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-        len = 4, min = 0x10000, cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
-void mx_put_utf8(rdl_buf_t *b, const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t start = 0, i = 0;
-    while (i < n) {
-        size_t k = utf8_len(p + i, n - i);
-        if (k) {
-            i += k;
-            continue;
-        }
-        rdl_buf_put(b, s + start, i - start);
-        rdl_buf_puts(b, "\xef\xbf\xbd");
-        start = ++i;
-    }
-    rdl_buf_put(b, s + start, n - start);
-}
-
 /* Escapes \ and newline, and " when quote is set (label values; OpenMetrics help). */
 static void put_escaped(rdl_buf_t *b, const char *s, bool quote)
 {
@@ -355,7 +309,7 @@ void rdl_collect_family(rdl_collect_t *c, rdl_metric_type_t type, const char *na
     c->om_len = total ? len - 6 : len;
     rdl_buf_t h;
     rdl_buf_init(&h);
-    mx_put_utf8(&h, help ? help : "", help ? strlen(help) : 0);
+    rdl_utf8_put(&h, help ? help : "", help ? strlen(help) : 0);
     put_meta(c->out, c->fmt, type, name, c->om_len, h.data ? h.data : "");
     rdl_buf_free(&h);
 }
@@ -381,7 +335,7 @@ void rdl_collect_value(rdl_collect_t *c, const char *const *label_names,
     for (size_t i = 0; i < nlabels; i++) {
         const char *s = label_values && label_values[i] ? label_values[i] : "";
         rdl_buf_init(&vals[i]);
-        mx_put_utf8(&vals[i], s, strlen(s));
+        rdl_utf8_put(&vals[i], s, strlen(s));
         vp[i] = vals[i].data ? vals[i].data : "";
     }
     /*

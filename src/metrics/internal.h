@@ -95,9 +95,6 @@ mx_series_t *const *mx_series_list(const rdl_metric_t *m, size_t *n);
 bool mx_valid_metric_name(const char *s);
 bool mx_valid_label_name(const char *s);
 
-/* Appends s with invalid UTF-8 replaced by U+FFFD. */
-void mx_put_utf8(rdl_buf_t *b, const char *s, size_t n);
-
 /* Shortest text that reads back as v (Go's strconv 'g', -1); le adds ".0" when integral. */
 void mx_put_double(rdl_buf_t *b, double v, bool le_style);
 

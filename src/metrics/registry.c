@@ -315,7 +315,7 @@ static char *dup_utf8(const char *s)
 {
     rdl_buf_t b;
     rdl_buf_init(&b);
-    mx_put_utf8(&b, s ? s : "", s ? strlen(s) : 0);
+    rdl_utf8_put(&b, s ? s : "", s ? strlen(s) : 0);
     if (b.oom) {
         rdl_buf_free(&b);
         return NULL;
@@ -623,18 +623,11 @@ static bool values_equal(const mx_series_t *s, const char *const *values, size_t
 
 static bool is_utf8(const char *s)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p && *p < 0x80)
-        p++;
-    if (!*p)
-        return true;
-    rdl_buf_t b;
-    rdl_buf_init(&b);
-    size_t n = strlen(s);
-    mx_put_utf8(&b, s, n);
-    bool same = !b.oom && b.len == n && memcmp(b.data, s, n) == 0;
-    rdl_buf_free(&b);
-    return same;
+    size_t n = strlen(s), k;
+    for (size_t i = 0; i < n; i += k)
+        if ((k = rdl_utf8_seq(s + i, n - i, NULL)) == 0)
+            return false;
+    return true;
 }
 
 static mx_series_t *find(rdl_metric_t *m, const char *const *values, uint64_t h)

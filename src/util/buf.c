@@ -180,16 +180,20 @@ static void put_escape(rdl_buf_t *b, unsigned char c)
 }
 
 /*
- * Length of the UTF-8 sequence at s (1-4) when it is valid, else 0 with *skip
- * set to the length of its maximal invalid prefix (Unicode's "maximal subpart"
- * rule), which becomes one U+FFFD. The ranges for the second byte exclude
- * overlongs (E0, F0), surrogates (ED) and code points above U+10FFFF (F4).
+ * The second byte's range excludes overlongs (E0, F0), surrogates (ED) and code
+ * points above U+10FFFF (F4); a stray continuation, C0/C1 or F5..FF is one
+ * invalid byte.
  */
-static size_t utf8_seq(const unsigned char *s, size_t n, size_t *skip)
+size_t rdl_utf8_seq(const char *str, size_t n, size_t *skip)
 {
+    const unsigned char *s = (const unsigned char *)str;
     unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-    size_t len, i;
+    size_t len, i, ignored;
 
+    if (skip == NULL)
+        skip = &ignored;
+    if (c < 0x80)
+        return 1;
     if (c >= 0xC2 && c <= 0xDF)
         len = 2;
     else if (c >= 0xE0 && c <= 0xEF)
@@ -197,7 +201,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n, size_t *skip)
     else if (c >= 0xF0 && c <= 0xF4)
         len = 4;
     else {
-        *skip = 1;                  /* stray continuation, C0/C1 or F5..FF */
+        *skip = 1;
         return 0;
     }
     if (c == 0xE0)
@@ -219,6 +223,42 @@ static size_t utf8_seq(const unsigned char *s, size_t n, size_t *skip)
     return len;
 }
 
+void rdl_utf8_put(rdl_buf_t *b, const char *s, size_t n)
+{
+    size_t start = 0, i = 0, len, skip;
+    while (i < n) {
+        if ((unsigned char)s[i] < 0x80) {
+            i++;
+        } else if ((len = rdl_utf8_seq(s + i, n - i, &skip)) > 0) {
+            i += len;
+        } else {
+            rdl_buf_put(b, s + start, i - start);
+            rdl_buf_put(b, "\xEF\xBF\xBD", 3);
+            i += skip;
+            start = i;
+        }
+    }
+    rdl_buf_put(b, s + start, n - start);
+}
+
+size_t rdl_utf8_clean_len(const char *s, size_t n)
+{
+    size_t out = 0, i = 0, len, skip;
+    while (i < n) {
+        if ((unsigned char)s[i] < 0x80) {
+            i++;
+            out++;
+        } else if ((len = rdl_utf8_seq(s + i, n - i, &skip)) > 0) {
+            i += len;
+            out += len;
+        } else {
+            i += skip;
+            out += 3;
+        }
+    }
+    return out;
+}
+
 void rdl_json_str(rdl_buf_t *b, const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -238,7 +278,7 @@ void rdl_json_str(rdl_buf_t *b, const char *str, size_t n)
         if (s[i] < 0x80) {
             put_escape(b, s[i]);
             i++;
-        } else if ((len = utf8_seq(s + i, n - i, &skip)) > 0) {
+        } else if ((len = rdl_utf8_seq((const char *)s + i, n - i, &skip)) > 0) {
             rdl_buf_put(b, s + i, len);
             i += len;
         } else {
@@ -333,7 +373,7 @@ size_t rdl_json_escape(char *out, size_t cap, const char *str, size_t n, size_t 
             len = escape_of(s[i], e);
             src = e;
             skip = 1;
-        } else if ((len = utf8_seq(s + i, n - i, &skip)) > 0) {
+        } else if ((len = rdl_utf8_seq((const char *)s + i, n - i, &skip)) > 0) {
             src = (const char *)s + i;
             skip = len;
         } else {

@@ -10,43 +10,14 @@
 #include "redline/util.h"
 #include "util/yaml.h"
 
-/*
- * Decodes the UTF-8 sequence at s into *cp; returns its length, or 0 when it
- * is not valid UTF-8 (overlong, surrogate, above U+10FFFF, truncated).
- */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+/* The code point of the valid UTF-8 sequence at s (len bytes, from rdl_utf8_seq). */
+static uint32_t utf8_code_point(const unsigned char *s, size_t len)
 {
-    size_t len, i;
-    uint32_t c = s[0];
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        c &= 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        c &= 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        c &= 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
+    static const unsigned char lead_mask[5] = { 0, 0x7F, 0x1F, 0x0F, 0x07 };
+    uint32_t c = s[0] & lead_mask[len];
+    for (size_t i = 1; i < len; i++)
         c = (c << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && c < 0x800) || (len == 4 && (c < 0x10000 || c > 0x10FFFF)) ||
-        (c >= 0xD800 && c <= 0xDFFF))
-        return 0;
-    *cp = c;
-    return len;
+    return c;
 }
 
 /* YAML 1.2's c-printable set: what a YAML stream may contain at all. */
@@ -76,7 +47,9 @@ int rdl_yaml_check_text(const char *yaml, size_t len, rdl_error_t *err)
     uint32_t c;
 
     while (i < len) {
-        n = utf8_decode(s + i, len - i, &c);
+        n = rdl_utf8_seq(yaml + i, len - i, NULL);
+        if (n)
+            c = utf8_code_point(s + i, n);
         if (n == 0)
             return rdl_error_set(err, RDL_EINVAL, line, column, "",
                                  "invalid YAML: byte 0x%02x is not valid UTF-8", s[i]);

@@ -245,6 +245,43 @@ static void test_json_property(void **state)
 
 /* ---- parsers ------------------------------------------------------------- */
 
+/* One UTF-8 checker for every writer: valid sequences pass, each maximal invalid prefix is one U+FFFD. */
+static void test_utf8(void **state)
+{
+    static const struct { const char *in; size_t n; const char *out; } cases[] = {
+        { "plain", 5, "plain" },
+        { "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80" },
+        { "a\xff" "b", 3, "a\xef\xbf\xbd" "b" },
+        { "\x80\x80", 2, "\xef\xbf\xbd\xef\xbf\xbd" },                 /* stray continuations */
+        { "\xc0\xaf", 2, "\xef\xbf\xbd\xef\xbf\xbd" },                 /* C0 is never valid */
+        { "\xe0\x80\xaf", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },  /* overlong */
+        { "\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" },  /* surrogate */
+        { "\xf4\x90\x80\x80", 4, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" }, /* > U+10FFFF */
+        { "\xe2\x82", 2, "\xef\xbf\xbd" },                             /* truncated: one */
+        { "\xf0\x9f\x98x", 4, "\xef\xbf\xbdx" },
+        { "a\0b", 3, "a\0b" },
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        rdl_buf_t b;
+        rdl_buf_init(&b);
+        rdl_utf8_put(&b, cases[i].in, cases[i].n);
+        size_t want = strlen(cases[i].out) + (i == sizeof(cases) / sizeof(cases[0]) - 1 ? 2 : 0);
+        if (b.len != want || memcmp(b.data, cases[i].out, want) != 0 ||
+            rdl_utf8_clean_len(cases[i].in, cases[i].n) != want)
+            fail_msg("case %zu: %zu bytes out, clean_len %zu, want %zu", i, b.len,
+                     rdl_utf8_clean_len(cases[i].in, cases[i].n), want);
+        rdl_buf_free(&b);
+    }
+    size_t skip = 0;
+    assert_int_equal(rdl_utf8_seq("\xe2\x82\xac", 3, &skip), 3);
+    assert_int_equal(rdl_utf8_seq("A", 1, NULL), 1);
+    assert_int_equal(rdl_utf8_seq("\xe2\x82", 2, &skip), 0);
+    assert_int_equal(skip, 2);
+    assert_int_equal(rdl_utf8_seq("\xf5\x80", 2, &skip), 0);
+    assert_int_equal(skip, 1);
+}
+
 static void test_duration(void **state)
 {
     static const struct { const char *s; uint64_t ms; } ok[] = {
@@ -496,6 +533,7 @@ int main(void)
         cmocka_unit_test(test_json_table),
         cmocka_unit_test(test_json_appends),
         cmocka_unit_test(test_json_property),
+        cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_duration),
         cmocka_unit_test(test_size),
         cmocka_unit_test(test_hostport),
