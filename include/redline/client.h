@@ -149,6 +149,43 @@ rdl_upstream_t *rdl_upstreams_at(rdl_upstreams_t *ups, int i);
 /* The base URL a call uses: the subset's when the upstream has that subset, else url. */
 const char *rdl_upstream_base_url(const rdl_upstream_t *up, const char *subset);
 
+/*
+ * Istio / Envoy retryOn conditions a call can honour, with Envoy's meaning:
+ * 5XX = any 5xx answer or no answer at all (the connection failed, was reset,
+ * or the attempt timed out); GATEWAY_ERROR = 502, 503, 504 or no answer;
+ * RESET = no answer; CONNECT_FAILURE = the connection could not be made;
+ * RETRIABLE_4XX = 409. Literal status codes in the list ("503", Istio's
+ * retriable status codes) retry an answer with that status. A canceled call
+ * is never retried.
+ */
+#define RDL_RETRY_ON_5XX            (1u << 0)
+#define RDL_RETRY_ON_GATEWAY_ERROR  (1u << 1)
+#define RDL_RETRY_ON_CONNECT_FAILURE (1u << 2)
+#define RDL_RETRY_ON_RETRIABLE_4XX  (1u << 3)
+#define RDL_RETRY_ON_RESET          (1u << 4)
+#define RDL_RETRY_ON_MAX_CODES      8
+
+typedef struct rdl_retry_on {
+    uint32_t bits;                              /* RDL_RETRY_ON_* */
+    uint16_t codes[RDL_RETRY_ON_MAX_CODES];     /* literal status codes, 100-599 */
+    uint8_t ncodes;
+} rdl_retry_on_t;
+
+/*
+ * Parses an Istio retryOn list ("5xx,connect-failure,503"; spaces allowed)
+ * into out (zeroed first). Conditions redline cannot honour (refused-stream,
+ * retriable-headers, envoy-ratelimited, the gRPC ones: cancelled,
+ * deadline-exceeded, internal, resource-exhausted, unavailable; codes past
+ * RDL_RETRY_ON_MAX_CODES; retriable-status-codes without a literal code) are
+ * skipped; when unknown is not NULL it receives them, comma-separated and
+ * NUL-terminated (truncated to n). NULL or "" gives nothing set. Pure; any thread.
+ */
+void rdl_retry_on_parse(const char *conditions, rdl_retry_on_t *out, char *unknown, size_t n);
+/* Whether r names any condition (an all-zero r leaves the upstream's policy). */
+bool rdl_retry_on_is_set(const rdl_retry_on_t *r);
+/* Whether an attempt that ended with outcome kind and HTTP status (0 = none) is retried under r. */
+bool rdl_retry_on_matches(const rdl_retry_on_t *r, int kind, int status);
+
 /* ---- calls ------------------------------------------------------------- */
 
 typedef struct rdl_call {
@@ -164,36 +201,10 @@ typedef struct rdl_call {
                                    `timeout`), on top of the ctx deadline; 0 = none */
     uint32_t max_attempts;      /* attempts in all, the first included; 0 = the upstream's
                                    retry.attempts; may exceed it (the budget still holds) */
-    uint32_t retry_on;          /* RDL_RETRY_ON_* bits: which failures are retried;
-                                   0 = the upstream's policy (connect, timeout, 429, 5xx) */
+    rdl_retry_on_t retry_on;    /* which failures are retried; nothing set (all zero) =
+                                   the upstream's policy (connect, timeout, 429, 5xx) */
 } rdl_call_t;
 
-/*
- * Istio / Envoy retryOn conditions a call can honour, as rdl_call_t.retry_on
- * bits, with Envoy's meaning: 5XX = any 5xx answer or no answer at all (the
- * connection failed, was reset, or the attempt timed out); GATEWAY_ERROR =
- * 502, 503, 504 or no answer; RESET = no answer; CONNECT_FAILURE = the
- * connection could not be made; RETRIABLE_4XX = 409. A canceled call is never
- * retried.
- */
-#define RDL_RETRY_ON_5XX            (1u << 0)
-#define RDL_RETRY_ON_GATEWAY_ERROR  (1u << 1)
-#define RDL_RETRY_ON_CONNECT_FAILURE (1u << 2)
-#define RDL_RETRY_ON_RETRIABLE_4XX  (1u << 3)
-#define RDL_RETRY_ON_RESET          (1u << 4)
-
-/*
- * Parses an Istio retryOn list ("5xx,connect-failure"; spaces allowed) into
- * RDL_RETRY_ON_* bits. Conditions redline cannot honour (refused-stream,
- * retriable-status-codes, retriable-headers, envoy-ratelimited, and the gRPC
- * ones: cancelled, deadline-exceeded, internal, resource-exhausted,
- * unavailable) are skipped; when unknown is not NULL it receives them,
- * comma-separated and NUL-terminated (truncated to n). NULL or "" gives 0.
- * Pure; any thread.
- */
-uint32_t rdl_retry_on_parse(const char *conditions, char *unknown, size_t n);
-/* Whether an attempt that ended with outcome kind and HTTP status (0 = none) is retried under bits. */
-bool rdl_retry_on_matches(uint32_t bits, int kind, int status);
 
 typedef struct rdl_call_result {
     int err;                    /* 0 (an HTTP answer came), RDL_EBUSY (breaker open or

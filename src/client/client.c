@@ -62,7 +62,7 @@ struct cl_call {
     uint64_t timeout_ms;        /* of the attempt on the wire */
     uint64_t total_end_ns;      /* the call's own total timeout ends here; 0 = none */
     uint32_t max_attempts;      /* 0 = the upstream's */
-    uint32_t retry_on;          /* RDL_RETRY_ON_* bits; 0 = the upstream's kinds */
+    rdl_retry_on_t retry_on;    /* nothing set = the upstream's kinds */
     rdl_buf_t resp;
     uint32_t attempts;
     uint64_t start_ns, attempt_ns;
@@ -464,8 +464,8 @@ static rdl_retry_policy_t call_policy(const cl_call_t *call, int kind, int statu
     rdl_retry_policy_t p = call->up->retry;
     if (call->max_attempts)
         p.max_attempts = call->max_attempts;
-    if (call->retry_on)
-        p.retry_kinds = rdl_retry_on_matches(call->retry_on, kind, status) ? RDL_OUTCOME_BIT(kind) : 0;
+    if (rdl_retry_on_is_set(&call->retry_on))
+        p.retry_kinds = rdl_retry_on_matches(&call->retry_on, kind, status) ? RDL_OUTCOME_BIT(kind) : 0;
     return p;
 }
 

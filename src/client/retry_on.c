@@ -3,6 +3,7 @@
  * route's `retries.retryOn` decides which failed attempts are retried, with
  * Envoy's meaning of each condition, instead of being read and ignored.
  */
+#include <stdbool.h>
 #include <string.h>
 
 #include "redline/client.h"
@@ -39,9 +40,38 @@ static void note_unknown(char *unknown, size_t n, const char *s, size_t len)
     unknown[used + len] = '\0';
 }
 
-uint32_t rdl_retry_on_parse(const char *list, char *unknown, size_t n)
+/* A literal status code: three digits, 100 to 599. */
+static int status_code(const char *s, size_t len)
 {
-    uint32_t bits = 0;
+    if (len != 3 || s[0] < '1' || s[0] > '5' || s[1] < '0' || s[1] > '9' || s[2] < '0' || s[2] > '9')
+        return 0;
+    return (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+}
+
+/* One condition of the list into out; false when it cannot be honoured. */
+static bool take(rdl_retry_on_t *out, const char *s, size_t len, bool *status_codes)
+{
+    uint32_t bit = condition_bit(s, len);
+    int code = status_code(s, len);
+    if (bit) {
+        out->bits |= bit;
+        return true;
+    }
+    if (len == strlen("retriable-status-codes") && memcmp(s, "retriable-status-codes", len) == 0) {
+        *status_codes = true;       /* turns the literal codes on; meaningless alone */
+        return true;
+    }
+    if (code && out->ncodes < RDL_RETRY_ON_MAX_CODES) {
+        out->codes[out->ncodes++] = (uint16_t)code;
+        return true;
+    }
+    return false;
+}
+
+void rdl_retry_on_parse(const char *list, rdl_retry_on_t *out, char *unknown, size_t n)
+{
+    bool status_codes = false;
+    memset(out, 0, sizeof(*out));
     if (unknown && n)
         unknown[0] = '\0';
     for (const char *p = list; p && *p;) {
@@ -53,19 +83,22 @@ uint32_t rdl_retry_on_parse(const char *list, char *unknown, size_t n)
         size_t len = (size_t)(end - p);
         while (len && p[len - 1] == ' ')
             len--;
-        if (len) {
-            uint32_t bit = condition_bit(p, len);
-            bits |= bit;
-            if (!bit && unknown && n)
-                note_unknown(unknown, n, p, len);
-        }
+        if (len && !take(out, p, len, &status_codes) && unknown && n)
+            note_unknown(unknown, n, p, len);
         p = end;
     }
-    return bits;
+    if (status_codes && out->ncodes == 0 && unknown && n)
+        note_unknown(unknown, n, "retriable-status-codes", strlen("retriable-status-codes"));
 }
 
-bool rdl_retry_on_matches(uint32_t bits, int kind, int status)
+bool rdl_retry_on_is_set(const rdl_retry_on_t *r)
 {
+    return r->bits != 0 || r->ncodes != 0;
+}
+
+bool rdl_retry_on_matches(const rdl_retry_on_t *r, int kind, int status)
+{
+    uint32_t bits = r->bits;
     bool no_answer = kind == RDL_OUTCOME_TIMEOUT || kind == RDL_OUTCOME_CONNECT ||
                      kind == RDL_OUTCOME_OTHER;
     if (no_answer && (bits & (RDL_RETRY_ON_5XX | RDL_RETRY_ON_GATEWAY_ERROR | RDL_RETRY_ON_RESET)))
@@ -76,5 +109,10 @@ bool rdl_retry_on_matches(uint32_t bits, int kind, int status)
         return true;
     if ((status == 502 || status == 503 || status == 504) && (bits & RDL_RETRY_ON_GATEWAY_ERROR))
         return true;
-    return status == 409 && (bits & RDL_RETRY_ON_RETRIABLE_4XX);
+    if (status == 409 && (bits & RDL_RETRY_ON_RETRIABLE_4XX))
+        return true;
+    for (int i = 0; i < r->ncodes && status && kind != RDL_OUTCOME_CANCELED; i++)
+        if (r->codes[i] == status)
+            return true;
+    return false;
 }

@@ -628,11 +628,11 @@ static rdl_call_t routed_call(rdl_req_t *req, const rdl_call_t *call)
         out.timeout_ms = d->per_try_timeout_ms;
     if (!out.max_attempts && d->retry_attempts >= 0)
         out.max_attempts = (uint32_t)d->retry_attempts + 1;
-    if (!out.retry_on && d->retry_on) {
+    if (!rdl_retry_on_is_set(&out.retry_on) && d->retry_on) {
         char unknown[128];
-        out.retry_on = rdl_retry_on_parse(d->retry_on, unknown, sizeof(unknown));
+        rdl_retry_on_parse(d->retry_on, &out.retry_on, unknown, sizeof(unknown));
         warn_unknown_retry_on(req, unknown);
-        if (!out.retry_on && !call->max_attempts)
+        if (!rdl_retry_on_is_set(&out.retry_on) && !call->max_attempts)
             out.max_attempts = 1;
     }
     return out;

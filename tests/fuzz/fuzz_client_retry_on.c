@@ -1,8 +1,9 @@
 /*
  * fuzz_client_retry_on.c: the Istio retryOn list parser. Input: the list
  * (NUL bytes end it early, as a C string would). Invariants: nothing crashes;
- * only RDL_RETRY_ON_* bits come back; the skipped conditions fit the buffer,
- * NUL-terminated; parsing the list again without the buffer gives the same bits.
+ * only RDL_RETRY_ON_* bits and status codes 100-599 come back; the skipped
+ * conditions fit the buffer, NUL-terminated; parsing the list again without
+ * the buffer gives the same result.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,10 +25,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     list[size] = '\0';
     char unknown[24];
     memset(unknown, 'x', sizeof(unknown));
-    uint32_t bits = rdl_retry_on_parse(list, unknown, sizeof(unknown));
-    if ((bits & ~ALL_BITS) != 0 || memchr(unknown, '\0', sizeof(unknown)) == NULL)
+    rdl_retry_on_t r, again;
+    rdl_retry_on_parse(list, &r, unknown, sizeof(unknown));
+    if ((r.bits & ~ALL_BITS) != 0 || r.ncodes > RDL_RETRY_ON_MAX_CODES ||
+        memchr(unknown, '\0', sizeof(unknown)) == NULL)
         abort();
-    if (rdl_retry_on_parse(list, NULL, 0) != bits)
+    for (int i = 0; i < r.ncodes; i++)
+        if (r.codes[i] < 100 || r.codes[i] > 599)
+            abort();
+    rdl_retry_on_parse(list, &again, NULL, 0);
+    if (memcmp(&r, &again, sizeof(r)) != 0)
         abort();
     free(list);
     return 0;

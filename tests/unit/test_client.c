@@ -390,47 +390,80 @@ static void test_round_trip(void **state)
 
 /* ---- a route's retries and timeout ------------------------------------------------ */
 
+/* The bits a list parses to (the unknown list into unknown when not NULL). */
+static uint32_t parse_bits(const char *list, char *unknown, size_t n)
+{
+    rdl_retry_on_t r;
+    rdl_retry_on_parse(list, &r, unknown, n);
+    return r.bits;
+}
+
 static void test_retry_on_parse(void **state)
 {
     char unknown[64];
-    assert_int_equal(rdl_retry_on_parse(NULL, NULL, 0), 0);
-    assert_int_equal(rdl_retry_on_parse("", unknown, sizeof(unknown)), 0);
+    rdl_retry_on_t r;
+    assert_int_equal(parse_bits(NULL, NULL, 0), 0);
+    assert_int_equal(parse_bits("", unknown, sizeof(unknown)), 0);
     assert_string_equal(unknown, "");
-    assert_int_equal(rdl_retry_on_parse("5xx", NULL, 0), RDL_RETRY_ON_5XX);
-    assert_int_equal(rdl_retry_on_parse(" gateway-error , connect-failure,reset,retriable-4xx ",
-                                        unknown, sizeof(unknown)),
+    assert_int_equal(parse_bits("5xx", NULL, 0), RDL_RETRY_ON_5XX);
+    assert_int_equal(parse_bits(" gateway-error , connect-failure,reset,retriable-4xx ",
+                                unknown, sizeof(unknown)),
                      RDL_RETRY_ON_GATEWAY_ERROR | RDL_RETRY_ON_CONNECT_FAILURE |
                      RDL_RETRY_ON_RESET | RDL_RETRY_ON_RETRIABLE_4XX);
     assert_string_equal(unknown, "");
-    assert_int_equal(rdl_retry_on_parse("refused-stream,5xx,,unavailable,5xxx", unknown,
-                                        sizeof(unknown)), RDL_RETRY_ON_5XX);
+    assert_int_equal(parse_bits("refused-stream,5xx,,unavailable,5xxx", unknown,
+                                sizeof(unknown)), RDL_RETRY_ON_5XX);
     assert_string_equal(unknown, "refused-stream,unavailable,5xxx");
-    assert_int_equal(rdl_retry_on_parse("cancelled,refused-stream", unknown, 10), 0);
+    assert_int_equal(parse_bits("cancelled,refused-stream", unknown, 10), 0);
     assert_string_equal(unknown, "cancelled");          /* truncated to what fits */
 
+    /* literal status codes (Istio's retriable status codes) */
+    rdl_retry_on_parse("connect-failure, 503,retriable-status-codes,429", &r, unknown, sizeof(unknown));
+    assert_int_equal(r.bits, RDL_RETRY_ON_CONNECT_FAILURE);
+    assert_int_equal(r.ncodes, 2);
+    assert_int_equal(r.codes[0], 503);
+    assert_int_equal(r.codes[1], 429);
+    assert_string_equal(unknown, "");
+    assert_true(rdl_retry_on_is_set(&r));
+    rdl_retry_on_parse("retriable-status-codes,600,99,5030,50a,1,500,501,502,503,504,505,506,507,508",
+                       &r, unknown, sizeof(unknown));
+    assert_int_equal(r.ncodes, RDL_RETRY_ON_MAX_CODES);
+    assert_string_equal(unknown, "600,99,5030,50a,1,508");
+    rdl_retry_on_parse("retriable-status-codes", &r, unknown, sizeof(unknown));
+    assert_false(rdl_retry_on_is_set(&r));
+    assert_string_equal(unknown, "retriable-status-codes");
+
     /* Envoy's meaning of each condition */
-    static const struct { uint32_t bits; int kind, status; bool retried; } cases[] = {
-        { RDL_RETRY_ON_5XX, RDL_OUTCOME_HTTP_5XX, 500, true },
-        { RDL_RETRY_ON_5XX, RDL_OUTCOME_TIMEOUT, 0, true },
-        { RDL_RETRY_ON_5XX, RDL_OUTCOME_CONNECT, 0, true },
-        { RDL_RETRY_ON_5XX, RDL_OUTCOME_HTTP_429, 429, false },
-        { RDL_RETRY_ON_5XX, RDL_OUTCOME_CANCELED, 0, false },
-        { RDL_RETRY_ON_GATEWAY_ERROR, RDL_OUTCOME_HTTP_5XX, 503, true },
-        { RDL_RETRY_ON_GATEWAY_ERROR, RDL_OUTCOME_HTTP_5XX, 500, false },
-        { RDL_RETRY_ON_GATEWAY_ERROR, RDL_OUTCOME_OTHER, 0, true },
-        { RDL_RETRY_ON_CONNECT_FAILURE, RDL_OUTCOME_CONNECT, 0, true },
-        { RDL_RETRY_ON_CONNECT_FAILURE, RDL_OUTCOME_TIMEOUT, 0, false },
-        { RDL_RETRY_ON_CONNECT_FAILURE, RDL_OUTCOME_HTTP_5XX, 503, false },
-        { RDL_RETRY_ON_RESET, RDL_OUTCOME_OTHER, 0, true },
-        { RDL_RETRY_ON_RESET, RDL_OUTCOME_HTTP_5XX, 502, false },
-        { RDL_RETRY_ON_RETRIABLE_4XX, RDL_OUTCOME_HTTP_4XX, 409, true },
-        { RDL_RETRY_ON_RETRIABLE_4XX, RDL_OUTCOME_HTTP_4XX, 404, false },
-        { 0, RDL_OUTCOME_HTTP_5XX, 503, false },
+    static const struct { uint32_t bits; uint16_t code; int kind, status; bool retried; } cases[] = {
+        { RDL_RETRY_ON_5XX, 0, RDL_OUTCOME_HTTP_5XX, 500, true },
+        { RDL_RETRY_ON_5XX, 0, RDL_OUTCOME_TIMEOUT, 0, true },
+        { RDL_RETRY_ON_5XX, 0, RDL_OUTCOME_CONNECT, 0, true },
+        { RDL_RETRY_ON_5XX, 0, RDL_OUTCOME_HTTP_429, 429, false },
+        { RDL_RETRY_ON_5XX, 0, RDL_OUTCOME_CANCELED, 0, false },
+        { RDL_RETRY_ON_GATEWAY_ERROR, 0, RDL_OUTCOME_HTTP_5XX, 503, true },
+        { RDL_RETRY_ON_GATEWAY_ERROR, 0, RDL_OUTCOME_HTTP_5XX, 500, false },
+        { RDL_RETRY_ON_GATEWAY_ERROR, 0, RDL_OUTCOME_OTHER, 0, true },
+        { RDL_RETRY_ON_CONNECT_FAILURE, 0, RDL_OUTCOME_CONNECT, 0, true },
+        { RDL_RETRY_ON_CONNECT_FAILURE, 0, RDL_OUTCOME_TIMEOUT, 0, false },
+        { RDL_RETRY_ON_CONNECT_FAILURE, 0, RDL_OUTCOME_HTTP_5XX, 503, false },
+        { RDL_RETRY_ON_RESET, 0, RDL_OUTCOME_OTHER, 0, true },
+        { RDL_RETRY_ON_RESET, 0, RDL_OUTCOME_HTTP_5XX, 502, false },
+        { RDL_RETRY_ON_RETRIABLE_4XX, 0, RDL_OUTCOME_HTTP_4XX, 409, true },
+        { RDL_RETRY_ON_RETRIABLE_4XX, 0, RDL_OUTCOME_HTTP_4XX, 404, false },
+        { 0, 0, RDL_OUTCOME_HTTP_5XX, 503, false },
+        { 0, 503, RDL_OUTCOME_HTTP_5XX, 503, true },
+        { 0, 503, RDL_OUTCOME_HTTP_5XX, 502, false },
+        { 0, 429, RDL_OUTCOME_HTTP_429, 429, true },
+        { 0, 404, RDL_OUTCOME_HTTP_4XX, 404, true },
+        { 0, 503, RDL_OUTCOME_TIMEOUT, 0, false },
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-        if (rdl_retry_on_matches(cases[i].bits, cases[i].kind, cases[i].status) != cases[i].retried)
-            fail_msg("case %zu: bits %u kind %d status %d", i, cases[i].bits, cases[i].kind,
-                     cases[i].status);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        rdl_retry_on_t on = { .bits = cases[i].bits, .codes = { cases[i].code },
+                              .ncodes = cases[i].code ? 1 : 0 };
+        if (rdl_retry_on_matches(&on, cases[i].kind, cases[i].status) != cases[i].retried)
+            fail_msg("case %zu: bits %u code %u kind %d status %d", i, cases[i].bits, cases[i].code,
+                     cases[i].kind, cases[i].status);
+    }
 }
 
 /*
@@ -536,21 +569,25 @@ static void test_max_attempts_and_retry_on(void **state)
     uv_loop_init(&loop);
     rdl_client_t *c;
     assert_int_equal(rdl_client_new(&loop, ups, &c), 0);
-    static const struct { uint32_t max_attempts, retry_on, attempts; } cases[] = {
-        { 0, 0, 3 },                                    /* the upstream's policy */
-        { 1, 0, 1 },                                    /* Istio attempts: 0 */
-        { 2, 0, 2 },
-        { 5, 0, 5 },                                    /* more than the upstream's */
-        { 4, RDL_RETRY_ON_GATEWAY_ERROR, 4 },           /* 503 is a gateway error */
-        { 4, RDL_RETRY_ON_5XX, 4 },
-        { 4, RDL_RETRY_ON_CONNECT_FAILURE, 1 },         /* an answer is not a connect failure */
-        { 4, RDL_RETRY_ON_RESET | RDL_RETRY_ON_RETRIABLE_4XX, 1 },
+    static const struct { uint32_t max_attempts, retry_on, attempts; uint16_t code; } cases[] = {
+        { 0, 0, 3, 0 },                                  /* the upstream's policy */
+        { 1, 0, 1, 0 },                                  /* Istio attempts: 0 */
+        { 2, 0, 2, 0 },
+        { 5, 0, 5, 0 },                                  /* more than the upstream's */
+        { 4, RDL_RETRY_ON_GATEWAY_ERROR, 4, 0 },         /* 503 is a gateway error */
+        { 4, RDL_RETRY_ON_5XX, 4, 0 },
+        { 4, RDL_RETRY_ON_CONNECT_FAILURE, 1, 0 },       /* an answer is not a connect failure */
+        { 4, RDL_RETRY_ON_RESET | RDL_RETRY_ON_RETRIABLE_4XX, 1, 0 },
+        { 3, 0, 3, 503 },                               /* retryOn: "503" */
+        { 3, 0, 1, 500 },                               /* retryOn: "500": not this answer */
     };
     got_t g = { 0 };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int before = atomic_load(&p.requests);
         rdl_call_t get = { .method = "GET", .path = "/x", .idempotent = -1,
-                           .max_attempts = cases[i].max_attempts, .retry_on = cases[i].retry_on };
+                           .max_attempts = cases[i].max_attempts,
+                           .retry_on = { .bits = cases[i].retry_on, .codes = { cases[i].code },
+                                         .ncodes = cases[i].code ? 1 : 0 } };
         assert_int_equal(rdl_client_call(c, up, NULL, &get, on_done, &g), 0);
         run_until(&loop, &g, (int)i + 1);
         assert_int_equal(g.last.err, 0);
