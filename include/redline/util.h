@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 #include <stdbool.h>
 
 /* Error codes: functions that can fail return 0 or one of these (negative). */
@@ -67,6 +68,8 @@ char *rdl_yaml_single_quoted(const char *raw, size_t n, size_t *outlen);
 /* Clocks, in nanoseconds. Monotonic for durations and deadlines, wall for timestamps. */
 uint64_t rdl_now_ns(void);
 uint64_t rdl_wall_ns(void);
+/* The absolute time ns from now on clock, as pthread_cond_timedwait takes it. Any thread. */
+struct timespec rdl_timespec_in(clockid_t clock, uint64_t ns);
 
 /* Parses "250ms", "30s", "5m", "1h", "1m30s" or a bare integer of milliseconds. */
 int rdl_parse_duration_ms(const char *s, uint64_t *out_ms);

@@ -75,11 +75,7 @@ int rdl_bulkhead_acquire(rdl_bulkhead_t *bh, uint64_t wait_ns)
         atomic_fetch_add_explicit(&bh->admitted, 1, memory_order_relaxed);
         return 0;
     }
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    uint64_t ns = (uint64_t)until.tv_nsec + wait_ns % 1000000000ull;
-    until.tv_sec += (time_t)(wait_ns / 1000000000ull + ns / 1000000000ull);
-    until.tv_nsec = (long)(ns % 1000000000ull);
+    struct timespec until = rdl_timespec_in(CLOCK_MONOTONIC, wait_ns);
     bool got = false;
     pthread_mutex_lock(&bh->mu);
     /* Registered before the retry, so a release after this sees us and signals. */

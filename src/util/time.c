@@ -27,6 +27,17 @@ uint64_t rdl_wall_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+struct timespec rdl_timespec_in(clockid_t clock, uint64_t ns)
+{
+    struct timespec ts;
+
+    clock_gettime(clock, &ts);
+    ns += (uint64_t)ts.tv_nsec;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    return ts;
+}
+
 static bool is_digit(char c)
 {
     return c >= '0' && c <= '9';

@@ -62,23 +62,10 @@ static void gate_open(gate_t *g)
     pthread_mutex_unlock(&g->mu);
 }
 
-static struct timespec deadline_in_ms(long ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 /* Waits until n works are blocked at the gate; returns how many are. */
 static int gate_wait_started(gate_t *g, int n)
 {
-    struct timespec until = deadline_in_ms(WAIT_LIMIT_MS);
+    struct timespec until = rdl_timespec_in(CLOCK_REALTIME, WAIT_LIMIT_MS * 1000000ull);
     pthread_mutex_lock(&g->mu);
     while (g->started < n && pthread_cond_timedwait(&g->cv, &g->mu, &until) == 0)
         ;
@@ -118,7 +105,7 @@ static void counter_bump(counter_t *c)
 
 static int counter_wait(counter_t *c, int n)
 {
-    struct timespec until = deadline_in_ms(WAIT_LIMIT_MS);
+    struct timespec until = rdl_timespec_in(CLOCK_REALTIME, WAIT_LIMIT_MS * 1000000ull);
     pthread_mutex_lock(&c->mu);
     while (c->n < n && pthread_cond_timedwait(&c->cv, &c->mu, &until) == 0)
         ;

@@ -46,19 +46,6 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static struct timespec realtime_in(long ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 static void sleep_ms(long ms)
 {
     struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
@@ -115,7 +102,7 @@ static void bump(int *counter)
 /* Waits until *counter >= n (bounded); returns its value. */
 static int wait_count(const int *counter, int n)
 {
-    struct timespec until = realtime_in(WAIT_MS);
+    struct timespec until = rdl_timespec_in(CLOCK_REALTIME, WAIT_MS * 1000000ull);
     pthread_mutex_lock(&mu);
     while (*counter < n && pthread_cond_timedwait(&cv, &mu, &until) == 0)
         ;
@@ -151,7 +138,7 @@ static void trace_get(char *out, size_t n)
 /* Blocks until the test opens the gate (or GATE_MS passes). */
 static void gate_pass(void)
 {
-    struct timespec until = realtime_in(GATE_MS);
+    struct timespec until = rdl_timespec_in(CLOCK_REALTIME, GATE_MS * 1000000ull);
     pthread_mutex_lock(&mu);
     G.gate_arrived++;
     pthread_cond_broadcast(&cv);
@@ -234,7 +221,7 @@ static void server_start(void)
 /* Joins the run thread (bounded), frees the server, returns rdl_server_run's result. */
 static int server_join(void)
 {
-    struct timespec until = realtime_in(JOIN_MS);
+    struct timespec until = rdl_timespec_in(CLOCK_REALTIME, JOIN_MS * 1000000ull);
     int jr = pthread_timedjoin_np(S.tid, NULL, &until);
     assert_int_equal(jr, 0);
     S.running = false;
@@ -520,7 +507,7 @@ static int teardown(void **state)
     gate_open();
     if (S.running) {
         rdl_server_shutdown(S.srv);
-        struct timespec until = realtime_in(JOIN_MS);
+        struct timespec until = rdl_timespec_in(CLOCK_REALTIME, JOIN_MS * 1000000ull);
         if (pthread_timedjoin_np(S.tid, NULL, &until) == 0) {
             S.running = false;
             rdl_server_free(S.srv);

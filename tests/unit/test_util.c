@@ -524,6 +524,14 @@ static void test_clocks(void **state)
     assert_true(b >= a);
     /* wall clock is after 2020-01-01 */
     assert_true(rdl_wall_ns() > 1577836800ull * 1000000000ull);
+    /* a deadline 1.9 s ahead: normalised, and that far from now (the carry into seconds) */
+    for (int i = 0; i < 50; i++) {
+        uint64_t before = rdl_now_ns();
+        struct timespec ts = rdl_timespec_in(CLOCK_MONOTONIC, 1900000000ull);
+        uint64_t at = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+        assert_true(ts.tv_nsec >= 0 && ts.tv_nsec < 1000000000L);
+        assert_true(at >= before + 1900000000ull && at <= rdl_now_ns() + 1900000000ull);
+    }
 }
 
 int main(void)
