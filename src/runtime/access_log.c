@@ -313,7 +313,7 @@ static void level_get(rdl_req_t *req, void *arg)
 }
 
 /* The body is a level name ("debug", whitespace around it ignored) or {"level":"debug"}. */
-static bool level_from_body(const char *body, size_t n, rdl_log_level_t *out)
+bool rt_log_level_from_body(const char *body, size_t n, rdl_log_level_t *out)
 {
     while (n && isspace((unsigned char)body[n - 1]))
         n--;
@@ -339,7 +339,7 @@ static void level_put(rdl_req_t *req, void *arg)
     size_t n;
     const char *body = rdl_req_body(req, &n);
     rdl_log_level_t level, prev = rdl_log_level(srv->log);
-    if (!level_from_body(body, n, &level)) {
+    if (!rt_log_level_from_body(body, n, &level)) {
         rdl_resp_error(req, 400, "invalid_level",
                        "expected a body of debug, info, warn, error or fatal "
                        "(plain, or {\"level\":\"...\"})");

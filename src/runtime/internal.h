@@ -280,5 +280,7 @@ int rt_log_start(rdl_server_t *srv, rdl_error_t *err);   /* makes srv->log, inst
 void rt_log_stop(rdl_server_t *srv);                     /* flushes and frees it; restores the default */
 int rt_access_log_install(rdl_server_t *srv);
 int rt_log_admin_register(rdl_server_t *srv);
+/* PUT /debug/loglevel's body: a level name, or {"level":"..."}; false for anything else. */
+bool rt_log_level_from_body(const char *body, size_t n, rdl_log_level_t *out);
 
 #endif

@@ -165,7 +165,8 @@ def test_level_at_run_time(c):
     access_line(c, "it-visible")
     # the line written at warn was filtered: it-visible came after it and is there, it-filtered is not
     assert not [r for r in c.logs() if r.get("request_id") == "it-filtered"]
-    for bad in ("loud", "", '{"level":3}', '{"lvl":"info"}'):
+    for bad in ("loud", "", '{"level":3}', '{"lvl":"info"}', '{"level":"info"', '["info"]',
+                "info warn", "in fo", '{"level":"nope"}', "\u00e9"):
         status, _, body = c.request("PUT", "/debug/loglevel", body=bad, admin=True)
         assert status == 400 and json.loads(body)["code"] == "invalid_level", (bad, body)
     status, _, body = c.request("GET", "/debug/log", admin=True)
