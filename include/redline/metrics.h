@@ -197,6 +197,12 @@ int rdl_metrics_register_process(rdl_registry_t *r);
 int rdl_metrics_expose(rdl_registry_t *r, rdl_format_t fmt, rdl_buf_t *out);
 /* The format an Accept header asks for (highest q we serve; text 0.0.4 by default). */
 rdl_format_t rdl_metrics_negotiate(const char *accept, size_t len);
+/*
+ * Whether an Accept-Encoding header takes gzip (RFC 9110 section 12.5.3):
+ * "gzip" or "x-gzip" with q > 0, or "*" with q > 0 when gzip is not listed.
+ * NULL or an empty header: no.
+ */
+bool rdl_metrics_accepts_gzip(const char *accept_encoding, size_t len);
 /* The exact Content-Type of a format. */
 const char *rdl_metrics_content_type(rdl_format_t fmt);
 

@@ -485,3 +485,24 @@ rdl_format_t rdl_metrics_negotiate(const char *accept, size_t len)
     }
     return best_om > 0 && best_om >= best_text ? RDL_FMT_OPENMETRICS : RDL_FMT_TEXT;
 }
+
+bool rdl_metrics_accepts_gzip(const char *v, size_t len)
+{
+    double gzip_q = -1, any_q = -1;
+    const char *p = v, *end = v ? v + len : NULL;
+    while (p && p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *ce = comma ? comma : end;
+        const char *semi = memchr(p, ';', (size_t)(ce - p));
+        const char *ts = p, *te = semi ? semi : ce;
+        trim(&ts, &te);
+        double q = range_q(semi ? semi + 1 : ce, ce);
+        size_t n = (size_t)(te - ts);
+        if ((n == 4 && strncasecmp(ts, "gzip", 4) == 0) || (n == 6 && strncasecmp(ts, "x-gzip", 6) == 0))
+            gzip_q = q > gzip_q ? q : gzip_q;
+        else if (n == 1 && ts[0] == '*')
+            any_q = q > any_q ? q : any_q;
+        p = comma ? comma + 1 : end;
+    }
+    return gzip_q >= 0 ? gzip_q > 0 : any_q > 0;
+}

@@ -294,31 +294,6 @@ void rt_metrics_stop(rdl_server_t *srv)
 
 /* ---- admin endpoints ----------------------------------------------------- */
 
-/* Whether an Accept-Encoding header takes gzip (listed without q=0). */
-static bool accepts_gzip(const char *v, size_t n)
-{
-    const char *p = v, *end = v + n;
-    while (p && p < end) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *e = comma ? comma : end;
-        while (p < e && (*p == ' ' || *p == '\t'))
-            p++;
-        if (e - p >= 4 && strncasecmp(p, "gzip", 4) == 0) {
-            const char *r = p + 4;
-            while (r < e && (*r == ' ' || *r == '\t'))
-                r++;
-            if (r == e)
-                return true;
-            if (*r == ';') {
-                const char *q = memchr(r, '=', (size_t)(e - r));
-                return !q || strtod(q + 1, NULL) > 0 || q[1] == '1';
-            }
-        }
-        p = comma ? comma + 1 : end;
-    }
-    return false;
-}
-
 /* gzip of in into out (zlib's gzip wrapper): 0, or RDL_ENOMEM. */
 static int gzip(const rdl_buf_t *in, rdl_buf_t *out)
 {
@@ -387,7 +362,7 @@ static void metrics_handler(rdl_req_t *req, void *arg)
         return;
     }
     rdl_resp_header(req, "Vary", "Accept, Accept-Encoding");
-    if (enc && accepts_gzip(enc, elen) && gzip(&body, &z) == 0) {
+    if (rdl_metrics_accepts_gzip(enc, elen) && gzip(&body, &z) == 0) {
         rdl_resp_header(req, "Content-Encoding", "gzip");
         rdl_resp_send(req, 200, rdl_metrics_content_type(fmt), z.data, z.len);
     } else {

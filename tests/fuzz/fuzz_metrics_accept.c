@@ -1,9 +1,9 @@
 /*
- * fuzz_metrics_accept.c: rdl_metrics_negotiate reads an Accept header of any
- * bytes without reading past it (the header is an exact-size copy, so ASan
- * sees any overread), never picks OpenMetrics unless the header names
- * application/openmetrics-text, and answers the same whatever follows the
- * given length.
+ * fuzz_metrics_accept.c: rdl_metrics_negotiate and rdl_metrics_accepts_gzip
+ * read an Accept / Accept-Encoding header of any bytes without reading past it
+ * (the header is an exact-size copy, so ASan sees any overread), never pick
+ * OpenMetrics unless the header names application/openmetrics-text, and
+ * answer the same whatever follows the given length.
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -41,6 +41,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(longer, data, size);
     memcpy(longer + size, ",application/ope", 16);
     if (rdl_metrics_negotiate(longer, size) != f)
+        abort();
+    bool gz = rdl_metrics_accepts_gzip(h, size);
+    memcpy(longer + size, ",gzip;q=1,*,x-gz", 16);
+    if (rdl_metrics_accepts_gzip(longer, size) != gz)
         abort();
     free(longer);
     free(h);

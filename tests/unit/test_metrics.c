@@ -617,6 +617,31 @@ static void test_negotiate(void **state)
     assert_string_equal(rdl_metrics_content_type(RDL_FMT_TEXT), "text/plain; version=0.0.4; charset=utf-8");
     assert_string_equal(rdl_metrics_content_type(RDL_FMT_OPENMETRICS),
                         "application/openmetrics-text; version=1.0.0; charset=utf-8");
+
+    static const struct { const char *enc; bool gzip; } encodings[] = {
+        { "gzip", true },
+        { "GZIP", true },
+        { "x-gzip", true },
+        { "deflate, gzip;q=0.5", true },
+        { "gzip;q=0", false },
+        { "gzip; q=0.000", false },
+        { "gzip;q=0.001", true },
+        { "*", true },
+        { "*;q=0", false },
+        { "*, gzip;q=0", false },                   /* listed: its own q wins over "*" */
+        { "gzip;q=0, *", false },
+        { "identity", false },
+        { "deflate, br", false },
+        { "gzipx", false },
+        { "gzip;q=", false },                       /* malformed q reads as 0 */
+        { "gzip;q=2", false },
+        { " , gzip ,", true },
+        { "", false },
+    };
+    for (size_t i = 0; i < sizeof(encodings) / sizeof(encodings[0]); i++)
+        if (rdl_metrics_accepts_gzip(encodings[i].enc, strlen(encodings[i].enc)) != encodings[i].gzip)
+            fail_msg("Accept-Encoding case %zu '%s'", i, encodings[i].enc);
+    assert_false(rdl_metrics_accepts_gzip(NULL, 0));
 }
 
 /* ---- a larger registry parses and keeps its order ------------------------ */
