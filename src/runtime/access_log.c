@@ -201,7 +201,7 @@ static bool valid_request_id(const char *s, size_t n)
         return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (!isalnum(c) && !strchr("-_.:+/=@", c))
+        if (!isalnum(c) && (c == 0 || !strchr("-_.:+/=@", c)))
             return false;
     }
     return true;
