@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "redline/log.h"
 #include "log/internal.h"
@@ -68,22 +71,37 @@ static bool put(lw_t *w, const char *s, size_t n)
     return true;
 }
 
-/* Whether s[0..n) has nothing to escape: eight bytes at a time, the last word overlapping. */
-__attribute__((always_inline)) static inline bool plain_bytes(const char *s, size_t n)
+#ifdef __SSE2__
+/*
+ * The bytes of v a JSON string cannot hold as they are, as a bit mask: a
+ * signed compare below 0x20 catches the controls and every byte with the top
+ * bit set at once, two more compares catch '"' and '\\'.
+ */
+__attribute__((always_inline)) static inline int unplain16(__m128i v)
 {
-    uint64_t x;
+    __m128i low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+    __m128i q = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+    __m128i b = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+    return _mm_movemask_epi8(_mm_or_si128(low, _mm_or_si128(q, b)));
+}
+
+static inline __m128i load16(const char *s)
+{
+    return _mm_loadu_si128((const __m128i *)(const void *)s);
+}
+
+static inline __m128i load8(const char *s)
+{
+    return _mm_loadl_epi64((const __m128i *)(const void *)s);
+}
+#endif
+
+/* Whether s[0..n), n < 8, has nothing to escape: two overlapping words, or byte by byte. */
+__attribute__((always_inline)) static inline bool plain_short(const char *s, size_t n)
+{
     uint32_t a, b;
     unsigned plain = 1;
 
-    if (n >= 8) {
-        for (size_t i = 0; i + 8 < n; i += 8) {
-            memcpy(&x, s + i, 8);
-            if (!rdl_json_plain8(x))
-                return false;
-        }
-        memcpy(&x, s + n - 8, 8);
-        return rdl_json_plain8(x);
-    }
     if (n >= 4) {
         memcpy(&a, s, 4);
         memcpy(&b, s + n - 4, 4);
@@ -94,16 +112,61 @@ __attribute__((always_inline)) static inline bool plain_bytes(const char *s, siz
     return plain;
 }
 
+/*
+ * s[0..n), n <= 32, copied to o when it has nothing to escape: with SSE2
+ * each byte is loaded once, checked and stored from the same register (two
+ * overlapping blocks, nothing read past s + n); without, eight bytes are
+ * checked at a time, then copied. False, o untouched, when a byte needs escaping.
+ */
+__attribute__((always_inline)) static inline bool copy_plain32(char *o, const char *s, size_t n)
+{
+#ifdef __SSE2__
+    if (n >= 16) {
+        __m128i a = load16(s), b = load16(s + n - 16);
+        if (unplain16(a) | unplain16(b))
+            return false;
+        _mm_storeu_si128((__m128i *)(void *)o, a);
+        _mm_storeu_si128((__m128i *)(void *)(o + n - 16), b);
+        return true;
+    }
+    if (n >= 8) {
+        __m128i a = load8(s), b = load8(s + n - 8);
+        if (unplain16(_mm_unpacklo_epi64(a, b)))
+            return false;
+        _mm_storel_epi64((__m128i *)(void *)o, a);
+        _mm_storel_epi64((__m128i *)(void *)(o + n - 8), b);
+        return true;
+    }
+#else
+    if (n >= 8) {
+        uint64_t x;
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, s + i, 8);
+            if (!rdl_json_plain8(x))
+                return false;
+        }
+        memcpy(&x, s + n - 8, 8);
+        if (!rdl_json_plain8(x))
+            return false;
+        copy(o, s, n);
+        return true;
+    }
+#endif
+    if (!plain_short(s, n))
+        return false;
+    copy(o, s, n);
+    return true;
+}
+
 /* A quoted string, cut (and w->cut set) when it does not fit whole. */
 static bool put_str(lw_t *w, const char *s, size_t n)
 {
     size_t used;
 
     /* Short and plain (a method, a route, a name): copied as it is, no escaper call. */
-    if (n <= 32 && n + 2 <= w->limit - w->len && plain_bytes(s, n)) {
+    if (n <= 32 && n + 2 <= w->limit - w->len && copy_plain32(w->p + w->len + 1, s, n)) {
         char *o = w->p + w->len;
         o[0] = '"';
-        copy(o + 1, s, n);
         o[n + 1] = '"';
         w->len += n + 2;
         return true;
@@ -161,11 +224,10 @@ static bool put_key(lw_t *w, const char *key, size_t n)
 {
     char *o = w->p + w->len;
 
-    if (!plain_bytes(key, n) || n + 4 > w->limit - w->len)
+    if (n > 32 || n + 4 > w->limit - w->len || !copy_plain32(o + 2, key, n))
         return put_key_escaped(w, key, n);
     o[0] = ',';
     o[1] = '"';
-    copy(o + 2, key, n);
     o[n + 2] = '"';
     o[n + 3] = ':';
     w->len += n + 4;
@@ -477,23 +539,42 @@ static const char *const level_json[] = {
 };
 static const size_t level_json_len[] = { 7, 6, 6, 7, 7 };
 
+/*
+ * After the timestamp: ","level":"info","service":"<service>". Returns whether
+ * all of it fit whole (in a line it always does but for a long service, which
+ * is then cut).
+ */
+static bool put_head(lw_t *w, rdl_log_level_t level, const char *service, size_t service_len)
+{
+    if ((unsigned)level > RDL_LOG_FATAL)
+        level = RDL_LOG_FATAL;
+    return put(w, "\",\"level\":", 10) && put(w, level_json[level], level_json_len[level]) &&
+           put(w, ",\"service\":", 11) && put_str(w, service, service_len) && !w->cut;
+}
+
+size_t log_format_head(char *out, size_t cap, rdl_log_level_t level, const char *service,
+                       size_t service_len)
+{
+    lw_t w = { .p = out, .len = 0, .limit = cap, .cut = false };
+
+    return put_head(&w, level, service, service_len) ? w.len : 0;
+}
+
 size_t log_format_line(char *out, size_t max_line, const char ts[LOG_TS_LEN],
                        rdl_log_level_t level, const char *service, size_t service_len,
-                       const rdl_ctx_t *ctx, const char *msg, const rdl_log_field_t *fields,
-                       size_t n, bool *truncated)
+                       const char *head, size_t head_len, const rdl_ctx_t *ctx,
+                       const char *msg, const rdl_log_field_t *fields, size_t n,
+                       bool *truncated)
 {
     lw_t w = { .p = out, .len = 0, .limit = max_line - TRUNC_TAIL_LEN, .cut = false };
     size_t i;
 
-    /* The fixed head always fits: max_line >= RDL_LOG_MAX_LINE_MIN. */
+    /* The fixed part always fits: max_line >= RDL_LOG_MAX_LINE_MIN. */
     put(&w, "{\"ts\":\"", 7);
     put(&w, ts, LOG_TS_LEN);
-    put(&w, "\",\"level\":", 10);
-    if ((unsigned)level > RDL_LOG_FATAL)
-        level = RDL_LOG_FATAL;
-    put(&w, level_json[level], level_json_len[level]);
-    put(&w, ",\"service\":", 11);
-    put_str(&w, service, service_len);
+    /* The head made once per logger when it fits whole (the same bytes), else piece by piece. */
+    if (!head_len || !put(&w, head, head_len))
+        put_head(&w, level, service, service_len);
     if (ctx && (w.cut || !put_ident_cached(&w, ctx)))
         put_ident(&w, ctx);     /* near the limit: field by field, as much as fits */
     if (!w.cut) {
@@ -523,13 +604,17 @@ size_t rdl_log_format(char *out, size_t cap, size_t max_line, uint64_t wall_ns,
                       const char *msg, const rdl_log_field_t *fields, size_t n,
                       bool *truncated)
 {
-    char ts[LOG_TS_LEN];
+    char ts[LOG_TS_LEN], head[128];
+    size_t service_len, head_len;
 
     if (max_line < RDL_LOG_MAX_LINE_MIN || cap < max_line)
         return 0;
     if (!service)
         service = "redline";
+    service_len = strlen(service);
+    /* As the logger does: the head made apart first (when it is short enough to fit here). */
+    head_len = log_format_head(head, sizeof(head), level, service, service_len);
     log_format_ts(ts, wall_ns);
-    return log_format_line(out, max_line, ts, level, service, strlen(service), ctx, msg,
-                           fields, n, truncated);
+    return log_format_line(out, max_line, ts, level, service, service_len,
+                           head_len ? head : NULL, head_len, ctx, msg, fields, n, truncated);
 }
