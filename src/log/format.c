@@ -39,7 +39,7 @@ typedef struct lw {
  * memcpy for the short pieces a line is made of (keys, numbers, small
  * strings): two overlapping loads and stores instead of a library call.
  */
-static void copy(char *dst, const char *src, size_t n)
+__attribute__((always_inline)) static inline void copy(char *dst, const char *src, size_t n)
 {
     uint64_t a, b;
     uint32_t c, d;
@@ -62,7 +62,7 @@ static void copy(char *dst, const char *src, size_t n)
     }
 }
 
-static bool put(lw_t *w, const char *s, size_t n)
+__attribute__((always_inline)) static inline bool put(lw_t *w, const char *s, size_t n)
 {
     if (n > w->limit - w->len)
         return false;
@@ -137,6 +137,16 @@ __attribute__((always_inline)) static inline bool copy_plain32(char *o, const ch
         _mm_storel_epi64((__m128i *)(void *)(o + n - 8), b);
         return true;
     }
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        if (unplain16(_mm_cvtsi64_si128((long long)(a | (uint64_t)b << 32))) & 0xff)
+            return false;       /* the upper eight lanes are zero, which reads as controls */
+        memcpy(o, &a, 4);
+        memcpy(o + n - 4, &b, 4);
+        return true;
+    }
 #else
     if (n >= 8) {
         uint64_t x;
@@ -180,17 +190,6 @@ static bool put_str(lw_t *w, const char *s, size_t n)
         w->cut = true;
     return true;
 }
-
-/* "000102...ff": two hex digits per byte in one lookup. */
-static const char hex_pairs[] =
-    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
-    "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
-    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
-    "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
-    "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
-    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
-    "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
 
 /*
  * ,"key": for a key with bytes to escape (or no room): all or nothing. Kept
@@ -239,17 +238,22 @@ static const char digits2[] =
     "0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849"
     "5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
 
-/* How many decimal digits v has (1 to 20). */
+/*
+ * How many decimal digits v has (1 to 20), with no loop: the bit length
+ * times log10(2) (1233 / 4096) is the count or one less, and one compare
+ * with a power of ten decides (v | 1, so that 0 has one digit).
+ */
 static size_t ndigits(uint64_t v)
 {
-    size_t n = 1;
-    uint64_t p = 10;
+    static const uint64_t pow10[20] = {
+        1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+        100000000ull, 1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull,
+        10000000000000ull, 100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+        100000000000000000ull, 1000000000000000000ull, 10000000000000000000ull,
+    };
+    size_t t = (size_t)(64 - __builtin_clzll(v | 1)) * 1233 >> 12;
 
-    while (n < 20 && v >= p) {
-        n++;
-        p *= 10;
-    }
-    return n;
+    return t + ((v | 1) >= pow10[t]);
 }
 
 /* v's digits into out[0..n), n = ndigits(v), written from the end two at a time. */
@@ -394,6 +398,42 @@ static bool put_field(lw_t *w, const rdl_log_field_t *f)
     return false;
 }
 
+#ifdef __SSE2__
+/* Nibbles (0..15, one per byte) as lowercase hex digits: '0' + d, and 39 more for a letter. */
+static inline __m128i hex_ascii(__m128i d)
+{
+    __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(d, _mm_set1_epi8(9)), _mm_set1_epi8(39));
+    return _mm_add_epi8(_mm_add_epi8(d, _mm_set1_epi8('0')), letter);
+}
+#endif
+
+/* id[0..n), n 8 or 16, as 2n lowercase hex digits: with SSE2 sixteen digits per step. */
+static void put_hex_digits(char *o, const uint8_t *id, size_t n)
+{
+#ifdef __SSE2__
+    __m128i m = _mm_set1_epi8(0x0f);
+    __m128i v = n == 16 ? load16((const char *)id) : load8((const char *)id);
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), m), lo = _mm_and_si128(v, m);
+
+    _mm_storeu_si128((__m128i *)(void *)o, hex_ascii(_mm_unpacklo_epi8(hi, lo)));
+    if (n == 16)
+        _mm_storeu_si128((__m128i *)(void *)(o + 16), hex_ascii(_mm_unpackhi_epi8(hi, lo)));
+#else
+    /* "000102...ff": two hex digits per byte in one lookup. */
+    static const char hex_pairs[] =
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+        "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+        "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+        "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+        "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+        "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+        "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+        "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+    for (size_t i = 0; i < n; i++)
+        memcpy(o + 2 * i, hex_pairs + 2 * id[i], 2);
+#endif
+}
+
 /* ,"key":"hex", all or nothing (key_json is ,"key":" ); when it does not fit the line is cut. */
 static void put_hex(lw_t *w, const char *key_json, size_t key_len, const uint8_t *id, size_t n)
 {
@@ -404,19 +444,21 @@ static void put_hex(lw_t *w, const char *key_json, size_t key_len, const uint8_t
         return;
     }
     memcpy(o, key_json, key_len);
-    o += key_len;
-    for (size_t i = 0; i < n; i++)
-        memcpy(o + 2 * i, hex_pairs + 2 * id[i], 2);
-    o[2 * n] = '"';
+    put_hex_digits(o + key_len, id, n);
+    o[key_len + 2 * n] = '"';
     w->len += key_len + 2 * n + 1;
 }
 
+/* Whether any of p[0..n), n a multiple of 8, is not zero: a word at a time. */
 static bool nonzero(const uint8_t *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (p[i])
-            return true;
-    return false;
+    uint64_t any = 0, x;
+
+    for (size_t i = 0; i < n; i += 8) {
+        memcpy(&x, p + i, 8);
+        any |= x;
+    }
+    return any != 0;
 }
 
 /* The request's identity: trace_id and span_id when there is a trace, then request_id. */
