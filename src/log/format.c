@@ -168,19 +168,11 @@ __attribute__((always_inline)) static inline bool copy_plain32(char *o, const ch
     return true;
 }
 
-/* A quoted string, cut (and w->cut set) when it does not fit whole. */
-static bool put_str(lw_t *w, const char *s, size_t n)
+/* put_str through the escaper: long strings, bytes to escape, or little room. */
+__attribute__((noinline)) static bool put_str_escaped(lw_t *w, const char *s, size_t n)
 {
     size_t used;
 
-    /* Short and plain (a method, a route, a name): copied as it is, no escaper call. */
-    if (n <= 32 && n + 2 <= w->limit - w->len && copy_plain32(w->p + w->len + 1, s, n)) {
-        char *o = w->p + w->len;
-        o[0] = '"';
-        o[n + 1] = '"';
-        w->len += n + 2;
-        return true;
-    }
     if (w->limit - w->len < 2)
         return false;
     w->p[w->len++] = '"';
@@ -189,6 +181,23 @@ static bool put_str(lw_t *w, const char *s, size_t n)
     if (used < n)
         w->cut = true;
     return true;
+}
+
+/*
+ * A quoted string, cut (and w->cut set) when it does not fit whole. Inlined:
+ * a short plain string (a method, a route, a name) is copied as it is, with
+ * no call; anything else goes through the escaper.
+ */
+__attribute__((always_inline)) static inline bool put_str(lw_t *w, const char *s, size_t n)
+{
+    if (n <= 32 && n + 2 <= w->limit - w->len && copy_plain32(w->p + w->len + 1, s, n)) {
+        char *o = w->p + w->len;
+        o[0] = '"';
+        o[n + 1] = '"';
+        w->len += n + 2;
+        return true;
+    }
+    return put_str_escaped(w, s, n);
 }
 
 /*
@@ -219,7 +228,7 @@ __attribute__((noinline)) static bool put_key_escaped(lw_t *w, const char *key, 
  * checked a word at a time and copied at once; only a key with a byte to
  * escape goes through the escaper.
  */
-static bool put_key(lw_t *w, const char *key, size_t n)
+__attribute__((always_inline)) static inline bool put_key(lw_t *w, const char *key, size_t n)
 {
     char *o = w->p + w->len;
 
