@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "redline/log.h"
 #include "log/internal.h"
@@ -36,7 +39,7 @@ typedef struct lw {
  * memcpy for the short pieces a line is made of (keys, numbers, small
  * strings): two overlapping loads and stores instead of a library call.
  */
-static void copy(char *dst, const char *src, size_t n)
+__attribute__((always_inline)) static inline void copy(char *dst, const char *src, size_t n)
 {
     uint64_t a, b;
     uint32_t c, d;
@@ -59,7 +62,7 @@ static void copy(char *dst, const char *src, size_t n)
     }
 }
 
-static bool put(lw_t *w, const char *s, size_t n)
+__attribute__((always_inline)) static inline bool put(lw_t *w, const char *s, size_t n)
 {
     if (n > w->limit - w->len)
         return false;
@@ -68,22 +71,37 @@ static bool put(lw_t *w, const char *s, size_t n)
     return true;
 }
 
-/* Whether s[0..n) has nothing to escape: eight bytes at a time, the last word overlapping. */
-__attribute__((always_inline)) static inline bool plain_bytes(const char *s, size_t n)
+#ifdef __SSE2__
+/*
+ * The bytes of v a JSON string cannot hold as they are, as a bit mask: a
+ * signed compare below 0x20 catches the controls and every byte with the top
+ * bit set at once, two more compares catch '"' and '\\'.
+ */
+__attribute__((always_inline)) static inline int unplain16(__m128i v)
 {
-    uint64_t x;
+    __m128i low = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+    __m128i q = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+    __m128i b = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+    return _mm_movemask_epi8(_mm_or_si128(low, _mm_or_si128(q, b)));
+}
+
+static inline __m128i load16(const char *s)
+{
+    return _mm_loadu_si128((const __m128i *)(const void *)s);
+}
+
+static inline __m128i load8(const char *s)
+{
+    return _mm_loadl_epi64((const __m128i *)(const void *)s);
+}
+#endif
+
+/* Whether s[0..n), n < 8, has nothing to escape: two overlapping words, or byte by byte. */
+__attribute__((always_inline)) static inline bool plain_short(const char *s, size_t n)
+{
     uint32_t a, b;
     unsigned plain = 1;
 
-    if (n >= 8) {
-        for (size_t i = 0; i + 8 < n; i += 8) {
-            memcpy(&x, s + i, 8);
-            if (!rdl_json_plain8(x))
-                return false;
-        }
-        memcpy(&x, s + n - 8, 8);
-        return rdl_json_plain8(x);
-    }
     if (n >= 4) {
         memcpy(&a, s, 4);
         memcpy(&b, s + n - 4, 4);
@@ -94,20 +112,67 @@ __attribute__((always_inline)) static inline bool plain_bytes(const char *s, siz
     return plain;
 }
 
-/* A quoted string, cut (and w->cut set) when it does not fit whole. */
-static bool put_str(lw_t *w, const char *s, size_t n)
+/*
+ * s[0..n), n <= 32, copied to o when it has nothing to escape: with SSE2
+ * each byte is loaded once, checked and stored from the same register (two
+ * overlapping blocks, nothing read past s + n); without, eight bytes are
+ * checked at a time, then copied. False, o untouched, when a byte needs escaping.
+ */
+__attribute__((always_inline)) static inline bool copy_plain32(char *o, const char *s, size_t n)
+{
+#ifdef __SSE2__
+    if (n >= 16) {
+        __m128i a = load16(s), b = load16(s + n - 16);
+        if (unplain16(a) | unplain16(b))
+            return false;
+        _mm_storeu_si128((__m128i *)(void *)o, a);
+        _mm_storeu_si128((__m128i *)(void *)(o + n - 16), b);
+        return true;
+    }
+    if (n >= 8) {
+        __m128i a = load8(s), b = load8(s + n - 8);
+        if (unplain16(_mm_unpacklo_epi64(a, b)))
+            return false;
+        _mm_storel_epi64((__m128i *)(void *)o, a);
+        _mm_storel_epi64((__m128i *)(void *)(o + n - 8), b);
+        return true;
+    }
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        if (unplain16(_mm_cvtsi64_si128((long long)(a | (uint64_t)b << 32))) & 0xff)
+            return false;       /* the upper eight lanes are zero, which reads as controls */
+        memcpy(o, &a, 4);
+        memcpy(o + n - 4, &b, 4);
+        return true;
+    }
+#else
+    if (n >= 8) {
+        uint64_t x;
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, s + i, 8);
+            if (!rdl_json_plain8(x))
+                return false;
+        }
+        memcpy(&x, s + n - 8, 8);
+        if (!rdl_json_plain8(x))
+            return false;
+        copy(o, s, n);
+        return true;
+    }
+#endif
+    if (!plain_short(s, n))
+        return false;
+    copy(o, s, n);
+    return true;
+}
+
+/* put_str through the escaper: long strings, bytes to escape, or little room. */
+__attribute__((noinline)) static bool put_str_escaped(lw_t *w, const char *s, size_t n)
 {
     size_t used;
 
-    /* Short and plain (a method, a route, a name): copied as it is, no escaper call. */
-    if (n <= 32 && n + 2 <= w->limit - w->len && plain_bytes(s, n)) {
-        char *o = w->p + w->len;
-        o[0] = '"';
-        copy(o + 1, s, n);
-        o[n + 1] = '"';
-        w->len += n + 2;
-        return true;
-    }
     if (w->limit - w->len < 2)
         return false;
     w->p[w->len++] = '"';
@@ -118,16 +183,22 @@ static bool put_str(lw_t *w, const char *s, size_t n)
     return true;
 }
 
-/* "000102...ff": two hex digits per byte in one lookup. */
-static const char hex_pairs[] =
-    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
-    "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
-    "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
-    "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
-    "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
-    "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
-    "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+/*
+ * A quoted string, cut (and w->cut set) when it does not fit whole. Inlined:
+ * a short plain string (a method, a route, a name) is copied as it is, with
+ * no call; anything else goes through the escaper.
+ */
+__attribute__((always_inline)) static inline bool put_str(lw_t *w, const char *s, size_t n)
+{
+    if (n <= 32 && n + 2 <= w->limit - w->len && copy_plain32(w->p + w->len + 1, s, n)) {
+        char *o = w->p + w->len;
+        o[0] = '"';
+        o[n + 1] = '"';
+        w->len += n + 2;
+        return true;
+    }
+    return put_str_escaped(w, s, n);
+}
 
 /*
  * ,"key": for a key with bytes to escape (or no room): all or nothing. Kept
@@ -157,15 +228,14 @@ __attribute__((noinline)) static bool put_key_escaped(lw_t *w, const char *key, 
  * checked a word at a time and copied at once; only a key with a byte to
  * escape goes through the escaper.
  */
-static bool put_key(lw_t *w, const char *key, size_t n)
+__attribute__((always_inline)) static inline bool put_key(lw_t *w, const char *key, size_t n)
 {
     char *o = w->p + w->len;
 
-    if (!plain_bytes(key, n) || n + 4 > w->limit - w->len)
+    if (n > 32 || n + 4 > w->limit - w->len || !copy_plain32(o + 2, key, n))
         return put_key_escaped(w, key, n);
     o[0] = ',';
     o[1] = '"';
-    copy(o + 2, key, n);
     o[n + 2] = '"';
     o[n + 3] = ':';
     w->len += n + 4;
@@ -177,17 +247,22 @@ static const char digits2[] =
     "0001020304050607080910111213141516171819202122232425262728293031323334353637383940414243444546474849"
     "5051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899";
 
-/* How many decimal digits v has (1 to 20). */
+/*
+ * How many decimal digits v has (1 to 20), with no loop: the bit length
+ * times log10(2) (1233 / 4096) is the count or one less, and one compare
+ * with a power of ten decides (v | 1, so that 0 has one digit).
+ */
 static size_t ndigits(uint64_t v)
 {
-    size_t n = 1;
-    uint64_t p = 10;
+    static const uint64_t pow10[20] = {
+        1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+        100000000ull, 1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull,
+        10000000000000ull, 100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+        100000000000000000ull, 1000000000000000000ull, 10000000000000000000ull,
+    };
+    size_t t = (size_t)(64 - __builtin_clzll(v | 1)) * 1233 >> 12;
 
-    while (n < 20 && v >= p) {
-        n++;
-        p *= 10;
-    }
-    return n;
+    return t + ((v | 1) >= pow10[t]);
 }
 
 /* v's digits into out[0..n), n = ndigits(v), written from the end two at a time. */
@@ -332,6 +407,42 @@ static bool put_field(lw_t *w, const rdl_log_field_t *f)
     return false;
 }
 
+#ifdef __SSE2__
+/* Nibbles (0..15, one per byte) as lowercase hex digits: '0' + d, and 39 more for a letter. */
+static inline __m128i hex_ascii(__m128i d)
+{
+    __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(d, _mm_set1_epi8(9)), _mm_set1_epi8(39));
+    return _mm_add_epi8(_mm_add_epi8(d, _mm_set1_epi8('0')), letter);
+}
+#endif
+
+/* id[0..n), n 8 or 16, as 2n lowercase hex digits: with SSE2 sixteen digits per step. */
+static void put_hex_digits(char *o, const uint8_t *id, size_t n)
+{
+#ifdef __SSE2__
+    __m128i m = _mm_set1_epi8(0x0f);
+    __m128i v = n == 16 ? load16((const char *)id) : load8((const char *)id);
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), m), lo = _mm_and_si128(v, m);
+
+    _mm_storeu_si128((__m128i *)(void *)o, hex_ascii(_mm_unpacklo_epi8(hi, lo)));
+    if (n == 16)
+        _mm_storeu_si128((__m128i *)(void *)(o + 16), hex_ascii(_mm_unpackhi_epi8(hi, lo)));
+#else
+    /* "000102...ff": two hex digits per byte in one lookup. */
+    static const char hex_pairs[] =
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+        "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+        "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
+        "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+        "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+        "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
+        "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+        "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
+    for (size_t i = 0; i < n; i++)
+        memcpy(o + 2 * i, hex_pairs + 2 * id[i], 2);
+#endif
+}
+
 /* ,"key":"hex", all or nothing (key_json is ,"key":" ); when it does not fit the line is cut. */
 static void put_hex(lw_t *w, const char *key_json, size_t key_len, const uint8_t *id, size_t n)
 {
@@ -342,19 +453,21 @@ static void put_hex(lw_t *w, const char *key_json, size_t key_len, const uint8_t
         return;
     }
     memcpy(o, key_json, key_len);
-    o += key_len;
-    for (size_t i = 0; i < n; i++)
-        memcpy(o + 2 * i, hex_pairs + 2 * id[i], 2);
-    o[2 * n] = '"';
+    put_hex_digits(o + key_len, id, n);
+    o[key_len + 2 * n] = '"';
     w->len += key_len + 2 * n + 1;
 }
 
+/* Whether any of p[0..n), n a multiple of 8, is not zero: a word at a time. */
 static bool nonzero(const uint8_t *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (p[i])
-            return true;
-    return false;
+    uint64_t any = 0, x;
+
+    for (size_t i = 0; i < n; i += 8) {
+        memcpy(&x, p + i, 8);
+        any |= x;
+    }
+    return any != 0;
 }
 
 /* The request's identity: trace_id and span_id when there is a trace, then request_id. */
@@ -477,23 +590,42 @@ static const char *const level_json[] = {
 };
 static const size_t level_json_len[] = { 7, 6, 6, 7, 7 };
 
+/*
+ * After the timestamp: ","level":"info","service":"<service>". Returns whether
+ * all of it fit whole (in a line it always does but for a long service, which
+ * is then cut).
+ */
+static bool put_head(lw_t *w, rdl_log_level_t level, const char *service, size_t service_len)
+{
+    if ((unsigned)level > RDL_LOG_FATAL)
+        level = RDL_LOG_FATAL;
+    return put(w, "\",\"level\":", 10) && put(w, level_json[level], level_json_len[level]) &&
+           put(w, ",\"service\":", 11) && put_str(w, service, service_len) && !w->cut;
+}
+
+size_t log_format_head(char *out, size_t cap, rdl_log_level_t level, const char *service,
+                       size_t service_len)
+{
+    lw_t w = { .p = out, .len = 0, .limit = cap, .cut = false };
+
+    return put_head(&w, level, service, service_len) ? w.len : 0;
+}
+
 size_t log_format_line(char *out, size_t max_line, const char ts[LOG_TS_LEN],
                        rdl_log_level_t level, const char *service, size_t service_len,
-                       const rdl_ctx_t *ctx, const char *msg, const rdl_log_field_t *fields,
-                       size_t n, bool *truncated)
+                       const char *head, size_t head_len, const rdl_ctx_t *ctx,
+                       const char *msg, const rdl_log_field_t *fields, size_t n,
+                       bool *truncated)
 {
     lw_t w = { .p = out, .len = 0, .limit = max_line - TRUNC_TAIL_LEN, .cut = false };
     size_t i;
 
-    /* The fixed head always fits: max_line >= RDL_LOG_MAX_LINE_MIN. */
+    /* The fixed part always fits: max_line >= RDL_LOG_MAX_LINE_MIN. */
     put(&w, "{\"ts\":\"", 7);
     put(&w, ts, LOG_TS_LEN);
-    put(&w, "\",\"level\":", 10);
-    if ((unsigned)level > RDL_LOG_FATAL)
-        level = RDL_LOG_FATAL;
-    put(&w, level_json[level], level_json_len[level]);
-    put(&w, ",\"service\":", 11);
-    put_str(&w, service, service_len);
+    /* The head made once per logger when it fits whole (the same bytes), else piece by piece. */
+    if (!head_len || !put(&w, head, head_len))
+        put_head(&w, level, service, service_len);
     if (ctx && (w.cut || !put_ident_cached(&w, ctx)))
         put_ident(&w, ctx);     /* near the limit: field by field, as much as fits */
     if (!w.cut) {
@@ -523,13 +655,17 @@ size_t rdl_log_format(char *out, size_t cap, size_t max_line, uint64_t wall_ns,
                       const char *msg, const rdl_log_field_t *fields, size_t n,
                       bool *truncated)
 {
-    char ts[LOG_TS_LEN];
+    char ts[LOG_TS_LEN], head[128];
+    size_t service_len, head_len;
 
     if (max_line < RDL_LOG_MAX_LINE_MIN || cap < max_line)
         return 0;
     if (!service)
         service = "redline";
+    service_len = strlen(service);
+    /* As the logger does: the head made apart first (when it is short enough to fit here). */
+    head_len = log_format_head(head, sizeof(head), level, service, service_len);
     log_format_ts(ts, wall_ns);
-    return log_format_line(out, max_line, ts, level, service, strlen(service), ctx, msg,
-                           fields, n, truncated);
+    return log_format_line(out, max_line, ts, level, service, service_len,
+                           head_len ? head : NULL, head_len, ctx, msg, fields, n, truncated);
 }
