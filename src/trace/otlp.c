@@ -362,7 +362,7 @@ static void js_attrs(rdl_buf_t *b, const rdl_attr_t *a, size_t n)
         if (i)
             rdl_buf_putc(b, ',');
         rdl_buf_puts(b, "{\"key\":");
-        rdl_json_str(b, a[i].key, strlen(a[i].key));
+        rdl_json_str(b, a[i].key, key_len(&a[i]));
         rdl_buf_puts(b, ",\"value\":{");
         switch (a[i].type) {
         case RDL_ATTR_STRING:

@@ -506,12 +506,17 @@ bool rdl_span_recording(const rdl_span_t *s)
 
 /* ---- attributes, events, links --------------------------------------- */
 
-static rdl_attr_t *attr_slot(rdl_span_t *s, const char *key)
+/*
+ * The attribute of key (klen bytes): the one set before when scan finds it,
+ * else a new one. A static key (it outlives the span) is kept by pointer,
+ * others are copied into the span's storage.
+ */
+static rdl_attr_t *attr_slot(rdl_span_t *s, const char *key, size_t klen, bool scan, bool static_key)
 {
-    size_t klen = strlen(key);
-    for (uint32_t i = 0; i < s->nattrs; i++)
-        if (s->attrs[i].key_len == klen && memcmp(s->attrs[i].key, key, klen) == 0)
-            return &s->attrs[i];
+    if (scan)
+        for (uint32_t i = 0; i < s->nattrs; i++)
+            if (s->attrs[i].key_len == klen && memcmp(s->attrs[i].key, key, klen) == 0)
+                return &s->attrs[i];
     if (s->nattrs >= (uint32_t)s->tracer->o.max_attributes) {
         s->dropped_attrs++;
         return NULL;
@@ -528,7 +533,7 @@ static rdl_attr_t *attr_slot(rdl_span_t *s, const char *key)
     }
     rdl_attr_t *a = &s->attrs[s->nattrs];
     a->key_len = klen;
-    a->key = span_strdup(s, key, klen);
+    a->key = static_key ? key : span_strdup(s, key, klen);
     if (!a->key) {
         s->dropped_attrs++;
         return NULL;
@@ -537,22 +542,54 @@ static rdl_attr_t *attr_slot(rdl_span_t *s, const char *key)
     return a;
 }
 
+static bool span_open(const rdl_span_t *s)
+{
+    return s && s->recording && !atomic_load_explicit(&s->ended, memory_order_relaxed);
+}
+
 static rdl_attr_t *attr_for(rdl_span_t *s, const char *key)
 {
-    if (!s || !key || !s->recording || atomic_load_explicit(&s->ended, memory_order_relaxed))
+    if (!key || !span_open(s))
         return NULL;
-    return attr_slot(s, key);
+    return attr_slot(s, key, strlen(key), true, false);
+}
+
+/* The string value of a, copied into the span's storage ("" when out of memory). */
+static void attr_set_str(rdl_span_t *s, rdl_attr_t *a, const char *value, size_t len)
+{
+    const char *copy = span_strdup(s, value ? value : "", value ? len : 0);
+    a->type = RDL_ATTR_STRING;
+    a->v.str.s = copy ? copy : "";
+    a->v.str.len = copy && value ? len : 0;
+}
+
+void rdl_span_set_attrs(rdl_span_t *s, const rdl_attr_t *attrs, size_t n, unsigned flags)
+{
+    if (!attrs || !span_open(s))
+        return;
+    bool scan = !(flags & RDL_ATTRS_NEW_KEYS), static_keys = flags & RDL_ATTRS_STATIC_KEYS;
+    for (size_t i = 0; i < n; i++) {
+        const rdl_attr_t *in = &attrs[i];
+        if (!in->key)
+            continue;
+        size_t klen = in->key_len ? in->key_len : strlen(in->key);
+        rdl_attr_t *a = attr_slot(s, in->key, klen, scan, static_keys);
+        if (!a)
+            continue;
+        if (in->type == RDL_ATTR_STRING) {
+            attr_set_str(s, a, in->v.str.s, in->v.str.len);
+        } else {
+            a->type = in->type;
+            a->v = in->v;
+        }
+    }
 }
 
 void rdl_span_set_str(rdl_span_t *s, const char *key, const char *value, size_t len)
 {
     rdl_attr_t *a = attr_for(s, key);
-    if (!a)
-        return;
-    const char *copy = span_strdup(s, value ? value : "", value ? len : 0);
-    a->type = RDL_ATTR_STRING;
-    a->v.str.s = copy ? copy : "";
-    a->v.str.len = copy ? len : 0;
+    if (a)
+        attr_set_str(s, a, value, len);
 }
 
 void rdl_span_set_int(rdl_span_t *s, const char *key, int64_t value)
