@@ -119,7 +119,8 @@ static void add_host(attr_list_t *l, const char *h, size_t n)
 static void set_request_attrs(rdl_span_t *s, rdl_req_t *req, const char *method, size_t method_len,
                               bool known, const char *route, size_t route_len)
 {
-    attr_list_t l = { .n = 0 };
+    attr_list_t l;                  /* not zeroed: only the first n are read */
+    l.n = 0;
     size_t len;
     const char *v;
     if (known) {
@@ -220,7 +221,8 @@ static void trace_leave(rdl_req_t *req, void *arg)
         return;
     if (rdl_span_recording(s)) {
         /* The handler may have set these keys already: replaced, not added (no RDL_ATTRS_NEW_KEYS). */
-        attr_list_t l = { .n = 0 };
+        attr_list_t l;                  /* not zeroed: only the first n are read */
+    l.n = 0;
         char code[16];
         int status = rdl_req_status(req);
         if (rdl_req_answered(req)) {

@@ -7,6 +7,7 @@
  * back through a push-only stack per thread.
  */
 #define _GNU_SOURCE
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,13 +337,12 @@ static rdl_span_t *span_get(tr_thread_t *st)
      */
     rdl_span_t *n = st->free;
     if (n) {
-        __builtin_prefetch(n, 1);
-        __builtin_prefetch(&n->recording, 1);
-        __builtin_prefetch(&n->attrs, 1);
-        for (size_t off = 0; off < 384; off += 64) {
+        for (size_t off = 0; off < offsetof(rdl_span_t, sc) + 32; off += 64)
+            __builtin_prefetch((char *)n + off, 1);          /* the header and the ids */
+        for (size_t off = 0; off < 320; off += 64)
             __builtin_prefetch((char *)n->attrs_inline + off, 1);
-            __builtin_prefetch(n->store + off, 1);
-        }
+        __builtin_prefetch(n->store, 1);
+        __builtin_prefetch(n->store + 64, 1);
     }
     return s;
 }
@@ -511,8 +511,12 @@ bool rdl_span_recording(const rdl_span_t *s)
  * else a new one. A static key (it outlives the span) is kept by pointer,
  * others are copied into the span's storage.
  */
-static rdl_attr_t *attr_slot(rdl_span_t *s, const char *key, size_t klen, bool scan, bool static_key)
+static tr_attr_t *attr_slot(rdl_span_t *s, const char *key, size_t klen, bool scan, bool static_key)
 {
+    if (klen > TR_MAX_KEY) {
+        s->dropped_attrs++;
+        return NULL;
+    }
     if (scan)
         for (uint32_t i = 0; i < s->nattrs; i++)
             if (s->attrs[i].key_len == klen && memcmp(s->attrs[i].key, key, klen) == 0)
@@ -522,7 +526,7 @@ static rdl_attr_t *attr_slot(rdl_span_t *s, const char *key, size_t klen, bool s
         return NULL;
     }
     if (s->nattrs == s->cap_attrs) {
-        rdl_attr_t *more = span_alloc(s, 2 * s->cap_attrs * sizeof(*more));
+        tr_attr_t *more = span_alloc(s, 2 * s->cap_attrs * sizeof(*more));
         if (!more) {
             s->dropped_attrs++;
             return NULL;
@@ -531,8 +535,8 @@ static rdl_attr_t *attr_slot(rdl_span_t *s, const char *key, size_t klen, bool s
         s->attrs = more;
         s->cap_attrs *= 2;
     }
-    rdl_attr_t *a = &s->attrs[s->nattrs];
-    a->key_len = klen;
+    tr_attr_t *a = &s->attrs[s->nattrs];
+    a->key_len = (uint16_t)klen;
     a->key = static_key ? key : span_strdup(s, key, klen);
     if (!a->key) {
         s->dropped_attrs++;
@@ -547,7 +551,7 @@ static bool span_open(const rdl_span_t *s)
     return s && s->recording && !atomic_load_explicit(&s->ended, memory_order_relaxed);
 }
 
-static rdl_attr_t *attr_for(rdl_span_t *s, const char *key)
+static tr_attr_t *attr_for(rdl_span_t *s, const char *key)
 {
     if (!key || !span_open(s))
         return NULL;
@@ -555,12 +559,34 @@ static rdl_attr_t *attr_for(rdl_span_t *s, const char *key)
 }
 
 /* The string value of a, copied into the span's storage ("" when out of memory). */
-static void attr_set_str(rdl_span_t *s, rdl_attr_t *a, const char *value, size_t len)
+static void attr_set_str(rdl_span_t *s, tr_attr_t *a, const char *value, size_t len)
 {
-    const char *copy = span_strdup(s, value ? value : "", value ? len : 0);
+    if (!value || len > TR_MAX_VALUE)
+        len = 0;
+    const char *copy = span_strdup(s, value ? value : "", len);
     a->type = RDL_ATTR_STRING;
-    a->v.str.s = copy ? copy : "";
-    a->v.str.len = copy && value ? len : 0;
+    a->v.s = copy ? copy : "";
+    a->len = copy ? (uint32_t)len : 0;
+}
+
+/* A non-string value of in into a. */
+static void attr_set_scalar(tr_attr_t *a, const rdl_attr_t *in)
+{
+    a->type = (uint8_t)in->type;
+    switch (in->type) {
+    case RDL_ATTR_INT:
+        a->v.i = in->v.i;
+        break;
+    case RDL_ATTR_DOUBLE:
+        a->v.d = in->v.d;
+        break;
+    case RDL_ATTR_BOOL:
+        a->v.b = in->v.b;
+        break;
+    case RDL_ATTR_STRING:
+        break;
+    }
+    a->len = 0;
 }
 
 void rdl_span_set_attrs(rdl_span_t *s, const rdl_attr_t *attrs, size_t n, unsigned flags)
@@ -573,55 +599,56 @@ void rdl_span_set_attrs(rdl_span_t *s, const rdl_attr_t *attrs, size_t n, unsign
         if (!in->key)
             continue;
         size_t klen = in->key_len ? in->key_len : strlen(in->key);
-        rdl_attr_t *a = attr_slot(s, in->key, klen, scan, static_keys);
+        tr_attr_t *a = attr_slot(s, in->key, klen, scan, static_keys);
         if (!a)
             continue;
-        if (in->type == RDL_ATTR_STRING) {
+        if (in->type == RDL_ATTR_STRING)
             attr_set_str(s, a, in->v.str.s, in->v.str.len);
-        } else {
-            a->type = in->type;
-            a->v = in->v;
-        }
+        else
+            attr_set_scalar(a, in);
     }
 }
 
 void rdl_span_set_str(rdl_span_t *s, const char *key, const char *value, size_t len)
 {
-    rdl_attr_t *a = attr_for(s, key);
+    tr_attr_t *a = attr_for(s, key);
     if (a)
         attr_set_str(s, a, value, len);
 }
 
 void rdl_span_set_int(rdl_span_t *s, const char *key, int64_t value)
 {
-    rdl_attr_t *a = attr_for(s, key);
+    tr_attr_t *a = attr_for(s, key);
     if (a) {
         a->type = RDL_ATTR_INT;
         a->v.i = value;
+        a->len = 0;
     }
 }
 
 void rdl_span_set_double(rdl_span_t *s, const char *key, double value)
 {
-    rdl_attr_t *a = attr_for(s, key);
+    tr_attr_t *a = attr_for(s, key);
     if (a) {
         a->type = RDL_ATTR_DOUBLE;
         a->v.d = value;
+        a->len = 0;
     }
 }
 
 void rdl_span_set_bool(rdl_span_t *s, const char *key, bool value)
 {
-    rdl_attr_t *a = attr_for(s, key);
+    tr_attr_t *a = attr_for(s, key);
     if (a) {
         a->type = RDL_ATTR_BOOL;
         a->v.b = value;
+        a->len = 0;
     }
 }
 
 /* Copies attrs (at most max of them) into the span's storage. */
-static rdl_attr_t *copy_attrs(rdl_span_t *s, const rdl_attr_t *attrs, size_t n, uint32_t *count,
-                              uint32_t *dropped)
+static tr_attr_t *copy_attrs(rdl_span_t *s, const rdl_attr_t *attrs, size_t n, uint32_t *count,
+                             uint32_t *dropped)
 {
     size_t max = (size_t)s->tracer->o.max_attributes;
     size_t keep = n < max ? n : max;
@@ -629,19 +656,31 @@ static rdl_attr_t *copy_attrs(rdl_span_t *s, const rdl_attr_t *attrs, size_t n, 
     *dropped = (uint32_t)(n - keep);
     if (!keep)
         return NULL;
-    rdl_attr_t *out = span_alloc(s, keep * sizeof(*out));
+    tr_attr_t *out = span_alloc(s, keep * sizeof(*out));
     if (!out) {
         *dropped = (uint32_t)n;
         return NULL;
     }
     for (size_t i = 0; i < keep; i++) {
-        out[i] = attrs[i];
-        out[i].key_len = attrs[i].key_len ? attrs[i].key_len : strlen(attrs[i].key);
-        out[i].key = span_strdup(s, attrs[i].key, out[i].key_len);
-        if (attrs[i].type == RDL_ATTR_STRING)
-            out[i].v.str.s = span_strdup(s, attrs[i].v.str.s, attrs[i].v.str.len);
-        if (!out[i].key || (attrs[i].type == RDL_ATTR_STRING && !out[i].v.str.s)) {
-            *dropped = (uint32_t)(n - i);
+        const rdl_attr_t *in = &attrs[i];
+        tr_attr_t *a = &out[*count];
+        size_t klen = in->key_len ? in->key_len : strlen(in->key);
+        bool is_str = in->type == RDL_ATTR_STRING;
+        if (klen > TR_MAX_KEY || (is_str && in->v.str.len > TR_MAX_VALUE)) {
+            (*dropped)++;
+            continue;
+        }
+        a->key_len = (uint16_t)klen;
+        a->key = span_strdup(s, in->key, klen);
+        if (is_str) {
+            a->type = RDL_ATTR_STRING;
+            a->v.s = span_strdup(s, in->v.str.s, in->v.str.len);
+            a->len = (uint32_t)in->v.str.len;
+        } else {
+            attr_set_scalar(a, in);
+        }
+        if (!a->key || (is_str && !a->v.s)) {
+            *dropped += (uint32_t)(keep - i);
             break;
         }
         (*count)++;

@@ -1419,6 +1419,31 @@ static void test_span_set_attrs(void **state)
                             "\"dropped\":0}");
     free(jc);
 
+    /* Keys past 65535 bytes are dropped and counted, on the span and in events. */
+    char *huge = malloc(70000);
+    memset(huge, 'k', 69999);
+    huge[69999] = '\0';
+    rdl_span_set_int(c, huge, 1);
+    rdl_attr_t ev[] = { { .key = huge, .type = RDL_ATTR_INT, .v.i = 1 },
+                        { .key = "ok", .type = RDL_ATTR_BOOL, .v.b = true } };
+    rdl_span_add_event(c, "e", ev, 2);
+    free(huge);
+    rdl_span_t *arr[1] = { c };
+    rdl_buf_t buf;
+    rdl_buf_init(&buf);
+    rdl_otlp_encode(t, arr, 1, RDL_OTLP_JSON, &buf);
+    json_t *doc = json_loadb(buf.data, buf.len, 0, NULL);
+    json_t *span = json_array_get(json_object_get(json_array_get(json_object_get(
+        json_array_get(json_object_get(doc, "resourceSpans"), 0), "scopeSpans"), 0), "spans"), 0);
+    assert_int_equal(json_integer_value(json_object_get(span, "droppedAttributesCount")), 1);
+    json_t *e = json_array_get(json_object_get(span, "events"), 0);
+    assert_int_equal(json_integer_value(json_object_get(e, "droppedAttributesCount")), 1);
+    assert_int_equal(json_array_size(json_object_get(e, "attributes")), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(e, "attributes"), 0),
+                                                          "key")), "ok");
+    json_decref(doc);
+    rdl_buf_free(&buf);
+
     /* No-ops: NULL span or attrs, an ended span, a span not recording. */
     rdl_span_set_attrs(NULL, attrs, 6, 0);
     rdl_span_set_attrs(c, NULL, 6, 0);
