@@ -94,6 +94,7 @@ struct rdl_span {
     const char *status_msg;
     uint64_t start_wall, start_mono, end_wall;
     tr_attr_t *attrs;
+    uint64_t key_bits;                  /* one bit per key set (a hash): most misses skip the scan */
     uint32_t nattrs, cap_attrs, dropped_attrs;
     uint32_t nevents, dropped_events;
     uint32_t nlinks, dropped_links;

@@ -469,6 +469,7 @@ static rdl_span_t *span_begin(rdl_tracer_t *t, const char *name, rdl_span_kind_t
     s->attrs = s->attrs_inline;
     s->cap_attrs = TR_INLINE_ATTRS;
     s->nattrs = s->dropped_attrs = 0;
+    s->key_bits = 0;
     s->events = s->events_tail = NULL;
     s->links = s->links_tail = NULL;
     s->nevents = s->dropped_events = s->nlinks = s->dropped_links = 0;
@@ -507,6 +508,18 @@ bool rdl_span_recording(const rdl_span_t *s)
 /* ---- attributes, events, links --------------------------------------- */
 
 /*
+ * A key's bit in a span's key_bits: from its length and its first and last
+ * bytes, which tell most of a server span's keys apart.
+ */
+static uint64_t key_bit(const char *key, size_t klen)
+{
+    unsigned h = (unsigned)klen * 7u;
+    if (klen)
+        h += (unsigned char)key[0] * 3u + (unsigned char)key[klen - 1];
+    return 1ull << (h & 63);
+}
+
+/*
  * The attribute of key (klen bytes): the one set before when scan finds it,
  * else a new one. A static key (it outlives the span) is kept by pointer,
  * others are copied into the span's storage.
@@ -517,7 +530,8 @@ static tr_attr_t *attr_slot(rdl_span_t *s, const char *key, size_t klen, bool sc
         s->dropped_attrs++;
         return NULL;
     }
-    if (scan)
+    uint64_t bit = key_bit(key, klen);
+    if (scan && (s->key_bits & bit))
         for (uint32_t i = 0; i < s->nattrs; i++)
             if (s->attrs[i].key_len == klen && memcmp(s->attrs[i].key, key, klen) == 0)
                 return &s->attrs[i];
@@ -542,6 +556,7 @@ static tr_attr_t *attr_slot(rdl_span_t *s, const char *key, size_t klen, bool sc
         s->dropped_attrs++;
         return NULL;
     }
+    s->key_bits |= bit;
     s->nattrs++;
     return a;
 }

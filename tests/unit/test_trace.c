@@ -1408,6 +1408,19 @@ static void test_span_set_attrs(void **state)
     assert_null(strstr(jb, "9090"));
     free(jb);
 
+    /* Keys alike in length and first and last bytes (one bit of key_bits) are still told apart. */
+    rdl_span_t *d = rdl_span_start(t, "d", RDL_SPAN_INTERNAL, NULL);
+    rdl_span_set_int(d, "axb", 1);
+    rdl_span_set_int(d, "ayb", 2);
+    rdl_span_set_int(d, "axb", 3);
+    rdl_attr_t ayb = { .key = "ayb", .key_len = 3, .type = RDL_ATTR_INT, .v.i = 4 };
+    rdl_span_set_attrs(d, &ayb, 1, RDL_ATTRS_STATIC_KEYS);
+    char *jd = json_attrs_of(t, d);
+    assert_string_equal(jd, "{\"attributes\":[{\"key\":\"axb\",\"value\":{\"intValue\":\"3\"}},"
+                            "{\"key\":\"ayb\",\"value\":{\"intValue\":\"4\"}}],\"dropped\":0}");
+    free(jd);
+    rdl_span_end(d);
+
     /* Copied keys (no flag) survive the caller's buffer. */
     rdl_span_t *c = rdl_span_start(t, "c", RDL_SPAN_INTERNAL, NULL);
     char key[] = "tenant.id";
