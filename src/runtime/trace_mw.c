@@ -88,6 +88,15 @@ static void add_int(attr_list_t *l, const char *key, size_t key_len, int64_t v)
 
 #define KEY(lit) lit, sizeof(lit) - 1
 
+/* The decimal number at p (before end), stopping at the first non-digit or past 65535. */
+static long port_of(const char *p, const char *end)
+{
+    long port = 0;
+    for (; p < end && *p >= '0' && *p <= '9' && port < 65536; p++)
+        port = port * 10 + (*p - '0');
+    return port;
+}
+
 /* server.address and server.port from Host ("name", "name:port", "[v6]:port"). */
 static void add_host(attr_list_t *l, const char *h, size_t n)
 {
@@ -102,9 +111,7 @@ static void add_host(attr_list_t *l, const char *h, size_t n)
     size_t name_len = colon ? (size_t)(colon - h) : n;
     add_str(l, KEY("server.address"), h, name_len);
     if (colon) {
-        long port = 0;
-        for (const char *p = colon + 1; p < h + n && *p >= '0' && *p <= '9' && port < 65536; p++)
-            port = port * 10 + (*p - '0');
+        long port = port_of(colon + 1, h + n);
         if (port > 0 && port < 65536)
             add_int(l, KEY("server.port"), port);
     }
@@ -149,7 +156,7 @@ static void set_request_attrs(rdl_span_t *s, rdl_req_t *req, const char *method,
         size_t ip_len = (size_t)(colon - ip) - (peer[0] == '[' ? 1 : 0);
         add_str(&l, KEY("client.address"), ip, ip_len);
         add_str(&l, KEY("network.peer.address"), ip, ip_len);
-        add_int(&l, KEY("network.peer.port"), atoi(colon + 1));
+        add_int(&l, KEY("network.peer.port"), port_of(colon + 1, colon + 1 + strlen(colon + 1)));
     }
     rdl_span_set_attrs(s, l.a, l.n, RDL_ATTRS_STATIC_KEYS | RDL_ATTRS_NEW_KEYS);
 }
