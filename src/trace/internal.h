@@ -118,22 +118,28 @@ typedef struct tr_slot {
 
 #define TR_SLOTS 1024
 
+/*
+ * What the owner writes on every span and what the exporter writes (tail,
+ * back) live on separate cache lines: sharing one, each span start and end
+ * waited for the line the exporter had just taken (false sharing).
+ */
 struct tr_thread {
     rdl_tracer_t *tracer;
     tr_thread_t *next;                  /* tracer->threads, under tracer->mu */
     rdl_span_t *free;                   /* owner only */
-    _Atomic(rdl_span_t *) back;         /* spans returned by other threads (push-only stack) */
     /* ended spans, single producer (owner) single consumer (exporter) */
     rdl_span_t **ring;
     uint32_t mask;
-    _Atomic uint32_t head, tail;
+    _Atomic uint32_t head;              /* written by the owner */
     uint32_t slot_hint;
     uint64_t rng[4];                    /* xoshiro256** for ids, seeded from getrandom */
     uint64_t wall_minus_mono;           /* wall clock = monotonic + this (resynced each second) */
     uint64_t synced_mono;
-    tr_slot_t slots[TR_SLOTS];
     /* counters written by the owner, summed by readers */
     _Atomic uint64_t started, ended, dropped;
+    _Alignas(64) _Atomic uint32_t tail; /* written by the exporter */
+    _Alignas(64) _Atomic(rdl_span_t *) back;    /* spans returned by other threads (push-only stack) */
+    _Alignas(64) tr_slot_t slots[TR_SLOTS];
 };
 
 typedef struct tr_kv {

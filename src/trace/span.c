@@ -207,9 +207,10 @@ static uint32_t pow2_at_least(uint32_t n)
 
 static tr_thread_t *thread_new(rdl_tracer_t *t)
 {
-    tr_thread_t *st = calloc(1, sizeof(*st));
+    tr_thread_t *st = aligned_alloc(_Alignof(tr_thread_t), sizeof(*st));   /* its lines are laid out */
     if (!st)
         return NULL;
+    memset(st, 0, sizeof(*st));
     st->tracer = t;
     uint32_t cap = pow2_at_least((uint32_t)t->o.max_queue);
     if (t->o.export) {
