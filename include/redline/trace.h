@@ -320,6 +320,19 @@ void rdl_span_set_str(rdl_span_t *s, const char *key, const char *value, size_t 
 void rdl_span_set_int(rdl_span_t *s, const char *key, int64_t value);
 void rdl_span_set_double(rdl_span_t *s, const char *key, double value);
 void rdl_span_set_bool(rdl_span_t *s, const char *key, bool value);
+/*
+ * Sets n attributes at once, the cheap way for instrumentation that knows its
+ * keys (the runtime's server span). Flags:
+ *   RDL_ATTRS_STATIC_KEYS  every key outlives the span (string literals): kept
+ *                          by pointer, not copied; key_len 0 is measured;
+ *   RDL_ATTRS_NEW_KEYS     no key of attrs is set on the span yet and none
+ *                          repeats in attrs: appended without looking for a
+ *                          key to replace (breaking this duplicates a key).
+ * Without RDL_ATTRS_NEW_KEYS a key set before is replaced, as by the setters.
+ * String values are copied; limits and no-ops as above. The thread using the span.
+ */
+enum { RDL_ATTRS_STATIC_KEYS = 1, RDL_ATTRS_NEW_KEYS = 2 };
+void rdl_span_set_attrs(rdl_span_t *s, const rdl_attr_t *attrs, size_t n, unsigned flags);
 void rdl_span_add_event(rdl_span_t *s, const char *name, const rdl_attr_t *attrs, size_t n);
 void rdl_span_add_link(rdl_span_t *s, const rdl_span_context_t *sc, const rdl_attr_t *attrs, size_t n);
 void rdl_span_set_status(rdl_span_t *s, rdl_span_status_t code, const char *message);

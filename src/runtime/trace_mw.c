@@ -69,8 +69,36 @@ static bool known_method(const char *m)
     return false;
 }
 
+/* The attributes of the server span: keys are literals, each set once. */
+typedef struct attr_list {
+    size_t n;
+    rdl_attr_t a[16];
+} attr_list_t;
+
+static void add_str(attr_list_t *l, const char *key, size_t key_len, const char *v, size_t len)
+{
+    l->a[l->n++] = (rdl_attr_t){ .key = key, .key_len = key_len, .type = RDL_ATTR_STRING,
+                                 .v.str = { v, len } };
+}
+
+static void add_int(attr_list_t *l, const char *key, size_t key_len, int64_t v)
+{
+    l->a[l->n++] = (rdl_attr_t){ .key = key, .key_len = key_len, .type = RDL_ATTR_INT, .v.i = v };
+}
+
+#define KEY(lit) lit, sizeof(lit) - 1
+
+/* The decimal number at p (before end), stopping at the first non-digit or past 65535. */
+static long port_of(const char *p, const char *end)
+{
+    long port = 0;
+    for (; p < end && *p >= '0' && *p <= '9' && port < 65536; p++)
+        port = port * 10 + (*p - '0');
+    return port;
+}
+
 /* server.address and server.port from Host ("name", "name:port", "[v6]:port"). */
-static void set_host(rdl_span_t *s, const char *h, size_t n)
+static void add_host(attr_list_t *l, const char *h, size_t n)
 {
     const char *colon = NULL;
     if (n && h[0] == '[') {
@@ -81,49 +109,56 @@ static void set_host(rdl_span_t *s, const char *h, size_t n)
         colon = memchr(h, ':', n);
     }
     size_t name_len = colon ? (size_t)(colon - h) : n;
-    rdl_span_set_str(s, "server.address", h, name_len);
+    add_str(l, KEY("server.address"), h, name_len);
     if (colon) {
-        long port = 0;
-        for (const char *p = colon + 1; p < h + n && *p >= '0' && *p <= '9' && port < 65536; p++)
-            port = port * 10 + (*p - '0');
+        long port = port_of(colon + 1, h + n);
         if (port > 0 && port < 65536)
-            rdl_span_set_int(s, "server.port", port);
+            add_int(l, KEY("server.port"), port);
     }
 }
 
-static void set_request_attrs(rdl_span_t *s, rdl_req_t *req, const char *method, bool known,
-                              const char *route)
+/*
+ * The request's attributes in one call: the keys are literals kept by
+ * pointer, and the span has just started, so none needs looking for (the
+ * copies, strlen and duplicate scans of one setter call per key were most of
+ * the span's cost on the request thread).
+ */
+static void set_request_attrs(rdl_span_t *s, rdl_req_t *req, const char *method, size_t method_len,
+                              bool known, const char *route, size_t route_len)
 {
+    attr_list_t l;                  /* not zeroed: only the first n are read */
+    l.n = 0;
     size_t len;
     const char *v;
     if (known) {
-        rdl_span_set_str(s, "http.request.method", method, strlen(method));
+        add_str(&l, KEY("http.request.method"), method, method_len);
     } else {
-        rdl_span_set_str(s, "http.request.method", "_OTHER", 6);
-        rdl_span_set_str(s, "http.request.method_original", method, strlen(method));
+        add_str(&l, KEY("http.request.method"), "_OTHER", 6);
+        add_str(&l, KEY("http.request.method_original"), method, method_len);
     }
     v = rdl_req_path(req, &len);
-    rdl_span_set_str(s, "url.path", v, len);
+    add_str(&l, KEY("url.path"), v, len);
     v = rdl_req_query(req, &len);
     if (len)
-        rdl_span_set_str(s, "url.query", v, len);
-    rdl_span_set_str(s, "url.scheme", "http", 4);
+        add_str(&l, KEY("url.query"), v, len);
+    add_str(&l, KEY("url.scheme"), "http", 4);
     if (route)
-        rdl_span_set_str(s, "http.route", route, strlen(route));
-    rdl_span_set_str(s, "network.protocol.version", req->h1->version_minor ? "1.1" : "1.0", 3);
+        add_str(&l, KEY("http.route"), route, route_len);
+    add_str(&l, KEY("network.protocol.version"), req->h1->version_minor ? "1.1" : "1.0", 3);
     if ((v = rdl_req_header(req, "host", &len)) != NULL)
-        set_host(s, v, len);
+        add_host(&l, v, len);
     if ((v = rdl_req_header(req, "user-agent", &len)) != NULL)
-        rdl_span_set_str(s, "user_agent.original", v, len);
+        add_str(&l, KEY("user_agent.original"), v, len);
     const char *peer = rdl_req_peer(req);
     const char *colon = strrchr(peer, ':');
     if (colon) {
         const char *ip = peer[0] == '[' ? peer + 1 : peer;
         size_t ip_len = (size_t)(colon - ip) - (peer[0] == '[' ? 1 : 0);
-        rdl_span_set_str(s, "client.address", ip, ip_len);
-        rdl_span_set_str(s, "network.peer.address", ip, ip_len);
-        rdl_span_set_int(s, "network.peer.port", atoi(colon + 1));
+        add_str(&l, KEY("client.address"), ip, ip_len);
+        add_str(&l, KEY("network.peer.address"), ip, ip_len);
+        add_int(&l, KEY("network.peer.port"), port_of(colon + 1, colon + 1 + strlen(colon + 1)));
     }
+    rdl_span_set_attrs(s, l.a, l.n, RDL_ATTRS_STATIC_KEYS | RDL_ATTRS_NEW_KEYS);
 }
 
 static int trace_enter(rdl_req_t *req, void *arg)
@@ -151,7 +186,8 @@ static int trace_enter(rdl_req_t *req, void *arg)
         bool known = known_method(method);
         const char *mname = known ? method : "HTTP";
         char name[256];
-        size_t ml = strlen(mname), rl = route ? strlen(route) : 0;
+        size_t method_len = strlen(method), route_len = route ? strlen(route) : 0;
+        size_t ml = known ? method_len : 4, rl = route_len;
         if (rl > sizeof(name) - ml - 2)
             rl = sizeof(name) - ml - 2;         /* methods are short: the template is cut */
         memcpy(name, mname, ml);
@@ -162,7 +198,7 @@ static int trace_enter(rdl_req_t *req, void *arg)
         }
         name[ml] = '\0';
         rdl_span_set_name(s, name);
-        set_request_attrs(s, req, method, known, route);
+        set_request_attrs(s, req, method, method_len, known, route, route_len);
     }
     const rdl_span_context_t *sc = rdl_span_context(s);
     memcpy(ctx->trace_id, sc->trace_id, 16);
@@ -191,24 +227,28 @@ static void trace_leave(rdl_req_t *req, void *arg)
     if (!s)
         return;
     if (rdl_span_recording(s)) {
+        /* The handler may have set these keys already: replaced, not added (no RDL_ATTRS_NEW_KEYS). */
+        attr_list_t l;                  /* not zeroed: only the first n are read */
+    l.n = 0;
+        char code[16];
         int status = rdl_req_status(req);
         if (rdl_req_answered(req)) {
-            rdl_span_set_int(s, "http.response.status_code", status);
+            add_int(&l, KEY("http.response.status_code"), status);
             if (status >= 500) {
-                char code[16];
-                snprintf(code, sizeof(code), "%d", status);
-                rdl_span_set_str(s, "error.type", code, strlen(code));
+                int n = snprintf(code, sizeof(code), "%d", status);
+                add_str(&l, KEY("error.type"), code, (size_t)n);
                 rdl_span_set_status(s, RDL_STATUS_ERROR, NULL);
             }
         } else {
-            rdl_span_set_str(s, "error.type", "connection_closed", 17);
+            add_str(&l, KEY("error.type"), "connection_closed", 17);
         }
         if (ctx->route_name)
-            rdl_span_set_str(s, "redline.route.name", ctx->route_name, strlen(ctx->route_name));
+            add_str(&l, KEY("redline.route.name"), ctx->route_name, strlen(ctx->route_name));
         if (ctx->subset)
-            rdl_span_set_str(s, "redline.route.subset", ctx->subset, strlen(ctx->subset));
+            add_str(&l, KEY("redline.route.subset"), ctx->subset, strlen(ctx->subset));
         if (ctx->color)
-            rdl_span_set_str(s, "redline.color", ctx->color, strlen(ctx->color));
+            add_str(&l, KEY("redline.color"), ctx->color, strlen(ctx->color));
+        rdl_span_set_attrs(s, l.a, l.n, RDL_ATTRS_STATIC_KEYS);
     }
     ctx->span = NULL;
     rdl_span_end(s);

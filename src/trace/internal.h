@@ -14,6 +14,28 @@
 #define TR_INLINE_ATTRS 16
 #define TR_MAX_RESOURCE 32
 
+/*
+ * An attribute as a span stores it: 24 bytes where the public rdl_attr_t
+ * takes 40. Spans are written on the request's core and read on the
+ * exporter's, so every line a span spans is a transfer each way: with a
+ * dozen attributes per server span this saves four of them.
+ */
+typedef struct tr_attr {
+    const char *key;
+    union {
+        const char *s;
+        int64_t i;
+        double d;
+        bool b;
+    } v;
+    uint32_t len;                       /* string value bytes */
+    uint16_t key_len;
+    uint8_t type;                       /* rdl_attr_type_t */
+} tr_attr_t;
+
+#define TR_MAX_KEY 65535                /* longer keys are dropped (counted) */
+#define TR_MAX_VALUE 0xffffffffu        /* longer string values are dropped (counted) */
+
 typedef struct tr_chunk {
     struct tr_chunk *next;
     size_t size;
@@ -24,7 +46,7 @@ typedef struct tr_event {
     struct tr_event *next;
     const char *name;
     uint64_t time_ns;
-    rdl_attr_t *attrs;
+    tr_attr_t *attrs;
     uint32_t nattrs, dropped;
 } tr_event_t;
 
@@ -33,7 +55,7 @@ typedef struct tr_link {
     uint8_t trace_id[16], span_id[8];
     uint8_t flags;
     const char *tracestate;
-    rdl_attr_t *attrs;
+    tr_attr_t *attrs;
     uint32_t nattrs, dropped;
 } tr_link_t;
 
@@ -49,34 +71,41 @@ typedef struct tr_holder {
 
 typedef struct tr_thread tr_thread_t;
 
+/*
+ * What a span start writes and the encoder reads comes first and together
+ * (a few lines), then the context (its ids lead; the tracestate's 512
+ * bytes are touched only when one was received), the inline attributes and
+ * the inline string storage.
+ */
 struct rdl_span {
     rdl_span_t *next;                   /* queue, free list, parked list */
     tr_thread_t *home;                  /* whose free list it returns to */
     rdl_tracer_t *tracer;
-    rdl_span_context_t sc;
     uint8_t parent_span_id[8];
     bool has_parent, parent_remote;
     bool recording;
     atomic_bool ended;
     uint8_t kind, status;
+    bool is_local_root;
     int slot;                           /* open-span slot in home, -1 when untracked */
     tr_holder_t *holder;                /* keep-errors, NULL otherwise */
-    bool is_local_root;
     const char *name;
     size_t name_len;
     const char *status_msg;
     uint64_t start_wall, start_mono, end_wall;
-    rdl_attr_t *attrs;
+    tr_attr_t *attrs;
+    uint64_t key_bits;                  /* one bit per key set (a hash): most misses skip the scan */
     uint32_t nattrs, cap_attrs, dropped_attrs;
-    tr_event_t *events, *events_tail;
     uint32_t nevents, dropped_events;
-    tr_link_t *links, *links_tail;
     uint32_t nlinks, dropped_links;
+    tr_event_t *events, *events_tail;
+    tr_link_t *links, *links_tail;
     /* bump storage: inline first, then heap chunks freed at recycling */
     char *bump;
     size_t bump_left;
     tr_chunk_t *chunks;
-    rdl_attr_t attrs_inline[TR_INLINE_ATTRS];
+    rdl_span_context_t sc;
+    tr_attr_t attrs_inline[TR_INLINE_ATTRS];
     char store[TR_INLINE_STORE];
 };
 
@@ -89,22 +118,28 @@ typedef struct tr_slot {
 
 #define TR_SLOTS 1024
 
+/*
+ * What the owner writes on every span and what the exporter writes (tail,
+ * back) live on separate cache lines: sharing one, each span start and end
+ * waited for the line the exporter had just taken (false sharing).
+ */
 struct tr_thread {
     rdl_tracer_t *tracer;
     tr_thread_t *next;                  /* tracer->threads, under tracer->mu */
     rdl_span_t *free;                   /* owner only */
-    _Atomic(rdl_span_t *) back;         /* spans returned by other threads (push-only stack) */
     /* ended spans, single producer (owner) single consumer (exporter) */
     rdl_span_t **ring;
     uint32_t mask;
-    _Atomic uint32_t head, tail;
+    _Atomic uint32_t head;              /* written by the owner */
     uint32_t slot_hint;
     uint64_t rng[4];                    /* xoshiro256** for ids, seeded from getrandom */
     uint64_t wall_minus_mono;           /* wall clock = monotonic + this (resynced each second) */
     uint64_t synced_mono;
-    tr_slot_t slots[TR_SLOTS];
     /* counters written by the owner, summed by readers */
     _Atomic uint64_t started, ended, dropped;
+    _Alignas(64) _Atomic uint32_t tail; /* written by the exporter */
+    _Alignas(64) _Atomic(rdl_span_t *) back;    /* spans returned by other threads (push-only stack) */
+    _Alignas(64) tr_slot_t slots[TR_SLOTS];
 };
 
 typedef struct tr_kv {

@@ -6,6 +6,7 @@
  * longer than 127 bytes. The JSON form follows OTLP's deviations from proto3
  * JSON: hex ids, integer enums, 64-bit integers as decimal strings.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,11 +50,11 @@ static size_t uint_field(uint64_t v)
     return v ? 1 + vlen(v) : 0;
 }
 
-static size_t anyvalue_size(const rdl_attr_t *a)
+static size_t anyvalue_size(const tr_attr_t *a)
 {
     switch (a->type) {
     case RDL_ATTR_STRING:
-        return ld(a->v.str.len);
+        return ld(a->len);
     case RDL_ATTR_BOOL:
         return 2;
     case RDL_ATTR_INT:
@@ -64,17 +65,12 @@ static size_t anyvalue_size(const rdl_attr_t *a)
     return 0;
 }
 
-static size_t key_len(const rdl_attr_t *a)
+static size_t keyvalue_size(const tr_attr_t *a)
 {
-    return a->key_len ? a->key_len : strlen(a->key);
+    return ld(a->key_len) + ld(anyvalue_size(a));
 }
 
-static size_t keyvalue_size(const rdl_attr_t *a)
-{
-    return ld(key_len(a)) + ld(anyvalue_size(a));
-}
-
-static size_t attrs_size(const rdl_attr_t *a, uint32_t n)
+static size_t attrs_size(const tr_attr_t *a, uint32_t n)
 {
     size_t t = 0;
     for (uint32_t i = 0; i < n; i++)
@@ -134,11 +130,36 @@ static uint8_t *w_len(uint8_t *p, unsigned field, size_t n)
     return w_varint(w_tag(p, field, WT_LEN), n);
 }
 
+/*
+ * Copies n bytes to p. Attribute keys and values are mostly 3 to 32 bytes: a
+ * library memcpy call for each (two per attribute) cost more than the rest
+ * of writing the attribute, so short ones are moved 8 bytes at a time here
+ * (the last chunk overlapping, never reading past the source).
+ */
+static uint8_t *copy_bytes(uint8_t *p, const uint8_t *src, size_t n)
+{
+    if (n > 32) {
+        memcpy(p, src, n);
+        return p + n;
+    }
+    if (n >= 8) {
+        uint64_t w;
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&w, src + i, 8);
+            memcpy(p + i, &w, 8);
+        }
+        memcpy(&w, src + n - 8, 8);
+        memcpy(p + n - 8, &w, 8);
+        return p + n;
+    }
+    for (size_t i = 0; i < n; i++)
+        p[i] = src[i];
+    return p + n;
+}
+
 static uint8_t *w_bytes(uint8_t *p, unsigned field, const void *data, size_t n)
 {
-    p = w_len(p, field, n);
-    memcpy(p, data, n);
-    return p + n;
+    return copy_bytes(w_len(p, field, n), data, n);
 }
 
 static uint8_t *w_str(uint8_t *p, unsigned field, const char *s)
@@ -167,15 +188,15 @@ static uint8_t *w_uint(uint8_t *p, unsigned field, uint64_t v)
     return v ? w_varint(w_tag(p, field, WT_VARINT), v) : p;
 }
 
-static uint8_t *w_keyvalue(uint8_t *p, unsigned field, const rdl_attr_t *a)
+static uint8_t *w_keyvalue(uint8_t *p, unsigned field, const tr_attr_t *a)
 {
-    size_t klen = key_len(a), vsize = anyvalue_size(a);
+    size_t klen = a->key_len, vsize = anyvalue_size(a);
     p = w_len(p, field, ld(klen) + ld(vsize));
     p = w_bytes(p, 1, a->key, klen);
     p = w_len(p, 2, vsize);
     switch (a->type) {
     case RDL_ATTR_STRING:
-        return w_bytes(p, 1, a->v.str.s, a->v.str.len);
+        return w_bytes(p, 1, a->v.s, a->len);
     case RDL_ATTR_BOOL:
         p = w_tag(p, 2, WT_VARINT);
         *p++ = a->v.b ? 1 : 0;
@@ -191,7 +212,7 @@ static uint8_t *w_keyvalue(uint8_t *p, unsigned field, const rdl_attr_t *a)
     return p;
 }
 
-static uint8_t *w_attrs(uint8_t *p, unsigned field, const rdl_attr_t *a, uint32_t n)
+static uint8_t *w_attrs(uint8_t *p, unsigned field, const tr_attr_t *a, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++)
         p = w_keyvalue(p, field, &a[i]);
@@ -246,9 +267,10 @@ static uint8_t *w_span(uint8_t *p, const rdl_span_t *s, size_t size)
     return w_fixed32(p, 16, span_flags(s));
 }
 
-static rdl_attr_t resource_attr(const tr_kv_t *kv)
+static tr_attr_t resource_attr(const tr_kv_t *kv)
 {
-    rdl_attr_t a = { .key = kv->key, .type = RDL_ATTR_STRING, .v.str = { kv->value, strlen(kv->value) } };
+    tr_attr_t a = { .key = kv->key, .key_len = (uint16_t)strlen(kv->key), .type = RDL_ATTR_STRING,
+                    .v.s = kv->value, .len = (uint32_t)strlen(kv->value) };
     return a;
 }
 
@@ -257,7 +279,7 @@ static void encode_pb(const rdl_tracer_t *t, rdl_span_t *const *spans, size_t n,
     static const char scope_name[] = "redline", scope_version[] = "0.1.0";
     size_t resource = 0, scope = str_field(scope_name) + str_field(scope_version), spans_total = 0;
     for (int i = 0; i < t->nresource; i++) {
-        rdl_attr_t a = resource_attr(&t->resource[i]);
+        tr_attr_t a = resource_attr(&t->resource[i]);
         resource += ld(keyvalue_size(&a));
     }
     size_t stack[512], *sizes = n <= 512 ? stack : malloc(n * sizeof(*sizes));
@@ -275,12 +297,11 @@ static void encode_pb(const rdl_tracer_t *t, rdl_span_t *const *spans, size_t n,
          */
         if (i + 4 < n) {
             const rdl_span_t *ahead = spans[i + 4];
-            __builtin_prefetch(ahead);
-            __builtin_prefetch(&ahead->recording);
-            __builtin_prefetch(&ahead->start_wall);
-            for (size_t off = 0; off < sizeof(ahead->attrs_inline); off += 64)
+            for (size_t off = 0; off < offsetof(rdl_span_t, sc) + 32; off += 64)
+                __builtin_prefetch((const char *)ahead + off);
+            for (size_t off = 0; off < 320; off += 64)       /* a server span's attributes */
                 __builtin_prefetch((const char *)ahead->attrs_inline + off);
-            for (size_t off = 0; off < 384; off += 64)
+            for (size_t off = 0; off < 256; off += 64)
                 __builtin_prefetch(ahead->store + off);
         }
         sizes[i] = span_size(spans[i]);
@@ -299,7 +320,7 @@ static void encode_pb(const rdl_tracer_t *t, rdl_span_t *const *spans, size_t n,
     p = w_len(p, 1, resource_spans);
     p = w_len(p, 1, resource);
     for (int i = 0; i < t->nresource; i++) {
-        rdl_attr_t a = resource_attr(&t->resource[i]);
+        tr_attr_t a = resource_attr(&t->resource[i]);
         p = w_keyvalue(p, 1, &a);
     }
     p = w_len(p, 2, scope_spans);
@@ -355,19 +376,19 @@ static void js_double(rdl_buf_t *b, double d)
     rdl_buf_printf(b, "%.17g", d);
 }
 
-static void js_attrs(rdl_buf_t *b, const rdl_attr_t *a, size_t n)
+static void js_attrs(rdl_buf_t *b, const tr_attr_t *a, size_t n)
 {
     rdl_buf_putc(b, '[');
     for (size_t i = 0; i < n; i++) {
         if (i)
             rdl_buf_putc(b, ',');
         rdl_buf_puts(b, "{\"key\":");
-        rdl_json_str(b, a[i].key, strlen(a[i].key));
+        rdl_json_str(b, a[i].key, a[i].key_len);
         rdl_buf_puts(b, ",\"value\":{");
         switch (a[i].type) {
         case RDL_ATTR_STRING:
             js_key(b, "stringValue");
-            rdl_json_str(b, a[i].v.str.s, a[i].v.str.len);
+            rdl_json_str(b, a[i].v.s, a[i].len);
             break;
         case RDL_ATTR_BOOL:
             js_key(b, "boolValue");

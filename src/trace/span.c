@@ -7,6 +7,7 @@
  * back through a push-only stack per thread.
  */
 #define _GNU_SOURCE
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,9 +207,10 @@ static uint32_t pow2_at_least(uint32_t n)
 
 static tr_thread_t *thread_new(rdl_tracer_t *t)
 {
-    tr_thread_t *st = calloc(1, sizeof(*st));
+    tr_thread_t *st = aligned_alloc(_Alignof(tr_thread_t), sizeof(*st));   /* its lines are laid out */
     if (!st)
         return NULL;
+    memset(st, 0, sizeof(*st));
     st->tracer = t;
     uint32_t cap = pow2_at_least((uint32_t)t->o.max_queue);
     if (t->o.export) {
@@ -336,13 +338,12 @@ static rdl_span_t *span_get(tr_thread_t *st)
      */
     rdl_span_t *n = st->free;
     if (n) {
-        __builtin_prefetch(n, 1);
-        __builtin_prefetch(&n->recording, 1);
-        __builtin_prefetch(&n->attrs, 1);
-        for (size_t off = 0; off < 384; off += 64) {
+        for (size_t off = 0; off < offsetof(rdl_span_t, sc) + 32; off += 64)
+            __builtin_prefetch((char *)n + off, 1);          /* the header and the ids */
+        for (size_t off = 0; off < 320; off += 64)
             __builtin_prefetch((char *)n->attrs_inline + off, 1);
-            __builtin_prefetch(n->store + off, 1);
-        }
+        __builtin_prefetch(n->store, 1);
+        __builtin_prefetch(n->store + 64, 1);
     }
     return s;
 }
@@ -469,6 +470,7 @@ static rdl_span_t *span_begin(rdl_tracer_t *t, const char *name, rdl_span_kind_t
     s->attrs = s->attrs_inline;
     s->cap_attrs = TR_INLINE_ATTRS;
     s->nattrs = s->dropped_attrs = 0;
+    s->key_bits = 0;
     s->events = s->events_tail = NULL;
     s->links = s->links_tail = NULL;
     s->nevents = s->dropped_events = s->nlinks = s->dropped_links = 0;
@@ -506,18 +508,40 @@ bool rdl_span_recording(const rdl_span_t *s)
 
 /* ---- attributes, events, links --------------------------------------- */
 
-static rdl_attr_t *attr_slot(rdl_span_t *s, const char *key)
+/*
+ * A key's bit in a span's key_bits: from its length and its first and last
+ * bytes, which tell most of a server span's keys apart.
+ */
+static uint64_t key_bit(const char *key, size_t klen)
 {
-    size_t klen = strlen(key);
-    for (uint32_t i = 0; i < s->nattrs; i++)
-        if (s->attrs[i].key_len == klen && memcmp(s->attrs[i].key, key, klen) == 0)
-            return &s->attrs[i];
+    unsigned h = (unsigned)klen * 7u;
+    if (klen)
+        h += (unsigned char)key[0] * 3u + (unsigned char)key[klen - 1];
+    return 1ull << (h & 63);
+}
+
+/*
+ * The attribute of key (klen bytes): the one set before when scan finds it,
+ * else a new one. A static key (it outlives the span) is kept by pointer,
+ * others are copied into the span's storage.
+ */
+static tr_attr_t *attr_slot(rdl_span_t *s, const char *key, size_t klen, bool scan, bool static_key)
+{
+    if (klen > TR_MAX_KEY) {
+        s->dropped_attrs++;
+        return NULL;
+    }
+    uint64_t bit = key_bit(key, klen);
+    if (scan && (s->key_bits & bit))
+        for (uint32_t i = 0; i < s->nattrs; i++)
+            if (s->attrs[i].key_len == klen && memcmp(s->attrs[i].key, key, klen) == 0)
+                return &s->attrs[i];
     if (s->nattrs >= (uint32_t)s->tracer->o.max_attributes) {
         s->dropped_attrs++;
         return NULL;
     }
     if (s->nattrs == s->cap_attrs) {
-        rdl_attr_t *more = span_alloc(s, 2 * s->cap_attrs * sizeof(*more));
+        tr_attr_t *more = span_alloc(s, 2 * s->cap_attrs * sizeof(*more));
         if (!more) {
             s->dropped_attrs++;
             return NULL;
@@ -526,65 +550,121 @@ static rdl_attr_t *attr_slot(rdl_span_t *s, const char *key)
         s->attrs = more;
         s->cap_attrs *= 2;
     }
-    rdl_attr_t *a = &s->attrs[s->nattrs];
-    a->key_len = klen;
-    a->key = span_strdup(s, key, klen);
+    tr_attr_t *a = &s->attrs[s->nattrs];
+    a->key_len = (uint16_t)klen;
+    a->key = static_key ? key : span_strdup(s, key, klen);
     if (!a->key) {
         s->dropped_attrs++;
         return NULL;
     }
+    s->key_bits |= bit;
     s->nattrs++;
     return a;
 }
 
-static rdl_attr_t *attr_for(rdl_span_t *s, const char *key)
+static bool span_open(const rdl_span_t *s)
 {
-    if (!s || !key || !s->recording || atomic_load_explicit(&s->ended, memory_order_relaxed))
+    return s && s->recording && !atomic_load_explicit(&s->ended, memory_order_relaxed);
+}
+
+static tr_attr_t *attr_for(rdl_span_t *s, const char *key)
+{
+    if (!key || !span_open(s))
         return NULL;
-    return attr_slot(s, key);
+    return attr_slot(s, key, strlen(key), true, false);
+}
+
+/* The string value of a, copied into the span's storage ("" when out of memory). */
+static void attr_set_str(rdl_span_t *s, tr_attr_t *a, const char *value, size_t len)
+{
+    if (!value || len > TR_MAX_VALUE)
+        len = 0;
+    const char *copy = span_strdup(s, value ? value : "", len);
+    a->type = RDL_ATTR_STRING;
+    a->v.s = copy ? copy : "";
+    a->len = copy ? (uint32_t)len : 0;
+}
+
+/* A non-string value of in into a. */
+static void attr_set_scalar(tr_attr_t *a, const rdl_attr_t *in)
+{
+    a->type = (uint8_t)in->type;
+    switch (in->type) {
+    case RDL_ATTR_INT:
+        a->v.i = in->v.i;
+        break;
+    case RDL_ATTR_DOUBLE:
+        a->v.d = in->v.d;
+        break;
+    case RDL_ATTR_BOOL:
+        a->v.b = in->v.b;
+        break;
+    case RDL_ATTR_STRING:
+        break;
+    }
+    a->len = 0;
+}
+
+void rdl_span_set_attrs(rdl_span_t *s, const rdl_attr_t *attrs, size_t n, unsigned flags)
+{
+    if (!attrs || !span_open(s))
+        return;
+    bool scan = !(flags & RDL_ATTRS_NEW_KEYS), static_keys = flags & RDL_ATTRS_STATIC_KEYS;
+    for (size_t i = 0; i < n; i++) {
+        const rdl_attr_t *in = &attrs[i];
+        if (!in->key)
+            continue;
+        size_t klen = in->key_len ? in->key_len : strlen(in->key);
+        tr_attr_t *a = attr_slot(s, in->key, klen, scan, static_keys);
+        if (!a)
+            continue;
+        if (in->type == RDL_ATTR_STRING)
+            attr_set_str(s, a, in->v.str.s, in->v.str.len);
+        else
+            attr_set_scalar(a, in);
+    }
 }
 
 void rdl_span_set_str(rdl_span_t *s, const char *key, const char *value, size_t len)
 {
-    rdl_attr_t *a = attr_for(s, key);
-    if (!a)
-        return;
-    const char *copy = span_strdup(s, value ? value : "", value ? len : 0);
-    a->type = RDL_ATTR_STRING;
-    a->v.str.s = copy ? copy : "";
-    a->v.str.len = copy ? len : 0;
+    tr_attr_t *a = attr_for(s, key);
+    if (a)
+        attr_set_str(s, a, value, len);
 }
 
 void rdl_span_set_int(rdl_span_t *s, const char *key, int64_t value)
 {
-    rdl_attr_t *a = attr_for(s, key);
+    tr_attr_t *a = attr_for(s, key);
     if (a) {
         a->type = RDL_ATTR_INT;
         a->v.i = value;
+        a->len = 0;
     }
 }
 
 void rdl_span_set_double(rdl_span_t *s, const char *key, double value)
 {
-    rdl_attr_t *a = attr_for(s, key);
+    tr_attr_t *a = attr_for(s, key);
     if (a) {
         a->type = RDL_ATTR_DOUBLE;
         a->v.d = value;
+        a->len = 0;
     }
 }
 
 void rdl_span_set_bool(rdl_span_t *s, const char *key, bool value)
 {
-    rdl_attr_t *a = attr_for(s, key);
+    tr_attr_t *a = attr_for(s, key);
     if (a) {
         a->type = RDL_ATTR_BOOL;
         a->v.b = value;
+        a->len = 0;
     }
 }
 
 /* Copies attrs (at most max of them) into the span's storage. */
-static rdl_attr_t *copy_attrs(rdl_span_t *s, const rdl_attr_t *attrs, size_t n, uint32_t *count,
-                              uint32_t *dropped)
+static tr_attr_t *copy_attrs(rdl_span_t *s, const rdl_attr_t *attrs, size_t n, uint32_t *count,
+                             uint32_t *dropped)
 {
     size_t max = (size_t)s->tracer->o.max_attributes;
     size_t keep = n < max ? n : max;
@@ -592,19 +672,31 @@ static rdl_attr_t *copy_attrs(rdl_span_t *s, const rdl_attr_t *attrs, size_t n, 
     *dropped = (uint32_t)(n - keep);
     if (!keep)
         return NULL;
-    rdl_attr_t *out = span_alloc(s, keep * sizeof(*out));
+    tr_attr_t *out = span_alloc(s, keep * sizeof(*out));
     if (!out) {
         *dropped = (uint32_t)n;
         return NULL;
     }
     for (size_t i = 0; i < keep; i++) {
-        out[i] = attrs[i];
-        out[i].key_len = attrs[i].key_len ? attrs[i].key_len : strlen(attrs[i].key);
-        out[i].key = span_strdup(s, attrs[i].key, out[i].key_len);
-        if (attrs[i].type == RDL_ATTR_STRING)
-            out[i].v.str.s = span_strdup(s, attrs[i].v.str.s, attrs[i].v.str.len);
-        if (!out[i].key || (attrs[i].type == RDL_ATTR_STRING && !out[i].v.str.s)) {
-            *dropped = (uint32_t)(n - i);
+        const rdl_attr_t *in = &attrs[i];
+        tr_attr_t *a = &out[*count];
+        size_t klen = in->key_len ? in->key_len : strlen(in->key);
+        bool is_str = in->type == RDL_ATTR_STRING;
+        if (klen > TR_MAX_KEY || (is_str && in->v.str.len > TR_MAX_VALUE)) {
+            (*dropped)++;
+            continue;
+        }
+        a->key_len = (uint16_t)klen;
+        a->key = span_strdup(s, in->key, klen);
+        if (is_str) {
+            a->type = RDL_ATTR_STRING;
+            a->v.s = span_strdup(s, in->v.str.s, in->v.str.len);
+            a->len = (uint32_t)in->v.str.len;
+        } else {
+            attr_set_scalar(a, in);
+        }
+        if (!a->key || (is_str && !a->v.s)) {
+            *dropped += (uint32_t)(keep - i);
             break;
         }
         (*count)++;

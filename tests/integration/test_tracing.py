@@ -127,6 +127,8 @@ def check_export(c, rcv, proto):
     assert status == 200
     status, _, _ = c.request("GET", "/no/such/path")
     assert status == 404
+    status, _, _ = c.request("GET", "/v1/courses?limit=2")
+    assert status == 200, status
     after = time.time_ns()
 
     server = rcv.wait_spans(lambda s: s["name"] == "GET /v1/courses/{id}")[0]
@@ -151,6 +153,10 @@ def check_export(c, rcv, proto):
               "user_agent.original": "tracing-test/1", "course.id": ("int", "3"), "tenant.id": "acme"}
     for k, v in expect.items():
         assert a.get(k) == v, "server span %s = %r, expected %r" % (k, a.get(k), v)
+    assert a.get("network.peer.address") == "127.0.0.1", a.get("network.peer.address")
+    kind, port = a.get("network.peer.port", ("", "0"))
+    assert kind == "int" and 0 < int(port) < 65536 and int(port) != c.port, a.get("network.peer.port")
+    assert "url.query" not in a and "error.type" not in a and "http.request.method_original" not in a, a
     assert "status" not in server or server["status"].get("code", 0) == 0, server.get("status")
     ca = child["attrs"]
     for k, v in {"db.system.name": "sqlite", "db.operation.name": "SELECT",
@@ -172,6 +178,8 @@ def check_export(c, rcv, proto):
     nf = rcv.wait_spans(lambda s: s["name"] == "GET" and s["attrs"].get("url.path") == "/no/such/path")[0]
     assert nf["attrs"].get("http.response.status_code") == ("int", "404")
     assert "http.route" not in nf["attrs"]
+    q = rcv.wait_spans(lambda s: s["attrs"].get("url.query") == "limit=2")[0]
+    assert q["name"] == "GET /v1/courses" and q["attrs"].get("url.path") == "/v1/courses", q
     got = rcv.requests()["received"]
     assert got and all(r["contentType"].startswith(proto) for r in got if "contentType" in r), \
         [r.get("contentType") for r in got]

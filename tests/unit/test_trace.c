@@ -1326,6 +1326,154 @@ static void test_protobuf_encoding(void **state)
     rdl_tracer_free(t);
 }
 
+/* The attributes array of the one span in a JSON encoding of s, as text. */
+static char *json_attrs_of(rdl_tracer_t *t, rdl_span_t *s)
+{
+    rdl_span_t *arr[1] = { s };
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    rdl_otlp_encode(t, arr, 1, RDL_OTLP_JSON, &b);
+    json_t *doc = json_loadb(b.data, b.len, 0, NULL);
+    assert_non_null(doc);
+    json_t *span = json_array_get(json_object_get(json_array_get(json_object_get(
+        json_array_get(json_object_get(doc, "resourceSpans"), 0), "scopeSpans"), 0), "spans"), 0);
+    json_t *dropped = json_object_get(span, "droppedAttributesCount");
+    json_t *out = json_pack("{s:O,s:I}", "attributes", json_object_get(span, "attributes"),
+                            "dropped", (json_int_t)(dropped ? json_integer_value(dropped) : 0));
+    char *text = json_dumps(out, JSON_COMPACT);
+    json_decref(out);
+    json_decref(doc);
+    rdl_buf_free(&b);
+    return text;
+}
+
+static void test_span_set_attrs(void **state)
+{
+    rdl_tracer_opts_t o;
+    rdl_tracer_opts_default(&o);
+    o.schedule_delay_ms = 3600000;
+    snprintf(o.endpoint, sizeof(o.endpoint), "http://127.0.0.1:1/v1/traces");
+    o.log = count_log;
+    o.shutdown_ms = 100;
+    o.export_timeout_ms = 100;
+    o.max_attributes = 6;
+    rdl_tracer_t *t;
+    assert_int_equal(rdl_tracer_new(&o, &t), 0);
+
+    /* One call with static keys gives what one setter call per key gives. */
+    char path[] = "/v1/courses/3";
+    rdl_span_t *a = rdl_span_start(t, "GET", RDL_SPAN_SERVER, NULL);
+    rdl_span_set_str(a, "http.request.method", "GET", 3);
+    rdl_span_set_str(a, "url.path", path, strlen(path));
+    rdl_span_set_int(a, "server.port", 8080);
+    rdl_span_set_double(a, "ratio", 0.25);
+    rdl_span_set_bool(a, "ok", true);
+    rdl_span_t *b = rdl_span_start(t, "GET", RDL_SPAN_SERVER, NULL);
+    rdl_attr_t attrs[] = {
+        { .key = "http.request.method", .key_len = 19, .type = RDL_ATTR_STRING, .v.str = { "GET", 3 } },
+        { .key = "url.path", .type = RDL_ATTR_STRING, .v.str = { path, strlen(path) } },   /* key_len 0: measured */
+        { .key = NULL, .type = RDL_ATTR_INT, .v.i = 1 },                                  /* skipped */
+        { .key = "server.port", .key_len = 11, .type = RDL_ATTR_INT, .v.i = 8080 },
+        { .key = "ratio", .key_len = 5, .type = RDL_ATTR_DOUBLE, .v.d = 0.25 },
+        { .key = "ok", .key_len = 2, .type = RDL_ATTR_BOOL, .v.b = true },
+    };
+    rdl_span_set_attrs(b, attrs, 6, RDL_ATTRS_STATIC_KEYS | RDL_ATTRS_NEW_KEYS);
+    path[1] = 'X';                                  /* values were copied */
+    char *ja = json_attrs_of(t, a), *jb = json_attrs_of(t, b);
+    assert_string_equal(jb, ja);
+    assert_non_null(strstr(jb, "\"/v1/courses/3\""));
+    free(ja);
+    free(jb);
+
+    /* Without RDL_ATTRS_NEW_KEYS a key set before is replaced; a key_len cuts the key. */
+    rdl_attr_t more[] = {
+        { .key = "server.port", .key_len = 11, .type = RDL_ATTR_INT, .v.i = 9090 },
+        { .key = "url.query-and-more", .key_len = 9, .type = RDL_ATTR_STRING, .v.str = { "q=1", 3 } },
+        { .key = "late", .key_len = 4, .type = RDL_ATTR_INT, .v.i = 7 },         /* past the limit of 6 */
+    };
+    rdl_span_set_attrs(b, more, 3, RDL_ATTRS_STATIC_KEYS);
+    jb = json_attrs_of(t, b);
+    assert_string_equal(jb,
+        "{\"attributes\":[{\"key\":\"http.request.method\",\"value\":{\"stringValue\":\"GET\"}},"
+        "{\"key\":\"url.path\",\"value\":{\"stringValue\":\"/v1/courses/3\"}},"
+        "{\"key\":\"server.port\",\"value\":{\"intValue\":\"9090\"}},"
+        "{\"key\":\"ratio\",\"value\":{\"doubleValue\":0.25}},"
+        "{\"key\":\"ok\",\"value\":{\"boolValue\":true}},"
+        "{\"key\":\"url.query\",\"value\":{\"stringValue\":\"q=1\"}}],\"dropped\":1}");
+    free(jb);
+    /* A key set by the setters after the call is found too (static keys keep their lengths). */
+    rdl_span_set_int(b, "server.port", 1);
+    jb = json_attrs_of(t, b);
+    assert_non_null(strstr(jb, "{\"key\":\"server.port\",\"value\":{\"intValue\":\"1\"}}"));
+    assert_null(strstr(jb, "9090"));
+    free(jb);
+
+    /* Keys alike in length and first and last bytes (one bit of key_bits) are still told apart. */
+    rdl_span_t *d = rdl_span_start(t, "d", RDL_SPAN_INTERNAL, NULL);
+    rdl_span_set_int(d, "axb", 1);
+    rdl_span_set_int(d, "ayb", 2);
+    rdl_span_set_int(d, "axb", 3);
+    rdl_attr_t ayb = { .key = "ayb", .key_len = 3, .type = RDL_ATTR_INT, .v.i = 4 };
+    rdl_span_set_attrs(d, &ayb, 1, RDL_ATTRS_STATIC_KEYS);
+    char *jd = json_attrs_of(t, d);
+    assert_string_equal(jd, "{\"attributes\":[{\"key\":\"axb\",\"value\":{\"intValue\":\"3\"}},"
+                            "{\"key\":\"ayb\",\"value\":{\"intValue\":\"4\"}}],\"dropped\":0}");
+    free(jd);
+    rdl_span_end(d);
+
+    /* Copied keys (no flag) survive the caller's buffer. */
+    rdl_span_t *c = rdl_span_start(t, "c", RDL_SPAN_INTERNAL, NULL);
+    char key[] = "tenant.id";
+    rdl_attr_t one = { .key = key, .type = RDL_ATTR_STRING, .v.str = { "acme", 4 } };
+    rdl_span_set_attrs(c, &one, 1, 0);
+    key[0] = 'X';
+    char *jc = json_attrs_of(t, c);
+    assert_string_equal(jc, "{\"attributes\":[{\"key\":\"tenant.id\",\"value\":{\"stringValue\":\"acme\"}}],"
+                            "\"dropped\":0}");
+    free(jc);
+
+    /* Keys past 65535 bytes are dropped and counted, on the span and in events. */
+    char *huge = malloc(70000);
+    memset(huge, 'k', 69999);
+    huge[69999] = '\0';
+    rdl_span_set_int(c, huge, 1);
+    rdl_attr_t ev[] = { { .key = huge, .type = RDL_ATTR_INT, .v.i = 1 },
+                        { .key = "ok", .type = RDL_ATTR_BOOL, .v.b = true } };
+    rdl_span_add_event(c, "e", ev, 2);
+    free(huge);
+    rdl_span_t *arr[1] = { c };
+    rdl_buf_t buf;
+    rdl_buf_init(&buf);
+    rdl_otlp_encode(t, arr, 1, RDL_OTLP_JSON, &buf);
+    json_t *doc = json_loadb(buf.data, buf.len, 0, NULL);
+    json_t *span = json_array_get(json_object_get(json_array_get(json_object_get(
+        json_array_get(json_object_get(doc, "resourceSpans"), 0), "scopeSpans"), 0), "spans"), 0);
+    assert_int_equal(json_integer_value(json_object_get(span, "droppedAttributesCount")), 1);
+    json_t *e = json_array_get(json_object_get(span, "events"), 0);
+    assert_int_equal(json_integer_value(json_object_get(e, "droppedAttributesCount")), 1);
+    assert_int_equal(json_array_size(json_object_get(e, "attributes")), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(e, "attributes"), 0),
+                                                          "key")), "ok");
+    json_decref(doc);
+    rdl_buf_free(&buf);
+
+    /* No-ops: NULL span or attrs, an ended span, a span not recording. */
+    rdl_span_set_attrs(NULL, attrs, 6, 0);
+    rdl_span_set_attrs(c, NULL, 6, 0);
+    rdl_span_end(c);
+    rdl_span_set_attrs(c, attrs, 6, RDL_ATTRS_STATIC_KEYS);
+    rdl_span_context_t parent;
+    const char *tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    rdl_traceparent_parse(tp, strlen(tp), &parent, NULL);
+    rdl_span_t *u = rdl_span_start_remote(t, "unsampled", RDL_SPAN_SERVER, &parent);
+    rdl_span_set_attrs(u, attrs, 6, RDL_ATTRS_STATIC_KEYS | RDL_ATTRS_NEW_KEYS);
+    assert_false(rdl_span_recording(u));
+    rdl_span_end(u);
+    rdl_span_end(a);
+    rdl_span_end(b);
+    rdl_tracer_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1351,6 +1499,7 @@ int main(void)
         cmocka_unit_test(test_unfinished_and_shutdown_report),
         cmocka_unit_test(test_env),
         cmocka_unit_test(test_protobuf_encoding),
+        cmocka_unit_test(test_span_set_attrs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
