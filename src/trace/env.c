@@ -98,6 +98,12 @@ static int protocol_from_env(rdl_tracer_opts_t *o, rdl_error_t *err)
     return 0;
 }
 
+/* A tr_kv_list visitor that only lets the list be checked. */
+static int kv_ignore(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    return 0;
+}
+
 static const char *first_env(const char *a, const char *b, const char **name)
 {
     *name = a;
@@ -116,7 +122,8 @@ static int exporter_from_env(rdl_tracer_opts_t *o, rdl_error_t *err)
     if (rc)
         return rc;
     const char *v = first_env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS", &name);
-    if (v && (rc = env_copy(name, o->headers, sizeof(o->headers), err)) != 0)
+    if (v && ((rc = env_copy(name, o->headers, sizeof(o->headers), err)) != 0 ||
+              (rc = tr_kv_list(name, o->headers, true, kv_ignore, NULL, err)) != 0))
         return rc;
     v = first_env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION", &name);
     if (v) {
@@ -148,6 +155,8 @@ int rdl_tracer_opts_from_env(rdl_tracer_opts_t *o, rdl_error_t *err)
     int rc = env_copy("OTEL_SERVICE_NAME", o->service_name, sizeof(o->service_name), err);
     if (!rc)
         rc = env_copy("OTEL_RESOURCE_ATTRIBUTES", o->resource_attrs, sizeof(o->resource_attrs), err);
+    if (!rc)
+        rc = tr_kv_list("OTEL_RESOURCE_ATTRIBUTES", o->resource_attrs, false, kv_ignore, NULL, err);
     if (!rc && (env("OTEL_TRACES_SAMPLER") || env("OTEL_TRACES_SAMPLER_ARG")))
         rc = rdl_sampler_init(&o->sampler, env("OTEL_TRACES_SAMPLER"), env("OTEL_TRACES_SAMPLER_ARG"), err);
     if (!rc)
@@ -166,35 +175,13 @@ int rdl_tracer_opts_from_env(rdl_tracer_opts_t *o, rdl_error_t *err)
         rc = env_uint("OTEL_BSP_EXPORT_TIMEOUT", 3600000, &o->export_timeout_ms, err);
     if (!rc)
         rc = exporter_from_env(o, err);
+
     if (!rc && o->max_batch > o->max_queue)
         o->max_batch = o->max_queue;            /* as the SDK specification asks */
     return rc;
 }
 
 /* ---- resource -------------------------------------------------------- */
-
-static char *decode_pct(const char *s, size_t n)
-{
-    char *out = malloc(n + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '%' && i + 2 < n) {
-            char hex[3] = { s[i + 1], s[i + 2], 0 };
-            char *end;
-            long c = strtol(hex, &end, 16);
-            if (!*end && end == hex + 2) {
-                out[o++] = (char)c;
-                i += 2;
-                continue;
-            }
-        }
-        out[o++] = s[i];
-    }
-    out[o] = '\0';
-    return out;
-}
 
 static void trim(const char **s, size_t *n)
 {
@@ -206,11 +193,98 @@ static void trim(const char **s, size_t *n)
         (*n)--;
 }
 
-static int resource_put(rdl_tracer_t *t, const char *k, size_t kl, const char *v, size_t vl)
+static bool is_token_char(unsigned char c)
 {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Decodes v (vl bytes at column col) into out; -1 with err at the first bad escape. */
+static long pct_decode(const char *name, const char *v, size_t vl, size_t col, char *out,
+                       rdl_error_t *err)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < vl; i++) {
+        if (v[i] != '%') {
+            out[o++] = v[i];
+            continue;
+        }
+        int hi = i + 2 < vl ? hex_digit(v[i + 1]) : -1;
+        int lo = hi >= 0 ? hex_digit(v[i + 2]) : -1;
+        if (lo < 0) {
+            rdl_error_set(err, RDL_EINVAL, 0, (int)(col + i), name,
+                          "expected two hex digits after '%%' (percent-encoding)");
+            return -1;
+        }
+        out[o++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    return (long)o;
+}
+
+static int kv_member(const char *name, const char *p, size_t len, size_t col, bool headers,
+                     tr_kv_fn fn, void *arg, char *scratch, rdl_error_t *err)
+{
+    const char *eq = memchr(p, '=', len);
+    if (!eq)
+        return rdl_error_set(err, RDL_EINVAL, 0, (int)col, name, "expected key=value");
+    const char *k = p, *v = eq + 1;
+    size_t kl = (size_t)(eq - p), vl = len - kl - 1;
+    trim(&k, &kl);
+    trim(&v, &vl);
+    if (kl == 0)
+        return rdl_error_set(err, RDL_EINVAL, 0, (int)col, name, "empty key");
+    for (size_t i = 0; headers && i < kl; i++)
+        if (!is_token_char((unsigned char)k[i]))
+            return rdl_error_set(err, RDL_EINVAL, 0, (int)(col + (size_t)(k - p) + i), name,
+                                 "a header name is a token (letters, digits, !#$%%&'*+-.^_`|~)");
+    long n = pct_decode(name, v, vl, col + (size_t)(v - p), scratch, err);
+    if (n < 0)
+        return RDL_EINVAL;
+    for (long i = 0; headers && i < n; i++) {
+        unsigned char c = (unsigned char)scratch[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return rdl_error_set(err, RDL_EINVAL, 0, (int)(col + (size_t)(v - p)), name,
+                                 "the value of header '%.*s' decodes to a control character",
+                                 (int)(kl < 64 ? kl : 64), k);
+    }
+    return fn(arg, k, kl, scratch, (size_t)n);
+}
+
+int tr_kv_list(const char *name, const char *list, bool headers, tr_kv_fn fn, void *arg,
+               rdl_error_t *err)
+{
+    size_t total = list ? strlen(list) : 0;
+    char *scratch = malloc(total + 1);
+    if (!scratch)
+        return rdl_error_set(err, RDL_ENOMEM, 0, 0, name, "out of memory");
+    int rc = 0;
+    for (size_t at = 0; at < total && rc == 0;) {
+        const char *comma = memchr(list + at, ',', total - at);
+        size_t len = comma ? (size_t)(comma - (list + at)) : total - at;
+        const char *m = list + at;
+        size_t ml = len;
+        trim(&m, &ml);
+        if (ml)
+            rc = kv_member(name, m, ml, (size_t)(m - list) + 1, headers, fn, arg, scratch, err);
+        at += len + 1;
+    }
+    free(scratch);
+    return rc;
+}
+
+static int resource_put(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    rdl_tracer_t *t = arg;
     for (int i = 0; i < t->nresource; i++)
         if (strlen(t->resource[i].key) == kl && memcmp(t->resource[i].key, k, kl) == 0) {
-            char *nv = decode_pct(v, vl);
+            char *nv = strndup(v, vl);
             if (!nv)
                 return RDL_ENOMEM;
             free(t->resource[i].value);
@@ -219,7 +293,7 @@ static int resource_put(rdl_tracer_t *t, const char *k, size_t kl, const char *v
         }
     if (t->nresource == TR_MAX_RESOURCE)
         return 0;
-    char *nk = decode_pct(k, kl), *nv = decode_pct(v, vl);
+    char *nk = strndup(k, kl), *nv = strndup(v, vl);
     if (!nk || !nv) {
         free(nk);
         free(nv);
@@ -231,24 +305,7 @@ static int resource_put(rdl_tracer_t *t, const char *k, size_t kl, const char *v
 
 int tr_parse_resource(rdl_tracer_t *t)
 {
-    int rc = 0;
-    const char *p = t->o.resource_attrs;
-    while (*p && rc == 0) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        const char *eq = memchr(p, '=', len);
-        if (eq) {
-            const char *k = p, *v = eq + 1;
-            size_t kl = (size_t)(eq - p), vl = len - kl - 1;
-            trim(&k, &kl);
-            trim(&v, &vl);
-            if (kl)
-                rc = resource_put(t, k, kl, v, vl);
-        }
-        if (!comma)
-            break;
-        p = comma + 1;
-    }
+    int rc = tr_kv_list("OTEL_RESOURCE_ATTRIBUTES", t->o.resource_attrs, false, resource_put, t, NULL);
     /* OTEL_SERVICE_NAME wins over service.name in the attributes. */
     char name[160];
     if (t->o.service_name[0]) {

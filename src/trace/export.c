@@ -82,42 +82,17 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
-/* "k=v,k2=v2" (values percent-decoded) into curl header lines. */
-static struct curl_slist *parse_headers(const char *list, struct curl_slist *sl)
+/* One OTEL_EXPORTER_OTLP_HEADERS member as a curl header line "key: value". */
+static int add_header(void *arg, const char *k, size_t kl, const char *v, size_t vl)
 {
-    const char *p = list;
-    while (p && *p) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        const char *eq = memchr(p, '=', len);
-        if (eq && eq > p) {
-            char line[1100];
-            size_t o = 0;
-            const char *k = p, *kend = eq;
-            while (k < kend && *k == ' ')
-                k++;
-            while (kend > k && kend[-1] == ' ')
-                kend--;
-            o += (size_t)snprintf(line, sizeof(line), "%.*s: ", (int)(kend - k), k);
-            for (const char *v = eq + 1; v < p + len && o + 1 < sizeof(line); v++) {
-                if (*v == '%' && v + 2 < p + len) {
-                    char hex[3] = { v[1], v[2], 0 };
-                    char *e;
-                    long c = strtol(hex, &e, 16);
-                    if (!*e) {
-                        line[o++] = (char)c;
-                        v += 2;
-                        continue;
-                    }
-                }
-                line[o++] = *v;
-            }
-            line[o] = '\0';
-            sl = curl_slist_append(sl, line);
-        }
-        p = comma ? comma + 1 : NULL;
-    }
-    return sl;
+    struct curl_slist **sl = arg;
+    char line[sizeof(((rdl_tracer_opts_t *)0)->headers) + 4];
+    snprintf(line, sizeof(line), "%.*s: %.*s", (int)kl, k, (int)vl, v);
+    struct curl_slist *more = curl_slist_append(*sl, line);
+    if (!more)
+        return RDL_ENOMEM;
+    *sl = more;
+    return 0;
 }
 
 /* Aborts a request in flight once the shutdown deadline has passed. */
@@ -149,7 +124,13 @@ static int http_new(rdl_tracer_t *t)
     if (t->o.gzip)
         sl = curl_slist_append(sl, "Content-Encoding: gzip");
     sl = curl_slist_append(sl, "Expect:");
-    sl = parse_headers(t->o.headers, sl);
+    int rc = tr_kv_list("OTEL_EXPORTER_OTLP_HEADERS", t->o.headers, true, add_header, &sl, NULL);
+    if (rc) {                           /* a malformed list set in code (env is checked on read) */
+        curl_slist_free_all(sl);
+        curl_easy_cleanup(h->curl);
+        free(h);
+        return rc;
+    }
     h->headers = sl;
     CURL *c = h->curl;
     curl_easy_setopt(c, CURLOPT_URL, t->o.endpoint);

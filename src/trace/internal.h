@@ -186,5 +186,17 @@ void tr_exporter_stop(rdl_tracer_t *t);
 
 /* env.c */
 int tr_parse_resource(rdl_tracer_t *t);
+/*
+ * OTEL_RESOURCE_ATTRIBUTES and OTEL_EXPORTER_OTLP_HEADERS: "key=value" members
+ * separated by commas, blanks around keys and values ignored, empty members
+ * skipped, values percent-encoded (W3C Baggage's form, as the OpenTelemetry
+ * specification says). fn gets each member with its value decoded (not
+ * NUL-terminated). headers also asks for a token key and a value without
+ * control characters. Returns 0, fn's first error, or RDL_EINVAL with err
+ * naming name and the 1-based column of the fault.
+ */
+typedef int (*tr_kv_fn)(void *arg, const char *key, size_t key_len, const char *value, size_t value_len);
+int tr_kv_list(const char *name, const char *list, bool headers, tr_kv_fn fn, void *arg,
+               rdl_error_t *err);
 
 #endif

@@ -27,6 +27,7 @@
 #include <zlib.h>
 
 #include "redline/trace.h"
+#include "trace/internal.h"
 
 /* ---- traceparent ----------------------------------------------------- */
 
@@ -1240,6 +1241,72 @@ static void test_env(void **state)
         unsetenv(vars[i]);
 }
 
+/* OTEL_RESOURCE_ATTRIBUTES / OTEL_EXPORTER_OTLP_HEADERS: what is read, and a table of what is refused. */
+typedef struct kv_seen {
+    char text[256];
+} kv_seen_t;
+
+static int kv_collect(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    kv_seen_t *s = arg;
+    size_t used = strlen(s->text);
+    snprintf(s->text + used, sizeof(s->text) - used, "[%.*s|%.*s]", (int)kl, k, (int)vl, v);
+    return 0;
+}
+
+static void test_env_lists(void **state)
+{
+    rdl_error_t err;
+    kv_seen_t seen = { "" };
+    assert_int_equal(tr_kv_list("L", " a = 1 ,, k8s.pod.name=a%2Cb ,e=%C3%A9,sp=x%20y,", false,
+                                kv_collect, &seen, &err), 0);
+    assert_string_equal(seen.text, "[a|1][k8s.pod.name|a,b][e|\xc3\xa9][sp|x y]");
+    seen.text[0] = '\0';
+    assert_int_equal(tr_kv_list("H", "api-key=se%3Dcret,X-Tenant=t1", true, kv_collect, &seen, &err), 0);
+    assert_string_equal(seen.text, "[api-key|se=cret][X-Tenant|t1]");
+    assert_int_equal(tr_kv_list("H", "", true, kv_collect, &seen, &err), 0);
+
+    static const struct { const char *list; bool headers; int column; const char *msg; } bad[] = {
+        { "novalue", false, 1, "expected key=value" },
+        { "a=1, b", false, 6, "expected key=value" },
+        { "=1", false, 1, "empty key" },
+        { "a=%4", false, 3, "two hex digits" },
+        { "a=x%G1", false, 4, "two hex digits" },
+        { "a=%", false, 3, "two hex digits" },
+        { "a b=1", true, 2, "a header name is a token" },
+        { "x=1,k:v=2", true, 6, "a header name is a token" },
+        { "a=x%0d%0aHost: evil", true, 3, "decodes to a control character" },
+        { "a=%00", true, 3, "decodes to a control character" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = tr_kv_list("VAR", bad[i].list, bad[i].headers, kv_collect, &seen, &err);
+        if (rc != RDL_EINVAL || err.column != bad[i].column || strcmp(err.key, "VAR") != 0 ||
+            strstr(err.msg, bad[i].msg) == NULL)
+            fail_msg("case %zu '%s': rc %d column %d key '%s' msg '%s'", i, bad[i].list, rc,
+                     err.column, err.key, err.msg);
+    }
+
+    /* the environment path names the variable */
+    rdl_tracer_opts_t o;
+    rdl_tracer_opts_default(&o);
+    setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "ok=1,bad key=2", 1);
+    assert_int_equal(rdl_tracer_opts_from_env(&o, &err), RDL_EINVAL);
+    assert_string_equal(err.key, "OTEL_EXPORTER_OTLP_TRACES_HEADERS");
+    assert_int_equal(err.column, 9);
+    unsetenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS");
+    setenv("OTEL_RESOURCE_ATTRIBUTES", "team=core,region", 1);
+    assert_int_equal(rdl_tracer_opts_from_env(&o, &err), RDL_EINVAL);
+    assert_string_equal(err.key, "OTEL_RESOURCE_ATTRIBUTES");
+    assert_int_equal(err.column, 11);
+    unsetenv("OTEL_RESOURCE_ATTRIBUTES");
+    /* a list set in code that the tracer cannot read is refused at creation */
+    rdl_tracer_opts_default(&o);
+    snprintf(o.resource_attrs, sizeof(o.resource_attrs), "a=%%zz");
+    rdl_tracer_t *t = NULL;
+    assert_int_equal(rdl_tracer_new(&o, &t), RDL_EINVAL);
+    assert_null(t);
+}
+
 /* ---- protobuf encoding ----------------------------------------------- */
 
 /* Finds field `field` (length-delimited) in a protobuf message; returns its bytes. */
@@ -1498,6 +1565,7 @@ int main(void)
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_unfinished_and_shutdown_report),
         cmocka_unit_test(test_env),
+        cmocka_unit_test(test_env_lists),
         cmocka_unit_test(test_protobuf_encoding),
         cmocka_unit_test(test_span_set_attrs),
     };
