@@ -391,24 +391,6 @@ void rdl_baggage_init(rdl_baggage_t *b)
     b->used = 0;
 }
 
-/* Length of the valid UTF-8 sequence at p (1..4), or 0 when invalid. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    if (p[0] < 0x80)
-        return 1;
-    size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
-    if (len == 0 || (p[0] & 0xf8) == 0xf8 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    if (len == 3 && ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0)))
-        return 0;
-    if (len == 4 && ((p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90)))
-        return 0;
-    return len;
-}
-
 /* Checks a value: baggage-octets and %XX escapes only. Returns -1, or the index of the first bad byte. */
 static long bag_check(const char *v, size_t n)
 {
@@ -444,14 +426,14 @@ static long bag_decode(const char *v, size_t n, char *out, size_t cap)
     }
     size_t o = 0;
     for (size_t i = 0; i < r;) {
-        size_t l = utf8_len(raw + i, r - i);
+        size_t skip = 1, l = rdl_utf8_seq((const char *)raw + i, r - i, &skip);
         const void *src = l ? (const void *)(raw + i) : "\xef\xbf\xbd";
         size_t sl = l ? l : 3;
         if (o + sl > cap)
             return -1;
         memcpy(out + o, src, sl);
         o += sl;
-        i += l ? l : 1;
+        i += l ? l : skip;
     }
     return (long)o;
 }
