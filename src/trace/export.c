@@ -210,13 +210,9 @@ static bool backoff_wait(rdl_tracer_t *t, uint64_t ms, uint64_t deadline)
             ok = now >= until;
             break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
         uint64_t left = until - now;
         uint64_t step = left < 50000000ull ? left : 50000000ull;   /* re-check the deadline */
-        ts.tv_nsec += (long)(step % 1000000000ull);
-        ts.tv_sec += (time_t)(step / 1000000000ull) + ts.tv_nsec / 1000000000L;
-        ts.tv_nsec %= 1000000000L;
+        struct timespec ts = rdl_timespec_in(CLOCK_REALTIME, step);
         pthread_cond_timedwait(&t->cv, &t->mu, &ts);
     }
     pthread_mutex_unlock(&t->mu);
@@ -325,15 +321,7 @@ static void wait_until(rdl_tracer_t *t, uint64_t until_ns)
     uint64_t now = rdl_now_ns();
     if (now >= until_ns)
         return;
-    uint64_t left = until_ns - now;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(left / 1000000000ull);
-    ts.tv_nsec += (long)(left % 1000000000ull);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = rdl_timespec_in(CLOCK_REALTIME, until_ns - now);
     pthread_cond_timedwait(&t->cv, &t->mu, &ts);
 }
 
@@ -414,15 +402,7 @@ int rdl_tracer_flush(rdl_tracer_t *t, uint64_t timeout_ms)
             rc = RDL_ETIMEDOUT;
             break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t left = deadline - now;
-        ts.tv_sec += (time_t)(left / 1000000000ull);
-        ts.tv_nsec += (long)(left % 1000000000ull);
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = rdl_timespec_in(CLOCK_REALTIME, deadline - now);
         pthread_cond_timedwait(&t->flushed, &t->mu, &ts);
     }
     pthread_mutex_unlock(&t->mu);
