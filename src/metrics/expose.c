@@ -459,29 +459,50 @@ static int om_version(const char *p, const char *e)
     return 1;
 }
 
+/* One member of a comma-separated header list: its name (trimmed) and its parameters. */
+typedef struct list_member {
+    const char *name, *name_end;    /* "text/plain", "gzip" */
+    const char *params, *end;       /* after the first ';' (empty when none) */
+    double q;
+} list_member_t;
+
+/* Reads the member at *p (list ends at end) into m and moves *p past it; false at the end. */
+static bool next_member(const char **p, const char *end, list_member_t *m)
+{
+    if (*p == NULL || *p >= end)
+        return false;
+    const char *comma = memchr(*p, ',', (size_t)(end - *p));
+    m->end = comma ? comma : end;
+    const char *semi = memchr(*p, ';', (size_t)(m->end - *p));
+    m->name = *p;
+    m->name_end = semi ? semi : m->end;
+    trim(&m->name, &m->name_end);
+    m->params = semi ? semi + 1 : m->end;
+    m->q = range_q(m->params, m->end);
+    *p = comma ? comma + 1 : end;
+    return true;
+}
+
+static bool member_is(const list_member_t *m, const char *name)
+{
+    size_t n = strlen(name);
+    return (size_t)(m->name_end - m->name) == n && strncasecmp(m->name, name, n) == 0;
+}
+
 rdl_format_t rdl_metrics_negotiate(const char *accept, size_t len)
 {
     double best_om = -1, best_text = -1;
     const char *p = accept, *end = accept ? accept + len : NULL;
-    while (p && p < end) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *re = comma ? comma : end;
-        const char *semi = memchr(p, ';', (size_t)(re - p));
-        const char *ts = p, *te = semi ? semi : re;
-        trim(&ts, &te);
-        double q = range_q(semi ? semi + 1 : re, re);
-        size_t n = (size_t)(te - ts);
-        if (n == 28 && strncasecmp(ts, "application/openmetrics-text", 28) == 0) {
+    list_member_t m;
+    while (next_member(&p, end, &m)) {
+        if (member_is(&m, "application/openmetrics-text")) {
             /* 0.0.1 is the legacy version: our 1.0.0 output is what it became */
-            if (om_version(semi ? semi + 1 : re, re) >= 0 && q > best_om)
-                best_om = q;
-        } else if ((n == 10 && strncasecmp(ts, "text/plain", 10) == 0) ||
-                   (n == 3 && memcmp(ts, "*/*", 3) == 0) ||
-                   (n == 6 && strncasecmp(ts, "text/*", 6) == 0)) {
-            if (q > best_text)
-                best_text = q;
+            if (om_version(m.params, m.end) >= 0 && m.q > best_om)
+                best_om = m.q;
+        } else if (member_is(&m, "text/plain") || member_is(&m, "*/*") || member_is(&m, "text/*")) {
+            if (m.q > best_text)
+                best_text = m.q;
         }
-        p = comma ? comma + 1 : end;
     }
     return best_om > 0 && best_om >= best_text ? RDL_FMT_OPENMETRICS : RDL_FMT_TEXT;
 }
@@ -490,19 +511,12 @@ bool rdl_metrics_accepts_gzip(const char *v, size_t len)
 {
     double gzip_q = -1, any_q = -1;
     const char *p = v, *end = v ? v + len : NULL;
-    while (p && p < end) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *ce = comma ? comma : end;
-        const char *semi = memchr(p, ';', (size_t)(ce - p));
-        const char *ts = p, *te = semi ? semi : ce;
-        trim(&ts, &te);
-        double q = range_q(semi ? semi + 1 : ce, ce);
-        size_t n = (size_t)(te - ts);
-        if ((n == 4 && strncasecmp(ts, "gzip", 4) == 0) || (n == 6 && strncasecmp(ts, "x-gzip", 6) == 0))
-            gzip_q = q > gzip_q ? q : gzip_q;
-        else if (n == 1 && ts[0] == '*')
-            any_q = q > any_q ? q : any_q;
-        p = comma ? comma + 1 : end;
+    list_member_t m;
+    while (next_member(&p, end, &m)) {
+        if (member_is(&m, "gzip") || member_is(&m, "x-gzip"))
+            gzip_q = m.q > gzip_q ? m.q : gzip_q;
+        else if (member_is(&m, "*"))
+            any_q = m.q > any_q ? m.q : any_q;
     }
     return gzip_q >= 0 ? gzip_q > 0 : any_q > 0;
 }
