@@ -18,11 +18,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *list = malloc(size + 1);
+    char *list = strndup((const char *)data, size);     /* NUL ends the text */
     if (!list)
         abort();
-    memcpy(list, data, size);
-    list[size] = '\0';
     char unknown[24];
     memset(unknown, 'x', sizeof(unknown));
     rdl_retry_on_t r, again;
