@@ -279,12 +279,26 @@ int tr_kv_list(const char *name, const char *list, bool headers, tr_kv_fn fn, vo
     return rc;
 }
 
+/* A malloc'ed NUL-terminated copy, invalid UTF-8 replaced (OTLP strings must be UTF-8). */
+static char *utf8_dup(const char *s, size_t n)
+{
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    rdl_utf8_put(&b, s, n);
+    rdl_buf_putc(&b, '\0');
+    if (b.oom) {
+        rdl_buf_free(&b);
+        return NULL;
+    }
+    return b.data;
+}
+
 static int resource_put(void *arg, const char *k, size_t kl, const char *v, size_t vl)
 {
     rdl_tracer_t *t = arg;
     for (int i = 0; i < t->nresource; i++)
         if (strlen(t->resource[i].key) == kl && memcmp(t->resource[i].key, k, kl) == 0) {
-            char *nv = strndup(v, vl);
+            char *nv = utf8_dup(v, vl);
             if (!nv)
                 return RDL_ENOMEM;
             free(t->resource[i].value);
@@ -293,7 +307,7 @@ static int resource_put(void *arg, const char *k, size_t kl, const char *v, size
         }
     if (t->nresource == TR_MAX_RESOURCE)
         return 0;
-    char *nk = strndup(k, kl), *nv = strndup(v, vl);
+    char *nk = utf8_dup(k, kl), *nv = utf8_dup(v, vl);
     if (!nk || !nv) {
         free(nk);
         free(nv);

@@ -303,13 +303,74 @@ static void *span_alloc(rdl_span_t *s, size_t n)
     return p;
 }
 
-static char *span_strdup(rdl_span_t *s, const char *str, size_t n)
+/*
+ * Whether n bytes are all ASCII (the common case: names, paths, ids), read 8
+ * at a time with the last word overlapping, right after they were copied.
+ */
+static inline bool all_ascii(const char *p, size_t n)
 {
-    char *p = span_alloc(s, n + 1);
-    if (p) {
-        memcpy(p, str, n);
-        p[n] = '\0';
+    uint64_t acc = 0, w;
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&w, p + i, 8);
+            acc |= w;
+        }
+        memcpy(&w, p + n - 8, 8);
+        acc |= w;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            acc |= (unsigned char)p[i];
     }
+    return (acc & 0x8080808080808080ull) == 0;
+}
+
+static bool valid_utf8(const char *str, size_t n)
+{
+    size_t k;
+    for (size_t i = 0; i < n; i += k)
+        if ((k = rdl_utf8_seq(str + i, n - i, NULL)) == 0)
+            return false;
+    return true;
+}
+
+/* str with each invalid UTF-8 sequence replaced by U+FFFD into out (room for clean bytes). */
+static void copy_replacing(char *out, const char *str, size_t n)
+{
+    size_t o = 0, k, skip;
+    for (size_t i = 0; i < n;) {
+        if ((k = rdl_utf8_seq(str + i, n - i, &skip)) > 0) {
+            memcpy(out + o, str + i, k);
+            o += k;
+            i += k;
+        } else {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i += skip;
+        }
+    }
+}
+
+/*
+ * A NUL-terminated copy of str (*n bytes) in the span's storage. OTLP strings
+ * are protobuf `string`s, which must be valid UTF-8: a collector refuses the
+ * whole export otherwise. So invalid sequences become U+FFFD here, and *n
+ * receives the copy's length.
+ */
+static char *span_strdup(rdl_span_t *s, const char *str, size_t *n)
+{
+    size_t len = *n;
+    char *p = span_alloc(s, len + 1);
+    if (!p)
+        return NULL;
+    memcpy(p, str, len);
+    if (!all_ascii(p, len) && !valid_utf8(str, len)) {
+        len = rdl_utf8_clean_len(str, *n);
+        if (!(p = span_alloc(s, len + 1)))      /* the first copy stays unused in the span */
+            return NULL;
+        copy_replacing(p, str, *n);
+    }
+    p[len] = '\0';
+    *n = len;
     return p;
 }
 
@@ -474,8 +535,9 @@ static rdl_span_t *span_begin(rdl_tracer_t *t, const char *name, rdl_span_kind_t
     s->events = s->events_tail = NULL;
     s->links = s->links_tail = NULL;
     s->nevents = s->dropped_events = s->nlinks = s->dropped_links = 0;
-    s->name_len = name ? strlen(name) : 0;
-    s->name = span_strdup(s, name ? name : "", s->name_len);
+    size_t name_len = name ? strlen(name) : 0;
+    s->name = span_strdup(s, name ? name : "", &name_len);
+    s->name_len = s->name ? name_len : 0;
     s->start_mono = rdl_now_ns();
     s->start_wall = wall_from_mono(st, s->start_mono);
     atomic_store_explicit(&st->started, atomic_load_explicit(&st->started, memory_order_relaxed) + 1,
@@ -551,9 +613,9 @@ static tr_attr_t *attr_slot(rdl_span_t *s, const char *key, size_t klen, bool sc
         s->cap_attrs *= 2;
     }
     tr_attr_t *a = &s->attrs[s->nattrs];
+    a->key = static_key ? key : span_strdup(s, key, &klen);
     a->key_len = (uint16_t)klen;
-    a->key = static_key ? key : span_strdup(s, key, klen);
-    if (!a->key) {
+    if (!a->key || klen > TR_MAX_KEY) {
         s->dropped_attrs++;
         return NULL;
     }
@@ -579,10 +641,10 @@ static void attr_set_str(rdl_span_t *s, tr_attr_t *a, const char *value, size_t 
 {
     if (!value || len > TR_MAX_VALUE)
         len = 0;
-    const char *copy = span_strdup(s, value ? value : "", len);
+    const char *copy = span_strdup(s, value ? value : "", &len);
     a->type = RDL_ATTR_STRING;
-    a->v.s = copy ? copy : "";
-    a->len = copy ? (uint32_t)len : 0;
+    a->v.s = copy && len <= TR_MAX_VALUE ? copy : "";
+    a->len = copy && len <= TR_MAX_VALUE ? (uint32_t)len : 0;
 }
 
 /* A non-string value of in into a. */
@@ -686,16 +748,17 @@ static tr_attr_t *copy_attrs(rdl_span_t *s, const rdl_attr_t *attrs, size_t n, u
             (*dropped)++;
             continue;
         }
+        a->key = span_strdup(s, in->key, &klen);
         a->key_len = (uint16_t)klen;
-        a->key = span_strdup(s, in->key, klen);
         if (is_str) {
+            size_t vlen = in->v.str.len;
             a->type = RDL_ATTR_STRING;
-            a->v.s = span_strdup(s, in->v.str.s, in->v.str.len);
-            a->len = (uint32_t)in->v.str.len;
+            a->v.s = span_strdup(s, in->v.str.s, &vlen);
+            a->len = (uint32_t)vlen;
         } else {
             attr_set_scalar(a, in);
         }
-        if (!a->key || (is_str && !a->v.s)) {
+        if (!a->key || klen > TR_MAX_KEY || (is_str && !a->v.s)) {
             *dropped += (uint32_t)(keep - i);
             break;
         }
@@ -713,7 +776,8 @@ void rdl_span_add_event(rdl_span_t *s, const char *name, const rdl_attr_t *attrs
         return;
     }
     tr_event_t *e = span_alloc(s, sizeof(*e));
-    if (!e || !(e->name = span_strdup(s, name, strlen(name)))) {
+    size_t name_len = strlen(name);
+    if (!e || !(e->name = span_strdup(s, name, &name_len))) {
         s->dropped_events++;
         return;
     }
@@ -745,7 +809,8 @@ void rdl_span_add_link(rdl_span_t *s, const rdl_span_context_t *sc, const rdl_at
     memcpy(l->trace_id, sc->trace_id, 16);
     memcpy(l->span_id, sc->span_id, 8);
     l->flags = sc->flags;
-    l->tracestate = sc->tracestate_len ? span_strdup(s, sc->tracestate, sc->tracestate_len) : NULL;
+    size_t ts_len = sc->tracestate_len;
+    l->tracestate = ts_len ? span_strdup(s, sc->tracestate, &ts_len) : NULL;
     l->attrs = copy_attrs(s, attrs, n, &l->nattrs, &l->dropped);
     if (s->links_tail)
         s->links_tail->next = l;
@@ -763,14 +828,15 @@ void rdl_span_set_status(rdl_span_t *s, rdl_span_status_t code, const char *mess
     if (s->status == RDL_STATUS_OK || code == RDL_STATUS_UNSET)
         return;
     s->status = (uint8_t)code;
-    s->status_msg = code == RDL_STATUS_ERROR && message ? span_strdup(s, message, strlen(message)) : NULL;
+    size_t len = message ? strlen(message) : 0;
+    s->status_msg = code == RDL_STATUS_ERROR && message ? span_strdup(s, message, &len) : NULL;
 }
 
 void rdl_span_set_name(rdl_span_t *s, const char *name)
 {
     if (rdl_span_recording(s) && name) {
         size_t len = strlen(name);
-        const char *copy = span_strdup(s, name, len);
+        const char *copy = span_strdup(s, name, &len);
         if (copy) {
             s->name = copy;
             s->name_len = len;

@@ -1393,6 +1393,56 @@ static void test_protobuf_encoding(void **state)
     rdl_tracer_free(t);
 }
 
+/* Whether the n bytes of needle occur in the buffer. */
+static bool buf_has(const rdl_buf_t *b, const char *needle, size_t n)
+{
+    return memmem(b->data, b->len, needle, n) != NULL;
+}
+
+/*
+ * OTLP strings are protobuf strings: invalid UTF-8 anywhere would make a
+ * collector refuse the whole export. Every string a caller gives (name, keys,
+ * values, event, status, resource) goes out with U+FFFD in its place.
+ */
+static void test_invalid_utf8_never_exported(void **state)
+{
+    rdl_tracer_opts_t o;
+    rdl_tracer_opts_default(&o);
+    o.schedule_delay_ms = 3600000;
+    snprintf(o.endpoint, sizeof(o.endpoint), "http://127.0.0.1:1/v1/traces");
+    snprintf(o.resource_attrs, sizeof(o.resource_attrs), "team=a%%FFb");
+    o.log = count_log;
+    o.shutdown_ms = 100;
+    o.export_timeout_ms = 100;
+    rdl_tracer_t *t;
+    assert_int_equal(rdl_tracer_new(&o, &t), 0);
+    rdl_span_t *s = rdl_span_start(t, "GET /caf\xc3", RDL_SPAN_SERVER, NULL);
+    rdl_span_set_str(s, "user_agent.original", "bot\xff\xfe/1", 8);
+    rdl_span_set_str(s, "k\xe2\x82", "ok \xc3\xa9", 5);
+    rdl_attr_t ev[] = { { .key = "why", .type = RDL_ATTR_STRING, .v.str = { "x\x80", 2 } } };
+    rdl_span_add_event(s, "retry\xf5", ev, 1);
+    rdl_span_set_status(s, RDL_STATUS_ERROR, "boom\xc0\xaf");
+    rdl_span_t *arr[1] = { s };
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    rdl_otlp_encode(t, arr, 1, RDL_OTLP_PROTOBUF, &b);
+    static const char *const want[] = {
+        "GET /caf\xef\xbf\xbd", "bot\xef\xbf\xbd\xef\xbf\xbd/1", "k\xef\xbf\xbd", "ok \xc3\xa9",
+        "retry\xef\xbf\xbd", "x\xef\xbf\xbd", "boom\xef\xbf\xbd\xef\xbf\xbd", "a\xef\xbf\xbd" "b",
+    };
+    static const char *const raw[] = { "caf\xc3", "bot\xff", "k\xe2\x82", "retry\xf5", "x\x80",
+                                       "boom\xc0", "a\xff" };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (!buf_has(&b, want[i], strlen(want[i])))
+            fail_msg("'%s' (%zu) not in the export", want[i], i);
+    for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++)
+        if (buf_has(&b, raw[i], strlen(raw[i])))
+            fail_msg("raw bytes of case %zu were exported", i);
+    rdl_buf_free(&b);
+    rdl_span_end(s);
+    rdl_tracer_free(t);
+}
+
 /* The attributes array of the one span in a JSON encoding of s, as text. */
 static char *json_attrs_of(rdl_tracer_t *t, rdl_span_t *s)
 {
@@ -1567,6 +1617,7 @@ int main(void)
         cmocka_unit_test(test_env),
         cmocka_unit_test(test_env_lists),
         cmocka_unit_test(test_protobuf_encoding),
+        cmocka_unit_test(test_invalid_utf8_never_exported),
         cmocka_unit_test(test_span_set_attrs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
