@@ -15,61 +15,28 @@ ROUNDS=${3:-6}
 SECS=${4:-5}
 URLPATH=${5:-/ping}
 TRACING=${TRACING:-1.0}
-command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx (scripts/deps.sh)"; exit 1; }
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-nport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$work/nginx/logs"
-cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes $(nproc);
-pid $work/nginx/nginx.pid;
-error_log stderr error;
-events { worker_connections 4096; }
-http { access_log off; server { listen 127.0.0.1:$nport reuseport; location / { return 200 "pong\n"; } } }
-CONF
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
-pids+=($!)
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+start_nginx
 
 env_args=()
-args="--set lifecycle.drain_delay=0s ${EXTRA_ARGS:-}"
+args="${EXTRA_ARGS:-}"
 if [ "$TRACING" = off ]; then
   args="$args --set tracing.enabled=false"
 else
-  env_args=(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$nport" OTEL_TRACES_SAMPLER=traceidratio
+  env_args=(OTEL_EXPORTER_OTLP_ENDPOINT="$sink" OTEL_TRACES_SAMPLER=traceidratio
             OTEL_TRACES_SAMPLER_ARG="$TRACING")
 fi
 
-start_coursed() {   # name, binary
-  # shellcheck disable=SC2086
-  env "${env_args[@]}" "$2" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/$1" \
-    $args >"$work/$1.log" 2>&1 &
-  pids+=($!)
-  eval "${1}_pid=$!"
-  for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/$1.log" && break; sleep 0.1; done
-  eval "${1}_addr=$(grep -o '"addr":"[^"]*' "$work/$1.log" | head -1 | cut -d'"' -f4)"
-}
-start_coursed a "$A"
-start_coursed b "$B"
+start_coursed a "$A" "$args" "${env_args[@]}"
+start_coursed b "$B" "$args" "${env_args[@]}"
 
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-rps_cpu() {   # addr, pid: "req/s cpu-us-per-request"
-  local t0 t1
-  t0=$(ticks "$2")
-  wrk -t1 -c64 -d"${SECS}s" "http://$1$URLPATH" >"$work/wrk.out"
-  t1=$(ticks "$2")
-  awk -v dt=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
-    '/requests in/ {n=$1} /Requests\/sec/ {r=$2} END {printf "%s %.2f\n", r, dt / hz * 1e6 / n}' "$work/wrk.out"
-}
 ra=(); rb=()
 for r in $(seq "$ROUNDS"); do
   if [ $((r % 2)) -eq 1 ]; then
-    ra+=("$(rps_cpu "$a_addr" "$a_pid")"); rb+=("$(rps_cpu "$b_addr" "$b_pid")")
+    ra+=("$(rps_cpu "http://$a_addr$URLPATH" "$a_pid")"); rb+=("$(rps_cpu "http://$b_addr$URLPATH" "$b_pid")")
   else
-    rb+=("$(rps_cpu "$b_addr" "$b_pid")"); ra+=("$(rps_cpu "$a_addr" "$a_pid")")
+    rb+=("$(rps_cpu "http://$b_addr$URLPATH" "$b_pid")"); ra+=("$(rps_cpu "http://$a_addr$URLPATH" "$a_pid")")
   fi
   echo "round $r $URLPATH: A ${ra[-1]% *} req/s ${ra[-1]#* } us/request, B ${rb[-1]% *} req/s ${rb[-1]#* } us/request"
 done

@@ -301,18 +301,7 @@ int main(int argc, char **argv)
     rdl_span_t *batch[NB];
     for (int i = 0; i < NB; i++) {
         rdl_span_t *s = rdl_span_start(rec, "GET /v1/courses/{id}", RDL_SPAN_SERVER, NULL);
-        rdl_span_set_str(s, "http.request.method", "GET", 3);
-        rdl_span_set_str(s, "url.path", "/v1/courses/3", 13);
-        rdl_span_set_str(s, "url.scheme", "http", 4);
-        rdl_span_set_str(s, "http.route", "/v1/courses/{id}", 16);
-        rdl_span_set_str(s, "network.protocol.version", "1.1", 3);
-        rdl_span_set_str(s, "server.address", "127.0.0.1", 9);
-        rdl_span_set_int(s, "server.port", 8080);
-        rdl_span_set_str(s, "user_agent.original", "wrk", 3);
-        rdl_span_set_str(s, "client.address", "127.0.0.1", 9);
-        rdl_span_set_int(s, "http.response.status_code", 200);
-        rdl_span_set_int(s, "course.id", 3);
-        rdl_span_set_str(s, "tenant.id", "acme", 4);
+        server_span_setters(s);
         batch[i] = s;
     }
     size_t pb_bytes = 0, js_bytes = 0;

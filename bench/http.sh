@@ -20,38 +20,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 SECS=${2:-5}
-CONNS=${CONNS:-64}
 COURSED=${COURSED:-build/coursed}
 COMPARE=${COMPARE:-}
-command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx (scripts/deps.sh)"; exit 1; }
 [ -x "$COURSED" ] || { echo "build coursed first (make build)"; exit 1; }
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-nport=$(free_port)
-mkdir -p "$work/nginx/logs"
-cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes $(nproc);
-pid $work/nginx/nginx.pid;
-error_log stderr error;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:$nport reuseport;
-    location / { return 200 "pong\n"; }
-  }
-}
-CONF
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
-pids+=($!)
-
-sink="http://127.0.0.1:$nport"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+start_nginx
 ON_ARGS=${ON_ARGS:-}
 ON_ENV=()
 case "$COMPARE" in
@@ -67,40 +41,13 @@ case "$COMPARE" in
   *) echo "COMPARE: unknown feature '$COMPARE'"; exit 2 ;;
 esac
 
-# Starts one coursed (not in a subshell: its PID must reach the cleanup) and waits until it is
-# ready. Its log goes to a file, as a pod's stdout is collected.
-start_coursed() {   # name, "extra args", env assignments...
-  local name=$1 args=$2; shift 2
-  # shellcheck disable=SC2086
-  env "$@" "$COURSED" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/$name" \
-    --set lifecycle.drain_delay=0s $args >"$work/$name.log" 2>&1 &
-  pids+=($!)
-  eval "${name}_pid=$!"
-  for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/$name.log" && break; sleep 0.1; done
-}
-addr_of() { grep -o "\"$2\":\"[^\"]*" "$work/$1.log" | head -1 | cut -d'"' -f4; }   # name, addr|admin_addr
-
-start_coursed on "$ON_ARGS" "${ON_ENV[@]}"
-caddr=$(addr_of on addr)
+start_coursed on "$COURSED" "$ON_ARGS" "${ON_ENV[@]}"
+caddr=$on_addr
 oaddr=""
 if [ -n "$COMPARE" ]; then
-  start_coursed off "$OFF_ARGS"
-  oaddr=$(addr_of off addr)
+  start_coursed off "$COURSED" "$OFF_ARGS"
+  oaddr=$off_addr
 fi
-for _ in $(seq 50); do curl -sf "$sink/" >/dev/null && break; sleep 0.1; done
-
-rps() { wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
-# CPU clock ticks a process has used (utime + stime).
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# wrk against URL while PID serves it: "req/s cpu-microseconds-per-request".
-rps_cpu() {
-  local t0 t1
-  t0=$(ticks "$2")
-  wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" >"$work/wrk.out"
-  t1=$(ticks "$2")
-  awk -v dt=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
-    '/requests in/ {n=$1} /Requests\/sec/ {r=$2} END {printf "%s %.2f\n", r, dt / hz * 1e6 / n}' "$work/wrk.out"
-}
 
 declare -a n c p oc op cu ocu pu opu
 measure_on()  { read -r a b < <(rps_cpu "http://$caddr$1" "$on_pid"); eval "$2+=($a); $3+=($b)"; }

@@ -1346,15 +1346,21 @@ static const unsigned char *pb_find(const unsigned char *p, const unsigned char 
     return NULL;
 }
 
+/* A tracer that records but never reaches a receiver (its exporter waits an hour). */
+static void offline_opts(rdl_tracer_opts_t *o)
+{
+    rdl_tracer_opts_default(o);
+    o->schedule_delay_ms = 3600000;
+    snprintf(o->endpoint, sizeof(o->endpoint), "http://127.0.0.1:1/v1/traces");
+    o->log = count_log;
+    o->shutdown_ms = 100;
+    o->export_timeout_ms = 100;
+}
+
 static void test_protobuf_encoding(void **state)
 {
     rdl_tracer_opts_t o;
-    rdl_tracer_opts_default(&o);
-    o.schedule_delay_ms = 3600000;
-    snprintf(o.endpoint, sizeof(o.endpoint), "http://127.0.0.1:1/v1/traces");
-    o.log = count_log;
-    o.shutdown_ms = 100;
-    o.export_timeout_ms = 100;
+    offline_opts(&o);
     rdl_tracer_t *t;
     assert_int_equal(rdl_tracer_new(&o, &t), 0);
     rdl_span_t *s = rdl_span_start(t, "a-long-name-that-makes-the-span-longer-than-127-bytes-for-sure",
@@ -1407,13 +1413,8 @@ static bool buf_has(const rdl_buf_t *b, const char *needle, size_t n)
 static void test_invalid_utf8_never_exported(void **state)
 {
     rdl_tracer_opts_t o;
-    rdl_tracer_opts_default(&o);
-    o.schedule_delay_ms = 3600000;
-    snprintf(o.endpoint, sizeof(o.endpoint), "http://127.0.0.1:1/v1/traces");
+    offline_opts(&o);
     snprintf(o.resource_attrs, sizeof(o.resource_attrs), "team=a%%FFb");
-    o.log = count_log;
-    o.shutdown_ms = 100;
-    o.export_timeout_ms = 100;
     rdl_tracer_t *t;
     assert_int_equal(rdl_tracer_new(&o, &t), 0);
     rdl_span_t *s = rdl_span_start(t, "GET /caf\xc3", RDL_SPAN_SERVER, NULL);
@@ -1467,12 +1468,7 @@ static char *json_attrs_of(rdl_tracer_t *t, rdl_span_t *s)
 static void test_span_set_attrs(void **state)
 {
     rdl_tracer_opts_t o;
-    rdl_tracer_opts_default(&o);
-    o.schedule_delay_ms = 3600000;
-    snprintf(o.endpoint, sizeof(o.endpoint), "http://127.0.0.1:1/v1/traces");
-    o.log = count_log;
-    o.shutdown_ms = 100;
-    o.export_timeout_ms = 100;
+    offline_opts(&o);
     o.max_attributes = 6;
     rdl_tracer_t *t;
     assert_int_equal(rdl_tracer_new(&o, &t), 0);

@@ -1,0 +1,58 @@
+# bench/lib.sh: what the load benchmarks (bench/http.sh, bench/ab.sh) share, sourced by them:
+# a work directory and the processes started, stopped by PID on exit; nginx `return 200` on a
+# free loopback port (the ceiling, and a sink for OTLP exports that costs next to nothing);
+# coursed started and waited for; wrk with the server's CPU time per request.
+# Uses: SECS (wrk seconds), CONNS (wrk connections, default 64).
+
+command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx (scripts/deps.sh)"; exit 1; }
+CONNS=${CONNS:-64}
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts nginx (workers = cores, no access log); sets sink to its URL.
+start_nginx() {
+  local port
+  port=$(free_port)
+  mkdir -p "$work/nginx/logs"
+  cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes $(nproc);
+pid $work/nginx/nginx.pid;
+error_log stderr error;
+events { worker_connections 4096; }
+http { access_log off; server { listen 127.0.0.1:$port reuseport; location / { return 200 "pong\n"; } } }
+CONF
+  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
+  pids+=($!)
+  sink="http://127.0.0.1:$port"
+  for _ in $(seq 50); do curl -sf "$sink/" >/dev/null && break; sleep 0.1; done
+}
+
+# Starts one coursed (not in a subshell: its PID must reach the cleanup) and waits until it is
+# ready; sets <name>_pid and <name>_addr. Its log goes to a file, as a pod's stdout is collected.
+start_coursed() {   # name, binary, "extra args", env assignments...
+  local name=$1 bin=$2 args=$3; shift 3
+  # shellcheck disable=SC2086
+  env "$@" "$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/$name" \
+    --set lifecycle.drain_delay=0s $args >"$work/$name.log" 2>&1 &
+  pids+=($!)
+  eval "${name}_pid=$!"
+  for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/$name.log" && break; sleep 0.1; done
+  eval "${name}_addr=$(grep -o '"addr":"[^"]*' "$work/$name.log" | head -1 | cut -d'"' -f4)"
+}
+
+rps() { wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
+# CPU clock ticks a process has used (utime + stime).
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# wrk against URL while PID serves it: "req/s cpu-microseconds-per-request".
+rps_cpu() {   # url, pid
+  local t0 t1
+  t0=$(ticks "$2")
+  wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" >"$work/wrk.out"
+  t1=$(ticks "$2")
+  awk -v dt=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
+    '/requests in/ {n=$1} /Requests\/sec/ {r=$2} END {printf "%s %.2f\n", r, dt / hz * 1e6 / n}' "$work/wrk.out"
+}
