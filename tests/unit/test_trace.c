@@ -1429,7 +1429,7 @@ static void test_invalid_utf8_never_exported(void **state)
     rdl_otlp_encode(t, arr, 1, RDL_OTLP_PROTOBUF, &b);
     static const char *const want[] = {
         "GET /caf\xef\xbf\xbd", "bot\xef\xbf\xbd\xef\xbf\xbd/1", "k\xef\xbf\xbd", "ok \xc3\xa9",
-        "retry\xef\xbf\xbd", "x\xef\xbf\xbd", "boom\xef\xbf\xbd\xef\xbf\xbd", "a\xef\xbf\xbd" "b",
+        "retry\xef\xbf\xbd", "x\xef\xbf\xbd", "boom\xef\xbf\xbd\xef\xbf\xbd", "a\xef\xbf\xbd\x62",
     };
     static const char *const raw[] = { "caf\xc3", "bot\xff", "k\xe2\x82", "retry\xf5", "x\x80",
                                        "boom\xc0", "a\xff" };
