@@ -96,22 +96,6 @@ static inline __m128i load8(const char *s)
 }
 #endif
 
-/* Whether s[0..n), n < 8, has nothing to escape: two overlapping words, or byte by byte. */
-__attribute__((always_inline)) static inline bool plain_short(const char *s, size_t n)
-{
-    uint32_t a, b;
-    unsigned plain = 1;
-
-    if (n >= 4) {
-        memcpy(&a, s, 4);
-        memcpy(&b, s + n - 4, 4);
-        return rdl_json_plain8(a | (uint64_t)b << 32);
-    }
-    for (size_t i = 0; i < n; i++)
-        plain &= rdl_json_plain[(unsigned char)s[i]];
-    return plain;
-}
-
 /*
  * s[0..n), n <= 32, copied to o when it has nothing to escape: with SSE2
  * each byte is loaded once, checked and stored from the same register (two
@@ -161,10 +145,27 @@ __attribute__((always_inline)) static inline bool copy_plain32(char *o, const ch
         copy(o, s, n);
         return true;
     }
+    if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        if (!rdl_json_plain8(a | (uint64_t)b << 32))
+            return false;
+        memcpy(o, &a, 4);
+        memcpy(o + n - 4, &b, 4);
+        return true;
+    }
 #endif
-    if (!plain_short(s, n))
+    /* 0 to 3 bytes ("GET"): the first, middle and last byte are all of them. */
+    if (n == 0)
+        return true;
+    unsigned char x = (unsigned char)s[0], y = (unsigned char)s[n / 2];
+    unsigned char z = (unsigned char)s[n - 1];
+    if (!(rdl_json_plain[x] & rdl_json_plain[y] & rdl_json_plain[z]))
         return false;
-    copy(o, s, n);
+    o[0] = (char)x;
+    o[n / 2] = (char)y;
+    o[n - 1] = (char)z;
     return true;
 }
 
@@ -444,7 +445,9 @@ static void put_hex_digits(char *o, const uint8_t *id, size_t n)
 }
 
 /* ,"key":"hex", all or nothing (key_json is ,"key":" ); when it does not fit the line is cut. */
-static void put_hex(lw_t *w, const char *key_json, size_t key_len, const uint8_t *id, size_t n)
+__attribute__((always_inline)) static inline void put_hex(lw_t *w, const char *key_json,
+                                                          size_t key_len, const uint8_t *id,
+                                                          size_t n)
 {
     char *o = reserve(w, key_len + 2 * n + 1);
 

@@ -16,8 +16,8 @@
  * and the rings' heads cross cores, a hundred times a second rather than per
  * line); producers wake it early only when a ring is half full, and a pass
  * that found a ring half full is followed by the next at once. After two
- * empty passes it sleeps
- * until the next line wakes it. No lock or syscall is on the producer's path
+ * empty passes it sleeps until the next line wakes it. No lock or syscall is
+ * on the producer's path
  * unless the writer sleeps; a missed wake-up costs at most the 100 ms sleep
  * bound, never a lost line.
  */
@@ -367,9 +367,26 @@ static void wake_writer(rdl_logger_t *lg, bool force)
 
 /* ---- per-thread rings ------------------------------------------------ */
 
+/*
+ * The ring of the logger this thread used last, so a line costs a TLS load
+ * and a compare rather than pthread_getspecific. Loggers are told apart by
+ * serial, never reused, so a freed logger's ring is never taken for a later
+ * logger's at the same address.
+ */
+typedef struct ring_cache {
+    uint64_t serial;
+    log_thread_t *t;
+} ring_cache_t;
+
+static __thread ring_cache_t my_ring __attribute__((tls_model("initial-exec")));
+static atomic_uint_fast64_t serials;
+
+/* Runs on the exiting thread: its ring may go to another thread, so a late line here must not use it. */
 static void thread_gone(void *p)
 {
     log_thread_t *t = p;
+    if (my_ring.t == t)
+        my_ring.serial = 0;
     atomic_store(&t->orphan, true);
 }
 
@@ -414,20 +431,6 @@ static log_thread_t *thread_register(rdl_logger_t *lg)
         pthread_setspecific(lg->key, t);
     return t;
 }
-
-/*
- * The ring of the logger this thread used last, so a line costs a TLS load
- * and a compare rather than pthread_getspecific. Loggers are told apart by
- * serial, never reused, so a freed logger's ring is never taken for a later
- * logger's at the same address.
- */
-typedef struct ring_cache {
-    uint64_t serial;
-    log_thread_t *t;
-} ring_cache_t;
-
-static __thread ring_cache_t my_ring __attribute__((tls_model("initial-exec")));
-static atomic_uint_fast64_t serials;
 
 static log_thread_t *thread_of(rdl_logger_t *lg)
 {
