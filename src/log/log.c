@@ -129,23 +129,10 @@ static size_t pow2_at_least(size_t n)
     return p;
 }
 
-/* Absolute CLOCK_REALTIME time ns from now (what pthread_cond_timedwait takes). */
-static struct timespec deadline_ns_in(uint64_t ns)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(ns / 1000000000u);
-    ts.tv_nsec += (long)(ns % 1000000000u);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
+/* CLOCK_REALTIME ms from now (what pthread_cond_timedwait takes). */
 static struct timespec deadline_in(uint64_t ms)
 {
-    return deadline_ns_in(ms * 1000000u);
+    return rdl_timespec_in(CLOCK_REALTIME, ms * 1000000u);
 }
 
 /* ---- options --------------------------------------------------------- */
@@ -343,7 +330,7 @@ static void *writer_main(void *arg)
         if (!atomic_load(&lg->stop) && atomic_load(&lg->flush_req) == req &&
             !atomic_load(&lg->reopen)) {
             struct timespec until = mode == W_IDLE ? deadline_in(WRITER_SLEEP_MS)
-                                                   : deadline_ns_in(WRITER_LINGER_NS);
+                                                   : rdl_timespec_in(CLOCK_REALTIME, WRITER_LINGER_NS);
             pthread_cond_timedwait(&lg->wake_cv, &lg->mu, &until);
         }
         atomic_store(&lg->sleeping, W_AWAKE);
