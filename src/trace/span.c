@@ -304,12 +304,14 @@ static void *span_alloc(rdl_span_t *s, size_t n)
 }
 
 /*
- * Whether n bytes are all ASCII (the common case: names, paths, ids), read 8
- * at a time with the last word overlapping, right after they were copied.
+ * Whether n bytes are all ASCII (the common case: names, paths, ids): words
+ * of 8, 4 or single bytes, the last one overlapping, never past the end, so
+ * a short value costs two loads and no loop.
  */
 static inline bool all_ascii(const char *p, size_t n)
 {
     uint64_t acc = 0, w;
+    uint32_t h;
     if (n >= 8) {
         for (size_t i = 0; i + 8 < n; i += 8) {
             memcpy(&w, p + i, 8);
@@ -317,9 +319,13 @@ static inline bool all_ascii(const char *p, size_t n)
         }
         memcpy(&w, p + n - 8, 8);
         acc |= w;
-    } else {
-        for (size_t i = 0; i < n; i++)
-            acc |= (unsigned char)p[i];
+    } else if (n >= 4) {
+        memcpy(&h, p, 4);
+        acc = h;
+        memcpy(&h, p + n - 4, 4);
+        acc |= h;
+    } else if (n > 0) {
+        acc = (unsigned char)p[0] | (unsigned char)p[n / 2] | (unsigned char)p[n - 1];
     }
     return (acc & 0x8080808080808080ull) == 0;
 }
@@ -350,27 +356,39 @@ static void copy_replacing(char *out, const char *str, size_t n)
     }
 }
 
+/* span_strdup for text that is not all ASCII: kept as is when valid, else repaired. */
+__attribute__((noinline)) static char *span_strdup_utf8(rdl_span_t *s, const char *str, size_t *n)
+{
+    bool valid = valid_utf8(str, *n);
+    size_t len = valid ? *n : rdl_utf8_clean_len(str, *n);
+    char *p = span_alloc(s, len + 1);
+    if (!p)
+        return NULL;
+    if (valid)
+        memcpy(p, str, len);
+    else
+        copy_replacing(p, str, *n);
+    p[len] = '\0';
+    *n = len;
+    return p;
+}
+
 /*
  * A NUL-terminated copy of str (*n bytes) in the span's storage. OTLP strings
  * are protobuf `string`s, which must be valid UTF-8: a collector refuses the
  * whole export otherwise. So invalid sequences become U+FFFD here, and *n
  * receives the copy's length.
  */
-static char *span_strdup(rdl_span_t *s, const char *str, size_t *n)
+static inline char *span_strdup(rdl_span_t *s, const char *str, size_t *n)
 {
     size_t len = *n;
+    if (!all_ascii(str, len))
+        return span_strdup_utf8(s, str, n);
     char *p = span_alloc(s, len + 1);
-    if (!p)
-        return NULL;
-    memcpy(p, str, len);
-    if (!all_ascii(p, len) && !valid_utf8(str, len)) {
-        len = rdl_utf8_clean_len(str, *n);
-        if (!(p = span_alloc(s, len + 1)))      /* the first copy stays unused in the span */
-            return NULL;
-        copy_replacing(p, str, *n);
+    if (p) {
+        memcpy(p, str, len);
+        p[len] = '\0';
     }
-    p[len] = '\0';
-    *n = len;
     return p;
 }
 
