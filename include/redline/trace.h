@@ -312,7 +312,9 @@ bool rdl_span_recording(const rdl_span_t *s);
 
 /*
  * Attributes: the value is copied; setting a key again replaces it; past
- * max_attributes the new key is dropped and counted. Events and links are
+ * max_attributes the new key is dropped and counted. Copied strings (names,
+ * keys, values, event names, status messages) that are not valid UTF-8 have
+ * each invalid sequence replaced by U+FFFD, as OTLP requires. Events and links are
  * capped the same way. All are no-ops on a span that is not recording or has
  * ended. Thread-safety: the thread using the span.
  */
