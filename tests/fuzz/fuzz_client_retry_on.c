@@ -18,9 +18,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *list = strndup((const char *)data, size);     /* NUL ends the text */
+    char *list = calloc(size + 1, 1);                   /* a NUL inside ends the text */
     if (!list)
         abort();
+    memcpy(list, data, size);
     char unknown[24];
     memset(unknown, 'x', sizeof(unknown));
     rdl_retry_on_t r, again;

@@ -29,9 +29,10 @@ static int check_member(void *arg, const char *k, size_t kl, const char *v, size
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *list = strndup((const char *)data, size);     /* NUL ends the text */
+    char *list = calloc(size + 1, 1);                   /* a NUL inside ends the text */
     if (!list)
         abort();
+    memcpy(list, data, size);
     size_t len = strlen(list);
     for (int h = 0; h < 2; h++) {
         bool headers = h == 1;
