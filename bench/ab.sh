@@ -7,6 +7,7 @@
 #   bench/ab.sh BIN_A BIN_B [ROUNDS] [SECONDS] [PATH]     (defaults 6 rounds of 5 s, /ping)
 # TRACING=1.0 (default) or a ratio: both export every sampled span as OTLP protobuf to nginx's
 # `return 200`; TRACING=off: tracing.enabled=false on both. EXTRA_ARGS: more coursed arguments.
+# PIN=1: both coursed on the last core, wrk and nginx on the others (see bench/lib.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=${1:?usage: bench/ab.sh BIN_A BIN_B [ROUNDS] [SECONDS] [PATH]}

@@ -16,6 +16,9 @@
 #   tracing-0.01  the same at ratio 0.01
 #   routes        the coloring middleware with bench/routes.yaml (ROUTES=FILE for another file)
 #   custom        ON_ARGS / OFF_ARGS: extra coursed arguments for each side
+# PIN=1 puts both coursed on the last core and wrk and nginx on the others: req/s then measures
+# what one core of server does, not its share of cores it fights wrk for (the nginx ratio is
+# meaningless then: nginx shares wrk's core).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}

@@ -2,10 +2,21 @@
 # a work directory and the processes started, stopped by PID on exit; nginx `return 200` on a
 # free loopback port (the ceiling, and a sink for OTLP exports that costs next to nothing);
 # coursed started and waited for; wrk with the server's CPU time per request.
-# Uses: SECS (wrk seconds), CONNS (wrk connections, default 64).
+# Uses: SECS (wrk seconds), CONNS (wrk connections, default 64), PIN (1: coursed on the last
+# core, wrk and nginx on the others, so req/s measures the server's own capacity instead of its
+# share of cores it fights the load generator for; needs 2 cores or more).
 
 command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx (scripts/deps.sh)"; exit 1; }
 CONNS=${CONNS:-64}
+PIN=${PIN:-0}
+server_cpus=()
+client_cpus=()
+if [ "$PIN" = 1 ]; then
+  last=$(($(nproc) - 1))
+  [ "$last" -ge 1 ] || { echo "PIN=1 needs 2 cores or more"; exit 1; }
+  server_cpus=(taskset -c "$last")
+  client_cpus=(taskset -c "0-$((last - 1))")
+fi
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -25,7 +36,7 @@ error_log stderr error;
 events { worker_connections 4096; }
 http { access_log off; server { listen 127.0.0.1:$port reuseport; location / { return 200 "pong\n"; } } }
 CONF
-  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
+  "${client_cpus[@]}" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
   pids+=($!)
   sink="http://127.0.0.1:$port"
   for _ in $(seq 50); do curl -sf "$sink/" >/dev/null && break; sleep 0.1; done
@@ -36,7 +47,7 @@ CONF
 start_coursed() {   # name, binary, "extra args", env assignments...
   local name=$1 bin=$2 args=$3; shift 3
   # shellcheck disable=SC2086
-  env "$@" "$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/$name" \
+  "${server_cpus[@]}" env "$@" "$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/$name" \
     --set lifecycle.drain_delay=0s $args >"$work/$name.log" 2>&1 &
   pids+=($!)
   eval "${name}_pid=$!"
@@ -44,14 +55,14 @@ start_coursed() {   # name, binary, "extra args", env assignments...
   eval "${name}_addr=$(grep -o '"addr":"[^"]*' "$work/$name.log" | head -1 | cut -d'"' -f4)"
 }
 
-rps() { wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
+rps() { "${client_cpus[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" | awk '/Requests\/sec/ {print $2}'; }
 # CPU clock ticks a process has used (utime + stime).
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # wrk against URL while PID serves it: "req/s cpu-microseconds-per-request".
 rps_cpu() {   # url, pid
   local t0 t1
   t0=$(ticks "$2")
-  wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" >"$work/wrk.out"
+  "${client_cpus[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" >"$work/wrk.out"
   t1=$(ticks "$2")
   awk -v dt=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
     '/requests in/ {n=$1} /Requests\/sec/ {r=$2} END {printf "%s %.2f\n", r, dt / hz * 1e6 / n}' "$work/wrk.out"

@@ -95,13 +95,19 @@ static rdl_span_t *db_span(rdl_req_t *req, const job_t *job, const char *op, con
     rdl_span_t *s = rdl_span_start(NULL, name, RDL_SPAN_CLIENT, server);
     if (!rdl_span_recording(s))
         return s;
-    rdl_span_set_str(s, "db.system.name", "sqlite", 6);
-    rdl_span_set_str(s, "db.operation.name", op, strlen(op));
-    rdl_span_set_str(s, "db.collection.name", table, strlen(table));
+    /* Literal keys, each once: the one-call form the runtime's server span uses. */
+    rdl_attr_t a[5] = {
+        { .key = "db.system.name", .type = RDL_ATTR_STRING, .v.str = { "sqlite", 6 } },
+        { .key = "db.operation.name", .type = RDL_ATTR_STRING, .v.str = { op, strlen(op) } },
+        { .key = "db.collection.name", .type = RDL_ATTR_STRING, .v.str = { table, strlen(table) } },
+    };
+    size_t n = 3;
     if (course_id)
-        rdl_span_set_int(s, "course.id", course_id);
+        a[n++] = (rdl_attr_t){ .key = "course.id", .type = RDL_ATTR_INT, .v.i = course_id };
     if (job->tenant)
-        rdl_span_set_str(s, "tenant.id", job->tenant, strlen(job->tenant));
+        a[n++] = (rdl_attr_t){ .key = "tenant.id", .type = RDL_ATTR_STRING,
+                               .v.str = { job->tenant, strlen(job->tenant) } };
+    rdl_span_set_attrs(s, a, n, RDL_ATTRS_STATIC_KEYS | RDL_ATTRS_NEW_KEYS);
     return s;
 }
 

@@ -26,6 +26,7 @@
 
 typedef struct rdl_ctx {
     uint64_t start_ns;          /* monotonic time the request began */
+    uint64_t end_ns;            /* monotonic time it ended: set by the runtime before the leave hooks */
     uint64_t deadline_ns;       /* monotonic; 0 = no deadline */
     int canceled;               /* accessed atomically through the functions below */
     rdl_arena_t arena;          /* per-request memory, released when the request ends */

@@ -276,7 +276,7 @@ static void access_leave(rdl_req_t *req, void *arg)
     f[n++] = rdl_lf_strn("path", path, plen);
     f[n++] = rdl_lf_str("http_route", route ? route : "");
     f[n++] = rdl_lf_int("status", rdl_req_status(req));
-    f[n++] = rdl_lf_dur("duration_ms", rdl_now_ns() - ctx->start_ns);
+    f[n++] = rdl_lf_dur("duration_ms", ctx->end_ns - ctx->start_ns);
     f[n++] = rdl_lf_int("bytes_in", (int64_t)rdl_req_bytes_in(req));
     f[n++] = rdl_lf_int("bytes_out", (int64_t)rdl_req_bytes_out(req));
     f[n++] = rdl_lf_str("peer", rdl_req_peer(req));

@@ -118,6 +118,7 @@ static void finish_exchange(rt_conn_t *c)
     rdl_server_t *srv = c->t->srv;
     if (!req->answered)
         req->status = 499;             /* the client went away first (nginx's convention) */
+    req->ctx.end_ns = rdl_now_ns();    /* one reading for every leave hook (span, histogram, log) */
     for (int i = req->mw_entered - 1; i >= 0; i--)
         if (srv->mw[i].leave)
             srv->mw[i].leave(req, srv->mw[i].arg);

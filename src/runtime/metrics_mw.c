@@ -179,7 +179,7 @@ static void red_leave(rdl_req_t *req, void *arg)
     if (on_admin(req))
         return;
     rdl_ctx_t *ctx = rdl_req_ctx(req);
-    double secs = (double)(rdl_now_ns() - ctx->start_ns) / 1e9;
+    double secs = (double)(ctx->end_ns - ctx->start_ns) / 1e9;
     const char *route = rdl_req_route(req);
     red_entry_t *e = red_series(mx, method_label(req), route ? route : "unmatched",
                                 rdl_req_status(req), ctx->color ? ctx->color : "");

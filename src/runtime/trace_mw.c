@@ -176,7 +176,8 @@ static int trace_enter(rdl_req_t *req, void *arg)
             rdl_baggage_init(bag);
     }
     bool remote = rdl_propagation_extract(&tr->props, req_get, req, &parent, bag);
-    rdl_span_t *s = rdl_span_start_remote(tr->tracer, NULL, RDL_SPAN_SERVER, remote ? &parent : NULL);
+    rdl_span_t *s = rdl_span_start_remote_at(tr->tracer, NULL, RDL_SPAN_SERVER, remote ? &parent : NULL,
+                                             ctx->start_ns);
     if (!s)
         return 0;
     if (rdl_span_recording(s)) {
@@ -251,7 +252,7 @@ static void trace_leave(rdl_req_t *req, void *arg)
         rdl_span_set_attrs(s, l.a, l.n, RDL_ATTRS_STATIC_KEYS);
     }
     ctx->span = NULL;
-    rdl_span_end(s);
+    rdl_span_end_at(s, ctx->end_ns);
 }
 
 /* Outbound calls (outbound.c): span's context and bag with the configured propagators. */

@@ -333,6 +333,7 @@ static void wait_until(rdl_tracer_t *t, uint64_t until_ns)
 static void *exporter_main(void *arg)
 {
     rdl_tracer_t *t = arg;
+    pthread_setname_np(pthread_self(), "rdl-trace");    /* how top, perf and /proc name it */
     rdl_span_t **batch = malloc((size_t)t->o.max_batch * sizeof(*batch));
     uint64_t delay = t->o.schedule_delay_ms * 1000000ull;
     uint64_t due = rdl_now_ns() + delay;        /* when partial batches go next */

@@ -483,8 +483,10 @@ static uint64_t wall_from_mono(tr_thread_t *st, uint64_t mono)
     return mono + st->wall_minus_mono;
 }
 
+/* start_mono: the start on rdl_now_ns()'s clock, 0 for now. */
 static rdl_span_t *span_begin(rdl_tracer_t *t, const char *name, rdl_span_kind_t kind,
-                              const rdl_span_context_t *parent, const rdl_span_t *local_parent)
+                              const rdl_span_context_t *parent, const rdl_span_t *local_parent,
+                              uint64_t start_mono)
 {
     if (!t)
         t = local_parent ? local_parent->tracer : rdl_tracer_default();
@@ -556,7 +558,7 @@ static rdl_span_t *span_begin(rdl_tracer_t *t, const char *name, rdl_span_kind_t
     size_t name_len = name ? strlen(name) : 0;
     s->name = span_strdup(s, name ? name : "", &name_len);
     s->name_len = s->name ? name_len : 0;
-    s->start_mono = rdl_now_ns();
+    s->start_mono = start_mono ? start_mono : rdl_now_ns();
     s->start_wall = wall_from_mono(st, s->start_mono);
     atomic_store_explicit(&st->started, atomic_load_explicit(&st->started, memory_order_relaxed) + 1,
                           memory_order_relaxed);
@@ -567,13 +569,19 @@ static rdl_span_t *span_begin(rdl_tracer_t *t, const char *name, rdl_span_kind_t
 rdl_span_t *rdl_span_start(rdl_tracer_t *t, const char *name, rdl_span_kind_t kind,
                            const rdl_span_t *parent)
 {
-    return span_begin(t, name, kind, parent ? &parent->sc : NULL, parent);
+    return span_begin(t, name, kind, parent ? &parent->sc : NULL, parent, 0);
 }
 
 rdl_span_t *rdl_span_start_remote(rdl_tracer_t *t, const char *name, rdl_span_kind_t kind,
                                   const rdl_span_context_t *parent)
 {
-    return span_begin(t, name, kind, parent, NULL);
+    return span_begin(t, name, kind, parent, NULL, 0);
+}
+
+rdl_span_t *rdl_span_start_remote_at(rdl_tracer_t *t, const char *name, rdl_span_kind_t kind,
+                                     const rdl_span_context_t *parent, uint64_t mono_ns)
+{
+    return span_begin(t, name, kind, parent, NULL, mono_ns ? mono_ns : rdl_now_ns());
 }
 
 const rdl_span_context_t *rdl_span_context(const rdl_span_t *s)
@@ -938,7 +946,8 @@ static void end_held(tr_thread_t *st, rdl_span_t *s)
     holder_release(h);
 }
 
-void rdl_span_end(rdl_span_t *s)
+/* end_mono: the end on rdl_now_ns()'s clock, 0 for now (read only for a recording span). */
+static void span_end(rdl_span_t *s, uint64_t end_mono)
 {
     if (!s || atomic_exchange_explicit(&s->ended, true, memory_order_acq_rel))
         return;
@@ -948,7 +957,9 @@ void rdl_span_end(rdl_span_t *s)
             span_put(s, st);
         return;
     }
-    s->end_wall = s->start_wall + (rdl_now_ns() - s->start_mono);
+    if (!end_mono)
+        end_mono = rdl_now_ns();
+    s->end_wall = s->start_wall + (end_mono > s->start_mono ? end_mono - s->start_mono : 0);
     if (s->slot >= 0)
         atomic_store_explicit(&s->home->slots[s->slot].span, NULL, memory_order_release);
     if (!st) {
@@ -963,6 +974,16 @@ void rdl_span_end(rdl_span_t *s)
         end_held(st, s);
     else
         enqueue(st, s);
+}
+
+void rdl_span_end(rdl_span_t *s)
+{
+    span_end(s, 0);
+}
+
+void rdl_span_end_at(rdl_span_t *s, uint64_t mono_ns)
+{
+    span_end(s, mono_ns ? mono_ns : rdl_now_ns());
 }
 
 /* ---- exporter side --------------------------------------------------- */
