@@ -87,10 +87,16 @@ if [ -n "$oaddr" ]; then
 import statistics, sys
 c, oc, p, op, cu, ocu, pu, opu = ([float(x) for x in a.split()] for a in sys.argv[1:9])
 name = sys.argv[9]
-med = lambda a, b: statistics.median([x / y for x, y in zip(a, b)])
-print("%s on/off, req/s (median of per-round ratios): /ping %.3f, /v1/courses/3 %.3f"
+def med(a, b):
+    """Median of the per-round ratios, with their interquartile range (the spread to read it by)."""
+    r = [x / y for x, y in zip(a, b)]
+    if len(r) < 4:
+        return "%.3f" % statistics.median(r)
+    q = statistics.quantiles(r, n=4)
+    return "%.3f (IQR %.3f-%.3f)" % (statistics.median(r), q[0], q[2])
+print("%s on/off, req/s (median of per-round ratios): /ping %s, /v1/courses/3 %s"
       % (name, med(c, oc), med(p, op)))
-print("%s on/off, server CPU per request (median of per-round ratios): /ping %.3f, /v1/courses/3 %.3f"
+print("%s on/off, server CPU per request (median of per-round ratios): /ping %s, /v1/courses/3 %s"
       % (name, med(cu, ocu), med(pu, opu)))
 print("server CPU us/request, medians: /ping on %.2f off %.2f, /v1/courses/3 on %.2f off %.2f"
       % (statistics.median(cu), statistics.median(ocu), statistics.median(pu), statistics.median(opu)))

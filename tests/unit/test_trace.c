@@ -1357,6 +1357,39 @@ static void offline_opts(rdl_tracer_opts_t *o)
     o->export_timeout_ms = 100;
 }
 
+/*
+ * Times the caller already read (the runtime's request start and end): the
+ * span keeps them exactly; an end before the start is a zero duration; 0
+ * means now.
+ */
+static void test_span_given_times(void **state)
+{
+    rdl_tracer_opts_t o;
+    offline_opts(&o);
+    rdl_tracer_t *t;
+    assert_int_equal(rdl_tracer_new(&o, &t), 0);
+    uint64_t t0 = rdl_now_ns() - 5000000;                       /* 5 ms ago */
+    rdl_span_t *s = rdl_span_start_remote_at(t, "given", RDL_SPAN_SERVER, NULL, t0);
+    assert_int_equal(s->start_mono, t0);
+    uint64_t wall_then = rdl_wall_ns() - 5000000;
+    assert_true(s->start_wall + 100000000 > wall_then && s->start_wall < wall_then + 100000000);
+    rdl_span_end_at(s, t0 + 1234567);
+    assert_int_equal(s->end_wall - s->start_wall, 1234567);     /* queued, not yet recycled */
+    rdl_span_t *back = rdl_span_start_remote_at(t, "backwards", RDL_SPAN_SERVER, NULL, t0);
+    rdl_span_end_at(back, t0 - 10);
+    assert_int_equal(back->end_wall, back->start_wall);
+    uint64_t before = rdl_now_ns();
+    rdl_span_t *now = rdl_span_start_remote_at(t, "now", RDL_SPAN_SERVER, NULL, 0);
+    uint64_t after = rdl_now_ns();
+    assert_true(now->start_mono >= before && now->start_mono <= after);
+    rdl_span_end_at(now, 0);
+    assert_true(now->end_wall >= now->start_wall);
+    rdl_tracer_stats_t st;
+    rdl_tracer_stats(t, &st);
+    assert_int_equal(st.spans_ended, 3);
+    rdl_tracer_free(t);
+}
+
 static void test_protobuf_encoding(void **state)
 {
     rdl_tracer_opts_t o;
@@ -1612,6 +1645,7 @@ int main(void)
         cmocka_unit_test(test_unfinished_and_shutdown_report),
         cmocka_unit_test(test_env),
         cmocka_unit_test(test_env_lists),
+        cmocka_unit_test(test_span_given_times),
         cmocka_unit_test(test_protobuf_encoding),
         cmocka_unit_test(test_invalid_utf8_never_exported),
         cmocka_unit_test(test_span_set_attrs),
