@@ -581,7 +581,7 @@ rdl_span_t *rdl_span_start_remote(rdl_tracer_t *t, const char *name, rdl_span_ki
 rdl_span_t *rdl_span_start_remote_at(rdl_tracer_t *t, const char *name, rdl_span_kind_t kind,
                                      const rdl_span_context_t *parent, uint64_t mono_ns)
 {
-    return span_begin(t, name, kind, parent, NULL, mono_ns ? mono_ns : rdl_now_ns());
+    return span_begin(t, name, kind, parent, NULL, mono_ns);
 }
 
 const rdl_span_context_t *rdl_span_context(const rdl_span_t *s)
@@ -946,8 +946,8 @@ static void end_held(tr_thread_t *st, rdl_span_t *s)
     holder_release(h);
 }
 
-/* end_mono: the end on rdl_now_ns()'s clock, 0 for now (read only for a recording span). */
-static void span_end(rdl_span_t *s, uint64_t end_mono)
+/* 0 means now, read only for a recording span (an unsampled one needs no time). */
+void rdl_span_end_at(rdl_span_t *s, uint64_t end_mono)
 {
     if (!s || atomic_exchange_explicit(&s->ended, true, memory_order_acq_rel))
         return;
@@ -978,12 +978,7 @@ static void span_end(rdl_span_t *s, uint64_t end_mono)
 
 void rdl_span_end(rdl_span_t *s)
 {
-    span_end(s, 0);
-}
-
-void rdl_span_end_at(rdl_span_t *s, uint64_t mono_ns)
-{
-    span_end(s, mono_ns ? mono_ns : rdl_now_ns());
+    rdl_span_end_at(s, 0);
 }
 
 /* ---- exporter side --------------------------------------------------- */
