@@ -16,6 +16,9 @@
 #   tracing-0.01  the same at ratio 0.01
 #   routes        the coloring middleware with bench/routes.yaml (ROUTES=FILE for another file)
 #   custom        ON_ARGS / OFF_ARGS: extra coursed arguments for each side
+# FRESH=1 starts both coursed anew before each round (after a 1 s warm-up of each path): a
+# process's luck in memory layout then varies round to round instead of biasing every round
+# (two identical servers kept for a whole run can differ by 5 % on /ping).
 # PIN=1 puts both coursed on the last core and wrk and nginx on the others: req/s then measures
 # what one core of server does, not its share of cores it fights wrk for (the nginx ratio is
 # meaningless then: nginx shares wrk's core).
@@ -44,18 +47,37 @@ case "$COMPARE" in
   *) echo "COMPARE: unknown feature '$COMPARE'"; exit 2 ;;
 esac
 
-start_coursed on "$COURSED" "$ON_ARGS" "${ON_ENV[@]}"
-caddr=$on_addr
-oaddr=""
-if [ -n "$COMPARE" ]; then
-  start_coursed off "$COURSED" "$OFF_ARGS"
-  oaddr=$off_addr
-fi
+FRESH=${FRESH:-0}
+start_both() {
+  start_coursed on "$COURSED" "$ON_ARGS" "${ON_ENV[@]}"
+  caddr=$on_addr
+  oaddr=""
+  if [ -n "$COMPARE" ]; then
+    start_coursed off "$COURSED" "$OFF_ARGS"
+    oaddr=$off_addr
+  fi
+}
+warm_up() {   # a fresh process's first second (SQLite's cache, the allocator) is not its steady state
+  local a
+  for a in $caddr $oaddr; do
+    SECS=1 rps "http://$a/ping" >/dev/null
+    SECS=1 rps "http://$a/v1/courses/3" >/dev/null
+  done
+}
+start_both
 
 declare -a n c p oc op cu ocu pu opu
 measure_on()  { read -r a b < <(rps_cpu "http://$caddr$1" "$on_pid"); eval "$2+=($a); $3+=($b)"; }
 measure_off() { read -r a b < <(rps_cpu "http://$oaddr$1" "$off_pid"); eval "$2+=($a); $3+=($b)"; }
 for r in $(seq "$ROUNDS"); do
+  if [ "$FRESH" = 1 ]; then
+    if [ "$r" -gt 1 ]; then
+      stop_coursed on
+      [ -z "$oaddr" ] || stop_coursed off
+      start_both
+    fi
+    warm_up
+  fi
   n+=("$(rps "$sink/")")
   if [ -z "$oaddr" ]; then
     c+=("$(rps "http://$caddr/ping")")

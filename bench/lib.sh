@@ -4,11 +4,16 @@
 # coursed started and waited for; wrk with the server's CPU time per request.
 # Uses: SECS (wrk seconds), CONNS (wrk connections, default 64), PIN (1: coursed on the last
 # core, wrk and nginx on the others, so req/s measures the server's own capacity instead of its
-# share of cores it fights the load generator for; needs 2 cores or more).
+# share of cores it fights the load generator for; needs 2 cores or more), LOG_SINK (pipe, the
+# default: coursed's stdout is a pipe that a `cat` on the client cores copies to a file, as a
+# pod's stdout is a pipe the container runtime reads and writes to the node's disk; file: stdout
+# is the file itself, so coursed's log writer also pays the file system's work).
 
 command -v wrk >/dev/null && command -v nginx >/dev/null || { echo "needs wrk and nginx (scripts/deps.sh)"; exit 1; }
 CONNS=${CONNS:-64}
 PIN=${PIN:-0}
+LOG_SINK=${LOG_SINK:-pipe}
+case "$LOG_SINK" in pipe|file) ;; *) echo "LOG_SINK: pipe or file, not '$LOG_SINK'"; exit 2 ;; esac
 server_cpus=()
 client_cpus=()
 if [ "$PIN" = 1 ]; then
@@ -19,7 +24,15 @@ if [ "$PIN" = 1 ]; then
 fi
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+# Stopped newest first: a log reader outlives the coursed that writes to it.
+cleanup() {
+  local i
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    kill "${pids[i]}" 2>/dev/null || true
+    wait "${pids[i]}" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -43,16 +56,35 @@ CONF
 }
 
 # Starts one coursed (not in a subshell: its PID must reach the cleanup) and waits until it is
-# ready; sets <name>_pid and <name>_addr. Its log goes to a file, as a pod's stdout is collected.
+# ready; sets <name>_pid and <name>_addr. Its log ends in $work/<name>.log (see LOG_SINK).
 start_coursed() {   # name, binary, "extra args", env assignments...
   local name=$1 bin=$2 args=$3; shift 3
+  local out="$work/$name.log"
+  if [ "$LOG_SINK" = pipe ]; then
+    out="$work/$name.pipe"
+    mkfifo "$out"
+    "${client_cpus[@]}" cat "$out" >"$work/$name.log" &
+    pids+=($!)
+  fi
   # shellcheck disable=SC2086
   "${server_cpus[@]}" env "$@" "$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/$name" \
-    --set lifecycle.drain_delay=0s $args >"$work/$name.log" 2>&1 &
+    --set lifecycle.drain_delay=0s $args >"$out" 2>&1 &
   pids+=($!)
   eval "${name}_pid=$!"
   for _ in $(seq 100); do grep -q '"msg":"ready"' "$work/$name.log" && break; sleep 0.1; done
   eval "${name}_addr=$(grep -o '"addr":"[^"]*' "$work/$name.log" | head -1 | cut -d'"' -f4)"
+}
+
+# Stops a coursed started by start_coursed (SIGTERM, waited for) and forgets its PID; its log
+# reader ends at the pipe's end of file.
+stop_coursed() {   # name
+  local pid keep=() p
+  pid=$(eval "echo \$${1}_pid")
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  for p in "${pids[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+  pids=("${keep[@]}")
+  rm -f "$work/$1.pipe"
 }
 
 rps() { "${client_cpus[@]}" wrk -t1 -c"$CONNS" -d"${SECS}s" "$1" | awk '/Requests\/sec/ {print $2}'; }

@@ -53,16 +53,39 @@ static int timer_kind(const rt_conn_t *c)
 
 static void on_timer(uv_timer_t *timer);
 
+/*
+ * A request moves its connection through three timeouts (header, request,
+ * idle); setting the uv timer for each is a heap removal and insertion that
+ * walks other connections' timer nodes, three per request. So the timer is
+ * only moved when the new deadline is earlier than the one it is set for; a
+ * later deadline is written down, and a timer that fires before it is set
+ * again for the rest (on_timer). A busy keep-alive connection then touches
+ * the heap about once per header timeout, not three times per request.
+ */
 static void arm(rt_conn_t *c, int kind, uint64_t ms)
 {
     if (c->closed)
         return;
     c->timer.data = (void *)(intptr_t)kind;
-    if (ms == 0) {
-        uv_timer_stop(&c->timer);
+    c->deadline = 0;
+    if (ms == 0)
+        return;                 /* no timeout (T_NONE): a timer still set fires and does nothing */
+    c->deadline = uv_now(c->timer.loop) + ms;
+    if (uv_is_active((uv_handle_t *)&c->timer) && c->fires_at <= c->deadline)
         return;
-    }
+    c->fires_at = c->deadline;
     uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* True when the timer fired before the current deadline (if any): it is set again for the rest. */
+static bool fired_early(rt_conn_t *c)
+{
+    uint64_t now = uv_now(c->timer.loop);
+    if (c->deadline == 0 || now >= c->deadline)
+        return false;
+    c->fires_at = c->deadline;
+    uv_timer_start(&c->timer, on_timer, c->deadline - now, 0);
+    return true;
 }
 
 static rt_conn_t *conn_of_timer(uv_timer_t *timer)
@@ -610,6 +633,8 @@ void rt_conn_request_done(rt_conn_t *c)
 static void on_timer(uv_timer_t *timer)
 {
     rt_conn_t *c = conn_of_timer(timer);
+    if (fired_early(c))
+        return;
     switch (timer_kind(c)) {
     case T_FIRST:
         if (c->len == 0 && c->state == RT_IDLE) {

@@ -1270,6 +1270,76 @@ static void test_offload_queue_full(void **state)
     server_stop();
 }
 
+/* ---- 5b. connection timeouts moved lazily ------------------------------- */
+
+/*
+ * The connection's timer is only moved to an earlier deadline; a later one is
+ * written down and the timer, firing early, is set again for the rest. So a
+ * timer set for the first-request timeout (300 ms) must not close a
+ * connection whose idle timeout (1 s) has not passed, and an idle connection
+ * must still close once its idle time has passed.
+ */
+static void test_timeouts_deferred(void **state)
+{
+    (void)state;
+    rdl_server_opts_t o;
+    test_opts(&o);
+    o.header_timeout_ms = 300;
+    o.idle_timeout_ms = 1000;
+    o.request_timeout_ms = 5000;
+    rdl_server_t *srv = server_new(&o);
+    assert_int_equal(rdl_server_route(srv, "GET", "/hello", h_hello, NULL), 0);
+    server_start();
+
+    client_t *c = &clients[0];
+    resp_t *r = &resp_buf;
+    const char *req = "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
+
+    /* Past the first-request timer (300 ms), within the idle timeout: still open. */
+    assert_true(client_open(c, S.addr));
+    assert_true(client_send(c, req));
+    assert_true(read_response(c, r, false));
+    assert_int_equal(r->status, 200);
+    usleep(600 * 1000);
+    assert_true(client_send(c, req));
+    assert_true(read_response(c, r, false));
+    assert_int_equal(r->status, 200);
+
+    /* Idle past 1 s: closed (the recv waits WAIT_MS at most), and not before the idle timeout. */
+    uint64_t t0 = mono_ms();
+    assert_true(client_wait_closed(c));
+    assert_true(mono_ms() - t0 >= 900);
+    client_close(c);
+    server_stop();
+}
+
+/* An earlier deadline moves the timer: the next request's header timeout fires long before the idle one. */
+static void test_timeouts_earlier_deadline(void **state)
+{
+    (void)state;
+    rdl_server_opts_t o;
+    test_opts(&o);
+    o.header_timeout_ms = 300;
+    o.idle_timeout_ms = 60000;
+    rdl_server_t *srv = server_new(&o);
+    assert_int_equal(rdl_server_route(srv, "GET", "/hello", h_hello, NULL), 0);
+    server_start();
+
+    client_t *c = &clients[0];
+    resp_t *r = &resp_buf;
+    assert_true(client_open(c, S.addr));
+    assert_true(client_send(c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"));
+    assert_true(read_response(c, r, false));
+    assert_int_equal(r->status, 200);
+    assert_true(client_send(c, "GET /hello HTTP/1.1\r\n"));
+    uint64_t t0 = mono_ms();
+    assert_true(read_response(c, r, false));    /* within WAIT_MS: not the 60 s idle deadline */
+    assert_int_equal(r->status, 408);
+    assert_true(mono_ms() - t0 >= 250);
+    client_close(c);
+    server_stop();
+}
+
 /* ---- 6. request timeout ---------------------------------------------- */
 
 static void test_request_timeout(void **state)
@@ -1547,6 +1617,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_streaming, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offload_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offload_queue_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeouts_deferred, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeouts_earlier_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_readiness, setup, teardown),
         cmocka_unit_test_setup_teardown(test_startup_failure, setup, teardown),
