@@ -1272,6 +1272,30 @@ static void test_offload_queue_full(void **state)
 
 /* ---- 5b. connection timeouts moved lazily ------------------------------- */
 
+/* A server with GET /hello and the given header and idle timeouts; one keep-alive client on it. */
+static client_t *hello_server(uint64_t header_ms, uint64_t idle_ms)
+{
+    rdl_server_opts_t o;
+    test_opts(&o);
+    o.header_timeout_ms = header_ms;
+    o.idle_timeout_ms = idle_ms;
+    o.request_timeout_ms = 5000;
+    rdl_server_t *srv = server_new(&o);
+    assert_int_equal(rdl_server_route(srv, "GET", "/hello", h_hello, NULL), 0);
+    server_start();
+    assert_true(client_open(&clients[0], S.addr));
+    return &clients[0];
+}
+
+static int hello_status(client_t *c, const char *req)
+{
+    assert_true(client_send(c, req));
+    assert_true(read_response(c, &resp_buf, false));
+    return resp_buf.status;
+}
+
+#define HELLO "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
+
 /*
  * The connection's timer is only moved to an earlier deadline; a later one is
  * written down and the timer, firing early, is set again for the rest. So a
@@ -1282,28 +1306,10 @@ static void test_offload_queue_full(void **state)
 static void test_timeouts_deferred(void **state)
 {
     (void)state;
-    rdl_server_opts_t o;
-    test_opts(&o);
-    o.header_timeout_ms = 300;
-    o.idle_timeout_ms = 1000;
-    o.request_timeout_ms = 5000;
-    rdl_server_t *srv = server_new(&o);
-    assert_int_equal(rdl_server_route(srv, "GET", "/hello", h_hello, NULL), 0);
-    server_start();
-
-    client_t *c = &clients[0];
-    resp_t *r = &resp_buf;
-    const char *req = "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n";
-
-    /* Past the first-request timer (300 ms), within the idle timeout: still open. */
-    assert_true(client_open(c, S.addr));
-    assert_true(client_send(c, req));
-    assert_true(read_response(c, r, false));
-    assert_int_equal(r->status, 200);
+    client_t *c = hello_server(300, 1000);
+    assert_int_equal(hello_status(c, HELLO), 200);
     usleep(600 * 1000);
-    assert_true(client_send(c, req));
-    assert_true(read_response(c, r, false));
-    assert_int_equal(r->status, 200);
+    assert_int_equal(hello_status(c, HELLO), 200);
 
     /* Idle past 1 s: closed (the recv waits WAIT_MS at most), and not before the idle timeout. */
     uint64_t t0 = mono_ms();
@@ -1317,24 +1323,11 @@ static void test_timeouts_deferred(void **state)
 static void test_timeouts_earlier_deadline(void **state)
 {
     (void)state;
-    rdl_server_opts_t o;
-    test_opts(&o);
-    o.header_timeout_ms = 300;
-    o.idle_timeout_ms = 60000;
-    rdl_server_t *srv = server_new(&o);
-    assert_int_equal(rdl_server_route(srv, "GET", "/hello", h_hello, NULL), 0);
-    server_start();
-
-    client_t *c = &clients[0];
-    resp_t *r = &resp_buf;
-    assert_true(client_open(c, S.addr));
-    assert_true(client_send(c, "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"));
-    assert_true(read_response(c, r, false));
-    assert_int_equal(r->status, 200);
-    assert_true(client_send(c, "GET /hello HTTP/1.1\r\n"));
+    client_t *c = hello_server(300, 60000);
+    assert_int_equal(hello_status(c, HELLO), 200);
     uint64_t t0 = mono_ms();
-    assert_true(read_response(c, r, false));    /* within WAIT_MS: not the 60 s idle deadline */
-    assert_int_equal(r->status, 408);
+    /* within WAIT_MS: not at the 60 s idle deadline the timer was set for */
+    assert_int_equal(hello_status(c, "GET /hello HTTP/1.1\r\n"), 408);
     assert_true(mono_ms() - t0 >= 250);
     client_close(c);
     server_stop();
