@@ -65,6 +65,7 @@ start_coursed() {   # name, binary, "extra args", env assignments...
     mkfifo "$out"
     "${client_cpus[@]}" cat "$out" >"$work/$name.log" &
     pids+=($!)
+    eval "${name}_reader=$!"
   fi
   # shellcheck disable=SC2086
   "${server_cpus[@]}" env "$@" "$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --data-dir "$work/$name" \
@@ -75,14 +76,16 @@ start_coursed() {   # name, binary, "extra args", env assignments...
   eval "${name}_addr=$(grep -o '"addr":"[^"]*' "$work/$name.log" | head -1 | cut -d'"' -f4)"
 }
 
-# Stops a coursed started by start_coursed (SIGTERM, waited for) and forgets its PID; its log
-# reader ends at the pipe's end of file.
+# Stops a coursed started by start_coursed (SIGTERM, waited for), then its log reader (which
+# ends at the pipe's end of file), and forgets both PIDs.
 stop_coursed() {   # name
-  local pid keep=() p
+  local pid reader keep=() p
   pid=$(eval "echo \$${1}_pid")
+  reader=$(eval "echo \${${1}_reader:-}")
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
-  for p in "${pids[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+  [ -z "$reader" ] || wait "$reader" 2>/dev/null || true
+  for p in "${pids[@]}"; do [ "$p" = "$pid" ] || [ "$p" = "$reader" ] || keep+=("$p"); done
   pids=("${keep[@]}")
   rm -f "$work/$1.pipe"
 }

@@ -60,7 +60,7 @@ static void on_timer(uv_timer_t *timer);
  * only moved when the new deadline is earlier than the one it is set for; a
  * later deadline is written down, and a timer that fires before it is set
  * again for the rest (on_timer). A busy keep-alive connection then touches
- * the heap about once per header timeout, not three times per request.
+ * the heap twice per header timeout or so, not three times per request.
  */
 static void arm(rt_conn_t *c, int kind, uint64_t ms)
 {
