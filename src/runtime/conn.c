@@ -71,9 +71,8 @@ static void arm(rt_conn_t *c, int kind, uint64_t ms)
     if (ms == 0)
         return;                 /* no timeout (T_NONE): a timer still set fires and does nothing */
     c->deadline = uv_now(c->timer.loop) + ms;
-    if (uv_is_active((uv_handle_t *)&c->timer) && c->fires_at <= c->deadline)
+    if (uv_is_active((uv_handle_t *)&c->timer) && uv_timer_get_due_in(&c->timer) <= ms)
         return;
-    c->fires_at = c->deadline;
     uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
@@ -83,7 +82,6 @@ static bool fired_early(rt_conn_t *c)
     uint64_t now = uv_now(c->timer.loop);
     if (c->deadline == 0 || now >= c->deadline)
         return false;
-    c->fires_at = c->deadline;
     uv_timer_start(&c->timer, on_timer, c->deadline - now, 0);
     return true;
 }

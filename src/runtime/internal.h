@@ -184,8 +184,7 @@ enum rt_conn_state {
 struct rt_conn {
     uv_tcp_t tcp;
     uv_timer_t timer;
-    uint64_t deadline;          /* loop ms when the current timeout (timer.data's kind) expires */
-    uint64_t fires_at;          /* loop ms the uv timer is set for: never after deadline */
+    uint64_t deadline;          /* loop ms when the current timeout (timer.data's kind) expires; 0: none */
     uv_shutdown_t shutdown_req;
     uv_write_t write_req;
     rt_thread_t *t;
