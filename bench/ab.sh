@@ -8,6 +8,8 @@
 # TRACING=1.0 (default) or a ratio: both export every sampled span as OTLP protobuf to nginx's
 # `return 200`; TRACING=off: tracing.enabled=false on both. EXTRA_ARGS: more coursed arguments.
 # PIN=1: both coursed on the last core, wrk and nginx on the others (see bench/lib.sh).
+# FRESH=1: both started anew before each round, after a 1 s warm-up of PATH (as in bench/http.sh:
+# kept for a whole run, the second of two identical servers came out 3-6 % behind).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=${1:?usage: bench/ab.sh BIN_A BIN_B [ROUNDS] [SECONDS] [PATH]}
@@ -29,11 +31,24 @@ else
             OTEL_TRACES_SAMPLER_ARG="$TRACING")
 fi
 
-start_coursed a "$A" "$args" "${env_args[@]}"
-start_coursed b "$B" "$args" "${env_args[@]}"
+FRESH=${FRESH:-0}
+start_both() {
+  start_coursed a "$A" "$args" "${env_args[@]}"
+  start_coursed b "$B" "$args" "${env_args[@]}"
+}
+start_both
 
 ra=(); rb=()
 for r in $(seq "$ROUNDS"); do
+  if [ "$FRESH" = 1 ]; then
+    if [ "$r" -gt 1 ]; then
+      stop_coursed a
+      stop_coursed b
+      start_both
+    fi
+    SECS=1 rps "http://$a_addr$URLPATH" >/dev/null
+    SECS=1 rps "http://$b_addr$URLPATH" >/dev/null
+  fi
   if [ $((r % 2)) -eq 1 ]; then
     ra+=("$(rps_cpu "http://$a_addr$URLPATH" "$a_pid")"); rb+=("$(rps_cpu "http://$b_addr$URLPATH" "$b_pid")")
   else

@@ -52,12 +52,14 @@ typedef struct rdl_log_opts {
     const char *path;           /* RDL_LOG_FILE: opened O_APPEND, created 0644 (copied) */
     size_t max_line;            /* bytes with the newline; longer lines are truncated */
     size_t ring_bytes;          /* per-thread ring (rounded up to a power of two, >= 4 lines) */
+    size_t pipe_bytes;          /* a sink that is a pipe: its kernel buffer raised to this
+                                   (F_SETPIPE_SZ, best effort, never lowered); 0 = left alone */
     rdl_log_policy_t policy;
     uint32_t sample_first;      /* sampling: per message and level, the first N each second; 0 = off */
     uint32_t sample_every;      /* ... then 1 in M (M >= 1) */
 } rdl_log_opts_t;
 
-/* info, stdout, 10 KiB lines, 256 KiB per thread, block, no sampling. */
+/* info, stdout, 10 KiB lines, 256 KiB per thread, a 1 MiB pipe, block, no sampling. */
 void rdl_log_opts_default(rdl_log_opts_t *opts);
 
 typedef struct rdl_logger rdl_logger_t;
@@ -222,6 +224,7 @@ typedef struct rdl_log_stats {
     uint64_t bytes_written;     /* reached the sink */
     uint64_t write_errors;      /* failed writes (their lines are lost) */
     uint64_t reopens;           /* successful file reopens */
+    uint64_t pipe_bytes;        /* the sink's pipe buffer now; 0 when the sink is not a pipe */
 } rdl_log_stats_t;
 
 void rdl_log_stats(rdl_logger_t *lg, rdl_log_stats_t *out);

@@ -68,6 +68,7 @@ typedef struct rdl_server_opts {
     char *log_file;             /* path for the file sink; reopened on SIGHUP */
     uint64_t log_max_line;      /* bytes per line; longer lines are truncated */
     uint64_t log_buffer;        /* per-thread ring bytes */
+    uint64_t log_pipe_buffer;   /* a pipe sink's kernel buffer, raised to this (0: left alone) */
     char *log_policy;           /* "block" | "drop" when the writer falls behind */
     int64_t log_sample_first;   /* per message per second; 0 = no sampling */
     int64_t log_sample_every;   /* then 1 in this many */

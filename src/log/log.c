@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,6 +88,8 @@ struct rdl_logger {
     int fd;
     size_t max_line;
     size_t ring_size;
+    size_t pipe_bytes;              /* asked for (opts.pipe_bytes) */
+    atomic_size_t pipe_now;         /* what the sink's pipe has (0: not a pipe) */
     rdl_log_policy_t policy;
     uint32_t sample_first, sample_every;
     pthread_key_t key;
@@ -145,6 +148,7 @@ void rdl_log_opts_default(rdl_log_opts_t *o)
     o->sink = RDL_LOG_STDOUT;
     o->max_line = RDL_LOG_MAX_LINE_DEFAULT;
     o->ring_bytes = 256 * 1024;
+    o->pipe_bytes = 1024 * 1024;
     o->policy = RDL_LOG_BLOCK;
     o->sample_first = 0;
     o->sample_every = 100;
@@ -179,6 +183,31 @@ int rdl_log_parse_level(const char *s, size_t n, rdl_log_level_t *out)
 static int open_file(const char *path)
 {
     return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+/*
+ * A pipe's default 64 KiB is less than one 10 ms batch of a busy service's
+ * lines, so the writer used to wait on the reader mid-batch, a pair of
+ * context switches on the service's own core each time. A bigger buffer lets
+ * one writev take the whole batch. Best effort: beyond the system's limit
+ * (fs.pipe-max-size, the user's pipe pages) the pipe keeps its size, and a
+ * pipe made bigger by someone else is never shrunk. Returns the size now,
+ * 0 when fd is not a pipe.
+ */
+static size_t grow_pipe(int fd, size_t want)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode))
+        return 0;
+    int now = fcntl(fd, F_GETPIPE_SZ);
+    if (now < 0)
+        return 0;
+    if (want > (size_t)now && want <= INT_MAX) {
+        int got = fcntl(fd, F_SETPIPE_SZ, (int)want);
+        if (got > 0)
+            now = got;
+    }
+    return (size_t)now;
 }
 
 /* Writes every iovec, across partial writes; false when the sink failed. */
@@ -240,6 +269,7 @@ static void do_reopen(rdl_logger_t *lg)
     }
     close(lg->fd);
     lg->fd = fd;
+    atomic_store(&lg->pipe_now, grow_pipe(fd, lg->pipe_bytes));
     bump(&lg->reopens);
 }
 
@@ -647,6 +677,7 @@ int rdl_log_new(const rdl_log_opts_t *opts, rdl_logger_t **out)
     atomic_init(&lg->level, (int)opts->level);
     lg->sink = opts->sink;
     lg->max_line = opts->max_line;
+    lg->pipe_bytes = opts->pipe_bytes;
     lg->ring_size = pow2_at_least(opts->ring_bytes > RING_MIN_LINES * opts->max_line
                                   ? opts->ring_bytes : RING_MIN_LINES * opts->max_line);
     lg->policy = opts->policy;
@@ -661,6 +692,7 @@ int rdl_log_new(const rdl_log_opts_t *opts, rdl_logger_t **out)
     } else {
         lg->fd = lg->sink == RDL_LOG_STDERR ? STDERR_FILENO : STDOUT_FILENO;
     }
+    atomic_init(&lg->pipe_now, grow_pipe(lg->fd, lg->pipe_bytes));
     if (pthread_key_create(&lg->key, thread_gone) != 0) {
         logger_destroy(lg);
         return RDL_ENOMEM;
@@ -752,6 +784,7 @@ void rdl_log_stats(rdl_logger_t *lg, rdl_log_stats_t *out)
     out->bytes_written = get(&lg->bytes_written);
     out->write_errors = get(&lg->write_errors);
     out->reopens = get(&lg->reopens);
+    out->pipe_bytes = atomic_load(&lg->pipe_now);
 }
 
 /* ---- the default logger ---------------------------------------------- */

@@ -34,6 +34,7 @@ void rt_log_opts_default(rdl_server_opts_t *o)
     o->log_file = "";
     o->log_max_line = RDL_LOG_MAX_LINE_DEFAULT;
     o->log_buffer = 256 * 1024;
+    o->log_pipe_buffer = 1024 * 1024;
     o->log_policy = "block";
     o->log_sample_first = 0;
     o->log_sample_every = 100;
@@ -53,6 +54,9 @@ int rt_log_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
           "bytes per line; longer lines are cut and marked \"truncated\":true" },
         { "log.buffer", RDL_CFG_SIZE, &o->log_buffer, 4096, 1 << 30, NULL,
           "per-thread ring before the writer thread" },
+        { "log.pipe_buffer", RDL_CFG_SIZE, &o->log_pipe_buffer, 0, 1 << 30, NULL,
+          "when the sink is a pipe (stdout in a pod): its kernel buffer, raised to this "
+          "(best effort, never lowered; 0 = leave it)" },
         { "log.policy", RDL_CFG_STRING, &o->log_policy, 0, 0, NULL,
           "block or drop (counted) when the writer falls behind" },
         { "log.sampling.first", RDL_CFG_INT, &o->log_sample_first, 0, 1000000000, NULL,
@@ -106,6 +110,7 @@ static int log_opts_of(const rdl_server_opts_t *o, rdl_log_opts_t *lo, rdl_error
         return rdl_error_set(err, RDL_EINVAL, 0, 0, "log.max_line", "expected at least %d bytes",
                              RDL_LOG_MAX_LINE_MIN);
     lo->ring_bytes = o->log_buffer ? (size_t)o->log_buffer : lo->ring_bytes;
+    lo->pipe_bytes = (size_t)o->log_pipe_buffer;
     lo->sample_first = o->log_sample_first > 0 ? (uint32_t)o->log_sample_first : 0;
     lo->sample_every = o->log_sample_every > 0 ? (uint32_t)o->log_sample_every : 1;
     return 0;
@@ -145,11 +150,11 @@ static void log_var(rdl_buf_t *out, void *arg)
     rdl_log_stats(srv->log, &st);
     rdl_buf_printf(out, "{\"level\":\"%s\",\"lines\":%llu,\"dropped\":%llu,\"sampled\":%llu,"
                    "\"truncated\":%llu,\"bytes_written\":%llu,\"write_errors\":%llu,"
-                   "\"reopens\":%llu}", rdl_log_level_name(rdl_log_level(srv->log)),
+                   "\"reopens\":%llu,\"pipe_bytes\":%llu}", rdl_log_level_name(rdl_log_level(srv->log)),
                    (unsigned long long)st.lines, (unsigned long long)st.dropped,
                    (unsigned long long)st.sampled, (unsigned long long)st.truncated,
                    (unsigned long long)st.bytes_written, (unsigned long long)st.write_errors,
-                   (unsigned long long)st.reopens);
+                   (unsigned long long)st.reopens, (unsigned long long)st.pipe_bytes);
 }
 
 int rt_log_start(rdl_server_t *srv, rdl_error_t *err)

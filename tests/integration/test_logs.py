@@ -8,10 +8,12 @@ the file when the flush returns.
 coursed: one access line per request with the request id taken or made (and
 echoed), the id reaching a line written on a pool worker, the level changed at
 run time through the admin plane, SIGTERM in the middle of a request burst
-(every answered request has its access line), and SIGHUP reopening a file sink
-after it was moved (logrotate).
+(every answered request has its access line), SIGHUP reopening a file sink
+after it was moved (logrotate), and stdout's pipe raised to log.pipe_buffer
+(or left alone at 0).
 """
 
+import fcntl
 import json
 import os
 import re
@@ -27,6 +29,12 @@ import http.client
 from harness import Coursed, args, run
 
 TEXT = "q\"b\\n\nc\x01 caf\u00e9"
+F_GETPIPE_SZ = 1032          # fcntl.F_GETPIPE_SZ from Python 3.10; Debian 12 has 3.11, named for clarity
+
+
+def pipe_max_size():
+    with open("/proc/sys/fs/pipe-max-size") as f:
+        return int(f.read())
 
 
 def burst_binary():
@@ -173,6 +181,12 @@ def test_level_at_run_time(c):
     stats = json.loads(body)
     assert status == 200 and stats["level"] == "info" and stats["lines"] > 0, stats
     assert stats["dropped"] == 0 and stats["write_errors"] == 0, stats
+    # stdout is a pipe here, as in a pod: raised to log.pipe_buffer (1 MiB) where the system
+    # allows it, and the figure is the pipe's real size as its reader sees it
+    seen = fcntl.fcntl(c.proc.stdout.fileno(), F_GETPIPE_SZ)
+    assert stats["pipe_bytes"] == seen, (stats, seen)
+    if pipe_max_size() >= 1 << 20:
+        assert seen == 1 << 20, seen
 
 
 PROMTAIL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy",
@@ -304,6 +318,7 @@ def test_file_sink_reopened_on_sighup():
         while json.loads(get(admin, "/debug/log")[1])["reopens"] != 1:
             assert time.monotonic() < deadline, "no reopen"
             time.sleep(0.02)
+        assert json.loads(get(admin, "/debug/log")[1])["pipe_bytes"] == 0   # a file, not a pipe
         assert get(port, "/ping", "it-after")[0] == 200
         p.send_signal(signal.SIGTERM)
         assert p.wait(30) == 0
@@ -321,6 +336,39 @@ def test_file_sink_reopened_on_sighup():
         if p.poll() is None:
             p.kill()
             p.wait()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_pipe_left_alone_when_asked():
+    """log.pipe_buffer=0: coursed's stdout pipe keeps the size its reader made it with."""
+    d = tempfile.mkdtemp(prefix="log-pipe-")
+    admin = free_port()
+    p = subprocess.Popen([args().coursed, "--listen", "127.0.0.1:0", "--admin-listen",
+                          "127.0.0.1:%d" % admin, "--data-dir", os.path.join(d, "data"),
+                          "--set", "log.pipe_buffer=0", "--set", "lifecycle.drain_delay=0s"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        before = fcntl.fcntl(p.stdout.fileno(), F_GETPIPE_SZ)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                status, body = get(admin, "/debug/log")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            assert p.poll() is None and time.monotonic() < deadline, "coursed did not start"
+            time.sleep(0.05)
+        assert before < 1 << 20, before
+        assert json.loads(body)["pipe_bytes"] == before, (body, before)
+        assert fcntl.fcntl(p.stdout.fileno(), F_GETPIPE_SZ) == before
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -353,4 +401,4 @@ if __name__ == "__main__":
                                                  test_level_at_run_time,
                                                  test_promtail_pipeline_fits_our_lines)]
             + [test_coursed_sigterm_during_burst, test_file_sink_reopened_on_sighup,
-               test_bad_log_settings_refused])
+               test_pipe_left_alone_when_asked, test_bad_log_settings_refused])

@@ -803,11 +803,69 @@ static void test_block_policy(void **state)
         rdl_log_field_t f = rdl_lf_int("i", i);
         rdl_log(lg, RDL_LOG_INFO, "keep me", &f, 1);
     }
-    rdl_log_stats_t st;
     rdl_log_free(lg);           /* flushes: everything accepted is written */
     size_t got = pipe_finish(&p);
     assert_int_equal(got, 3000);
-    (void)st;
+}
+
+/* A logger on a pipe's write end with pipe_bytes asked for; returns what its stats report. */
+static size_t pipe_logger_size(pipe_sink_t *p, size_t pipe_bytes)
+{
+    rdl_log_opts_t o;
+    rdl_log_opts_default(&o);
+    o.sink = RDL_LOG_FILE;
+    o.path = p->path;
+    o.pipe_bytes = pipe_bytes;
+    rdl_logger_t *lg;
+    assert_int_equal(rdl_log_new(&o, &lg), 0);
+    rdl_log_stats_t st;
+    rdl_log_stats(lg, &st);
+    rdl_log_free(lg);
+    return (size_t)st.pipe_bytes;
+}
+
+/* The sink's pipe is raised to pipe_bytes (as far as the system allows), never lowered. */
+static void test_pipe_buffer(void **state)
+{
+    (void)state;
+    long max = 0;
+    FILE *f = fopen("/proc/sys/fs/pipe-max-size", "r");
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%ld", &max), 1);
+    fclose(f);
+    rdl_log_opts_t def;
+    rdl_log_opts_default(&def);
+    assert_int_equal(def.pipe_bytes, 1 << 20);
+
+    pipe_sink_t p;
+    pipe_open(&p);
+    int before = fcntl(p.rd, F_GETPIPE_SZ);
+    size_t got = pipe_logger_size(&p, 1 << 20);
+    assert_int_equal(got, (size_t)fcntl(p.rd, F_GETPIPE_SZ));  /* the stats tell the truth */
+    if (max >= 1 << 20)
+        assert_int_equal(got, 1 << 20);
+    else
+        assert_true(got >= (size_t)before);
+    assert_int_equal(pipe_logger_size(&p, 128 * 1024), got);   /* never lowered */
+    close(p.rd);
+    close(p.wr);
+
+    pipe_open(&p);
+    before = fcntl(p.rd, F_GETPIPE_SZ);
+    assert_int_equal(pipe_logger_size(&p, 0), (size_t)before); /* 0: left alone */
+    assert_int_equal(fcntl(p.rd, F_GETPIPE_SZ), before);
+    close(p.rd);
+    close(p.wr);
+
+    char path[] = "/tmp/rdl-log-notpipe-XXXXXX";
+    rdl_log_opts_t o;
+    rdl_log_opts_default(&o);
+    rdl_logger_t *lg = file_logger(path, &o);
+    rdl_log_stats_t st;
+    rdl_log_stats(lg, &st);
+    assert_int_equal(st.pipe_bytes, 0);                       /* a file is not a pipe */
+    rdl_log_free(lg);
+    unlink(path);
 }
 
 static void test_reopen(void **state)
@@ -968,6 +1026,7 @@ int main(void)
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_drop_policy),
         cmocka_unit_test(test_block_policy),
+        cmocka_unit_test(test_pipe_buffer),
         cmocka_unit_test(test_reopen),
         cmocka_unit_test(test_threads_whole_lines_in_order),
         cmocka_unit_test(test_short_lived_threads),

@@ -57,7 +57,7 @@ static void sleep_ms(long ms)
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 
-#define NCASES 16
+#define NCASES 21
 
 typedef struct shared {
     bool gate_open;             /* blocked work and start-up steps may go on */
@@ -754,6 +754,11 @@ static const struct {
     { "X\tTab", "1", RDL_EINVAL },
     { "", "1", RDL_EINVAL },
     { "X-Null", NULL, RDL_EINVAL },
+    { NULL, "1", RDL_EINVAL },
+    { "X-Utf8", "caf\xc3\xa9", 0 },               /* obs-text passes through */
+    { "X-Del\x7f", "1", RDL_EINVAL },
+    { "X-Ctl\x01", "1", RDL_EINVAL },
+    { "X-Val", "nul\x01", RDL_EINVAL },
 };
 
 static void h_headers(rdl_req_t *req, void *arg)
@@ -1496,6 +1501,10 @@ static void test_resp_header_validation(void **state)
     assert_string_equal(v, "a\tb");
     assert_true(resp_header(r, "X-Empty", v, sizeof(v)));
     assert_string_equal(v, "");
+    assert_true(resp_header(r, "X-Utf8", v, sizeof(v)));
+    assert_string_equal(v, "caf\xc3\xa9");
+    assert_null(strstr(r->head, "X-Del"));
+    assert_null(strstr(r->head, "X-Ctl"));
     assert_null(strstr(r->head, "Injected"));
     assert_null(strstr(r->head, "X-Val"));
     assert_null(strstr(r->head, "X-Late"));
