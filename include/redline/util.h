@@ -1,7 +1,7 @@
 /*
  * util.h: the small things every redline module shares: error codes, parse
- * errors that name a place, clocks, a growable byte buffer with an exact JSON
- * string writer, and a bump arena for per-request memory.
+ * errors that name a place, clocks, ids as hex digits, a growable byte buffer
+ * with an exact JSON string writer, and a bump arena for per-request memory.
  *
  *   rdl_buf_t b;
  *   rdl_buf_init(&b);
@@ -66,6 +66,9 @@ int rdl_yaml_check_text(const char *yaml, size_t len, rdl_error_t *err);
 char *rdl_yaml_single_quoted(const char *raw, size_t n, size_t *outlen);
 
 /* Clocks, in nanoseconds. Monotonic for durations and deadlines, wall for timestamps. */
+/* in[0..n) as 2n lowercase hex digits at out (not NUL-terminated). */
+void rdl_hex_lower(char *out, const void *in, size_t n);
+
 uint64_t rdl_now_ns(void);
 uint64_t rdl_wall_ns(void);
 /* The absolute time ns from now on clock, as pthread_cond_timedwait takes it. Any thread. */

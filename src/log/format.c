@@ -408,42 +408,6 @@ static bool put_field(lw_t *w, const rdl_log_field_t *f)
     return false;
 }
 
-#ifdef __SSE2__
-/* Nibbles (0..15, one per byte) as lowercase hex digits: '0' + d, and 39 more for a letter. */
-static inline __m128i hex_ascii(__m128i d)
-{
-    __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(d, _mm_set1_epi8(9)), _mm_set1_epi8(39));
-    return _mm_add_epi8(_mm_add_epi8(d, _mm_set1_epi8('0')), letter);
-}
-#endif
-
-/* id[0..n), n 8 or 16, as 2n lowercase hex digits: with SSE2 sixteen digits per step. */
-static void put_hex_digits(char *o, const uint8_t *id, size_t n)
-{
-#ifdef __SSE2__
-    __m128i m = _mm_set1_epi8(0x0f);
-    __m128i v = n == 16 ? load16((const char *)id) : load8((const char *)id);
-    __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), m), lo = _mm_and_si128(v, m);
-
-    _mm_storeu_si128((__m128i *)(void *)o, hex_ascii(_mm_unpacklo_epi8(hi, lo)));
-    if (n == 16)
-        _mm_storeu_si128((__m128i *)(void *)(o + 16), hex_ascii(_mm_unpackhi_epi8(hi, lo)));
-#else
-    /* "000102...ff": two hex digits per byte in one lookup. */
-    static const char hex_pairs[] =
-        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
-        "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
-        "404142434445464748494a4b4c4d4e4f505152535455565758595a5b5c5d5e5f"
-        "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
-        "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
-        "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
-        "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
-        "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff";
-    for (size_t i = 0; i < n; i++)
-        memcpy(o + 2 * i, hex_pairs + 2 * id[i], 2);
-#endif
-}
-
 /* ,"key":"hex", all or nothing (key_json is ,"key":" ); when it does not fit the line is cut. */
 __attribute__((always_inline)) static inline void put_hex(lw_t *w, const char *key_json,
                                                           size_t key_len, const uint8_t *id,
@@ -456,7 +420,7 @@ __attribute__((always_inline)) static inline void put_hex(lw_t *w, const char *k
         return;
     }
     memcpy(o, key_json, key_len);
-    put_hex_digits(o + key_len, id, n);
+    rdl_hex_lower(o + key_len, id, n);
     o[key_len + 2 * n] = '"';
     w->len += key_len + 2 * n + 1;
 }

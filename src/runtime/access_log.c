@@ -227,7 +227,6 @@ static uint64_t rid_next(void)
 /* 32 lowercase hex digits: as many random bits as a trace id. */
 static void make_request_id(char out[RDL_REQUEST_ID_MAX + 1])
 {
-    static const char hex[] = "0123456789abcdef";
     if (rid_state[0] == 0 && rid_state[1] == 0) {
         if (getrandom(rid_state, sizeof(rid_state), 0) != (ssize_t)sizeof(rid_state) ||
             (rid_state[0] == 0 && rid_state[1] == 0)) {
@@ -235,11 +234,8 @@ static void make_request_id(char out[RDL_REQUEST_ID_MAX + 1])
             rid_state[1] = (uint64_t)(uintptr_t)&rid_state ^ rdl_now_ns();
         }
     }
-    uint64_t a = rid_next(), b = rid_next();
-    for (int i = 0; i < 16; i++) {
-        out[i] = hex[(a >> (60 - 4 * i)) & 15];
-        out[16 + i] = hex[(b >> (60 - 4 * i)) & 15];
-    }
+    uint64_t bits[2] = { rid_next(), rid_next() };
+    rdl_hex_lower(out, bits, sizeof(bits));
     out[32] = '\0';
 }
 

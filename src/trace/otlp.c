@@ -337,15 +337,16 @@ static void encode_pb(const rdl_tracer_t *t, rdl_span_t *const *spans, size_t n,
 
 /* ---- OTLP/JSON ------------------------------------------------------- */
 
+/* An id (8 or 16 bytes) as a quoted hex string. */
 static void js_hex(rdl_buf_t *b, const uint8_t *p, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    rdl_buf_putc(b, '"');
-    for (size_t i = 0; i < n; i++) {
-        rdl_buf_putc(b, hex[p[i] >> 4]);
-        rdl_buf_putc(b, hex[p[i] & 15]);
-    }
-    rdl_buf_putc(b, '"');
+    char text[2 + 2 * 16];
+    if (n > 16)
+        n = 16;
+    text[0] = '"';
+    rdl_hex_lower(text + 1, p, n);
+    text[1 + 2 * n] = '"';
+    rdl_buf_put(b, text, 2 + 2 * n);
 }
 
 static void js_u64str(rdl_buf_t *b, uint64_t v)

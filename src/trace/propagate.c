@@ -14,8 +14,6 @@
 #include <strings.h>
 #include "redline/trace.h"
 
-static const char hexdig[] = "0123456789abcdef";
-
 /* Lowercase hex digit values (0 elsewhere) and which bytes are lowercase hex digits. */
 static const uint8_t hexv[256] = {
     ['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4, ['5'] = 5, ['6'] = 6, ['7'] = 7,
@@ -80,14 +78,6 @@ static int unhex(const char *s, size_t n, uint8_t *out)
         if (hexval(s[k]) < 0)
             return (int)k;
     return -1;
-}
-
-static void tohex(const uint8_t *p, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hexdig[p[i] >> 4];
-        out[2 * i + 1] = hexdig[p[i] & 15];
-    }
 }
 
 static bool all_zero(const uint8_t *p, size_t n)
@@ -179,11 +169,11 @@ int rdl_traceparent_parse(const char *s, size_t n, rdl_span_context_t *out, rdl_
 size_t rdl_traceparent_format(const rdl_span_context_t *sc, char out[RDL_TRACEPARENT_LEN + 1])
 {
     memcpy(out, "00-", 3);
-    tohex(sc->trace_id, 16, out + 3);
+    rdl_hex_lower(out + 3, sc->trace_id, 16);
     out[35] = '-';
-    tohex(sc->span_id, 8, out + 36);
+    rdl_hex_lower(out + 36, sc->span_id, 8);
     out[52] = '-';
-    tohex(&sc->flags, 1, out + 53);
+    rdl_hex_lower(out + 53, &sc->flags, 1);
     out[55] = '\0';
     return RDL_TRACEPARENT_LEN;
 }
@@ -711,9 +701,9 @@ int rdl_b3_parse_multi(const char *trace_id, size_t trace_len, const char *span_
 
 size_t rdl_b3_format_single(const rdl_span_context_t *sc, char out[52])
 {
-    tohex(sc->trace_id, 16, out);
+    rdl_hex_lower(out, sc->trace_id, 16);
     out[32] = '-';
-    tohex(sc->span_id, 8, out + 33);
+    rdl_hex_lower(out + 33, sc->span_id, 8);
     out[49] = '-';
     out[50] = (sc->flags & RDL_TRACE_FLAG_SAMPLED) ? '1' : '0';
     out[51] = '\0';
@@ -877,9 +867,9 @@ void rdl_propagation_inject(const rdl_propagators_t *p, const rdl_span_context_t
         case RDL_PROP_B3MULTI:
             if (valid) {
                 char t[33], s[17];
-                tohex(sc->trace_id, 16, t);
+                rdl_hex_lower(t, sc->trace_id, 16);
                 t[32] = '\0';
-                tohex(sc->span_id, 8, s);
+                rdl_hex_lower(s, sc->span_id, 8);
                 s[16] = '\0';
                 set(carrier, "X-B3-TraceId", t);
                 set(carrier, "X-B3-SpanId", s);

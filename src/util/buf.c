@@ -159,24 +159,34 @@ static bool is_plain(unsigned char c)
     return rdl_json_plain[c];
 }
 
-static void put_escape(rdl_buf_t *b, unsigned char c)
+/* The JSON escape of c (a quote, a backslash or a control), into e; returns its length (2 or 6). */
+static size_t escape_of(unsigned char c, char e[6])
 {
     static const char hex[] = "0123456789abcdef";
-    char u[6] = { '\\', 'u', '0', '0', 0, 0 };
 
+    e[0] = '\\';
     switch (c) {
-    case '"':  rdl_buf_put(b, "\\\"", 2); return;
-    case '\\': rdl_buf_put(b, "\\\\", 2); return;
-    case '\n': rdl_buf_put(b, "\\n", 2); return;
-    case '\r': rdl_buf_put(b, "\\r", 2); return;
-    case '\t': rdl_buf_put(b, "\\t", 2); return;
-    case '\b': rdl_buf_put(b, "\\b", 2); return;
-    case '\f': rdl_buf_put(b, "\\f", 2); return;
+    case '"':  e[1] = '"'; return 2;
+    case '\\': e[1] = '\\'; return 2;
+    case '\n': e[1] = 'n'; return 2;
+    case '\r': e[1] = 'r'; return 2;
+    case '\t': e[1] = 't'; return 2;
+    case '\b': e[1] = 'b'; return 2;
+    case '\f': e[1] = 'f'; return 2;
     default:
-        u[4] = hex[c >> 4];
-        u[5] = hex[c & 0xf];
-        rdl_buf_put(b, u, 6);
+        e[1] = 'u';
+        e[2] = '0';
+        e[3] = '0';
+        e[4] = hex[c >> 4];
+        e[5] = hex[c & 0xf];
+        return 6;
     }
+}
+
+static void put_escape(rdl_buf_t *b, unsigned char c)
+{
+    char e[6];
+    rdl_buf_put(b, e, escape_of(c, e));
 }
 
 /*
@@ -294,29 +304,6 @@ void rdl_json_str(rdl_buf_t *b, const char *str, size_t n)
     }
 }
 
-/* The escape put_escape writes for c, into e; returns its length (2 or 6). */
-static size_t escape_of(unsigned char c, char e[6])
-{
-    static const char hex[] = "0123456789abcdef";
-
-    e[0] = '\\';
-    switch (c) {
-    case '"':  e[1] = '"'; return 2;
-    case '\\': e[1] = '\\'; return 2;
-    case '\n': e[1] = 'n'; return 2;
-    case '\r': e[1] = 'r'; return 2;
-    case '\t': e[1] = 't'; return 2;
-    case '\b': e[1] = 'b'; return 2;
-    case '\f': e[1] = 'f'; return 2;
-    default:
-        e[1] = 'u';
-        e[2] = '0';
-        e[3] = '0';
-        e[4] = hex[c >> 4];
-        e[5] = hex[c & 0xf];
-        return 6;
-    }
-}
 
 size_t rdl_json_escape(char *out, size_t cap, const char *str, size_t n, size_t *used)
 {

@@ -534,6 +534,36 @@ static void test_clocks(void **state)
     }
 }
 
+/* Every length from 0 to 40 (both the SSE2 steps and the bytes after them), every byte value:
+ * exactly snprintf's "%02x", and nothing written past 2n. */
+static void test_hex_lower(void **state)
+{
+    (void)state;
+    uint8_t in[40];
+    char out[2 * 40 + 8], want[2 * 40 + 1];
+    for (int round = 0; round < 8; round++) {
+        for (size_t i = 0; i < sizeof(in); i++)
+            in[i] = (uint8_t)(round * 40 + i * 7 + (round & 1 ? 0x80 : 0));
+        for (size_t n = 0; n <= sizeof(in); n++) {
+            memset(out, '#', sizeof(out));
+            rdl_hex_lower(out, in, n);
+            for (size_t i = 0; i < n; i++)
+                snprintf(want + 2 * i, 3, "%02x", in[i]);
+            assert_memory_equal(out, want, 2 * n);
+            assert_int_equal(out[2 * n], '#');
+        }
+    }
+    uint8_t all[256];
+    char text[512], pair[3];
+    for (int i = 0; i < 256; i++)
+        all[i] = (uint8_t)i;
+    rdl_hex_lower(text, all, sizeof(all));
+    for (int i = 0; i < 256; i++) {
+        snprintf(pair, sizeof(pair), "%02x", i);
+        assert_memory_equal(text + 2 * i, pair, 2);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_arena),
         cmocka_unit_test(test_error_format),
         cmocka_unit_test(test_clocks),
+        cmocka_unit_test(test_hex_lower),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
