@@ -65,10 +65,10 @@ const char *rdl_error_format(const rdl_error_t *err, char *out, size_t outlen);
 int rdl_yaml_check_text(const char *yaml, size_t len, rdl_error_t *err);
 char *rdl_yaml_single_quoted(const char *raw, size_t n, size_t *outlen);
 
-/* Clocks, in nanoseconds. Monotonic for durations and deadlines, wall for timestamps. */
 /* in[0..n) as 2n lowercase hex digits at out (not NUL-terminated). */
 void rdl_hex_lower(char *out, const void *in, size_t n);
 
+/* Clocks, in nanoseconds. Monotonic for durations and deadlines, wall for timestamps. */
 uint64_t rdl_now_ns(void);
 uint64_t rdl_wall_ns(void);
 /* The absolute time ns from now on clock, as pthread_cond_timedwait takes it. Any thread. */

@@ -150,7 +150,8 @@ static void log_var(rdl_buf_t *out, void *arg)
     rdl_log_stats(srv->log, &st);
     rdl_buf_printf(out, "{\"level\":\"%s\",\"lines\":%llu,\"dropped\":%llu,\"sampled\":%llu,"
                    "\"truncated\":%llu,\"bytes_written\":%llu,\"write_errors\":%llu,"
-                   "\"reopens\":%llu,\"pipe_bytes\":%llu}", rdl_log_level_name(rdl_log_level(srv->log)),
+                   "\"reopens\":%llu,\"pipe_bytes\":%llu}",
+                   rdl_log_level_name(rdl_log_level(srv->log)),
                    (unsigned long long)st.lines, (unsigned long long)st.dropped,
                    (unsigned long long)st.sampled, (unsigned long long)st.truncated,
                    (unsigned long long)st.bytes_written, (unsigned long long)st.write_errors,

@@ -162,8 +162,6 @@ static bool is_plain(unsigned char c)
 /* The JSON escape of c (a quote, a backslash or a control), into e; returns its length (2 or 6). */
 static size_t escape_of(unsigned char c, char e[6])
 {
-    static const char hex[] = "0123456789abcdef";
-
     e[0] = '\\';
     switch (c) {
     case '"':  e[1] = '"'; return 2;
@@ -177,8 +175,7 @@ static size_t escape_of(unsigned char c, char e[6])
         e[1] = 'u';
         e[2] = '0';
         e[3] = '0';
-        e[4] = hex[c >> 4];
-        e[5] = hex[c & 0xf];
+        rdl_hex_lower(e + 4, &c, 1);
         return 6;
     }
 }
