@@ -13,8 +13,8 @@
  *   rdl_log(lg, RDL_LOG_INFO, "course created", f, 2);
  *   rdl_log_free(lg);          // flushes every accepted line, then stops the writer
  *
- * Thread-safety: rdl_log, rdl_log_ctx, rdl_log_enabled, the level and stats
- * accessors, rdl_log_flush and rdl_log_reopen may be called from any thread at
+ * Thread-safety: rdl_log, rdl_log_ctx, rdl_log_ctx_at, rdl_log_enabled, the level and
+ * stats accessors, rdl_log_flush and rdl_log_reopen may be called from any thread at
  * once. rdl_log_new/rdl_log_free and rdl_log_set_default are called at
  * start-up/shut-down, when no other thread uses that logger.
  */
@@ -181,6 +181,16 @@ void rdl_log(rdl_logger_t *lg, rdl_log_level_t level, const char *msg,
 /* Same, with an explicit context (NULL: none). */
 void rdl_log_ctx(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ctx,
                  const char *msg, const rdl_log_field_t *fields, size_t n);
+/*
+ * Same, stamped at mono_ns, a CLOCK_MONOTONIC reading the caller already has
+ * (rdl_now_ns(); 0 = now), so a line about an event that was just timed costs
+ * no second clock reading: the access log stamps its line with the request's
+ * end. The reading becomes wall time through the offset between the clocks,
+ * which each thread takes again once a second (a step of the wall clock shows
+ * within a second).
+ */
+void rdl_log_ctx_at(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ctx,
+                    uint64_t mono_ns, const char *msg, const rdl_log_field_t *fields, size_t n);
 
 /*
  * Formats one line as the logger does, into out[0..cap) (cap >= max_line >=

@@ -17,9 +17,9 @@
  * line); producers wake it early only when a ring is half full, and a pass
  * that found a ring half full is followed by the next at once. After two
  * empty passes it sleeps until the next line wakes it. No lock or syscall is
- * on the producer's path
- * unless the writer sleeps; a missed wake-up costs at most the 100 ms sleep
- * bound, never a lost line.
+ * on the producer's path unless the writer sleeps, and then one futex wake
+ * and no lock; a missed wake-up costs at most the 100 ms sleep bound, never a
+ * lost line.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -31,7 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/futex.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -66,6 +68,7 @@ struct log_thread {
     size_t taken;                   /* writer only: the head its current pass took */
     _Alignas(64) char *scratch;     /* max_line bytes: a line that cannot go straight into the ring */
     time_t ts_sec;                  /* the second ts_prefix was made for */
+    uint64_t wall_off, off_at;      /* wall - monotonic, and when it was taken (wall_of) */
     char ts[LOG_TS_LEN];
     /* counters: written by the owning thread only, read by anyone */
     atomic_uint_fast64_t lines, dropped, sampled, truncated;
@@ -94,10 +97,9 @@ struct rdl_logger {
     uint32_t sample_first, sample_every;
     pthread_key_t key;
     _Atomic(log_thread_t *) threads;
-    pthread_mutex_t mu;             /* registration, sleeping writer, flush handshake */
-    pthread_cond_t wake_cv;
+    pthread_mutex_t mu;             /* registration, flush handshake */
     pthread_cond_t flushed_cv;
-    atomic_int sleeping;            /* W_AWAKE, W_LINGER or W_IDLE */
+    atomic_int sleeping;            /* W_AWAKE, W_LINGER or W_IDLE; the writer's futex word */
     atomic_bool stop;
     atomic_bool reopen;
     atomic_uint_fast64_t flush_req, flush_done;
@@ -328,6 +330,20 @@ static void complete_flushes(rdl_logger_t *lg, uint64_t req)
 }
 
 /*
+ * The writer sleeps on lg->sleeping itself (a futex word): a waker sets it to
+ * W_AWAKE and then wakes the futex, so a wake that comes before the writer is
+ * in the kernel makes the wait return at once, and no lock is taken on either
+ * side (a condition variable made the writer, woken inside the waker's lock,
+ * block again on that lock: twice the switches on a loaded core).
+ */
+static void writer_sleep(rdl_logger_t *lg, int mode, long ns)
+{
+    struct timespec rel = { .tv_sec = ns / 1000000000L, .tv_nsec = ns % 1000000000L };
+
+    syscall(SYS_futex, &lg->sleeping, FUTEX_WAIT_PRIVATE, mode, &rel, NULL, 0);
+}
+
+/*
  * A small batch means the producers are slow: wait a little for more rather
  * than bouncing their ring heads between cores line by line. Producers wake a
  * lingering writer only when a ring is half full; an idle one on any line.
@@ -355,18 +371,21 @@ static void *writer_main(void *arg)
             continue;           /* a thread may be waiting for room: at once */
         empty_passes = n ? 0 : empty_passes + 1;
         int mode = empty_passes > 1 ? W_IDLE : W_LINGER;
-        pthread_mutex_lock(&lg->mu);
+        /* Stored before the checks, which wakers make true before they look at it. */
         atomic_store(&lg->sleeping, mode);
         if (!atomic_load(&lg->stop) && atomic_load(&lg->flush_req) == req &&
-            !atomic_load(&lg->reopen)) {
-            struct timespec until = mode == W_IDLE ? deadline_in(WRITER_SLEEP_MS)
-                                                   : rdl_timespec_in(CLOCK_REALTIME, WRITER_LINGER_NS);
-            pthread_cond_timedwait(&lg->wake_cv, &lg->mu, &until);
-        }
+            !atomic_load(&lg->reopen))
+            writer_sleep(lg, mode, mode == W_IDLE ? WRITER_SLEEP_MS * 1000000L : WRITER_LINGER_NS);
         atomic_store(&lg->sleeping, W_AWAKE);
-        pthread_mutex_unlock(&lg->mu);
     }
     return NULL;
+}
+
+/* Wakes the writer if it sleeps, whatever its mode: for a flush, a stop or a reopen. */
+static void wake_writer_now(rdl_logger_t *lg)
+{
+    if (atomic_exchange(&lg->sleeping, W_AWAKE) != W_AWAKE)
+        syscall(SYS_futex, &lg->sleeping, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 /* Wakes the writer if it sleeps (any line wakes an idle one; force wakes a lingering one too). */
@@ -375,11 +394,7 @@ static void wake_writer(rdl_logger_t *lg, bool force)
     int s = atomic_load_explicit(&lg->sleeping, memory_order_relaxed);
     if (s == W_AWAKE || (s == W_LINGER && !force))
         return;
-    if (atomic_exchange(&lg->sleeping, W_AWAKE) != W_AWAKE) {
-        pthread_mutex_lock(&lg->mu);
-        pthread_cond_signal(&lg->wake_cv);
-        pthread_mutex_unlock(&lg->mu);
-    }
+    wake_writer_now(lg);
 }
 
 /* ---- per-thread rings ------------------------------------------------ */
@@ -544,8 +559,24 @@ bool rdl_log_enabled(rdl_logger_t *lg, rdl_log_level_t level)
     return lg && (int)level >= atomic_load_explicit(&lg->level, memory_order_relaxed);
 }
 
-void rdl_log_ctx(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ctx,
-                 const char *msg, const rdl_log_field_t *fields, size_t n)
+/*
+ * The wall time of a CLOCK_MONOTONIC reading, through the offset between the
+ * two clocks that the thread takes once a second: the clocks run at the same
+ * (NTP-slewed) rate, so only a step of the wall clock moves the offset, and
+ * that shows within a second.
+ */
+static uint64_t wall_of(log_thread_t *t, uint64_t mono_ns)
+{
+    if (!t->wall_off || mono_ns - t->off_at >= 1000000000u) {
+        uint64_t m = rdl_now_ns();
+        t->wall_off = rdl_wall_ns() - m;
+        t->off_at = m;
+    }
+    return mono_ns + t->wall_off;
+}
+
+void rdl_log_ctx_at(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ctx,
+                    uint64_t mono_ns, const char *msg, const rdl_log_field_t *fields, size_t n)
 {
     if (!lg && !(lg = rdl_log_default()))
         return;
@@ -556,19 +587,19 @@ void rdl_log_ctx(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ctx,
         atomic_fetch_add(&lg->lost_noalloc, 1);
         return;
     }
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    if (lg->sample_first && !sample_keep(lg, level, msg ? msg : "", now.tv_sec)) {
+    uint64_t wall = mono_ns ? wall_of(t, mono_ns) : rdl_wall_ns();
+    time_t sec = (time_t)(wall / 1000000000u);
+    if (lg->sample_first && !sample_keep(lg, level, msg ? msg : "", sec)) {
         bump(&t->sampled);
         return;
     }
-    if (now.tv_sec != t->ts_sec) {
+    if (sec != t->ts_sec) {
         struct tm tm;
-        gmtime_r(&now.tv_sec, &tm);
+        gmtime_r(&sec, &tm);
         log_format_ts_prefix(t->ts, &tm);
-        t->ts_sec = now.tv_sec;
+        t->ts_sec = sec;
     }
-    log_format_ts_ns(t->ts, (uint32_t)now.tv_nsec);
+    log_format_ts_ns(t->ts, (uint32_t)(wall % 1000000000u));
     bool cut;
     char *direct = ring_room(t, lg->max_line);
     unsigned lv = (unsigned)level <= RDL_LOG_FATAL ? (unsigned)level : RDL_LOG_FATAL;
@@ -587,6 +618,12 @@ void rdl_log_ctx(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ctx,
     wake_writer(lg, used > t->size / 2);
     if (level >= RDL_LOG_FATAL)
         rdl_log_flush(lg, 5000);
+}
+
+void rdl_log_ctx(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ctx,
+                 const char *msg, const rdl_log_field_t *fields, size_t n)
+{
+    rdl_log_ctx_at(lg, level, ctx, 0, msg, fields, n);
 }
 
 void rdl_log(rdl_logger_t *lg, rdl_log_level_t level, const char *msg,
@@ -617,7 +654,6 @@ static void logger_destroy(rdl_logger_t *lg)
     if (lg->sink == RDL_LOG_FILE && lg->fd >= 0)
         close(lg->fd);
     pthread_mutex_destroy(&lg->mu);
-    pthread_cond_destroy(&lg->wake_cv);
     pthread_cond_destroy(&lg->flushed_cv);
     free(lg->samples);
     free(lg->iov);
@@ -660,7 +696,6 @@ int rdl_log_new(const rdl_log_opts_t *opts, rdl_logger_t **out)
     lg->fd = -1;
     lg->serial = atomic_fetch_add(&serials, 1) + 1;
     pthread_mutex_init(&lg->mu, NULL);
-    pthread_cond_init(&lg->wake_cv, NULL);
     pthread_cond_init(&lg->flushed_cv, NULL);
     lg->service = dup_str(opts->service ? opts->service : "redline");
     lg->path = dup_str(opts->path ? opts->path : "");
@@ -710,10 +745,8 @@ void rdl_log_free(rdl_logger_t *lg)
 {
     if (!lg)
         return;
-    pthread_mutex_lock(&lg->mu);
     atomic_store(&lg->stop, true);
-    pthread_cond_signal(&lg->wake_cv);
-    pthread_mutex_unlock(&lg->mu);
+    wake_writer_now(lg);
     pthread_join(lg->writer, NULL);
     /* This thread's ring is freed below: make sure its destructor cannot run on it. */
     pthread_setspecific(lg->key, NULL);
@@ -744,10 +777,9 @@ int rdl_log_flush(rdl_logger_t *lg, uint64_t timeout_ms)
         return 0;
     struct timespec until = deadline_in(timeout_ms);
     int rc = 0;
-    pthread_mutex_lock(&lg->mu);
     uint64_t target = atomic_fetch_add(&lg->flush_req, 1) + 1;
-    atomic_store(&lg->sleeping, W_AWAKE);
-    pthread_cond_signal(&lg->wake_cv);
+    wake_writer_now(lg);
+    pthread_mutex_lock(&lg->mu);
     while (atomic_load(&lg->flush_done) < target && rc == 0) {
         if (timeout_ms == 0)
             pthread_cond_wait(&lg->flushed_cv, &lg->mu);
@@ -763,10 +795,7 @@ void rdl_log_reopen(rdl_logger_t *lg)
     if (!lg && !(lg = rdl_log_default()))
         return;
     atomic_store(&lg->reopen, true);
-    pthread_mutex_lock(&lg->mu);
-    atomic_store(&lg->sleeping, W_AWAKE);
-    pthread_cond_signal(&lg->wake_cv);
-    pthread_mutex_unlock(&lg->mu);
+    wake_writer_now(lg);
 }
 
 void rdl_log_stats(rdl_logger_t *lg, rdl_log_stats_t *out)

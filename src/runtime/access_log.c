@@ -288,7 +288,7 @@ static void access_leave(rdl_req_t *req, void *arg)
         f[n++] = rdl_lf_str("subset", ctx->subset);
     if (ctx->color)
         f[n++] = rdl_lf_str("color", ctx->color);
-    rdl_log_ctx(srv->log, RDL_LOG_INFO, ctx, "request", f, n);
+    rdl_log_ctx_at(srv->log, RDL_LOG_INFO, ctx, ctx->end_ns, "request", f, n);
 }
 
 int rt_access_log_install(rdl_server_t *srv)

@@ -3,7 +3,8 @@
  * and a property test (random bytes in every field, every line parsed by
  * jansson and each value compared with what went in), typed fields, the
  * timestamp, trace context, truncation at every size, then the logger with
- * its writer thread: level filter and run-time changes, sampling, the drop
+ * its writer thread: level filter and run-time changes, lines stamped with
+ * a given monotonic reading, sampling, the drop
  * and block policies against a pipe nobody reads, file reopen, flush, many
  * threads at once and threads that come and go.
  */
@@ -645,6 +646,61 @@ static void test_level_filter(void **state)
     assert_string_equal(rdl_log_level_name(RDL_LOG_ERROR), "error");
 }
 
+/* A line's ts (RFC 3339 UTC with nine digits) as ns since the epoch. */
+static uint64_t ts_ns_of(json_t *doc)
+{
+    const char *ts = json_string_value(json_object_get(doc, "ts"));
+    struct tm tm = { 0 };
+    assert_non_null(ts);
+    assert_int_equal(strlen(ts), 30);
+    const char *rest = strptime(ts, "%Y-%m-%dT%H:%M:%S.", &tm);
+    assert_non_null(rest);
+    uint64_t ns = strtoull(rest, NULL, 10);
+    return (uint64_t)timegm(&tm) * 1000000000u + ns;
+}
+
+static uint64_t distance(uint64_t a, uint64_t b)
+{
+    return a > b ? a - b : b - a;
+}
+
+/*
+ * rdl_log_ctx_at stamps a line with the monotonic reading it is given, as
+ * wall time: a reading 5 s old gives a ts 5 s ago, 0 gives now, and two
+ * readings 1.234567 ms apart give stamps that far apart.
+ */
+static void test_stamped_at(void **state)
+{
+    char path[] = "/tmp/rdl-log-at-XXXXXX";
+    rdl_log_opts_t o;
+    rdl_log_opts_default(&o);
+    rdl_logger_t *lg = file_logger(path, &o);
+    uint64_t wall0 = rdl_wall_ns(), mono0 = rdl_now_ns();
+    rdl_log_ctx_at(lg, RDL_LOG_INFO, NULL, mono0 - 5000000000ull, "past", NULL, 0);
+    rdl_log_ctx_at(lg, RDL_LOG_INFO, NULL, 0, "now", NULL, 0);
+    uint64_t m = rdl_now_ns();
+    rdl_log_ctx_at(lg, RDL_LOG_INFO, NULL, m, "a", NULL, 0);
+    rdl_log_ctx_at(lg, RDL_LOG_INFO, NULL, m + 1234567, "b", NULL, 0);
+    rdl_log_ctx_at(lg, RDL_LOG_INFO, NULL, m + 3000000000ull, "later", NULL, 0);
+    assert_int_equal(rdl_log_flush(lg, 0), 0);
+    file_lines_t fl = read_lines(path);
+    assert_int_equal(fl.n, 5);
+    uint64_t ts[5];
+    for (size_t i = 0; i < fl.n; i++) {
+        json_t *doc = parse_line(fl.lines[i], strlen(fl.lines[i]));
+        ts[i] = ts_ns_of(doc);
+        json_decref(doc);
+    }
+    /* loose bounds (a shared machine can stall), far tighter than the 5 s and 3 s offsets */
+    assert_true(distance(ts[0], wall0 - 5000000000ull) < 500000000u);
+    assert_true(distance(ts[1], wall0) < 500000000u);
+    assert_true(distance(ts[3] - ts[2], 1234567) < 10000);
+    assert_true(distance(ts[4] - ts[2], 3000000000ull) < 10000);
+    free_lines(&fl);
+    rdl_log_free(lg);
+    unlink(path);
+}
+
 static void test_sampling(void **state)
 {
     /* The budget is per second: retry when the burst straddles a second boundary. */
@@ -1023,6 +1079,7 @@ int main(void)
         cmocka_unit_test(test_truncation_long_msg),
         cmocka_unit_test(test_truncation_every_size),
         cmocka_unit_test(test_level_filter),
+        cmocka_unit_test(test_stamped_at),
         cmocka_unit_test(test_sampling),
         cmocka_unit_test(test_drop_policy),
         cmocka_unit_test(test_block_policy),
