@@ -37,13 +37,29 @@ typedef struct lw {
 
 /*
  * memcpy for the short pieces a line is made of (keys, numbers, small
- * strings): two overlapping loads and stores instead of a library call.
+ * strings, the timestamp and the level and service head): overlapping loads
+ * and stores instead of a library call.
  */
 __attribute__((always_inline)) static inline void copy(char *dst, const char *src, size_t n)
 {
     uint64_t a, b;
     uint32_t c, d;
 
+#ifdef __SSE2__
+    if (n > 16 && n <= 64) {
+        __m128i x0 = _mm_loadu_si128((const __m128i *)(const void *)src);
+        __m128i x1 = _mm_loadu_si128((const __m128i *)(const void *)(src + n - 16));
+        if (n > 32) {
+            __m128i x2 = _mm_loadu_si128((const __m128i *)(const void *)(src + 16));
+            __m128i x3 = _mm_loadu_si128((const __m128i *)(const void *)(src + n - 32));
+            _mm_storeu_si128((__m128i *)(void *)(dst + 16), x2);
+            _mm_storeu_si128((__m128i *)(void *)(dst + n - 32), x3);
+        }
+        _mm_storeu_si128((__m128i *)(void *)dst, x0);
+        _mm_storeu_si128((__m128i *)(void *)(dst + n - 16), x1);
+        return;
+    }
+#endif
     if (n >= 8 && n <= 16) {
         memcpy(&a, src, 8);
         memcpy(&b, src + n - 8, 8);
@@ -437,8 +453,11 @@ static bool nonzero(const uint8_t *p, size_t n)
     return any != 0;
 }
 
-/* The request's identity: trace_id and span_id when there is a trace, then request_id. */
-static void put_ident(lw_t *w, const rdl_ctx_t *ctx)
+/*
+ * The request's identity: trace_id and span_id when there is a trace, then
+ * request_id (rid_len bytes of ctx->request_id).
+ */
+static void put_ident(lw_t *w, const rdl_ctx_t *ctx, size_t rid_len)
 {
     if (nonzero(ctx->trace_id, sizeof(ctx->trace_id))) {
         put_hex(w, ",\"trace_id\":\"", 13, ctx->trace_id, sizeof(ctx->trace_id));
@@ -447,8 +466,7 @@ static void put_ident(lw_t *w, const rdl_ctx_t *ctx)
     }
     if (ctx->request_id[0] && !w->cut) {
         size_t start = w->len;
-        if (!put_key(w, "request_id", 10) ||
-            !put_str(w, ctx->request_id, strnlen(ctx->request_id, RDL_REQUEST_ID_MAX))) {
+        if (!put_key(w, "request_id", 10) || !put_str(w, ctx->request_id, rid_len)) {
             w->len = start;
             w->cut = true;
         }
@@ -491,8 +509,8 @@ static void ident_fill(ident_cache_t *c, const rdl_ctx_t *ctx)
     memcpy(c->trace_id, ctx->trace_id, sizeof(c->trace_id));
     memcpy(c->span_id, ctx->span_id, sizeof(c->span_id));
     c->rid_len = strnlen(ctx->request_id, RDL_REQUEST_ID_MAX);
-    memcpy(c->request_id, ctx->request_id, c->rid_len);
-    put_ident(&w, ctx);         /* IDENT_MAX holds the longest: never cut */
+    memcpy(c->request_id, ctx->request_id, sizeof(c->request_id));  /* whole: no call */
+    put_ident(&w, ctx, c->rid_len);   /* IDENT_MAX holds the longest: never cut */
     c->len = w.len;
     c->valid = true;
 }
@@ -593,8 +611,8 @@ size_t log_format_line(char *out, size_t max_line, const char ts[LOG_TS_LEN],
     /* The head made once per logger when it fits whole (the same bytes), else piece by piece. */
     if (!head_len || !put(&w, head, head_len))
         put_head(&w, level, service, service_len);
-    if (ctx && (w.cut || !put_ident_cached(&w, ctx)))
-        put_ident(&w, ctx);     /* near the limit: field by field, as much as fits */
+    if (ctx && (w.cut || !put_ident_cached(&w, ctx)))   /* near the limit: as much as fits */
+        put_ident(&w, ctx, strnlen(ctx->request_id, RDL_REQUEST_ID_MAX));
     if (!w.cut) {
         size_t start = w.len;
         if (!put(&w, ",\"msg\":", 7) || !put_str(&w, msg ? msg : "", msg ? strlen(msg) : 0)) {
