@@ -225,6 +225,20 @@ int rdl_log_flush(rdl_logger_t *lg, uint64_t timeout_ms);
  */
 void rdl_log_reopen(rdl_logger_t *lg);
 
+/*
+ * Makes the calling thread's ring now, of at least bytes (0: the logger's
+ * ring_bytes; rounded up as ring_bytes is; at most RDL_LOG_RING_MAX), instead
+ * of at its first line: a thread that writes a line per request (an I/O
+ * thread) can have more room than the rest, and its first line allocates
+ * nothing. A ring's size sets how often the writer wakes for it (at half
+ * full), so a bigger one means fewer, larger writes. 0 when the thread has a
+ * ring that big (made now or before); RDL_EBUSY when it has a smaller one
+ * (rings are never resized); RDL_EINVAL past the maximum; RDL_ENOMEM.
+ * Thread-safety: any thread, for its own ring.
+ */
+#define RDL_LOG_RING_MAX ((size_t)1 << 30)
+int rdl_log_reserve(rdl_logger_t *lg, size_t bytes);
+
 /* Counters since rdl_log_new (each read atomically; the set is not a snapshot). */
 typedef struct rdl_log_stats {
     uint64_t lines;             /* accepted into a ring */
@@ -235,6 +249,7 @@ typedef struct rdl_log_stats {
     uint64_t write_errors;      /* failed writes (their lines are lost) */
     uint64_t reopens;           /* successful file reopens */
     uint64_t pipe_bytes;        /* the sink's pipe buffer now; 0 when the sink is not a pipe */
+    uint64_t ring_bytes;        /* every thread's ring, summed (kept until rdl_log_free) */
 } rdl_log_stats_t;
 
 void rdl_log_stats(rdl_logger_t *lg, rdl_log_stats_t *out);

@@ -67,7 +67,8 @@ typedef struct rdl_server_opts {
     char *log_sink;             /* "stdout" | "stderr" | "file" */
     char *log_file;             /* path for the file sink; reopened on SIGHUP */
     uint64_t log_max_line;      /* bytes per line; longer lines are truncated */
-    uint64_t log_buffer;        /* per-thread ring bytes */
+    uint64_t log_buffer;        /* per-thread ring bytes (threads other than the I/O threads) */
+    uint64_t log_io_buffer;     /* each I/O thread's ring bytes (it writes the access lines) */
     uint64_t log_pipe_buffer;   /* a pipe sink's kernel buffer, raised to this (0: left alone) */
     char *log_policy;           /* "block" | "drop" when the writer falls behind */
     int64_t log_sample_first;   /* per message per second; 0 = no sampling */

@@ -134,6 +134,12 @@ static size_t pow2_at_least(size_t n)
     return p;
 }
 
+/* A ring of at least bytes: a power of two that holds RING_MIN_LINES whole lines. */
+static size_t ring_size_for(size_t bytes, size_t max_line)
+{
+    return pow2_at_least(bytes > RING_MIN_LINES * max_line ? bytes : RING_MIN_LINES * max_line);
+}
+
 /* CLOCK_REALTIME ms from now (what pthread_cond_timedwait takes). */
 static struct timespec deadline_in(uint64_t ms)
 {
@@ -422,13 +428,14 @@ static void thread_gone(void *p)
     atomic_store(&t->orphan, true);
 }
 
-static log_thread_t *thread_new(rdl_logger_t *lg)
+/* A ring of size bytes (a power of two, >= RING_MIN_LINES lines) for a new thread. */
+static log_thread_t *thread_new(rdl_logger_t *lg, size_t size)
 {
     log_thread_t *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
     t->lg = lg;
-    t->size = lg->ring_size;
+    t->size = size;
     t->ring = malloc(t->size);
     t->scratch = malloc(lg->max_line);
     t->ts_sec = -1;
@@ -441,20 +448,23 @@ static log_thread_t *thread_new(rdl_logger_t *lg)
     return t;
 }
 
-/* The calling thread's ring: a drained one left by an exited thread, or a new one. */
-static log_thread_t *thread_register(rdl_logger_t *lg)
+/*
+ * The calling thread's ring of at least size bytes: a drained one left by an
+ * exited thread, or a new one.
+ */
+static log_thread_t *thread_register(rdl_logger_t *lg, size_t size)
 {
     log_thread_t *t;
 
     pthread_mutex_lock(&lg->mu);
     for (t = atomic_load(&lg->threads); t; t = t->next) {
-        if (atomic_load(&t->orphan) &&
+        if (t->size >= size && atomic_load(&t->orphan) &&
             atomic_load(&t->head) == atomic_load_explicit(&t->tail, memory_order_acquire)) {
             atomic_store(&t->orphan, false);
             break;
         }
     }
-    if (!t && (t = thread_new(lg)) != NULL) {
+    if (!t && (t = thread_new(lg, size)) != NULL) {
         t->next = atomic_load(&lg->threads);
         atomic_store(&lg->threads, t);
     }
@@ -469,11 +479,28 @@ static log_thread_t *thread_of(rdl_logger_t *lg)
     if (my_ring.serial == lg->serial)
         return my_ring.t;
     log_thread_t *t = pthread_getspecific(lg->key);
-    if (!t && !(t = thread_register(lg)))
+    if (!t && !(t = thread_register(lg, lg->ring_size)))
         return NULL;
     my_ring.serial = lg->serial;
     my_ring.t = t;
     return t;
+}
+
+int rdl_log_reserve(rdl_logger_t *lg, size_t bytes)
+{
+    if (!lg && !(lg = rdl_log_default()))
+        return RDL_ENOMEM;
+    if (bytes > RDL_LOG_RING_MAX)
+        return RDL_EINVAL;
+    size_t want = bytes ? ring_size_for(bytes, lg->max_line) : lg->ring_size;
+    log_thread_t *t = pthread_getspecific(lg->key);
+    if (t)
+        return t->size >= want ? 0 : RDL_EBUSY;
+    if (!(t = thread_register(lg, want)))
+        return RDL_ENOMEM;
+    my_ring.serial = lg->serial;
+    my_ring.t = t;
+    return 0;
 }
 
 /*
@@ -713,8 +740,7 @@ int rdl_log_new(const rdl_log_opts_t *opts, rdl_logger_t **out)
     lg->sink = opts->sink;
     lg->max_line = opts->max_line;
     lg->pipe_bytes = opts->pipe_bytes;
-    lg->ring_size = pow2_at_least(opts->ring_bytes > RING_MIN_LINES * opts->max_line
-                                  ? opts->ring_bytes : RING_MIN_LINES * opts->max_line);
+    lg->ring_size = ring_size_for(opts->ring_bytes, opts->max_line);
     lg->policy = opts->policy;
     lg->sample_first = opts->sample_first;
     lg->sample_every = opts->sample_every ? opts->sample_every : 1;
@@ -804,6 +830,7 @@ void rdl_log_stats(rdl_logger_t *lg, rdl_log_stats_t *out)
     if (!lg && !(lg = rdl_log_default()))
         return;
     for (log_thread_t *t = atomic_load(&lg->threads); t; t = t->next) {
+        out->ring_bytes += t->size;
         out->lines += get(&t->lines);
         out->dropped += get(&t->dropped);
         out->sampled += get(&t->sampled);

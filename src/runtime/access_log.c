@@ -34,6 +34,7 @@ void rt_log_opts_default(rdl_server_opts_t *o)
     o->log_file = "";
     o->log_max_line = RDL_LOG_MAX_LINE_DEFAULT;
     o->log_buffer = 256 * 1024;
+    o->log_io_buffer = 1024 * 1024;
     o->log_pipe_buffer = 1024 * 1024;
     o->log_policy = "block";
     o->log_sample_first = 0;
@@ -53,7 +54,10 @@ int rt_log_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
         { "log.max_line", RDL_CFG_SIZE, &o->log_max_line, RDL_LOG_MAX_LINE_MIN, 1 << 20, NULL,
           "bytes per line; longer lines are cut and marked \"truncated\":true" },
         { "log.buffer", RDL_CFG_SIZE, &o->log_buffer, 4096, 1 << 30, NULL,
-          "per-thread ring before the writer thread" },
+          "per-thread ring before the writer thread (threads other than the I/O threads)" },
+        { "log.io_buffer", RDL_CFG_SIZE, &o->log_io_buffer, 4096, 1 << 30, NULL,
+          "each I/O thread's ring, made when the thread starts: it writes a line per "
+          "request, and the writer wakes for a ring at half full" },
         { "log.pipe_buffer", RDL_CFG_SIZE, &o->log_pipe_buffer, 0, 1 << 30, NULL,
           "when the sink is a pipe (stdout in a pod): its kernel buffer, raised to this "
           "(best effort, never lowered; 0 = leave it)" },
@@ -150,12 +154,13 @@ static void log_var(rdl_buf_t *out, void *arg)
     rdl_log_stats(srv->log, &st);
     rdl_buf_printf(out, "{\"level\":\"%s\",\"lines\":%llu,\"dropped\":%llu,\"sampled\":%llu,"
                    "\"truncated\":%llu,\"bytes_written\":%llu,\"write_errors\":%llu,"
-                   "\"reopens\":%llu,\"pipe_bytes\":%llu}",
+                   "\"reopens\":%llu,\"pipe_bytes\":%llu,\"ring_bytes\":%llu}",
                    rdl_log_level_name(rdl_log_level(srv->log)),
                    (unsigned long long)st.lines, (unsigned long long)st.dropped,
                    (unsigned long long)st.sampled, (unsigned long long)st.truncated,
                    (unsigned long long)st.bytes_written, (unsigned long long)st.write_errors,
-                   (unsigned long long)st.reopens, (unsigned long long)st.pipe_bytes);
+                   (unsigned long long)st.reopens, (unsigned long long)st.pipe_bytes,
+                   (unsigned long long)st.ring_bytes);
 }
 
 int rt_log_start(rdl_server_t *srv, rdl_error_t *err)

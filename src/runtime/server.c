@@ -461,6 +461,10 @@ static void on_wake(uv_async_t *a)
 static void thread_main(void *arg)
 {
     rt_thread_t *t = arg;
+    /* The access lines' ring, made before the first request. Without it (no memory now) the
+       thread's first line makes one of log.buffer. */
+    if (!t->admin)
+        (void)rdl_log_reserve(t->srv->log, (size_t)t->srv->opts.log_io_buffer);
     for (int i = 0; i < t->srv->nhooks && !t->admin; i++)
         if (t->srv->hooks[i].start)
             t->srv->hooks[i].start(t->srv, (int)(t - t->srv->threads), &t->loop,

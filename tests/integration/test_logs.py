@@ -9,8 +9,8 @@ coursed: one access line per request with the request id taken or made (and
 echoed), the id reaching a line written on a pool worker, the level changed at
 run time through the admin plane, SIGTERM in the middle of a request burst
 (every answered request has its access line), SIGHUP reopening a file sink
-after it was moved (logrotate), and stdout's pipe raised to log.pipe_buffer
-(or left alone at 0).
+after it was moved (logrotate), stdout's pipe raised to log.pipe_buffer
+(or left alone at 0), and each I/O thread's ring of log.io_buffer.
 """
 
 import fcntl
@@ -286,6 +286,14 @@ def get(port, path, rid=None, method="GET", body=None):
         conn.close()
 
 
+def stop_and_clean(p, d):
+    """Kills p if it still runs (a test that failed midway) and removes its directory."""
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+    shutil.rmtree(d, ignore_errors=True)
+
+
 def test_file_sink_reopened_on_sighup():
     d = tempfile.mkdtemp(prefix="log-file-")
     log = os.path.join(d, "coursed.log")
@@ -333,10 +341,7 @@ def test_file_sink_reopened_on_sighup():
         assert new[-1]["msg"] == "stopped", new[-1]
         assert any(r["msg"] == "listening" for r in old), old
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        shutil.rmtree(d, ignore_errors=True)
+        stop_and_clean(p, d)
 
 
 def test_pipe_left_alone_when_asked():
@@ -365,11 +370,40 @@ def test_pipe_left_alone_when_asked():
         p.send_signal(signal.SIGTERM)
         assert p.wait(30) == 0
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        stop_and_clean(p, d)
         p.stdout.close()
-        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_io_threads_reserve_their_rings():
+    """Each I/O thread makes its ring of log.io_buffer when it starts; other threads that log get
+    rings of log.buffer; /debug/log's ring_bytes sums them."""
+    d = tempfile.mkdtemp(prefix="log-rings-")
+    admin, port = free_port(), free_port()
+    mib = 1 << 20
+    p = subprocess.Popen([args().coursed, "--listen", "127.0.0.1:%d" % port, "--admin-listen",
+                          "127.0.0.1:%d" % admin, "--data-dir", os.path.join(d, "data"),
+                          "--set", "server.threads=2", "--set", "log.io_buffer=2MiB",
+                          "--set", "log.buffer=64KiB", "--set", "lifecycle.drain_delay=0s"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        rings = 0
+        while rings < 4 * mib:
+            assert p.poll() is None and time.monotonic() < deadline, "rings: %d" % rings
+            try:
+                status, body = get(admin, "/debug/log")
+                rings = json.loads(body)["ring_bytes"] if status == 200 else 0
+            except OSError:
+                pass
+            time.sleep(0.05)
+        assert get(port, "/ping", "it-rings")[0] == 200
+        rings = json.loads(get(admin, "/debug/log")[1])["ring_bytes"]
+        rest = rings - 4 * mib          # the main, start-up and admin threads' own lines
+        assert rest % (64 << 10) == 0 and 0 <= rest <= 8 * (64 << 10), rings
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(30) == 0
+    finally:
+        stop_and_clean(p, d)
 
 
 def test_bad_log_settings_refused():
@@ -377,7 +411,8 @@ def test_bad_log_settings_refused():
     try:
         for setting, words in (("log.level=loud", "log.level"), ("log.sink=syslog", "log.sink"),
                                ("log.policy=maybe", "log.policy"), ("log.format=text", "log.format"),
-                               ("log.sink=file", "log.file")):
+                               ("log.sink=file", "log.file"),
+                               ("log.io_buffer=100", "log.io_buffer")):
             p = subprocess.run([args().coursed, "--listen", "127.0.0.1:0", "--admin-listen", "",
                                 "--data-dir", d, "--set", setting], capture_output=True, timeout=30)
             assert p.returncode != 0 and words.encode() in p.stderr, (setting, p.stderr)
@@ -401,4 +436,5 @@ if __name__ == "__main__":
                                                  test_level_at_run_time,
                                                  test_promtail_pipeline_fits_our_lines)]
             + [test_coursed_sigterm_during_burst, test_file_sink_reopened_on_sighup,
-               test_pipe_left_alone_when_asked, test_bad_log_settings_refused])
+               test_pipe_left_alone_when_asked, test_io_threads_reserve_their_rings,
+               test_bad_log_settings_refused])

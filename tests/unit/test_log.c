@@ -1047,6 +1047,84 @@ static void test_short_lived_threads(void **state)
     unlink(path);
 }
 
+typedef struct reserve_case {
+    rdl_logger_t *lg;
+    size_t bytes;
+    int rc;                     /* out: what rdl_log_reserve returned */
+    uint64_t ring_bytes;        /* out: the logger's rings after the thread's line */
+} reserve_case_t;
+
+/* On its own thread: reserve, then a line; the line must go to the reserved ring. */
+static void *reserve_then_line(void *arg)
+{
+    reserve_case_t *c = arg;
+    rdl_log_stats_t st;
+    c->rc = rdl_log_reserve(c->lg, c->bytes);
+    rdl_log(c->lg, RDL_LOG_INFO, "reserved", NULL, 0);
+    rdl_log_stats(c->lg, &st);
+    c->ring_bytes = st.ring_bytes;
+    return NULL;
+}
+
+static uint64_t reserve_on_thread(reserve_case_t *c)
+{
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, reserve_then_line, c), 0);
+    pthread_join(th, NULL);
+    return c->ring_bytes;
+}
+
+/*
+ * rdl_log_reserve makes the calling thread's ring of the size asked for
+ * (rounded up to a power of two of at least four lines), before its first
+ * line and instead of the logger's default; a thread's ring is never resized;
+ * a drained ring of an exited thread goes to the next thread that fits in it.
+ */
+static void test_reserve(void **state)
+{
+    char path[] = "/tmp/rdl-log-reserve-XXXXXX";
+    rdl_log_opts_t o;
+    rdl_log_stats_t st;
+    rdl_log_opts_default(&o);                   /* 256 KiB rings, 10 KiB lines */
+    rdl_logger_t *lg = file_logger(path, &o);
+    rdl_log_stats(lg, &st);
+    assert_int_equal(st.ring_bytes, 0);
+
+    reserve_case_t big = { .lg = lg, .bytes = 1000000 };
+    assert_int_equal(reserve_on_thread(&big), 1 << 20);     /* one ring, rounded up */
+    assert_int_equal(big.rc, 0);
+
+    /* 100 bytes asks for the least, four lines: the exited thread's 1 MiB ring, once drained, fits */
+    reserve_case_t small = { .lg = lg, .bytes = 100 };
+    assert_int_equal(rdl_log_flush(lg, 0), 0);
+    assert_int_equal(reserve_on_thread(&small), 1 << 20);   /* taken, not made again */
+    assert_int_equal(small.rc, 0);
+
+    /* this thread takes that ring now; the next small thread makes its own, of 64 KiB */
+    assert_int_equal(rdl_log_flush(lg, 0), 0);
+    rdl_log(lg, RDL_LOG_INFO, "main", NULL, 0);
+    reserve_case_t small2 = { .lg = lg, .bytes = 100 };
+    assert_int_equal(reserve_on_thread(&small2), (1 << 20) + (64 << 10));
+    /* a drained 64 KiB ring is too small for a default (256 KiB) one */
+    assert_int_equal(rdl_log_flush(lg, 0), 0);
+    reserve_case_t other = { .lg = lg, .bytes = 0 };
+    assert_int_equal(reserve_on_thread(&other), (1 << 20) + (64 << 10) + (256 << 10));
+
+    /* a ring is never resized */
+    assert_int_equal(rdl_log_reserve(lg, 1 << 20), 0);      /* this thread has 1 MiB already */
+    assert_int_equal(rdl_log_reserve(lg, 0), 0);
+    assert_int_equal(rdl_log_reserve(lg, 2 << 20), RDL_EBUSY);
+    assert_int_equal(rdl_log_reserve(lg, RDL_LOG_RING_MAX + 1), RDL_EINVAL);
+    rdl_log_stats(lg, &st);
+    assert_int_equal(st.ring_bytes, (1 << 20) + (64 << 10) + (256 << 10));
+
+    rdl_log_free(lg);
+    file_lines_t fl = read_lines(path);
+    assert_int_equal(fl.n, 5);                              /* "reserved" x 4, "main" */
+    free_lines(&fl);
+    unlink(path);
+}
+
 static void test_options_rejected(void **state)
 {
     rdl_log_opts_t o;
@@ -1087,6 +1165,7 @@ int main(void)
         cmocka_unit_test(test_reopen),
         cmocka_unit_test(test_threads_whole_lines_in_order),
         cmocka_unit_test(test_short_lived_threads),
+        cmocka_unit_test(test_reserve),
         cmocka_unit_test(test_options_rejected),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
