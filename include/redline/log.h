@@ -13,9 +13,10 @@
  *   rdl_log(lg, RDL_LOG_INFO, "course created", f, 2);
  *   rdl_log_free(lg);          // flushes every accepted line, then stops the writer
  *
- * Thread-safety: rdl_log, rdl_log_ctx, rdl_log_ctx_at, rdl_log_enabled, the level and
- * stats accessors, rdl_log_flush and rdl_log_reopen may be called from any thread at
- * once. rdl_log_new/rdl_log_free and rdl_log_set_default are called at
+ * Thread-safety: rdl_log, rdl_log_ctx, rdl_log_ctx_at, rdl_log_enabled, the
+ * level and stats accessors, rdl_log_flush and rdl_log_reopen may be called
+ * from any thread at once; rdl_log_reserve from any thread, for its own ring.
+ * rdl_log_new/rdl_log_free and rdl_log_set_default are called at
  * start-up/shut-down, when no other thread uses that logger.
  */
 #ifndef REDLINE_LOG_H

@@ -509,7 +509,7 @@ static void ident_fill(ident_cache_t *c, const rdl_ctx_t *ctx)
     memcpy(c->trace_id, ctx->trace_id, sizeof(c->trace_id));
     memcpy(c->span_id, ctx->span_id, sizeof(c->span_id));
     c->rid_len = strnlen(ctx->request_id, RDL_REQUEST_ID_MAX);
-    memcpy(c->request_id, ctx->request_id, sizeof(c->request_id));  /* whole: no call */
+    memcpy(c->request_id, ctx->request_id, sizeof(c->request_id));  /* a constant length: inline */
     put_ident(&w, ctx, c->rid_len);   /* IDENT_MAX holds the longest: never cut */
     c->len = w.len;
     c->valid = true;
