@@ -53,9 +53,9 @@ int rt_log_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
           "path for the file sink (appended; reopened on SIGHUP)" },
         { "log.max_line", RDL_CFG_SIZE, &o->log_max_line, RDL_LOG_MAX_LINE_MIN, 1 << 20, NULL,
           "bytes per line; longer lines are cut and marked \"truncated\":true" },
-        { "log.buffer", RDL_CFG_SIZE, &o->log_buffer, 4096, 1 << 30, NULL,
+        { "log.buffer", RDL_CFG_SIZE, &o->log_buffer, 4096, (int64_t)RDL_LOG_RING_MAX, NULL,
           "per-thread ring before the writer thread (threads other than the I/O threads)" },
-        { "log.io_buffer", RDL_CFG_SIZE, &o->log_io_buffer, 4096, 1 << 30, NULL,
+        { "log.io_buffer", RDL_CFG_SIZE, &o->log_io_buffer, 4096, (int64_t)RDL_LOG_RING_MAX, NULL,
           "each I/O thread's ring, made when the thread starts: it writes a line per "
           "request, and the writer wakes for a ring at half full" },
         { "log.pipe_buffer", RDL_CFG_SIZE, &o->log_pipe_buffer, 0, 1 << 30, NULL,
