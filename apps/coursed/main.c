@@ -289,9 +289,9 @@ int main(int argc, char **argv)
     bool seed = true;
     const rdl_cfg_key_t keys[] = {
         { KEY_DATA_DIR, RDL_CFG_STRING, &data_dir, 0, 0, "REDLINE_DATA_DIR",
-          "directory of the SQLite database (created if missing)" },
+          "directory of the SQLite database (created if missing)", NULL },
         { "coursed.seed", RDL_CFG_BOOL, &seed, 0, 0, NULL,
-          "insert the six reference courses when the database has none" },
+          "insert the six reference courses when the database has none", NULL },
     };
     rdl_config_t *cfg = NULL;
     rdl_upstreams_t *ups = NULL;

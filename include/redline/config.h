@@ -7,12 +7,14 @@
  * not fit with an error that names the file, key, line and column and says
  * what was expected. Unknown keys are errors too: a typo never passes silently.
  *
- *   int64_t threads = 0;  char *listen = "0.0.0.0:8080";
+ *   int64_t threads = 0;  char *listen = "0.0.0.0:8080";  int level = 1;
+ *   static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
  *   rdl_cfg_key_t keys[] = {
  *       { "server.listen",  RDL_CFG_ADDR, &listen,  0, 0,  "REDLINE_LISTEN", "app listener" },
  *       { "server.threads", RDL_CFG_INT,  &threads, 0, 256, NULL, "I/O threads (0 = CPUs)" },
+ *       { "log.level", RDL_CFG_ENUM, &level, 0, 0, NULL, "minimum level", levels },
  *   };
- *   rdl_config_t *cfg; rdl_config_new(&cfg); rdl_config_add(cfg, keys, 2);
+ *   rdl_config_t *cfg; rdl_config_new(&cfg); rdl_config_add(cfg, keys, 3);
  *   if (rdl_config_load_file(cfg, "redline.yaml", &err) || rdl_config_apply_env(cfg, &err)) ...
  *
  * Thread-safety: a config object is used from one thread, at start-up.
@@ -34,7 +36,8 @@ typedef enum rdl_cfg_type {
     RDL_CFG_BOOL,       /* dst: bool * ; true/false (YAML 1.2 core schema)       */
     RDL_CFG_DURATION,   /* dst: uint64_t * milliseconds ; "250ms", "30s", "5m"   */
     RDL_CFG_SIZE,       /* dst: uint64_t * bytes ; "512", "16KiB", "1MiB"        */
-    RDL_CFG_DOUBLE      /* dst: double * ; within [min, max] unless both are 0   */
+    RDL_CFG_DOUBLE,     /* dst: double * ; within [min, max] unless both are 0   */
+    RDL_CFG_ENUM        /* dst: int * ; the index of one of choices' words       */
 } rdl_cfg_type_t;
 
 typedef struct rdl_cfg_key {
@@ -44,6 +47,8 @@ typedef struct rdl_cfg_key {
     int64_t min, max;   /* bounds for INT/DURATION/SIZE/DOUBLE; min == max == 0: none */
     const char *env;    /* environment variable; NULL = "REDLINE_" + path in upper case, '.' -> '_' */
     const char *help;   /* one line for --help */
+    const char *const *choices; /* ENUM: the accepted words, NULL-terminated (matched ignoring
+                                   ASCII case, stored as their index); NULL for other types */
 } rdl_cfg_key_t;
 
 typedef struct rdl_config rdl_config_t;

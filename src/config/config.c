@@ -137,7 +137,9 @@ static int check_key(const rdl_config_t *cfg, const rdl_cfg_key_t *keys, size_t 
     size_t j;
 
     if (k->path == NULL || !valid_path(k->path) || k->dst == NULL ||
-        (int)k->type < RDL_CFG_STRING || k->type > RDL_CFG_DOUBLE || k->min > k->max)
+        (int)k->type < RDL_CFG_STRING || k->type > RDL_CFG_ENUM || k->min > k->max ||
+        (k->type == RDL_CFG_ENUM) != (k->choices != NULL) ||
+        (k->type == RDL_CFG_ENUM && k->choices[0] == NULL))
         return RDL_EINVAL;
     for (j = 0; j < cfg->n; j++)
         if (conflicts(k->path, cfg->entries[j].key->path))
@@ -388,8 +390,36 @@ static const char *type_name(rdl_cfg_type_t t)
     case RDL_CFG_DURATION: return "duration";
     case RDL_CFG_SIZE:     return "size";
     case RDL_CFG_DOUBLE:   return "number";
+    case RDL_CFG_ENUM:     return "enum";
     }
     return "?";
+}
+
+/* "one of debug, info, warn" (cut with "..." when it does not fit). */
+static void choices_list(const rdl_cfg_key_t *k, char *out, size_t outlen)
+{
+    size_t used = (size_t)snprintf(out, outlen, "one of");
+    const char *sep = " ";
+
+    for (size_t i = 0; k->choices[i] != NULL && used < outlen; i++) {
+        int n = snprintf(out + used, outlen - used, "%s%s", sep, k->choices[i]);
+        if (n < 0 || (size_t)n >= outlen - used) {
+            if (outlen > 4)
+                memcpy(out + outlen - 4, "...", 4);
+            return;
+        }
+        used += (size_t)n;
+        sep = ", ";
+    }
+}
+
+/* The index of s among an ENUM key's words, or -1. */
+static int choice_index(const rdl_cfg_key_t *k, const char *s)
+{
+    for (int i = 0; k->choices[i] != NULL; i++)
+        if (strcasecmp(s, k->choices[i]) == 0)
+            return i;
+    return -1;
 }
 
 /* What a key accepts, for "expected ..." messages. */
@@ -437,6 +467,9 @@ static void expected(const rdl_cfg_key_t *k, char *out, size_t outlen)
         fmt_size(lo, sizeof(lo), umin);
         fmt_size(hi, sizeof(hi), umax);
         snprintf(out, outlen, "a size between %s and %s (like 512, 16KiB or 1MiB)", lo, hi);
+        return;
+    case RDL_CFG_ENUM:
+        choices_list(k, out, outlen);
         return;
     }
     out[0] = '\0';
@@ -546,6 +579,9 @@ static int parse_typed(const rdl_cfg_key_t *k, const char *s, cfg_val_t *v)
         return rdl_parse_size(s, &v->u) == 0 && in_bounds_u(k, v->u) ? 0 : RDL_EINVAL;
     case RDL_CFG_DOUBLE:
         return parse_double(s, &v->d) == 0 && in_bounds_d(k, v->d) ? 0 : RDL_EINVAL;
+    case RDL_CFG_ENUM:
+        v->i = choice_index(k, s);
+        return v->i >= 0 ? 0 : RDL_EINVAL;
     }
     return RDL_EINVAL;
 }
@@ -655,6 +691,9 @@ static void stage_commit(rdl_config_t *cfg, stage_t *st)
             break;
         case RDL_CFG_DOUBLE:
             *(double *)e->key->dst = v.d;
+            break;
+        case RDL_CFG_ENUM:
+            *(int *)e->key->dst = (int)v.i;
             break;
         }
     }
@@ -1279,6 +1318,18 @@ int rdl_config_set(rdl_config_t *cfg, const char *path, const char *value, rdl_e
 
 /* ---- usage --------------------------------------------------------------- */
 
+static void fmt_choice(const rdl_cfg_key_t *k, char *out, size_t outlen)
+{
+    int v = *(int *)k->dst, n = 0;
+
+    while (k->choices[n] != NULL)
+        n++;
+    if (v >= 0 && v < n)
+        snprintf(out, outlen, "%s", k->choices[v]);
+    else
+        snprintf(out, outlen, "(%d)", v);
+}
+
 static void fmt_value(const rdl_cfg_key_t *k, char *out, size_t outlen)
 {
     const char *s;
@@ -1306,6 +1357,9 @@ static void fmt_value(const rdl_cfg_key_t *k, char *out, size_t outlen)
         return;
     case RDL_CFG_DOUBLE:
         snprintf(out, outlen, "%g", *(double *)k->dst);
+        return;
+    case RDL_CFG_ENUM:
+        fmt_choice(k, out, outlen);
         return;
     }
     out[0] = '\0';

@@ -46,28 +46,28 @@ int rt_log_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
 {
     rdl_cfg_key_t keys[] = {
         { "log.level", RDL_CFG_STRING, &o->log_level, 0, 0, "REDLINE_LOG_LEVEL",
-          "debug, info, warn, error or fatal (changeable at run time: PUT /debug/loglevel)" },
-        { "log.format", RDL_CFG_STRING, &o->log_format, 0, 0, NULL, "json (the only format)" },
-        { "log.sink", RDL_CFG_STRING, &o->log_sink, 0, 0, NULL, "stdout, stderr or file" },
+          "debug, info, warn, error or fatal (changeable at run time: PUT /debug/loglevel)", NULL },
+        { "log.format", RDL_CFG_STRING, &o->log_format, 0, 0, NULL, "json (the only format)", NULL },
+        { "log.sink", RDL_CFG_STRING, &o->log_sink, 0, 0, NULL, "stdout, stderr or file", NULL },
         { "log.file", RDL_CFG_STRING, &o->log_file, 0, 0, NULL,
-          "path for the file sink (appended; reopened on SIGHUP)" },
+          "path for the file sink (appended; reopened on SIGHUP)", NULL },
         { "log.max_line", RDL_CFG_SIZE, &o->log_max_line, RDL_LOG_MAX_LINE_MIN, 1 << 20, NULL,
-          "bytes per line; longer lines are cut and marked \"truncated\":true" },
+          "bytes per line; longer lines are cut and marked \"truncated\":true", NULL },
         { "log.buffer", RDL_CFG_SIZE, &o->log_buffer, 4096, (int64_t)RDL_LOG_RING_MAX, NULL,
-          "per-thread ring before the writer thread (threads other than the I/O threads)" },
+          "per-thread ring before the writer thread (threads other than the I/O threads)", NULL },
         { "log.io_buffer", RDL_CFG_SIZE, &o->log_io_buffer, 4096, (int64_t)RDL_LOG_RING_MAX, NULL,
           "each I/O thread's ring, made when the thread starts: it writes a line per "
-          "request, and the writer wakes for a ring at half full" },
+          "request, and the writer wakes for a ring at half full", NULL },
         { "log.pipe_buffer", RDL_CFG_SIZE, &o->log_pipe_buffer, 0, 1 << 30, NULL,
           "when the sink is a pipe (stdout in a pod): its kernel buffer, raised to this "
-          "(best effort, never lowered; 0 = leave it)" },
+          "(best effort, never lowered; 0 = leave it)", NULL },
         { "log.policy", RDL_CFG_STRING, &o->log_policy, 0, 0, NULL,
-          "block or drop (counted) when the writer falls behind" },
+          "block or drop (counted) when the writer falls behind", NULL },
         { "log.sampling.first", RDL_CFG_INT, &o->log_sample_first, 0, 1000000000, NULL,
-          "per message and level, lines kept each second before sampling (0 = no sampling)" },
+          "per message and level, lines kept each second before sampling (0 = no sampling)", NULL },
         { "log.sampling.every", RDL_CFG_INT, &o->log_sample_every, 1, 1000000000, NULL,
-          "past that, one line kept in this many" },
-        { "log.access", RDL_CFG_BOOL, &o->log_access, 0, 0, NULL, "one log line per request" },
+          "past that, one line kept in this many", NULL },
+        { "log.access", RDL_CFG_BOOL, &o->log_access, 0, 0, NULL, "one log line per request", NULL },
     };
     return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
 }

@@ -43,11 +43,11 @@ int rt_metrics_config(rdl_server_opts_t *o, rdl_config_t *cfg)
 {
     rdl_cfg_key_t keys[] = {
         { "metrics.enabled", RDL_CFG_BOOL, &o->metrics_enabled, 0, 0, NULL,
-          "RED metrics per request, runtime and process collectors" },
+          "RED metrics per request, runtime and process collectors", NULL },
         { "metrics.max_series", RDL_CFG_INT, &o->metrics_max_series, 1, 100000, NULL,
-          "label sets per RED metric before the overflow series" },
+          "label sets per RED metric before the overflow series", NULL },
         { "metrics.debug_vars", RDL_CFG_BOOL, &o->metrics_debug_vars, 0, 0, NULL,
-          "serve /debug/vars on the admin listener" },
+          "serve /debug/vars on the admin listener", NULL },
     };
     return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
 }

@@ -479,13 +479,13 @@ int rt_route_config(rdl_server_opts_t *o, rdl_config_t *cfg)
 {
     rdl_cfg_key_t keys[] = {
         { "routes.file", RDL_CFG_STRING, &o->routes_file, 0, 0, NULL,
-          "VirtualService/DestinationRule YAML for traffic coloring (empty: off)" },
+          "VirtualService/DestinationRule YAML for traffic coloring (empty: off)", NULL },
         { "routes.bypass_header", RDL_CFG_STRING, &o->routes_bypass_header, 0, 0, NULL,
-          "a request with this header takes the default route (empty: none)" },
+          "a request with this header takes the default route (empty: none)", NULL },
         { "routes.sticky_header", RDL_CFG_STRING, &o->routes_sticky_header, 0, 0, NULL,
-          "weighted choice sticky on this header's value (empty: random)" },
+          "weighted choice sticky on this header's value (empty: random)", NULL },
         { "routes.watch_interval", RDL_CFG_DURATION, &o->routes_watch_ms, 0, 3600000, NULL,
-          "how often the routes file is checked for changes (0: SIGHUP only)" },
+          "how often the routes file is checked for changes (0: SIGHUP only)", NULL },
     };
     return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
 }

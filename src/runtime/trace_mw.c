@@ -30,15 +30,15 @@ int rt_trace_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
 {
     rdl_cfg_key_t keys[] = {
         { "tracing.enabled", RDL_CFG_BOOL, &o->trace_enabled, 0, 0, NULL,
-          "server span per request and trace ids in the request context" },
+          "server span per request and trace ids in the request context", NULL },
         { "tracing.endpoint", RDL_CFG_STRING, &o->trace_endpoint, 0, 0, NULL,
-          "OTLP/HTTP traces URL (empty: OTEL_EXPORTER_OTLP_*; no export without one)" },
+          "OTLP/HTTP traces URL (empty: OTEL_EXPORTER_OTLP_*; no export without one)", NULL },
         { "tracing.propagators", RDL_CFG_STRING, &o->trace_propagators, 0, 0, NULL,
-          "tracecontext,baggage,b3,b3multi or none (empty: OTEL_PROPAGATORS)" },
+          "tracecontext,baggage,b3,b3multi or none (empty: OTEL_PROPAGATORS)", NULL },
         { "tracing.response_header", RDL_CFG_BOOL, &o->trace_response_header, 0, 0, NULL,
-          "answer with the server span's traceparent" },
+          "answer with the server span's traceparent", NULL },
         { "tracing.keep_errors", RDL_CFG_BOOL, &o->trace_keep_errors, 0, 0, NULL,
-          "export unsampled traces whose server span ends in error" },
+          "export unsampled traces whose server span ends in error", NULL },
     };
     return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
 }

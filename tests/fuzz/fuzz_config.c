@@ -29,15 +29,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t timeout = 1000, body = 1024;
     double ratio = 0.5, weight = 0;
     const rdl_cfg_key_t keys[] = {
-        { "server.listen", RDL_CFG_ADDR, &listen, 0, 0, NULL, "listener" },
-        { "server.threads", RDL_CFG_INT, &threads, 0, 256, NULL, "threads" },
-        { "server.limits.timeout", RDL_CFG_DURATION, &timeout, 1, 60000, NULL, "timeout" },
-        { "server.limits.body", RDL_CFG_SIZE, &body, 0, 0, NULL, "body" },
-        { "debug", RDL_CFG_BOOL, &debug, 0, 0, NULL, "debug" },
-        { "name", RDL_CFG_STRING, &name, 0, 0, NULL, "name" },
-        { "trace.ratio", RDL_CFG_DOUBLE, &ratio, 0, 1, NULL, "ratio" },
-        { "trace.weight", RDL_CFG_DOUBLE, &weight, 0, 0, NULL, "weight" },
-        { "offset", RDL_CFG_INT, &offset, 0, 0, NULL, "offset" },
+        { "server.listen", RDL_CFG_ADDR, &listen, 0, 0, NULL, "listener", NULL },
+        { "server.threads", RDL_CFG_INT, &threads, 0, 256, NULL, "threads", NULL },
+        { "server.limits.timeout", RDL_CFG_DURATION, &timeout, 1, 60000, NULL, "timeout", NULL },
+        { "server.limits.body", RDL_CFG_SIZE, &body, 0, 0, NULL, "body", NULL },
+        { "debug", RDL_CFG_BOOL, &debug, 0, 0, NULL, "debug", NULL },
+        { "name", RDL_CFG_STRING, &name, 0, 0, NULL, "name", NULL },
+        { "trace.ratio", RDL_CFG_DOUBLE, &ratio, 0, 1, NULL, "ratio", NULL },
+        { "trace.weight", RDL_CFG_DOUBLE, &weight, 0, 0, NULL, "weight", NULL },
+        { "offset", RDL_CFG_INT, &offset, 0, 0, NULL, "offset", NULL },
     };
     const size_t nkeys = sizeof(keys) / sizeof(keys[0]);
     rdl_config_t *cfg;

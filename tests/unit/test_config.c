@@ -26,17 +26,17 @@ static uint64_t timeout_ms, max_body, max_header;
 static double ratio;
 
 static const rdl_cfg_key_t keys[] = {
-    { "server.listen", RDL_CFG_ADDR, &listen_addr, 0, 0, NULL, "app listener" },
-    { "server.threads", RDL_CFG_INT, &threads, 0, 256, NULL, "I/O threads (0 = CPUs)" },
-    { "server.limits.timeout", RDL_CFG_DURATION, &timeout_ms, 1, 300000, NULL, "request timeout" },
-    { "server.limits.max_body", RDL_CFG_SIZE, &max_body, 0, 0, NULL, "largest request body" },
-    { "server.limits.max_header", RDL_CFG_SIZE, &max_header, 1024, 1 << 20, NULL, "largest header" },
-    { "debug", RDL_CFG_BOOL, &debug, 0, 0, NULL, "debug endpoints" },
-    { "name", RDL_CFG_STRING, &name, 0, 0, "APP_NAME", "service name" },
-    { "trace.ratio", RDL_CFG_DOUBLE, &ratio, 0, 1, NULL, "sampling ratio" },
-    { "trace.endpoint", RDL_CFG_STRING, &endpoint, 0, 0, NULL, "OTLP endpoint" },
-    { "retry.attempts", RDL_CFG_INT, &attempts, 0, 0, NULL, "attempts" },
-    { "db.pool", RDL_CFG_INT, &pool, 1, 64, NULL, "connections" },
+    { "server.listen", RDL_CFG_ADDR, &listen_addr, 0, 0, NULL, "app listener", NULL },
+    { "server.threads", RDL_CFG_INT, &threads, 0, 256, NULL, "I/O threads (0 = CPUs)", NULL },
+    { "server.limits.timeout", RDL_CFG_DURATION, &timeout_ms, 1, 300000, NULL, "request timeout", NULL },
+    { "server.limits.max_body", RDL_CFG_SIZE, &max_body, 0, 0, NULL, "largest request body", NULL },
+    { "server.limits.max_header", RDL_CFG_SIZE, &max_header, 1024, 1 << 20, NULL, "largest header", NULL },
+    { "debug", RDL_CFG_BOOL, &debug, 0, 0, NULL, "debug endpoints", NULL },
+    { "name", RDL_CFG_STRING, &name, 0, 0, "APP_NAME", "service name", NULL },
+    { "trace.ratio", RDL_CFG_DOUBLE, &ratio, 0, 1, NULL, "sampling ratio", NULL },
+    { "trace.endpoint", RDL_CFG_STRING, &endpoint, 0, 0, NULL, "OTLP endpoint", NULL },
+    { "retry.attempts", RDL_CFG_INT, &attempts, 0, 0, NULL, "attempts", NULL },
+    { "db.pool", RDL_CFG_INT, &pool, 1, 64, NULL, "connections", NULL },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -418,15 +418,15 @@ static void test_usage(void **state)
 static void test_add(void **state)
 {
     static int64_t a, b;
-    static const rdl_cfg_key_t dup[] = { { "server.threads", RDL_CFG_INT, &a, 0, 0, NULL, "" } };
-    static const rdl_cfg_key_t leaf_over_section[] = { { "server", RDL_CFG_INT, &a, 0, 0, NULL, "" } };
-    static const rdl_cfg_key_t section_over_leaf[] = { { "debug.level", RDL_CFG_INT, &a, 0, 0, NULL, "" } };
-    static const rdl_cfg_key_t bad_path[] = { { "a..b", RDL_CFG_INT, &a, 0, 0, NULL, "" } };
-    static const rdl_cfg_key_t bad_bounds[] = { { "x", RDL_CFG_INT, &a, 5, 1, NULL, "" } };
-    static const rdl_cfg_key_t no_dst[] = { { "x", RDL_CFG_INT, NULL, 0, 0, NULL, "" } };
+    static const rdl_cfg_key_t dup[] = { { "server.threads", RDL_CFG_INT, &a, 0, 0, NULL, "", NULL } };
+    static const rdl_cfg_key_t leaf_over_section[] = { { "server", RDL_CFG_INT, &a, 0, 0, NULL, "", NULL } };
+    static const rdl_cfg_key_t section_over_leaf[] = { { "debug.level", RDL_CFG_INT, &a, 0, 0, NULL, "", NULL } };
+    static const rdl_cfg_key_t bad_path[] = { { "a..b", RDL_CFG_INT, &a, 0, 0, NULL, "", NULL } };
+    static const rdl_cfg_key_t bad_bounds[] = { { "x", RDL_CFG_INT, &a, 5, 1, NULL, "", NULL } };
+    static const rdl_cfg_key_t no_dst[] = { { "x", RDL_CFG_INT, NULL, 0, 0, NULL, "", NULL } };
     static const rdl_cfg_key_t half_bad[] = {
-        { "extra.one", RDL_CFG_INT, &a, 0, 0, NULL, "" },
-        { "extra.one", RDL_CFG_INT, &b, 0, 0, NULL, "" },
+        { "extra.one", RDL_CFG_INT, &a, 0, 0, NULL, "", NULL },
+        { "extra.one", RDL_CFG_INT, &b, 0, 0, NULL, "", NULL },
     };
     rdl_config_t *cfg = *state;
     rdl_error_t err;
@@ -447,6 +447,50 @@ static void test_add(void **state)
     rdl_config_free(NULL);
 }
 
+/* An ENUM key: words matched ignoring case, stored as their index, listed when refused. */
+static void test_enum(void **state)
+{
+    static const char *const levels[] = { "debug", "info", "warn", "error", NULL };
+    static int level = 1;
+    static int64_t other;
+    static const rdl_cfg_key_t lk[] = {
+        { "log.level", RDL_CFG_ENUM, &level, 0, 0, NULL, "minimum level", levels } };
+    static const rdl_cfg_key_t no_choices[] = { { "x.e", RDL_CFG_ENUM, &level, 0, 0, NULL, "", NULL } };
+    static const char *const none[] = { NULL };
+    static const rdl_cfg_key_t empty[] = { { "x.f", RDL_CFG_ENUM, &level, 0, 0, NULL, "", none } };
+    static const rdl_cfg_key_t choices_on_int[] = {
+        { "x.g", RDL_CFG_INT, &other, 0, 0, NULL, "", levels } };
+    rdl_config_t *cfg = *state;
+    rdl_error_t err;
+    char *text = NULL;
+    size_t len = 0;
+
+    assert_int_equal(rdl_config_add(cfg, no_choices, 1), RDL_EINVAL);
+    assert_int_equal(rdl_config_add(cfg, empty, 1), RDL_EINVAL);
+    assert_int_equal(rdl_config_add(cfg, choices_on_int, 1), RDL_EINVAL);
+    assert_int_equal(rdl_config_add(cfg, lk, 1), 0);
+    const char *yaml = "log:\n  level: WARN\n";
+    assert_int_equal(rdl_config_load_string(cfg, "t.yaml", yaml, strlen(yaml), &err), 0);
+    assert_int_equal(level, 2);
+    yaml = "log:\n  level: loud\n";
+    assert_int_equal(rdl_config_load_string(cfg, "t.yaml", yaml, strlen(yaml), &err), RDL_EINVAL);
+    assert_int_equal(level, 2);
+    assert_int_equal(err.line, 2);
+    assert_int_equal(err.column, 10);
+    assert_string_equal(err.key, "log.level");
+    assert_non_null(strstr(err.msg, "expected one of debug, info, warn, error, got 'loud'"));
+    assert_int_equal(rdl_config_set(cfg, "log.level", "debug", &err), 0);
+    assert_int_equal(level, 0);
+    assert_int_equal(rdl_config_set(cfg, "log.level", "", &err), RDL_EINVAL);
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    rdl_config_usage(cfg, out);
+    fclose(out);
+    assert_non_null(strstr(text, "enum"));
+    assert_non_null(strstr(text, "debug  "));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -460,6 +504,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_add, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enum, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
