@@ -31,6 +31,7 @@
 #include "redline/config.h"
 #include "redline/client.h"
 #include "redline/log.h"
+#include "redline/part.h"
 
 typedef struct rdl_server rdl_server_t;
 typedef struct rdl_req rdl_req_t;
@@ -89,13 +90,17 @@ typedef struct rdl_server_opts {
     char *routes_bypass_header; /* present on a request => the default route; "" = none */
     char *routes_sticky_header; /* weighted choice sticky on this header; "" = random */
     uint64_t routes_watch_ms;   /* how often the file is checked for changes; 0 = only SIGHUP */
+    /* the red lines this server runs (part.h), NULL-terminated; default rdl_parts_default */
+    const rdl_part_t *const *parts;
 } rdl_server_opts_t;
 
 /* Production defaults (documented in docs/runtime.md). */
 void rdl_server_opts_default(rdl_server_opts_t *opts);
 /*
  * Declares the runtime's configuration keys (server.*, limits.*, timeouts.*,
- * lifecycle.*, pool.*, log.*, metrics.*) with opts as their destination. opts must outlive cfg.
+ * lifecycle.*, pool.*), then those of each part in opts->parts (log.*,
+ * metrics.*, tracing.*, routes.*: each part's config hook), with opts as their
+ * destination. Set opts->parts before. opts must outlive cfg.
  */
 int rdl_server_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
 
@@ -113,8 +118,10 @@ typedef void (*rdl_handler_fn)(rdl_req_t *req, void *arg);
 
 /*
  * A middleware is a module's hooks around every request, run in the order
- * added (DESIGN.md: limits & recover -> trace -> coloring -> RED metrics ->
- * access log -> SLO -> handler).
+ * added (docs/design.md: limits & recover -> trace -> coloring -> RED metrics
+ * -> access log -> SLO -> the application's -> fault injection -> handler).
+ * The app listener and the admin listener each have their own chain
+ * (rdl_server_use, rdl_server_admin_use).
  *   enter:       before the handler; return 0 to go on, or answer the request
  *                (rdl_resp_send) and return 1 to stop the chain. A middleware
  *                may also return 1 without answering and continue the chain
@@ -158,8 +165,16 @@ int rdl_server_route(rdl_server_t *srv, const char *method, const char *template
 /* Same, on the admin listener. */
 int rdl_server_admin_route(rdl_server_t *srv, const char *method, const char *template,
                            rdl_handler_fn fn, void *arg);
-/* Appends a middleware (copied). Call before rdl_server_run. */
+/* Appends a middleware (copied) to the app listener's chain. Before rdl_server_run; RDL_EBUSY beyond 16. */
 int rdl_server_use(rdl_server_t *srv, const rdl_middleware_t *mw);
+/* Same, on the admin listener's chain (probes, /metrics, /debug/...). */
+int rdl_server_admin_use(rdl_server_t *srv, const rdl_middleware_t *mw);
+/*
+ * A per-request slot for a middleware's (or handler's) state: returns its
+ * index (0..RDL_REQ_SLOTS-1), or RDL_EBUSY when all are taken. Each slot is
+ * NULL when a request begins. Before rdl_server_run.
+ */
+int rdl_server_req_slot(rdl_server_t *srv);
 /* Start-up work that must finish before /readyz turns 200 (run in order). */
 int rdl_server_on_startup(rdl_server_t *srv, const char *name, rdl_startup_fn fn, void *arg);
 /* Adds per-I/O-thread hooks (up to 8; either may be NULL). Before rdl_server_run. */
@@ -210,9 +225,9 @@ const char *rdl_req_body(const rdl_req_t *req, size_t *len);
 rdl_ctx_t *rdl_req_ctx(rdl_req_t *req);
 /* Peer address "ip:port". */
 const char *rdl_req_peer(const rdl_req_t *req);
-/* Per-request slot for middleware/handler state (index 0..7). */
-void rdl_req_set_data(rdl_req_t *req, int slot, void *p);
-void *rdl_req_get_data(const rdl_req_t *req, int slot);
+/* A slot's value (slot from rdl_server_req_slot; out of range: ignored, NULL). */
+void rdl_req_slot_set(rdl_req_t *req, int slot, void *p);
+void *rdl_req_slot(const rdl_req_t *req, int slot);
 #define RDL_REQ_SLOTS 8
 
 /* ---- response -------------------------------------------------------- */

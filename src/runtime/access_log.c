@@ -17,6 +17,7 @@
 #include <ctype.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
@@ -26,7 +27,7 @@
 
 /* ---- settings -------------------------------------------------------- */
 
-void rt_log_opts_default(rdl_server_opts_t *o)
+static void log_defaults(rdl_server_opts_t *o)
 {
     o->log_level = "info";
     o->log_format = "json";
@@ -42,7 +43,7 @@ void rt_log_opts_default(rdl_server_opts_t *o)
     o->log_access = true;
 }
 
-int rt_log_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
+static int log_config(rdl_server_opts_t *o, rdl_config_t *cfg)
 {
     rdl_cfg_key_t keys[] = {
         { "log.level", RDL_CFG_STRING, &o->log_level, 0, 0, "REDLINE_LOG_LEVEL",
@@ -122,6 +123,13 @@ static int log_opts_of(const rdl_server_opts_t *o, rdl_log_opts_t *lo, rdl_error
 
 /* ---- the logger's counters as metrics and in /debug/vars -------------- */
 
+/* The log part's state: what it registered beside the logger (srv->log). */
+typedef struct rt_log_part {
+    rdl_logger_t *prev;         /* the default logger it replaced */
+    int collector;              /* its metrics collector id in the default registry; 0 = none */
+    bool var;                   /* it published "log" in /debug/vars */
+} rt_log_part_t;
+
 static void log_collect(rdl_collect_t *c, void *arg)
 {
     rdl_server_t *srv = arg;
@@ -163,8 +171,11 @@ static void log_var(rdl_buf_t *out, void *arg)
                    (unsigned long long)st.ring_bytes);
 }
 
-int rt_log_start(rdl_server_t *srv, rdl_error_t *err)
+static int log_start(rdl_server_t *srv, void *state, rdl_error_t *err)
 {
+    rt_log_part_t *lp = state;
+    if (srv->log)
+        return 0;               /* a second rdl_server_run keeps the logger */
     rdl_log_opts_t lo;
     int rc = log_opts_of(&srv->opts, &lo, err);
     if (rc)
@@ -174,28 +185,38 @@ int rt_log_start(rdl_server_t *srv, rdl_error_t *err)
         return rdl_error_set(err, rc, 0, 0, "log.file", "cannot open %s for appending", lo.path);
     if (rc)
         return rdl_error_set(err, rc, 0, 0, "log", "cannot start the logger: %s", rdl_strerror(rc));
-    srv->prev_log = rdl_log_set_default(srv->log);
+    lp->prev = rdl_log_set_default(srv->log);
     /* Another server in the process may hold the names already: its figures stay. */
     int id = rdl_collector_add(NULL, log_collect, srv);
-    srv->log_collector = id > 0 ? id : 0;
-    srv->log_var = rdl_vars_publish("log", log_var, srv) == 0;
+    lp->collector = id > 0 ? id : 0;
+    lp->var = rdl_vars_publish("log", log_var, srv) == 0;
     return 0;
 }
 
-void rt_log_stop(rdl_server_t *srv)
+/* rdl_server_free: the logger lives from the first run to the end, so the last lines land. */
+static void log_free(rdl_server_t *srv, void *state)
 {
-    if (!srv->log)
-        return;
-    if (srv->log_collector)
-        rdl_collector_remove(NULL, srv->log_collector);
-    if (srv->log_var)
-        rdl_vars_unpublish("log");
-    srv->log_collector = 0;
-    srv->log_var = false;
-    rdl_logger_t *mine = srv->log;
-    rdl_log_set_default(srv->prev_log);
-    srv->log = NULL;
-    rdl_log_free(mine);
+    rt_log_part_t *lp = state;
+    if (lp && srv->log) {
+        if (lp->collector)
+            rdl_collector_remove(NULL, lp->collector);
+        if (lp->var)
+            rdl_vars_unpublish("log");
+        rdl_logger_t *mine = srv->log;
+        rdl_log_set_default(lp->prev);
+        srv->log = NULL;
+        rdl_log_free(mine);
+    }
+    free(lp);
+}
+
+/* The access lines' ring, made on each app I/O thread before its first request. Without it
+   (no memory now) the thread's first line makes one of log.buffer. */
+static void log_thread_start(rdl_server_t *srv, void *state, const rdl_part_thread_t *t)
+{
+    (void)state;
+    if (!t->admin)
+        (void)rdl_log_reserve(srv->log, (size_t)srv->opts.log_io_buffer);
 }
 
 rdl_logger_t *rdl_server_logger(rdl_server_t *srv)
@@ -271,8 +292,8 @@ static void access_before_send(rdl_req_t *req, void *arg)
 static void access_leave(rdl_req_t *req, void *arg)
 {
     rdl_server_t *srv = arg;
-    if (!srv->opts.log_access || req->conn->t->admin)
-        return;                 /* probes every few seconds are not traffic */
+    if (!srv->opts.log_access)
+        return;
     rdl_ctx_t *ctx = rdl_req_ctx(req);
     size_t plen;
     const char *path = rdl_req_path(req, &plen);
@@ -296,8 +317,10 @@ static void access_leave(rdl_req_t *req, void *arg)
     rdl_log_ctx_at(srv->log, RDL_LOG_INFO, ctx, ctx->end_ns, "request", f, n);
 }
 
-int rt_access_log_install(rdl_server_t *srv)
+/* Admin requests get an id too, but no line: probes every few seconds are not traffic. */
+static int access_install(rdl_server_t *srv, void **state)
 {
+    (void)state;
     rdl_middleware_t mw = {
         .name = "access_log",
         .enter = access_enter,
@@ -305,8 +328,15 @@ int rt_access_log_install(rdl_server_t *srv)
         .leave = access_leave,
         .arg = srv,
     };
-    return rdl_server_use(srv, &mw);
+    int rc = rdl_server_use(srv, &mw);
+    mw.leave = NULL;
+    return rc ? rc : rdl_server_admin_use(srv, &mw);
 }
+
+const rdl_part_t rdl_part_access_log = {
+    .name = "access_log",
+    .install = access_install,
+};
 
 /* ---- admin: /debug/loglevel, /debug/log -------------------------------- */
 
@@ -372,8 +402,10 @@ static void log_stats(rdl_req_t *req, void *arg)
     rt_send_json(req, 200, &b);
 }
 
-int rt_log_admin_register(rdl_server_t *srv)
+static int log_install(rdl_server_t *srv, void **state)
 {
+    if (!(*state = calloc(1, sizeof(rt_log_part_t))))
+        return RDL_ENOMEM;
     int rc = rdl_server_admin_route(srv, "GET", "/debug/loglevel", level_get, srv);
     if (rc == 0)
         rc = rdl_server_admin_route(srv, "PUT", "/debug/loglevel", level_put, srv);
@@ -381,3 +413,14 @@ int rt_log_admin_register(rdl_server_t *srv)
         rc = rdl_server_admin_route(srv, "GET", "/debug/log", log_stats, srv);
     return rc;
 }
+
+/* The first part: its logger starts before the others' and goes after theirs. */
+const rdl_part_t rdl_part_log = {
+    .name = "log",
+    .defaults = log_defaults,
+    .config = log_config,
+    .install = log_install,
+    .start = log_start,
+    .thread_start = log_thread_start,
+    .free = log_free,
+};

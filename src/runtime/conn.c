@@ -136,13 +136,13 @@ static void on_timer_closed(uv_handle_t *h)
 static void finish_exchange(rt_conn_t *c)
 {
     rdl_req_t *req = &c->req;
-    rdl_server_t *srv = c->t->srv;
     if (!req->answered)
         req->status = 499;             /* the client went away first (nginx's convention) */
     req->ctx.end_ns = rdl_now_ns();    /* one reading for every leave hook (span, histogram, log) */
+    const rt_chain_t *chain = c->t->chain;
     for (int i = req->mw_entered - 1; i >= 0; i--)
-        if (srv->mw[i].leave)
-            srv->mw[i].leave(req, srv->mw[i].arg);
+        if (chain->mw[i].leave)
+            chain->mw[i].leave(req, chain->mw[i].arg);
     rdl_ctx_close(&req->ctx);
     bool keep_alive = req->answered && req->keep_alive;
 
@@ -495,16 +495,16 @@ static int read_body(rt_conn_t *c)
 /* Middleware enter hooks from index from on, then the handler (or 404/405). */
 static void run_chain(rt_conn_t *c, int from)
 {
-    rdl_server_t *srv = c->t->srv;
     rdl_req_t *req = &c->req;
     char allow[96];
     int mr = rt_router_match(c->t->router, rdl_req_method(req), c->h1.path, c->h1.path_len,
                              &req->match, allow, sizeof(allow));
     if (mr != RT_MATCH_OK)
         req->match.route = NULL;
-    for (int i = from; i < srv->nmw; i++) {
+    const rt_chain_t *chain = c->t->chain;
+    for (int i = from; i < chain->n; i++) {
         req->mw_entered = i + 1;
-        if (srv->mw[i].enter && srv->mw[i].enter(req, srv->mw[i].arg))
+        if (chain->mw[i].enter && chain->mw[i].enter(req, chain->mw[i].arg))
             return;
     }
     if (mr == RT_MATCH_OK) {
@@ -848,13 +848,13 @@ const char *rdl_req_peer(const rdl_req_t *req)
     return c->peer;
 }
 
-void rdl_req_set_data(rdl_req_t *req, int slot, void *p)
+void rdl_req_slot_set(rdl_req_t *req, int slot, void *p)
 {
     if (slot >= 0 && slot < RDL_REQ_SLOTS)
         req->slots[slot] = p;
 }
 
-void *rdl_req_get_data(const rdl_req_t *req, int slot)
+void *rdl_req_slot(const rdl_req_t *req, int slot)
 {
     return slot >= 0 && slot < RDL_REQ_SLOTS ? req->slots[slot] : NULL;
 }

@@ -1,7 +1,10 @@
 /*
  * internal.h: the runtime's private structures, shared by server.c (threads,
  * listeners, lifecycle), conn.c (one connection's state machine), response.c
- * (writing responses), router.c and admin.c. Nothing here is public API.
+ * (writing responses), router.c and admin.c, and the red lines' glue
+ * (the parts: access_log.c, trace_mw.c, route_mw.c, metrics_mw.c,
+ * outbound.c), reached by the server only through their part tables
+ * (redline/part.h). Nothing here is public API.
  */
 #ifndef REDLINE_RUNTIME_INTERNAL_H
 #define REDLINE_RUNTIME_INTERNAL_H
@@ -52,10 +55,17 @@ void rt_route_call(const rt_route_t *route, rdl_req_t *req);
 typedef struct rt_conn rt_conn_t;
 typedef struct rt_thread rt_thread_t;
 
+/* A listener's middleware chain (rdl_server_use, rdl_server_admin_use). */
+typedef struct rt_chain {
+    rdl_middleware_t mw[RT_MAX_MIDDLEWARE];
+    int n;
+} rt_chain_t;
+
 struct rt_thread {
     rdl_server_t *srv;
     bool admin;                 /* serves the admin router; not drained */
     const rt_router_t *router;
+    const rt_chain_t *chain;    /* the middleware of its listener */
     uv_loop_t loop;
     uv_thread_t tid;
     uv_tcp_t listener;
@@ -73,13 +83,6 @@ struct rt_thread {
     size_t date_len;
     uint64_t date_tick;
     time_t date_sec;
-    /* event-loop lag (metrics_mw.c): a 100 ms timer and how late it fires */
-    uv_timer_t lag_timer;
-    bool lag_on;
-    uint64_t lag_due_ns;
-    uint64_t lag_window_ns;     /* start of the current window */
-    _Atomic uint64_t lag_max_ns;        /* worst lag in this window / the one before */
-    _Atomic uint64_t lag_prev_max_ns;
 };
 
 enum { RT_CMD_DRAIN = 1, RT_CMD_STOP = 2 };
@@ -89,8 +92,6 @@ typedef struct rt_thread_hook {
     rdl_thread_fn start, stop;
     void *arg;
 } rt_thread_hook_t;
-
-typedef struct rt_outbound rt_outbound_t;
 
 typedef struct rt_startup {
     const char *name;
@@ -103,13 +104,17 @@ struct rdl_server {
     rdl_server_opts_t opts;
     rt_router_t app_router;
     rt_router_t admin_router;
-    rdl_middleware_t mw[RT_MAX_MIDDLEWARE];
-    int nmw;
+    rt_chain_t app_chain;
+    rt_chain_t admin_chain;
+    int nslots;                 /* request slots handed out (rdl_server_req_slot) */
+    const rdl_part_t *parts[RDL_PARTS_MAX];     /* opts.parts, in order */
+    void *part_state[RDL_PARTS_MAX];            /* each one's install *state */
+    int nparts;
+    int nstarted;               /* parts whose start hook succeeded */
     rt_startup_t startup[RT_MAX_STARTUP];
     int nstartup;
     rt_thread_hook_t hooks[RT_MAX_THREAD_HOOKS];
     int nhooks;
-    rt_outbound_t *outbound;    /* outbound.c: upstream clients, warm-up, degradation */
     rdl_inject_fn injectors[RT_MAX_INJECTORS];  /* outbound headers (rdl_server_add_injector) */
     void *injector_args[RT_MAX_INJECTORS];
     int ninjectors;
@@ -135,13 +140,7 @@ struct rdl_server {
     int exit_code;
     char addr[96];
     char admin_addr[96];
-    rdl_logger_t *log;          /* from log.*; NULL before run (lines go to the default logger) */
-    rdl_logger_t *prev_log;     /* the default logger it replaced */
-    struct rt_metrics *metrics; /* metrics_mw.c */
-    int log_collector;          /* its metrics collector id in the default registry; 0 = none */
-    bool log_var;               /* it published "log" in /debug/vars */
-    struct rt_trace *trace;     /* trace_mw.c's state; NULL until rdl_server_run */
-    struct rt_routing *routing; /* route_mw.c; NULL when routing is off */
+    rdl_logger_t *log;          /* the log part's; NULL: lines go to the default logger */
 };
 
 /* One request/response exchange; one at a time per connection. */
@@ -163,8 +162,7 @@ struct rdl_req {
     uint64_t bytes_in;
     uint64_t bytes_out;
     rdl_buf_t resp_headers;     /* "Name: value\r\n" lines added by the handler */
-    void *slots[RDL_REQ_SLOTS];
-    struct rt_route_req *route; /* the coloring middleware's state (route_mw.c) */
+    void *slots[RDL_REQ_SLOTS];  /* rdl_server_req_slot */
     /* offload */
     rdl_pool_task_t task;
     rdl_req_work_fn work;
@@ -240,48 +238,20 @@ void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const c
  * memory), frees b. */
 void rt_send_json(rdl_req_t *req, int status, rdl_buf_t *b);
 
-/* outbound.c */
-void rt_outbound_free(rt_outbound_t *ob);
-/* route_mw.c: traffic coloring (the order of calls is the lifecycle's) */
-int rt_route_config(rdl_server_opts_t *opts, rdl_config_t *cfg);  /* routes.* keys */
-int rt_route_install(rdl_server_t *srv);        /* rdl_server_new: middleware, admin endpoints */
-/* rdl_server_run: the fault middleware (last before the handler), then the first load */
-int rt_route_load(rdl_server_t *srv, rdl_error_t *err);
-void rt_route_watch(rdl_server_t *srv);         /* control loop up: SIGHUP, file changes */
-void rt_route_unwatch(rdl_server_t *srv);       /* control loop closing */
-void rt_route_free(rdl_server_t *srv);          /* rdl_server_free */
-/* The route decision of req (valid until the request ends), or NULL: not routed. Its thread. */
+/* parts: each red line's glue, reached through its part table */
+/* The address of srv's state pointer for part (set after install by a part attached later,
+ * as rdl_server_upstreams does), or NULL when srv does not run it. */
+void **rdl__server_part_slot(rdl_server_t *srv, const rdl_part_t *part);
+/* route_mw.c: the route decision of req (valid until the request ends), or NULL: not routed.
+ * Its thread. */
 const struct rdl_route_decision *rt_route_decision(const rdl_req_t *req);
+/* trace_mw.c: injects span's context and bag (outbound calls); nothing without a tracer or span. */
+void rt_trace_inject(rdl_server_t *srv, const struct rdl_span *span,
+                     const struct rdl_baggage *bag, rdl_carrier_set_fn set, void *carrier);
+/* access_log.c: PUT /debug/loglevel's body: a level name, or {"level":"..."}; false for anything else. */
+bool rt_log_level_from_body(const char *body, size_t n, rdl_log_level_t *out);
 
 /* admin.c */
 int rt_admin_register(rdl_server_t *srv);
-
-/* metrics_mw.c: the RED middleware, runtime collectors, /metrics and /debug/vars */
-void rt_metrics_defaults(rdl_server_opts_t *o);
-int rt_metrics_config(rdl_server_opts_t *o, rdl_config_t *cfg);
-int rt_metrics_install(rdl_server_t *srv);      /* rdl_server_new: routes and middleware */
-void rt_metrics_uninstall(rdl_server_t *srv);   /* rdl_server_free */
-void rt_metrics_start(rdl_server_t *srv);       /* threads and pool exist: collectors on */
-void rt_metrics_stop(rdl_server_t *srv);        /* before the pool goes */
-int rt_metrics_thread_init(rt_thread_t *t);     /* on the thread's loop, before it runs */
-void rt_metrics_thread_stop(rt_thread_t *t);    /* on the thread, when it stops */
-/* trace_mw.c: the tracing middleware (outermost after limits) and GET /debug/tracing. */
-int rt_trace_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
-int rt_trace_install(rdl_server_t *srv);                /* from rdl_server_new */
-int rt_trace_start(rdl_server_t *srv, rdl_error_t *err); /* tracer from opts + OTEL_* */
-void rt_trace_stop(rdl_server_t *srv);                  /* flush within the deadline, free */
-/* Injects span's context and bag (outbound calls); nothing without a tracer or span. */
-void rt_trace_inject(rdl_server_t *srv, const struct rdl_span *span,
-                     const struct rdl_baggage *bag, rdl_carrier_set_fn set, void *carrier);
-
-/* access_log.c: the log red line (logger from log.*, access-log middleware, admin endpoints) */
-void rt_log_opts_default(rdl_server_opts_t *o);
-int rt_log_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg);
-int rt_log_start(rdl_server_t *srv, rdl_error_t *err);   /* makes srv->log, installs it as default */
-void rt_log_stop(rdl_server_t *srv);                     /* flushes and frees it; restores the default */
-int rt_access_log_install(rdl_server_t *srv);
-int rt_log_admin_register(rdl_server_t *srv);
-/* PUT /debug/loglevel's body: a level name, or {"level":"..."}; false for anything else. */
-bool rt_log_level_from_body(const char *body, size_t n, rdl_log_level_t *out);
 
 #endif

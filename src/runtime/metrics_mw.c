@@ -21,25 +21,40 @@
 #define LAG_INTERVAL_MS 100
 #define LAG_WINDOW_NS (10ull * 1000000000ull)     /* lag reported: the worst of the last 10-20 s */
 
-struct rt_metrics {
+/* Event-loop lag of one I/O thread: a 100 ms timer and how late it fires. */
+typedef struct rt_lag {
+    uv_timer_t timer;
+    bool on;
+    bool admin;
+    uint64_t due_ns;
+    uint64_t window_ns;         /* start of the current window */
+    _Atomic uint64_t max_ns;    /* worst lag in this window / the one before */
+    _Atomic uint64_t prev_max_ns;
+} rt_lag_t;
+
+/* The metrics part's state. */
+typedef struct rt_metrics {
+    rdl_server_t *srv;
+    rt_lag_t *lag;              /* one per I/O thread (app and admin), from run on */
+    int nlag;
     rdl_metric_t *duration;     /* http_server_request_duration_seconds{method,route,code,color} */
     rdl_metric_t *req_size;     /* http_server_request_body_size_bytes{method,route} */
     rdl_metric_t *resp_size;    /* http_server_response_body_size_bytes{method,route} */
     rdl_gauge_t *active;        /* http_server_active_requests */
     rdl_counter_t *scrapes[2];  /* redline_metrics_scrapes_total{format}, by rdl_format_t */
     int runtime_collector;      /* id in the default registry; 0 = none */
-};
+} rt_metrics_t;
 
 /* ---- configuration ----------------------------------------------------- */
 
-void rt_metrics_defaults(rdl_server_opts_t *o)
+static void metrics_defaults(rdl_server_opts_t *o)
 {
     o->metrics_enabled = true;
     o->metrics_max_series = 1000;
     o->metrics_debug_vars = true;
 }
 
-int rt_metrics_config(rdl_server_opts_t *o, rdl_config_t *cfg)
+static int metrics_config(rdl_server_opts_t *o, rdl_config_t *cfg)
 {
     rdl_cfg_key_t keys[] = {
         { "metrics.enabled", RDL_CFG_BOOL, &o->metrics_enabled, 0, 0, NULL,
@@ -113,16 +128,12 @@ static const char *method_label(const rdl_req_t *req)
     return "_OTHER";
 }
 
-static bool on_admin(const rdl_req_t *req)
-{
-    return req->conn->t->admin;     /* scrapes and probes are not the service's traffic */
-}
-
+/* On the app chain only: scrapes and probes are not the service's traffic. */
 static int red_enter(rdl_req_t *req, void *arg)
 {
     struct rt_metrics *mx = arg;
-    if (!on_admin(req))
-        rdl_gauge_inc(mx->active);
+    (void)req;
+    rdl_gauge_inc(mx->active);
     return 0;
 }
 
@@ -176,8 +187,6 @@ static red_entry_t *red_series(struct rt_metrics *mx, const char *method, const 
 static void red_leave(rdl_req_t *req, void *arg)
 {
     struct rt_metrics *mx = arg;
-    if (on_admin(req))
-        return;
     rdl_ctx_t *ctx = rdl_req_ctx(req);
     double secs = (double)(ctx->end_ns - ctx->start_ns) / 1e9;
     const char *route = rdl_req_route(req);
@@ -194,40 +203,46 @@ static void red_leave(rdl_req_t *req, void *arg)
 /* How late the timer fired is how long the loop was busy with something else. */
 static void on_lag_timer(uv_timer_t *timer)
 {
-    rt_thread_t *t = timer->data;
+    rt_lag_t *t = timer->data;
     uint64_t now = uv_hrtime();
-    uint64_t lag = now > t->lag_due_ns ? now - t->lag_due_ns : 0;
-    if (now - t->lag_window_ns >= LAG_WINDOW_NS) {
-        atomic_store_explicit(&t->lag_prev_max_ns, atomic_load(&t->lag_max_ns), memory_order_relaxed);
-        atomic_store_explicit(&t->lag_max_ns, 0, memory_order_relaxed);
-        t->lag_window_ns = now;
+    uint64_t lag = now > t->due_ns ? now - t->due_ns : 0;
+    if (now - t->window_ns >= LAG_WINDOW_NS) {
+        atomic_store_explicit(&t->prev_max_ns, atomic_load(&t->max_ns), memory_order_relaxed);
+        atomic_store_explicit(&t->max_ns, 0, memory_order_relaxed);
+        t->window_ns = now;
     }
-    if (lag > atomic_load_explicit(&t->lag_max_ns, memory_order_relaxed))
-        atomic_store_explicit(&t->lag_max_ns, lag, memory_order_relaxed);
-    t->lag_due_ns = now + LAG_INTERVAL_MS * 1000000ull;
-    uv_timer_start(&t->lag_timer, on_lag_timer, LAG_INTERVAL_MS, 0);
+    if (lag > atomic_load_explicit(&t->max_ns, memory_order_relaxed))
+        atomic_store_explicit(&t->max_ns, lag, memory_order_relaxed);
+    t->due_ns = now + LAG_INTERVAL_MS * 1000000ull;
+    uv_timer_start(&t->timer, on_lag_timer, LAG_INTERVAL_MS, 0);
 }
 
-int rt_metrics_thread_init(rt_thread_t *t)
+/* On the thread, before its loop turns. */
+static void metrics_thread_start(rdl_server_t *srv, void *state, const rdl_part_thread_t *pt)
 {
-    if (!t->srv->opts.metrics_enabled)
-        return 0;
-    int rc = uv_timer_init(&t->loop, &t->lag_timer);
-    if (rc)
-        return rc;
-    t->lag_timer.data = t;
-    t->lag_on = true;
-    t->lag_window_ns = uv_hrtime();
-    t->lag_due_ns = t->lag_window_ns + LAG_INTERVAL_MS * 1000000ull;
-    return uv_timer_start(&t->lag_timer, on_lag_timer, LAG_INTERVAL_MS, 0);
-}
-
-void rt_metrics_thread_stop(rt_thread_t *t)
-{
-    if (!t->lag_on)
+    rt_metrics_t *mx = state;
+    (void)srv;
+    if (!mx->lag || pt->index >= mx->nlag)
         return;
-    t->lag_on = false;
-    uv_close((uv_handle_t *)&t->lag_timer, NULL);
+    rt_lag_t *t = &mx->lag[pt->index];
+    t->admin = pt->admin;
+    if (uv_timer_init(pt->loop, &t->timer) != 0)
+        return;
+    t->timer.data = t;
+    t->on = true;
+    t->window_ns = uv_hrtime();
+    t->due_ns = t->window_ns + LAG_INTERVAL_MS * 1000000ull;
+    uv_timer_start(&t->timer, on_lag_timer, LAG_INTERVAL_MS, 0);
+}
+
+static void metrics_thread_stop(rdl_server_t *srv, void *state, const rdl_part_thread_t *pt)
+{
+    rt_metrics_t *mx = state;
+    (void)srv;
+    if (!mx->lag || pt->index >= mx->nlag || !mx->lag[pt->index].on)
+        return;
+    mx->lag[pt->index].on = false;
+    uv_close((uv_handle_t *)&mx->lag[pt->index].timer, NULL);
 }
 
 /* ---- runtime collector --------------------------------------------------- */
@@ -240,18 +255,19 @@ static void gauge(rdl_collect_t *c, const char *name, const char *help, double v
 
 static void collect_runtime(rdl_collect_t *c, void *arg)
 {
-    rdl_server_t *srv = arg;
+    rt_metrics_t *mx = arg;
+    rdl_server_t *srv = mx->srv;
     rdl_collect_family(c, RDL_METRIC_GAUGE, "redline_event_loop_lag_seconds",
                        "Worst delay of a 100 ms timer on each I/O thread over the last 10-20 s.");
-    for (int i = 0; i < srv->nall; i++) {
-        rt_thread_t *t = &srv->threads[i];
+    for (int i = 0; i < mx->nlag; i++) {
+        rt_lag_t *t = &mx->lag[i];
         char name[16];
-        if (t->admin)
+        if (i >= srv->nthreads)
             snprintf(name, sizeof(name), "admin");
         else
             snprintf(name, sizeof(name), "%d", i);
-        uint64_t a = atomic_load_explicit(&t->lag_max_ns, memory_order_relaxed);
-        uint64_t b = atomic_load_explicit(&t->lag_prev_max_ns, memory_order_relaxed);
+        uint64_t a = atomic_load_explicit(&t->max_ns, memory_order_relaxed);
+        uint64_t b = atomic_load_explicit(&t->prev_max_ns, memory_order_relaxed);
         const char *ln[] = { "thread" }, *lv[] = { name };
         rdl_collect_value(c, ln, lv, 1, (double)(a > b ? a : b) / 1e9);
     }
@@ -274,19 +290,27 @@ static void collect_runtime(rdl_collect_t *c, void *arg)
     rdl_collect_value(c, NULL, NULL, 0, (double)st.rejected);
 }
 
-void rt_metrics_start(rdl_server_t *srv)
+/* The threads' structures and the pool exist, no I/O thread runs yet: collectors on. */
+static void metrics_run(rdl_server_t *srv, void *state, uv_loop_t *ctl)
 {
-    struct rt_metrics *mx = srv->metrics;
-    if (!mx || !srv->opts.metrics_enabled)
+    rt_metrics_t *mx = state;
+    (void)ctl;
+    if (!srv->opts.metrics_enabled || mx->lag)
         return;
-    int id = rdl_collector_add(NULL, collect_runtime, srv);
+    mx->lag = calloc((size_t)srv->nall, sizeof(*mx->lag));
+    if (!mx->lag)
+        return;                 /* no lag figures, the rest stands */
+    mx->nlag = srv->nall;
+    int id = rdl_collector_add(NULL, collect_runtime, mx);
     mx->runtime_collector = id > 0 ? id : 0;
 }
 
-void rt_metrics_stop(rdl_server_t *srv)
+/* The drain is over: no scrape may read the threads or the pool from now on. */
+static void metrics_drained(rdl_server_t *srv, void *state)
 {
-    struct rt_metrics *mx = srv->metrics;
-    if (mx && mx->runtime_collector) {
+    rt_metrics_t *mx = state;
+    (void)srv;
+    if (mx->runtime_collector) {
         rdl_collector_remove(NULL, mx->runtime_collector);
         mx->runtime_collector = 0;
     }
@@ -344,15 +368,15 @@ static bool format_param(const rdl_req_t *req, rdl_format_t *fmt)
 
 static void metrics_handler(rdl_req_t *req, void *arg)
 {
-    rdl_server_t *srv = arg;
+    rt_metrics_t *mx = arg;
     size_t alen = 0, elen = 0;
     const char *accept = rdl_req_header(req, "Accept", &alen);
     const char *enc = rdl_req_header(req, "Accept-Encoding", &elen);
     rdl_format_t fmt;
     if (!format_param(req, &fmt))
         fmt = rdl_metrics_negotiate(accept, alen);
-    if (srv->metrics && srv->metrics->scrapes[fmt])
-        rdl_counter_inc(srv->metrics->scrapes[fmt]);
+    if (mx->scrapes[fmt])
+        rdl_counter_inc(mx->scrapes[fmt]);
     rdl_buf_t body, z;
     rdl_buf_init(&body);
     rdl_buf_init(&z);
@@ -386,13 +410,13 @@ static void vars_handler(rdl_req_t *req, void *arg)
 
 /* ---- install --------------------------------------------------------------- */
 
-int rt_metrics_install(rdl_server_t *srv)
+static int metrics_install(rdl_server_t *srv, void **state)
 {
     struct rt_metrics *mx = calloc(1, sizeof(*mx));
-    if (!mx)
+    if (!(*state = mx))
         return RDL_ENOMEM;
-    srv->metrics = mx;
-    int rc = rdl_server_admin_route(srv, "GET", "/metrics", metrics_handler, srv);
+    mx->srv = srv;
+    int rc = rdl_server_admin_route(srv, "GET", "/metrics", metrics_handler, mx);
     if (rc == 0 && srv->opts.metrics_debug_vars)
         rc = rdl_server_admin_route(srv, "GET", "/debug/vars", vars_handler, srv);
     if (rc || !srv->opts.metrics_enabled)
@@ -407,9 +431,24 @@ int rt_metrics_install(rdl_server_t *srv)
     return rdl_server_use(srv, &mw);
 }
 
-void rt_metrics_uninstall(rdl_server_t *srv)
+static void metrics_free(rdl_server_t *srv, void *state)
 {
-    rt_metrics_stop(srv);
-    free(srv->metrics);
-    srv->metrics = NULL;
+    rt_metrics_t *mx = state;
+    if (!mx)
+        return;
+    metrics_drained(srv, mx);
+    free(mx->lag);
+    free(mx);
 }
+
+const rdl_part_t rdl_part_metrics = {
+    .name = "metrics",
+    .defaults = metrics_defaults,
+    .config = metrics_config,
+    .install = metrics_install,
+    .run = metrics_run,
+    .thread_start = metrics_thread_start,
+    .thread_stop = metrics_thread_stop,
+    .drained = metrics_drained,
+    .free = metrics_free,
+};

@@ -27,6 +27,8 @@
 #define WARM_RETRY_MIN_MS 200
 #define WARM_RETRY_MAX_MS 2000
 
+typedef struct rt_outbound rt_outbound_t;
+
 typedef struct ob_thread {
     rt_outbound_t *ob;
     int index;
@@ -42,6 +44,7 @@ typedef struct ob_step {
     char name[64];              /* "upstream:<name>" for /readyz */
 } ob_step_t;
 
+/* The upstreams part's state, made by rdl_server_upstreams (NULL before). */
 struct rt_outbound {
     rdl_server_t *srv;
     rdl_upstreams_t *ups;
@@ -58,6 +61,12 @@ struct rt_outbound {
     int warm_err;
     int collector;              /* id in the default metrics registry; 0 = none */
 };
+
+/* srv's outbound state, or NULL: no upstreams attached (or the part not in its list). */
+static rt_outbound_t *outbound_of(rdl_server_t *srv)
+{
+    return rdl_server_part_state(srv, &rdl_part_upstreams);
+}
 
 static _Thread_local ob_thread_t *tl_thread;
 
@@ -412,7 +421,10 @@ static void collect(rdl_collect_t *c, void *arg)
 
 int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups)
 {
-    if (!ups || srv->outbound)
+    void **state = rdl__server_part_slot(srv, &rdl_part_upstreams);
+    if (!state)
+        return RDL_ESTATE;      /* the application left the upstreams part out */
+    if (!ups || *state)
         return RDL_EINVAL;
     rt_outbound_t *ob = calloc(1, sizeof(*ob));
     if (!ob)
@@ -427,7 +439,7 @@ int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups)
     }
     uv_mutex_init(&ob->mu);
     uv_cond_init(&ob->cv);
-    srv->outbound = ob;
+    *state = ob;
     rdl_upstreams_on_change(ups, on_transition, ob);
     int rc = rdl_upstreams_add_injector(ups, inject_request_id, NULL);
     if (rc == 0)
@@ -467,11 +479,14 @@ int rdl_server_add_injector(rdl_server_t *srv, rdl_inject_fn fn, void *arg)
     srv->injectors[srv->ninjectors] = fn;
     srv->injector_args[srv->ninjectors++] = arg;
     /* Already attached: the upstreams take it directly (clients read them per call). */
-    return srv->outbound ? rdl_upstreams_add_injector(srv->outbound->ups, fn, arg) : 0;
+    rt_outbound_t *ob = outbound_of(srv);
+    return ob ? rdl_upstreams_add_injector(ob->ups, fn, arg) : 0;
 }
 
-void rt_outbound_free(rt_outbound_t *ob)
+static void outbound_free(rdl_server_t *srv, void *state)
 {
+    rt_outbound_t *ob = state;
+    (void)srv;
     if (!ob)
         return;
     if (ob->collector)
@@ -481,6 +496,12 @@ void rt_outbound_free(rt_outbound_t *ob)
     free(ob->threads);
     free(ob);
 }
+
+/* Everything happens in rdl_server_upstreams, which the application calls after rdl_server_new. */
+const rdl_part_t rdl_part_upstreams = {
+    .name = "upstreams",
+    .free = outbound_free,
+};
 
 /* ---- calls from handlers ---------------------------------------------------------- */
 
@@ -549,7 +570,7 @@ static int upstream_index(rt_outbound_t *ob, const char *name)
 
 void rdl_req_degraded(rdl_req_t *req, const char *upstream)
 {
-    rt_outbound_t *ob = req->conn ? req->conn->t->srv->outbound : NULL;
+    rt_outbound_t *ob = req->conn ? outbound_of(req->conn->t->srv) : NULL;
     int i = ob ? upstream_index(ob, upstream) : -1;
     if (i >= 0)
         atomic_fetch_add_explicit(&ob->degraded[i], 1, memory_order_relaxed);
@@ -645,7 +666,7 @@ int rdl_req_call(rdl_req_t *req, const char *name, const rdl_call_t *call, rdl_r
     ob_thread_t *t = tl_thread;
     if (!c || !call || !done)
         return RDL_EINVAL;
-    rt_outbound_t *ob = c->t->srv->outbound;
+    rt_outbound_t *ob = outbound_of(c->t->srv);
     if (!ob || !t || !t->client || t->ob != ob)
         return RDL_ESTATE;
     int i = upstream_index(ob, name);

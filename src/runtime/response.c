@@ -63,10 +63,10 @@ static bool status_closes(int status)
 
 static void run_before_send(rdl_req_t *req)
 {
-    rdl_server_t *srv = req->conn->t->srv;
+    const rt_chain_t *chain = req->conn->t->chain;
     for (int i = req->mw_entered - 1; i >= 0; i--)
-        if (srv->mw[i].before_send)
-            srv->mw[i].before_send(req, srv->mw[i].arg);
+        if (chain->mw[i].before_send)
+            chain->mw[i].before_send(req, chain->mw[i].arg);
 }
 
 static void put_status_line(rdl_buf_t *out, int status)

@@ -36,8 +36,10 @@ typedef struct rt_route_slot {
     char pad[64 - sizeof(atomic_int)];
 } rt_route_slot_t;
 
+/* The route part's state; NULL when no routes file is configured. */
 typedef struct rt_routing {
     rdl_server_t *srv;
+    int slot;                   /* the request slot holding its struct rt_route_req */
     _Atomic(rdl_route_table_t *) current;
     rt_route_slot_t *slots;     /* one per thread of the server (app and admin) */
     int nslots;
@@ -129,15 +131,16 @@ static int load(rt_routing_t *r, rdl_error_t *err)
 int rdl_server_reload_routes(rdl_server_t *srv, rdl_error_t *err)
 {
     rdl_error_t local;
-    if (!srv || !srv->routing)
+    rt_routing_t *r = srv ? rdl_server_part_state(srv, &rdl_part_route) : NULL;
+    if (!r)
         return RDL_ESTATE;
-    return load(srv->routing, err ? err : &local);
+    return load(r, err ? err : &local);
 }
 
 void rdl_server_route_stats(const rdl_server_t *srv, rdl_server_route_stats_t *out)
 {
     memset(out, 0, sizeof(*out));
-    rt_routing_t *r = srv ? srv->routing : NULL;
+    rt_routing_t *r = srv ? rdl_server_part_state(srv, &rdl_part_route) : NULL;
     if (!r)
         return;
     out->decisions = atomic_load_explicit(&r->decisions, memory_order_relaxed);
@@ -302,7 +305,8 @@ static void on_delay_closed(uv_handle_t *h)
 static void on_delay(uv_timer_t *timer)
 {
     rdl_req_t *req = timer->data;
-    struct rt_route_req *st = req->route;
+    rt_routing_t *r = rdl_server_part_state(req->conn->t->srv, &rdl_part_route);
+    struct rt_route_req *st = rdl_req_slot(req, r->slot);
     st->delay = NULL;
     uv_close((uv_handle_t *)timer, on_delay_closed);
     if (req->answered)
@@ -320,11 +324,10 @@ static const char *arena_copy(rdl_req_t *req, const char *s)
     return s ? rdl_arena_strndup(&req->ctx.arena, s, strlen(s)) : NULL;
 }
 
+/* On the app chain only: the admin plane is not routed. */
 static int route_enter(rdl_req_t *req, void *arg)
 {
     rt_routing_t *r = arg;
-    if (req->conn->t->admin)
-        return 0;                          /* the admin plane is not routed */
     rdl_route_table_t *t = acquire(r, thread_index(req));
     if (!t)
         return 0;
@@ -337,7 +340,7 @@ static int route_enter(rdl_req_t *req, void *arg)
     }
     st->table = t;
     st->delay = NULL;
-    req->route = st;
+    rdl_req_slot_set(req, r->slot, st);
     count(&r->decisions);
     if (st->d.bypassed)
         count(&r->bypassed);
@@ -358,7 +361,7 @@ static int route_enter(rdl_req_t *req, void *arg)
 static int fault_enter(rdl_req_t *req, void *arg)
 {
     rt_routing_t *r = arg;
-    struct rt_route_req *st = req->route;
+    struct rt_route_req *st = rdl_req_slot(req, r->slot);
     if (!st || (!st->d.delay_ms && !st->d.abort_status))
         return 0;
     if (st->d.abort_status)
@@ -383,7 +386,7 @@ static int fault_enter(rdl_req_t *req, void *arg)
 
 static void fault_leave(rdl_req_t *req, void *arg)
 {
-    struct rt_route_req *st = req->route;
+    struct rt_route_req *st = rdl_req_slot(req, ((rt_routing_t *)arg)->slot);
     if (st && st->delay) {                 /* answered (deadline) or gone while delayed */
         uv_timer_stop(st->delay);
         uv_close((uv_handle_t *)st->delay, on_delay_closed);
@@ -393,7 +396,7 @@ static void fault_leave(rdl_req_t *req, void *arg)
 
 static void route_before_send(rdl_req_t *req, void *arg)
 {
-    struct rt_route_req *st = req->route;
+    struct rt_route_req *st = rdl_req_slot(req, ((rt_routing_t *)arg)->slot);
     if (!st)
         return;
     for (int i = 0; i < 2; i++)
@@ -403,17 +406,19 @@ static void route_before_send(rdl_req_t *req, void *arg)
 
 static void route_leave(rdl_req_t *req, void *arg)
 {
-    struct rt_route_req *st = req->route;
+    int slot = ((rt_routing_t *)arg)->slot;
+    struct rt_route_req *st = rdl_req_slot(req, slot);
     if (!st)
         return;
     rdl_route_table_unref(st->table);
-    req->route = NULL;
+    rdl_req_slot_set(req, slot, NULL);
 }
 
 /* For outbound calls (outbound.c): the route's timeout and retries apply to them. */
 const rdl_route_decision_t *rt_route_decision(const rdl_req_t *req)
 {
-    const struct rt_route_req *st = req->route;
+    rt_routing_t *r = req->conn ? rdl_server_part_state(req->conn->t->srv, &rdl_part_route) : NULL;
+    const struct rt_route_req *st = r ? rdl_req_slot(req, r->slot) : NULL;
     return st ? &st->d : NULL;
 }
 
@@ -475,7 +480,15 @@ static void explain(rdl_req_t *req, void *arg)
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
-int rt_route_config(rdl_server_opts_t *o, rdl_config_t *cfg)
+static void route_defaults(rdl_server_opts_t *o)
+{
+    o->routes_file = "";
+    o->routes_bypass_header = "x-redline-bypass";
+    o->routes_sticky_header = "";
+    o->routes_watch_ms = 1000;
+}
+
+static int route_config(rdl_server_opts_t *o, rdl_config_t *cfg)
 {
     rdl_cfg_key_t keys[] = {
         { "routes.file", RDL_CFG_STRING, &o->routes_file, 0, 0, NULL,
@@ -490,7 +503,7 @@ int rt_route_config(rdl_server_opts_t *o, rdl_config_t *cfg)
     return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
 }
 
-int rt_route_install(rdl_server_t *srv)
+static int route_install(rdl_server_t *srv, void **state)
 {
     const rdl_server_opts_t *o = &srv->opts;
     rt_routing_t *r = NULL;
@@ -501,7 +514,9 @@ int rt_route_install(rdl_server_t *srv)
             return RDL_ENOMEM;
         }
         r->srv = srv;
-        srv->routing = r;
+        *state = r;
+        if ((r->slot = rdl_server_req_slot(srv)) < 0)
+            return r->slot;
         rdl_middleware_t mw = { .name = "coloring", .enter = route_enter,
                                 .before_send = route_before_send, .leave = route_leave, .arg = r };
         int rc = rdl_server_use(srv, &mw);
@@ -515,10 +530,11 @@ int rt_route_install(rdl_server_t *srv)
     return rc ? rc : rdl_server_admin_route(srv, "POST", "/debug/routes/explain", explain, r);
 }
 
-int rt_route_load(rdl_server_t *srv, rdl_error_t *err)
+/* The fault middleware (last before the handler), then the first load. */
+static int route_start(rdl_server_t *srv, void *state, rdl_error_t *err)
 {
-    rt_routing_t *r = srv->routing;
-    if (!r)
+    rt_routing_t *r = state;
+    if (!r || r->slots)
         return 0;
     rdl_middleware_t mw = { .name = "fault_injection", .enter = fault_enter, .leave = fault_leave,
                             .arg = r };
@@ -528,8 +544,10 @@ int rt_route_load(rdl_server_t *srv, rdl_error_t *err)
                              rdl_strerror(rc));
     r->nslots = srv->nall;
     r->slots = calloc((size_t)r->nslots, sizeof(*r->slots));
-    if (!r->slots)
+    if (!r->slots) {
+        r->nslots = 0;
         return rdl_error_set(err, RDL_ENOMEM, 0, 0, "routes.file", "out of memory");
+    }
     return load(r, err);
 }
 
@@ -553,15 +571,16 @@ static void on_file_change(uv_fs_poll_t *p, int status, const uv_stat_t *prev, c
     }
 }
 
-void rt_route_watch(rdl_server_t *srv)
+/* The control loop is up: SIGHUP and file changes reload. */
+static void route_run(rdl_server_t *srv, void *state, uv_loop_t *ctl)
 {
-    rt_routing_t *r = srv->routing;
+    rt_routing_t *r = state;
     if (!r)
         return;
-    uv_signal_init(&srv->ctl, &r->sighup);
+    uv_signal_init(ctl, &r->sighup);
     r->sighup.data = r;
     uv_signal_start(&r->sighup, on_sighup, SIGHUP);
-    uv_fs_poll_init(&srv->ctl, &r->poll);
+    uv_fs_poll_init(ctl, &r->poll);
     r->poll.data = r;
     if (srv->opts.routes_watch_ms)
         uv_fs_poll_start(&r->poll, on_file_change, srv->opts.routes_file,
@@ -569,9 +588,11 @@ void rt_route_watch(rdl_server_t *srv)
     r->watching = true;
 }
 
-void rt_route_unwatch(rdl_server_t *srv)
+/* The control loop closes. */
+static void route_drained(rdl_server_t *srv, void *state)
 {
-    rt_routing_t *r = srv->routing;
+    rt_routing_t *r = state;
+    (void)srv;
     if (!r || !r->watching)
         return;
     uv_close((uv_handle_t *)&r->sighup, NULL);
@@ -579,9 +600,10 @@ void rt_route_unwatch(rdl_server_t *srv)
     r->watching = false;
 }
 
-void rt_route_free(rdl_server_t *srv)
+static void route_free(rdl_server_t *srv, void *state)
 {
-    rt_routing_t *r = srv->routing;
+    rt_routing_t *r = state;
+    (void)srv;
     if (!r)
         return;
     if (r->collector > 0)
@@ -590,5 +612,15 @@ void rt_route_free(rdl_server_t *srv)
     uv_mutex_destroy(&r->reload_mu);
     free(r->slots);
     free(r);
-    srv->routing = NULL;
 }
+
+const rdl_part_t rdl_part_route = {
+    .name = "route",
+    .defaults = route_defaults,
+    .config = route_config,
+    .install = route_install,
+    .start = route_start,
+    .run = route_run,
+    .drained = route_drained,
+    .free = route_free,
+};

@@ -52,15 +52,10 @@ void rdl_server_opts_default(rdl_server_opts_t *o)
     o->grace_ms = 20000;
     o->pool_threads = 4;
     o->pool_queue = 1024;
-    o->trace_enabled = true;
-    o->trace_endpoint = "";
-    o->trace_propagators = "";
-    o->routes_file = "";
-    o->routes_bypass_header = "x-redline-bypass";
-    o->routes_sticky_header = "";
-    o->routes_watch_ms = 1000;
-    rt_log_opts_default(o);
-    rt_metrics_defaults(o);
+    o->parts = rdl_parts_default;
+    for (const rdl_part_t *const *p = o->parts; *p; p++)
+        if ((*p)->defaults)
+            (*p)->defaults(o);
 }
 
 int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
@@ -93,13 +88,10 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
         { "pool.queue", RDL_CFG_INT, &o->pool_queue, 1, 1000000, NULL, "blocking-work queue bound (503 beyond)", NULL },
     };
     int rc = rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
-    if (rc == 0)
-        rc = rt_log_opts_config(o, cfg);
-    if (rc == 0)
-        rc = rt_metrics_config(o, cfg);
-    if (rc == 0)
-        rc = rt_trace_opts_config(o, cfg);
-    return rc ? rc : rt_route_config(o, cfg);
+    for (const rdl_part_t *const *p = o->parts; rc == 0 && p && *p; p++)
+        if ((*p)->config)
+            rc = (*p)->config(o, cfg);
+    return rc;
 }
 
 /* ---- Date header ----------------------------------------------------- */
@@ -206,17 +198,20 @@ int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
         srv->opts.service = "redline";
     if (!srv->opts.admin_listen)
         srv->opts.admin_listen = "";
+    if (!srv->opts.parts)
+        srv->opts.parts = rdl_parts_default;
     int rc = rt_admin_register(srv);
-    if (rc == 0)
-        rc = rt_log_admin_register(srv);
-    if (rc == 0)
-        rc = rt_trace_install(srv);        /* outermost: trace, coloring, RED metrics, access log */
-    if (rc == 0)
-        rc = rt_route_install(srv);
-    if (rc == 0)
-        rc = rt_metrics_install(srv);
-    if (rc == 0)
-        rc = rt_access_log_install(srv);
+    /* In list order: their middleware is chained in that order (part.h). */
+    for (const rdl_part_t *const *p = srv->opts.parts; rc == 0 && *p; p++) {
+        if (srv->nparts == RDL_PARTS_MAX) {
+            rc = RDL_EBUSY;
+            break;
+        }
+        int i = srv->nparts++;
+        srv->parts[i] = *p;
+        if ((*p)->install)
+            rc = (*p)->install(srv, &srv->part_state[i]);
+    }
     if (rc) {
         rdl_server_free(srv);
         return rc;
@@ -229,11 +224,10 @@ void rdl_server_free(rdl_server_t *srv)
 {
     if (!srv)
         return;
-    rt_metrics_uninstall(srv);
-    rt_log_stop(srv);
+    for (int i = srv->nparts - 1; i >= 0; i--)
+        if (srv->parts[i]->free)
+            srv->parts[i]->free(srv, srv->part_state[i]);
     uv_mutex_destroy(&srv->ctl_mu);
-    rt_outbound_free(srv->outbound);
-    rt_route_free(srv);
     rt_router_free(&srv->app_router);
     rt_router_free(&srv->admin_router);
     free(srv->threads);
@@ -252,14 +246,45 @@ int rdl_server_admin_route(rdl_server_t *srv, const char *method, const char *tm
     return rt_router_add(&srv->admin_router, method, tmpl, fn, arg);
 }
 
-int rdl_server_use(rdl_server_t *srv, const rdl_middleware_t *mw)
+static int chain_add(rt_chain_t *chain, const rdl_middleware_t *mw)
 {
     if (!mw)
         return RDL_EINVAL;
-    if (srv->nmw == RT_MAX_MIDDLEWARE)
+    if (chain->n == RT_MAX_MIDDLEWARE)
         return RDL_EBUSY;
-    srv->mw[srv->nmw++] = *mw;
+    chain->mw[chain->n++] = *mw;
     return 0;
+}
+
+int rdl_server_use(rdl_server_t *srv, const rdl_middleware_t *mw)
+{
+    return chain_add(&srv->app_chain, mw);
+}
+
+int rdl_server_admin_use(rdl_server_t *srv, const rdl_middleware_t *mw)
+{
+    return chain_add(&srv->admin_chain, mw);
+}
+
+int rdl_server_req_slot(rdl_server_t *srv)
+{
+    return srv->nslots < RDL_REQ_SLOTS ? srv->nslots++ : RDL_EBUSY;
+}
+
+void **rdl__server_part_slot(rdl_server_t *srv, const rdl_part_t *part)
+{
+    for (int i = 0; i < srv->nparts; i++)
+        if (srv->parts[i] == part)
+            return &srv->part_state[i];
+    return NULL;
+}
+
+void *rdl_server_part_state(const rdl_server_t *srv, const rdl_part_t *part)
+{
+    for (int i = 0; i < srv->nparts; i++)
+        if (srv->parts[i] == part)
+            return srv->part_state[i];
+    return NULL;
 }
 
 int rdl_server_on_startup(rdl_server_t *srv, const char *name, rdl_startup_fn fn, void *arg)
@@ -449,11 +474,14 @@ static void on_wake(uv_async_t *a)
         }
         rdl_pool_sink_free(t->sink);
         t->sink = NULL;
-        rt_metrics_thread_stop(t);
-        for (int i = t->srv->nhooks - 1; i >= 0 && !t->admin; i--)
-            if (t->srv->hooks[i].stop)
-                t->srv->hooks[i].stop(t->srv, (int)(t - t->srv->threads), &t->loop,
-                                      t->srv->hooks[i].arg);
+        rdl_server_t *srv = t->srv;
+        rdl_part_thread_t pt = { (int)(t - srv->threads), t->admin, &t->loop };
+        for (int i = srv->nhooks - 1; i >= 0 && !t->admin; i--)
+            if (srv->hooks[i].stop)
+                srv->hooks[i].stop(srv, pt.index, &t->loop, srv->hooks[i].arg);
+        for (int i = srv->nparts - 1; i >= 0; i--)
+            if (srv->parts[i]->thread_stop)
+                srv->parts[i]->thread_stop(srv, srv->part_state[i], &pt);
         uv_close((uv_handle_t *)&t->wake, NULL);
     }
 }
@@ -461,14 +489,16 @@ static void on_wake(uv_async_t *a)
 static void thread_main(void *arg)
 {
     rt_thread_t *t = arg;
-    /* The access lines' ring, made before the first request. Without it (no memory now) the
-       thread's first line makes one of log.buffer. */
-    if (!t->admin)
-        (void)rdl_log_reserve(t->srv->log, (size_t)t->srv->opts.log_io_buffer);
-    for (int i = 0; i < t->srv->nhooks && !t->admin; i++)
-        if (t->srv->hooks[i].start)
-            t->srv->hooks[i].start(t->srv, (int)(t - t->srv->threads), &t->loop,
-                                   t->srv->hooks[i].arg);
+    rdl_server_t *srv = t->srv;
+    /* The parts' per-thread state covers the admin thread too (its loop lag is exported);
+       rdl_server_on_thread hooks see only the application's I/O threads. */
+    rdl_part_thread_t pt = { (int)(t - srv->threads), t->admin, &t->loop };
+    for (int i = 0; i < srv->nparts; i++)
+        if (srv->parts[i]->thread_start)
+            srv->parts[i]->thread_start(srv, srv->part_state[i], &pt);
+    for (int i = 0; i < srv->nhooks && !t->admin; i++)
+        if (srv->hooks[i].start)
+            srv->hooks[i].start(srv, pt.index, &t->loop, srv->hooks[i].arg);
     uv_run(&t->loop, UV_RUN_DEFAULT);
 }
 
@@ -483,6 +513,7 @@ static int thread_init(rdl_server_t *srv, rt_thread_t *t, bool admin, int fd)
     t->srv = srv;
     t->admin = admin;
     t->router = admin ? &srv->admin_router : &srv->app_router;
+    t->chain = admin ? &srv->admin_chain : &srv->app_chain;
     int rc = uv_loop_init(&t->loop);
     if (rc == 0)
         rc = uv_async_init(&t->loop, &t->wake, on_wake);
@@ -496,10 +527,6 @@ static int thread_init(rdl_server_t *srv, rt_thread_t *t, bool admin, int fd)
         rc = uv_tcp_open(&t->listener, fd);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&t->listener, (int)srv->opts.backlog, on_connection);
-    /* The runtime's own per-thread state covers the admin thread too (its loop lag is
-     * exported); rdl_server_on_thread hooks see only the application's I/O threads. */
-    if (rc == 0)
-        rc = rt_metrics_thread_init(t);
     t->listening = rc == 0;
     return rc;
 }
@@ -572,7 +599,9 @@ static void close_ctl(rdl_server_t *srv)
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->grace_timer, NULL);
     uv_close((uv_handle_t *)&srv->ctl_wake, NULL);
-    rt_route_unwatch(srv);
+    for (int i = srv->nparts - 1; i >= 0; i--)
+        if (srv->parts[i]->drained)
+            srv->parts[i]->drained(srv, srv->part_state[i]);
 }
 
 static void on_ctl_wake(uv_async_t *a)
@@ -638,30 +667,52 @@ static int open_all(rdl_server_t *srv, int *fds, rdl_error_t *err)
     return 0;
 }
 
+/* The parts' start hooks in list order; a failure leaves the ones before started. */
+static int parts_start(rdl_server_t *srv, rdl_error_t *err)
+{
+    for (; srv->nstarted < srv->nparts; srv->nstarted++) {
+        const rdl_part_t *p = srv->parts[srv->nstarted];
+        int rc = p->start ? p->start(srv, srv->part_state[srv->nstarted], err) : 0;
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* The stop hooks of the parts started, in reverse order. */
+static void parts_stop(rdl_server_t *srv)
+{
+    while (srv->nstarted > 0) {
+        int i = --srv->nstarted;
+        if (srv->parts[i]->stop)
+            srv->parts[i]->stop(srv, srv->part_state[i]);
+    }
+}
+
 int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
 {
     signal(SIGPIPE, SIG_IGN);
-    int rc = srv->log ? 0 : rt_log_start(srv, err);
-    if (rc)
-        return rc;
     srv->nthreads = (int)srv->opts.threads;
     srv->nall = srv->nthreads + (srv->opts.admin_listen[0] ? 1 : 0);
-    if ((rc = rt_route_load(srv, err)) != 0)
+    int rc = parts_start(srv, err);
+    if (rc) {
+        parts_stop(srv);
         return rc;
+    }
     srv->threads = calloc((size_t)srv->nall, sizeof(rt_thread_t));
     int *fds = malloc((size_t)srv->nall * sizeof(int));
     if (!srv->threads || !fds) {
         free(fds);
+        parts_stop(srv);
         return RDL_ENOMEM;
     }
     for (int i = 0; i < srv->nall; i++)
         fds[i] = -1;
     rc = open_all(srv, fds, err);
     if (rc == 0)
-        rc = rt_trace_start(srv, err);
-    if (rc == 0)
         atomic_store(&srv->addrs_set, true);
     if (rc < 0) {
+        parts_stop(srv);
         for (int i = 0; i < srv->nall; i++)
             if (fds[i] >= 0)
                 close(fds[i]);
@@ -677,7 +728,6 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     if (rc != 0)
         return rdl_error_set(err, RDL_EIO, 0, 0, "server", "cannot start I/O threads: %s",
                              uv_strerror(rc));
-    rt_metrics_start(srv);
 
     uv_loop_init(&srv->ctl);
     uv_signal_init(&srv->ctl, &srv->sigterm);
@@ -691,7 +741,9 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
     uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
-    rt_route_watch(srv);
+    for (int i = 0; i < srv->nparts; i++)
+        if (srv->parts[i]->run)
+            srv->parts[i]->run(srv, srv->part_state[i], &srv->ctl);
     uv_mutex_lock(&srv->ctl_mu);
     atomic_store(&srv->ctl_up, true);
     if (atomic_load(&srv->shutdown_requested))
@@ -713,10 +765,9 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
         uv_loop_close(&srv->threads[i].loop);
     }
     uv_loop_close(&srv->ctl);
-    rt_metrics_stop(srv);
     rdl_pool_free(srv->pool);
     srv->pool = NULL;
-    rt_trace_stop(srv);
+    parts_stop(srv);
     rdl_log(srv->log, RDL_LOG_INFO, "stopped", NULL, 0);
     rdl_log_flush(srv->log, 0);        /* every line accepted until now reaches the sink */
     return srv->exit_code;

@@ -19,14 +19,23 @@
 #include "redline/trace.h"
 #include "runtime/internal.h"
 
+/* The trace part's state: the tracer exists from start to stop. */
 typedef struct rt_trace {
-    rdl_tracer_t *tracer;
+    rdl_server_t *srv;
+    rdl_tracer_t *tracer;      /* NULL when tracing is off or stopped */
     rdl_propagators_t props;
     bool response_header;
     int collector;              /* id in the default metrics registry, or negative */
 } rt_trace_t;
 
-int rt_trace_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
+static void trace_defaults(rdl_server_opts_t *o)
+{
+    o->trace_enabled = true;
+    o->trace_endpoint = "";
+    o->trace_propagators = "";
+}
+
+static int trace_config(rdl_server_opts_t *o, rdl_config_t *cfg)
 {
     rdl_cfg_key_t keys[] = {
         { "tracing.enabled", RDL_CFG_BOOL, &o->trace_enabled, 0, 0, NULL,
@@ -163,9 +172,8 @@ static void set_request_attrs(rdl_span_t *s, rdl_req_t *req, const char *method,
 
 static int trace_enter(rdl_req_t *req, void *arg)
 {
-    rdl_server_t *srv = arg;
-    rt_trace_t *tr = srv->trace;
-    if (!tr || req->conn->t->admin)
+    rt_trace_t *tr = arg;
+    if (!tr->tracer)
         return 0;
     rdl_ctx_t *ctx = rdl_req_ctx(req);
     rdl_span_context_t parent;
@@ -212,9 +220,9 @@ static int trace_enter(rdl_req_t *req, void *arg)
 
 static void trace_before_send(rdl_req_t *req, void *arg)
 {
-    rdl_server_t *srv = arg;
+    rt_trace_t *tr = arg;
     rdl_ctx_t *ctx = rdl_req_ctx(req);
-    if (!srv->trace || !srv->trace->response_header || !ctx->span)
+    if (!tr->response_header || !ctx->span)
         return;
     char tp[RDL_TRACEPARENT_LEN + 1];
     rdl_traceparent_format(rdl_span_context(ctx->span), tp);
@@ -223,6 +231,7 @@ static void trace_before_send(rdl_req_t *req, void *arg)
 
 static void trace_leave(rdl_req_t *req, void *arg)
 {
+    (void)arg;
     rdl_ctx_t *ctx = rdl_req_ctx(req);
     rdl_span_t *s = ctx->span;
     if (!s)
@@ -259,25 +268,26 @@ static void trace_leave(rdl_req_t *req, void *arg)
 void rt_trace_inject(rdl_server_t *srv, const rdl_span_t *span, const rdl_baggage_t *bag,
                      rdl_carrier_set_fn set, void *carrier)
 {
-    if (srv->trace && span)
-        rdl_propagation_inject(&srv->trace->props, rdl_span_context(span), bag, set, carrier);
+    rt_trace_t *tr = rdl_server_part_state(srv, &rdl_part_trace);
+    if (tr && tr->tracer && span)
+        rdl_propagation_inject(&tr->props, rdl_span_context(span), bag, set, carrier);
 }
 
 /* ---- admin: GET /debug/tracing --------------------------------------- */
 
 static void debug_tracing(rdl_req_t *req, void *arg)
 {
-    rdl_server_t *srv = arg;
+    rt_trace_t *tr = arg;
     rdl_buf_t b;
     rdl_buf_init(&b);
-    if (!srv->trace) {
+    if (!tr->tracer) {
         rdl_buf_puts(&b, "{\"enabled\":false}\n");
     } else {
         rdl_tracer_stats_t st;
         char sampler[96];
-        rdl_tracer_stats(srv->trace->tracer, &st);
+        rdl_tracer_stats(tr->tracer, &st);
         rdl_buf_puts(&b, "{\"enabled\":true,\"sampler\":");
-        rdl_sampler_describe(rdl_tracer_sampler(srv->trace->tracer), sampler, sizeof(sampler));
+        rdl_sampler_describe(rdl_tracer_sampler(tr->tracer), sampler, sizeof(sampler));
         rdl_json_str(&b, sampler, strlen(sampler));
         rdl_buf_printf(&b, ",\"spans_started\":%llu,\"spans_ended\":%llu,\"spans_exported\":%llu,"
                            "\"spans_dropped_total\":%llu,\"spans_unfinished\":%llu,\"spans_open\":%llu,"
@@ -291,11 +301,17 @@ static void debug_tracing(rdl_req_t *req, void *arg)
     rdl_buf_free(&b);
 }
 
-int rt_trace_install(rdl_server_t *srv)
+/* The app chain only: the admin plane is not traced. */
+static int trace_install(rdl_server_t *srv, void **state)
 {
-    rdl_middleware_t mw = { "trace", trace_enter, trace_before_send, trace_leave, srv };
+    rt_trace_t *tr = calloc(1, sizeof(*tr));
+    if (!(*state = tr))
+        return RDL_ENOMEM;
+    tr->srv = srv;
+    tr->collector = -1;
+    rdl_middleware_t mw = { "trace", trace_enter, trace_before_send, trace_leave, tr };
     int rc = rdl_server_use(srv, &mw);
-    return rc ? rc : rdl_server_admin_route(srv, "GET", "/debug/tracing", debug_tracing, srv);
+    return rc ? rc : rdl_server_admin_route(srv, "GET", "/debug/tracing", debug_tracing, tr);
 }
 
 /* ---- metrics: the tracer's counters at scrape time -------------------- */
@@ -357,14 +373,12 @@ static bool endpoint_configured(const rdl_server_opts_t *o)
     return false;
 }
 
-int rt_trace_start(rdl_server_t *srv, rdl_error_t *err)
+static int trace_start(rdl_server_t *srv, void *state, rdl_error_t *err)
 {
+    rt_trace_t *tr = state;
     const rdl_server_opts_t *o = &srv->opts;
-    if (!o->trace_enabled)
+    if (!o->trace_enabled || tr->tracer)
         return 0;
-    rt_trace_t *tr = calloc(1, sizeof(*tr));
-    if (!tr)
-        return RDL_ENOMEM;
     rdl_tracer_opts_t to;
     rdl_tracer_opts_default(&to);
     int rc = rdl_tracer_opts_from_env(&to, err);
@@ -381,21 +395,18 @@ int rt_trace_start(rdl_server_t *srv, rdl_error_t *err)
                                "expected an http:// or https:// URL, got '%s'", o->trace_endpoint);
         snprintf(to.endpoint, sizeof(to.endpoint), "%s", o->trace_endpoint);
     }
-    if (rc) {
-        free(tr);
+    if (rc)
         return rc;
-    }
     to.export = to.export && endpoint_configured(o);
     to.keep_errors = o->trace_keep_errors;
     to.log = tracer_log;
     to.log_arg = srv;
     rc = rdl_tracer_new(&to, &tr->tracer);
     if (rc) {
-        free(tr);
+        tr->tracer = NULL;
         return rdl_error_set(err, rc, 0, 0, "tracing", "cannot start the tracer: %s", rdl_strerror(rc));
     }
     tr->response_header = o->trace_response_header;
-    srv->trace = tr;
     rdl_tracer_set_default(tr->tracer);
     tr->collector = rdl_collector_add(NULL, collect, tr);
     char sampler[96];
@@ -407,14 +418,33 @@ int rt_trace_start(rdl_server_t *srv, rdl_error_t *err)
     return 0;
 }
 
-void rt_trace_stop(rdl_server_t *srv)
+/* End of run: flushes within the deadline, before the server's last log lines. */
+static void trace_stop(rdl_server_t *srv, void *state)
 {
-    rt_trace_t *tr = srv->trace;
-    if (!tr)
+    rt_trace_t *tr = state;
+    (void)srv;
+    if (!tr->tracer)
         return;
-    srv->trace = NULL;
     if (tr->collector >= 0)
         rdl_collector_remove(NULL, tr->collector);
+    tr->collector = -1;
     rdl_tracer_free(tr->tracer);        /* exports what is queued within its deadline */
-    free(tr);
+    tr->tracer = NULL;
 }
+
+static void trace_free(rdl_server_t *srv, void *state)
+{
+    if (state)
+        trace_stop(srv, state);
+    free(state);
+}
+
+const rdl_part_t rdl_part_trace = {
+    .name = "trace",
+    .defaults = trace_defaults,
+    .config = trace_config,
+    .install = trace_install,
+    .start = trace_start,
+    .stop = trace_stop,
+    .free = trace_free,
+};
