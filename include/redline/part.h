@@ -7,16 +7,25 @@
  * table and one line in the list of parts the application passes.
  *
  *   static const rdl_part_t *const parts[] = { &rdl_part_log, &rdl_part_metrics, NULL };
- *   rdl_server_opts_t o; rdl_server_opts_default(&o);
- *   o.parts = parts;                           // default: rdl_parts_default
+ *   rdl_server_opts_t o; rdl_server_opts_default(&o);   // rdl_parts_default
+ *   rdl_server_opts_parts(&o, parts);
+ *   rdl_log_part_opts_t *lo = rdl_server_opts_part(&o, &rdl_part_log);
+ *   lo->level = RDL_LOG_WARN;
+ *
+ * Each part owns an options struct (opts_size bytes, kept inside
+ * rdl_server_opts_t so that it is copied with it): its defaults and the
+ * configuration keys that write it are the part's.
  *
  * Hooks (any may be NULL), each given the server and the part's own state
  * (what install stored in *state; NULL until then):
- *   defaults      sets the part's options in rdl_server_opts_default.
- *   config        declares the part's keys (rdl_server_opts_config), list order.
- *   install       rdl_server_new, main thread: its middleware (app and admin
+ *   defaults      sets the part's options (rdl_server_opts_parts, and so
+ *                 rdl_server_opts_default).
+ *   config        declares the part's keys with its options as their
+ *                 destination (rdl_server_opts_config), list order.
+ *   install       rdl_server_new, main thread, given the part's options (they
+ *                 live as long as the server): its middleware (app and admin
  *                 chains), admin routes, request slots, its state. An error
- *                 fails rdl_server_new (free still runs for every part).
+ *                 fails rdl_server_new (free still runs for the parts installed).
  *   start         rdl_server_run, main thread, before the listeners open: the
  *                 logger, the tracer, the first load of rules. An error fails
  *                 the run (err says why); the parts started before it stop.
@@ -40,6 +49,7 @@
 #define REDLINE_PART_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <uv.h>
 #include "redline/util.h"
 #include "redline/config.h"
@@ -56,9 +66,10 @@ typedef struct rdl_part_thread {
 
 typedef struct rdl_part {
     const char *name;
-    void (*defaults)(rdl_server_opts_t *opts);
-    int (*config)(rdl_server_opts_t *opts, rdl_config_t *cfg);
-    int (*install)(rdl_server_t *srv, void **state);
+    size_t opts_size;           /* its options struct; 0: none */
+    void (*defaults)(void *opts);
+    int (*config)(void *opts, rdl_config_t *cfg);
+    int (*install)(rdl_server_t *srv, void *opts, void **state);
     int (*start)(rdl_server_t *srv, void *state, rdl_error_t *err);
     void (*run)(rdl_server_t *srv, void *state, uv_loop_t *ctl);
     void (*thread_start)(rdl_server_t *srv, void *state, const rdl_part_thread_t *t);
@@ -68,8 +79,55 @@ typedef struct rdl_part {
     void (*free)(rdl_server_t *srv, void *state);
 } rdl_part_t;
 
-/* Parts in one server's list. */
+/* Parts in one server's list, and the bytes their options may take together. */
 #define RDL_PARTS_MAX 16
+#define RDL_PART_OPTS_BYTES 1024
+
+/* ---- the runtime's parts and their options ---------------------------- */
+
+/* log.* (docs/logs.md): the server's logger, the default one while the server lives. */
+typedef struct rdl_log_part_opts {
+    int level;                  /* an rdl_log_level_t (log.level; "warning" reads as warn) */
+    int format;                 /* 0: json, the only format */
+    int sink;                   /* an rdl_log_sink_t */
+    char *file;                 /* path for the file sink; reopened on SIGHUP */
+    uint64_t max_line;          /* bytes per line; longer lines are truncated */
+    uint64_t buffer;            /* per-thread ring bytes (threads other than the I/O threads) */
+    uint64_t io_buffer;         /* each I/O thread's ring bytes (it writes the access lines) */
+    uint64_t pipe_buffer;       /* a pipe sink's kernel buffer, raised to this (0: left alone) */
+    int policy;                 /* an rdl_log_policy_t: when the writer falls behind */
+    int64_t sample_first;       /* per message per second; 0 = no sampling */
+    int64_t sample_every;       /* then 1 in this many */
+} rdl_log_part_opts_t;
+
+/* log.access: one access-log line per request (the request id is given either way). */
+typedef struct rdl_access_log_part_opts {
+    bool enabled;
+} rdl_access_log_part_opts_t;
+
+/* metrics.* (docs/metrics.md) */
+typedef struct rdl_metrics_part_opts {
+    bool enabled;               /* RED middleware, runtime and process collectors */
+    int64_t max_series;         /* label sets per RED metric before the overflow series */
+    bool debug_vars;            /* serve /debug/vars */
+} rdl_metrics_part_opts_t;
+
+/* tracing.* (docs/tracing.md); the OTEL_* variables configure the tracer itself */
+typedef struct rdl_trace_part_opts {
+    bool enabled;               /* server span per request, trace ids in the ctx */
+    char *endpoint;             /* OTLP/HTTP traces URL; "" = from OTEL_*, no export without one */
+    char *propagators;          /* "" = OTEL_PROPAGATORS, else "tracecontext,baggage" */
+    bool response_header;       /* answer with the server span's traceparent */
+    bool keep_errors;           /* export unsampled traces whose server span ends in error */
+} rdl_trace_part_opts_t;
+
+/* routes.* (docs/routing.md): traffic coloring and routing */
+typedef struct rdl_route_part_opts {
+    char *file;                 /* VirtualService/DestinationRule YAML; "" = no routing */
+    char *bypass_header;        /* present on a request => the default route; "" = none */
+    char *sticky_header;        /* weighted choice sticky on this header; "" = random */
+    uint64_t watch_ms;          /* how often the file is checked for changes; 0 = only SIGHUP */
+} rdl_route_part_opts_t;
 
 /*
  * The runtime's red lines. Their order in a list is their order of install,
@@ -79,12 +137,12 @@ typedef struct rdl_part {
  * (request ids, one line per request), upstreams (outbound calls,
  * rdl_server_upstreams).
  */
-extern const rdl_part_t rdl_part_log;
-extern const rdl_part_t rdl_part_trace;
-extern const rdl_part_t rdl_part_route;
-extern const rdl_part_t rdl_part_metrics;
-extern const rdl_part_t rdl_part_access_log;
-extern const rdl_part_t rdl_part_upstreams;
+extern const rdl_part_t rdl_part_log;           /* rdl_log_part_opts_t */
+extern const rdl_part_t rdl_part_trace;         /* rdl_trace_part_opts_t */
+extern const rdl_part_t rdl_part_route;         /* rdl_route_part_opts_t */
+extern const rdl_part_t rdl_part_metrics;       /* rdl_metrics_part_opts_t */
+extern const rdl_part_t rdl_part_access_log;    /* rdl_access_log_part_opts_t */
+extern const rdl_part_t rdl_part_upstreams;     /* no options (client.h declares upstreams) */
 /* All of the above in that order, NULL-terminated: what coursed runs. */
 extern const rdl_part_t *const rdl_parts_default[];
 

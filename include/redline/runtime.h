@@ -62,40 +62,26 @@ typedef struct rdl_server_opts {
     /* blocking-work pool */
     int64_t pool_threads;
     int64_t pool_queue;
-    /* logs (log.*, docs/logs.md); the server's logger becomes the default one while it lives */
-    char *log_level;            /* "debug" | "info" | "warn" | "error" | "fatal" */
-    char *log_format;           /* "json" (the only format) */
-    char *log_sink;             /* "stdout" | "stderr" | "file" */
-    char *log_file;             /* path for the file sink; reopened on SIGHUP */
-    uint64_t log_max_line;      /* bytes per line; longer lines are truncated */
-    uint64_t log_buffer;        /* per-thread ring bytes (threads other than the I/O threads) */
-    uint64_t log_io_buffer;     /* each I/O thread's ring bytes (it writes the access lines) */
-    uint64_t log_pipe_buffer;   /* a pipe sink's kernel buffer, raised to this (0: left alone) */
-    char *log_policy;           /* "block" | "drop" when the writer falls behind */
-    int64_t log_sample_first;   /* per message per second; 0 = no sampling */
-    int64_t log_sample_every;   /* then 1 in this many */
-    bool log_access;            /* one access-log line per request */
-    /* metrics (docs/metrics.md) */
-    bool metrics_enabled;       /* RED middleware, runtime and process collectors */
-    int64_t metrics_max_series; /* label sets per RED metric before the overflow series */
-    bool metrics_debug_vars;    /* serve /debug/vars */
-    /* tracing (docs/tracing.md); the OTEL_* variables configure the tracer itself */
-    bool trace_enabled;         /* server span per request, trace ids in the ctx */
-    char *trace_endpoint;       /* OTLP/HTTP traces URL; "" = from OTEL_*, no export without one */
-    char *trace_propagators;    /* "" = OTEL_PROPAGATORS, else "tracecontext,baggage" */
-    bool trace_response_header; /* answer with the server span's traceparent */
-    bool trace_keep_errors;     /* export unsampled traces whose server span ends in error */
-    /* traffic coloring and routing (docs/routing.md) */
-    char *routes_file;          /* VirtualService/DestinationRule YAML; "" = no routing */
-    char *routes_bypass_header; /* present on a request => the default route; "" = none */
-    char *routes_sticky_header; /* weighted choice sticky on this header; "" = random */
-    uint64_t routes_watch_ms;   /* how often the file is checked for changes; 0 = only SIGHUP */
-    /* the red lines this server runs (part.h), NULL-terminated; default rdl_parts_default */
+    /* The red lines this server runs (part.h), NULL-terminated, and their options, each
+     * part's struct in list order. Set both with rdl_server_opts_parts; read and write a
+     * part's options with rdl_server_opts_part. */
     const rdl_part_t *const *parts;
+    union {
+        max_align_t align;
+        unsigned char bytes[RDL_PART_OPTS_BYTES];
+    } part_opts;
 } rdl_server_opts_t;
 
-/* Production defaults (documented in docs/runtime.md). */
+/* Production defaults (documented in docs/runtime.md), with the parts rdl_parts_default. */
 void rdl_server_opts_default(rdl_server_opts_t *opts);
+/*
+ * The parts the server runs (NULL-terminated, kept by pointer: it must outlive
+ * the server), each with its default options. RDL_EINVAL, opts unchanged, for
+ * more than RDL_PARTS_MAX parts or options over RDL_PART_OPTS_BYTES together.
+ */
+int rdl_server_opts_parts(rdl_server_opts_t *opts, const rdl_part_t *const *parts);
+/* part's options struct inside opts (the type its header names), or NULL when not listed. */
+void *rdl_server_opts_part(rdl_server_opts_t *opts, const rdl_part_t *part);
 /*
  * Declares the runtime's configuration keys (server.*, limits.*, timeouts.*,
  * lifecycle.*, pool.*), then those of each part in opts->parts (log.*,

@@ -19,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/random.h>
 #include <jansson.h>
 #include "redline/metrics.h"
@@ -27,97 +26,102 @@
 
 /* ---- settings -------------------------------------------------------- */
 
-static void log_defaults(rdl_server_opts_t *o)
+/* The words of log.level, in rdl_log_level_t's order; "warning" (last) reads as warn. */
+static const char *const level_words[] = { "debug", "info", "warn", "error", "fatal", "warning",
+                                           NULL };
+#define LEVEL_WARNING 5
+static const char *const format_words[] = { "json", NULL };
+static const char *const sink_words[] = { "stdout", "stderr", "file", NULL };    /* rdl_log_sink_t */
+static const char *const policy_words[] = { "block", "drop", NULL };    /* rdl_log_policy_t */
+
+static void log_defaults(void *opts)
 {
-    o->log_level = "info";
-    o->log_format = "json";
-    o->log_sink = "stdout";
-    o->log_file = "";
-    o->log_max_line = RDL_LOG_MAX_LINE_DEFAULT;
-    o->log_buffer = 256 * 1024;
-    o->log_io_buffer = 1024 * 1024;
-    o->log_pipe_buffer = 1024 * 1024;
-    o->log_policy = "block";
-    o->log_sample_first = 0;
-    o->log_sample_every = 100;
-    o->log_access = true;
+    rdl_log_part_opts_t *o = opts;
+    o->level = RDL_LOG_INFO;
+    o->format = 0;
+    o->sink = RDL_LOG_STDOUT;
+    o->file = "";
+    o->max_line = RDL_LOG_MAX_LINE_DEFAULT;
+    o->buffer = 256 * 1024;
+    o->io_buffer = 1024 * 1024;
+    o->pipe_buffer = 1024 * 1024;
+    o->policy = RDL_LOG_BLOCK;
+    o->sample_first = 0;
+    o->sample_every = 100;
 }
 
-static int log_config(rdl_server_opts_t *o, rdl_config_t *cfg)
+static int log_config(void *opts, rdl_config_t *cfg)
 {
+    rdl_log_part_opts_t *o = opts;
     rdl_cfg_key_t keys[] = {
-        { "log.level", RDL_CFG_STRING, &o->log_level, 0, 0, "REDLINE_LOG_LEVEL",
-          "debug, info, warn, error or fatal (changeable at run time: PUT /debug/loglevel)", NULL },
-        { "log.format", RDL_CFG_STRING, &o->log_format, 0, 0, NULL, "json (the only format)", NULL },
-        { "log.sink", RDL_CFG_STRING, &o->log_sink, 0, 0, NULL, "stdout, stderr or file", NULL },
-        { "log.file", RDL_CFG_STRING, &o->log_file, 0, 0, NULL,
+        { "log.level", RDL_CFG_ENUM, &o->level, 0, 0, "REDLINE_LOG_LEVEL",
+          "debug, info, warn, error or fatal (changeable at run time: PUT /debug/loglevel)",
+          level_words },
+        { "log.format", RDL_CFG_ENUM, &o->format, 0, 0, NULL, "json (the only format)", format_words },
+        { "log.sink", RDL_CFG_ENUM, &o->sink, 0, 0, NULL, "stdout, stderr or file", sink_words },
+        { "log.file", RDL_CFG_STRING, &o->file, 0, 0, NULL,
           "path for the file sink (appended; reopened on SIGHUP)", NULL },
-        { "log.max_line", RDL_CFG_SIZE, &o->log_max_line, RDL_LOG_MAX_LINE_MIN, 1 << 20, NULL,
+        { "log.max_line", RDL_CFG_SIZE, &o->max_line, RDL_LOG_MAX_LINE_MIN, 1 << 20, NULL,
           "bytes per line; longer lines are cut and marked \"truncated\":true", NULL },
-        { "log.buffer", RDL_CFG_SIZE, &o->log_buffer, 4096, (int64_t)RDL_LOG_RING_MAX, NULL,
+        { "log.buffer", RDL_CFG_SIZE, &o->buffer, 4096, (int64_t)RDL_LOG_RING_MAX, NULL,
           "per-thread ring before the writer thread (threads other than the I/O threads)", NULL },
-        { "log.io_buffer", RDL_CFG_SIZE, &o->log_io_buffer, 4096, (int64_t)RDL_LOG_RING_MAX, NULL,
+        { "log.io_buffer", RDL_CFG_SIZE, &o->io_buffer, 4096, (int64_t)RDL_LOG_RING_MAX, NULL,
           "each I/O thread's ring, made when the thread starts: it writes a line per "
           "request, and the writer wakes for a ring at half full", NULL },
-        { "log.pipe_buffer", RDL_CFG_SIZE, &o->log_pipe_buffer, 0, 1 << 30, NULL,
+        { "log.pipe_buffer", RDL_CFG_SIZE, &o->pipe_buffer, 0, 1 << 30, NULL,
           "when the sink is a pipe (stdout in a pod): its kernel buffer, raised to this "
           "(best effort, never lowered; 0 = leave it)", NULL },
-        { "log.policy", RDL_CFG_STRING, &o->log_policy, 0, 0, NULL,
-          "block or drop (counted) when the writer falls behind", NULL },
-        { "log.sampling.first", RDL_CFG_INT, &o->log_sample_first, 0, 1000000000, NULL,
+        { "log.policy", RDL_CFG_ENUM, &o->policy, 0, 0, NULL,
+          "block or drop (counted) when the writer falls behind", policy_words },
+        { "log.sampling.first", RDL_CFG_INT, &o->sample_first, 0, 1000000000, NULL,
           "per message and level, lines kept each second before sampling (0 = no sampling)", NULL },
-        { "log.sampling.every", RDL_CFG_INT, &o->log_sample_every, 1, 1000000000, NULL,
+        { "log.sampling.every", RDL_CFG_INT, &o->sample_every, 1, 1000000000, NULL,
           "past that, one line kept in this many", NULL },
-        { "log.access", RDL_CFG_BOOL, &o->log_access, 0, 0, NULL, "one log line per request", NULL },
     };
     return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
 }
 
-static int pick(const char *key, const char *value, const char *const *names, int n,
-                const char *expected, rdl_error_t *err)
+/* An option set in code is checked as the configuration would check it. */
+static bool in_range(int v, const char *const *words)
 {
-    for (int i = 0; i < n; i++)
-        if (value && strcasecmp(value, names[i]) == 0)
-            return i;
-    return rdl_error_set(err, RDL_EINVAL, 0, 0, key, "expected %s, got '%s'", expected,
-                         value ? value : "");
+    int n = 0;
+    while (words[n])
+        n++;
+    return v >= 0 && v < n;
 }
 
 /* log.* settings -> logger options; err names the key when one is wrong. */
-static int log_opts_of(const rdl_server_opts_t *o, rdl_log_opts_t *lo, rdl_error_t *err)
+static int log_opts_of(const char *service, const rdl_log_part_opts_t *o, rdl_log_opts_t *lo,
+                       rdl_error_t *err)
 {
-    static const char *const formats[] = { "json" };
-    static const char *const sinks[] = { "stdout", "stderr", "file" };
-    static const char *const policies[] = { "block", "drop" };
-    int r;
-
     rdl_log_opts_default(lo);
-    lo->service = o->service;
-    if (!o->log_level ||
-        rdl_log_parse_level(o->log_level, strlen(o->log_level), &lo->level) != 0)
+    lo->service = service;
+    if (!in_range(o->level, level_words))
         return rdl_error_set(err, RDL_EINVAL, 0, 0, "log.level",
-                             "expected debug, info, warn, error or fatal, got '%s'",
-                             o->log_level ? o->log_level : "");
-    if ((r = pick("log.format", o->log_format, formats, 1, "json", err)) < 0)
-        return r;
-    if ((r = pick("log.sink", o->log_sink, sinks, 3, "stdout, stderr or file", err)) < 0)
-        return r;
-    lo->sink = (rdl_log_sink_t)r;
-    lo->path = o->log_file;
-    if (lo->sink == RDL_LOG_FILE && (!o->log_file || !o->log_file[0]))
+                             "expected debug, info, warn, error or fatal, got %d", o->level);
+    lo->level = o->level == LEVEL_WARNING ? RDL_LOG_WARN : (rdl_log_level_t)o->level;
+    if (!in_range(o->format, format_words))
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, "log.format", "expected json, got %d", o->format);
+    if (!in_range(o->sink, sink_words))
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, "log.sink",
+                             "expected stdout, stderr or file, got %d", o->sink);
+    lo->sink = (rdl_log_sink_t)o->sink;
+    lo->path = o->file;
+    if (lo->sink == RDL_LOG_FILE && (!o->file || !o->file[0]))
         return rdl_error_set(err, RDL_EINVAL, 0, 0, "log.file",
                              "expected a file path when log.sink is file");
-    if ((r = pick("log.policy", o->log_policy, policies, 2, "block or drop", err)) < 0)
-        return r;
-    lo->policy = (rdl_log_policy_t)r;
-    lo->max_line = o->log_max_line ? (size_t)o->log_max_line : RDL_LOG_MAX_LINE_DEFAULT;
+    if (!in_range(o->policy, policy_words))
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, "log.policy", "expected block or drop, got %d",
+                             o->policy);
+    lo->policy = (rdl_log_policy_t)o->policy;
+    lo->max_line = o->max_line ? (size_t)o->max_line : RDL_LOG_MAX_LINE_DEFAULT;
     if (lo->max_line < RDL_LOG_MAX_LINE_MIN)
         return rdl_error_set(err, RDL_EINVAL, 0, 0, "log.max_line", "expected at least %d bytes",
                              RDL_LOG_MAX_LINE_MIN);
-    lo->ring_bytes = o->log_buffer ? (size_t)o->log_buffer : lo->ring_bytes;
-    lo->pipe_bytes = (size_t)o->log_pipe_buffer;
-    lo->sample_first = o->log_sample_first > 0 ? (uint32_t)o->log_sample_first : 0;
-    lo->sample_every = o->log_sample_every > 0 ? (uint32_t)o->log_sample_every : 1;
+    lo->ring_bytes = o->buffer ? (size_t)o->buffer : lo->ring_bytes;
+    lo->pipe_bytes = (size_t)o->pipe_buffer;
+    lo->sample_first = o->sample_first > 0 ? (uint32_t)o->sample_first : 0;
+    lo->sample_every = o->sample_every > 0 ? (uint32_t)o->sample_every : 1;
     return 0;
 }
 
@@ -125,6 +129,7 @@ static int log_opts_of(const rdl_server_opts_t *o, rdl_log_opts_t *lo, rdl_error
 
 /* The log part's state: what it registered beside the logger (srv->log). */
 typedef struct rt_log_part {
+    const rdl_log_part_opts_t *opts;    /* inside the server's options */
     rdl_logger_t *prev;         /* the default logger it replaced */
     int collector;              /* its metrics collector id in the default registry; 0 = none */
     bool var;                   /* it published "log" in /debug/vars */
@@ -177,7 +182,7 @@ static int log_start(rdl_server_t *srv, void *state, rdl_error_t *err)
     if (srv->log)
         return 0;               /* a second rdl_server_run keeps the logger */
     rdl_log_opts_t lo;
-    int rc = log_opts_of(&srv->opts, &lo, err);
+    int rc = log_opts_of(srv->opts.service, lp->opts, &lo, err);
     if (rc)
         return rc;
     rc = rdl_log_new(&lo, &srv->log);
@@ -214,9 +219,9 @@ static void log_free(rdl_server_t *srv, void *state)
    (no memory now) the thread's first line makes one of log.buffer. */
 static void log_thread_start(rdl_server_t *srv, void *state, const rdl_part_thread_t *t)
 {
-    (void)state;
+    rt_log_part_t *lp = state;
     if (!t->admin)
-        (void)rdl_log_reserve(srv->log, (size_t)srv->opts.log_io_buffer);
+        (void)rdl_log_reserve(srv->log, (size_t)lp->opts->io_buffer);
 }
 
 rdl_logger_t *rdl_server_logger(rdl_server_t *srv)
@@ -292,8 +297,6 @@ static void access_before_send(rdl_req_t *req, void *arg)
 static void access_leave(rdl_req_t *req, void *arg)
 {
     rdl_server_t *srv = arg;
-    if (!srv->opts.log_access)
-        return;
     rdl_ctx_t *ctx = rdl_req_ctx(req);
     size_t plen;
     const char *path = rdl_req_path(req, &plen);
@@ -317,9 +320,27 @@ static void access_leave(rdl_req_t *req, void *arg)
     rdl_log_ctx_at(srv->log, RDL_LOG_INFO, ctx, ctx->end_ns, "request", f, n);
 }
 
-/* Admin requests get an id too, but no line: probes every few seconds are not traffic. */
-static int access_install(rdl_server_t *srv, void **state)
+static void access_defaults(void *opts)
 {
+    ((rdl_access_log_part_opts_t *)opts)->enabled = true;
+}
+
+static int access_config(void *opts, rdl_config_t *cfg)
+{
+    rdl_access_log_part_opts_t *o = opts;
+    rdl_cfg_key_t key = { "log.access", RDL_CFG_BOOL, &o->enabled, 0, 0, NULL,
+                          "one log line per request", NULL };
+    return rdl_config_add(cfg, &key, 1);
+}
+
+/*
+ * Admin requests get an id too, but no line: probes every few seconds are not
+ * traffic. With log.access off, requests still get their id (outbound calls
+ * and log lines carry it).
+ */
+static int access_install(rdl_server_t *srv, void *opts, void **state)
+{
+    const rdl_access_log_part_opts_t *o = opts;
     (void)state;
     rdl_middleware_t mw = {
         .name = "access_log",
@@ -328,6 +349,8 @@ static int access_install(rdl_server_t *srv, void **state)
         .leave = access_leave,
         .arg = srv,
     };
+    if (!o->enabled)
+        mw.leave = NULL;
     int rc = rdl_server_use(srv, &mw);
     mw.leave = NULL;
     return rc ? rc : rdl_server_admin_use(srv, &mw);
@@ -335,6 +358,9 @@ static int access_install(rdl_server_t *srv, void **state)
 
 const rdl_part_t rdl_part_access_log = {
     .name = "access_log",
+    .opts_size = sizeof(rdl_access_log_part_opts_t),
+    .defaults = access_defaults,
+    .config = access_config,
     .install = access_install,
 };
 
@@ -402,10 +428,12 @@ static void log_stats(rdl_req_t *req, void *arg)
     rt_send_json(req, 200, &b);
 }
 
-static int log_install(rdl_server_t *srv, void **state)
+static int log_install(rdl_server_t *srv, void *opts, void **state)
 {
-    if (!(*state = calloc(1, sizeof(rt_log_part_t))))
+    rt_log_part_t *lp = calloc(1, sizeof(*lp));
+    if (!(*state = lp))
         return RDL_ENOMEM;
+    lp->opts = opts;
     int rc = rdl_server_admin_route(srv, "GET", "/debug/loglevel", level_get, srv);
     if (rc == 0)
         rc = rdl_server_admin_route(srv, "PUT", "/debug/loglevel", level_put, srv);
@@ -417,6 +445,7 @@ static int log_install(rdl_server_t *srv, void **state)
 /* The first part: its logger starts before the others' and goes after theirs. */
 const rdl_part_t rdl_part_log = {
     .name = "log",
+    .opts_size = sizeof(rdl_log_part_opts_t),
     .defaults = log_defaults,
     .config = log_config,
     .install = log_install,

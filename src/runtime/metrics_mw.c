@@ -35,6 +35,7 @@ typedef struct rt_lag {
 /* The metrics part's state. */
 typedef struct rt_metrics {
     rdl_server_t *srv;
+    const rdl_metrics_part_opts_t *opts;    /* inside the server's options */
     rt_lag_t *lag;              /* one per I/O thread (app and admin), from run on */
     int nlag;
     rdl_metric_t *duration;     /* http_server_request_duration_seconds{method,route,code,color} */
@@ -47,21 +48,23 @@ typedef struct rt_metrics {
 
 /* ---- configuration ----------------------------------------------------- */
 
-static void metrics_defaults(rdl_server_opts_t *o)
+static void metrics_defaults(void *opts)
 {
-    o->metrics_enabled = true;
-    o->metrics_max_series = 1000;
-    o->metrics_debug_vars = true;
+    rdl_metrics_part_opts_t *o = opts;
+    o->enabled = true;
+    o->max_series = 1000;
+    o->debug_vars = true;
 }
 
-static int metrics_config(rdl_server_opts_t *o, rdl_config_t *cfg)
+static int metrics_config(void *opts, rdl_config_t *cfg)
 {
+    rdl_metrics_part_opts_t *o = opts;
     rdl_cfg_key_t keys[] = {
-        { "metrics.enabled", RDL_CFG_BOOL, &o->metrics_enabled, 0, 0, NULL,
+        { "metrics.enabled", RDL_CFG_BOOL, &o->enabled, 0, 0, NULL,
           "RED metrics per request, runtime and process collectors", NULL },
-        { "metrics.max_series", RDL_CFG_INT, &o->metrics_max_series, 1, 100000, NULL,
+        { "metrics.max_series", RDL_CFG_INT, &o->max_series, 1, 100000, NULL,
           "label sets per RED metric before the overflow series", NULL },
-        { "metrics.debug_vars", RDL_CFG_BOOL, &o->metrics_debug_vars, 0, 0, NULL,
+        { "metrics.debug_vars", RDL_CFG_BOOL, &o->debug_vars, 0, 0, NULL,
           "serve /debug/vars on the admin listener", NULL },
     };
     return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
@@ -295,7 +298,7 @@ static void metrics_run(rdl_server_t *srv, void *state, uv_loop_t *ctl)
 {
     rt_metrics_t *mx = state;
     (void)ctl;
-    if (!srv->opts.metrics_enabled || mx->lag)
+    if (!mx->opts->enabled || mx->lag)
         return;
     mx->lag = calloc((size_t)srv->nall, sizeof(*mx->lag));
     if (!mx->lag)
@@ -410,18 +413,19 @@ static void vars_handler(rdl_req_t *req, void *arg)
 
 /* ---- install --------------------------------------------------------------- */
 
-static int metrics_install(rdl_server_t *srv, void **state)
+static int metrics_install(rdl_server_t *srv, void *opts, void **state)
 {
     struct rt_metrics *mx = calloc(1, sizeof(*mx));
     if (!(*state = mx))
         return RDL_ENOMEM;
     mx->srv = srv;
+    mx->opts = opts;
     int rc = rdl_server_admin_route(srv, "GET", "/metrics", metrics_handler, mx);
-    if (rc == 0 && srv->opts.metrics_debug_vars)
+    if (rc == 0 && mx->opts->debug_vars)
         rc = rdl_server_admin_route(srv, "GET", "/debug/vars", vars_handler, srv);
-    if (rc || !srv->opts.metrics_enabled)
+    if (rc || !mx->opts->enabled)
         return rc;
-    if ((rc = families(mx, (size_t)srv->opts.metrics_max_series)) != 0)
+    if ((rc = families(mx, (size_t)mx->opts->max_series)) != 0)
         return rc;
     /* process_* once per process: the first server registers them */
     static atomic_bool process_done;
@@ -443,6 +447,7 @@ static void metrics_free(rdl_server_t *srv, void *state)
 
 const rdl_part_t rdl_part_metrics = {
     .name = "metrics",
+    .opts_size = sizeof(rdl_metrics_part_opts_t),
     .defaults = metrics_defaults,
     .config = metrics_config,
     .install = metrics_install,

@@ -39,6 +39,7 @@ typedef struct rt_route_slot {
 /* The route part's state; NULL when no routes file is configured. */
 typedef struct rt_routing {
     rdl_server_t *srv;
+    const rdl_route_part_opts_t *opts;  /* inside the server's options */
     int slot;                   /* the request slot holding its struct rt_route_req */
     _Atomic(rdl_route_table_t *) current;
     rt_route_slot_t *slots;     /* one per thread of the server (app and admin) */
@@ -97,13 +98,13 @@ static void publish(rt_routing_t *r, rdl_route_table_t *t)
 
 static int load(rt_routing_t *r, rdl_error_t *err)
 {
-    const rdl_server_opts_t *o = &r->srv->opts;
-    rdl_route_opts_t ro = { .bypass_header = o->routes_bypass_header,
-                            .sticky_header = o->routes_sticky_header };
+    const rdl_route_part_opts_t *o = r->opts;
+    rdl_route_opts_t ro = { .bypass_header = o->bypass_header,
+                            .sticky_header = o->sticky_header };
     rdl_route_table_t *t = NULL;
     char text[1024];
     uv_mutex_lock(&r->reload_mu);
-    int rc = rdl_route_load_file(&ro, o->routes_file, &t, err);
+    int rc = rdl_route_load_file(&ro, o->file, &t, err);
     if (rc == 0) {
         publish(r, t);
         r->last_error[0] = '\0';
@@ -116,7 +117,7 @@ static int load(rt_routing_t *r, rdl_error_t *err)
     }
     uv_mutex_unlock(&r->reload_mu);
     if (rc == 0) {
-        rdl_log_field_t f[] = { rdl_lf_str("file", o->routes_file),
+        rdl_log_field_t f[] = { rdl_lf_str("file", o->file),
                                 rdl_lf_int("http_routes", (int64_t)rdl_route_table_size(t)) };
         rdl_log(r->srv->log, RDL_LOG_INFO, "routes loaded", f, 2);
     } else {
@@ -434,11 +435,11 @@ static void get_routes(rdl_req_t *req, void *arg)
         rt_send_json(req, 200, &b);
         return;
     }
-    const rdl_server_opts_t *o = &r->srv->opts;
+    const rdl_route_part_opts_t *o = r->opts;
     rdl_server_route_stats_t s;
     rdl_server_route_stats(r->srv, &s);
     rdl_buf_puts(&b, "{\"enabled\":true,\"file\":");
-    rdl_json_str(&b, o->routes_file, strlen(o->routes_file));
+    rdl_json_str(&b, o->file, strlen(o->file));
     rdl_buf_printf(&b, ",\"loaded_at_unix_ms\":%llu,\"reloads\":%llu,\"reload_failures\":%llu,"
                    "\"decisions\":%llu,\"unmatched\":%llu,\"last_error\":",
                    (unsigned long long)atomic_load(&r->loaded_at_ms), (unsigned long long)s.reloads,
@@ -480,40 +481,43 @@ static void explain(rdl_req_t *req, void *arg)
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
-static void route_defaults(rdl_server_opts_t *o)
+static void route_defaults(void *opts)
 {
-    o->routes_file = "";
-    o->routes_bypass_header = "x-redline-bypass";
-    o->routes_sticky_header = "";
-    o->routes_watch_ms = 1000;
+    rdl_route_part_opts_t *o = opts;
+    o->file = "";
+    o->bypass_header = "x-redline-bypass";
+    o->sticky_header = "";
+    o->watch_ms = 1000;
 }
 
-static int route_config(rdl_server_opts_t *o, rdl_config_t *cfg)
+static int route_config(void *opts, rdl_config_t *cfg)
 {
+    rdl_route_part_opts_t *o = opts;
     rdl_cfg_key_t keys[] = {
-        { "routes.file", RDL_CFG_STRING, &o->routes_file, 0, 0, NULL,
+        { "routes.file", RDL_CFG_STRING, &o->file, 0, 0, NULL,
           "VirtualService/DestinationRule YAML for traffic coloring (empty: off)", NULL },
-        { "routes.bypass_header", RDL_CFG_STRING, &o->routes_bypass_header, 0, 0, NULL,
+        { "routes.bypass_header", RDL_CFG_STRING, &o->bypass_header, 0, 0, NULL,
           "a request with this header takes the default route (empty: none)", NULL },
-        { "routes.sticky_header", RDL_CFG_STRING, &o->routes_sticky_header, 0, 0, NULL,
+        { "routes.sticky_header", RDL_CFG_STRING, &o->sticky_header, 0, 0, NULL,
           "weighted choice sticky on this header's value (empty: random)", NULL },
-        { "routes.watch_interval", RDL_CFG_DURATION, &o->routes_watch_ms, 0, 3600000, NULL,
+        { "routes.watch_interval", RDL_CFG_DURATION, &o->watch_ms, 0, 3600000, NULL,
           "how often the routes file is checked for changes (0: SIGHUP only)", NULL },
     };
     return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
 }
 
-static int route_install(rdl_server_t *srv, void **state)
+static int route_install(rdl_server_t *srv, void *opts, void **state)
 {
-    const rdl_server_opts_t *o = &srv->opts;
+    const rdl_route_part_opts_t *o = opts;
     rt_routing_t *r = NULL;
-    if (o->routes_file && o->routes_file[0]) {
+    if (o->file && o->file[0]) {
         r = calloc(1, sizeof(*r));
         if (!r || uv_mutex_init(&r->reload_mu) != 0) {
             free(r);
             return RDL_ENOMEM;
         }
         r->srv = srv;
+        r->opts = o;
         *state = r;
         if ((r->slot = rdl_server_req_slot(srv)) < 0)
             return r->slot;
@@ -582,9 +586,8 @@ static void route_run(rdl_server_t *srv, void *state, uv_loop_t *ctl)
     uv_signal_start(&r->sighup, on_sighup, SIGHUP);
     uv_fs_poll_init(ctl, &r->poll);
     r->poll.data = r;
-    if (srv->opts.routes_watch_ms)
-        uv_fs_poll_start(&r->poll, on_file_change, srv->opts.routes_file,
-                         (unsigned)srv->opts.routes_watch_ms);
+    if (r->opts->watch_ms)
+        uv_fs_poll_start(&r->poll, on_file_change, r->opts->file, (unsigned)r->opts->watch_ms);
     r->watching = true;
 }
 
@@ -616,6 +619,7 @@ static void route_free(rdl_server_t *srv, void *state)
 
 const rdl_part_t rdl_part_route = {
     .name = "route",
+    .opts_size = sizeof(rdl_route_part_opts_t),
     .defaults = route_defaults,
     .config = route_config,
     .install = route_install,

@@ -52,10 +52,44 @@ void rdl_server_opts_default(rdl_server_opts_t *o)
     o->grace_ms = 20000;
     o->pool_threads = 4;
     o->pool_queue = 1024;
-    o->parts = rdl_parts_default;
-    for (const rdl_part_t *const *p = o->parts; *p; p++)
-        if ((*p)->defaults)
-            (*p)->defaults(o);
+    (void)rdl_server_opts_parts(o, rdl_parts_default);     /* they fit: a build-time list */
+}
+
+/* A part's share of opts->part_opts: its struct rounded up so the next one is aligned. */
+static size_t part_opts_span(const rdl_part_t *p)
+{
+    size_t a = _Alignof(max_align_t);
+    return (p->opts_size + a - 1) / a * a;
+}
+
+int rdl_server_opts_parts(rdl_server_opts_t *o, const rdl_part_t *const *parts)
+{
+    size_t used = 0;
+    int n = 0;
+    if (!parts)
+        return RDL_EINVAL;
+    for (; parts[n]; n++) {
+        used += part_opts_span(parts[n]);
+        if (n == RDL_PARTS_MAX || used > sizeof(o->part_opts.bytes))
+            return RDL_EINVAL;
+    }
+    o->parts = parts;
+    memset(o->part_opts.bytes, 0, sizeof(o->part_opts.bytes));
+    for (int i = 0; i < n; i++)
+        if (parts[i]->defaults)
+            parts[i]->defaults(rdl_server_opts_part(o, parts[i]));
+    return 0;
+}
+
+void *rdl_server_opts_part(rdl_server_opts_t *o, const rdl_part_t *part)
+{
+    size_t off = 0;
+    for (const rdl_part_t *const *p = o->parts; p && *p; p++) {
+        if (*p == part)
+            return part->opts_size ? o->part_opts.bytes + off : NULL;
+        off += part_opts_span(*p);
+    }
+    return NULL;
 }
 
 int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
@@ -90,7 +124,7 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
     int rc = rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
     for (const rdl_part_t *const *p = o->parts; rc == 0 && p && *p; p++)
         if ((*p)->config)
-            rc = (*p)->config(o, cfg);
+            rc = (*p)->config(rdl_server_opts_part(o, *p), cfg);
     return rc;
 }
 
@@ -199,7 +233,7 @@ int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
     if (!srv->opts.admin_listen)
         srv->opts.admin_listen = "";
     if (!srv->opts.parts)
-        srv->opts.parts = rdl_parts_default;
+        (void)rdl_server_opts_parts(&srv->opts, rdl_parts_default);
     int rc = rt_admin_register(srv);
     /* In list order: their middleware is chained in that order (part.h). */
     for (const rdl_part_t *const *p = srv->opts.parts; rc == 0 && *p; p++) {
@@ -210,7 +244,7 @@ int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
         int i = srv->nparts++;
         srv->parts[i] = *p;
         if ((*p)->install)
-            rc = (*p)->install(srv, &srv->part_state[i]);
+            rc = (*p)->install(srv, rdl_server_opts_part(&srv->opts, *p), &srv->part_state[i]);
     }
     if (rc) {
         rdl_server_free(srv);

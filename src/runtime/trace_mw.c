@@ -22,31 +22,34 @@
 /* The trace part's state: the tracer exists from start to stop. */
 typedef struct rt_trace {
     rdl_server_t *srv;
+    const rdl_trace_part_opts_t *opts;  /* inside the server's options */
     rdl_tracer_t *tracer;      /* NULL when tracing is off or stopped */
     rdl_propagators_t props;
     bool response_header;
     int collector;              /* id in the default metrics registry, or negative */
 } rt_trace_t;
 
-static void trace_defaults(rdl_server_opts_t *o)
+static void trace_defaults(void *opts)
 {
-    o->trace_enabled = true;
-    o->trace_endpoint = "";
-    o->trace_propagators = "";
+    rdl_trace_part_opts_t *o = opts;
+    o->enabled = true;
+    o->endpoint = "";
+    o->propagators = "";
 }
 
-static int trace_config(rdl_server_opts_t *o, rdl_config_t *cfg)
+static int trace_config(void *opts, rdl_config_t *cfg)
 {
+    rdl_trace_part_opts_t *o = opts;
     rdl_cfg_key_t keys[] = {
-        { "tracing.enabled", RDL_CFG_BOOL, &o->trace_enabled, 0, 0, NULL,
+        { "tracing.enabled", RDL_CFG_BOOL, &o->enabled, 0, 0, NULL,
           "server span per request and trace ids in the request context", NULL },
-        { "tracing.endpoint", RDL_CFG_STRING, &o->trace_endpoint, 0, 0, NULL,
+        { "tracing.endpoint", RDL_CFG_STRING, &o->endpoint, 0, 0, NULL,
           "OTLP/HTTP traces URL (empty: OTEL_EXPORTER_OTLP_*; no export without one)", NULL },
-        { "tracing.propagators", RDL_CFG_STRING, &o->trace_propagators, 0, 0, NULL,
+        { "tracing.propagators", RDL_CFG_STRING, &o->propagators, 0, 0, NULL,
           "tracecontext,baggage,b3,b3multi or none (empty: OTEL_PROPAGATORS)", NULL },
-        { "tracing.response_header", RDL_CFG_BOOL, &o->trace_response_header, 0, 0, NULL,
+        { "tracing.response_header", RDL_CFG_BOOL, &o->response_header, 0, 0, NULL,
           "answer with the server span's traceparent", NULL },
-        { "tracing.keep_errors", RDL_CFG_BOOL, &o->trace_keep_errors, 0, 0, NULL,
+        { "tracing.keep_errors", RDL_CFG_BOOL, &o->keep_errors, 0, 0, NULL,
           "export unsampled traces whose server span ends in error", NULL },
     };
     return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
@@ -302,12 +305,13 @@ static void debug_tracing(rdl_req_t *req, void *arg)
 }
 
 /* The app chain only: the admin plane is not traced. */
-static int trace_install(rdl_server_t *srv, void **state)
+static int trace_install(rdl_server_t *srv, void *opts, void **state)
 {
     rt_trace_t *tr = calloc(1, sizeof(*tr));
     if (!(*state = tr))
         return RDL_ENOMEM;
     tr->srv = srv;
+    tr->opts = opts;
     tr->collector = -1;
     rdl_middleware_t mw = { "trace", trace_enter, trace_before_send, trace_leave, tr };
     int rc = rdl_server_use(srv, &mw);
@@ -359,11 +363,11 @@ static void tracer_log(void *arg, const char *level, const char *msg, const char
 }
 
 /* Exports only when an endpoint is named (tracing.endpoint, OTEL_EXPORTER_OTLP_*) or OTEL_TRACES_EXPORTER=otlp. */
-static bool endpoint_configured(const rdl_server_opts_t *o)
+static bool endpoint_configured(const rdl_trace_part_opts_t *o)
 {
     const char *vars[] = { "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT",
                            "OTEL_TRACES_EXPORTER" };
-    if (o->trace_endpoint && o->trace_endpoint[0])
+    if (o->endpoint && o->endpoint[0])
         return true;
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
         const char *v = getenv(vars[i]);
@@ -376,29 +380,29 @@ static bool endpoint_configured(const rdl_server_opts_t *o)
 static int trace_start(rdl_server_t *srv, void *state, rdl_error_t *err)
 {
     rt_trace_t *tr = state;
-    const rdl_server_opts_t *o = &srv->opts;
-    if (!o->trace_enabled || tr->tracer)
+    const rdl_trace_part_opts_t *o = tr->opts;
+    if (!o->enabled || tr->tracer)
         return 0;
     rdl_tracer_opts_t to;
     rdl_tracer_opts_default(&to);
     int rc = rdl_tracer_opts_from_env(&to, err);
     /* OTEL_SERVICE_NAME, then service.name in OTEL_RESOURCE_ATTRIBUTES, then ours. */
     if (!to.service_name[0] && !strstr(to.resource_attrs, "service.name="))
-        snprintf(to.service_name, sizeof(to.service_name), "%s", o->service);
-    const char *props = o->trace_propagators && o->trace_propagators[0] ? o->trace_propagators
-                                                                        : getenv("OTEL_PROPAGATORS");
+        snprintf(to.service_name, sizeof(to.service_name), "%s", srv->opts.service);
+    const char *props = o->propagators && o->propagators[0] ? o->propagators
+                                                            : getenv("OTEL_PROPAGATORS");
     if (rc == 0)
         rc = rdl_propagators_parse(props, &tr->props, err);
-    if (rc == 0 && o->trace_endpoint && o->trace_endpoint[0]) {
-        if (strncmp(o->trace_endpoint, "http://", 7) != 0 && strncmp(o->trace_endpoint, "https://", 8) != 0)
+    if (rc == 0 && o->endpoint && o->endpoint[0]) {
+        if (strncmp(o->endpoint, "http://", 7) != 0 && strncmp(o->endpoint, "https://", 8) != 0)
             rc = rdl_error_set(err, RDL_EINVAL, 0, 0, "tracing.endpoint",
-                               "expected an http:// or https:// URL, got '%s'", o->trace_endpoint);
-        snprintf(to.endpoint, sizeof(to.endpoint), "%s", o->trace_endpoint);
+                               "expected an http:// or https:// URL, got '%s'", o->endpoint);
+        snprintf(to.endpoint, sizeof(to.endpoint), "%s", o->endpoint);
     }
     if (rc)
         return rc;
     to.export = to.export && endpoint_configured(o);
-    to.keep_errors = o->trace_keep_errors;
+    to.keep_errors = o->keep_errors;
     to.log = tracer_log;
     to.log_arg = srv;
     rc = rdl_tracer_new(&to, &tr->tracer);
@@ -406,7 +410,7 @@ static int trace_start(rdl_server_t *srv, void *state, rdl_error_t *err)
         tr->tracer = NULL;
         return rdl_error_set(err, rc, 0, 0, "tracing", "cannot start the tracer: %s", rdl_strerror(rc));
     }
-    tr->response_header = o->trace_response_header;
+    tr->response_header = o->response_header;
     rdl_tracer_set_default(tr->tracer);
     tr->collector = rdl_collector_add(NULL, collect, tr);
     char sampler[96];
@@ -441,6 +445,7 @@ static void trace_free(rdl_server_t *srv, void *state)
 
 const rdl_part_t rdl_part_trace = {
     .name = "trace",
+    .opts_size = sizeof(rdl_trace_part_opts_t),
     .defaults = trace_defaults,
     .config = trace_config,
     .install = trace_install,

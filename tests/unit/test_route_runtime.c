@@ -79,11 +79,14 @@ static void start(uint64_t request_timeout_ms)
     o.admin_listen = "";
     o.threads = 2;
     o.drain_delay_ms = 0;
-    o.log_access = false;
-    o.log_level = "error";
+    rdl_log_part_opts_t *lo = rdl_server_opts_part(&o, &rdl_part_log);
+    rdl_access_log_part_opts_t *ao = rdl_server_opts_part(&o, &rdl_part_access_log);
+    rdl_route_part_opts_t *ro = rdl_server_opts_part(&o, &rdl_part_route);
+    ao->enabled = false;
+    lo->level = RDL_LOG_ERROR;
     o.request_timeout_ms = request_timeout_ms;
-    o.routes_file = routes_path;
-    o.routes_watch_ms = 0;
+    ro->file = routes_path;
+    ro->watch_ms = 0;
     assert_int_equal(rdl_server_new(&o, &srv), 0);
     assert_int_equal(rdl_server_route(srv, "GET", "/{rest...}", h_echo, NULL), 0);
     assert_int_equal(pthread_create(&run_tid, NULL, run_main, NULL), 0);

@@ -1552,8 +1552,9 @@ static void test_log_wiring(void **state)
     (void)state;
     rdl_server_opts_t o;
     test_opts(&o);
-    o.log_sink = "file";
-    o.log_file = "/dev/null";
+    rdl_log_part_opts_t *lo = rdl_server_opts_part(&o, &rdl_part_log);
+    lo->sink = RDL_LOG_FILE;
+    lo->file = "/dev/null";
     rdl_server_t *srv = server_new(&o);
     assert_int_equal(rdl_server_route(srv, "GET", "/hello", h_hello, NULL), 0);
     server_start();
