@@ -218,8 +218,16 @@ void *rdl_req_slot(const rdl_req_t *req, int slot);
 
 /* ---- response -------------------------------------------------------- */
 
-/* Adds a response header (copied). Before the head is sent only. */
+/*
+ * Response headers, before the head is sent only (RDL_ESTATE after): add one
+ * (copied; RDL_EINVAL for a name or value with a control byte, RDL_EBUSY
+ * beyond 64 per response), remove every added one of that name (ignoring
+ * case), or both (set). They are written once, with the head, in the order
+ * added; removing compares names only, it does not rescan the text.
+ */
 int rdl_resp_header(rdl_req_t *req, const char *name, const char *value);
+int rdl_resp_header_remove(rdl_req_t *req, const char *name);
+int rdl_resp_header_set(rdl_req_t *req, const char *name, const char *value);
 /*
  * Sends a complete response (body copied) and ends the request. The runtime
  * adds Date, Content-Length, Connection as needed and drops the body for HEAD.

@@ -156,6 +156,8 @@ static void finish_exchange(rt_conn_t *c)
     c->consumed = 0;
     rdl_buf_t headers = req->resp_headers;
     rdl_buf_reset(&headers);
+    c->resp_index.n = 0;
+    c->resp_index.removed = false;
     memset(req, 0, sizeof(*req));
     req->resp_headers = headers;
     c->continue_sent = false;

@@ -19,6 +19,7 @@
 #define RT_MAX_PARAMS 8
 #define RT_MAX_STARTUP 16
 #define RT_MAX_THREAD_HOOKS 8
+#define RT_MAX_RESP_HEADERS 64   /* headers a handler and its middleware add to one response */
 #define RT_MAX_INJECTORS 6       /* the application's; the runtime's own come on top (outbound.c) */
 
 /* ---- router ---------------------------------------------------------- */
@@ -171,6 +172,25 @@ struct rdl_req {
     bool offloaded;
 };
 
+/*
+ * The headers added to the current response: their "Name: value\r\n" lines
+ * are in req->resp_headers, each found through this index, so that removing
+ * or replacing one compares names only and never rescans the text. The lines
+ * are copied out once, when the head is written (at once when none was removed).
+ */
+typedef struct rt_resp_header {
+    uint32_t off;               /* of the line in req->resp_headers */
+    uint32_t len;               /* the whole line, CRLF included */
+    uint32_t name_len;
+    bool removed;
+} rt_resp_header_t;
+
+typedef struct rt_resp_index {
+    rt_resp_header_t at[RT_MAX_RESP_HEADERS];
+    int n;
+    bool removed;               /* some line is removed: copy line by line */
+} rt_resp_index_t;
+
 enum rt_conn_state {
     RT_IDLE,                    /* between requests, nothing buffered */
     RT_HEAD,                    /* reading a request head */
@@ -212,6 +232,7 @@ struct rt_conn {
     rdl_buf_t out;
     rdl_buf_t wbuf;
     rdl_req_t req;
+    rt_resp_index_t resp_index; /* of req.resp_headers; kept out of req so it is not zeroed per request */
     char peer[64];
 };
 

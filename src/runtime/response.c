@@ -11,6 +11,7 @@
  * so pipelined responses share one write.
  */
 #include <string.h>
+#include <strings.h>
 #include "runtime/internal.h"
 
 const char *rt_reason(int status)
@@ -78,6 +79,19 @@ static void put_status_line(rdl_buf_t *out, int status)
     rdl_buf_put(out, "\r\n", 2);
 }
 
+/* The headers the handler and its middleware added, in order, without the removed ones. */
+static void put_added_headers(rdl_buf_t *out, const rdl_req_t *req)
+{
+    const rt_resp_index_t *ix = &req->conn->resp_index;
+    if (!ix->removed) {
+        rdl_buf_put(out, req->resp_headers.data, req->resp_headers.len);
+        return;
+    }
+    for (int i = 0; i < ix->n; i++)
+        if (!ix->at[i].removed)
+            rdl_buf_put(out, req->resp_headers.data + ix->at[i].off, ix->at[i].len);
+}
+
 /*
  * Writes the head. length >= 0: Content-Length framing; -1: streamed (chunked
  * for HTTP/1.1, close-delimited for HTTP/1.0).
@@ -115,7 +129,7 @@ static void write_head(rdl_req_t *req, int status, const char *ctype, int64_t le
         rdl_buf_puts(out, "Connection: close\r\n");
     else if (v10)
         rdl_buf_puts(out, "Connection: keep-alive\r\n");
-    rdl_buf_put(out, req->resp_headers.data, req->resp_headers.len);
+    put_added_headers(out, req);
     rdl_buf_put(out, "\r\n", 2);
 }
 
@@ -146,19 +160,65 @@ static ssize_t header_text_len(const char *s, unsigned char class)
     return *p ? -1 : (ssize_t)(p - (const unsigned char *)s);
 }
 
+static bool can_add_header(const rdl_req_t *req)
+{
+    return req && req->conn && !req->head_sent && !req->answered;
+}
+
 int rdl_resp_header(rdl_req_t *req, const char *name, const char *value)
 {
-    if (!req || req->head_sent || req->answered)
+    if (!can_add_header(req))
         return RDL_ESTATE;
     ssize_t nlen = name ? header_text_len(name, HEADER_NAME) : -1;
     ssize_t vlen = value ? header_text_len(value, HEADER_VALUE) : -1;
     if (nlen <= 0 || vlen < 0)
         return RDL_EINVAL;
-    rdl_buf_put(&req->resp_headers, name, (size_t)nlen);
-    rdl_buf_put(&req->resp_headers, ": ", 2);
-    rdl_buf_put(&req->resp_headers, value, (size_t)vlen);
-    rdl_buf_put(&req->resp_headers, "\r\n", 2);
-    return req->resp_headers.oom ? RDL_ENOMEM : 0;
+    rt_resp_index_t *ix = &req->conn->resp_index;
+    rdl_buf_t *b = &req->resp_headers;
+    size_t len = (size_t)nlen + (size_t)vlen + 4;
+    if (ix->n == RT_MAX_RESP_HEADERS)
+        return RDL_EBUSY;
+    if (b->len + len > UINT32_MAX)
+        return RDL_ENOMEM;
+    size_t off = b->len;
+    rdl_buf_put(b, name, (size_t)nlen);
+    rdl_buf_put(b, ": ", 2);
+    rdl_buf_put(b, value, (size_t)vlen);
+    rdl_buf_put(b, "\r\n", 2);
+    if (b->oom)
+        return RDL_ENOMEM;
+    ix->at[ix->n++] = (rt_resp_header_t){ (uint32_t)off, (uint32_t)len, (uint32_t)nlen, false };
+    return 0;
+}
+
+int rdl_resp_header_remove(rdl_req_t *req, const char *name)
+{
+    if (!can_add_header(req))
+        return RDL_ESTATE;
+    if (!name)
+        return RDL_EINVAL;
+    rt_resp_index_t *ix = &req->conn->resp_index;
+    size_t nlen = strlen(name);
+    for (int i = 0; i < ix->n; i++) {
+        rt_resp_header_t *h = &ix->at[i];
+        if (!h->removed && h->name_len == nlen &&
+            strncasecmp(req->resp_headers.data + h->off, name, nlen) == 0) {
+            h->removed = true;
+            ix->removed = true;
+        }
+    }
+    return 0;
+}
+
+int rdl_resp_header_set(rdl_req_t *req, const char *name, const char *value)
+{
+    if (!can_add_header(req))
+        return RDL_ESTATE;
+    if (!name || header_text_len(name, HEADER_NAME) <= 0 || !value ||
+        header_text_len(value, HEADER_VALUE) < 0)
+        return RDL_EINVAL;          /* checked first: a refused value leaves the old one */
+    rdl_resp_header_remove(req, name);
+    return rdl_resp_header(req, name, value);
 }
 
 int rdl_resp_send(rdl_req_t *req, int status, const char *content_type,

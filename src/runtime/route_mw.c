@@ -257,35 +257,12 @@ static void apply_request_ops(rdl_req_t *req, const rdl_route_header_ops_t *ops)
         req_append(req, &ops->add[i]);
 }
 
-/* Drops "Name: value\r\n" lines of lname from the response headers the handler added. */
-static void resp_remove(rdl_req_t *req, const char *lname)
-{
-    rdl_buf_t *b = &req->resp_headers;
-    size_t i = 0, o = 0;
-    while (i < b->len) {
-        const char *eol = memchr(b->data + i, '\n', b->len - i);
-        size_t end = eol ? (size_t)(eol - b->data) + 1 : b->len;
-        const char *colon = memchr(b->data + i, ':', end - i);
-        bool drop = colon && name_eq(b->data + i, (size_t)(colon - (b->data + i)), lname);
-        if (!drop) {
-            memmove(b->data + o, b->data + i, end - i);
-            o += end - i;
-        }
-        i = end;
-    }
-    b->len = o;
-    if (b->data)
-        b->data[o] = '\0';
-}
-
 static void apply_response_ops(rdl_req_t *req, const rdl_route_header_ops_t *ops)
 {
     for (size_t i = 0; i < ops->nremove; i++)
-        resp_remove(req, ops->remove[i]);
-    for (size_t i = 0; i < ops->nset; i++) {
-        resp_remove(req, ops->set[i].name);
-        rdl_resp_header(req, ops->set[i].name, ops->set[i].value);
-    }
+        rdl_resp_header_remove(req, ops->remove[i]);
+    for (size_t i = 0; i < ops->nset; i++)
+        rdl_resp_header_set(req, ops->set[i].name, ops->set[i].value);
     for (size_t i = 0; i < ops->nadd; i++)
         rdl_resp_header(req, ops->add[i].name, ops->add[i].value);
 }
