@@ -2,9 +2,11 @@
  * ctx.h: a request's context, the analogue of Go's context.Context.
  *
  * One rdl_ctx_t lives for one request: its deadline, its cancellation, an
- * arena freed when the request ends, and the fields that other modules fill
- * (request id now; trace ids, route decision and log fields as those modules
- * land). Outbound calls take the remaining time from it.
+ * arena freed when the request ends, and what outbound calls and log lines
+ * need from the request: its id, its trace context and baggage, its traffic
+ * color. Anything else a red line keeps per request lives in that part's
+ * request slot (runtime.h, rdl_server_req_slot), not here. Outbound calls
+ * take the remaining time from it.
  *
  *   rdl_ctx_t *ctx = rdl_req_ctx(req);
  *   if (rdl_ctx_done(ctx)) return;              // canceled or past deadline
@@ -37,8 +39,9 @@ typedef struct rdl_ctx {
     uint8_t trace_flags;
     struct rdl_span *span;              /* the request's server span (trace.h), NULL when none */
     struct rdl_baggage *baggage;        /* W3C baggage received (trace.h), NULL when none */
-    /* Route decision, filled by the route module (NULL = none). */
-    const char *route_name;
+    /* Set by the route part (NULL = none): the subset, whose address outbound calls use,
+     * and the traffic color, which they carry on. The route's name stays in that part's
+     * request slot. */
     const char *subset;
     const char *color;
 } rdl_ctx_t;

@@ -211,6 +211,26 @@ const char *rdl_req_body(const rdl_req_t *req, size_t *len);
 rdl_ctx_t *rdl_req_ctx(rdl_req_t *req);
 /* Peer address "ip:port". */
 const char *rdl_req_peer(const rdl_req_t *req);
+/*
+ * For middleware: the request's server; its I/O thread (0..threads-1, threads
+ * for the admin listener's: per-thread state without a lock) and that
+ * thread's loop (timers, e.g. a delay that suspends the chain); the authority
+ * (Host, or that of an absolute-form target; "" when none); the protocol
+ * version ("1.1" or "1.0").
+ */
+rdl_server_t *rdl_req_server(const rdl_req_t *req);
+int rdl_req_thread(const rdl_req_t *req);
+uv_loop_t *rdl_req_loop(rdl_req_t *req);
+const char *rdl_req_authority(const rdl_req_t *req, size_t *len);
+const char *rdl_req_http_version(const rdl_req_t *req);
+/*
+ * Edits of the request headers the next middleware and the handler see (in
+ * enter hooks): remove every one of that name (ignoring case); add one, kept
+ * by pointer (name and value must live until the request ends), RDL_EBUSY past
+ * limits.max_headers.
+ */
+int rdl_req_header_remove(rdl_req_t *req, const char *name);
+int rdl_req_header_add(rdl_req_t *req, const char *name, const char *value);
 /* A slot's value (slot from rdl_server_req_slot; out of range: ignored, NULL). */
 void rdl_req_slot_set(rdl_req_t *req, int slot, void *p);
 void *rdl_req_slot(const rdl_req_t *req, int slot);

@@ -22,6 +22,7 @@
 #include <sys/random.h>
 #include <jansson.h>
 #include "redline/metrics.h"
+#include "redline/route.h"
 #include "runtime/internal.h"
 
 /* ---- settings -------------------------------------------------------- */
@@ -311,10 +312,11 @@ static void access_leave(rdl_req_t *req, void *arg)
     f[n++] = rdl_lf_int("bytes_in", (int64_t)rdl_req_bytes_in(req));
     f[n++] = rdl_lf_int("bytes_out", (int64_t)rdl_req_bytes_out(req));
     f[n++] = rdl_lf_str("peer", rdl_req_peer(req));
-    if (ctx->route_name)
-        f[n++] = rdl_lf_str("route", ctx->route_name);
-    if (ctx->subset)
-        f[n++] = rdl_lf_str("subset", ctx->subset);
+    const rdl_route_decision_t *d = rt_route_decision(req);    /* still held: leaves run inward out */
+    if (d && d->route_name)
+        f[n++] = rdl_lf_str("route", d->route_name);
+    if (d && d->subset)
+        f[n++] = rdl_lf_str("subset", d->subset);
     if (ctx->color)
         f[n++] = rdl_lf_str("color", ctx->color);
     rdl_log_ctx_at(srv->log, RDL_LOG_INFO, ctx, ctx->end_ns, "request", f, n);

@@ -624,7 +624,8 @@ static void warn_unknown_retry_on(rdl_req_t *req, const char *unknown)
     static atomic_bool warned;
     if (!unknown[0] || atomic_exchange(&warned, true))
         return;
-    rdl_log_field_t f[] = { rdl_lf_str("route", req->ctx.route_name ? req->ctx.route_name : ""),
+    const rdl_route_decision_t *d = rt_route_decision(req);
+    rdl_log_field_t f[] = { rdl_lf_str("route", d && d->route_name ? d->route_name : ""),
                             rdl_lf_str("conditions", unknown) };
     rdl_log(req->conn->t->srv->log, RDL_LOG_WARN,
             "route retryOn conditions not applied to outbound calls (logged once)", f, 2);

@@ -29,6 +29,7 @@
 #include "runtime/internal.h"
 #include "redline/route.h"
 #include "redline/metrics.h"
+#include "redline/trace.h"
 
 /* One reader window per thread, each on its own cache line. */
 typedef struct rt_route_slot {
@@ -68,11 +69,6 @@ static void count(atomic_uint_least64_t *c)
 }
 
 /* ---- reading the active table --------------------------------------------- */
-
-static int thread_index(const rdl_req_t *req)
-{
-    return (int)(req->conn->t - req->conn->t->srv->threads);
-}
 
 /* A reference to the active table (NULL when none); the caller unrefs it. */
 static rdl_route_table_t *acquire(rt_routing_t *r, int slot)
@@ -191,16 +187,12 @@ static const char *req_header(void *arg, const char *lname, size_t *len)
 static rdl_route_request_t view_of(rdl_req_t *req)
 {
     rdl_route_request_t v;
-    const rdl_h1_request_t *h = req->h1;
     memset(&v, 0, sizeof(v));
-    v.method = h->method;
-    v.method_len = h->method_len;
-    v.path = h->path;
-    v.path_len = h->path_len;
-    v.query = h->query ? h->query : "";
-    v.query_len = h->query ? h->query_len : 0;
-    v.authority = h->host ? h->host : "";
-    v.authority_len = h->host ? h->host_len : 0;
+    v.method = rdl_req_method(req);
+    v.method_len = strlen(v.method);
+    v.path = rdl_req_path(req, &v.path_len);
+    v.query = rdl_req_query(req, &v.query_len);
+    v.authority = rdl_req_authority(req, &v.authority_len);
     v.scheme = "http";                      /* the listener is plain HTTP */
     v.scheme_len = 4;
     v.header = req_header;
@@ -210,51 +202,17 @@ static rdl_route_request_t view_of(rdl_req_t *req)
 
 /* ---- header operations -------------------------------------------------------- */
 
-static bool name_eq(const char *a, size_t alen, const char *lname)
-{
-    size_t n = strlen(lname);
-    if (alen != n)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = a[i] >= 'A' && a[i] <= 'Z' ? (char)(a[i] - 'A' + 'a') : a[i];
-        if (c != lname[i])
-            return false;
-    }
-    return true;
-}
-
-static void req_remove(rdl_h1_request_t *h, const char *lname)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < h->num_headers; i++)
-        if (!name_eq(h->headers[i].name, h->headers[i].name_len, lname))
-            h->headers[o++] = h->headers[i];
-    h->num_headers = o;
-}
-
-static void req_append(rdl_req_t *req, const rdl_route_kv_t *kv)
-{
-    rdl_h1_request_t *h = req->h1;
-    if (h->num_headers >= (size_t)req->conn->t->srv->opts.max_headers)
-        return;                            /* no room: the limit holds for added headers too */
-    rdl_h1_header_t *e = &h->headers[h->num_headers++];
-    e->name = kv->name;
-    e->name_len = (uint32_t)strlen(kv->name);
-    e->value = kv->value;
-    e->value_len = (uint32_t)strlen(kv->value);
-}
-
 /* Istio's order: remove, then set (overwrite), then add (append). */
 static void apply_request_ops(rdl_req_t *req, const rdl_route_header_ops_t *ops)
 {
     for (size_t i = 0; i < ops->nremove; i++)
-        req_remove(req->h1, ops->remove[i]);
+        rdl_req_header_remove(req, ops->remove[i]);
     for (size_t i = 0; i < ops->nset; i++) {
-        req_remove(req->h1, ops->set[i].name);
-        req_append(req, &ops->set[i]);
+        rdl_req_header_remove(req, ops->set[i].name);
+        rdl_req_header_add(req, ops->set[i].name, ops->set[i].value);  /* no room: dropped */
     }
     for (size_t i = 0; i < ops->nadd; i++)
-        req_append(req, &ops->add[i]);
+        rdl_req_header_add(req, ops->add[i].name, ops->add[i].value);
 }
 
 static void apply_response_ops(rdl_req_t *req, const rdl_route_header_ops_t *ops)
@@ -283,11 +241,11 @@ static void on_delay_closed(uv_handle_t *h)
 static void on_delay(uv_timer_t *timer)
 {
     rdl_req_t *req = timer->data;
-    rt_routing_t *r = rdl_server_part_state(req->conn->t->srv, &rdl_part_route);
+    rt_routing_t *r = rdl_server_part_state(rdl_req_server(req), &rdl_part_route);
     struct rt_route_req *st = rdl_req_slot(req, r->slot);
     st->delay = NULL;
     uv_close((uv_handle_t *)timer, on_delay_closed);
-    if (req->answered)
+    if (rdl_req_answered(req))
         return;
     if (st->d.abort_status)
         abort_request(req, st->d.abort_status);    /* Envoy delays first, then aborts */
@@ -297,19 +255,15 @@ static void on_delay(uv_timer_t *timer)
 
 /* ---- the middleware ----------------------------------------------------------- */
 
-static const char *arena_copy(rdl_req_t *req, const char *s)
-{
-    return s ? rdl_arena_strndup(&req->ctx.arena, s, strlen(s)) : NULL;
-}
-
 /* On the app chain only: the admin plane is not routed. */
 static int route_enter(rdl_req_t *req, void *arg)
 {
     rt_routing_t *r = arg;
-    rdl_route_table_t *t = acquire(r, thread_index(req));
+    rdl_route_table_t *t = acquire(r, rdl_req_thread(req));
     if (!t)
         return 0;
-    struct rt_route_req *st = rdl_arena_alloc(&req->ctx.arena, sizeof(*st));
+    rdl_ctx_t *ctx = rdl_req_ctx(req);
+    struct rt_route_req *st = rdl_arena_alloc(&ctx->arena, sizeof(*st));
     rdl_route_request_t v = view_of(req);
     if (!st || !rdl_route_decide(t, &v, NULL, &st->d)) {
         count(&r->unmatched);
@@ -322,9 +276,23 @@ static int route_enter(rdl_req_t *req, void *arg)
     count(&r->decisions);
     if (st->d.bypassed)
         count(&r->bypassed);
-    req->ctx.route_name = arena_copy(req, st->d.route_name);
-    req->ctx.subset = arena_copy(req, st->d.subset);
-    req->ctx.color = arena_copy(req, st->d.color);
+    /* Subset and color travel on in the ctx (outbound calls, metrics, the span), copied:
+     * the table may go before the last leave hook reads them. */
+    if (st->d.subset)
+        ctx->subset = rdl_arena_strndup(&ctx->arena, st->d.subset, strlen(st->d.subset));
+    if (st->d.color)
+        ctx->color = rdl_arena_strndup(&ctx->arena, st->d.color, strlen(st->d.color));
+    if (ctx->span && rdl_span_recording(ctx->span)) {
+        rdl_attr_t a[2];
+        size_t n = 0;
+        if (st->d.route_name)
+            a[n++] = (rdl_attr_t){ .key = "redline.route.name", .type = RDL_ATTR_STRING,
+                                   .v.str = { st->d.route_name, strlen(st->d.route_name) } };
+        if (st->d.subset)
+            a[n++] = (rdl_attr_t){ .key = "redline.route.subset", .type = RDL_ATTR_STRING,
+                                   .v.str = { st->d.subset, strlen(st->d.subset) } };
+        rdl_span_set_attrs(ctx->span, a, n, RDL_ATTRS_STATIC_KEYS);
+    }
     for (int i = 0; i < 2; i++)
         if (st->d.request_ops[i])
             apply_request_ops(req, st->d.request_ops[i]);
@@ -347,7 +315,7 @@ static int fault_enter(rdl_req_t *req, void *arg)
     if (st->d.delay_ms) {
         count(&r->delays);
         st->delay = malloc(sizeof(uv_timer_t));
-        if (st->delay && uv_timer_init(&req->conn->t->loop, st->delay) == 0) {
+        if (st->delay && uv_timer_init(rdl_req_loop(req), st->delay) == 0) {
             st->delay->data = req;
             uv_timer_start(st->delay, on_delay, st->d.delay_ms, 0);
             return 1;                      /* suspended: on_delay resumes or aborts */
@@ -395,7 +363,7 @@ static void route_leave(rdl_req_t *req, void *arg)
 /* For outbound calls (outbound.c): the route's timeout and retries apply to them. */
 const rdl_route_decision_t *rt_route_decision(const rdl_req_t *req)
 {
-    rt_routing_t *r = req->conn ? rdl_server_part_state(req->conn->t->srv, &rdl_part_route) : NULL;
+    rt_routing_t *r = rdl_server_part_state(rdl_req_server(req), &rdl_part_route);
     const struct rt_route_req *st = r ? rdl_req_slot(req, r->slot) : NULL;
     return st ? &st->d : NULL;
 }
@@ -429,7 +397,7 @@ static void get_routes(rdl_req_t *req, void *arg)
         rdl_buf_puts(&b, "null");
     uv_mutex_unlock(&r->reload_mu);
     rdl_buf_puts(&b, ",\"rules\":");
-    rdl_route_table_t *t = acquire(r, thread_index(req));
+    rdl_route_table_t *t = acquire(r, rdl_req_thread(req));
     rdl_route_dump(t, &b);
     rdl_route_table_unref(t);
     rdl_buf_putc(&b, '}');
@@ -441,7 +409,7 @@ static void explain(rdl_req_t *req, void *arg)
     rt_routing_t *r = arg;
     size_t blen;
     const char *body = rdl_req_body(req, &blen);
-    rdl_route_table_t *t = r ? acquire(r, thread_index(req)) : NULL;
+    rdl_route_table_t *t = r ? acquire(r, rdl_req_thread(req)) : NULL;
     rdl_buf_t b;
     rdl_error_t err;
     rdl_buf_init(&b);

@@ -156,7 +156,7 @@ static void set_request_attrs(rdl_span_t *s, rdl_req_t *req, const char *method,
     add_str(&l, KEY("url.scheme"), "http", 4);
     if (route)
         add_str(&l, KEY("http.route"), route, route_len);
-    add_str(&l, KEY("network.protocol.version"), req->h1->version_minor ? "1.1" : "1.0", 3);
+    add_str(&l, KEY("network.protocol.version"), rdl_req_http_version(req), 3);
     if ((v = rdl_req_header(req, "host", &len)) != NULL)
         add_host(&l, v, len);
     if ((v = rdl_req_header(req, "user-agent", &len)) != NULL)
@@ -255,10 +255,6 @@ static void trace_leave(rdl_req_t *req, void *arg)
         } else {
             add_str(&l, KEY("error.type"), "connection_closed", 17);
         }
-        if (ctx->route_name)
-            add_str(&l, KEY("redline.route.name"), ctx->route_name, strlen(ctx->route_name));
-        if (ctx->subset)
-            add_str(&l, KEY("redline.route.subset"), ctx->subset, strlen(ctx->subset));
         if (ctx->color)
             add_str(&l, KEY("redline.color"), ctx->color, strlen(ctx->color));
         rdl_span_set_attrs(s, l.a, l.n, RDL_ATTRS_STATIC_KEYS);
