@@ -321,7 +321,9 @@ int rdl_req_offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, 
  * pool.warm connections on every I/O thread; a strong upstream is retried
  * until it answers, so /readyz stays 503 and lists it; a weak one is tried
  * once), the X-Request-Id injector, breaker transitions logged, and the
- * admin endpoint /debug/upstreams. Once, before rdl_server_run.
+ * admin endpoint /debug/upstreams. Once, before rdl_server_run. The state
+ * of the part rdl_part_upstreams: RDL_ESTATE when srv's parts leave it out,
+ * RDL_EINVAL when ups is NULL or upstreams are attached already.
  */
 int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups);
 

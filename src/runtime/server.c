@@ -759,9 +759,11 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     for (int i = 0; rc == 0 && i < srv->nall; i++)
         rc = thread_init(srv, &srv->threads[i], i >= srv->nthreads, fds[i]);
     free(fds);
-    if (rc != 0)
+    if (rc != 0) {
+        parts_stop(srv);
         return rdl_error_set(err, RDL_EIO, 0, 0, "server", "cannot start I/O threads: %s",
                              uv_strerror(rc));
+    }
 
     uv_loop_init(&srv->ctl);
     uv_signal_init(&srv->ctl, &srv->sigterm);

@@ -29,6 +29,8 @@
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static char events[2048];
 
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static void note(const char *fmt, ...)
 {
     char one[64];
