@@ -319,7 +319,7 @@ static void access_leave(rdl_req_t *req, void *arg)
         f[n++] = rdl_lf_str("subset", d->subset);
     if (ctx->color)
         f[n++] = rdl_lf_str("color", ctx->color);
-    rdl_log_ctx_at(srv->log, RDL_LOG_INFO, ctx, ctx->end_ns, "request", f, n);
+    rdl_log_ctx_at(rdl_server_logger(srv), RDL_LOG_INFO, ctx, ctx->end_ns, "request", f, n);
 }
 
 static void access_defaults(void *opts)
