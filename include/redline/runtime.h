@@ -331,7 +331,8 @@ int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups);
  * Adds a header injector for every outbound call (trace context, color, ...;
  * see client.h), whether the upstreams are attached before or after. Before
  * rdl_server_run. RDL_EBUSY beyond 6 (the runtime's request id, trace
- * context and color injectors come on top).
+ * context and color injectors come on top); RDL_ESTATE when srv's parts
+ * leave out rdl_part_upstreams.
  */
 int rdl_server_add_injector(rdl_server_t *srv, rdl_inject_fn fn, void *arg);
 

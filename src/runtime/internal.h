@@ -20,7 +20,6 @@
 #define RT_MAX_STARTUP 16
 #define RT_MAX_THREAD_HOOKS 8
 #define RT_MAX_RESP_HEADERS 64   /* headers a handler and its middleware add to one response */
-#define RT_MAX_INJECTORS 6       /* the application's; the runtime's own come on top (outbound.c) */
 
 /* ---- router ---------------------------------------------------------- */
 
@@ -116,9 +115,6 @@ struct rdl_server {
     int nstartup;
     rt_thread_hook_t hooks[RT_MAX_THREAD_HOOKS];
     int nhooks;
-    rdl_inject_fn injectors[RT_MAX_INJECTORS];  /* outbound headers (rdl_server_add_injector) */
-    void *injector_args[RT_MAX_INJECTORS];
-    int ninjectors;
     rdl_pool_t *pool;
     rt_thread_t *threads;       /* nthreads app threads, then the admin thread if any */
     int nthreads;
@@ -260,9 +256,6 @@ void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const c
 void rt_send_json(rdl_req_t *req, int status, rdl_buf_t *b);
 
 /* parts: each red line's glue, reached through its part table */
-/* The address of srv's state pointer for part (set after install by a part attached later,
- * as rdl_server_upstreams does), or NULL when srv does not run it. */
-void **rdl__server_part_slot(rdl_server_t *srv, const rdl_part_t *part);
 /* route_mw.c: the route decision of req (valid until the request ends), or NULL: not routed.
  * Its thread. */
 const struct rdl_route_decision *rt_route_decision(const rdl_req_t *req);

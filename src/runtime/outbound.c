@@ -24,6 +24,7 @@
 #include "runtime/internal.h"
 
 #define WARM_TIMEOUT_MS 2000
+#define RT_MAX_INJECTORS 6       /* the application's; the runtime's own come on top */
 #define WARM_RETRY_MIN_MS 200
 #define WARM_RETRY_MAX_MS 2000
 
@@ -44,7 +45,7 @@ typedef struct ob_step {
     char name[64];              /* "upstream:<name>" for /readyz */
 } ob_step_t;
 
-/* The upstreams part's state, made by rdl_server_upstreams (NULL before). */
+/* The upstreams part's state: made at install, attached (ups set) by rdl_server_upstreams. */
 struct rt_outbound {
     rdl_server_t *srv;
     rdl_upstreams_t *ups;
@@ -60,12 +61,17 @@ struct rt_outbound {
     int warm_pending;
     int warm_err;
     int collector;              /* id in the default metrics registry; 0 = none */
+    /* the application's outbound headers (rdl_server_add_injector), before or after attaching */
+    rdl_inject_fn injectors[RT_MAX_INJECTORS];
+    void *injector_args[RT_MAX_INJECTORS];
+    int ninjectors;
 };
 
 /* srv's outbound state, or NULL: no upstreams attached (or the part not in its list). */
 static rt_outbound_t *outbound_of(rdl_server_t *srv)
 {
-    return rdl_server_part_state(srv, &rdl_part_upstreams);
+    rt_outbound_t *ob = rdl_server_part_state(srv, &rdl_part_upstreams);
+    return ob && ob->ups ? ob : NULL;
 }
 
 static _Thread_local ob_thread_t *tl_thread;
@@ -421,33 +427,24 @@ static void collect(rdl_collect_t *c, void *arg)
 
 int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups)
 {
-    void **state = rdl__server_part_slot(srv, &rdl_part_upstreams);
-    if (!state)
-        return RDL_ESTATE;      /* the application left the upstreams part out */
-    if (!ups || *state)
-        return RDL_EINVAL;
-    rt_outbound_t *ob = calloc(1, sizeof(*ob));
+    rt_outbound_t *ob = rdl_server_part_state(srv, &rdl_part_upstreams);
     if (!ob)
-        return RDL_ENOMEM;
-    ob->srv = srv;
-    ob->ups = ups;
+        return RDL_ESTATE;      /* the application left the upstreams part out */
+    if (!ups || ob->ups)
+        return RDL_EINVAL;
     ob->nthreads = (int)srv->opts.threads;
     ob->threads = calloc((size_t)ob->nthreads, sizeof(*ob->threads));
-    if (!ob->threads) {
-        free(ob);
+    if (!ob->threads)
         return RDL_ENOMEM;
-    }
-    uv_mutex_init(&ob->mu);
-    uv_cond_init(&ob->cv);
-    *state = ob;
+    ob->ups = ups;
     rdl_upstreams_on_change(ups, on_transition, ob);
     int rc = rdl_upstreams_add_injector(ups, inject_request_id, NULL);
     if (rc == 0)
         rc = rdl_upstreams_add_injector(ups, inject_trace, srv);
     if (rc == 0)
         rc = rdl_upstreams_add_injector(ups, inject_color, NULL);
-    for (int i = 0; rc == 0 && i < srv->ninjectors; i++)
-        rc = rdl_upstreams_add_injector(ups, srv->injectors[i], srv->injector_args[i]);
+    for (int i = 0; rc == 0 && i < ob->ninjectors; i++)
+        rc = rdl_upstreams_add_injector(ups, ob->injectors[i], ob->injector_args[i]);
     if (rc == 0)
         rc = rdl_server_on_thread(srv, thread_start, thread_stop, ob);
     if (rc == 0)
@@ -472,15 +469,38 @@ int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups)
 
 int rdl_server_add_injector(rdl_server_t *srv, rdl_inject_fn fn, void *arg)
 {
+    rt_outbound_t *ob = rdl_server_part_state(srv, &rdl_part_upstreams);
     if (!fn)
         return RDL_EINVAL;
-    if (srv->ninjectors == RT_MAX_INJECTORS)
+    if (!ob)
+        return RDL_ESTATE;
+    if (ob->ninjectors == RT_MAX_INJECTORS)
         return RDL_EBUSY;
-    srv->injectors[srv->ninjectors] = fn;
-    srv->injector_args[srv->ninjectors++] = arg;
+    ob->injectors[ob->ninjectors] = fn;
+    ob->injector_args[ob->ninjectors++] = arg;
     /* Already attached: the upstreams take it directly (clients read them per call). */
-    rt_outbound_t *ob = outbound_of(srv);
-    return ob ? rdl_upstreams_add_injector(ob->ups, fn, arg) : 0;
+    return ob->ups ? rdl_upstreams_add_injector(ob->ups, fn, arg) : 0;
+}
+
+static int outbound_install(rdl_server_t *srv, void *opts, void **state)
+{
+    (void)opts;
+    rt_outbound_t *ob = calloc(1, sizeof(*ob));
+    if (!(*state = ob))
+        return RDL_ENOMEM;
+    ob->srv = srv;
+    if (uv_mutex_init(&ob->mu) != 0) {
+        free(ob);
+        *state = NULL;
+        return RDL_ENOMEM;
+    }
+    if (uv_cond_init(&ob->cv) != 0) {
+        uv_mutex_destroy(&ob->mu);
+        free(ob);
+        *state = NULL;
+        return RDL_ENOMEM;
+    }
+    return 0;
 }
 
 static void outbound_free(rdl_server_t *srv, void *state)
@@ -497,9 +517,10 @@ static void outbound_free(rdl_server_t *srv, void *state)
     free(ob);
 }
 
-/* Everything happens in rdl_server_upstreams, which the application calls after rdl_server_new. */
+/* The rest happens in rdl_server_upstreams, which the application calls after rdl_server_new. */
 const rdl_part_t rdl_part_upstreams = {
     .name = "upstreams",
+    .install = outbound_install,
     .free = outbound_free,
 };
 

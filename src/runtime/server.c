@@ -305,14 +305,6 @@ int rdl_server_req_slot(rdl_server_t *srv)
     return srv->nslots < RDL_REQ_SLOTS ? srv->nslots++ : RDL_EBUSY;
 }
 
-void **rdl__server_part_slot(rdl_server_t *srv, const rdl_part_t *part)
-{
-    for (int i = 0; i < srv->nparts; i++)
-        if (srv->parts[i] == part)
-            return &srv->part_state[i];
-    return NULL;
-}
-
 void *rdl_server_part_state(const rdl_server_t *srv, const rdl_part_t *part)
 {
     for (int i = 0; i < srv->nparts; i++)
