@@ -16,6 +16,7 @@
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,6 +132,9 @@ static int log_opts_of(const char *service, const rdl_log_part_opts_t *o, rdl_lo
 /* The log part's state: what it registered beside the logger (srv->log). */
 typedef struct rt_log_part {
     const rdl_log_part_opts_t *opts;    /* inside the server's options */
+    rdl_server_t *srv;
+    uv_signal_t sighup;         /* on the control loop from run to drained */
+    bool watching;
     rdl_logger_t *prev;         /* the default logger it replaced */
     int collector;              /* its metrics collector id in the default registry; 0 = none */
     bool var;                   /* it published "log" in /debug/vars */
@@ -214,6 +218,36 @@ static void log_free(rdl_server_t *srv, void *state)
         rdl_log_free(mine);
     }
     free(lp);
+}
+
+/* logrotate moved the file: lines after this go to a new one at the configured path. */
+static void on_sighup(uv_signal_t *sig, int signum)
+{
+    rt_log_part_t *lp = sig->data;
+    (void)signum;
+    rdl_log(lp->srv->log, RDL_LOG_INFO, "SIGHUP received: reopening the log file", NULL, 0);
+    rdl_log_reopen(lp->srv->log);
+}
+
+static void log_run(rdl_server_t *srv, void *state, uv_loop_t *ctl)
+{
+    rt_log_part_t *lp = state;
+    (void)srv;
+    if (lp->watching)
+        return;
+    uv_signal_init(ctl, &lp->sighup);
+    lp->sighup.data = lp;
+    uv_signal_start(&lp->sighup, on_sighup, SIGHUP);
+    lp->watching = true;
+}
+
+static void log_drained(rdl_server_t *srv, void *state)
+{
+    rt_log_part_t *lp = state;
+    (void)srv;
+    if (lp->watching)
+        uv_close((uv_handle_t *)&lp->sighup, NULL);
+    lp->watching = false;
 }
 
 /* The access lines' ring, made on each app I/O thread before its first request. Without it
@@ -436,6 +470,7 @@ static int log_install(rdl_server_t *srv, void *opts, void **state)
     if (!(*state = lp))
         return RDL_ENOMEM;
     lp->opts = opts;
+    lp->srv = srv;
     int rc = rdl_server_admin_route(srv, "GET", "/debug/loglevel", level_get, srv);
     if (rc == 0)
         rc = rdl_server_admin_route(srv, "PUT", "/debug/loglevel", level_put, srv);
@@ -452,6 +487,8 @@ const rdl_part_t rdl_part_log = {
     .config = log_config,
     .install = log_install,
     .start = log_start,
+    .run = log_run,
     .thread_start = log_thread_start,
+    .drained = log_drained,
     .free = log_free,
 };

@@ -121,7 +121,7 @@ struct rdl_server {
     int nall;
     /* control loop on the thread that called rdl_server_run */
     uv_loop_t ctl;
-    uv_signal_t sigterm, sigint, sighup;
+    uv_signal_t sigterm, sigint;
     uv_timer_t drain_timer, grace_timer;
     uv_async_t ctl_wake;        /* an app thread became idle while draining, or shutdown requested */
     uv_thread_t startup_tid;

@@ -605,15 +605,6 @@ static void on_signal(uv_signal_t *sig, int signum)
     begin_drain(srv, srv->opts.drain_delay_ms);
 }
 
-/* logrotate moved the file: lines after this go to a new one at the configured path. */
-static void on_sighup(uv_signal_t *sig, int signum)
-{
-    rdl_server_t *srv = sig->data;
-    (void)signum;
-    rdl_log(srv->log, RDL_LOG_INFO, "SIGHUP received: reopening the log file", NULL, 0);
-    rdl_log_reopen(srv->log);
-}
-
 static void close_ctl(rdl_server_t *srv)
 {
     uv_mutex_lock(&srv->ctl_mu);
@@ -621,7 +612,6 @@ static void close_ctl(rdl_server_t *srv)
     uv_mutex_unlock(&srv->ctl_mu);
     uv_close((uv_handle_t *)&srv->sigterm, NULL);
     uv_close((uv_handle_t *)&srv->sigint, NULL);
-    uv_close((uv_handle_t *)&srv->sighup, NULL);
     uv_close((uv_handle_t *)&srv->drain_timer, NULL);
     uv_close((uv_handle_t *)&srv->grace_timer, NULL);
     uv_close((uv_handle_t *)&srv->ctl_wake, NULL);
@@ -760,15 +750,13 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
     uv_loop_init(&srv->ctl);
     uv_signal_init(&srv->ctl, &srv->sigterm);
     uv_signal_init(&srv->ctl, &srv->sigint);
-    uv_signal_init(&srv->ctl, &srv->sighup);
     uv_timer_init(&srv->ctl, &srv->drain_timer);
     uv_timer_init(&srv->ctl, &srv->grace_timer);
     uv_async_init(&srv->ctl, &srv->ctl_wake, on_ctl_wake);
-    srv->sigterm.data = srv->sigint.data = srv->sighup.data = srv->ctl_wake.data = srv;
+    srv->sigterm.data = srv->sigint.data = srv->ctl_wake.data = srv;
     srv->drain_timer.data = srv->grace_timer.data = srv;
     uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
     uv_signal_start(&srv->sigint, on_signal, SIGINT);
-    uv_signal_start(&srv->sighup, on_sighup, SIGHUP);
     for (int i = 0; i < srv->nparts; i++)
         if (srv->parts[i]->run)
             srv->parts[i]->run(srv, srv->part_state[i], &srv->ctl);
