@@ -14,6 +14,10 @@
  *   in-flight requests finish, each answered with Connection: close, idle
  *   connections close -> exit 0.
  *   A second signal, or grace_ms passing, forces the exit (status 1).
+ *
+ * The red lines (logs, traces, metrics, coloring, outbound calls, ...) are
+ * parts (redline/part.h): this file names none of them, it runs the hooks of
+ * the server's list of parts at the points above.
  */
 #define _GNU_SOURCE             /* accept4, sched_getaffinity */
 #include <errno.h>

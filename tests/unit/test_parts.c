@@ -380,6 +380,76 @@ static void test_slots_run_out(void **state)
     rdl_server_free(s);
 }
 
+/* The parts' keys write their own options; enum keys are words parsed once, at load. */
+static void test_part_keys(void **state)
+{
+    (void)state;
+    rdl_server_opts_t o;
+    rdl_server_opts_default(&o);
+    rdl_config_t *cfg = NULL;
+    rdl_error_t err;
+    assert_int_equal(rdl_config_new(&cfg), 0);
+    assert_int_equal(rdl_server_opts_config(&o, cfg), 0);
+    rdl_log_part_opts_t *lo = rdl_server_opts_part(&o, &rdl_part_log);
+    rdl_route_part_opts_t *ro = rdl_server_opts_part(&o, &rdl_part_route);
+    rdl_access_log_part_opts_t *ao = rdl_server_opts_part(&o, &rdl_part_access_log);
+    assert_int_equal(lo->level, RDL_LOG_INFO);
+    assert_int_equal(rdl_config_set(cfg, "log.level", "ERROR", &err), 0);
+    assert_int_equal(lo->level, RDL_LOG_ERROR);
+    assert_int_equal(rdl_config_set(cfg, "log.sink", "stderr", &err), 0);
+    assert_int_equal(lo->sink, RDL_LOG_STDERR);
+    assert_int_equal(rdl_config_set(cfg, "log.policy", "drop", &err), 0);
+    assert_int_equal(lo->policy, RDL_LOG_DROP);
+    assert_int_not_equal(rdl_config_set(cfg, "log.sink", "syslog", &err), 0);
+    assert_string_equal(err.key, "log.sink");
+    assert_int_equal(lo->sink, RDL_LOG_STDERR);                 /* a refused word changes nothing */
+    assert_int_equal(rdl_config_set(cfg, "routes.file", "/tmp/r.yaml", &err), 0);
+    assert_string_equal(ro->file, "/tmp/r.yaml");
+    assert_int_equal(rdl_config_set(cfg, "log.access", "false", &err), 0);
+    assert_false(ao->enabled);
+    assert_int_equal(rdl_config_set(cfg, "server.threads", "3", &err), 0);
+    assert_int_equal(o.threads, 3);
+    rdl_config_free(cfg);
+
+    /* a list without the log part has no log.* keys */
+    const rdl_part_t *const only_metrics[] = { &rdl_part_metrics, NULL };
+    assert_int_equal(rdl_server_opts_parts(&o, only_metrics), 0);
+    assert_int_equal(rdl_config_new(&cfg), 0);
+    assert_int_equal(rdl_server_opts_config(&o, cfg), 0);
+    assert_int_not_equal(rdl_config_set(cfg, "log.level", "debug", &err), 0);
+    assert_int_equal(rdl_config_set(cfg, "metrics.max_series", "5", &err), 0);
+    assert_int_equal(((rdl_metrics_part_opts_t *)rdl_server_opts_part(&o, &rdl_part_metrics))->max_series, 5);
+    rdl_config_free(cfg);
+}
+
+/* "warning", accepted by log.level as documented, starts a logger at warn. */
+static void test_log_level_warning(void **state)
+{
+    (void)state;
+    rdl_server_opts_t o;
+    rdl_server_opts_default(&o);
+    const rdl_part_t *const only_log[] = { &rdl_part_log, NULL };
+    assert_int_equal(rdl_server_opts_parts(&o, only_log), 0);
+    o.listen = "127.0.0.1:0";
+    o.admin_listen = "";
+    o.threads = 1;
+    o.drain_delay_ms = 0;
+    rdl_config_t *cfg = NULL;
+    rdl_error_t err;
+    assert_int_equal(rdl_config_new(&cfg), 0);
+    assert_int_equal(rdl_server_opts_config(&o, cfg), 0);
+    assert_int_equal(rdl_config_set(cfg, "log.level", "warning", &err), 0);
+    assert_int_equal(rdl_config_set(cfg, "log.sink", "file", &err), 0);
+    assert_int_equal(rdl_config_set(cfg, "log.file", "/dev/null", &err), 0);
+    assert_int_equal(rdl_server_new(&o, &srv), 0);
+    rdl_server_shutdown(srv);                           /* run starts, then stops at once */
+    assert_int_equal(rdl_server_run(srv, &err), 0);
+    assert_int_equal(rdl_log_level(rdl_server_logger(srv)), RDL_LOG_WARN);
+    rdl_server_free(srv);
+    srv = NULL;
+    rdl_config_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +457,8 @@ int main(void)
         cmocka_unit_test(test_failed_start_stops_the_started),
         cmocka_unit_test(test_opts_parts_refused),
         cmocka_unit_test(test_slots_run_out),
+        cmocka_unit_test(test_part_keys),
+        cmocka_unit_test(test_log_level_warning),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
