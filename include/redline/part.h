@@ -2,8 +2,8 @@
  * part.h: one interface for a red line. A part is a small constant table: its
  * name, the configuration keys it declares, and hooks the runtime calls at
  * fixed points of a server's life. The runtime (server.c) names no red line:
- * it runs the hooks of the parts in the server's list, in list order (stop and
- * thread_stop in reverse). Adding a red line is a folder, a header, a part
+ * it runs the hooks of the parts in the server's list, in list order
+ * (drained, thread_stop, stop and free in reverse). Adding a red line is a folder, a header, a part
  * table and one line in the list of parts the application passes.
  *
  *   static const rdl_part_t *const parts[] = { &rdl_part_log, &rdl_part_metrics, NULL };
@@ -55,7 +55,6 @@
 #include "redline/config.h"
 
 typedef struct rdl_server rdl_server_t;
-typedef struct rdl_server_opts rdl_server_opts_t;
 
 /* The I/O thread a thread hook runs on. */
 typedef struct rdl_part_thread {
