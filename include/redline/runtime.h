@@ -86,7 +86,9 @@ void *rdl_server_opts_part(rdl_server_opts_t *opts, const rdl_part_t *part);
  * Declares the runtime's configuration keys (server.*, limits.*, timeouts.*,
  * lifecycle.*, pool.*), then those of each part in opts->parts (log.*,
  * metrics.*, tracing.*, routes.*: each part's config hook), with opts as their
- * destination. Set opts->parts before. opts must outlive cfg.
+ * destination. Choose the parts (rdl_server_opts_parts) before: choosing
+ * again resets their options. opts must outlive cfg; load the configuration
+ * before rdl_server_new, which copies opts.
  */
 int rdl_server_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
 
