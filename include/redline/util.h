@@ -71,8 +71,9 @@ char *rdl_yaml_single_quoted(const char *raw, size_t n, size_t *outlen);
  * Refuses, with err naming the path (err->file) and saying what it is and the
  * limit: a directory, a device, a FIFO or socket (opened without blocking), a
  * file larger than max_bytes, including one that grows past it while read.
- * Returns 0, RDL_ENOENT (no such file), RDL_EINVAL (not a regular file, too
- * large), RDL_EIO or RDL_ENOMEM; *out is NULL on failure. Any thread.
+ * Returns 0, RDL_ENOENT (no such file), RDL_EIO (not a regular file, cannot
+ * be read), RDL_EINVAL (too large) or RDL_ENOMEM; *out is NULL on failure.
+ * Any thread.
  */
 int rdl_read_file(const char *path, size_t max_bytes, char **out, size_t *len, rdl_error_t *err);
 

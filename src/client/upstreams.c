@@ -19,6 +19,7 @@
 
 #define INJECTORS_MAX 12
 #define UPSTREAM_KEYS 25
+#define UPSTREAMS_MAX_FILE (4u << 20)    /* the configuration file's limit */
 
 struct rdl_upstreams {
     rdl_upstream_t *ups[RDL_UPSTREAMS_MAX];
@@ -202,34 +203,20 @@ int rdl_upstreams_set_flag(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *
  * NULL with err set on failure. The document points into text, which the
  * caller frees after destroying the document.
  */
-static struct fy_document *load_doc(const char *path, rdl_buf_t *text, rdl_error_t *err)
+static struct fy_document *load_doc(const char *path, char **text, rdl_error_t *err)
 {
-    rdl_buf_init(text);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        rdl_error_set(err, RDL_EINVAL, 0, 0, "", "cannot open: %s", strerror(errno));
-        if (err)
-            snprintf(err->file, sizeof(err->file), "%s", path);
-        return NULL;
-    }
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        rdl_buf_put(text, chunk, n);
-    bool failed = ferror(f) || text->oom;
-    fclose(f);
+    size_t len = 0;
     struct fy_document *doc = NULL;
     struct fy_diag *diag = NULL;
-    const char *yaml = text->data ? text->data : "";
-    if (failed) {
-        rdl_error_set(err, RDL_EINVAL, 0, 0, "", "cannot read");
-    } else if (rdl_yaml_check_text(yaml, text->len, err) != 0) {
+    if (rdl_read_file(path, UPSTREAMS_MAX_FILE, text, &len, err) != 0) {
+        /* err names the file and why */
+    } else if (rdl_yaml_check_text(*text, len, err) != 0) {
         /* err says where */
     } else if ((diag = rdl_yaml_diag_new()) == NULL) {
         rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "out of memory");
     } else {
         struct fy_parse_cfg pc = { .flags = FYPCF_QUIET, .diag = diag };
-        doc = fy_document_build_from_string(&pc, yaml, text->len);
+        doc = fy_document_build_from_string(&pc, *text, len);
         if (!doc)
             rdl_error_set(err, RDL_EINVAL, 0, 0, "", "not valid YAML");
     }
@@ -241,10 +228,10 @@ static struct fy_document *load_doc(const char *path, rdl_buf_t *text, rdl_error
 
 int rdl_upstreams_names_in_file(const char *path, char names[][48], int max, rdl_error_t *err)
 {
-    rdl_buf_t text;
+    char *text = NULL;
     struct fy_document *doc = load_doc(path, &text, err);
     if (!doc) {
-        rdl_buf_free(&text);
+        free(text);
         return RDL_EINVAL;
     }
     struct fy_node *root = fy_document_root(doc);
@@ -271,7 +258,7 @@ int rdl_upstreams_names_in_file(const char *path, char names[][48], int max, rdl
         n++;
     }
     fy_document_destroy(doc);
-    rdl_buf_free(&text);
+    free(text);
     return rc ? rc : n;
 }
 
@@ -315,10 +302,10 @@ static int walk(rdl_config_t *cfg, struct fy_node *node, char *path, size_t len,
 
 int rdl_upstreams_load_file(rdl_config_t *cfg, const char *file, rdl_error_t *err)
 {
-    rdl_buf_t text;
+    char *text = NULL;
     struct fy_document *doc = load_doc(file, &text, err);
     if (!doc) {
-        rdl_buf_free(&text);
+        free(text);
         return RDL_EINVAL;
     }
     struct fy_node *root = fy_document_root(doc);
@@ -327,7 +314,7 @@ int rdl_upstreams_load_file(rdl_config_t *cfg, const char *file, rdl_error_t *er
     char path[256] = "upstreams";
     int rc = ups ? walk(cfg, ups, path, strlen(path), sizeof(path), file, err) : 0;
     fy_document_destroy(doc);
-    rdl_buf_free(&text);
+    free(text);
     return rc;
 }
 

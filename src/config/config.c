@@ -1174,52 +1174,6 @@ int rdl_config_load_string(rdl_config_t *cfg, const char *name, const char *yaml
     return load_yaml(cfg, yaml != NULL ? yaml : "", len, err);
 }
 
-/* Reads the whole file; err names the failure. */
-static int read_file(const char *path, char **out, size_t *outlen, rdl_error_t *err)
-{
-    FILE *f = fopen(path, "rb");
-    char *data = NULL;
-    size_t len = 0, cap = 0, n;
-
-    if (f == NULL)
-        return rdl_error_set(err, errno == ENOENT ? RDL_ENOENT : RDL_EIO, 0, 0, "",
-                             "cannot open the configuration file: %s", strerror(errno));
-    for (;;) {
-        if (len == cap) {
-            char *p;
-            if (cap >= CFG_MAX_FILE) {
-                fclose(f);
-                free(data);
-                return rdl_error_set(err, RDL_EINVAL, 0, 0, "",
-                                     "configuration file is larger than %u bytes", CFG_MAX_FILE);
-            }
-            cap = cap ? cap * 2 : 4096;
-            p = realloc(data, cap + 1);
-            if (p == NULL) {
-                fclose(f);
-                free(data);
-                return rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "out of memory");
-            }
-            data = p;
-        }
-        n = fread(data + len, 1, cap - len, f);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    if (ferror(f)) {
-        int e = errno;
-        fclose(f);
-        free(data);
-        return rdl_error_set(err, RDL_EIO, 0, 0, "", "cannot read the configuration file: %s",
-                             strerror(e));
-    }
-    fclose(f);
-    *out = data;
-    *outlen = len;
-    return 0;
-}
-
 int rdl_config_load_file(rdl_config_t *cfg, const char *path, rdl_error_t *err)
 {
     rdl_error_t local;
@@ -1233,8 +1187,9 @@ int rdl_config_load_file(rdl_config_t *cfg, const char *path, rdl_error_t *err)
     set_file(err, path);
     if (cfg == NULL || path == NULL)
         return rdl_error_set(err, RDL_EINVAL, 0, 0, "", "no configuration object or path");
-    if ((rc = read_file(path, &data, &len, err)) != 0)
+    if ((rc = rdl_read_file(path, CFG_MAX_FILE, &data, &len, err)) != 0)
         return rc;
+    set_file(err, path);
     rc = load_yaml(cfg, data != NULL ? data : "", len, err);
     free(data);
     return rc;

@@ -1345,24 +1345,10 @@ int rdl_route_load_file(const rdl_route_opts_t *opts, const char *path, rdl_rout
     if (!err)
         err = &local;
     rdl_error_clear(err);
-    snprintf(err->file, sizeof(err->file), "%s", path ? path : "");
-    FILE *f = path ? fopen(path, "rb") : NULL;
-    if (!f)
-        return rdl_error_set(err, errno == ENOENT ? RDL_ENOENT : RDL_EIO, 0, 0, "",
-                             "cannot open the routes file: %s", strerror(errno));
-    char *data = malloc(ROUTE_MAX_FILE + 1);
-    size_t n = data ? fread(data, 1, ROUTE_MAX_FILE + 1, f) : 0;
-    bool read_err = ferror(f) != 0;
-    fclose(f);
-    int rc;
-    if (!data)
-        rc = rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "out of memory");
-    else if (read_err)
-        rc = rdl_error_set(err, RDL_EIO, 0, 0, "", "cannot read the routes file");
-    else if (n > ROUTE_MAX_FILE)
-        rc = rdl_error_set(err, RDL_EINVAL, 0, 0, "", "the routes file is larger than %u bytes",
-                           ROUTE_MAX_FILE);
-    else
+    char *data = NULL;
+    size_t n = 0;
+    int rc = rdl_read_file(path, ROUTE_MAX_FILE, &data, &n, err);
+    if (rc == 0)
         rc = rdl_route_load_string(opts, path, data, n, out, err);
     free(data);
     return rc;

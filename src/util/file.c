@@ -133,7 +133,7 @@ int rdl_read_file(const char *path, size_t max_bytes, char **out, size_t *len, r
         close(fd);
         snprintf(msg, sizeof(msg), "is %s; a regular file of at most %zu bytes is expected",
                  kind_of(st.st_mode), max_bytes);
-        return fail(err, RDL_EINVAL, path, msg);
+        return fail(err, RDL_EIO, path, msg);
     }
     if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
         close(fd);
