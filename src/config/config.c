@@ -21,6 +21,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libfyaml.h>
 #include "util/yaml.h"
@@ -1285,6 +1286,35 @@ static void fmt_choice(const rdl_cfg_key_t *k, char *out, size_t outlen)
         snprintf(out, outlen, "(%d)", v);
 }
 
+/* Whether word occurs in s[0..n), ignoring ASCII case. */
+static bool has_word(const char *s, size_t n, const char *word)
+{
+    size_t w = strlen(word);
+
+    for (size_t i = 0; i + w <= n; i++)
+        if (strncasecmp(s + i, word, w) == 0)
+            return true;
+    return false;
+}
+
+bool rdl_config_key_is_secret(const char *path)
+{
+    static const char *const words[] = { "token", "password", "secret", "authorization" };
+    const char *last;
+    size_t n;
+
+    if (path == NULL)
+        return false;
+    last = strrchr(path, '.');
+    last = last != NULL ? last + 1 : path;
+    n = strlen(last);
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (has_word(last, n, words[i]))
+            return true;
+    /* a header list ("tracing.headers", "otlp_headers") carries credentials */
+    return n >= 7 && strcasecmp(last + n - 7, "headers") == 0;
+}
+
 static void fmt_value(const rdl_cfg_key_t *k, char *out, size_t outlen)
 {
     const char *s;
@@ -1295,6 +1325,8 @@ static void fmt_value(const rdl_cfg_key_t *k, char *out, size_t outlen)
         s = *(char **)k->dst;
         if (s == NULL)
             snprintf(out, outlen, "(unset)");
+        else if (s[0] != '\0' && rdl_config_key_is_secret(k->path))
+            snprintf(out, outlen, "(redacted)");
         else
             snprintf(out, outlen, "\"%s\"", s);
         return;
