@@ -44,17 +44,20 @@ typedef enum rdl_upstream_role {
     RDL_UPSTREAM_WEAK
 } rdl_upstream_role_t;
 
-/* One upstream's settings; the configuration keys (upstreams.<name>.*) write here. */
+/*
+ * One upstream's settings; the configuration keys (upstreams.<name>.*) write
+ * here, words (role, breaker window and state) parsed once into their enums.
+ */
 typedef struct rdl_upstream_opts {
     char *url;                  /* base URL "http://host:port[/prefix]"; "" = not configured */
-    char *role;                 /* "strong" | "weak" */
+    rdl_upstream_role_t role;   /* key words strong | weak */
     char *subsets;              /* "blue=http://h1:80,green=http://h2:80" ("" = none) */
     uint64_t connect_timeout_ms;    /* 1000 */
     uint64_t timeout_ms;            /* per attempt, within the request's deadline; 2000 */
     int64_t pool_size;              /* keep-alive connections per loop thread; 16 */
     int64_t warm_connections;       /* connections opened per loop thread at start-up; 2 */
     char *warm_path;                /* what the warm-up requests GET; "/" */
-    char *breaker_window;           /* "count" | "time" */
+    rdl_window_type_t breaker_window;   /* key words count | time */
     int64_t breaker_window_size;    /* calls or seconds; 20 */
     int64_t breaker_minimum_calls;  /* 10 */
     double breaker_failure_rate;    /* percent; 50 */
@@ -64,7 +67,9 @@ typedef struct rdl_upstream_opts {
     uint64_t breaker_wait_open_ms;  /* 5000 */
     double breaker_wait_multiplier; /* 1 (fixed) */
     uint64_t breaker_wait_open_max_ms;  /* 0 = no cap */
-    char *breaker_state;            /* "closed" | "disabled" | "metrics_only" | "forced_open" */
+    int breaker_state;              /* the state the breaker starts in, as the index of the
+                                       key's words: 0 closed, 1 disabled, 2 metrics_only,
+                                       3 forced_open (rdl_upstreams_finish maps it) */
     int64_t max_concurrent;         /* bulkhead; 64 */
     int64_t retry_attempts;         /* calls in all; 2 */
     uint64_t retry_base_ms;         /* 25 */

@@ -68,18 +68,31 @@ void rdl_upstreams_free(rdl_upstreams_t *ups)
     free(ups);
 }
 
+/*
+ * The words of the ENUM keys. roles and windows sit at their enum's value, so
+ * the loader's index is the value; a breaker starts in one of four of its
+ * states (open and half_open are its own), mapped by initial_states.
+ */
+static const char *const roles[] = { "strong", "weak", NULL };
+static const char *const windows[] = { "count", "time", NULL };
+static const char *const breaker_states[] = { "closed", "disabled", "metrics_only", "forced_open",
+                                              NULL };
+static const rdl_breaker_state_t initial_states[] = { RDL_BREAKER_CLOSED, RDL_BREAKER_DISABLED,
+                                                      RDL_BREAKER_METRICS_ONLY,
+                                                      RDL_BREAKER_FORCED_OPEN };
+
 static void opts_default(rdl_upstream_opts_t *o, rdl_upstream_role_t role)
 {
     memset(o, 0, sizeof(*o));
     o->url = "";
-    o->role = role == RDL_UPSTREAM_WEAK ? "weak" : "strong";
+    o->role = role;
     o->subsets = "";
     o->connect_timeout_ms = 1000;
     o->timeout_ms = 2000;
     o->pool_size = 16;
     o->warm_connections = 2;
     o->warm_path = "/";
-    o->breaker_window = "count";
+    o->breaker_window = RDL_WINDOW_COUNT;
     o->breaker_window_size = 20;
     o->breaker_minimum_calls = 10;
     o->breaker_failure_rate = 50;
@@ -88,7 +101,7 @@ static void opts_default(rdl_upstream_opts_t *o, rdl_upstream_role_t role)
     o->breaker_half_open_calls = 3;
     o->breaker_wait_open_ms = 5000;
     o->breaker_wait_multiplier = 1;
-    o->breaker_state = "closed";
+    o->breaker_state = 0;                   /* closed */
     o->max_concurrent = 64;
     o->retry_attempts = 2;
     o->retry_base_ms = 25;
@@ -127,7 +140,7 @@ int rdl_upstreams_declare(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *n
     rdl_upstream_opts_t *o = &up->opts;
     rdl_cfg_key_t keys[UPSTREAM_KEYS] = {
         { "url", RDL_CFG_STRING, &o->url, 0, 0, NULL, "base URL http://host:port (empty: not used)", NULL },
-        { "role", RDL_CFG_STRING, &o->role, 0, 0, NULL, "strong (failure fails the request) or weak (fallback)", NULL },
+        { "role", RDL_CFG_ENUM, &o->role, 0, 0, NULL, "strong (failure fails the request) or weak (fallback)", roles },
         { "subsets", RDL_CFG_STRING, &o->subsets, 0, 0, NULL, "per-subset base URLs: name=url,name=url", NULL },
         { "timeouts.connect", RDL_CFG_DURATION, &o->connect_timeout_ms, 1, 600000, NULL, "connect timeout", NULL },
         { "timeouts.request", RDL_CFG_DURATION, &o->timeout_ms, 0, 3600000, NULL,
@@ -135,7 +148,7 @@ int rdl_upstreams_declare(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *n
         { "pool.size", RDL_CFG_INT, &o->pool_size, 1, 10000, NULL, "keep-alive connections per I/O thread", NULL },
         { "pool.warm", RDL_CFG_INT, &o->warm_connections, 0, 10000, NULL, "connections opened per I/O thread at start-up", NULL },
         { "pool.warm_path", RDL_CFG_STRING, &o->warm_path, 0, 0, NULL, "path the warm-up requests GET", NULL },
-        { "breaker.window", RDL_CFG_STRING, &o->breaker_window, 0, 0, NULL, "count or time", NULL },
+        { "breaker.window", RDL_CFG_ENUM, &o->breaker_window, 0, 0, NULL, "count or time", windows },
         { "breaker.window_size", RDL_CFG_INT, &o->breaker_window_size, 1, 65536, NULL, "calls (count) or seconds (time, <= 512)", NULL },
         { "breaker.minimum_calls", RDL_CFG_INT, &o->breaker_minimum_calls, 1, 1000000, NULL, "calls before a rate counts", NULL },
         { "breaker.failure_rate", RDL_CFG_DOUBLE, &o->breaker_failure_rate, 0, 100, NULL, "percent failed that opens", NULL },
@@ -146,8 +159,8 @@ int rdl_upstreams_declare(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *n
         { "breaker.wait_multiplier", RDL_CFG_DOUBLE, &o->breaker_wait_multiplier, 1, 100, NULL,
           "wait growth per consecutive opening (1 = fixed)", NULL },
         { "breaker.wait_open_max", RDL_CFG_DURATION, &o->breaker_wait_open_max_ms, 0, 86400000, NULL, "cap on the grown wait (0 = none)", NULL },
-        { "breaker.state", RDL_CFG_STRING, &o->breaker_state, 0, 0, NULL,
-          "closed, disabled, metrics_only or forced_open", NULL },
+        { "breaker.state", RDL_CFG_ENUM, &o->breaker_state, 0, 0, NULL,
+          "closed, disabled, metrics_only or forced_open", breaker_states },
         { "bulkhead.max_concurrent", RDL_CFG_INT, &o->max_concurrent, 1, 1000000, NULL, "calls in flight at most", NULL },
         { "retry.attempts", RDL_CFG_INT, &o->retry_attempts, 1, 10, NULL, "calls in all, first included (1 = no retry)", NULL },
         { "retry.base", RDL_CFG_DURATION, &o->retry_base_ms, 0, 60000, NULL, "backoff base (full jitter)", NULL },
@@ -406,25 +419,10 @@ static int parse_subsets(rdl_upstream_t *up, rdl_error_t *err)
     return 0;
 }
 
-static int breaker_state_of(const char *s)
-{
-    static const int states[] = { RDL_BREAKER_CLOSED, RDL_BREAKER_DISABLED,
-                                  RDL_BREAKER_METRICS_ONLY, RDL_BREAKER_FORCED_OPEN };
-    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
-        if (strcmp(s, rdl_breaker_state_name(states[i])) == 0)
-            return states[i];
-    return -1;
-}
-
 static int finish_one(rdl_upstreams_t *ups, rdl_upstream_t *up, rdl_error_t *err)
 {
     rdl_upstream_opts_t *o = &up->opts;
-    if (strcmp(o->role, "strong") == 0)
-        up->role = RDL_UPSTREAM_STRONG;
-    else if (strcmp(o->role, "weak") == 0)
-        up->role = RDL_UPSTREAM_WEAK;
-    else
-        return key_error(err, up, "role", "strong or weak", o->role);
+    up->role = o->role;
     up->configured = o->url && o->url[0];
     if (!up->configured)
         return 0;
@@ -438,17 +436,7 @@ static int finish_one(rdl_upstreams_t *ups, rdl_upstream_t *up, rdl_error_t *err
                          o->warm_path);
     rdl_breaker_opts_t bo;
     rdl_breaker_opts_default(&bo);
-    if (strcmp(o->breaker_window, "count") == 0)
-        bo.window_type = RDL_WINDOW_COUNT;
-    else if (strcmp(o->breaker_window, "time") == 0)
-        bo.window_type = RDL_WINDOW_TIME;
-    else
-        return key_error(err, up, "breaker.window", "count or time", o->breaker_window);
-    int st = breaker_state_of(o->breaker_state);
-    if (st < 0)
-        return key_error(err, up, "breaker.state",
-                         "expected closed, disabled, metrics_only or forced_open, got '%s'",
-                         o->breaker_state);
+    bo.window_type = o->breaker_window;
     bo.window_size = (uint32_t)o->breaker_window_size;
     if (bo.window_type == RDL_WINDOW_TIME && bo.window_size > 512) {
         char n[24];
@@ -464,7 +452,7 @@ static int finish_one(rdl_upstreams_t *ups, rdl_upstream_t *up, rdl_error_t *err
     bo.wait_multiplier = o->breaker_wait_multiplier;
     bo.wait_open_max_ns = o->breaker_wait_open_max_ms * 1000000ull;
     bo.automatic_half_open = true;
-    bo.initial = (rdl_breaker_state_t)st;
+    bo.initial = initial_states[o->breaker_state];
     bo.on_change = on_change;
     bo.on_change_arg = ups;
     if ((rc = rdl_breaker_new(up->name, &bo, &up->breaker)) != 0 ||

@@ -83,9 +83,6 @@ static void test_malformed_settings(void **state)
         { "upstreams.payment.url", "http://user@host", "upstreams.payment.url" },
         { "upstreams.payment.url", "http://h:+80", "upstreams.payment.url" },
         { "upstreams.payment.url", "http://h o:80", "upstreams.payment.url" },
-        { "upstreams.payment.role", "medium", "upstreams.payment.role" },
-        { "upstreams.payment.breaker.window", "sliding", "upstreams.payment.breaker.window" },
-        { "upstreams.payment.breaker.state", "open", "upstreams.payment.breaker.state" },
         { "upstreams.payment.subsets", "blue", "upstreams.payment.subsets" },
         { "upstreams.payment.subsets", "=http://h", "upstreams.payment.subsets" },
         { "upstreams.payment.subsets", "blue=gopher://h", "upstreams.payment.subsets" },
@@ -116,6 +113,30 @@ static void test_malformed_settings(void **state)
     assert_int_equal(rdl_config_set(cfg, "upstreams.payment.timeouts.connect", "soon", &err),
                      RDL_EINVAL);
     assert_int_equal(rdl_config_set(cfg, "upstreams.payment.colour", "x", &err), RDL_EINVAL);
+    /* the words are ENUM keys: refused when set, with the words listed */
+    static const struct { const char *key, *value, *words; } words[] = {
+        { "upstreams.payment.role", "medium", "one of strong, weak" },
+        { "upstreams.payment.breaker.window", "sliding", "one of count, time" },
+        { "upstreams.payment.breaker.state", "open",
+          "one of closed, disabled, metrics_only, forced_open" },
+        { "upstreams.payment.breaker.state", "half_open", "forced_open" },
+    };
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        assert_int_equal(rdl_config_set(cfg, words[i].key, words[i].value, &err), RDL_EINVAL);
+        assert_string_equal(err.key, words[i].key);
+        if (!strstr(err.msg, words[i].words))
+            fail_msg("%s=%s: '%s'", words[i].key, words[i].value, err.msg);
+    }
+    /* and parsed once into the enums the breaker takes (ASCII case ignored) */
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.url", "http://h:1", &err), 0);
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.role", "Weak", &err), 0);
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.breaker.window", "time", &err), 0);
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.breaker.state", "forced_open", &err), 0);
+    assert_int_equal(rdl_upstreams_finish(ups, &err), 0);
+    rdl_upstream_t *p = rdl_upstreams_get(ups, "payment");
+    assert_int_equal(p->role, RDL_UPSTREAM_WEAK);
+    assert_int_equal(p->opts.breaker_window, RDL_WINDOW_TIME);
+    assert_int_equal(rdl_breaker_state(p->breaker), RDL_BREAKER_FORCED_OPEN);
     rdl_config_free(cfg);
     rdl_upstreams_free(ups);
 }
