@@ -182,10 +182,13 @@ typedef struct rdl_retry_on {
  * retriable-headers, envoy-ratelimited, the gRPC ones: cancelled,
  * deadline-exceeded, internal, resource-exhausted, unavailable; codes past
  * RDL_RETRY_ON_MAX_CODES; retriable-status-codes without a literal code) are
- * skipped; when unknown is not NULL it receives them, comma-separated and
- * NUL-terminated (truncated to n). NULL or "" gives nothing set. Pure; any thread.
+ * skipped: out holds the rest, and the return is RDL_EINVAL with err (may be
+ * NULL) keyed "retryOn" and its msg exactly the skipped conditions,
+ * comma-separated as written (cut to fit), for a caller to quote in a warning.
+ * 0 when every condition is honoured; NULL or "" gives 0 and nothing set.
+ * Pure; any thread.
  */
-void rdl_retry_on_parse(const char *conditions, rdl_retry_on_t *out, char *unknown, size_t n);
+int rdl_retry_on_parse(const char *conditions, rdl_retry_on_t *out, rdl_error_t *err);
 /* Whether r names any condition (an all-zero r leaves the upstream's policy). */
 bool rdl_retry_on_is_set(const rdl_retry_on_t *r);
 /* Whether an attempt that ended with outcome kind and HTTP status (0 = none) is retried under r. */

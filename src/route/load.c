@@ -787,9 +787,15 @@ static int retries(ld_t *ld, struct fy_node *n, const char *path, route_http_t *
             return fail(ld, v, p, "perTryTimeout must be at least 1ms");
     }
     if ((v = get(n, "retryOn"))) {
+        rdl_error_t skipped;
         sub(p, path, "retryOn");
         if (!(r->retry_on = scalar(ld, v, p, NULL)))
             return ld->err->code;
+        /* conditions redline cannot honour load (Istio accepts them) and are warned about */
+        if (rdl_retry_on_parse(r->retry_on, &r->retry_conditions, &skipped) != 0 &&
+            !(r->retry_skipped = rdl_arena_strndup(&ld->t->arena, skipped.msg,
+                                                   strlen(skipped.msg))))
+            return oom(ld);
     }
     return 0;
 }
@@ -1377,4 +1383,12 @@ void rdl_route_table_unref(rdl_route_table_t *t)
 size_t rdl_route_table_size(const rdl_route_table_t *t)
 {
     return t ? t->nroutes : 0;
+}
+
+void rdl_route_table_retry_warnings(const rdl_route_table_t *t, rdl_route_warn_fn fn, void *arg)
+{
+    for (size_t i = 0; t && fn && i < t->nvs; i++)
+        for (size_t j = 0; j < t->vs[i].nroutes; j++)
+            if (t->vs[i].routes[j].retry_skipped)
+                fn(arg, t->vs[i].routes[j].name, t->vs[i].routes[j].retry_skipped);
 }

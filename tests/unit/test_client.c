@@ -411,48 +411,59 @@ static void test_round_trip(void **state)
 
 /* ---- a route's retries and timeout ------------------------------------------------ */
 
-/* The bits a list parses to (the unknown list into unknown when not NULL). */
-static uint32_t parse_bits(const char *list, char *unknown, size_t n)
+/* The bits a list parses to; unknown receives the skipped conditions ("" when none). */
+static uint32_t parse_bits(const char *list, char *unknown)
 {
     rdl_retry_on_t r;
-    rdl_retry_on_parse(list, &r, unknown, n);
+    rdl_error_t err;
+    int rc = rdl_retry_on_parse(list, &r, &err);
+    assert_int_equal(rc, err.code);
+    assert_true(rc == 0 || (rc == RDL_EINVAL && strcmp(err.key, "retryOn") == 0));
+    strcpy(unknown, rc == 0 ? "" : err.msg);
     return r.bits;
 }
 
 static void test_retry_on_parse(void **state)
 {
-    char unknown[64];
+    char unknown[sizeof(((rdl_error_t *)0)->msg)];
     rdl_retry_on_t r;
-    assert_int_equal(parse_bits(NULL, NULL, 0), 0);
-    assert_int_equal(parse_bits("", unknown, sizeof(unknown)), 0);
+    rdl_error_t err;
+    assert_int_equal(parse_bits(NULL, unknown), 0);
+    assert_int_equal(parse_bits("", unknown), 0);
     assert_string_equal(unknown, "");
-    assert_int_equal(parse_bits("5xx", NULL, 0), RDL_RETRY_ON_5XX);
-    assert_int_equal(parse_bits(" gateway-error , connect-failure,reset,retriable-4xx ",
-                                unknown, sizeof(unknown)),
+    assert_int_equal(parse_bits("5xx", unknown), RDL_RETRY_ON_5XX);
+    assert_int_equal(parse_bits(" gateway-error , connect-failure,reset,retriable-4xx ", unknown),
                      RDL_RETRY_ON_GATEWAY_ERROR | RDL_RETRY_ON_CONNECT_FAILURE |
                      RDL_RETRY_ON_RESET | RDL_RETRY_ON_RETRIABLE_4XX);
     assert_string_equal(unknown, "");
-    assert_int_equal(parse_bits("refused-stream,5xx,,unavailable,5xxx", unknown,
-                                sizeof(unknown)), RDL_RETRY_ON_5XX);
+    assert_int_equal(parse_bits("refused-stream,5xx,,unavailable,5xxx", unknown), RDL_RETRY_ON_5XX);
     assert_string_equal(unknown, "refused-stream,unavailable,5xxx");
-    assert_int_equal(parse_bits("cancelled,refused-stream", unknown, 10), 0);
-    assert_string_equal(unknown, "cancelled");          /* truncated to what fits */
+    /* a list longer than err.msg is cut after the last condition that fits */
+    char longlist[2048] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(longlist, "refused-stream,");
+    assert_int_equal(parse_bits(longlist, unknown), 0);
+    assert_true(strlen(unknown) < sizeof(unknown) && strlen(unknown) > sizeof(unknown) - 16);
+    assert_int_equal(strlen(unknown) % 15, 14);
+    /* err may be NULL */
+    assert_int_equal(rdl_retry_on_parse("cancelled,5xx", &r, NULL), RDL_EINVAL);
+    assert_int_equal(r.bits, RDL_RETRY_ON_5XX);
 
     /* literal status codes (Istio's retriable status codes) */
-    rdl_retry_on_parse("connect-failure, 503,retriable-status-codes,429", &r, unknown, sizeof(unknown));
+    assert_int_equal(rdl_retry_on_parse("connect-failure, 503,retriable-status-codes,429", &r, &err), 0);
     assert_int_equal(r.bits, RDL_RETRY_ON_CONNECT_FAILURE);
     assert_int_equal(r.ncodes, 2);
     assert_int_equal(r.codes[0], 503);
     assert_int_equal(r.codes[1], 429);
-    assert_string_equal(unknown, "");
     assert_true(rdl_retry_on_is_set(&r));
-    rdl_retry_on_parse("retriable-status-codes,600,99,5030,50a,1,500,501,502,503,504,505,506,507,508",
-                       &r, unknown, sizeof(unknown));
+    assert_int_equal(rdl_retry_on_parse(
+        "retriable-status-codes,600,99,5030,50a,1,500,501,502,503,504,505,506,507,508", &r, &err),
+        RDL_EINVAL);
     assert_int_equal(r.ncodes, RDL_RETRY_ON_MAX_CODES);
-    assert_string_equal(unknown, "600,99,5030,50a,1,508");
-    rdl_retry_on_parse("retriable-status-codes", &r, unknown, sizeof(unknown));
+    assert_string_equal(err.msg, "600,99,5030,50a,1,508");
+    assert_int_equal(rdl_retry_on_parse("retriable-status-codes", &r, &err), RDL_EINVAL);
     assert_false(rdl_retry_on_is_set(&r));
-    assert_string_equal(unknown, "retriable-status-codes");
+    assert_string_equal(err.msg, "retriable-status-codes");
 
     /* Envoy's meaning of each condition */
     static const struct { uint32_t bits; uint16_t code; int kind, status; bool retried; } cases[] = {
