@@ -133,9 +133,9 @@ int rdl_upstreams_set_flag(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *
 int rdl_upstreams_names_in_file(const char *path, char names[][48], int max, rdl_error_t *err);
 /*
  * Loads only the `upstreams:` mapping of a YAML file into cfg (for tools that
- * read a service's file without knowing its other sections): each value goes
- * through rdl_config_set of its declared upstreams.<name>.* key; errors name
- * the file, line, column and key.
+ * read a service's file without knowing its other sections; those are skipped
+ * unread), checked as rdl_config_load_file checks every key: errors name the
+ * file, line, column and key and what was expected; all or nothing.
  */
 int rdl_upstreams_load_file(rdl_config_t *cfg, const char *path, rdl_error_t *err);
 /*

@@ -15,6 +15,7 @@
 
 #include "redline/client.h"
 #include "client/internal.h"
+#include "config/internal.h"
 #include "util/yaml.h"
 
 #define INJECTORS_MAX 12
@@ -275,60 +276,9 @@ int rdl_upstreams_names_in_file(const char *path, char names[][48], int max, rdl
     return rc ? rc : n;
 }
 
-/* Each scalar leaf under node: rdl_config_set(path, text), its place in the file on error. */
-static int walk(rdl_config_t *cfg, struct fy_node *node, char *path, size_t len, size_t cap,
-                const char *file, rdl_error_t *err)
-{
-    if (fy_node_is_mapping(node)) {
-        void *it = NULL;
-        struct fy_node_pair *pair;
-        while ((pair = fy_node_mapping_iterate(node, &it)) != NULL) {
-            size_t klen = 0;
-            const char *k = fy_node_get_scalar(fy_node_pair_key(pair), &klen);
-            if (!k || len + 1 + klen >= cap)
-                return rdl_error_set(err, RDL_EINVAL, 0, 0, path, "%s: expected short scalar keys", file);
-            path[len] = '.';
-            memcpy(path + len + 1, k, klen);
-            path[len + 1 + klen] = '\0';
-            int rc = walk(cfg, fy_node_pair_value(pair), path, len + 1 + klen, cap, file, err);
-            path[len] = '\0';
-            if (rc)
-                return rc;
-        }
-        return 0;
-    }
-    const struct fy_mark *m = fy_node_is_scalar(node) ? fy_token_start_mark(fy_node_get_scalar_token(node)) : NULL;
-    if (!fy_node_is_scalar(node))
-        return rdl_error_set(err, RDL_EINVAL, m ? m->line + 1 : 0, m ? m->column + 1 : 0, path,
-                             "expected a scalar value");
-    const char *v = fy_node_get_scalar0(node);
-    int rc = rdl_config_set(cfg, path, v ? v : "", err);
-    if (rc) {
-        snprintf(err->file, sizeof(err->file), "%s", file);
-        if (m) {
-            err->line = m->line + 1;
-            err->column = m->column + 1;
-        }
-    }
-    return rc;
-}
-
 int rdl_upstreams_load_file(rdl_config_t *cfg, const char *file, rdl_error_t *err)
 {
-    char *text = NULL;
-    struct fy_document *doc = load_doc(file, &text, err);
-    if (!doc) {
-        free(text);
-        return RDL_EINVAL;
-    }
-    struct fy_node *root = fy_document_root(doc);
-    struct fy_node *ups = root && fy_node_is_mapping(root)
-                          ? fy_node_mapping_lookup_by_string(root, "upstreams", -1) : NULL;
-    char path[256] = "upstreams";
-    int rc = ups ? walk(cfg, ups, path, strlen(path), sizeof(path), file, err) : 0;
-    fy_document_destroy(doc);
-    free(text);
-    return rc;
+    return rdl__config_load_section(cfg, file, "upstreams", err);
 }
 
 /* A host name's or an IPv6 literal's characters (no userinfo, no percent-encoding). */

@@ -27,6 +27,7 @@
 #include "util/yaml.h"
 
 #include "redline/config.h"
+#include "config/internal.h"
 
 /* Larger files are almost certainly not configuration. */
 #define CFG_MAX_FILE (4u << 20)
@@ -720,6 +721,7 @@ typedef struct load {
     stage_t stage;
     seen_t *seen;
     size_t nseen, capseen;
+    const char *only;           /* NULL, or the one top-level section read (others skipped) */
 } load_t;
 
 /* 1-based position of ev; 0:0 when the event has none (an empty value). */
@@ -995,6 +997,24 @@ static char *join_path(const char *section, const char *key, size_t klen)
     return p;
 }
 
+/* Consumes the next node whole (a scalar, or a mapping or sequence and all it holds). */
+static int skip_node(load_t *ld)
+{
+    int depth = 0;
+
+    do {
+        struct fy_event *ev = next_event(ld);
+        if (ev == NULL)
+            return RDL_EINVAL;
+        if (ev->type == FYET_MAPPING_START || ev->type == FYET_SEQUENCE_START)
+            depth++;
+        else if (ev->type == FYET_MAPPING_END || ev->type == FYET_SEQUENCE_END)
+            depth--;
+        fy_parser_event_free(ld->fyp, ev);
+    } while (depth > 0);
+    return 0;
+}
+
 /* One mapping entry: key event ev (consumed), then its value. */
 static int walk_entry(load_t *ld, const char *section, struct fy_event *ev)
 {
@@ -1020,6 +1040,10 @@ static int walk_entry(load_t *ld, const char *section, struct fy_event *ev)
     if (strlen(path) != strlen(section) + (section[0] ? 1 : 0) + len) {
         rc = rdl_error_set(ld->err, RDL_EINVAL, line, column, section,
                            "key names must not contain a NUL byte");
+        goto out;
+    }
+    if (ld->only != NULL && section[0] == '\0' && strcmp(path, ld->only) != 0) {
+        rc = skip_node(ld);     /* another part of the file: not this reader's */
         goto out;
     }
     if (find_leaf(ld->cfg, path, &idx) == NULL && !is_section(ld->cfg, path)) {
@@ -1117,7 +1141,8 @@ static int walk_stream(load_t *ld)
     }
 }
 
-static int load_yaml(rdl_config_t *cfg, const char *yaml, size_t len, rdl_error_t *err)
+static int load_yaml(rdl_config_t *cfg, const char *yaml, size_t len, const char *only,
+                     rdl_error_t *err)
 {
     struct fy_parse_cfg pcfg;
     load_t ld;
@@ -1131,6 +1156,7 @@ static int load_yaml(rdl_config_t *cfg, const char *yaml, size_t len, rdl_error_
     ld.err = err;
     ld.input = yaml;
     ld.input_len = len;
+    ld.only = only;
     ld.diag = rdl_yaml_diag_new();      /* collected for syntax_error(), never printed */
     if (ld.diag == NULL)
         return rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "out of memory");
@@ -1172,10 +1198,11 @@ int rdl_config_load_string(rdl_config_t *cfg, const char *name, const char *yaml
     set_file(err, name);
     if (cfg == NULL || (yaml == NULL && len > 0))
         return rdl_error_set(err, RDL_EINVAL, 0, 0, "", "no configuration object or text");
-    return load_yaml(cfg, yaml != NULL ? yaml : "", len, err);
+    return load_yaml(cfg, yaml != NULL ? yaml : "", len, NULL, err);
 }
 
-int rdl_config_load_file(rdl_config_t *cfg, const char *path, rdl_error_t *err)
+/* The file at path, all of it (section NULL) or one top-level section of it. */
+static int load_file(rdl_config_t *cfg, const char *path, const char *section, rdl_error_t *err)
 {
     rdl_error_t local;
     char *data = NULL;
@@ -1191,9 +1218,20 @@ int rdl_config_load_file(rdl_config_t *cfg, const char *path, rdl_error_t *err)
     if ((rc = rdl_read_file(path, CFG_MAX_FILE, &data, &len, err)) != 0)
         return rc;
     set_file(err, path);
-    rc = load_yaml(cfg, data != NULL ? data : "", len, err);
+    rc = load_yaml(cfg, data, len, section, err);
     free(data);
     return rc;
+}
+
+int rdl_config_load_file(rdl_config_t *cfg, const char *path, rdl_error_t *err)
+{
+    return load_file(cfg, path, NULL, err);
+}
+
+int rdl__config_load_section(rdl_config_t *cfg, const char *path, const char *section,
+                             rdl_error_t *err)
+{
+    return load_file(cfg, path, section, err);
 }
 
 /* ---- environment and flags ----------------------------------------------- */

@@ -180,6 +180,59 @@ static void test_names_in_file(void **state)
     assert_true(rdl_upstreams_names_in_file("/nonexistent/x.yaml", names, 4, &err) < 0);
 }
 
+/* Only the upstreams section is read, with the configuration loader's checks. */
+static void test_load_file_section(void **state)
+{
+    static const struct { const char *yaml; int rc, line, column; const char *key, *says; } cases[] = {
+        { "server: {threads: 3, what: [1, {x: y}]}\nupstreams:\n  billing:\n    url: http://b:81\n"
+          "    role: weak\n    breaker: {state: forced_open, window: time}\nlog: {level: x}\n",
+          0, 0, 0, "", "" },
+        { "upstreams:\n  billing:\n    url: http://b:81\n    rol: weak\n", RDL_EINVAL, 4, 5,
+          "upstreams.billing.rol", "did you mean 'upstreams.billing.role'?" },
+        { "upstreams:\n  billing:\n    breaker:\n      state: open\n", RDL_EINVAL, 4, 14,
+          "upstreams.billing.breaker.state", "expected one of closed, disabled" },
+        { "upstreams:\n  billing: {url: http://a}\n  billing: {url: http://b}\n", RDL_EINVAL, 3, 3,
+          "upstreams.billing", "duplicate key" },
+        { "other: [unclosed\nupstreams:\n  billing: {url: http://a}\n", RDL_EINVAL, 0, 0, "",
+          "invalid YAML" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char path[] = "/tmp/test_client_XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        size_t len = strlen(cases[i].yaml);
+        assert_int_equal(write(fd, cases[i].yaml, len), (ssize_t)len);
+        close(fd);
+        rdl_config_t *cfg;
+        rdl_upstreams_t *ups;
+        rdl_error_t err;
+        assert_int_equal(rdl_config_new(&cfg), 0);
+        assert_int_equal(rdl_upstreams_new(&ups), 0);
+        assert_int_equal(rdl_upstreams_declare(ups, cfg, "billing", RDL_UPSTREAM_STRONG), 0);
+        int rc = rdl_upstreams_load_file(cfg, path, &err);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu: rc %d (%s)", i, rc, err.msg);
+        if (rc == 0) {
+            assert_int_equal(rdl_upstreams_finish(ups, &err), 0);
+            rdl_upstream_t *b = rdl_upstreams_get(ups, "billing");
+            assert_int_equal(b->role, RDL_UPSTREAM_WEAK);
+            assert_int_equal(b->port, 81);
+            assert_int_equal(rdl_breaker_state(b->breaker), RDL_BREAKER_FORCED_OPEN);
+        } else {
+            assert_string_equal(err.file, path);
+            if (cases[i].line) {
+                assert_int_equal(err.line, cases[i].line);
+                assert_int_equal(err.column, cases[i].column);
+            }
+            if (!strstr(err.key, cases[i].key) || !strstr(err.msg, cases[i].says))
+                fail_msg("case %zu: key '%s' msg '%s'", i, err.key, err.msg);
+        }
+        unlink(path);
+        rdl_config_free(cfg);
+        rdl_upstreams_free(ups);
+    }
+}
+
 /* Malformed files are refused with the place named, before libfyaml sees the text. */
 static void test_names_in_malformed_file(void **state)
 {
@@ -696,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_subsets_and_unconfigured),
         cmocka_unit_test(test_names_in_file),
         cmocka_unit_test(test_names_in_malformed_file),
+        cmocka_unit_test(test_load_file_section),
         cmocka_unit_test(test_refused_then_breaker),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_retry_on_parse),
