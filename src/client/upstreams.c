@@ -211,69 +211,67 @@ int rdl_upstreams_set_flag(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *
     return rdl_config_set(cfg, key, eq + 1, err);
 }
 
-/*
- * The file as a YAML document: its text checked first (libfyaml 0.7.12 faults
- * on some malformed text), libfyaml's own messages silenced (errors are ours).
- * NULL with err set on failure. The document points into text, which the
- * caller frees after destroying the document.
- */
-static struct fy_document *load_doc(const char *path, char **text, rdl_error_t *err)
+typedef struct names {
+    char (*names)[48];
+    int max, n;
+    const char *path;
+    bool seen;                  /* the first document was read: later ones are not the file's */
+} names_t;
+
+/* The keys of the first document's upstreams: mapping. */
+static int names_of(rdl__yaml_t *y, struct fy_node *root, void *arg)
 {
-    size_t len = 0;
-    struct fy_document *doc = NULL;
-    struct fy_diag *diag = NULL;
-    if (rdl_read_file(path, UPSTREAMS_MAX_FILE, text, &len, err) != 0) {
-        /* err names the file and why */
-    } else if (rdl_yaml_check_text(*text, len, err) != 0) {
-        /* err says where */
-    } else if ((diag = rdl_yaml_diag_new()) == NULL) {
-        rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "out of memory");
-    } else {
-        struct fy_parse_cfg pc = { .flags = FYPCF_QUIET, .diag = diag };
-        doc = fy_document_build_from_string(&pc, *text, len);
-        if (!doc)
-            rdl_error_set(err, RDL_EINVAL, 0, 0, "", "not valid YAML");
+    names_t *nm = arg;
+    if (nm->seen)
+        return 0;
+    nm->seen = true;
+    struct fy_node *map = root && fy_node_is_mapping(root) ? rdl__yaml_get(root, "upstreams") : NULL;
+    if (map && !fy_node_is_mapping(map))
+        return rdl__yaml_fail(y, map, "upstreams", "%s: expected a mapping of upstream names",
+                              nm->path);
+    void *it = NULL;
+    struct fy_node_pair *pair;
+    while (map && (pair = fy_node_mapping_iterate(map, &it)) != NULL) {
+        size_t len = 0;
+        struct fy_node *key = fy_node_pair_key(pair);
+        const char *k = key && fy_node_is_scalar(key) ? fy_node_get_scalar(key, &len) : NULL;
+        if (!k || len == 0 || len >= 48)
+            return rdl__yaml_fail(y, key, "upstreams", "%s: upstream names are 1..47 characters",
+                                  nm->path);
+        if (nm->n == nm->max) {
+            int line = 0, column = 0;
+            rdl__yaml_mark(key, &line, &column);
+            return rdl_error_set(y->err, RDL_EBUSY, line, column, "upstreams",
+                                 "%s: more than %d upstreams", nm->path, nm->max);
+        }
+        memcpy(nm->names[nm->n], k, len);
+        nm->names[nm->n][len] = '\0';
+        nm->n++;
     }
-    if (!doc && err)
-        snprintf(err->file, sizeof(err->file), "%s", path);
-    fy_diag_destroy(diag);          /* also frees the collected errors; unref alone leaks them */
-    return doc;
+    return 0;
 }
 
 int rdl_upstreams_names_in_file(const char *path, char names[][48], int max, rdl_error_t *err)
 {
+    rdl_error_t local;
     char *text = NULL;
-    struct fy_document *doc = load_doc(path, &text, err);
-    if (!doc) {
-        free(text);
-        return RDL_EINVAL;
-    }
-    struct fy_node *root = fy_document_root(doc);
-    struct fy_node *map = root && fy_node_is_mapping(root)
-                          ? fy_node_mapping_lookup_by_string(root, "upstreams", -1) : NULL;
-    int n = 0, rc = 0;
-    if (map && !fy_node_is_mapping(map))
-        rc = rdl_error_set(err, RDL_EINVAL, 0, 0, "upstreams", "%s: expected a mapping of upstream names", path);
-    void *it = NULL;
-    struct fy_node_pair *pair;
-    while (rc == 0 && map && (pair = fy_node_mapping_iterate(map, &it)) != NULL) {
-        size_t len = 0;
-        const char *k = fy_node_get_scalar(fy_node_pair_key(pair), &len);
-        if (!k || len == 0 || len >= 48) {
-            rc = rdl_error_set(err, RDL_EINVAL, 0, 0, "upstreams", "%s: upstream names are 1..47 characters", path);
-            break;
-        }
-        if (n == max) {
-            rc = rdl_error_set(err, RDL_EBUSY, 0, 0, "upstreams", "%s: more than %d upstreams", path, max);
-            break;
-        }
-        memcpy(names[n], k, len);
-        names[n][len] = '\0';
-        n++;
-    }
-    fy_document_destroy(doc);
+    size_t len = 0;
+    rdl_arena_t arena;
+    if (!err)
+        err = &local;
+    int rc = rdl_read_file(path, UPSTREAMS_MAX_FILE, &text, &len, err);
+    if (rc)
+        return rc;
+    rdl_arena_init(&arena, 1024);
+    rdl__yaml_t y = { .err = err, .input = text, .input_len = len, .arena = &arena,
+                      .what = "configuration", .invalid = "not valid YAML" };
+    names_t nm = { .names = names, .max = max, .path = path };
+    rc = rdl__yaml_each_document(&y, names_of, &nm);
+    if (rc)
+        snprintf(err->file, sizeof(err->file), "%s", path);
+    rdl_arena_close(&arena);
     free(text);
-    return rc ? rc : n;
+    return rc ? rc : nm.n;
 }
 
 int rdl_upstreams_load_file(rdl_config_t *cfg, const char *file, rdl_error_t *err)

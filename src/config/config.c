@@ -6,10 +6,11 @@
  * line and column and what was expected, because a service that starts with a
  * silently ignored typo is worse than one that refuses to start.
  *
- * YAML is read through libfyaml's event parser rather than its document tree:
- * libfyaml 0.7.12 gives no public way to get a node's position, while every
- * event carries its start mark. Walking events also lets us stop at the first
- * offending node and detect duplicate keys ourselves with both positions.
+ * YAML is read through libfyaml's event parser rather than its document tree,
+ * with util/yaml.c's reader underneath (the text checks, the parser, syntax
+ * errors, positions, nulls, scalar text and typed scalars): walking events lets
+ * us stop at the first offending node and detect duplicate keys ourselves with
+ * both positions, which the document tree would refuse on its own terms.
  *
  * Loads are all-or-nothing: values are parsed into a staging list and only
  * written to their destinations once the whole source has been validated.
@@ -415,15 +416,6 @@ static void choices_list(const rdl_cfg_key_t *k, char *out, size_t outlen)
     }
 }
 
-/* The index of s among an ENUM key's words, or -1. */
-static int choice_index(const rdl_cfg_key_t *k, const char *s)
-{
-    for (int i = 0; k->choices[i] != NULL; i++)
-        if (strcasecmp(s, k->choices[i]) == 0)
-            return i;
-    return -1;
-}
-
 /* What a key accepts, for "expected ..." messages. */
 static void expected(const rdl_cfg_key_t *k, char *out, size_t outlen)
 {
@@ -479,69 +471,6 @@ static void expected(const rdl_cfg_key_t *k, char *out, size_t outlen)
 
 /* ---- values -------------------------------------------------------------- */
 
-static int parse_int(const char *s, int64_t *out)
-{
-    bool neg = false;
-    uint64_t v = 0, limit;
-
-    if (*s == '+' || *s == '-')
-        neg = *s++ == '-';
-    if (*s == '\0')
-        return RDL_EINVAL;
-    limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    for (; *s != '\0'; s++) {
-        uint64_t d;
-        if (*s < '0' || *s > '9')
-            return RDL_EINVAL;
-        d = (uint64_t)(*s - '0');
-        if (v > (limit - d) / 10)
-            return RDL_EINVAL;
-        v = v * 10 + d;
-    }
-    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-    return 0;
-}
-
-/* YAML 1.2 core schema booleans. */
-static int parse_bool(const char *s, bool *out)
-{
-    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
-        *out = true;
-    else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
-        *out = false;
-    else
-        return RDL_EINVAL;
-    return 0;
-}
-
-/* YAML 1.1 spellings people still write; 1.2 reads them as strings. */
-static bool is_yaml11_bool(const char *s)
-{
-    static const char *const words[] = { "yes", "no", "on", "off", "y", "n" };
-    size_t i;
-
-    for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (strcasecmp(s, words[i]) == 0)
-            return true;
-    return false;
-}
-
-static int parse_double(const char *s, double *out)
-{
-    char *end;
-    double d;
-
-    /* strtod would skip leading spaces and take "nan" or "inf". */
-    if (!(isdigit((unsigned char)s[0]) || s[0] == '-' || s[0] == '+' || s[0] == '.'))
-        return RDL_EINVAL;
-    errno = 0;
-    d = strtod(s, &end);
-    if (end == s || *end != '\0' || errno == ERANGE || !isfinite(d))
-        return RDL_EINVAL;
-    *out = d;
-    return 0;
-}
-
 static bool in_bounds_i(const rdl_cfg_key_t *k, int64_t v)
 {
     return !bounded(k) || (v >= k->min && v <= k->max);
@@ -572,17 +501,17 @@ static int parse_typed(const rdl_cfg_key_t *k, const char *s, cfg_val_t *v)
     case RDL_CFG_ADDR:
         return rdl_parse_hostport(s, host, &port);
     case RDL_CFG_INT:
-        return parse_int(s, &v->i) == 0 && in_bounds_i(k, v->i) ? 0 : RDL_EINVAL;
+        return rdl__yaml_parse_int(s, &v->i) == 0 && in_bounds_i(k, v->i) ? 0 : RDL_EINVAL;
     case RDL_CFG_BOOL:
-        return parse_bool(s, &v->b);
+        return rdl__yaml_parse_bool(s, &v->b);
     case RDL_CFG_DURATION:
         return rdl_parse_duration_ms(s, &v->u) == 0 && in_bounds_u(k, v->u) ? 0 : RDL_EINVAL;
     case RDL_CFG_SIZE:
         return rdl_parse_size(s, &v->u) == 0 && in_bounds_u(k, v->u) ? 0 : RDL_EINVAL;
     case RDL_CFG_DOUBLE:
-        return parse_double(s, &v->d) == 0 && in_bounds_d(k, v->d) ? 0 : RDL_EINVAL;
+        return rdl__yaml_parse_double(s, &v->d) == 0 && in_bounds_d(k, v->d) ? 0 : RDL_EINVAL;
     case RDL_CFG_ENUM:
-        v->i = choice_index(k, s);
+        v->i = rdl__yaml_parse_enum(s, k->choices);
         return v->i >= 0 ? 0 : RDL_EINVAL;
     }
     return RDL_EINVAL;
@@ -621,7 +550,7 @@ static int parse_value(const rdl_cfg_key_t *k, const char *text, size_t len, boo
     rc = parse_typed(k, s, v);
     if (rc != 0) {
         snprintf(why, whylen, "expected %s, got '%s'%s", exp, shown,
-                 k->type == RDL_CFG_BOOL && is_yaml11_bool(s)
+                 k->type == RDL_CFG_BOOL && rdl__yaml_is_yaml11_bool(s)
                      ? " (YAML 1.2 reads yes/no/on/off as strings)" : "");
         free(s);
         return rc;
@@ -728,20 +657,16 @@ typedef struct load {
 static void mark_of(struct fy_event *ev, int *line, int *column)
 {
     const struct fy_mark *m = ev != NULL ? fy_event_start_mark(ev) : NULL;
-    enum fy_scalar_style style;
 
     *line = m != NULL ? m->line + 1 : 0;
     *column = m != NULL ? m->column + 1 : 0;
     if (m == NULL || *column <= 1)
         return;
     /* libfyaml marks aliases and quoted scalars just after their '*' or quote: point at it. */
-    if (ev->type == FYET_ALIAS) {
+    if (ev->type == FYET_ALIAS)
         (*column)--;
-    } else if (ev->type == FYET_SCALAR) {
-        style = fy_token_scalar_style(ev->scalar.value);
-        if (style == FYSS_SINGLE_QUOTED || style == FYSS_DOUBLE_QUOTED)
-            (*column)--;
-    }
+    else if (ev->type == FYET_SCALAR)
+        rdl__yaml_token_mark(ev->scalar.value, line, column);
 }
 
 static const char *event_kind(struct fy_event *ev)
@@ -758,15 +683,7 @@ static const char *event_kind(struct fy_event *ev)
 /* Reports the parser's own diagnostic: the first error it collected. */
 static int syntax_error(load_t *ld)
 {
-    struct fy_diag_error *de;
-    void *it = NULL;
-
-    while ((de = fy_diag_errors_iterate(ld->diag, &it)) != NULL) {
-        if (de->type >= FYET_ERROR)
-            return rdl_error_set(ld->err, RDL_EINVAL, de->line, de->column, "",
-                                 "invalid YAML: %s", de->msg != NULL ? de->msg : "syntax error");
-    }
-    return rdl_error_set(ld->err, RDL_EINVAL, 0, 0, "", "invalid YAML");
+    return rdl__yaml_syntax_error(ld->diag, NULL, ld->err);
 }
 
 /* The next event, or NULL with err filled from the parser's diagnostics. */
@@ -868,56 +785,27 @@ static const seen_t *find_seen(const load_t *ld, const char *path)
     return NULL;
 }
 
-/*
- * A heap copy of a scalar's value, or NULL with err filled. libfyaml 0.7.12
- * mis-iterates single-quoted scalars with runs of '' escapes (wrong text and a
- * leak in fy_token_get_text), so those are decoded from the input directly.
- */
+/* A heap copy of a scalar's value (util/yaml.c works around libfyaml), or NULL with err filled. */
 static char *scalar_text(load_t *ld, struct fy_event *ev, const char *key, size_t *len)
 {
-    struct fy_token *t = ev->scalar.value;
-    const struct fy_mark *start = fy_token_start_mark(t), *end = fy_token_end_mark(t);
-    const char *text;
     char *copy;
     int line, column;
+    int rc = rdl__yaml_token_text(ev->scalar.value, ld->input, ld->input_len, &copy, len);
 
-    if (fy_token_scalar_style(t) == FYSS_SINGLE_QUOTED && start != NULL && end != NULL &&
-        start->input_pos <= end->input_pos && end->input_pos <= ld->input_len) {
-        copy = rdl_yaml_single_quoted(ld->input + start->input_pos, end->input_pos - start->input_pos, len);
-    } else {
-        text = fy_token_get_text(t, len);
-        if (text == NULL) {
-            mark_of(ev, &line, &column);
-            rdl_error_set(ld->err, RDL_EINVAL, line, column, key, "cannot read this value");
-            return NULL;
-        }
-        copy = malloc(*len + 1);
-        if (copy != NULL) {
-            memcpy(copy, text, *len);
-            copy[*len] = '\0';
-        }
-    }
-    if (copy == NULL) {
-        mark_of(ev, &line, &column);
+    if (rc == 0)
+        return copy;
+    mark_of(ev, &line, &column);
+    if (rc == RDL_ENOMEM)
         rdl_error_set(ld->err, RDL_ENOMEM, line, column, key, "out of memory");
-    }
-    return copy;
+    else
+        rdl_error_set(ld->err, RDL_EINVAL, line, column, key, "cannot read this value");
+    return NULL;
 }
 
 /* YAML's null: a plain empty value, "~" or "null". */
 static bool is_null_scalar(struct fy_event *ev)
 {
-    const char *text;
-    size_t len = 0;
-
-    if (ev->type != FYET_SCALAR || fy_token_scalar_style(ev->scalar.value) != FYSS_PLAIN)
-        return false;
-    text = fy_token_get_text(ev->scalar.value, &len);
-    if (text == NULL)
-        return false;
-    return len == 0 || (len == 1 && text[0] == '~') ||
-           (len == 4 && (!memcmp(text, "null", 4) || !memcmp(text, "Null", 4) ||
-                         !memcmp(text, "NULL", 4)));
+    return ev->type == FYET_SCALAR && rdl__yaml_token_is_null(ev->scalar.value);
 }
 
 /* ev is the value event for leaf key idx (at key_line/key_col); always consumed. */
@@ -1144,7 +1032,6 @@ static int walk_stream(load_t *ld)
 static int load_yaml(rdl_config_t *cfg, const char *yaml, size_t len, const char *only,
                      rdl_error_t *err)
 {
-    struct fy_parse_cfg pcfg;
     load_t ld;
     size_t i;
     int rc;
@@ -1157,27 +1044,17 @@ static int load_yaml(rdl_config_t *cfg, const char *yaml, size_t len, const char
     ld.input = yaml;
     ld.input_len = len;
     ld.only = only;
-    ld.diag = rdl_yaml_diag_new();      /* collected for syntax_error(), never printed */
-    if (ld.diag == NULL)
-        return rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "out of memory");
-    memset(&pcfg, 0, sizeof(pcfg));
-    pcfg.flags = FYPCF_QUIET | FYPCF_COLLECT_DIAG | FYPCF_DEFAULT_VERSION_1_2;
-    pcfg.diag = ld.diag;
-    ld.fyp = fy_parser_create(&pcfg);
-    if (ld.fyp == NULL || fy_parser_set_string(ld.fyp, yaml, len) != 0) {
-        rc = rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "cannot start the YAML parser");
-        goto out;
-    }
+    ld.fyp = rdl__yaml_parser_new(yaml, len, &ld.diag);     /* diag: for syntax_error() */
+    if (ld.fyp == NULL)
+        return rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "cannot start the YAML parser");
     rc = walk_stream(&ld);
     if (rc == 0)
         stage_commit(cfg, &ld.stage);
-out:
     stage_free(cfg, &ld.stage);
     for (i = 0; i < ld.nseen; i++)
         free(ld.seen[i].path);
     free(ld.seen);
-    if (ld.fyp != NULL)
-        fy_parser_destroy(ld.fyp);
+    fy_parser_destroy(ld.fyp);
     fy_diag_destroy(ld.diag);
     return rc;
 }
