@@ -180,6 +180,15 @@ static void test_names_in_file(void **state)
     assert_true(rdl_upstreams_names_in_file("/nonexistent/x.yaml", names, 4, &err) < 0);
 }
 
+/* text into a new file named from the template path. */
+static void write_temp(char *path, const char *text)
+{
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    assert_int_equal(close(fd), 0);
+}
+
 /* Only the upstreams section is read, with the configuration loader's checks. */
 static void test_load_file_section(void **state)
 {
@@ -198,11 +207,7 @@ static void test_load_file_section(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char path[] = "/tmp/test_client_XXXXXX";
-        int fd = mkstemp(path);
-        assert_true(fd >= 0);
-        size_t len = strlen(cases[i].yaml);
-        assert_int_equal(write(fd, cases[i].yaml, len), (ssize_t)len);
-        close(fd);
+        write_temp(path, cases[i].yaml);
         rdl_config_t *cfg;
         rdl_upstreams_t *ups;
         rdl_error_t err;
