@@ -5,7 +5,6 @@
  * threshold stops the process with the key and what was expected, instead of
  * surfacing as a failed call in production.
  */
-#include <errno.h>
 #include <libfyaml.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -78,6 +77,9 @@ static const char *const roles[] = { "strong", "weak", NULL };
 static const char *const windows[] = { "count", "time", NULL };
 static const char *const breaker_states[] = { "closed", "disabled", "metrics_only", "forced_open",
                                               NULL };
+/* ENUM keys store an int: the enums the loader writes must be int-sized. */
+_Static_assert(sizeof(rdl_upstream_role_t) == sizeof(int), "role is written as an int");
+_Static_assert(sizeof(rdl_window_type_t) == sizeof(int), "window is written as an int");
 static const rdl_breaker_state_t initial_states[] = { RDL_BREAKER_CLOSED, RDL_BREAKER_DISABLED,
                                                       RDL_BREAKER_METRICS_ONLY,
                                                       RDL_BREAKER_FORCED_OPEN };
