@@ -11,6 +11,8 @@
  * in-process meaning (gateways, mirror, corsPolicy, rewrite, trafficPolicy)
  * are accepted and ignored. Every error names file, line, column and the
  * field path. All memory of a table is one arena plus its compiled regexes.
+ * Reading YAML itself (positions, scalars, lists, known fields, the libfyaml
+ * work-arounds) is the shared reader's, util/yaml.c; this file is the rules.
  */
 #include <errno.h>
 #include <stdarg.h>
