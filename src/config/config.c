@@ -16,9 +16,7 @@
  * written to their destinations once the whole source has been validated.
  */
 #include <ctype.h>
-#include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
