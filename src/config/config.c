@@ -6,11 +6,12 @@
  * line and column and what was expected, because a service that starts with a
  * silently ignored typo is worse than one that refuses to start.
  *
- * YAML is read through libfyaml's event parser rather than its document tree,
- * with util/yaml.c's reader underneath (the text checks, the parser, syntax
- * errors, positions, nulls, scalar text and typed scalars): walking events lets
- * us stop at the first offending node and detect duplicate keys ourselves with
- * both positions, which the document tree would refuse on its own terms.
+ * YAML is read through the shared reader (util/yaml.c) as a stream of events
+ * rather than as its document tree: walking events lets us stop at the first
+ * offending node and detect duplicate keys ourselves with both positions,
+ * which the tree would refuse on its own terms. The reader owns the text
+ * checks, the parser, positions, nulls, anchors and tags, scalar text and the
+ * typed scalars; this file is the keys, sections, staging and messages.
  *
  * Loads are all-or-nothing: values are parsed into a staging list and only
  * written to their destinations once the whole source has been validated.
@@ -639,117 +640,14 @@ typedef struct seen {
 } seen_t;
 
 typedef struct load {
+    rdl__yaml_t y;              /* the shared reader, as events */
     rdl_config_t *cfg;
-    struct fy_parser *fyp;
-    struct fy_diag *diag;
     rdl_error_t *err;
-    const char *input;          /* the YAML text, for decoding single-quoted scalars */
-    size_t input_len;
     stage_t stage;
     seen_t *seen;
     size_t nseen, capseen;
     const char *only;           /* NULL, or the one top-level section read (others skipped) */
 } load_t;
-
-/* 1-based position of ev; 0:0 when the event has none (an empty value). */
-static void mark_of(struct fy_event *ev, int *line, int *column)
-{
-    const struct fy_mark *m = ev != NULL ? fy_event_start_mark(ev) : NULL;
-
-    *line = m != NULL ? m->line + 1 : 0;
-    *column = m != NULL ? m->column + 1 : 0;
-    if (m == NULL || *column <= 1)
-        return;
-    /* libfyaml marks aliases and quoted scalars just after their '*' or quote: point at it. */
-    if (ev->type == FYET_ALIAS)
-        (*column)--;
-    else if (ev->type == FYET_SCALAR)
-        rdl__yaml_token_mark(ev->scalar.value, line, column);
-}
-
-static const char *event_kind(struct fy_event *ev)
-{
-    switch (ev->type) {
-    case FYET_MAPPING_START:  return "a mapping";
-    case FYET_SEQUENCE_START: return "a sequence";
-    case FYET_SCALAR:         return "a scalar";
-    case FYET_ALIAS:          return "an alias";
-    default:                  return "something else";
-    }
-}
-
-/* Reports the parser's own diagnostic: the first error it collected. */
-static int syntax_error(load_t *ld)
-{
-    return rdl__yaml_syntax_error(ld->diag, NULL, ld->err);
-}
-
-/* The next event, or NULL with err filled from the parser's diagnostics. */
-static struct fy_event *next_event(load_t *ld)
-{
-    struct fy_event *ev = fy_parser_parse(ld->fyp);
-
-    if (ev == NULL)
-        syntax_error(ld);
-    return ev;
-}
-
-static int fail_at(load_t *ld, struct fy_event *ev, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-/* Fills err at ev's position and frees ev. */
-static int fail_at(load_t *ld, struct fy_event *ev, const char *key, const char *fmt, ...)
-{
-    char msg[sizeof(ld->err->msg)];
-    int line, column;
-    va_list ap;
-
-    mark_of(ev, &line, &column);
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    fy_parser_event_free(ld->fyp, ev);
-    return rdl_error_set(ld->err, RDL_EINVAL, line, column, key, "%s", msg);
-}
-
-/*
- * Anchors, aliases and tags have no meaning for configuration: refuse them,
- * pointing at the anchor or tag itself. ev is consumed on failure.
- */
-static int check_props(load_t *ld, struct fy_event *ev, const char *key)
-{
-    struct fy_token *anchor = NULL, *tag = NULL;
-    const struct fy_mark *m;
-    int line, column;
-
-    if (ev->type == FYET_SCALAR) {
-        anchor = ev->scalar.anchor;
-        tag = ev->scalar.tag;
-    } else if (ev->type == FYET_MAPPING_START) {
-        anchor = ev->mapping_start.anchor;
-        tag = ev->mapping_start.tag;
-    } else if (ev->type == FYET_SEQUENCE_START) {
-        anchor = ev->sequence_start.anchor;
-        tag = ev->sequence_start.tag;
-    } else if (ev->type == FYET_ALIAS) {
-        return fail_at(ld, ev, key, "anchors and aliases are not supported in configuration");
-    }
-    if (anchor == NULL && tag == NULL)
-        return 0;
-    mark_of(ev, &line, &column);
-    m = fy_token_start_mark(anchor != NULL ? anchor : tag);
-    if (m != NULL) {
-        line = m->line + 1;
-        /* an anchor's mark is just after its '&' */
-        column = m->column + (anchor != NULL && m->column > 0 ? 0 : 1);
-    }
-    fy_parser_event_free(ld->fyp, ev);
-    if (anchor != NULL)
-        return rdl_error_set(ld->err, RDL_EINVAL, line, column, key,
-                             "anchors and aliases are not supported in configuration");
-    return rdl_error_set(ld->err, RDL_EINVAL, line, column, key,
-                         "tags are not supported in configuration; write the plain value");
-}
 
 static int remember(load_t *ld, const char *path, int line, int column)
 {
@@ -783,29 +681,6 @@ static const seen_t *find_seen(const load_t *ld, const char *path)
     return NULL;
 }
 
-/* A heap copy of a scalar's value (util/yaml.c works around libfyaml), or NULL with err filled. */
-static char *scalar_text(load_t *ld, struct fy_event *ev, const char *key, size_t *len)
-{
-    char *copy;
-    int line, column;
-    int rc = rdl__yaml_token_text(ev->scalar.value, ld->input, ld->input_len, &copy, len);
-
-    if (rc == 0)
-        return copy;
-    mark_of(ev, &line, &column);
-    if (rc == RDL_ENOMEM)
-        rdl_error_set(ld->err, RDL_ENOMEM, line, column, key, "out of memory");
-    else
-        rdl_error_set(ld->err, RDL_EINVAL, line, column, key, "cannot read this value");
-    return NULL;
-}
-
-/* YAML's null: a plain empty value, "~" or "null". */
-static bool is_null_scalar(struct fy_event *ev)
-{
-    return ev->type == FYET_SCALAR && rdl__yaml_token_is_null(ev->scalar.value);
-}
-
 /* ev is the value event for leaf key idx (at key_line/key_col); always consumed. */
 static int take_value(load_t *ld, size_t idx, struct fy_event *ev, int key_line, int key_col)
 {
@@ -817,20 +692,20 @@ static int take_value(load_t *ld, size_t idx, struct fy_event *ev, int key_line,
     int rc, line, column;
     bool is_null;
 
-    if ((rc = check_props(ld, ev, k->path)) != 0)
+    if ((rc = rdl__yaml_event_check_plain(&ld->y, ev, k->path)) != 0)
         return rc;
     if (ev->type != FYET_SCALAR) {
         expected(k, exp, sizeof(exp));
-        return fail_at(ld, ev, k->path, "expected %s, got %s", exp, event_kind(ev));
+        return rdl__yaml_event_fail(&ld->y, ev, k->path, "expected %s, got %s", exp, rdl__yaml_event_kind(ev));
     }
-    mark_of(ev, &line, &column);
+    rdl__yaml_event_mark(ev, &line, &column);
     if (line == 0) {            /* an empty value has no position: point at its key */
         line = key_line;
         column = key_col;
     }
-    is_null = is_null_scalar(ev);
-    text = scalar_text(ld, ev, k->path, &len);
-    fy_parser_event_free(ld->fyp, ev);
+    is_null = rdl__yaml_event_is_null(ev);
+    text = rdl__yaml_event_text(&ld->y, ev, k->path, &len);
+    rdl__yaml_event_free(&ld->y, ev);
     if (text == NULL)
         return ld->err->code;
     rc = parse_value(k, text, len, is_null, &v, why, sizeof(why));
@@ -850,20 +725,20 @@ static int take_section(load_t *ld, const char *path, struct fy_event *ev)
     char names[200];
     int rc;
 
-    if ((rc = check_props(ld, ev, path)) != 0)
+    if ((rc = rdl__yaml_event_check_plain(&ld->y, ev, path)) != 0)
         return rc;
     if (ev->type == FYET_MAPPING_START) {
-        fy_parser_event_free(ld->fyp, ev);
+        rdl__yaml_event_free(&ld->y, ev);
         return walk_mapping(ld, path);
     }
-    if (is_null_scalar(ev)) {
+    if (rdl__yaml_event_is_null(ev)) {
         /* "server:" with everything under it commented out */
-        fy_parser_event_free(ld->fyp, ev);
+        rdl__yaml_event_free(&ld->y, ev);
         return 0;
     }
     list_children(ld->cfg, path, names, sizeof(names));
-    return fail_at(ld, ev, path, "'%s' is a section: expected a mapping of its keys (%s), got %s",
-                   path, names, event_kind(ev));
+    return rdl__yaml_event_fail(&ld->y, ev, path, "'%s' is a section: expected a mapping of its keys (%s), got %s",
+                   path, names, rdl__yaml_event_kind(ev));
 }
 
 /* Path of key text under section; NULL when allocation fails. */
@@ -883,24 +758,6 @@ static char *join_path(const char *section, const char *key, size_t klen)
     return p;
 }
 
-/* Consumes the next node whole (a scalar, or a mapping or sequence and all it holds). */
-static int skip_node(load_t *ld)
-{
-    int depth = 0;
-
-    do {
-        struct fy_event *ev = next_event(ld);
-        if (ev == NULL)
-            return RDL_EINVAL;
-        if (ev->type == FYET_MAPPING_START || ev->type == FYET_SEQUENCE_START)
-            depth++;
-        else if (ev->type == FYET_MAPPING_END || ev->type == FYET_SEQUENCE_END)
-            depth--;
-        fy_parser_event_free(ld->fyp, ev);
-    } while (depth > 0);
-    return 0;
-}
-
 /* One mapping entry: key event ev (consumed), then its value. */
 static int walk_entry(load_t *ld, const char *section, struct fy_event *ev)
 {
@@ -910,13 +767,13 @@ static int walk_entry(load_t *ld, const char *section, struct fy_event *ev)
     char *text, *path;
     int rc, line, column;
 
-    if ((rc = check_props(ld, ev, section)) != 0)
+    if ((rc = rdl__yaml_event_check_plain(&ld->y, ev, section)) != 0)
         return rc;
     if (ev->type != FYET_SCALAR)
-        return fail_at(ld, ev, section, "expected a key name, got %s", event_kind(ev));
-    mark_of(ev, &line, &column);
-    text = scalar_text(ld, ev, section, &len);
-    fy_parser_event_free(ld->fyp, ev);
+        return rdl__yaml_event_fail(&ld->y, ev, section, "expected a key name, got %s", rdl__yaml_event_kind(ev));
+    rdl__yaml_event_mark(ev, &line, &column);
+    text = rdl__yaml_event_text(&ld->y, ev, section, &len);
+    rdl__yaml_event_free(&ld->y, ev);
     if (text == NULL)
         return ld->err->code;
     path = join_path(section, text, len);
@@ -929,7 +786,7 @@ static int walk_entry(load_t *ld, const char *section, struct fy_event *ev)
         goto out;
     }
     if (ld->only != NULL && section[0] == '\0' && strcmp(path, ld->only) != 0) {
-        rc = skip_node(ld);     /* another part of the file: not this reader's */
+        rc = rdl__yaml_event_skip(&ld->y);     /* another part of the file: not this reader's */
         goto out;
     }
     if (find_leaf(ld->cfg, path, &idx) == NULL && !is_section(ld->cfg, path)) {
@@ -947,7 +804,7 @@ static int walk_entry(load_t *ld, const char *section, struct fy_event *ev)
         rc = rdl_error_set(ld->err, RDL_ENOMEM, line, column, path, "out of memory");
         goto out;
     }
-    if ((ev = next_event(ld)) == NULL) {
+    if ((ev = rdl__yaml_event_next(&ld->y)) == NULL) {
         rc = RDL_EINVAL;
         goto out;
     }
@@ -967,10 +824,10 @@ static int walk_mapping(load_t *ld, const char *section)
     int rc;
 
     for (;;) {
-        if ((ev = next_event(ld)) == NULL)
+        if ((ev = rdl__yaml_event_next(&ld->y)) == NULL)
             return RDL_EINVAL;
         if (ev->type == FYET_MAPPING_END) {
-            fy_parser_event_free(ld->fyp, ev);
+            rdl__yaml_event_free(&ld->y, ev);
             return 0;
         }
         if ((rc = walk_entry(ld, section, ev)) != 0)
@@ -983,18 +840,18 @@ static int walk_root(load_t *ld, struct fy_event *ev)
 {
     int rc;
 
-    if ((rc = check_props(ld, ev, "")) != 0)
+    if ((rc = rdl__yaml_event_check_plain(&ld->y, ev, "")) != 0)
         return rc;
     if (ev->type == FYET_MAPPING_START) {
-        fy_parser_event_free(ld->fyp, ev);
+        rdl__yaml_event_free(&ld->y, ev);
         return walk_mapping(ld, "");
     }
-    if (is_null_scalar(ev)) {
-        fy_parser_event_free(ld->fyp, ev);
+    if (rdl__yaml_event_is_null(ev)) {
+        rdl__yaml_event_free(&ld->y, ev);
         return 0;
     }
-    return fail_at(ld, ev, "", "expected a mapping of configuration keys at the top level, got %s",
-                   event_kind(ev));
+    return rdl__yaml_event_fail(&ld->y, ev, "", "expected a mapping of configuration keys at the top level, got %s",
+                   rdl__yaml_event_kind(ev));
 }
 
 /* Stream: at most one document, whose root walk_root checks. */
@@ -1004,24 +861,24 @@ static int walk_stream(load_t *ld)
     int docs = 0, rc;
 
     for (;;) {
-        if ((ev = next_event(ld)) == NULL)
+        if ((ev = rdl__yaml_event_next(&ld->y)) == NULL)
             return RDL_EINVAL;
         switch (ev->type) {
         case FYET_STREAM_END:
-            fy_parser_event_free(ld->fyp, ev);
+            rdl__yaml_event_free(&ld->y, ev);
             return 0;
         case FYET_DOCUMENT_START:
             if (docs++ > 0)
-                return fail_at(ld, ev, "", "only one YAML document is allowed in a configuration file");
-            fy_parser_event_free(ld->fyp, ev);
-            if ((ev = next_event(ld)) == NULL)
+                return rdl__yaml_event_fail(&ld->y, ev, "", "only one YAML document is allowed in a configuration file");
+            rdl__yaml_event_free(&ld->y, ev);
+            if ((ev = rdl__yaml_event_next(&ld->y)) == NULL)
                 return RDL_EINVAL;
             if ((rc = walk_root(ld, ev)) != 0)
                 return rc;
             break;
         default:
             /* STREAM_START, DOCUMENT_END */
-            fy_parser_event_free(ld->fyp, ev);
+            rdl__yaml_event_free(&ld->y, ev);
             break;
         }
     }
@@ -1034,17 +891,13 @@ static int load_yaml(rdl_config_t *cfg, const char *yaml, size_t len, const char
     size_t i;
     int rc;
 
-    if ((rc = rdl_yaml_check_text(yaml, len, err)) != 0)
-        return rc;
     memset(&ld, 0, sizeof(ld));
+    ld.y = (rdl__yaml_t){ .err = err, .input = yaml, .input_len = len, .what = "configuration" };
     ld.cfg = cfg;
     ld.err = err;
-    ld.input = yaml;
-    ld.input_len = len;
     ld.only = only;
-    ld.fyp = rdl__yaml_parser_new(yaml, len, &ld.diag);     /* diag: for syntax_error() */
-    if (ld.fyp == NULL)
-        return rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "cannot start the YAML parser");
+    if ((rc = rdl__yaml_events_open(&ld.y)) != 0)
+        return rc;
     rc = walk_stream(&ld);
     if (rc == 0)
         stage_commit(cfg, &ld.stage);
@@ -1052,8 +905,7 @@ static int load_yaml(rdl_config_t *cfg, const char *yaml, size_t len, const char
     for (i = 0; i < ld.nseen; i++)
         free(ld.seen[i].path);
     free(ld.seen);
-    fy_parser_destroy(ld.fyp);
-    fy_diag_destroy(ld.diag);
+    rdl__yaml_events_close(&ld.y);
     return rc;
 }
 

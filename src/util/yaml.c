@@ -309,6 +309,157 @@ int rdl__yaml_parse_enum(const char *s, const char *const *choices)
     return -1;
 }
 
+/* ---- events ------------------------------------------------------------------ */
+
+int rdl__yaml_events_open(rdl__yaml_t *y)
+{
+    int rc = rdl_yaml_check_text(y->input, y->input_len, y->err);
+
+    if (rc != 0)
+        return rc;
+    y->fyp = rdl__yaml_parser_new(y->input, y->input_len, &y->diag);
+    if (y->fyp == NULL)
+        return rdl_error_set(y->err, RDL_ENOMEM, 0, 0, "", "cannot start the YAML parser");
+    return 0;
+}
+
+void rdl__yaml_events_close(rdl__yaml_t *y)
+{
+    if (y->fyp != NULL)
+        fy_parser_destroy(y->fyp);
+    fy_diag_destroy(y->diag);
+    y->fyp = NULL;
+    y->diag = NULL;
+}
+
+struct fy_event *rdl__yaml_event_next(rdl__yaml_t *y)
+{
+    struct fy_event *ev = fy_parser_parse(y->fyp);
+
+    if (ev == NULL)
+        rdl__yaml_syntax_error(y->diag, y->invalid, y->err);
+    return ev;
+}
+
+void rdl__yaml_event_free(rdl__yaml_t *y, struct fy_event *ev)
+{
+    fy_parser_event_free(y->fyp, ev);
+}
+
+void rdl__yaml_event_mark(struct fy_event *ev, int *line, int *column)
+{
+    const struct fy_mark *m = ev != NULL ? fy_event_start_mark(ev) : NULL;
+
+    *line = m != NULL ? m->line + 1 : 0;
+    *column = m != NULL ? m->column + 1 : 0;
+    if (m == NULL || *column <= 1)
+        return;
+    /* libfyaml marks aliases and quoted scalars just after their '*' or quote: point at it. */
+    if (ev->type == FYET_ALIAS)
+        (*column)--;
+    else if (ev->type == FYET_SCALAR)
+        rdl__yaml_token_mark(ev->scalar.value, line, column);
+}
+
+const char *rdl__yaml_event_kind(struct fy_event *ev)
+{
+    switch (ev->type) {
+    case FYET_MAPPING_START:  return "a mapping";
+    case FYET_SEQUENCE_START: return "a sequence";
+    case FYET_SCALAR:         return "a scalar";
+    case FYET_ALIAS:          return "an alias";
+    default:                  return "something else";
+    }
+}
+
+int rdl__yaml_event_fail(rdl__yaml_t *y, struct fy_event *ev, const char *key, const char *fmt, ...)
+{
+    char msg[sizeof(y->err->msg)];
+    int line, column;
+    va_list ap;
+
+    rdl__yaml_event_mark(ev, &line, &column);
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    rdl__yaml_event_free(y, ev);
+    return rdl_error_set(y->err, RDL_EINVAL, line, column, key, "%s", msg);
+}
+
+int rdl__yaml_event_check_plain(rdl__yaml_t *y, struct fy_event *ev, const char *key)
+{
+    struct fy_token *anchor = NULL, *tag = NULL;
+    const struct fy_mark *m;
+    int line, column;
+
+    if (ev->type == FYET_SCALAR) {
+        anchor = ev->scalar.anchor;
+        tag = ev->scalar.tag;
+    } else if (ev->type == FYET_MAPPING_START) {
+        anchor = ev->mapping_start.anchor;
+        tag = ev->mapping_start.tag;
+    } else if (ev->type == FYET_SEQUENCE_START) {
+        anchor = ev->sequence_start.anchor;
+        tag = ev->sequence_start.tag;
+    } else if (ev->type == FYET_ALIAS) {
+        return rdl__yaml_event_fail(y, ev, key, "anchors and aliases are not supported in %s",
+                                    y->what);
+    }
+    if (anchor == NULL && tag == NULL)
+        return 0;
+    rdl__yaml_event_mark(ev, &line, &column);
+    m = fy_token_start_mark(anchor != NULL ? anchor : tag);
+    if (m != NULL) {
+        line = m->line + 1;
+        /* an anchor's mark is just after its '&' */
+        column = m->column + (anchor != NULL && m->column > 0 ? 0 : 1);
+    }
+    rdl__yaml_event_free(y, ev);
+    if (anchor != NULL)
+        return rdl_error_set(y->err, RDL_EINVAL, line, column, key,
+                             "anchors and aliases are not supported in %s", y->what);
+    return rdl_error_set(y->err, RDL_EINVAL, line, column, key,
+                         "tags are not supported in %s; write the plain value", y->what);
+}
+
+int rdl__yaml_event_skip(rdl__yaml_t *y)
+{
+    int depth = 0;
+
+    do {
+        struct fy_event *ev = rdl__yaml_event_next(y);
+        if (ev == NULL)
+            return RDL_EINVAL;
+        if (ev->type == FYET_MAPPING_START || ev->type == FYET_SEQUENCE_START)
+            depth++;
+        else if (ev->type == FYET_MAPPING_END || ev->type == FYET_SEQUENCE_END)
+            depth--;
+        rdl__yaml_event_free(y, ev);
+    } while (depth > 0);
+    return 0;
+}
+
+bool rdl__yaml_event_is_null(struct fy_event *ev)
+{
+    return ev->type == FYET_SCALAR && rdl__yaml_token_is_null(ev->scalar.value);
+}
+
+char *rdl__yaml_event_text(rdl__yaml_t *y, struct fy_event *ev, const char *key, size_t *len)
+{
+    char *copy;
+    int line, column;
+    int rc = rdl__yaml_token_text(ev->scalar.value, y->input, y->input_len, &copy, len);
+
+    if (rc == 0)
+        return copy;
+    rdl__yaml_event_mark(ev, &line, &column);
+    if (rc == RDL_ENOMEM)
+        rdl_error_set(y->err, RDL_ENOMEM, line, column, key, "out of memory");
+    else
+        rdl_error_set(y->err, RDL_EINVAL, line, column, key, "cannot read this value");
+    return NULL;
+}
+
 /* ---- a document tree ------------------------------------------------------- */
 
 int rdl__yaml_each_document(rdl__yaml_t *y, rdl__yaml_doc_fn fn, void *arg)

@@ -72,7 +72,7 @@ int rdl__yaml_parse_double(const char *s, double *out);
 /* The index of s among choices (NULL-terminated), ASCII case ignored; -1 when none. */
 int rdl__yaml_parse_enum(const char *s, const char *const *choices);
 
-/* ---- a document tree --------------------------------------------------- */
+/* ---- the reader --------------------------------------------------------- */
 
 typedef struct rdl__yaml {
     rdl_error_t *err;           /* where errors go; err->file is the caller's */
@@ -81,7 +81,42 @@ typedef struct rdl__yaml {
     rdl_arena_t *arena;         /* scalars, lists are copied here */
     const char *what;           /* "routing rules": "anchors ... are not supported in <what>" */
     const char *invalid;        /* a syntax error's first words; NULL: "invalid YAML" */
+    struct fy_parser *fyp;      /* the event view's parser (rdl__yaml_events_open) */
+    struct fy_diag *diag;
 } rdl__yaml_t;
+
+/*
+ * ---- events ----------------------------------------------------------------
+ * The same reader as a stream of events, for a loader that must stop at the
+ * first offending node and see every key's position even where the tree would
+ * refuse the document on its own terms (duplicate keys, aliases to nothing):
+ * the configuration loader. Every event taken is given back with
+ * rdl__yaml_event_free; the functions that fail on an event free it.
+ */
+
+/* Checks y->input (rdl_yaml_check_text) and starts the parser; err says why not. */
+int rdl__yaml_events_open(rdl__yaml_t *y);
+void rdl__yaml_events_close(rdl__yaml_t *y);
+/* The next event, or NULL with err filled from the parser's diagnostics. */
+struct fy_event *rdl__yaml_event_next(rdl__yaml_t *y);
+void rdl__yaml_event_free(rdl__yaml_t *y, struct fy_event *ev);
+/* 1-based position of ev (at an alias's '*' and a quoted scalar's quote); 0:0 when none. */
+void rdl__yaml_event_mark(struct fy_event *ev, int *line, int *column);
+/* "a mapping", "a sequence", "a scalar", "an alias". */
+const char *rdl__yaml_event_kind(struct fy_event *ev);
+/* Fills err at ev's position for key, frees ev; returns RDL_EINVAL. */
+int rdl__yaml_event_fail(rdl__yaml_t *y, struct fy_event *ev, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Anchors, aliases and tags refused where the '&', '*' or '!' stands; ev freed on failure. */
+int rdl__yaml_event_check_plain(rdl__yaml_t *y, struct fy_event *ev, const char *key);
+/* Consumes the next node whole: a scalar, or a mapping or sequence and all it holds. */
+int rdl__yaml_event_skip(rdl__yaml_t *y);
+bool rdl__yaml_event_is_null(struct fy_event *ev);
+/* A malloc'ed copy of a scalar event's value (see rdl__yaml_token_text), or NULL with err set. */
+char *rdl__yaml_event_text(rdl__yaml_t *y, struct fy_event *ev, const char *key, size_t *len);
+
+/* ---- a document tree --------------------------------------------------- */
+
 
 /* Called with each document's root (NULL or a null scalar when empty); nonzero stops. */
 typedef int (*rdl__yaml_doc_fn)(rdl__yaml_t *y, struct fy_node *root, void *arg);
