@@ -44,17 +44,20 @@ typedef enum rdl_upstream_role {
     RDL_UPSTREAM_WEAK
 } rdl_upstream_role_t;
 
-/* One upstream's settings; the configuration keys (upstreams.<name>.*) write here. */
+/*
+ * One upstream's settings; the configuration keys (upstreams.<name>.*) write
+ * here, words (role, breaker window and state) parsed once into their enums.
+ */
 typedef struct rdl_upstream_opts {
     char *url;                  /* base URL "http://host:port[/prefix]"; "" = not configured */
-    char *role;                 /* "strong" | "weak" */
+    rdl_upstream_role_t role;   /* key words strong | weak */
     char *subsets;              /* "blue=http://h1:80,green=http://h2:80" ("" = none) */
     uint64_t connect_timeout_ms;    /* 1000 */
     uint64_t timeout_ms;            /* per attempt, within the request's deadline; 2000 */
     int64_t pool_size;              /* keep-alive connections per loop thread; 16 */
     int64_t warm_connections;       /* connections opened per loop thread at start-up; 2 */
     char *warm_path;                /* what the warm-up requests GET; "/" */
-    char *breaker_window;           /* "count" | "time" */
+    rdl_window_type_t breaker_window;   /* key words count | time */
     int64_t breaker_window_size;    /* calls or seconds; 20 */
     int64_t breaker_minimum_calls;  /* 10 */
     double breaker_failure_rate;    /* percent; 50 */
@@ -64,7 +67,9 @@ typedef struct rdl_upstream_opts {
     uint64_t breaker_wait_open_ms;  /* 5000 */
     double breaker_wait_multiplier; /* 1 (fixed) */
     uint64_t breaker_wait_open_max_ms;  /* 0 = no cap */
-    char *breaker_state;            /* "closed" | "disabled" | "metrics_only" | "forced_open" */
+    int breaker_state;              /* the state the breaker starts in, as the index of the
+                                       key's words: 0 closed, 1 disabled, 2 metrics_only,
+                                       3 forced_open (rdl_upstreams_finish maps it) */
     int64_t max_concurrent;         /* bulkhead; 64 */
     int64_t retry_attempts;         /* calls in all; 2 */
     uint64_t retry_base_ms;         /* 25 */
@@ -128,9 +133,9 @@ int rdl_upstreams_set_flag(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *
 int rdl_upstreams_names_in_file(const char *path, char names[][48], int max, rdl_error_t *err);
 /*
  * Loads only the `upstreams:` mapping of a YAML file into cfg (for tools that
- * read a service's file without knowing its other sections): each value goes
- * through rdl_config_set of its declared upstreams.<name>.* key; errors name
- * the file, line, column and key.
+ * read a service's file without knowing its other sections; those are skipped
+ * unread), checked as rdl_config_load_file checks every key: errors name the
+ * file, line, column and key and what was expected; all or nothing.
  */
 int rdl_upstreams_load_file(rdl_config_t *cfg, const char *path, rdl_error_t *err);
 /*
@@ -177,10 +182,13 @@ typedef struct rdl_retry_on {
  * retriable-headers, envoy-ratelimited, the gRPC ones: cancelled,
  * deadline-exceeded, internal, resource-exhausted, unavailable; codes past
  * RDL_RETRY_ON_MAX_CODES; retriable-status-codes without a literal code) are
- * skipped; when unknown is not NULL it receives them, comma-separated and
- * NUL-terminated (truncated to n). NULL or "" gives nothing set. Pure; any thread.
+ * skipped: out holds the rest, and the return is RDL_EINVAL with err (may be
+ * NULL) keyed "retryOn" and its msg exactly the skipped conditions,
+ * comma-separated as written (cut to fit), for a caller to quote in a warning.
+ * 0 when every condition is honoured; NULL or "" gives 0 and nothing set.
+ * Pure; any thread.
  */
-void rdl_retry_on_parse(const char *conditions, rdl_retry_on_t *out, char *unknown, size_t n);
+int rdl_retry_on_parse(const char *conditions, rdl_retry_on_t *out, rdl_error_t *err);
 /* Whether r names any condition (an all-zero r leaves the upstream's policy). */
 bool rdl_retry_on_is_set(const rdl_retry_on_t *r);
 /* Whether an attempt that ended with outcome kind and HTTP status (0 = none) is retried under r. */

@@ -70,7 +70,18 @@ int rdl_config_apply_env(rdl_config_t *cfg, rdl_error_t *err);
 /* Sets one key from text (a command-line flag); err->key names it. */
 int rdl_config_set(rdl_config_t *cfg, const char *path, const char *value, rdl_error_t *err);
 
-/* Prints every key: path, env variable, type, current value, help. */
+/*
+ * Prints every key: path, env variable, type, current value, help. A secret's
+ * value (see rdl_config_key_is_secret) prints as (redacted) when set.
+ */
 void rdl_config_usage(const rdl_config_t *cfg, FILE *out);
+
+/*
+ * Whether a key's value is a secret that nothing may print: its last path
+ * segment contains token, password, secret or authorization (ASCII case
+ * ignored), or ends in "headers" (a header list such as the OTLP exporter's,
+ * which carries credentials). Pure; any thread.
+ */
+bool rdl_config_key_is_secret(const char *path);
 
 #endif

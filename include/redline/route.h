@@ -31,6 +31,7 @@
 #include <stdbool.h>
 #include "redline/util.h"
 #include "redline/ctx.h"
+#include "redline/client.h"
 
 /* What outbound calls carry so the next hop routes the same way. */
 #define RDL_ROUTE_COLOR_HEADER "x-redline-color"
@@ -89,7 +90,8 @@ typedef struct rdl_route_decision {
     uint64_t timeout_ms;            /* 0 = none (Istio's default) */
     int retry_attempts;             /* -1 = not set (the mesh default applies) */
     uint64_t per_try_timeout_ms;    /* 0 = not set */
-    const char *retry_on;           /* NULL = not set */
+    const char *retry_on;           /* as written; NULL = not set */
+    rdl_retry_on_t retry_conditions;    /* retry_on, parsed when the rules loaded */
     /* header operations: route level, then the chosen destination's; NULL = none */
     const rdl_route_header_ops_t *request_ops[2];
     const rdl_route_header_ops_t *response_ops[2];
@@ -112,6 +114,15 @@ rdl_route_table_t *rdl_route_table_ref(rdl_route_table_t *t);
 void rdl_route_table_unref(rdl_route_table_t *t);
 /* Number of http routes over all VirtualServices (for logs). */
 size_t rdl_route_table_size(const rdl_route_table_t *t);
+
+/*
+ * Calls fn(arg, route, conditions) for each http route whose retries.retryOn
+ * names conditions redline cannot honour (rdl_retry_on_parse's list, parsed
+ * when the table loaded), so whoever loads a table warns once per loaded
+ * table: a reload warns again. t may be NULL. Any thread.
+ */
+typedef void (*rdl_route_warn_fn)(void *arg, const char *route, const char *conditions);
+void rdl_route_table_retry_warnings(const rdl_route_table_t *t, rdl_route_warn_fn fn, void *arg);
 
 /*
  * Decides the route of req. The VirtualService is the first whose hosts match

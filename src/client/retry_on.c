@@ -4,6 +4,7 @@
  * Envoy's meaning of each condition, instead of being read and ignored.
  */
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "redline/client.h"
@@ -27,17 +28,17 @@ static uint32_t condition_bit(const char *s, size_t len)
     return 0;
 }
 
-/* Appends one skipped condition to unknown (comma-separated, truncated to n). */
-static void note_unknown(char *unknown, size_t n, const char *s, size_t len)
+/* Appends one skipped condition to the list in msg (comma-separated, cut when full). */
+static void note_unknown(char *msg, size_t n, const char *s, size_t len)
 {
-    size_t used = strlen(unknown);
+    size_t used = strlen(msg);
     size_t need = (used ? 1 : 0) + len;
     if (used + need >= n)
         return;
     if (used)
-        unknown[used++] = ',';
-    memcpy(unknown + used, s, len);
-    unknown[used + len] = '\0';
+        msg[used++] = ',';
+    memcpy(msg + used, s, len);
+    msg[used + len] = '\0';
 }
 
 /* A literal status code: three digits, 100 to 599. */
@@ -68,12 +69,13 @@ static bool take(rdl_retry_on_t *out, const char *s, size_t len, bool *status_co
     return false;
 }
 
-void rdl_retry_on_parse(const char *list, rdl_retry_on_t *out, char *unknown, size_t n)
+int rdl_retry_on_parse(const char *list, rdl_retry_on_t *out, rdl_error_t *err)
 {
+    static const char rsc[] = "retriable-status-codes";
+    char skipped[sizeof(err->msg)] = "";
     bool status_codes = false;
     memset(out, 0, sizeof(*out));
-    if (unknown && n)
-        unknown[0] = '\0';
+    rdl_error_clear(err);
     for (const char *p = list; p && *p;) {
         while (*p == ' ' || *p == ',')
             p++;
@@ -83,12 +85,15 @@ void rdl_retry_on_parse(const char *list, rdl_retry_on_t *out, char *unknown, si
         size_t len = (size_t)(end - p);
         while (len && p[len - 1] == ' ')
             len--;
-        if (len && !take(out, p, len, &status_codes) && unknown && n)
-            note_unknown(unknown, n, p, len);
+        if (len && !take(out, p, len, &status_codes))
+            note_unknown(skipped, sizeof(skipped), p, len);
         p = end;
     }
-    if (status_codes && out->ncodes == 0 && unknown && n)
-        note_unknown(unknown, n, "retriable-status-codes", strlen("retriable-status-codes"));
+    if (status_codes && out->ncodes == 0)
+        note_unknown(skipped, sizeof(skipped), rsc, sizeof(rsc) - 1);
+    if (!skipped[0])
+        return 0;
+    return rdl_error_set(err, RDL_EINVAL, 0, 0, "retryOn", "%s", skipped);
 }
 
 bool rdl_retry_on_is_set(const rdl_retry_on_t *r)

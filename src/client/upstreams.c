@@ -5,7 +5,6 @@
  * threshold stops the process with the key and what was expected, instead of
  * surfacing as a failed call in production.
  */
-#include <errno.h>
 #include <libfyaml.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -15,10 +14,12 @@
 
 #include "redline/client.h"
 #include "client/internal.h"
+#include "config/internal.h"
 #include "util/yaml.h"
 
 #define INJECTORS_MAX 12
 #define UPSTREAM_KEYS 25
+#define UPSTREAMS_MAX_FILE (4u << 20)    /* the configuration file's limit */
 
 struct rdl_upstreams {
     rdl_upstream_t *ups[RDL_UPSTREAMS_MAX];
@@ -67,18 +68,34 @@ void rdl_upstreams_free(rdl_upstreams_t *ups)
     free(ups);
 }
 
+/*
+ * The words of the ENUM keys. roles and windows sit at their enum's value, so
+ * the loader's index is the value; a breaker starts in one of four of its
+ * states (open and half_open are its own), mapped by initial_states.
+ */
+static const char *const roles[] = { "strong", "weak", NULL };
+static const char *const windows[] = { "count", "time", NULL };
+static const char *const breaker_states[] = { "closed", "disabled", "metrics_only", "forced_open",
+                                              NULL };
+/* ENUM keys store an int: the enums the loader writes must be int-sized. */
+_Static_assert(sizeof(rdl_upstream_role_t) == sizeof(int), "role is written as an int");
+_Static_assert(sizeof(rdl_window_type_t) == sizeof(int), "window is written as an int");
+static const rdl_breaker_state_t initial_states[] = { RDL_BREAKER_CLOSED, RDL_BREAKER_DISABLED,
+                                                      RDL_BREAKER_METRICS_ONLY,
+                                                      RDL_BREAKER_FORCED_OPEN };
+
 static void opts_default(rdl_upstream_opts_t *o, rdl_upstream_role_t role)
 {
     memset(o, 0, sizeof(*o));
     o->url = "";
-    o->role = role == RDL_UPSTREAM_WEAK ? "weak" : "strong";
+    o->role = role;
     o->subsets = "";
     o->connect_timeout_ms = 1000;
     o->timeout_ms = 2000;
     o->pool_size = 16;
     o->warm_connections = 2;
     o->warm_path = "/";
-    o->breaker_window = "count";
+    o->breaker_window = RDL_WINDOW_COUNT;
     o->breaker_window_size = 20;
     o->breaker_minimum_calls = 10;
     o->breaker_failure_rate = 50;
@@ -87,7 +104,7 @@ static void opts_default(rdl_upstream_opts_t *o, rdl_upstream_role_t role)
     o->breaker_half_open_calls = 3;
     o->breaker_wait_open_ms = 5000;
     o->breaker_wait_multiplier = 1;
-    o->breaker_state = "closed";
+    o->breaker_state = 0;                   /* closed */
     o->max_concurrent = 64;
     o->retry_attempts = 2;
     o->retry_base_ms = 25;
@@ -126,7 +143,7 @@ int rdl_upstreams_declare(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *n
     rdl_upstream_opts_t *o = &up->opts;
     rdl_cfg_key_t keys[UPSTREAM_KEYS] = {
         { "url", RDL_CFG_STRING, &o->url, 0, 0, NULL, "base URL http://host:port (empty: not used)", NULL },
-        { "role", RDL_CFG_STRING, &o->role, 0, 0, NULL, "strong (failure fails the request) or weak (fallback)", NULL },
+        { "role", RDL_CFG_ENUM, &o->role, 0, 0, NULL, "strong (failure fails the request) or weak (fallback)", roles },
         { "subsets", RDL_CFG_STRING, &o->subsets, 0, 0, NULL, "per-subset base URLs: name=url,name=url", NULL },
         { "timeouts.connect", RDL_CFG_DURATION, &o->connect_timeout_ms, 1, 600000, NULL, "connect timeout", NULL },
         { "timeouts.request", RDL_CFG_DURATION, &o->timeout_ms, 0, 3600000, NULL,
@@ -134,7 +151,7 @@ int rdl_upstreams_declare(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *n
         { "pool.size", RDL_CFG_INT, &o->pool_size, 1, 10000, NULL, "keep-alive connections per I/O thread", NULL },
         { "pool.warm", RDL_CFG_INT, &o->warm_connections, 0, 10000, NULL, "connections opened per I/O thread at start-up", NULL },
         { "pool.warm_path", RDL_CFG_STRING, &o->warm_path, 0, 0, NULL, "path the warm-up requests GET", NULL },
-        { "breaker.window", RDL_CFG_STRING, &o->breaker_window, 0, 0, NULL, "count or time", NULL },
+        { "breaker.window", RDL_CFG_ENUM, &o->breaker_window, 0, 0, NULL, "count or time", windows },
         { "breaker.window_size", RDL_CFG_INT, &o->breaker_window_size, 1, 65536, NULL, "calls (count) or seconds (time, <= 512)", NULL },
         { "breaker.minimum_calls", RDL_CFG_INT, &o->breaker_minimum_calls, 1, 1000000, NULL, "calls before a rate counts", NULL },
         { "breaker.failure_rate", RDL_CFG_DOUBLE, &o->breaker_failure_rate, 0, 100, NULL, "percent failed that opens", NULL },
@@ -145,8 +162,8 @@ int rdl_upstreams_declare(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *n
         { "breaker.wait_multiplier", RDL_CFG_DOUBLE, &o->breaker_wait_multiplier, 1, 100, NULL,
           "wait growth per consecutive opening (1 = fixed)", NULL },
         { "breaker.wait_open_max", RDL_CFG_DURATION, &o->breaker_wait_open_max_ms, 0, 86400000, NULL, "cap on the grown wait (0 = none)", NULL },
-        { "breaker.state", RDL_CFG_STRING, &o->breaker_state, 0, 0, NULL,
-          "closed, disabled, metrics_only or forced_open", NULL },
+        { "breaker.state", RDL_CFG_ENUM, &o->breaker_state, 0, 0, NULL,
+          "closed, disabled, metrics_only or forced_open", breaker_states },
         { "bulkhead.max_concurrent", RDL_CFG_INT, &o->max_concurrent, 1, 1000000, NULL, "calls in flight at most", NULL },
         { "retry.attempts", RDL_CFG_INT, &o->retry_attempts, 1, 10, NULL, "calls in all, first included (1 = no retry)", NULL },
         { "retry.base", RDL_CFG_DURATION, &o->retry_base_ms, 0, 60000, NULL, "backoff base (full jitter)", NULL },
@@ -196,139 +213,72 @@ int rdl_upstreams_set_flag(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *
     return rdl_config_set(cfg, key, eq + 1, err);
 }
 
-/*
- * The file as a YAML document: its text checked first (libfyaml 0.7.12 faults
- * on some malformed text), libfyaml's own messages silenced (errors are ours).
- * NULL with err set on failure. The document points into text, which the
- * caller frees after destroying the document.
- */
-static struct fy_document *load_doc(const char *path, rdl_buf_t *text, rdl_error_t *err)
+typedef struct names {
+    char (*names)[48];
+    int max, n;
+    const char *path;
+    bool seen;                  /* the first document was read: later ones are not the file's */
+} names_t;
+
+/* The keys of the first document's upstreams: mapping. */
+static int names_of(rdl__yaml_t *y, struct fy_node *root, void *arg)
 {
-    rdl_buf_init(text);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        rdl_error_set(err, RDL_EINVAL, 0, 0, "", "cannot open: %s", strerror(errno));
-        if (err)
-            snprintf(err->file, sizeof(err->file), "%s", path);
-        return NULL;
+    names_t *nm = arg;
+    if (nm->seen)
+        return 0;
+    nm->seen = true;
+    struct fy_node *map = root && fy_node_is_mapping(root) ? rdl__yaml_get(root, "upstreams") : NULL;
+    if (map && !fy_node_is_mapping(map))
+        return rdl__yaml_fail(y, map, "upstreams", "%s: expected a mapping of upstream names",
+                              nm->path);
+    void *it = NULL;
+    struct fy_node_pair *pair;
+    while (map && (pair = fy_node_mapping_iterate(map, &it)) != NULL) {
+        size_t len = 0;
+        struct fy_node *key = fy_node_pair_key(pair);
+        const char *k = key && fy_node_is_scalar(key) ? fy_node_get_scalar(key, &len) : NULL;
+        if (!k || len == 0 || len >= 48)
+            return rdl__yaml_fail(y, key, "upstreams", "%s: upstream names are 1..47 characters",
+                                  nm->path);
+        if (nm->n == nm->max) {
+            int line = 0, column = 0;
+            rdl__yaml_mark(key, &line, &column);
+            return rdl_error_set(y->err, RDL_EBUSY, line, column, "upstreams",
+                                 "%s: more than %d upstreams", nm->path, nm->max);
+        }
+        memcpy(nm->names[nm->n], k, len);
+        nm->names[nm->n][len] = '\0';
+        nm->n++;
     }
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        rdl_buf_put(text, chunk, n);
-    bool failed = ferror(f) || text->oom;
-    fclose(f);
-    struct fy_document *doc = NULL;
-    struct fy_diag *diag = NULL;
-    const char *yaml = text->data ? text->data : "";
-    if (failed) {
-        rdl_error_set(err, RDL_EINVAL, 0, 0, "", "cannot read");
-    } else if (rdl_yaml_check_text(yaml, text->len, err) != 0) {
-        /* err says where */
-    } else if ((diag = rdl_yaml_diag_new()) == NULL) {
-        rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "out of memory");
-    } else {
-        struct fy_parse_cfg pc = { .flags = FYPCF_QUIET, .diag = diag };
-        doc = fy_document_build_from_string(&pc, yaml, text->len);
-        if (!doc)
-            rdl_error_set(err, RDL_EINVAL, 0, 0, "", "not valid YAML");
-    }
-    if (!doc && err)
-        snprintf(err->file, sizeof(err->file), "%s", path);
-    fy_diag_destroy(diag);          /* also frees the collected errors; unref alone leaks them */
-    return doc;
+    return 0;
 }
 
 int rdl_upstreams_names_in_file(const char *path, char names[][48], int max, rdl_error_t *err)
 {
-    rdl_buf_t text;
-    struct fy_document *doc = load_doc(path, &text, err);
-    if (!doc) {
-        rdl_buf_free(&text);
-        return RDL_EINVAL;
-    }
-    struct fy_node *root = fy_document_root(doc);
-    struct fy_node *map = root && fy_node_is_mapping(root)
-                          ? fy_node_mapping_lookup_by_string(root, "upstreams", -1) : NULL;
-    int n = 0, rc = 0;
-    if (map && !fy_node_is_mapping(map))
-        rc = rdl_error_set(err, RDL_EINVAL, 0, 0, "upstreams", "%s: expected a mapping of upstream names", path);
-    void *it = NULL;
-    struct fy_node_pair *pair;
-    while (rc == 0 && map && (pair = fy_node_mapping_iterate(map, &it)) != NULL) {
-        size_t len = 0;
-        const char *k = fy_node_get_scalar(fy_node_pair_key(pair), &len);
-        if (!k || len == 0 || len >= 48) {
-            rc = rdl_error_set(err, RDL_EINVAL, 0, 0, "upstreams", "%s: upstream names are 1..47 characters", path);
-            break;
-        }
-        if (n == max) {
-            rc = rdl_error_set(err, RDL_EBUSY, 0, 0, "upstreams", "%s: more than %d upstreams", path, max);
-            break;
-        }
-        memcpy(names[n], k, len);
-        names[n][len] = '\0';
-        n++;
-    }
-    fy_document_destroy(doc);
-    rdl_buf_free(&text);
-    return rc ? rc : n;
-}
-
-/* Each scalar leaf under node: rdl_config_set(path, text), its place in the file on error. */
-static int walk(rdl_config_t *cfg, struct fy_node *node, char *path, size_t len, size_t cap,
-                const char *file, rdl_error_t *err)
-{
-    if (fy_node_is_mapping(node)) {
-        void *it = NULL;
-        struct fy_node_pair *pair;
-        while ((pair = fy_node_mapping_iterate(node, &it)) != NULL) {
-            size_t klen = 0;
-            const char *k = fy_node_get_scalar(fy_node_pair_key(pair), &klen);
-            if (!k || len + 1 + klen >= cap)
-                return rdl_error_set(err, RDL_EINVAL, 0, 0, path, "%s: expected short scalar keys", file);
-            path[len] = '.';
-            memcpy(path + len + 1, k, klen);
-            path[len + 1 + klen] = '\0';
-            int rc = walk(cfg, fy_node_pair_value(pair), path, len + 1 + klen, cap, file, err);
-            path[len] = '\0';
-            if (rc)
-                return rc;
-        }
-        return 0;
-    }
-    const struct fy_mark *m = fy_node_is_scalar(node) ? fy_token_start_mark(fy_node_get_scalar_token(node)) : NULL;
-    if (!fy_node_is_scalar(node))
-        return rdl_error_set(err, RDL_EINVAL, m ? m->line + 1 : 0, m ? m->column + 1 : 0, path,
-                             "expected a scalar value");
-    const char *v = fy_node_get_scalar0(node);
-    int rc = rdl_config_set(cfg, path, v ? v : "", err);
-    if (rc) {
-        snprintf(err->file, sizeof(err->file), "%s", file);
-        if (m) {
-            err->line = m->line + 1;
-            err->column = m->column + 1;
-        }
-    }
-    return rc;
+    rdl_error_t local;
+    char *text = NULL;
+    size_t len = 0;
+    rdl_arena_t arena;
+    if (!err)
+        err = &local;
+    int rc = rdl_read_file(path, UPSTREAMS_MAX_FILE, &text, &len, err);
+    if (rc)
+        return rc;
+    rdl_arena_init(&arena, 1024);
+    rdl__yaml_t y = { .err = err, .input = text, .input_len = len, .arena = &arena,
+                      .what = "configuration", .invalid = "not valid YAML" };
+    names_t nm = { .names = names, .max = max, .path = path };
+    rc = rdl__yaml_each_document(&y, names_of, &nm);
+    if (rc)
+        snprintf(err->file, sizeof(err->file), "%s", path);
+    rdl_arena_close(&arena);
+    free(text);
+    return rc ? rc : nm.n;
 }
 
 int rdl_upstreams_load_file(rdl_config_t *cfg, const char *file, rdl_error_t *err)
 {
-    rdl_buf_t text;
-    struct fy_document *doc = load_doc(file, &text, err);
-    if (!doc) {
-        rdl_buf_free(&text);
-        return RDL_EINVAL;
-    }
-    struct fy_node *root = fy_document_root(doc);
-    struct fy_node *ups = root && fy_node_is_mapping(root)
-                          ? fy_node_mapping_lookup_by_string(root, "upstreams", -1) : NULL;
-    char path[256] = "upstreams";
-    int rc = ups ? walk(cfg, ups, path, strlen(path), sizeof(path), file, err) : 0;
-    fy_document_destroy(doc);
-    rdl_buf_free(&text);
-    return rc;
+    return rdl__config_load_section(cfg, file, "upstreams", err);
 }
 
 /* A host name's or an IPv6 literal's characters (no userinfo, no percent-encoding). */
@@ -419,25 +369,10 @@ static int parse_subsets(rdl_upstream_t *up, rdl_error_t *err)
     return 0;
 }
 
-static int breaker_state_of(const char *s)
-{
-    static const int states[] = { RDL_BREAKER_CLOSED, RDL_BREAKER_DISABLED,
-                                  RDL_BREAKER_METRICS_ONLY, RDL_BREAKER_FORCED_OPEN };
-    for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++)
-        if (strcmp(s, rdl_breaker_state_name(states[i])) == 0)
-            return states[i];
-    return -1;
-}
-
 static int finish_one(rdl_upstreams_t *ups, rdl_upstream_t *up, rdl_error_t *err)
 {
     rdl_upstream_opts_t *o = &up->opts;
-    if (strcmp(o->role, "strong") == 0)
-        up->role = RDL_UPSTREAM_STRONG;
-    else if (strcmp(o->role, "weak") == 0)
-        up->role = RDL_UPSTREAM_WEAK;
-    else
-        return key_error(err, up, "role", "strong or weak", o->role);
+    up->role = o->role;
     up->configured = o->url && o->url[0];
     if (!up->configured)
         return 0;
@@ -451,17 +386,7 @@ static int finish_one(rdl_upstreams_t *ups, rdl_upstream_t *up, rdl_error_t *err
                          o->warm_path);
     rdl_breaker_opts_t bo;
     rdl_breaker_opts_default(&bo);
-    if (strcmp(o->breaker_window, "count") == 0)
-        bo.window_type = RDL_WINDOW_COUNT;
-    else if (strcmp(o->breaker_window, "time") == 0)
-        bo.window_type = RDL_WINDOW_TIME;
-    else
-        return key_error(err, up, "breaker.window", "count or time", o->breaker_window);
-    int st = breaker_state_of(o->breaker_state);
-    if (st < 0)
-        return key_error(err, up, "breaker.state",
-                         "expected closed, disabled, metrics_only or forced_open, got '%s'",
-                         o->breaker_state);
+    bo.window_type = o->breaker_window;
     bo.window_size = (uint32_t)o->breaker_window_size;
     if (bo.window_type == RDL_WINDOW_TIME && bo.window_size > 512) {
         char n[24];
@@ -477,7 +402,7 @@ static int finish_one(rdl_upstreams_t *ups, rdl_upstream_t *up, rdl_error_t *err
     bo.wait_multiplier = o->breaker_wait_multiplier;
     bo.wait_open_max_ns = o->breaker_wait_open_max_ms * 1000000ull;
     bo.automatic_half_open = true;
-    bo.initial = (rdl_breaker_state_t)st;
+    bo.initial = initial_states[o->breaker_state];
     bo.on_change = on_change;
     bo.on_change_arg = ups;
     if ((rc = rdl_breaker_new(up->name, &bo, &up->breaker)) != 0 ||

@@ -6,26 +6,28 @@
  * line and column and what was expected, because a service that starts with a
  * silently ignored typo is worse than one that refuses to start.
  *
- * YAML is read through libfyaml's event parser rather than its document tree:
- * libfyaml 0.7.12 gives no public way to get a node's position, while every
- * event carries its start mark. Walking events also lets us stop at the first
- * offending node and detect duplicate keys ourselves with both positions.
+ * YAML is read through the shared reader (util/yaml.c) as a stream of events
+ * rather than as its document tree: walking events lets us stop at the first
+ * offending node and detect duplicate keys ourselves with both positions,
+ * which the tree would refuse on its own terms. The reader owns the text
+ * checks, the parser, positions, nulls, anchors and tags, scalar text and the
+ * typed scalars; this file is the keys, sections, staging and messages.
  *
  * Loads are all-or-nothing: values are parsed into a staging list and only
  * written to their destinations once the whole source has been validated.
  */
 #include <ctype.h>
-#include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libfyaml.h>
 #include "util/yaml.h"
 
 #include "redline/config.h"
+#include "config/internal.h"
 
 /* Larger files are almost certainly not configuration. */
 #define CFG_MAX_FILE (4u << 20)
@@ -413,15 +415,6 @@ static void choices_list(const rdl_cfg_key_t *k, char *out, size_t outlen)
     }
 }
 
-/* The index of s among an ENUM key's words, or -1. */
-static int choice_index(const rdl_cfg_key_t *k, const char *s)
-{
-    for (int i = 0; k->choices[i] != NULL; i++)
-        if (strcasecmp(s, k->choices[i]) == 0)
-            return i;
-    return -1;
-}
-
 /* What a key accepts, for "expected ..." messages. */
 static void expected(const rdl_cfg_key_t *k, char *out, size_t outlen)
 {
@@ -477,69 +470,6 @@ static void expected(const rdl_cfg_key_t *k, char *out, size_t outlen)
 
 /* ---- values -------------------------------------------------------------- */
 
-static int parse_int(const char *s, int64_t *out)
-{
-    bool neg = false;
-    uint64_t v = 0, limit;
-
-    if (*s == '+' || *s == '-')
-        neg = *s++ == '-';
-    if (*s == '\0')
-        return RDL_EINVAL;
-    limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    for (; *s != '\0'; s++) {
-        uint64_t d;
-        if (*s < '0' || *s > '9')
-            return RDL_EINVAL;
-        d = (uint64_t)(*s - '0');
-        if (v > (limit - d) / 10)
-            return RDL_EINVAL;
-        v = v * 10 + d;
-    }
-    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-    return 0;
-}
-
-/* YAML 1.2 core schema booleans. */
-static int parse_bool(const char *s, bool *out)
-{
-    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
-        *out = true;
-    else if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
-        *out = false;
-    else
-        return RDL_EINVAL;
-    return 0;
-}
-
-/* YAML 1.1 spellings people still write; 1.2 reads them as strings. */
-static bool is_yaml11_bool(const char *s)
-{
-    static const char *const words[] = { "yes", "no", "on", "off", "y", "n" };
-    size_t i;
-
-    for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (strcasecmp(s, words[i]) == 0)
-            return true;
-    return false;
-}
-
-static int parse_double(const char *s, double *out)
-{
-    char *end;
-    double d;
-
-    /* strtod would skip leading spaces and take "nan" or "inf". */
-    if (!(isdigit((unsigned char)s[0]) || s[0] == '-' || s[0] == '+' || s[0] == '.'))
-        return RDL_EINVAL;
-    errno = 0;
-    d = strtod(s, &end);
-    if (end == s || *end != '\0' || errno == ERANGE || !isfinite(d))
-        return RDL_EINVAL;
-    *out = d;
-    return 0;
-}
-
 static bool in_bounds_i(const rdl_cfg_key_t *k, int64_t v)
 {
     return !bounded(k) || (v >= k->min && v <= k->max);
@@ -570,17 +500,17 @@ static int parse_typed(const rdl_cfg_key_t *k, const char *s, cfg_val_t *v)
     case RDL_CFG_ADDR:
         return rdl_parse_hostport(s, host, &port);
     case RDL_CFG_INT:
-        return parse_int(s, &v->i) == 0 && in_bounds_i(k, v->i) ? 0 : RDL_EINVAL;
+        return rdl__yaml_parse_int(s, &v->i) == 0 && in_bounds_i(k, v->i) ? 0 : RDL_EINVAL;
     case RDL_CFG_BOOL:
-        return parse_bool(s, &v->b);
+        return rdl__yaml_parse_bool(s, &v->b);
     case RDL_CFG_DURATION:
         return rdl_parse_duration_ms(s, &v->u) == 0 && in_bounds_u(k, v->u) ? 0 : RDL_EINVAL;
     case RDL_CFG_SIZE:
         return rdl_parse_size(s, &v->u) == 0 && in_bounds_u(k, v->u) ? 0 : RDL_EINVAL;
     case RDL_CFG_DOUBLE:
-        return parse_double(s, &v->d) == 0 && in_bounds_d(k, v->d) ? 0 : RDL_EINVAL;
+        return rdl__yaml_parse_double(s, &v->d) == 0 && in_bounds_d(k, v->d) ? 0 : RDL_EINVAL;
     case RDL_CFG_ENUM:
-        v->i = choice_index(k, s);
+        v->i = rdl__yaml_parse_enum(s, k->choices);
         return v->i >= 0 ? 0 : RDL_EINVAL;
     }
     return RDL_EINVAL;
@@ -619,7 +549,7 @@ static int parse_value(const rdl_cfg_key_t *k, const char *text, size_t len, boo
     rc = parse_typed(k, s, v);
     if (rc != 0) {
         snprintf(why, whylen, "expected %s, got '%s'%s", exp, shown,
-                 k->type == RDL_CFG_BOOL && is_yaml11_bool(s)
+                 k->type == RDL_CFG_BOOL && rdl__yaml_is_yaml11_bool(s)
                      ? " (YAML 1.2 reads yes/no/on/off as strings)" : "");
         free(s);
         return rc;
@@ -710,128 +640,14 @@ typedef struct seen {
 } seen_t;
 
 typedef struct load {
+    rdl__yaml_t y;              /* the shared reader, as events */
     rdl_config_t *cfg;
-    struct fy_parser *fyp;
-    struct fy_diag *diag;
     rdl_error_t *err;
-    const char *input;          /* the YAML text, for decoding single-quoted scalars */
-    size_t input_len;
     stage_t stage;
     seen_t *seen;
     size_t nseen, capseen;
+    const char *only;           /* NULL, or the one top-level section read (others skipped) */
 } load_t;
-
-/* 1-based position of ev; 0:0 when the event has none (an empty value). */
-static void mark_of(struct fy_event *ev, int *line, int *column)
-{
-    const struct fy_mark *m = ev != NULL ? fy_event_start_mark(ev) : NULL;
-    enum fy_scalar_style style;
-
-    *line = m != NULL ? m->line + 1 : 0;
-    *column = m != NULL ? m->column + 1 : 0;
-    if (m == NULL || *column <= 1)
-        return;
-    /* libfyaml marks aliases and quoted scalars just after their '*' or quote: point at it. */
-    if (ev->type == FYET_ALIAS) {
-        (*column)--;
-    } else if (ev->type == FYET_SCALAR) {
-        style = fy_token_scalar_style(ev->scalar.value);
-        if (style == FYSS_SINGLE_QUOTED || style == FYSS_DOUBLE_QUOTED)
-            (*column)--;
-    }
-}
-
-static const char *event_kind(struct fy_event *ev)
-{
-    switch (ev->type) {
-    case FYET_MAPPING_START:  return "a mapping";
-    case FYET_SEQUENCE_START: return "a sequence";
-    case FYET_SCALAR:         return "a scalar";
-    case FYET_ALIAS:          return "an alias";
-    default:                  return "something else";
-    }
-}
-
-/* Reports the parser's own diagnostic: the first error it collected. */
-static int syntax_error(load_t *ld)
-{
-    struct fy_diag_error *de;
-    void *it = NULL;
-
-    while ((de = fy_diag_errors_iterate(ld->diag, &it)) != NULL) {
-        if (de->type >= FYET_ERROR)
-            return rdl_error_set(ld->err, RDL_EINVAL, de->line, de->column, "",
-                                 "invalid YAML: %s", de->msg != NULL ? de->msg : "syntax error");
-    }
-    return rdl_error_set(ld->err, RDL_EINVAL, 0, 0, "", "invalid YAML");
-}
-
-/* The next event, or NULL with err filled from the parser's diagnostics. */
-static struct fy_event *next_event(load_t *ld)
-{
-    struct fy_event *ev = fy_parser_parse(ld->fyp);
-
-    if (ev == NULL)
-        syntax_error(ld);
-    return ev;
-}
-
-static int fail_at(load_t *ld, struct fy_event *ev, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-/* Fills err at ev's position and frees ev. */
-static int fail_at(load_t *ld, struct fy_event *ev, const char *key, const char *fmt, ...)
-{
-    char msg[sizeof(ld->err->msg)];
-    int line, column;
-    va_list ap;
-
-    mark_of(ev, &line, &column);
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    fy_parser_event_free(ld->fyp, ev);
-    return rdl_error_set(ld->err, RDL_EINVAL, line, column, key, "%s", msg);
-}
-
-/*
- * Anchors, aliases and tags have no meaning for configuration: refuse them,
- * pointing at the anchor or tag itself. ev is consumed on failure.
- */
-static int check_props(load_t *ld, struct fy_event *ev, const char *key)
-{
-    struct fy_token *anchor = NULL, *tag = NULL;
-    const struct fy_mark *m;
-    int line, column;
-
-    if (ev->type == FYET_SCALAR) {
-        anchor = ev->scalar.anchor;
-        tag = ev->scalar.tag;
-    } else if (ev->type == FYET_MAPPING_START) {
-        anchor = ev->mapping_start.anchor;
-        tag = ev->mapping_start.tag;
-    } else if (ev->type == FYET_SEQUENCE_START) {
-        anchor = ev->sequence_start.anchor;
-        tag = ev->sequence_start.tag;
-    } else if (ev->type == FYET_ALIAS) {
-        return fail_at(ld, ev, key, "anchors and aliases are not supported in configuration");
-    }
-    if (anchor == NULL && tag == NULL)
-        return 0;
-    mark_of(ev, &line, &column);
-    m = fy_token_start_mark(anchor != NULL ? anchor : tag);
-    if (m != NULL) {
-        line = m->line + 1;
-        /* an anchor's mark is just after its '&' */
-        column = m->column + (anchor != NULL && m->column > 0 ? 0 : 1);
-    }
-    fy_parser_event_free(ld->fyp, ev);
-    if (anchor != NULL)
-        return rdl_error_set(ld->err, RDL_EINVAL, line, column, key,
-                             "anchors and aliases are not supported in configuration");
-    return rdl_error_set(ld->err, RDL_EINVAL, line, column, key,
-                         "tags are not supported in configuration; write the plain value");
-}
 
 static int remember(load_t *ld, const char *path, int line, int column)
 {
@@ -865,58 +681,6 @@ static const seen_t *find_seen(const load_t *ld, const char *path)
     return NULL;
 }
 
-/*
- * A heap copy of a scalar's value, or NULL with err filled. libfyaml 0.7.12
- * mis-iterates single-quoted scalars with runs of '' escapes (wrong text and a
- * leak in fy_token_get_text), so those are decoded from the input directly.
- */
-static char *scalar_text(load_t *ld, struct fy_event *ev, const char *key, size_t *len)
-{
-    struct fy_token *t = ev->scalar.value;
-    const struct fy_mark *start = fy_token_start_mark(t), *end = fy_token_end_mark(t);
-    const char *text;
-    char *copy;
-    int line, column;
-
-    if (fy_token_scalar_style(t) == FYSS_SINGLE_QUOTED && start != NULL && end != NULL &&
-        start->input_pos <= end->input_pos && end->input_pos <= ld->input_len) {
-        copy = rdl_yaml_single_quoted(ld->input + start->input_pos, end->input_pos - start->input_pos, len);
-    } else {
-        text = fy_token_get_text(t, len);
-        if (text == NULL) {
-            mark_of(ev, &line, &column);
-            rdl_error_set(ld->err, RDL_EINVAL, line, column, key, "cannot read this value");
-            return NULL;
-        }
-        copy = malloc(*len + 1);
-        if (copy != NULL) {
-            memcpy(copy, text, *len);
-            copy[*len] = '\0';
-        }
-    }
-    if (copy == NULL) {
-        mark_of(ev, &line, &column);
-        rdl_error_set(ld->err, RDL_ENOMEM, line, column, key, "out of memory");
-    }
-    return copy;
-}
-
-/* YAML's null: a plain empty value, "~" or "null". */
-static bool is_null_scalar(struct fy_event *ev)
-{
-    const char *text;
-    size_t len = 0;
-
-    if (ev->type != FYET_SCALAR || fy_token_scalar_style(ev->scalar.value) != FYSS_PLAIN)
-        return false;
-    text = fy_token_get_text(ev->scalar.value, &len);
-    if (text == NULL)
-        return false;
-    return len == 0 || (len == 1 && text[0] == '~') ||
-           (len == 4 && (!memcmp(text, "null", 4) || !memcmp(text, "Null", 4) ||
-                         !memcmp(text, "NULL", 4)));
-}
-
 /* ev is the value event for leaf key idx (at key_line/key_col); always consumed. */
 static int take_value(load_t *ld, size_t idx, struct fy_event *ev, int key_line, int key_col)
 {
@@ -928,20 +692,20 @@ static int take_value(load_t *ld, size_t idx, struct fy_event *ev, int key_line,
     int rc, line, column;
     bool is_null;
 
-    if ((rc = check_props(ld, ev, k->path)) != 0)
+    if ((rc = rdl__yaml_event_check_plain(&ld->y, ev, k->path)) != 0)
         return rc;
     if (ev->type != FYET_SCALAR) {
         expected(k, exp, sizeof(exp));
-        return fail_at(ld, ev, k->path, "expected %s, got %s", exp, event_kind(ev));
+        return rdl__yaml_event_fail(&ld->y, ev, k->path, "expected %s, got %s", exp, rdl__yaml_event_kind(ev));
     }
-    mark_of(ev, &line, &column);
+    rdl__yaml_event_mark(ev, &line, &column);
     if (line == 0) {            /* an empty value has no position: point at its key */
         line = key_line;
         column = key_col;
     }
-    is_null = is_null_scalar(ev);
-    text = scalar_text(ld, ev, k->path, &len);
-    fy_parser_event_free(ld->fyp, ev);
+    is_null = rdl__yaml_event_is_null(ev);
+    text = rdl__yaml_event_text(&ld->y, ev, k->path, &len);
+    rdl__yaml_event_free(&ld->y, ev);
     if (text == NULL)
         return ld->err->code;
     rc = parse_value(k, text, len, is_null, &v, why, sizeof(why));
@@ -961,20 +725,20 @@ static int take_section(load_t *ld, const char *path, struct fy_event *ev)
     char names[200];
     int rc;
 
-    if ((rc = check_props(ld, ev, path)) != 0)
+    if ((rc = rdl__yaml_event_check_plain(&ld->y, ev, path)) != 0)
         return rc;
     if (ev->type == FYET_MAPPING_START) {
-        fy_parser_event_free(ld->fyp, ev);
+        rdl__yaml_event_free(&ld->y, ev);
         return walk_mapping(ld, path);
     }
-    if (is_null_scalar(ev)) {
+    if (rdl__yaml_event_is_null(ev)) {
         /* "server:" with everything under it commented out */
-        fy_parser_event_free(ld->fyp, ev);
+        rdl__yaml_event_free(&ld->y, ev);
         return 0;
     }
     list_children(ld->cfg, path, names, sizeof(names));
-    return fail_at(ld, ev, path, "'%s' is a section: expected a mapping of its keys (%s), got %s",
-                   path, names, event_kind(ev));
+    return rdl__yaml_event_fail(&ld->y, ev, path, "'%s' is a section: expected a mapping of its keys (%s), got %s",
+                   path, names, rdl__yaml_event_kind(ev));
 }
 
 /* Path of key text under section; NULL when allocation fails. */
@@ -1003,13 +767,13 @@ static int walk_entry(load_t *ld, const char *section, struct fy_event *ev)
     char *text, *path;
     int rc, line, column;
 
-    if ((rc = check_props(ld, ev, section)) != 0)
+    if ((rc = rdl__yaml_event_check_plain(&ld->y, ev, section)) != 0)
         return rc;
     if (ev->type != FYET_SCALAR)
-        return fail_at(ld, ev, section, "expected a key name, got %s", event_kind(ev));
-    mark_of(ev, &line, &column);
-    text = scalar_text(ld, ev, section, &len);
-    fy_parser_event_free(ld->fyp, ev);
+        return rdl__yaml_event_fail(&ld->y, ev, section, "expected a key name, got %s", rdl__yaml_event_kind(ev));
+    rdl__yaml_event_mark(ev, &line, &column);
+    text = rdl__yaml_event_text(&ld->y, ev, section, &len);
+    rdl__yaml_event_free(&ld->y, ev);
     if (text == NULL)
         return ld->err->code;
     path = join_path(section, text, len);
@@ -1019,6 +783,10 @@ static int walk_entry(load_t *ld, const char *section, struct fy_event *ev)
     if (strlen(path) != strlen(section) + (section[0] ? 1 : 0) + len) {
         rc = rdl_error_set(ld->err, RDL_EINVAL, line, column, section,
                            "key names must not contain a NUL byte");
+        goto out;
+    }
+    if (ld->only != NULL && section[0] == '\0' && strcmp(path, ld->only) != 0) {
+        rc = rdl__yaml_event_skip(&ld->y);     /* another part of the file: not this reader's */
         goto out;
     }
     if (find_leaf(ld->cfg, path, &idx) == NULL && !is_section(ld->cfg, path)) {
@@ -1036,7 +804,7 @@ static int walk_entry(load_t *ld, const char *section, struct fy_event *ev)
         rc = rdl_error_set(ld->err, RDL_ENOMEM, line, column, path, "out of memory");
         goto out;
     }
-    if ((ev = next_event(ld)) == NULL) {
+    if ((ev = rdl__yaml_event_next(&ld->y)) == NULL) {
         rc = RDL_EINVAL;
         goto out;
     }
@@ -1056,10 +824,10 @@ static int walk_mapping(load_t *ld, const char *section)
     int rc;
 
     for (;;) {
-        if ((ev = next_event(ld)) == NULL)
+        if ((ev = rdl__yaml_event_next(&ld->y)) == NULL)
             return RDL_EINVAL;
         if (ev->type == FYET_MAPPING_END) {
-            fy_parser_event_free(ld->fyp, ev);
+            rdl__yaml_event_free(&ld->y, ev);
             return 0;
         }
         if ((rc = walk_entry(ld, section, ev)) != 0)
@@ -1072,18 +840,18 @@ static int walk_root(load_t *ld, struct fy_event *ev)
 {
     int rc;
 
-    if ((rc = check_props(ld, ev, "")) != 0)
+    if ((rc = rdl__yaml_event_check_plain(&ld->y, ev, "")) != 0)
         return rc;
     if (ev->type == FYET_MAPPING_START) {
-        fy_parser_event_free(ld->fyp, ev);
+        rdl__yaml_event_free(&ld->y, ev);
         return walk_mapping(ld, "");
     }
-    if (is_null_scalar(ev)) {
-        fy_parser_event_free(ld->fyp, ev);
+    if (rdl__yaml_event_is_null(ev)) {
+        rdl__yaml_event_free(&ld->y, ev);
         return 0;
     }
-    return fail_at(ld, ev, "", "expected a mapping of configuration keys at the top level, got %s",
-                   event_kind(ev));
+    return rdl__yaml_event_fail(&ld->y, ev, "", "expected a mapping of configuration keys at the top level, got %s",
+                   rdl__yaml_event_kind(ev));
 }
 
 /* Stream: at most one document, whose root walk_root checks. */
@@ -1093,65 +861,51 @@ static int walk_stream(load_t *ld)
     int docs = 0, rc;
 
     for (;;) {
-        if ((ev = next_event(ld)) == NULL)
+        if ((ev = rdl__yaml_event_next(&ld->y)) == NULL)
             return RDL_EINVAL;
         switch (ev->type) {
         case FYET_STREAM_END:
-            fy_parser_event_free(ld->fyp, ev);
+            rdl__yaml_event_free(&ld->y, ev);
             return 0;
         case FYET_DOCUMENT_START:
             if (docs++ > 0)
-                return fail_at(ld, ev, "", "only one YAML document is allowed in a configuration file");
-            fy_parser_event_free(ld->fyp, ev);
-            if ((ev = next_event(ld)) == NULL)
+                return rdl__yaml_event_fail(&ld->y, ev, "", "only one YAML document is allowed in a configuration file");
+            rdl__yaml_event_free(&ld->y, ev);
+            if ((ev = rdl__yaml_event_next(&ld->y)) == NULL)
                 return RDL_EINVAL;
             if ((rc = walk_root(ld, ev)) != 0)
                 return rc;
             break;
         default:
             /* STREAM_START, DOCUMENT_END */
-            fy_parser_event_free(ld->fyp, ev);
+            rdl__yaml_event_free(&ld->y, ev);
             break;
         }
     }
 }
 
-static int load_yaml(rdl_config_t *cfg, const char *yaml, size_t len, rdl_error_t *err)
+static int load_yaml(rdl_config_t *cfg, const char *yaml, size_t len, const char *only,
+                     rdl_error_t *err)
 {
-    struct fy_parse_cfg pcfg;
     load_t ld;
     size_t i;
     int rc;
 
-    if ((rc = rdl_yaml_check_text(yaml, len, err)) != 0)
-        return rc;
     memset(&ld, 0, sizeof(ld));
+    ld.y = (rdl__yaml_t){ .err = err, .input = yaml, .input_len = len, .what = "configuration" };
     ld.cfg = cfg;
     ld.err = err;
-    ld.input = yaml;
-    ld.input_len = len;
-    ld.diag = rdl_yaml_diag_new();      /* collected for syntax_error(), never printed */
-    if (ld.diag == NULL)
-        return rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "out of memory");
-    memset(&pcfg, 0, sizeof(pcfg));
-    pcfg.flags = FYPCF_QUIET | FYPCF_COLLECT_DIAG | FYPCF_DEFAULT_VERSION_1_2;
-    pcfg.diag = ld.diag;
-    ld.fyp = fy_parser_create(&pcfg);
-    if (ld.fyp == NULL || fy_parser_set_string(ld.fyp, yaml, len) != 0) {
-        rc = rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "cannot start the YAML parser");
-        goto out;
-    }
+    ld.only = only;
+    if ((rc = rdl__yaml_events_open(&ld.y)) != 0)
+        return rc;
     rc = walk_stream(&ld);
     if (rc == 0)
         stage_commit(cfg, &ld.stage);
-out:
     stage_free(cfg, &ld.stage);
     for (i = 0; i < ld.nseen; i++)
         free(ld.seen[i].path);
     free(ld.seen);
-    if (ld.fyp != NULL)
-        fy_parser_destroy(ld.fyp);
-    fy_diag_destroy(ld.diag);
+    rdl__yaml_events_close(&ld.y);
     return rc;
 }
 
@@ -1171,56 +925,11 @@ int rdl_config_load_string(rdl_config_t *cfg, const char *name, const char *yaml
     set_file(err, name);
     if (cfg == NULL || (yaml == NULL && len > 0))
         return rdl_error_set(err, RDL_EINVAL, 0, 0, "", "no configuration object or text");
-    return load_yaml(cfg, yaml != NULL ? yaml : "", len, err);
+    return load_yaml(cfg, yaml != NULL ? yaml : "", len, NULL, err);
 }
 
-/* Reads the whole file; err names the failure. */
-static int read_file(const char *path, char **out, size_t *outlen, rdl_error_t *err)
-{
-    FILE *f = fopen(path, "rb");
-    char *data = NULL;
-    size_t len = 0, cap = 0, n;
-
-    if (f == NULL)
-        return rdl_error_set(err, errno == ENOENT ? RDL_ENOENT : RDL_EIO, 0, 0, "",
-                             "cannot open the configuration file: %s", strerror(errno));
-    for (;;) {
-        if (len == cap) {
-            char *p;
-            if (cap >= CFG_MAX_FILE) {
-                fclose(f);
-                free(data);
-                return rdl_error_set(err, RDL_EINVAL, 0, 0, "",
-                                     "configuration file is larger than %u bytes", CFG_MAX_FILE);
-            }
-            cap = cap ? cap * 2 : 4096;
-            p = realloc(data, cap + 1);
-            if (p == NULL) {
-                fclose(f);
-                free(data);
-                return rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "out of memory");
-            }
-            data = p;
-        }
-        n = fread(data + len, 1, cap - len, f);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    if (ferror(f)) {
-        int e = errno;
-        fclose(f);
-        free(data);
-        return rdl_error_set(err, RDL_EIO, 0, 0, "", "cannot read the configuration file: %s",
-                             strerror(e));
-    }
-    fclose(f);
-    *out = data;
-    *outlen = len;
-    return 0;
-}
-
-int rdl_config_load_file(rdl_config_t *cfg, const char *path, rdl_error_t *err)
+/* The file at path, all of it (section NULL) or one top-level section of it. */
+static int load_file(rdl_config_t *cfg, const char *path, const char *section, rdl_error_t *err)
 {
     rdl_error_t local;
     char *data = NULL;
@@ -1233,11 +942,23 @@ int rdl_config_load_file(rdl_config_t *cfg, const char *path, rdl_error_t *err)
     set_file(err, path);
     if (cfg == NULL || path == NULL)
         return rdl_error_set(err, RDL_EINVAL, 0, 0, "", "no configuration object or path");
-    if ((rc = read_file(path, &data, &len, err)) != 0)
+    if ((rc = rdl_read_file(path, CFG_MAX_FILE, &data, &len, err)) != 0)
         return rc;
-    rc = load_yaml(cfg, data != NULL ? data : "", len, err);
+    set_file(err, path);
+    rc = load_yaml(cfg, data, len, section, err);
     free(data);
     return rc;
+}
+
+int rdl_config_load_file(rdl_config_t *cfg, const char *path, rdl_error_t *err)
+{
+    return load_file(cfg, path, NULL, err);
+}
+
+int rdl__config_load_section(rdl_config_t *cfg, const char *path, const char *section,
+                             rdl_error_t *err)
+{
+    return load_file(cfg, path, section, err);
 }
 
 /* ---- environment and flags ----------------------------------------------- */
@@ -1330,6 +1051,35 @@ static void fmt_choice(const rdl_cfg_key_t *k, char *out, size_t outlen)
         snprintf(out, outlen, "(%d)", v);
 }
 
+/* Whether word occurs in s[0..n), ignoring ASCII case. */
+static bool has_word(const char *s, size_t n, const char *word)
+{
+    size_t w = strlen(word);
+
+    for (size_t i = 0; i + w <= n; i++)
+        if (strncasecmp(s + i, word, w) == 0)
+            return true;
+    return false;
+}
+
+bool rdl_config_key_is_secret(const char *path)
+{
+    static const char *const words[] = { "token", "password", "secret", "authorization" };
+    const char *last;
+    size_t n;
+
+    if (path == NULL)
+        return false;
+    last = strrchr(path, '.');
+    last = last != NULL ? last + 1 : path;
+    n = strlen(last);
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (has_word(last, n, words[i]))
+            return true;
+    /* a header list ("tracing.headers", "otlp_headers") carries credentials */
+    return n >= 7 && strcasecmp(last + n - 7, "headers") == 0;
+}
+
 static void fmt_value(const rdl_cfg_key_t *k, char *out, size_t outlen)
 {
     const char *s;
@@ -1340,6 +1090,8 @@ static void fmt_value(const rdl_cfg_key_t *k, char *out, size_t outlen)
         s = *(char **)k->dst;
         if (s == NULL)
             snprintf(out, outlen, "(unset)");
+        else if (s[0] != '\0' && rdl_config_key_is_secret(k->path))
+            snprintf(out, outlen, "(redacted)");
         else
             snprintf(out, outlen, "\"%s\"", s);
         return;

@@ -49,22 +49,22 @@ static double boot_time(void)
 static void read_proc_stat(proc_stat_t *ps)
 {
     memset(ps, 0, sizeof(*ps));
-    char buf[1024];
-    FILE *f = fopen("/proc/self/stat", "r");
-    if (!f)
+    char *buf = NULL;
+    size_t n = 0;
+    if (rdl_read_file("/proc/self/stat", 4096, &buf, &n, NULL) != 0)
         return;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
     char *p = strrchr(buf, ')');       /* the command name may hold spaces and parens */
-    if (!p)
+    if (!p) {
+        free(buf);
         return;
+    }
     /* Fields after ")": field 3 (state) is the first. */
     double field[25] = { 0 };
     char *save = NULL;
     int i = 3;
     for (char *tok = strtok_r(p + 1, " ", &save); tok && i < 25; tok = strtok_r(NULL, " ", &save))
         field[i++] = strtod(tok, NULL);
+    free(buf);
     if (i < 25)
         return;
     double tck = (double)sysconf(_SC_CLK_TCK);
@@ -220,12 +220,11 @@ static void json_key(rdl_buf_t *b, bool *first, const char *k)
 
 static void put_cmdline(rdl_buf_t *b)
 {
-    char buf[4096];
+    char *buf = NULL;
+    size_t n = 0;
     rdl_buf_putc(b, '[');
-    FILE *f = fopen("/proc/self/cmdline", "r");
-    size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
-    if (f)
-        fclose(f);
+    if (rdl_read_file("/proc/self/cmdline", 1u << 20, &buf, &n, NULL) != 0)
+        n = 0;                          /* none, or past 1 MiB: an empty list */
     for (size_t i = 0, k = 0; i < n; k++) {
         size_t len = strnlen(buf + i, n - i);
         if (k)
@@ -233,6 +232,7 @@ static void put_cmdline(rdl_buf_t *b)
         rdl_json_str(b, buf + i, len);
         i += len + 1;
     }
+    free(buf);
     rdl_buf_putc(b, ']');
 }
 

@@ -419,8 +419,8 @@ static int check_headers(json_t *h, rdl_error_t *err)
 
 static int request_from_json(json_t *o, rdl_route_request_t *v, rdl_error_t *err)
 {
-    const char *uri;
-    size_t uri_len;
+    const char *uri = "/";                  /* set by member(); gcc -O3 cannot see it */
+    size_t uri_len = 1;
     json_t *h = json_object_get(o, "headers");
     if (member(o, "method", "GET", &v->method, &v->method_len, err) ||
         member(o, "uri", "/", &uri, &uri_len, err) ||

@@ -11,6 +11,8 @@
  * in-process meaning (gateways, mirror, corsPolicy, rewrite, trafficPolicy)
  * are accepted and ignored. Every error names file, line, column and the
  * field path. All memory of a table is one arena plus its compiled regexes.
+ * Reading YAML itself (positions, scalars, lists, known fields, the libfyaml
+ * work-arounds) is the shared reader's, util/yaml.c; this file is the rules.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -22,82 +24,34 @@
 #include "route/route_internal.h"
 
 #define ROUTE_MAX_FILE (8u << 20)
-#define PATH_MAX_LEN 160
-
-typedef struct ld {
-    rdl_route_table_t *t;
-    rdl_error_t *err;
-    const char *input;
-    size_t input_len;
-} ld_t;
-
-/* ---- positions and errors ----------------------------------------------- */
-
-static bool node_mark(struct fy_node *n, int *line, int *col)
-{
-    if (!n)
-        return false;
-    if (fy_node_is_scalar(n)) {
-        struct fy_token *tok = fy_node_get_scalar_token(n);
-        const struct fy_mark *m = tok ? fy_token_start_mark(tok) : NULL;
-        if (!m)
-            return false;
-        *line = m->line + 1;
-        *col = m->column + 1;
-        enum fy_node_style st = fy_node_get_style(n);
-        if ((st == FYNS_SINGLE_QUOTED || st == FYNS_DOUBLE_QUOTED) && *col > 1)
-            (*col)--;                      /* libfyaml marks just after the quote */
-        return true;
-    }
-    void *it = NULL;
-    if (fy_node_is_mapping(n)) {
-        struct fy_node_pair *p = fy_node_mapping_iterate(n, &it);
-        return p && node_mark(fy_node_pair_key(p), line, col);
-    }
-    struct fy_node *first = fy_node_sequence_iterate(n, &it);
-    return node_mark(first, line, col);
-}
 
 /*
- * An empty mapping or sequence has no position of its own: use the key it is
- * the value of, going up through sequences ("- {}" points at its list's key).
+ * A load: the shared YAML reader first (item callbacks of rdl__yaml_list get
+ * the reader and reach the load through it), the table being built.
  */
-static bool mark_or_parent(struct fy_node *n, int *line, int *col)
-{
-    for (int depth = 0; n && depth < 8; depth++) {
-        if (node_mark(n, line, col))
-            return true;
-        struct fy_node *parent = fy_node_get_parent(n);
-        if (parent && fy_node_is_mapping(parent)) {
-            void *it = NULL;
-            struct fy_node_pair *p;
-            while ((p = fy_node_mapping_iterate(parent, &it)) != NULL)
-                if (fy_node_pair_value(p) == n)
-                    return node_mark(fy_node_pair_key(p), line, col);
-        }
-        n = parent;
-    }
-    return false;
-}
+typedef struct ld {
+    rdl__yaml_t y;
+    rdl_route_table_t *t;
+    rdl_error_t *err;
+} ld_t;
+
+/* ---- errors and memory (the YAML itself is util/yaml.c's) ------------------ */
 
 static int fail(ld_t *ld, struct fy_node *at, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static int fail(ld_t *ld, struct fy_node *at, const char *path, const char *fmt, ...)
 {
-    char msg[sizeof(ld->err->msg)];
-    int line = 0, col = 0;
     va_list ap;
-    mark_or_parent(at, &line, &col);
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int rc = rdl__yaml_vfail(&ld->y, at, path, fmt, ap);
     va_end(ap);
-    return rdl_error_set(ld->err, RDL_EINVAL, line, col, path, "%s", msg);
+    return rc;
 }
 
 static int oom(ld_t *ld)
 {
-    return rdl_error_set(ld->err, RDL_ENOMEM, 0, 0, "", "out of memory");
+    return rdl__yaml_oom(&ld->y);
 }
 
 static void *alloc(ld_t *ld, size_t n)
@@ -110,128 +64,6 @@ static void *alloc(ld_t *ld, size_t n)
 
 /* ---- scalars ------------------------------------------------------------- */
 
-static bool is_null(struct fy_node *n)
-{
-    if (!n)
-        return true;
-    if (!fy_node_is_scalar(n) || fy_node_get_style(n) != FYNS_PLAIN)
-        return false;
-    size_t len;
-    const char *s = fy_node_get_scalar(n, &len);
-    return !s || len == 0 || (len == 1 && s[0] == '~') ||
-           (len == 4 && (!memcmp(s, "null", 4) || !memcmp(s, "Null", 4) || !memcmp(s, "NULL", 4)));
-}
-
-/* Anchors, aliases and tags mean nothing in a rule: refused. */
-static int check_plain_node(ld_t *ld, struct fy_node *n, const char *path)
-{
-    if (fy_node_is_alias(n) || fy_node_get_anchor(n))
-        return fail(ld, n, path, "anchors and aliases are not supported in routing rules");
-    size_t tl;
-    if (fy_node_get_tag(n, &tl))
-        return fail(ld, n, path, "tags are not supported in routing rules; write the plain value");
-    return 0;
-}
-
-/* An arena copy of a scalar's text (NUL-terminated), or NULL with err filled. */
-static const char *scalar(ld_t *ld, struct fy_node *n, const char *path, size_t *lenp)
-{
-    size_t len = 0;
-    char *copy;
-    if (!n || !fy_node_is_scalar(n) || is_null(n)) {
-        fail(ld, n, path, "expected a string");
-        return NULL;
-    }
-    if (check_plain_node(ld, n, path))
-        return NULL;
-    struct fy_token *tok = fy_node_get_scalar_token(n);
-    const struct fy_mark *s = tok ? fy_token_start_mark(tok) : NULL;
-    const struct fy_mark *e = tok ? fy_token_end_mark(tok) : NULL;
-    if (fy_node_get_style(n) == FYNS_SINGLE_QUOTED && s && e && s->input_pos <= e->input_pos &&
-        e->input_pos <= ld->input_len) {
-        /* libfyaml 0.7.12 mis-decodes runs of '' (see util.h) */
-        char *dec = rdl_yaml_single_quoted(ld->input + s->input_pos, e->input_pos - s->input_pos,
-                                           &len);
-        if (!dec) {
-            oom(ld);
-            return NULL;
-        }
-        copy = rdl_arena_strndup(&ld->t->arena, dec, len);
-        free(dec);
-    } else {
-        const char *text = fy_node_get_scalar(n, &len);
-        if (!text) {
-            fail(ld, n, path, "cannot read this value");
-            return NULL;
-        }
-        copy = rdl_arena_strndup(&ld->t->arena, text, len);
-    }
-    if (!copy) {
-        oom(ld);
-        return NULL;
-    }
-    if (lenp)
-        *lenp = len;
-    return copy;
-}
-
-/* A plain (unquoted) decimal integer within [lo, hi]. */
-static int integer(ld_t *ld, struct fy_node *n, const char *path, long long lo, long long hi,
-                   long long *out)
-{
-    size_t len = 0;
-    const char *s = n && fy_node_is_scalar(n) ? fy_node_get_scalar(n, &len) : NULL;
-    bool digits = s && len > 0 && len < 19 && fy_node_get_style(n) == FYNS_PLAIN;
-    for (size_t i = 0; digits && i < len; i++)
-        digits = s[i] >= '0' && s[i] <= '9';
-    if (!digits)
-        return fail(ld, n, path, "expected an integer from %lld to %lld", lo, hi);
-    long long v = 0;                       /* the scalar is not NUL-terminated */
-    for (size_t i = 0; i < len; i++)
-        v = v * 10 + (s[i] - '0');
-    if (v < lo || v > hi)
-        return fail(ld, n, path, "expected an integer from %lld to %lld, got %lld", lo, hi, v);
-    *out = v;
-    return check_plain_node(ld, n, path);
-}
-
-static int number(ld_t *ld, struct fy_node *n, const char *path, double lo, double hi,
-                  double *out)
-{
-    size_t len = 0;
-    const char *s = n && fy_node_is_scalar(n) && fy_node_get_style(n) == FYNS_PLAIN
-                    ? fy_node_get_scalar(n, &len) : NULL;
-    char buf[64];
-    if (s && len > 0 && len < sizeof(buf)) {
-        memcpy(buf, s, len);
-        buf[len] = '\0';
-        char *end;
-        errno = 0;
-        double v = strtod(buf, &end);
-        if (*end == '\0' && errno == 0 && v >= lo && v <= hi) {
-            *out = v;
-            return check_plain_node(ld, n, path);
-        }
-    }
-    return fail(ld, n, path, "expected a number from %g to %g", lo, hi);
-}
-
-static int boolean(ld_t *ld, struct fy_node *n, const char *path, bool *out)
-{
-    size_t len = 0;
-    const char *s = n && fy_node_is_scalar(n) && fy_node_get_style(n) == FYNS_PLAIN
-                    ? fy_node_get_scalar(n, &len) : NULL;
-    if (s && len == 4 && !memcmp(s, "true", 4)) {
-        *out = true;
-        return 0;
-    }
-    if (s && len == 5 && !memcmp(s, "false", 5)) {
-        *out = false;
-        return 0;
-    }
-    return fail(ld, n, path, "expected true or false");
-}
-
 /* google.protobuf.Duration's range (10,000 years): Istio refuses anything longer. */
 #define DURATION_MAX_MS (315576000000ULL * 1000)
 
@@ -239,7 +71,7 @@ static int boolean(ld_t *ld, struct fy_node *n, const char *path, bool *out)
 static int duration(ld_t *ld, struct fy_node *n, const char *path, uint64_t *out_ms)
 {
     size_t len;
-    const char *s = scalar(ld, n, path, &len);
+    const char *s = rdl__yaml_string(&ld->y, n, path, &len);
     if (!s)
         return ld->err->code;
     uint64_t ms;
@@ -260,142 +92,6 @@ static int duration(ld_t *ld, struct fy_node *n, const char *path, uint64_t *out
         return 0;
     }
     return fail(ld, n, path, "expected a duration (\"5s\", \"250ms\", \"1m30s\", \"0.5s\"), got '%s'", s);
-}
-
-/* ---- mappings ------------------------------------------------------------ */
-
-static bool key_is(struct fy_node_pair *p, const char *k)
-{
-    size_t len;
-    struct fy_node *key = fy_node_pair_key(p);
-    const char *s = key && fy_node_is_scalar(key) ? fy_node_get_scalar(key, &len) : NULL;
-    return s && len == strlen(k) && memcmp(s, k, len) == 0;
-}
-
-static struct fy_node *get(struct fy_node *map, const char *k)
-{
-    void *it = NULL;
-    struct fy_node_pair *p;
-    while ((p = fy_node_mapping_iterate(map, &it)) != NULL)
-        if (key_is(p, k))
-            return fy_node_pair_value(p);
-    return NULL;
-}
-
-static bool in_list(struct fy_node_pair *p, const char *const *list)
-{
-    for (; list && *list; list++)
-        if (key_is(p, *list))
-            return true;
-    return false;
-}
-
-/*
- * Checks that n is a mapping whose keys are all known (allowed) or accepted
- * and ignored; what names the object in the message.
- */
-static int check_map(ld_t *ld, struct fy_node *n, const char *path, const char *what,
-                     const char *const *allowed, const char *const *ignored)
-{
-    if (!n || !fy_node_is_mapping(n))
-        return fail(ld, n, path, "expected %s (a mapping)", what);
-    if (check_plain_node(ld, n, path))
-        return ld->err->code;
-    void *it = NULL;
-    struct fy_node_pair *p;
-    while ((p = fy_node_mapping_iterate(n, &it)) != NULL) {
-        struct fy_node *k = fy_node_pair_key(p);
-        if (!k || !fy_node_is_scalar(k))
-            return fail(ld, k ? k : n, path, "keys must be plain strings");
-        if (in_list(p, allowed) || in_list(p, ignored))
-            continue;
-        size_t len;
-        const char *s = fy_node_get_scalar(k, &len);
-        return fail(ld, k, path, "unknown field '%.*s' in %s", (int)(len > 60 ? 60 : len),
-                    s ? s : "", what);
-    }
-    return 0;
-}
-
-/* out = path + sep + text (truncated to PATH_MAX_LEN - 1); out may be path. */
-static void join(char *out, const char *path, const char *sep, const char *text, size_t tlen)
-{
-    size_t n = strlen(path), sl = strlen(sep);
-    if (out != path)
-        memmove(out, path, n < PATH_MAX_LEN ? n : PATH_MAX_LEN - 1);
-    n = n < PATH_MAX_LEN ? n : PATH_MAX_LEN - 1;
-    if (n + sl < PATH_MAX_LEN) {
-        memcpy(out + n, sep, sl);
-        n += sl;
-    }
-    size_t room = PATH_MAX_LEN - 1 - n;
-    tlen = tlen < room ? tlen : room;
-    memcpy(out + n, text, tlen);
-    out[n + tlen] = '\0';
-}
-
-static void sub(char *out, const char *path, const char *field)
-{
-    join(out, path, path[0] ? "." : "", field, strlen(field));
-}
-
-static void item(char *out, const char *path, size_t i)
-{
-    char idx[32];
-    int n = snprintf(idx, sizeof(idx), "[%zu]", i);
-    join(out, path, "", idx, n > 0 ? (size_t)n : 0);
-}
-
-static int sequence(ld_t *ld, struct fy_node *n, const char *path, size_t *count)
-{
-    if (!n || !fy_node_is_sequence(n))
-        return fail(ld, n, path, "expected a list");
-    *count = (size_t)fy_node_sequence_item_count(n);
-    return check_plain_node(ld, n, path);
-}
-
-/*
- * A list of items: a zeroed array of count elements of size bytes (in *out
- * before the first item is read), and fn for each item with its path
- * ("path[i]"). empty: the message when the list must not be empty, or NULL.
- */
-typedef int (*item_fn)(ld_t *ld, struct fy_node *e, const char *path, size_t i, void *elem,
-                       void *arg);
-
-static int list_of(ld_t *ld, struct fy_node *n, const char *path, size_t size, const char *empty,
-                   void *out, size_t *count, item_fn fn, void *arg)
-{
-    if (sequence(ld, n, path, count))
-        return ld->err->code;
-    if (*count == 0 && empty)
-        return fail(ld, n, path, "%s", empty);
-    char *v = alloc(ld, *count * size);
-    if (!v)
-        return oom(ld);
-    memcpy(out, &v, sizeof(v));
-    void *it = NULL;
-    struct fy_node *e;
-    char p[PATH_MAX_LEN];
-    for (size_t i = 0; (e = fy_node_sequence_iterate(n, &it)) != NULL; i++) {
-        item(p, path, i);
-        if (fn(ld, e, p, i, v + i * size, arg))
-            return ld->err->code;
-    }
-    return 0;
-}
-
-static int string_item(ld_t *ld, struct fy_node *e, const char *path, size_t i, void *elem,
-                       void *arg)
-{
-    const char **v = elem;
-    *v = scalar(ld, e, path, NULL);
-    return *v ? 0 : ld->err->code;
-}
-
-static int string_list(ld_t *ld, struct fy_node *n, const char *path, const char ***out,
-                       size_t *count)
-{
-    return list_of(ld, n, path, sizeof(char *), NULL, out, count, string_item, NULL);
 }
 
 static char *lower_copy(ld_t *ld, const char *s, size_t len)
@@ -430,7 +126,7 @@ static int add_regex(ld_t *ld, pcre2_code *re)
 static int strmatch(ld_t *ld, struct fy_node *n, const char *path, bool presence, bool no_prefix,
                     route_strmatch_t *m)
 {
-    if (presence && (is_null(n) || (fy_node_is_mapping(n) && fy_node_mapping_item_count(n) == 0))) {
+    if (presence && (rdl__yaml_is_null(n) || (fy_node_is_mapping(n) && fy_node_mapping_item_count(n) == 0))) {
         m->kind = SM_PRESENT;
         return 0;
     }
@@ -441,15 +137,15 @@ static int strmatch(ld_t *ld, struct fy_node *n, const char *path, bool presence
     void *it = NULL;
     struct fy_node_pair *p = fy_node_mapping_iterate(n, &it);
     struct fy_node *v = fy_node_pair_value(p);
-    char vp[PATH_MAX_LEN];
-    if (key_is(p, "exact")) {
+    char vp[RDL_YAML_PATH_MAX];
+    if (rdl__yaml_key_is(p, "exact")) {
         m->kind = SM_EXACT;
-    } else if (key_is(p, "prefix")) {
+    } else if (rdl__yaml_key_is(p, "prefix")) {
         if (no_prefix)
             return fail(ld, fy_node_pair_key(p), path,
                         "prefix matching is not supported for queryParams: use exact or regex");
         m->kind = SM_PREFIX;
-    } else if (key_is(p, "regex")) {
+    } else if (rdl__yaml_key_is(p, "regex")) {
         m->kind = SM_REGEX;
     } else {
         size_t len = 0;
@@ -459,12 +155,12 @@ static int strmatch(ld_t *ld, struct fy_node *n, const char *path, bool presence
                     "unknown StringMatch kind '%.*s': expected exact, prefix or regex",
                     (int)(len > 40 ? 40 : len), k ? k : "");
     }
-    sub(vp, path, m->kind == SM_EXACT ? "exact" : m->kind == SM_PREFIX ? "prefix" : "regex");
-    if (is_null(v) && m->kind == SM_EXACT && fy_node_is_scalar(v) && fy_node_get_style(v) == FYNS_PLAIN) {
+    rdl__yaml_path_sub(vp, path, m->kind == SM_EXACT ? "exact" : m->kind == SM_PREFIX ? "prefix" : "regex");
+    if (rdl__yaml_is_null(v) && m->kind == SM_EXACT && fy_node_is_scalar(v) && fy_node_get_style(v) == FYNS_PLAIN) {
         m->s = "";                         /* exact: (empty) is exact: "" (queryParams ?key) */
         return 0;
     }
-    if (!(m->s = scalar(ld, v, vp, &m->len)))
+    if (!(m->s = rdl__yaml_string(&ld->y, v, vp, &m->len)))
         return ld->err->code;
     if (m->kind != SM_REGEX)
         return 0;
@@ -505,14 +201,14 @@ static int cond_map(ld_t *ld, struct fy_node *n, const char *path, int kind, rou
         return fail(ld, n, path, "expected a mapping of name to StringMatch");
     void *it = NULL;
     struct fy_node_pair *p;
-    char kp[PATH_MAX_LEN];
+    char kp[RDL_YAML_PATH_MAX];
     while ((p = fy_node_mapping_iterate(n, &it)) != NULL) {
         struct fy_node *k = fy_node_pair_key(p);
         size_t len = 0;
         const char *name = k && fy_node_is_scalar(k) ? fy_node_get_scalar(k, &len) : NULL;
         if (!name || len == 0)
             return fail(ld, k ? k : n, path, "expected a non-empty name");
-        join(kp, path, ".", name, len);
+        rdl__yaml_path_join(kp, path, ".", name, len);
         if (kind != C_QUERY) {
             for (size_t i = 0; i < len; i++)
                 if ((name[i] >= 'A' && name[i] <= 'Z') || name[i] == '_' || name[i] == ' ')
@@ -547,33 +243,34 @@ static size_t map_count(struct fy_node *n)
     return n && fy_node_is_mapping(n) ? (size_t)fy_node_mapping_item_count(n) : 0;
 }
 
-static int match_block(ld_t *ld, struct fy_node *n, const char *path, size_t index, void *elem,
+static int match_block(rdl__yaml_t *y, struct fy_node *n, const char *path, size_t index, void *elem,
                        void *arg)
 {
+    ld_t *ld = (ld_t *)y;
     route_block_t *b = elem;
-    if (check_map(ld, n, path, "a match block (HTTPMatchRequest)", block_fields, block_ignored))
+    if (rdl__yaml_check_map(&ld->y, n, path, "a match block (HTTPMatchRequest)", block_fields, block_ignored))
         return ld->err->code;
-    char p[PATH_MAX_LEN];
-    if (get(n, "sourceLabels") || get(n, "sourceNamespace")) {
-        struct fy_node *k = get(n, "sourceLabels") ? get(n, "sourceLabels") : get(n, "sourceNamespace");
-        sub(p, path, get(n, "sourceLabels") ? "sourceLabels" : "sourceNamespace");
+    char p[RDL_YAML_PATH_MAX];
+    if (rdl__yaml_get(n, "sourceLabels") || rdl__yaml_get(n, "sourceNamespace")) {
+        struct fy_node *k = rdl__yaml_get(n, "sourceLabels") ? rdl__yaml_get(n, "sourceLabels") : rdl__yaml_get(n, "sourceNamespace");
+        rdl__yaml_path_sub(p, path, rdl__yaml_get(n, "sourceLabels") ? "sourceLabels" : "sourceNamespace");
         return fail(ld, k, p, "sourceLabels and sourceNamespace select client workloads in the "
                     "mesh and cannot be evaluated in-process");
     }
     struct fy_node *v;
-    if ((v = get(n, "name"))) {
-        sub(p, path, "name");
-        if (!(b->name = scalar(ld, v, p, NULL)))
+    if ((v = rdl__yaml_get(n, "name"))) {
+        rdl__yaml_path_sub(p, path, "name");
+        if (!(b->name = rdl__yaml_string(&ld->y, v, p, NULL)))
             return ld->err->code;
     }
     bool icase = false;
-    if ((v = get(n, "ignoreUriCase"))) {
-        sub(p, path, "ignoreUriCase");
-        if (boolean(ld, v, p, &icase))
+    if ((v = rdl__yaml_get(n, "ignoreUriCase"))) {
+        rdl__yaml_path_sub(p, path, "ignoreUriCase");
+        if (rdl__yaml_bool(&ld->y, v, p, &icase))
             return ld->err->code;
     }
-    size_t cap = 5 + map_count(get(n, "headers")) + map_count(get(n, "withoutHeaders")) +
-                 map_count(get(n, "queryParams"));
+    size_t cap = 5 + map_count(rdl__yaml_get(n, "headers")) + map_count(rdl__yaml_get(n, "withoutHeaders")) +
+                 map_count(rdl__yaml_get(n, "queryParams"));
     b->conds = alloc(ld, cap * sizeof(route_cond_t));
     if (!b->conds)
         return oom(ld);
@@ -581,9 +278,9 @@ static int match_block(ld_t *ld, struct fy_node *n, const char *path, size_t ind
         { "uri", C_URI }, { "scheme", C_SCHEME }, { "method", C_METHOD }, { "authority", C_AUTHORITY },
     };
     for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
-        if (!(v = get(n, simple[i].field)))
+        if (!(v = rdl__yaml_get(n, simple[i].field)))
             continue;
-        sub(p, path, simple[i].field);
+        rdl__yaml_path_sub(p, path, simple[i].field);
         route_cond_t *c = &b->conds[b->nconds++];
         c->kind = simple[i].kind;
         if (strmatch(ld, v, p, false, false, &c->m))
@@ -594,16 +291,16 @@ static int match_block(ld_t *ld, struct fy_node *n, const char *path, size_t ind
         { "headers", C_HEADER }, { "withoutHeaders", C_WITHOUT }, { "queryParams", C_QUERY },
     };
     for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
-        if (!(v = get(n, maps[i].field)))
+        if (!(v = rdl__yaml_get(n, maps[i].field)))
             continue;
-        sub(p, path, maps[i].field);
+        rdl__yaml_path_sub(p, path, maps[i].field);
         if (cond_map(ld, v, p, maps[i].kind, b->conds, &b->nconds))
             return ld->err->code;
     }
-    if ((v = get(n, "port"))) {
+    if ((v = rdl__yaml_get(n, "port"))) {
         long long port;
-        sub(p, path, "port");
-        if (integer(ld, v, p, 1, 65535, &port))
+        rdl__yaml_path_sub(p, path, "port");
+        if (rdl__yaml_int(&ld->y, v, p, 1, 65535, &port))
             return ld->err->code;
         route_cond_t *c = &b->conds[b->nconds++];
         c->kind = C_PORT;
@@ -617,7 +314,7 @@ static int match_block(ld_t *ld, struct fy_node *n, const char *path, size_t ind
 
 static int match_list(ld_t *ld, struct fy_node *n, const char *path, route_http_t *r)
 {
-    return list_of(ld, n, path, sizeof(route_block_t), "an empty match list: drop it to match "
+    return rdl__yaml_list(&ld->y, n, path, sizeof(route_block_t), "an empty match list: drop it to match "
                    "everything", &r->blocks, &r->nblocks, match_block, NULL);
 }
 
@@ -634,15 +331,15 @@ static int kv_map(ld_t *ld, struct fy_node *n, const char *path, const rdl_route
         return oom(ld);
     void *it = NULL;
     struct fy_node_pair *p;
-    char kp[PATH_MAX_LEN];
+    char kp[RDL_YAML_PATH_MAX];
     for (size_t i = 0; (p = fy_node_mapping_iterate(n, &it)) != NULL; i++) {
         size_t len = 0;
-        const char *name = scalar(ld, fy_node_pair_key(p), path, &len);
+        const char *name = rdl__yaml_string(&ld->y, fy_node_pair_key(p), path, &len);
         if (!name)
             return ld->err->code;
-        join(kp, path, ".", name, len);
+        rdl__yaml_path_join(kp, path, ".", name, len);
         kv[i].name = lower_copy(ld, name, len);
-        if (!kv[i].name || !(kv[i].value = scalar(ld, fy_node_pair_value(p), kp, NULL)))
+        if (!kv[i].name || !(kv[i].value = rdl__yaml_string(&ld->y, fy_node_pair_value(p), kp, NULL)))
             return kv[i].name ? ld->err->code : oom(ld);
     }
     *out = kv;
@@ -652,24 +349,24 @@ static int kv_map(ld_t *ld, struct fy_node *n, const char *path, const rdl_route
 static int header_ops(ld_t *ld, struct fy_node *n, const char *path, rdl_route_header_ops_t *ops)
 {
     static const char *const fields[] = { "set", "add", "remove", NULL };
-    if (check_map(ld, n, path, "header operations", fields, NULL))
+    if (rdl__yaml_check_map(&ld->y, n, path, "header operations", fields, NULL))
         return ld->err->code;
-    char p[PATH_MAX_LEN];
+    char p[RDL_YAML_PATH_MAX];
     struct fy_node *v;
-    if ((v = get(n, "set"))) {
-        sub(p, path, "set");
+    if ((v = rdl__yaml_get(n, "set"))) {
+        rdl__yaml_path_sub(p, path, "set");
         if (kv_map(ld, v, p, &ops->set, &ops->nset))
             return ld->err->code;
     }
-    if ((v = get(n, "add"))) {
-        sub(p, path, "add");
+    if ((v = rdl__yaml_get(n, "add"))) {
+        rdl__yaml_path_sub(p, path, "add");
         if (kv_map(ld, v, p, &ops->add, &ops->nadd))
             return ld->err->code;
     }
-    if ((v = get(n, "remove"))) {
-        const char **names;
-        sub(p, path, "remove");
-        if (string_list(ld, v, p, &names, &ops->nremove))
+    if ((v = rdl__yaml_get(n, "remove"))) {
+        const char **names = NULL;      /* set by string_list(); gcc -O3 cannot see it */
+        rdl__yaml_path_sub(p, path, "remove");
+        if (rdl__yaml_string_list(&ld->y, v, p, &names, &ops->nremove))
             return ld->err->code;
         for (size_t i = 0; i < ops->nremove; i++)
             if (!(names[i] = lower_copy(ld, names[i], strlen(names[i]))))
@@ -684,18 +381,18 @@ static int headers(ld_t *ld, struct fy_node *n, const char *path, rdl_route_head
                    bool *has_req, rdl_route_header_ops_t *resp, bool *has_resp)
 {
     static const char *const fields[] = { "request", "response", NULL };
-    if (check_map(ld, n, path, "headers (request/response operations)", fields, NULL))
+    if (rdl__yaml_check_map(&ld->y, n, path, "headers (request/response operations)", fields, NULL))
         return ld->err->code;
-    char p[PATH_MAX_LEN];
+    char p[RDL_YAML_PATH_MAX];
     struct fy_node *v;
-    if ((v = get(n, "request"))) {
-        sub(p, path, "request");
+    if ((v = rdl__yaml_get(n, "request"))) {
+        rdl__yaml_path_sub(p, path, "request");
         if (header_ops(ld, v, p, req))
             return ld->err->code;
         *has_req = true;
     }
-    if ((v = get(n, "response"))) {
-        sub(p, path, "response");
+    if ((v = rdl__yaml_get(n, "response"))) {
+        rdl__yaml_path_sub(p, path, "response");
         if (header_ops(ld, v, p, resp))
             return ld->err->code;
         *has_resp = true;
@@ -707,20 +404,20 @@ static int headers(ld_t *ld, struct fy_node *n, const char *path, rdl_route_head
 static int percentage(ld_t *ld, struct fy_node *n, const char *path, double *out)
 {
     static const char *const fields[] = { "value", NULL };
-    char p[PATH_MAX_LEN];
-    struct fy_node *v = get(n, "percentage"), *old = get(n, "percent");
+    char p[RDL_YAML_PATH_MAX];
+    struct fy_node *v = rdl__yaml_get(n, "percentage"), *old = rdl__yaml_get(n, "percent");
     *out = 100.0;
     if (v) {
-        sub(p, path, "percentage");
-        if (check_map(ld, v, p, "a percentage", fields, NULL))
+        rdl__yaml_path_sub(p, path, "percentage");
+        if (rdl__yaml_check_map(&ld->y, v, p, "a percentage", fields, NULL))
             return ld->err->code;
-        sub(p, p, "value");
-        return get(v, "value") ? number(ld, get(v, "value"), p, 0, 100, out) : 0;
+        rdl__yaml_path_sub(p, p, "value");
+        return rdl__yaml_get(v, "value") ? rdl__yaml_number(&ld->y, rdl__yaml_get(v, "value"), p, 0, 100, out) : 0;
     }
     if (old) {
         long long pc;
-        sub(p, path, "percent");
-        if (integer(ld, old, p, 0, 100, &pc))
+        rdl__yaml_path_sub(p, path, "percent");
+        if (rdl__yaml_int(&ld->y, old, p, 0, 100, &pc))
             return ld->err->code;
         *out = (double)pc;
     }
@@ -732,31 +429,31 @@ static int fault(ld_t *ld, struct fy_node *n, const char *path, route_http_t *r)
     static const char *const fields[] = { "delay", "abort", NULL };
     static const char *const delay_fields[] = { "fixedDelay", "percentage", "percent", NULL };
     static const char *const abort_fields[] = { "httpStatus", "percentage", NULL };
-    if (check_map(ld, n, path, "a fault", fields, NULL))
+    if (rdl__yaml_check_map(&ld->y, n, path, "a fault", fields, NULL))
         return ld->err->code;
-    char p[PATH_MAX_LEN], q[PATH_MAX_LEN];
+    char p[RDL_YAML_PATH_MAX], q[RDL_YAML_PATH_MAX];
     struct fy_node *v;
-    if ((v = get(n, "delay"))) {
-        sub(p, path, "delay");
-        if (check_map(ld, v, p, "a delay fault", delay_fields, NULL))
+    if ((v = rdl__yaml_get(n, "delay"))) {
+        rdl__yaml_path_sub(p, path, "delay");
+        if (rdl__yaml_check_map(&ld->y, v, p, "a delay fault", delay_fields, NULL))
             return ld->err->code;
-        sub(q, p, "fixedDelay");
-        if (!get(v, "fixedDelay"))
+        rdl__yaml_path_sub(q, p, "fixedDelay");
+        if (!rdl__yaml_get(v, "fixedDelay"))
             return fail(ld, v, q, "a delay fault needs fixedDelay");
-        if (duration(ld, get(v, "fixedDelay"), q, &r->delay_ms) || percentage(ld, v, p, &r->delay_pct))
+        if (duration(ld, rdl__yaml_get(v, "fixedDelay"), q, &r->delay_ms) || percentage(ld, v, p, &r->delay_pct))
             return ld->err->code;
     }
-    if ((v = get(n, "abort"))) {
+    if ((v = rdl__yaml_get(n, "abort"))) {
         long long st;
-        sub(p, path, "abort");
-        if (get(v, "grpcStatus") || get(v, "http2Error"))
+        rdl__yaml_path_sub(p, path, "abort");
+        if (rdl__yaml_get(v, "grpcStatus") || rdl__yaml_get(v, "http2Error"))
             return fail(ld, v, p, "only httpStatus aborts can be injected in-process");
-        if (check_map(ld, v, p, "an abort fault", abort_fields, NULL))
+        if (rdl__yaml_check_map(&ld->y, v, p, "an abort fault", abort_fields, NULL))
             return ld->err->code;
-        sub(q, p, "httpStatus");
-        if (!get(v, "httpStatus"))
+        rdl__yaml_path_sub(q, p, "httpStatus");
+        if (!rdl__yaml_get(v, "httpStatus"))
             return fail(ld, v, q, "an abort fault needs httpStatus");
-        if (integer(ld, get(v, "httpStatus"), q, 200, 599, &st) || percentage(ld, v, p, &r->abort_pct))
+        if (rdl__yaml_int(&ld->y, rdl__yaml_get(v, "httpStatus"), q, 200, 599, &st) || percentage(ld, v, p, &r->abort_pct))
             return ld->err->code;
         r->abort_status = (int)st;
     }
@@ -768,28 +465,34 @@ static int retries(ld_t *ld, struct fy_node *n, const char *path, route_http_t *
     static const char *const fields[] = { "attempts", "perTryTimeout", "retryOn", NULL };
     static const char *const ignored[] = { "retryRemoteLocalities", "retryIgnorePreviousHosts",
                                            "backoff", NULL };
-    if (check_map(ld, n, path, "retries", fields, ignored))
+    if (rdl__yaml_check_map(&ld->y, n, path, "retries", fields, ignored))
         return ld->err->code;
-    char p[PATH_MAX_LEN];
+    char p[RDL_YAML_PATH_MAX];
     struct fy_node *v;
-    if ((v = get(n, "attempts"))) {
+    if ((v = rdl__yaml_get(n, "attempts"))) {
         long long a;
-        sub(p, path, "attempts");
-        if (integer(ld, v, p, 0, 1000, &a))
+        rdl__yaml_path_sub(p, path, "attempts");
+        if (rdl__yaml_int(&ld->y, v, p, 0, 1000, &a))
             return ld->err->code;
         r->attempts = (int)a;
     }
-    if ((v = get(n, "perTryTimeout"))) {
-        sub(p, path, "perTryTimeout");
+    if ((v = rdl__yaml_get(n, "perTryTimeout"))) {
+        rdl__yaml_path_sub(p, path, "perTryTimeout");
         if (duration(ld, v, p, &r->per_try_ms))
             return ld->err->code;
         if (r->per_try_ms < 1)
             return fail(ld, v, p, "perTryTimeout must be at least 1ms");
     }
-    if ((v = get(n, "retryOn"))) {
-        sub(p, path, "retryOn");
-        if (!(r->retry_on = scalar(ld, v, p, NULL)))
+    if ((v = rdl__yaml_get(n, "retryOn"))) {
+        rdl_error_t skipped;
+        rdl__yaml_path_sub(p, path, "retryOn");
+        if (!(r->retry_on = rdl__yaml_string(&ld->y, v, p, NULL)))
             return ld->err->code;
+        /* conditions redline cannot honour load (Istio accepts them) and are warned about */
+        if (rdl_retry_on_parse(r->retry_on, &r->retry_conditions, &skipped) != 0 &&
+            !(r->retry_skipped = rdl_arena_strndup(&ld->t->arena, skipped.msg,
+                                                   strlen(skipped.msg))))
+            return oom(ld);
     }
     return 0;
 }
@@ -799,7 +502,7 @@ static int retries(ld_t *ld, struct fy_node *n, const char *path, route_http_t *
 typedef struct pending {      /* a subset reference checked once every DestinationRule is read */
     const char *host, *subset;
     int line, col;
-    char path[PATH_MAX_LEN];
+    char path[RDL_YAML_PATH_MAX];
 } pending_t;
 
 typedef struct pendings {
@@ -822,57 +525,58 @@ static int remember_subset(ld_t *ld, pendings_t *pd, struct fy_node *at, const c
     e->host = host;
     e->subset = subset;
     e->line = e->col = 0;
-    node_mark(at, &e->line, &e->col);
+    rdl__yaml_node_mark(at, &e->line, &e->col);
     snprintf(e->path, sizeof(e->path), "%s", path);
     return 0;
 }
 
-static int destination(ld_t *ld, struct fy_node *n, const char *path, size_t i, void *elem,
+static int destination(rdl__yaml_t *y, struct fy_node *n, const char *path, size_t i, void *elem,
                        void *arg)
 {
+    ld_t *ld = (ld_t *)y;
     route_dest_t *d = elem;
     pendings_t *pd = arg;
     static const char *const fields[] = { "destination", "weight", "headers", NULL };
     static const char *const dfields[] = { "host", "subset", "port", NULL };
     static const char *const pfields[] = { "number", NULL };
-    if (check_map(ld, n, path, "a route destination", fields, NULL))
+    if (rdl__yaml_check_map(&ld->y, n, path, "a route destination", fields, NULL))
         return ld->err->code;
-    char p[PATH_MAX_LEN], q[PATH_MAX_LEN];
-    struct fy_node *dn = get(n, "destination"), *v;
-    sub(p, path, "destination");
+    char p[RDL_YAML_PATH_MAX], q[RDL_YAML_PATH_MAX];
+    struct fy_node *dn = rdl__yaml_get(n, "destination"), *v;
+    rdl__yaml_path_sub(p, path, "destination");
     if (!dn)
         return fail(ld, n, p, "a route entry needs destination");
-    if (check_map(ld, dn, p, "a destination", dfields, NULL))
+    if (rdl__yaml_check_map(&ld->y, dn, p, "a destination", dfields, NULL))
         return ld->err->code;
-    sub(q, p, "host");
-    if (!get(dn, "host"))
+    rdl__yaml_path_sub(q, p, "host");
+    if (!rdl__yaml_get(dn, "host"))
         return fail(ld, dn, q, "a destination needs host");
-    if (!(d->host = scalar(ld, get(dn, "host"), q, NULL)))
+    if (!(d->host = rdl__yaml_string(&ld->y, rdl__yaml_get(dn, "host"), q, NULL)))
         return ld->err->code;
-    if ((v = get(dn, "subset"))) {
-        sub(q, p, "subset");
-        if (!(d->subset = scalar(ld, v, q, NULL)) || remember_subset(ld, pd, v, q, d->host, d->subset))
+    if ((v = rdl__yaml_get(dn, "subset"))) {
+        rdl__yaml_path_sub(q, p, "subset");
+        if (!(d->subset = rdl__yaml_string(&ld->y, v, q, NULL)) || remember_subset(ld, pd, v, q, d->host, d->subset))
             return ld->err->code;
     }
-    if ((v = get(dn, "port"))) {
+    if ((v = rdl__yaml_get(dn, "port"))) {
         long long port;
-        sub(q, p, "port");
-        if (check_map(ld, v, q, "a port selector", pfields, NULL))
+        rdl__yaml_path_sub(q, p, "port");
+        if (rdl__yaml_check_map(&ld->y, v, q, "a port selector", pfields, NULL))
             return ld->err->code;
-        sub(q, q, "number");
-        if (!get(v, "number") || integer(ld, get(v, "number"), q, 1, 65535, &port))
-            return get(v, "number") ? ld->err->code : fail(ld, v, q, "a port selector needs number");
+        rdl__yaml_path_sub(q, q, "number");
+        if (!rdl__yaml_get(v, "number") || rdl__yaml_int(&ld->y, rdl__yaml_get(v, "number"), q, 1, 65535, &port))
+            return rdl__yaml_get(v, "number") ? ld->err->code : fail(ld, v, q, "a port selector needs number");
         d->port = (uint32_t)port;
     }
-    if ((v = get(n, "weight"))) {
+    if ((v = rdl__yaml_get(n, "weight"))) {
         long long w;
-        sub(p, path, "weight");
-        if (integer(ld, v, p, 0, 1000000000, &w))
+        rdl__yaml_path_sub(p, path, "weight");
+        if (rdl__yaml_int(&ld->y, v, p, 0, 1000000000, &w))
             return ld->err->code;
         d->weight = (uint32_t)w;
     }
-    if ((v = get(n, "headers"))) {
-        sub(p, path, "headers");
+    if ((v = rdl__yaml_get(n, "headers"))) {
+        rdl__yaml_path_sub(p, path, "headers");
         if (headers(ld, v, p, &d->req, &d->has_req, &d->resp, &d->has_resp))
             return ld->err->code;
     }
@@ -896,7 +600,7 @@ static int check_weights(ld_t *ld, struct fy_node *n, const char *path, route_ht
 static int route_list(ld_t *ld, struct fy_node *n, const char *path, route_http_t *r,
                       pendings_t *pd)
 {
-    if (list_of(ld, n, path, sizeof(route_dest_t), "an http route needs at least one destination",
+    if (rdl__yaml_list(&ld->y, n, path, sizeof(route_dest_t), "an http route needs at least one destination",
                 &r->dests, &r->ndests, destination, pd))
         return ld->err->code;
     return check_weights(ld, n, path, r);
@@ -905,36 +609,36 @@ static int route_list(ld_t *ld, struct fy_node *n, const char *path, route_http_
 /* Fields shared by Istio's HTTPRoute and the short form. */
 static int route_common(ld_t *ld, struct fy_node *n, const char *path, route_http_t *r)
 {
-    char p[PATH_MAX_LEN];
+    char p[RDL_YAML_PATH_MAX];
     struct fy_node *v;
     r->attempts = -1;
-    if ((v = get(n, "match"))) {
-        sub(p, path, "match");
+    if ((v = rdl__yaml_get(n, "match"))) {
+        rdl__yaml_path_sub(p, path, "match");
         if (match_list(ld, v, p, r))
             return ld->err->code;
     }
-    if ((v = get(n, "headers"))) {
-        sub(p, path, "headers");
+    if ((v = rdl__yaml_get(n, "headers"))) {
+        rdl__yaml_path_sub(p, path, "headers");
         if (headers(ld, v, p, &r->req, &r->has_req, &r->resp, &r->has_resp))
             return ld->err->code;
     }
-    if ((v = get(n, "fault"))) {
-        sub(p, path, "fault");
+    if ((v = rdl__yaml_get(n, "fault"))) {
+        rdl__yaml_path_sub(p, path, "fault");
         if (fault(ld, v, p, r))
             return ld->err->code;
     }
-    if ((v = get(n, "timeout"))) {
-        sub(p, path, "timeout");
+    if ((v = rdl__yaml_get(n, "timeout"))) {
+        rdl__yaml_path_sub(p, path, "timeout");
         if (duration(ld, v, p, &r->timeout_ms))
             return ld->err->code;
     }
-    if ((v = get(n, "retries"))) {
-        sub(p, path, "retries");
+    if ((v = rdl__yaml_get(n, "retries"))) {
+        rdl__yaml_path_sub(p, path, "retries");
         if (retries(ld, v, p, r))
             return ld->err->code;
     }
     int line = 0, col = 0;
-    node_mark(n, &line, &col);
+    rdl__yaml_node_mark(n, &line, &col);
     r->line = line;
     return 0;
 }
@@ -942,11 +646,11 @@ static int route_common(ld_t *ld, struct fy_node *n, const char *path, route_htt
 static int route_name(ld_t *ld, struct fy_node *n, const char *path, const char *vs, size_t i,
                       route_http_t *r)
 {
-    char p[PATH_MAX_LEN];
-    struct fy_node *v = get(n, "name");
+    char p[RDL_YAML_PATH_MAX];
+    struct fy_node *v = rdl__yaml_get(n, "name");
     if (v) {
-        sub(p, path, "name");
-        r->name = scalar(ld, v, p, NULL);
+        rdl__yaml_path_sub(p, path, "name");
+        r->name = rdl__yaml_string(&ld->y, v, p, NULL);
         return r->name ? 0 : ld->err->code;
     }
     char buf[200];
@@ -969,26 +673,27 @@ typedef struct http_ctx {
     pendings_t *pd;
 } http_ctx_t;
 
-static int http_route(ld_t *ld, struct fy_node *n, const char *path, size_t i, void *elem,
+static int http_route(rdl__yaml_t *y, struct fy_node *n, const char *path, size_t i, void *elem,
                       void *arg)
 {
+    ld_t *ld = (ld_t *)y;
     route_http_t *r = elem;
     const char *vs = ((http_ctx_t *)arg)->vs;
     pendings_t *pd = ((http_ctx_t *)arg)->pd;
-    if (check_map(ld, n, path, "an http route (HTTPRoute)", http_fields, http_ignored))
+    if (rdl__yaml_check_map(&ld->y, n, path, "an http route (HTTPRoute)", http_fields, http_ignored))
         return ld->err->code;
     if (route_name(ld, n, path, vs, i, r) || route_common(ld, n, path, r))
         return ld->err->code;
-    struct fy_node *v = get(n, "route");
-    int actions = (v != NULL) + (get(n, "redirect") != NULL) + (get(n, "directResponse") != NULL) +
-                  (get(n, "delegate") != NULL);
+    struct fy_node *v = rdl__yaml_get(n, "route");
+    int actions = (v != NULL) + (rdl__yaml_get(n, "redirect") != NULL) + (rdl__yaml_get(n, "directResponse") != NULL) +
+                  (rdl__yaml_get(n, "delegate") != NULL);
     if (actions != 1)
         return fail(ld, n, path, actions ? "route, redirect, directResponse and delegate are "
                     "mutually exclusive" : "an http route needs route, redirect, directResponse "
                     "or delegate");
     if (v) {
-        char p[PATH_MAX_LEN];
-        sub(p, path, "route");
+        char p[RDL_YAML_PATH_MAX];
+        rdl__yaml_path_sub(p, path, "route");
         return route_list(ld, v, p, r, pd);
     }
     return 0;
@@ -1008,7 +713,7 @@ static int http_list(ld_t *ld, struct fy_node *n, const char *path, route_vs_t *
                      pendings_t *pd)
 {
     http_ctx_t hc = { vs->name, pd };
-    if (list_of(ld, n, path, sizeof(route_http_t), NULL, &vs->routes, &vs->nroutes, http_route, &hc))
+    if (rdl__yaml_list(&ld->y, n, path, sizeof(route_http_t), NULL, &vs->routes, &vs->nroutes, http_route, &hc))
         return ld->err->code;
     ld->t->nroutes += vs->nroutes;
     set_default_route(vs);
@@ -1030,14 +735,14 @@ static route_vs_t *new_vs(ld_t *ld)
 
 static int metadata(ld_t *ld, struct fy_node *doc, const char **name, const char **ns)
 {
-    struct fy_node *m = get(doc, "metadata");
+    struct fy_node *m = rdl__yaml_get(doc, "metadata");
     if (!m || !fy_node_is_mapping(m))
         return fail(ld, m ? m : doc, "metadata", "expected metadata with a name");
-    if (!get(m, "name"))
+    if (!rdl__yaml_get(m, "name"))
         return fail(ld, m, "metadata.name", "metadata needs a name");
-    if (!(*name = scalar(ld, get(m, "name"), "metadata.name", NULL)))
+    if (!(*name = rdl__yaml_string(&ld->y, rdl__yaml_get(m, "name"), "metadata.name", NULL)))
         return ld->err->code;
-    *ns = get(m, "namespace") ? scalar(ld, get(m, "namespace"), "metadata.namespace", NULL) : "";
+    *ns = rdl__yaml_get(m, "namespace") ? rdl__yaml_string(&ld->y, rdl__yaml_get(m, "namespace"), "metadata.namespace", NULL) : "";
     return *ns ? 0 : ld->err->code;
 }
 
@@ -1049,33 +754,36 @@ static int virtual_service(ld_t *ld, struct fy_node *doc, struct fy_node *spec, 
     if (!vs)
         return oom(ld);
     int line = 0, col = 0;
-    node_mark(doc, &line, &col);
+    rdl__yaml_node_mark(doc, &line, &col);
     vs->line = line;
     if (metadata(ld, doc, &vs->name, &vs->ns))
         return ld->err->code;
-    if (check_map(ld, spec, "spec", "a VirtualService spec", fields, ignored))
+    if (rdl__yaml_check_map(&ld->y, spec, "spec", "a VirtualService spec", fields, ignored))
         return ld->err->code;
     struct fy_node *v;
-    if ((v = get(spec, "hosts")) && string_list(ld, v, "spec.hosts", &vs->hosts, &vs->nhosts))
+    if ((v = rdl__yaml_get(spec, "hosts")) && rdl__yaml_string_list(&ld->y, v, "spec.hosts", &vs->hosts, &vs->nhosts))
         return ld->err->code;
-    if ((v = get(spec, "http")))
+    if ((v = rdl__yaml_get(spec, "http")))
         return http_list(ld, v, "spec.http", vs, pd);
     vs->default_route = -1;
     return 0;
 }
 
-static int subset_item(ld_t *ld, struct fy_node *e, const char *path, size_t i, void *elem,
+static int subset_item(rdl__yaml_t *y, struct fy_node *e, const char *path, size_t i, void *elem,
                        void *arg)
 {
+    ld_t *ld = (ld_t *)y;
     static const char *const fields[] = { "name", NULL };
     static const char *const ignored[] = { "labels", "trafficPolicy", NULL };
-    char q[PATH_MAX_LEN];
-    sub(q, path, "name");
-    if (check_map(ld, e, path, "a subset", fields, ignored))
+    char q[RDL_YAML_PATH_MAX];
+    rdl__yaml_path_sub(q, path, "name");
+    if (rdl__yaml_check_map(&ld->y, e, path, "a subset", fields, ignored))
         return ld->err->code;
-    if (!get(e, "name"))
+    if (!rdl__yaml_get(e, "name"))
         return fail(ld, e, q, "a subset needs a name");
-    return string_item(ld, get(e, "name"), q, i, elem, arg);
+    const char **name = elem;
+    *name = rdl__yaml_string(y, rdl__yaml_get(e, "name"), q, NULL);
+    return *name ? 0 : ld->err->code;
 }
 
 static int destination_rule(ld_t *ld, struct fy_node *doc, struct fy_node *spec)
@@ -1084,7 +792,7 @@ static int destination_rule(ld_t *ld, struct fy_node *doc, struct fy_node *spec)
     static const char *const ignored[] = { "trafficPolicy", "exportTo", "workloadSelector", NULL };
     const char *name, *ns;
     if (metadata(ld, doc, &name, &ns) ||
-        check_map(ld, spec, "spec", "a DestinationRule spec", fields, ignored))
+        rdl__yaml_check_map(&ld->y, spec, "spec", "a DestinationRule spec", fields, ignored))
         return ld->err->code;
     rdl_route_table_t *t = ld->t;
     route_dr_t *v = realloc(t->dr, (t->ndr + 1) * sizeof(*v));
@@ -1093,14 +801,14 @@ static int destination_rule(ld_t *ld, struct fy_node *doc, struct fy_node *spec)
     t->dr = v;
     route_dr_t *dr = &v[t->ndr++];
     memset(dr, 0, sizeof(*dr));
-    if (!get(spec, "host"))
+    if (!rdl__yaml_get(spec, "host"))
         return fail(ld, spec, "spec.host", "a DestinationRule needs host");
-    if (!(dr->host = scalar(ld, get(spec, "host"), "spec.host", NULL)))
+    if (!(dr->host = rdl__yaml_string(&ld->y, rdl__yaml_get(spec, "host"), "spec.host", NULL)))
         return ld->err->code;
-    struct fy_node *subs = get(spec, "subsets");
+    struct fy_node *subs = rdl__yaml_get(spec, "subsets");
     if (!subs)
         return 0;
-    return list_of(ld, subs, "spec.subsets", sizeof(char *), NULL, &dr->subsets, &dr->nsubsets,
+    return rdl__yaml_list(&ld->y, subs, "spec.subsets", sizeof(char *), NULL, &dr->subsets, &dr->nsubsets,
                    subset_item, NULL);
 }
 
@@ -1119,33 +827,34 @@ static int short_weights(ld_t *ld, struct fy_node *n, const char *path, route_ht
         return oom(ld);
     void *it = NULL;
     struct fy_node_pair *p;
-    char kp[PATH_MAX_LEN];
+    char kp[RDL_YAML_PATH_MAX];
     for (size_t i = 0; (p = fy_node_mapping_iterate(n, &it)) != NULL; i++) {
         long long w;
-        if (!(r->dests[i].subset = scalar(ld, fy_node_pair_key(p), path, NULL)))
+        if (!(r->dests[i].subset = rdl__yaml_string(&ld->y, fy_node_pair_key(p), path, NULL)))
             return ld->err->code;
-        join(kp, path, ".", r->dests[i].subset, strlen(r->dests[i].subset));
-        if (integer(ld, fy_node_pair_value(p), kp, 0, 1000000000, &w))
+        rdl__yaml_path_join(kp, path, ".", r->dests[i].subset, strlen(r->dests[i].subset));
+        if (rdl__yaml_int(&ld->y, fy_node_pair_value(p), kp, 0, 1000000000, &w))
             return ld->err->code;
         r->dests[i].weight = (uint32_t)w;
     }
     return check_weights(ld, n, path, r);
 }
 
-static int short_route(ld_t *ld, struct fy_node *n, const char *path, size_t i, void *elem,
+static int short_route(rdl__yaml_t *y, struct fy_node *n, const char *path, size_t i, void *elem,
                        void *arg)
 {
+    ld_t *ld = (ld_t *)y;
     route_http_t *r = elem;
-    if (check_map(ld, n, path, "a route", short_fields, NULL))
+    if (rdl__yaml_check_map(&ld->y, n, path, "a route", short_fields, NULL))
         return ld->err->code;
     if (route_name(ld, n, path, "routes", i, r) || route_common(ld, n, path, r))
         return ld->err->code;
-    struct fy_node *s = get(n, "subset"), *w = get(n, "weights");
-    char p[PATH_MAX_LEN];
+    struct fy_node *s = rdl__yaml_get(n, "subset"), *w = rdl__yaml_get(n, "weights");
+    char p[RDL_YAML_PATH_MAX];
     if (s && w)
         return fail(ld, w, path, "subset and weights are mutually exclusive");
     if (w) {
-        sub(p, path, "weights");
+        rdl__yaml_path_sub(p, path, "weights");
         return short_weights(ld, w, p, r);
     }
     r->ndests = 1;
@@ -1155,8 +864,8 @@ static int short_route(ld_t *ld, struct fy_node *n, const char *path, size_t i, 
         return oom(ld);
     r->dests[0].weight = 1;
     if (s) {
-        sub(p, path, "subset");
-        r->dests[0].subset = scalar(ld, s, p, NULL);
+        rdl__yaml_path_sub(p, path, "subset");
+        r->dests[0].subset = rdl__yaml_string(&ld->y, s, p, NULL);
         return r->dests[0].subset ? 0 : ld->err->code;
     }
     return 0;
@@ -1165,14 +874,14 @@ static int short_route(ld_t *ld, struct fy_node *n, const char *path, size_t i, 
 static int short_form(ld_t *ld, struct fy_node *doc)
 {
     static const char *const fields[] = { "routes", NULL };
-    if (check_map(ld, doc, "", "a routes document", fields, NULL))
+    if (rdl__yaml_check_map(&ld->y, doc, "", "a routes document", fields, NULL))
         return ld->err->code;
     route_vs_t *vs = new_vs(ld);
     if (!vs)
         return oom(ld);
     vs->name = "routes";
     vs->ns = "";
-    if (list_of(ld, get(doc, "routes"), "routes", sizeof(route_http_t), NULL, &vs->routes,
+    if (rdl__yaml_list(&ld->y, rdl__yaml_get(doc, "routes"), "routes", sizeof(route_http_t), NULL, &vs->routes,
                 &vs->nroutes, short_route, NULL))
         return ld->err->code;
     ld->t->nroutes += vs->nroutes;
@@ -1180,38 +889,32 @@ static int short_form(ld_t *ld, struct fy_node *doc)
     return 0;
 }
 
-static bool scalar_is(struct fy_node *n, const char *s)
-{
-    size_t len;
-    const char *v = n && fy_node_is_scalar(n) ? fy_node_get_scalar(n, &len) : NULL;
-    return v && len == strlen(s) && memcmp(v, s, len) == 0;
-}
 
 static int document(ld_t *ld, struct fy_node *doc, pendings_t *pd)
 {
     static const char *const fields[] = { "apiVersion", "kind", "metadata", "spec", NULL };
     static const char *const ignored[] = { "status", NULL };
-    if (is_null(doc))
+    if (rdl__yaml_is_null(doc))
         return 0;                          /* an empty document ("---" at the end) */
     if (!fy_node_is_mapping(doc))
         return fail(ld, doc, "", "expected a VirtualService, a DestinationRule or a routes: list");
-    if (get(doc, "routes") && !get(doc, "apiVersion"))
+    if (rdl__yaml_get(doc, "routes") && !rdl__yaml_get(doc, "apiVersion"))
         return short_form(ld, doc);
-    struct fy_node *api = get(doc, "apiVersion"), *kind = get(doc, "kind");
+    struct fy_node *api = rdl__yaml_get(doc, "apiVersion"), *kind = rdl__yaml_get(doc, "kind");
     if (!api)
         return fail(ld, doc, "apiVersion", "expected apiVersion networking.istio.io/v1 (or v1beta1, "
                     "v1alpha3), or a routes: list");
-    if (!scalar_is(api, "networking.istio.io/v1") && !scalar_is(api, "networking.istio.io/v1beta1") &&
-        !scalar_is(api, "networking.istio.io/v1alpha3"))
+    if (!rdl__yaml_scalar_is(api, "networking.istio.io/v1") && !rdl__yaml_scalar_is(api, "networking.istio.io/v1beta1") &&
+        !rdl__yaml_scalar_is(api, "networking.istio.io/v1alpha3"))
         return fail(ld, api, "apiVersion", "expected networking.istio.io/v1, v1beta1 or v1alpha3");
-    if (check_map(ld, doc, "", "a resource", fields, ignored))
+    if (rdl__yaml_check_map(&ld->y, doc, "", "a resource", fields, ignored))
         return ld->err->code;
-    struct fy_node *spec = get(doc, "spec");
+    struct fy_node *spec = rdl__yaml_get(doc, "spec");
     if (!spec)
         return fail(ld, doc, "spec", "a resource needs spec");
-    if (scalar_is(kind, "VirtualService"))
+    if (rdl__yaml_scalar_is(kind, "VirtualService"))
         return virtual_service(ld, doc, spec, pd);
-    if (scalar_is(kind, "DestinationRule"))
+    if (rdl__yaml_scalar_is(kind, "DestinationRule"))
         return destination_rule(ld, doc, spec);
     return fail(ld, kind ? kind : doc, "kind", "expected kind VirtualService or DestinationRule");
 }
@@ -1249,43 +952,9 @@ static int check_subsets(ld_t *ld, const pendings_t *pd)
     return 0;
 }
 
-static int syntax_error(ld_t *ld, struct fy_diag *diag)
+static int document_fn(rdl__yaml_t *y, struct fy_node *root, void *pd)
 {
-    struct fy_diag_error *de;
-    void *it = NULL;
-    while ((de = fy_diag_errors_iterate(diag, &it)) != NULL)
-        if (de->type >= FYET_ERROR)
-            return rdl_error_set(ld->err, RDL_EINVAL, de->line, de->column, "", "invalid YAML: %s",
-                                 de->msg ? de->msg : "syntax error");
-    return rdl_error_set(ld->err, RDL_EINVAL, 0, 0, "", "invalid YAML");
-}
-
-static int parse_all(ld_t *ld, pendings_t *pd)
-{
-    struct fy_diag *diag = rdl_yaml_diag_new();
-    if (!diag)
-        return oom(ld);
-    struct fy_parse_cfg pcfg;
-    memset(&pcfg, 0, sizeof(pcfg));
-    pcfg.flags = FYPCF_QUIET | FYPCF_COLLECT_DIAG | FYPCF_DEFAULT_VERSION_1_2;
-    pcfg.diag = diag;
-    struct fy_parser *fyp = fy_parser_create(&pcfg);
-    int rc = 0;
-    if (!fyp || fy_parser_set_string(fyp, ld->input, ld->input_len) != 0) {
-        rc = oom(ld);
-    } else {
-        struct fy_document *fyd;
-        while (rc == 0 && (fyd = fy_parse_load_document(fyp)) != NULL) {
-            rc = document(ld, fy_document_root(fyd), pd);
-            fy_parse_document_destroy(fyp, fyd);
-        }
-        if (rc == 0 && fy_parser_get_stream_error(fyp))
-            rc = syntax_error(ld, diag);
-    }
-    if (fyp)
-        fy_parser_destroy(fyp);
-    fy_diag_destroy(diag);
-    return rc;
+    return document((ld_t *)y, root, pd);
 }
 
 static int copy_header_name(rdl_route_table_t *t, const char *s, char **out, size_t *len)
@@ -1311,17 +980,16 @@ int rdl_route_load_string(const rdl_route_opts_t *opts, const char *name, const 
     *out = NULL;
     if (!yaml)
         yaml = "";
-    int rc = rdl_yaml_check_text(yaml, len, err);
-    if (rc)
-        return rc;
     rdl_route_table_t *t = calloc(1, sizeof(*t));
     if (!t)
         return rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "out of memory");
     atomic_init(&t->refs, 1);
     rdl_arena_init(&t->arena, 16384);
-    ld_t ld = { .t = t, .err = err, .input = yaml, .input_len = len };
+    ld_t ld = { .y = { .err = err, .input = yaml, .input_len = len, .arena = &t->arena,
+                       .what = "routing rules" },
+                .t = t, .err = err };
     pendings_t pd = { 0 };
-    rc = parse_all(&ld, &pd);
+    int rc = rdl__yaml_each_document(&ld.y, document_fn, &pd);
     if (rc == 0)
         rc = check_subsets(&ld, &pd);
     free(pd.v);
@@ -1345,24 +1013,10 @@ int rdl_route_load_file(const rdl_route_opts_t *opts, const char *path, rdl_rout
     if (!err)
         err = &local;
     rdl_error_clear(err);
-    snprintf(err->file, sizeof(err->file), "%s", path ? path : "");
-    FILE *f = path ? fopen(path, "rb") : NULL;
-    if (!f)
-        return rdl_error_set(err, errno == ENOENT ? RDL_ENOENT : RDL_EIO, 0, 0, "",
-                             "cannot open the routes file: %s", strerror(errno));
-    char *data = malloc(ROUTE_MAX_FILE + 1);
-    size_t n = data ? fread(data, 1, ROUTE_MAX_FILE + 1, f) : 0;
-    bool read_err = ferror(f) != 0;
-    fclose(f);
-    int rc;
-    if (!data)
-        rc = rdl_error_set(err, RDL_ENOMEM, 0, 0, "", "out of memory");
-    else if (read_err)
-        rc = rdl_error_set(err, RDL_EIO, 0, 0, "", "cannot read the routes file");
-    else if (n > ROUTE_MAX_FILE)
-        rc = rdl_error_set(err, RDL_EINVAL, 0, 0, "", "the routes file is larger than %u bytes",
-                           ROUTE_MAX_FILE);
-    else
+    char *data = NULL;
+    size_t n = 0;
+    int rc = rdl_read_file(path, ROUTE_MAX_FILE, &data, &n, err);
+    if (rc == 0)
         rc = rdl_route_load_string(opts, path, data, n, out, err);
     free(data);
     return rc;
@@ -1391,4 +1045,12 @@ void rdl_route_table_unref(rdl_route_table_t *t)
 size_t rdl_route_table_size(const rdl_route_table_t *t)
 {
     return t ? t->nroutes : 0;
+}
+
+void rdl_route_table_retry_warnings(const rdl_route_table_t *t, rdl_route_warn_fn fn, void *arg)
+{
+    for (size_t i = 0; t && fn && i < t->nvs; i++)
+        for (size_t j = 0; j < t->vs[i].nroutes; j++)
+            if (t->vs[i].routes[j].retry_skipped)
+                fn(arg, t->vs[i].routes[j].name, t->vs[i].routes[j].retry_skipped);
 }

@@ -269,6 +269,7 @@ static void fill(const rdl_route_table_t *t, const route_vs_t *vs, size_t idx,
     out->retry_attempts = r->attempts;
     out->per_try_timeout_ms = r->per_try_ms;
     out->retry_on = r->retry_on;
+    out->retry_conditions = r->retry_conditions;
     out->request_ops[0] = r->has_req ? &r->req : NULL;
     out->response_ops[0] = r->has_resp ? &r->resp : NULL;
     out->request_ops[1] = dst && dst->has_req ? &dst->req : NULL;

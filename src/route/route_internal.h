@@ -94,7 +94,9 @@ typedef struct route_http {
     uint64_t timeout_ms;
     int attempts;               /* -1 = not set */
     uint64_t per_try_ms;
-    const char *retry_on;
+    const char *retry_on;       /* as written, for explain; NULL = not set */
+    rdl_retry_on_t retry_conditions;    /* retry_on parsed at load */
+    const char *retry_skipped;  /* conditions of retry_on redline cannot honour, or NULL */
     int line;
 } route_http_t;
 

@@ -639,19 +639,6 @@ static void call_done(const rdl_call_result_t *res, void *arg)
         rt_conn_request_done(c);
 }
 
-/* Warns once per process about retryOn conditions that cannot be honoured. */
-static void warn_unknown_retry_on(rdl_req_t *req, const char *unknown)
-{
-    static atomic_bool warned;
-    if (!unknown[0] || atomic_exchange(&warned, true))
-        return;
-    const rdl_route_decision_t *d = rt_route_decision(req);
-    rdl_log_field_t f[] = { rdl_lf_str("route", d && d->route_name ? d->route_name : ""),
-                            rdl_lf_str("conditions", unknown) };
-    rdl_log(req->conn->t->srv->log, RDL_LOG_WARN,
-            "route retryOn conditions not applied to outbound calls (logged once)", f, 2);
-}
-
 /*
  * The call as the request's route shapes it (Istio: the route's timeout bounds
  * the whole exchange, retries.attempts counts retries after the first try,
@@ -672,9 +659,7 @@ static rdl_call_t routed_call(rdl_req_t *req, const rdl_call_t *call)
     if (!out.max_attempts && d->retry_attempts >= 0)
         out.max_attempts = (uint32_t)d->retry_attempts + 1;
     if (!rdl_retry_on_is_set(&out.retry_on) && d->retry_on) {
-        char unknown[128];
-        rdl_retry_on_parse(d->retry_on, &out.retry_on, unknown, sizeof(unknown));
-        warn_unknown_retry_on(req, unknown);
+        out.retry_on = d->retry_conditions;     /* parsed when the rules loaded */
         if (!rdl_retry_on_is_set(&out.retry_on) && !call->max_attempts)
             out.max_attempts = 1;
     }

@@ -92,6 +92,14 @@ static void publish(rt_routing_t *r, rdl_route_table_t *t)
 
 /* ---- loading ------------------------------------------------------------------ */
 
+/* Once per loaded table: a route's retryOn conditions that outbound calls cannot honour. */
+static void warn_retry_on(void *log, const char *route, const char *conditions)
+{
+    rdl_log_field_t f[] = { rdl_lf_str("route", route), rdl_lf_str("conditions", conditions) };
+    rdl_log(log, RDL_LOG_WARN,
+            "route retryOn conditions not applied to outbound calls (logged per loaded table)", f, 2);
+}
+
 static int load(rt_routing_t *r, rdl_error_t *err)
 {
     const rdl_route_part_opts_t *o = r->opts;
@@ -103,6 +111,7 @@ static int load(rt_routing_t *r, rdl_error_t *err)
     int rc = rdl_route_load_file(&ro, o->file, &t, err);
     if (rc == 0) {
         publish(r, t);
+        rdl_route_table_retry_warnings(t, warn_retry_on, r->srv->log);
         r->last_error[0] = '\0';
         atomic_store(&r->loaded_at_ms, rdl_wall_ns() / 1000000u);
         count(&r->reloads);

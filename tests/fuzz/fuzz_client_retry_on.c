@@ -1,9 +1,9 @@
 /*
  * fuzz_client_retry_on.c: the Istio retryOn list parser. Input: the list
  * (NUL bytes end it early, as a C string would). Invariants: nothing crashes;
- * only RDL_RETRY_ON_* bits and status codes 100-599 come back; the skipped
- * conditions fit the buffer, NUL-terminated; parsing the list again without
- * the buffer gives the same result.
+ * only RDL_RETRY_ON_* bits and status codes 100-599 come back; skipped
+ * conditions make RDL_EINVAL with a non-empty list in err.msg, keyed retryOn;
+ * parsing the list again without err gives the same result.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,18 +22,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!list)
         abort();
     memcpy(list, data, size);
-    char unknown[24];
-    memset(unknown, 'x', sizeof(unknown));
+    rdl_error_t err;
     rdl_retry_on_t r, again;
-    rdl_retry_on_parse(list, &r, unknown, sizeof(unknown));
-    if ((r.bits & ~ALL_BITS) != 0 || r.ncodes > RDL_RETRY_ON_MAX_CODES ||
-        memchr(unknown, '\0', sizeof(unknown)) == NULL)
+    int rc = rdl_retry_on_parse(list, &r, &err);
+    if ((r.bits & ~ALL_BITS) != 0 || r.ncodes > RDL_RETRY_ON_MAX_CODES || rc != err.code ||
+        (rc != 0 && (rc != RDL_EINVAL || !err.msg[0] || strcmp(err.key, "retryOn") != 0)))
         abort();
     for (int i = 0; i < r.ncodes; i++)
         if (r.codes[i] < 100 || r.codes[i] > 599)
             abort();
-    rdl_retry_on_parse(list, &again, NULL, 0);
-    if (memcmp(&r, &again, sizeof(r)) != 0)
+    if (rdl_retry_on_parse(list, &again, NULL) != rc || memcmp(&r, &again, sizeof(r)) != 0)
         abort();
     free(list);
     return 0;

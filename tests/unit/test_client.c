@@ -83,9 +83,6 @@ static void test_malformed_settings(void **state)
         { "upstreams.payment.url", "http://user@host", "upstreams.payment.url" },
         { "upstreams.payment.url", "http://h:+80", "upstreams.payment.url" },
         { "upstreams.payment.url", "http://h o:80", "upstreams.payment.url" },
-        { "upstreams.payment.role", "medium", "upstreams.payment.role" },
-        { "upstreams.payment.breaker.window", "sliding", "upstreams.payment.breaker.window" },
-        { "upstreams.payment.breaker.state", "open", "upstreams.payment.breaker.state" },
         { "upstreams.payment.subsets", "blue", "upstreams.payment.subsets" },
         { "upstreams.payment.subsets", "=http://h", "upstreams.payment.subsets" },
         { "upstreams.payment.subsets", "blue=gopher://h", "upstreams.payment.subsets" },
@@ -116,6 +113,30 @@ static void test_malformed_settings(void **state)
     assert_int_equal(rdl_config_set(cfg, "upstreams.payment.timeouts.connect", "soon", &err),
                      RDL_EINVAL);
     assert_int_equal(rdl_config_set(cfg, "upstreams.payment.colour", "x", &err), RDL_EINVAL);
+    /* the words are ENUM keys: refused when set, with the words listed */
+    static const struct { const char *key, *value, *words; } words[] = {
+        { "upstreams.payment.role", "medium", "one of strong, weak" },
+        { "upstreams.payment.breaker.window", "sliding", "one of count, time" },
+        { "upstreams.payment.breaker.state", "open",
+          "one of closed, disabled, metrics_only, forced_open" },
+        { "upstreams.payment.breaker.state", "half_open", "forced_open" },
+    };
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        assert_int_equal(rdl_config_set(cfg, words[i].key, words[i].value, &err), RDL_EINVAL);
+        assert_string_equal(err.key, words[i].key);
+        if (!strstr(err.msg, words[i].words))
+            fail_msg("%s=%s: '%s'", words[i].key, words[i].value, err.msg);
+    }
+    /* and parsed once into the enums the breaker takes (ASCII case ignored) */
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.url", "http://h:1", &err), 0);
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.role", "Weak", &err), 0);
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.breaker.window", "time", &err), 0);
+    assert_int_equal(rdl_config_set(cfg, "upstreams.payment.breaker.state", "forced_open", &err), 0);
+    assert_int_equal(rdl_upstreams_finish(ups, &err), 0);
+    rdl_upstream_t *p = rdl_upstreams_get(ups, "payment");
+    assert_int_equal(p->role, RDL_UPSTREAM_WEAK);
+    assert_int_equal(p->opts.breaker_window, RDL_WINDOW_TIME);
+    assert_int_equal(rdl_breaker_state(p->breaker), RDL_BREAKER_FORCED_OPEN);
     rdl_config_free(cfg);
     rdl_upstreams_free(ups);
 }
@@ -157,6 +178,64 @@ static void test_names_in_file(void **state)
     assert_int_equal(rdl_upstreams_names_in_file(path, names, 1, &err), RDL_EBUSY);
     unlink(path);
     assert_true(rdl_upstreams_names_in_file("/nonexistent/x.yaml", names, 4, &err) < 0);
+}
+
+/* text into a new file named from the template path. */
+static void write_temp(char *path, const char *text)
+{
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    assert_int_equal(close(fd), 0);
+}
+
+/* Only the upstreams section is read, with the configuration loader's checks. */
+static void test_load_file_section(void **state)
+{
+    static const struct { const char *yaml; int rc, line, column; const char *key, *says; } cases[] = {
+        { "server: {threads: 3, what: [1, {x: y}]}\nupstreams:\n  billing:\n    url: http://b:81\n"
+          "    role: weak\n    breaker: {state: forced_open, window: time}\nlog: {level: x}\n",
+          0, 0, 0, "", "" },
+        { "upstreams:\n  billing:\n    url: http://b:81\n    rol: weak\n", RDL_EINVAL, 4, 5,
+          "upstreams.billing.rol", "did you mean 'upstreams.billing.role'?" },
+        { "upstreams:\n  billing:\n    breaker:\n      state: open\n", RDL_EINVAL, 4, 14,
+          "upstreams.billing.breaker.state", "expected one of closed, disabled" },
+        { "upstreams:\n  billing: {url: http://a}\n  billing: {url: http://b}\n", RDL_EINVAL, 3, 3,
+          "upstreams.billing", "duplicate key" },
+        { "other: [unclosed\nupstreams:\n  billing: {url: http://a}\n", RDL_EINVAL, 0, 0, "",
+          "invalid YAML" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char path[] = "/tmp/test_client_XXXXXX";
+        write_temp(path, cases[i].yaml);
+        rdl_config_t *cfg;
+        rdl_upstreams_t *ups;
+        rdl_error_t err;
+        assert_int_equal(rdl_config_new(&cfg), 0);
+        assert_int_equal(rdl_upstreams_new(&ups), 0);
+        assert_int_equal(rdl_upstreams_declare(ups, cfg, "billing", RDL_UPSTREAM_STRONG), 0);
+        int rc = rdl_upstreams_load_file(cfg, path, &err);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu: rc %d (%s)", i, rc, err.msg);
+        if (rc == 0) {
+            assert_int_equal(rdl_upstreams_finish(ups, &err), 0);
+            rdl_upstream_t *b = rdl_upstreams_get(ups, "billing");
+            assert_int_equal(b->role, RDL_UPSTREAM_WEAK);
+            assert_int_equal(b->port, 81);
+            assert_int_equal(rdl_breaker_state(b->breaker), RDL_BREAKER_FORCED_OPEN);
+        } else {
+            assert_string_equal(err.file, path);
+            if (cases[i].line) {
+                assert_int_equal(err.line, cases[i].line);
+                assert_int_equal(err.column, cases[i].column);
+            }
+            if (!strstr(err.key, cases[i].key) || !strstr(err.msg, cases[i].says))
+                fail_msg("case %zu: key '%s' msg '%s'", i, err.key, err.msg);
+        }
+        unlink(path);
+        rdl_config_free(cfg);
+        rdl_upstreams_free(ups);
+    }
 }
 
 /* Malformed files are refused with the place named, before libfyaml sees the text. */
@@ -390,48 +469,59 @@ static void test_round_trip(void **state)
 
 /* ---- a route's retries and timeout ------------------------------------------------ */
 
-/* The bits a list parses to (the unknown list into unknown when not NULL). */
-static uint32_t parse_bits(const char *list, char *unknown, size_t n)
+/* The bits a list parses to; unknown receives the skipped conditions ("" when none). */
+static uint32_t parse_bits(const char *list, char *unknown)
 {
     rdl_retry_on_t r;
-    rdl_retry_on_parse(list, &r, unknown, n);
+    rdl_error_t err;
+    int rc = rdl_retry_on_parse(list, &r, &err);
+    assert_int_equal(rc, err.code);
+    assert_true(rc == 0 || (rc == RDL_EINVAL && strcmp(err.key, "retryOn") == 0));
+    strcpy(unknown, rc == 0 ? "" : err.msg);
     return r.bits;
 }
 
 static void test_retry_on_parse(void **state)
 {
-    char unknown[64];
+    char unknown[sizeof(((rdl_error_t *)0)->msg)];
     rdl_retry_on_t r;
-    assert_int_equal(parse_bits(NULL, NULL, 0), 0);
-    assert_int_equal(parse_bits("", unknown, sizeof(unknown)), 0);
+    rdl_error_t err;
+    assert_int_equal(parse_bits(NULL, unknown), 0);
+    assert_int_equal(parse_bits("", unknown), 0);
     assert_string_equal(unknown, "");
-    assert_int_equal(parse_bits("5xx", NULL, 0), RDL_RETRY_ON_5XX);
-    assert_int_equal(parse_bits(" gateway-error , connect-failure,reset,retriable-4xx ",
-                                unknown, sizeof(unknown)),
+    assert_int_equal(parse_bits("5xx", unknown), RDL_RETRY_ON_5XX);
+    assert_int_equal(parse_bits(" gateway-error , connect-failure,reset,retriable-4xx ", unknown),
                      RDL_RETRY_ON_GATEWAY_ERROR | RDL_RETRY_ON_CONNECT_FAILURE |
                      RDL_RETRY_ON_RESET | RDL_RETRY_ON_RETRIABLE_4XX);
     assert_string_equal(unknown, "");
-    assert_int_equal(parse_bits("refused-stream,5xx,,unavailable,5xxx", unknown,
-                                sizeof(unknown)), RDL_RETRY_ON_5XX);
+    assert_int_equal(parse_bits("refused-stream,5xx,,unavailable,5xxx", unknown), RDL_RETRY_ON_5XX);
     assert_string_equal(unknown, "refused-stream,unavailable,5xxx");
-    assert_int_equal(parse_bits("cancelled,refused-stream", unknown, 10), 0);
-    assert_string_equal(unknown, "cancelled");          /* truncated to what fits */
+    /* a list longer than err.msg is cut after the last condition that fits */
+    char longlist[2048] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(longlist, "refused-stream,");
+    assert_int_equal(parse_bits(longlist, unknown), 0);
+    assert_true(strlen(unknown) < sizeof(unknown) && strlen(unknown) > sizeof(unknown) - 16);
+    assert_int_equal(strlen(unknown) % 15, 14);
+    /* err may be NULL */
+    assert_int_equal(rdl_retry_on_parse("cancelled,5xx", &r, NULL), RDL_EINVAL);
+    assert_int_equal(r.bits, RDL_RETRY_ON_5XX);
 
     /* literal status codes (Istio's retriable status codes) */
-    rdl_retry_on_parse("connect-failure, 503,retriable-status-codes,429", &r, unknown, sizeof(unknown));
+    assert_int_equal(rdl_retry_on_parse("connect-failure, 503,retriable-status-codes,429", &r, &err), 0);
     assert_int_equal(r.bits, RDL_RETRY_ON_CONNECT_FAILURE);
     assert_int_equal(r.ncodes, 2);
     assert_int_equal(r.codes[0], 503);
     assert_int_equal(r.codes[1], 429);
-    assert_string_equal(unknown, "");
     assert_true(rdl_retry_on_is_set(&r));
-    rdl_retry_on_parse("retriable-status-codes,600,99,5030,50a,1,500,501,502,503,504,505,506,507,508",
-                       &r, unknown, sizeof(unknown));
+    assert_int_equal(rdl_retry_on_parse(
+        "retriable-status-codes,600,99,5030,50a,1,500,501,502,503,504,505,506,507,508", &r, &err),
+        RDL_EINVAL);
     assert_int_equal(r.ncodes, RDL_RETRY_ON_MAX_CODES);
-    assert_string_equal(unknown, "600,99,5030,50a,1,508");
-    rdl_retry_on_parse("retriable-status-codes", &r, unknown, sizeof(unknown));
+    assert_string_equal(err.msg, "600,99,5030,50a,1,508");
+    assert_int_equal(rdl_retry_on_parse("retriable-status-codes", &r, &err), RDL_EINVAL);
     assert_false(rdl_retry_on_is_set(&r));
-    assert_string_equal(unknown, "retriable-status-codes");
+    assert_string_equal(err.msg, "retriable-status-codes");
 
     /* Envoy's meaning of each condition */
     static const struct { uint32_t bits; uint16_t code; int kind, status; bool retried; } cases[] = {
@@ -664,6 +754,7 @@ int main(void)
         cmocka_unit_test(test_subsets_and_unconfigured),
         cmocka_unit_test(test_names_in_file),
         cmocka_unit_test(test_names_in_malformed_file),
+        cmocka_unit_test(test_load_file_section),
         cmocka_unit_test(test_refused_then_breaker),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_retry_on_parse),

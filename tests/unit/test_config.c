@@ -491,6 +491,59 @@ static void test_enum(void **state)
     free(text);
 }
 
+/* Secrets print as (redacted) in --help once set; everything else as it is. */
+static void test_usage_redacts(void **state)
+{
+    static char *token, *pass, *hdrs, *auth, *secret, *plain, *unset, *empty;
+    static int64_t max_headers = 100;
+    static const rdl_cfg_key_t sk[] = {
+        { "admin.token_file", RDL_CFG_STRING, &token, 0, 0, NULL, "token file", NULL },
+        { "db.Password", RDL_CFG_STRING, &pass, 0, 0, NULL, "db password", NULL },
+        { "tracing.headers", RDL_CFG_STRING, &hdrs, 0, 0, NULL, "OTLP headers", NULL },
+        { "tracing.otlp_headers", RDL_CFG_STRING, &auth, 0, 0, NULL, "OTLP headers", NULL },
+        { "hook.client_secret", RDL_CFG_STRING, &secret, 0, 0, NULL, "secret", NULL },
+        { "hook.authorization", RDL_CFG_STRING, &unset, 0, 0, NULL, "auth", NULL },
+        { "hook.api_token", RDL_CFG_STRING, &empty, 0, 0, NULL, "empty token", NULL },
+        { "token_dir.name", RDL_CFG_STRING, &plain, 0, 0, NULL, "only the last segment counts", NULL },
+        { "limits.max_headers", RDL_CFG_INT, &max_headers, 0, 0, NULL, "not a string", NULL },
+    };
+    static const struct { const char *path; bool secret; } paths[] = {
+        { "admin.token_file", true }, { "x.AUTHORIZATION", true }, { "tracing.headers", true },
+        { "a.b.my_secret_key", true }, { "password", true }, { "token.name", false },
+        { "routes.bypass_header", false }, { "server.listen", false }, { "", false },
+    };
+    rdl_config_t *cfg = *state;
+    char *text = NULL;
+    size_t len = 0;
+
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+        if (rdl_config_key_is_secret(paths[i].path) != paths[i].secret)
+            fail_msg("%s: secret should be %d", paths[i].path, paths[i].secret);
+    assert_false(rdl_config_key_is_secret(NULL));
+    token = "s3cr3t-one";
+    pass = "s3cr3t-two";
+    hdrs = "authorization=Bearer s3cr3t-three";
+    auth = "x-api-key=s3cr3t-four";
+    secret = "s3cr3t-five";
+    unset = NULL;
+    empty = "";
+    plain = "visible-name";
+    assert_int_equal(rdl_config_add(cfg, sk, sizeof(sk) / sizeof(sk[0])), 0);
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    rdl_config_usage(cfg, out);
+    fclose(out);
+    assert_null(strstr(text, "s3cr3t"));
+    assert_non_null(strstr(text, "\"visible-name\""));
+    assert_non_null(strstr(text, "\"\""));
+    assert_non_null(strstr(text, "(unset)"));
+    size_t redacted = 0;
+    for (const char *p = text; (p = strstr(p, "(redacted)")) != NULL; p++)
+        redacted++;
+    assert_int_equal(redacted, 5);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -503,6 +556,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_env_and_precedence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set, setup, teardown),
         cmocka_unit_test_setup_teardown(test_usage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_redacts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_add, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enum, setup, teardown),
     };

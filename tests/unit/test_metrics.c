@@ -556,6 +556,9 @@ static void test_vars(void **state)
     if (!doc)
         fail_msg("vars is not JSON: %s\n%s", jerr.text, b.data);
     assert_true(json_is_array(json_object_get(doc, "cmdline")));
+    /* read whole through rdl_read_file: this program's own name comes first */
+    assert_non_null(strstr(json_string_value(json_array_get(json_object_get(doc, "cmdline"), 0)),
+                           "test_metrics"));
     assert_true(json_integer_value(json_object_get(json_object_get(doc, "app"), "answer")) == 42);
     assert_true(json_number_value(json_object_get(doc, "threads")) >= 1);
     assert_true(json_number_value(json_object_get(doc, "uptime_seconds")) >= 0);

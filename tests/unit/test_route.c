@@ -597,6 +597,19 @@ static void sticky_never_flips(void **state)
 
 /* ---- what a decision carries ---------------------------------------------- */
 
+typedef struct warned {
+    int n;
+    char route[64], conditions[64];
+} warned_t;
+
+static void on_retry_warning(void *arg, const char *route, const char *conditions)
+{
+    warned_t *w = arg;
+    w->n++;
+    snprintf(w->route, sizeof(w->route), "%s", route);
+    snprintf(w->conditions, sizeof(w->conditions), "%s", conditions);
+}
+
 static void decision_fields(void **state)
 {
     char *both = concat(example_b, destination_rule);
@@ -626,6 +639,21 @@ static void decision_fields(void **state)
     assert_int_equal(d.retry_attempts, 2);
     assert_int_equal(d.per_try_timeout_ms, 2000);
     assert_string_equal(d.retry_on, "gateway-error,connect-failure,refused-stream");
+    /* parsed when the table loaded; what cannot be honoured is the table's warning */
+    assert_int_equal(d.retry_conditions.bits, RDL_RETRY_ON_GATEWAY_ERROR | RDL_RETRY_ON_CONNECT_FAILURE);
+    assert_int_equal(d.retry_conditions.ncodes, 0);
+    warned_t w = { 0 };
+    rdl_route_table_retry_warnings(t, on_retry_warning, &w);
+    rdl_route_table_retry_warnings(t, on_retry_warning, &w);       /* asked again: said again */
+    assert_int_equal(w.n, 2);
+    assert_string_equal(w.route, "weighted");
+    assert_string_equal(w.conditions, "refused-stream");
+    rdl_route_table_retry_warnings(NULL, on_retry_warning, &w);
+    assert_int_equal(w.n, 2);
+    rdl_route_table_unref(t);
+    t = load_ok(example_c, NULL);                  /* no retryOn: no warning */
+    rdl_route_table_retry_warnings(t, on_retry_warning, &w);
+    assert_int_equal(w.n, 2);
     rdl_route_table_unref(t);
 
     t = load_ok(example_c, NULL);

@@ -12,9 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <jansson.h>
 
 #include "redline/util.h"
+#include "util/yaml.h"
 
 /* Huge-allocation tests need malloc to return NULL under ASan rather than abort. */
 const char *__asan_default_options(void);
@@ -564,6 +567,253 @@ static void test_hex_lower(void **state)
     }
 }
 
+/* ---- whole files ---------------------------------------------------------- */
+
+/* A scratch directory holding each kind of path rdl_read_file must refuse or read. */
+static void make_file(const char *path, const char *text, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+struct file_case {
+    const char *name;           /* under the scratch directory; NULL: path is absolute */
+    const char *path;
+    size_t max;
+    int rc;
+    const char *text;           /* expected content on success */
+    const char *msg;            /* a piece of the error message */
+};
+
+static void test_read_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/rdl-test-file-XXXXXX";
+    char path[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/ok.yaml", dir);
+    make_file(path, "a: 1\n", 5);
+    snprintf(path, sizeof(path), "%s/empty", dir);
+    make_file(path, "", 0);
+    snprintf(path, sizeof(path), "%s/nul", dir);
+    make_file(path, "x\0y", 3);
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+
+    static const struct file_case cases[] = {
+        { "ok.yaml", NULL, 64, 0, "a: 1\n", NULL },
+        { "ok.yaml", NULL, 5, 0, "a: 1\n", NULL },             /* exactly at the limit */
+        { "ok.yaml", NULL, 4, RDL_EINVAL, NULL, "is 5 bytes, larger than the limit of 4 bytes" },
+        { "empty", NULL, 0, 0, "", NULL },
+        { "empty", NULL, 64, 0, "", NULL },
+        { "nul", NULL, 64, 0, "x\0y", NULL },
+        { "missing", NULL, 64, RDL_ENOENT, NULL, "cannot open: No such file or directory" },
+        { "sub", NULL, 64, RDL_EIO, NULL,
+          "is a directory; a regular file of at most 64 bytes is expected" },
+        { "fifo", NULL, 64, RDL_EIO, NULL, "is a FIFO; a regular file of at most 64 bytes" },
+        { NULL, "/dev/null", 64, RDL_EIO, NULL, "is a character device;" },
+        { NULL, "/dev/zero", 1u << 20, RDL_EIO, NULL, "is a character device;" },
+        { NULL, "/", 64, RDL_EIO, NULL, "is a directory;" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct file_case *c = &cases[i];
+        char *data = (char *)1;
+        size_t len = 99;
+        rdl_error_t err;
+        if (c->name)
+            snprintf(path, sizeof(path), "%s/%s", dir, c->name);
+        else
+            snprintf(path, sizeof(path), "%s", c->path);
+        int rc = rdl_read_file(path, c->max, &data, &len, &err);
+        if (rc != c->rc)
+            fail_msg("case %zu (%s): rc %d, want %d (%s)", i, path, rc, c->rc, err.msg);
+        if (c->rc == 0) {
+            size_t want = c->name && strcmp(c->name, "nul") == 0 ? 3 : strlen(c->text);
+            assert_non_null(data);
+            assert_int_equal(len, want);
+            assert_memory_equal(data, c->text, want);
+            assert_int_equal(data[len], '\0');
+            free(data);
+        } else {
+            assert_null(data);
+            assert_int_equal(len, 0);
+            assert_int_equal(err.code, c->rc);
+            assert_string_equal(err.file, path);
+            if (strstr(err.msg, c->msg) == NULL)
+                fail_msg("case %zu (%s): message \"%s\" lacks \"%s\"", i, path, err.msg, c->msg);
+        }
+    }
+    /* no err and no output: refused, not a crash */
+    assert_int_equal(rdl_read_file("/dev/null", 1, NULL, NULL, NULL), RDL_EINVAL);   /* no output */
+    assert_int_equal(rdl_read_file("/nonexistent/x", 1, &(char *){ NULL }, &(size_t){ 0 }, NULL),
+                     RDL_ENOENT);
+
+    const char *names[] = { "ok.yaml", "empty", "nul", "fifo" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        assert_int_equal(unlink(path), 0);
+    }
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    assert_int_equal(rmdir(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* ---- the shared YAML reader (util/yaml.h) -------------------------------- */
+
+/* What a document of the test schema holds. */
+typedef struct schema {
+    const char *s;
+    long long i;
+    double n;
+    bool b;
+    uint64_t d, z;
+    int e;
+    const char **l;
+    size_t nl;
+    int docs;
+} schema_t;
+
+/* Reads the test schema from a document: every typed reader once. */
+static int read_schema(rdl__yaml_t *y, struct fy_node *root, void *arg)
+{
+    static const char *const fields[] = { "s", "i", "n", "b", "d", "z", "e", "l", "m", NULL };
+    static const char *const ignored[] = { "comment", NULL };
+    static const char *const words[] = { "count", "time", NULL };
+    static const char *const mfields[] = { "x", NULL };
+    schema_t *sc = arg;
+    struct fy_node *v;
+    char p[RDL_YAML_PATH_MAX];
+    sc->docs++;
+    if (rdl__yaml_is_null(root))
+        return 0;
+    if (rdl__yaml_check_map(y, root, "", "a test document", fields, ignored))
+        return y->err->code;
+    if ((v = rdl__yaml_get(root, "s")) && !(sc->s = rdl__yaml_string(y, v, "s", NULL)))
+        return y->err->code;
+    if ((v = rdl__yaml_get(root, "i")) && rdl__yaml_int(y, v, "i", 0, 10, &sc->i))
+        return y->err->code;
+    if ((v = rdl__yaml_get(root, "n")) && rdl__yaml_number(y, v, "n", 0, 1, &sc->n))
+        return y->err->code;
+    if ((v = rdl__yaml_get(root, "b")) && rdl__yaml_bool(y, v, "b", &sc->b))
+        return y->err->code;
+    if ((v = rdl__yaml_get(root, "d")) && rdl__yaml_duration(y, v, "d", 1, 120000, &sc->d))
+        return y->err->code;
+    if ((v = rdl__yaml_get(root, "z")) && rdl__yaml_size(y, v, "z", 0, 1u << 20, &sc->z))
+        return y->err->code;
+    if ((v = rdl__yaml_get(root, "e")) && rdl__yaml_enum(y, v, "e", words, &sc->e))
+        return y->err->code;
+    if ((v = rdl__yaml_get(root, "l")) && rdl__yaml_string_list(y, v, "l", &sc->l, &sc->nl))
+        return y->err->code;
+    if ((v = rdl__yaml_get(root, "m"))) {
+        rdl__yaml_path_sub(p, "", "m");
+        if (rdl__yaml_check_map(y, v, p, "m", mfields, NULL))
+            return y->err->code;
+        rdl__yaml_path_sub(p, p, "x");
+        if (rdl__yaml_get(v, "x") && !rdl__yaml_string(y, rdl__yaml_get(v, "x"), p, NULL))
+            return y->err->code;
+    }
+    return 0;
+}
+
+static int read_yaml(const char *text, schema_t *sc, rdl_arena_t *arena, rdl_error_t *err)
+{
+    rdl_error_clear(err);
+    rdl__yaml_t y = { .err = err, .input = text, .input_len = strlen(text), .arena = arena,
+                      .what = "tests" };
+    memset(sc, 0, sizeof(*sc));
+    return rdl__yaml_each_document(&y, read_schema, sc);
+}
+
+static void test_yaml_reader(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *yaml;
+        int line, column;
+        const char *key, *msg;
+    } bad[] = {
+        { "s: [1]\n", 1, 5, "s", "expected a string" },
+        { "s:\n", 1, 1, "s", "expected a string" },
+        { "i: 11\n", 1, 4, "i", "expected an integer from 0 to 10, got 11" },
+        { "i: '3'\n", 1, 4, "i", "expected an integer from 0 to 10" },
+        { "i: -1\n", 1, 4, "i", "expected an integer" },
+        { "n: 1.5\n", 1, 4, "n", "expected a number from 0 to 1" },
+        { "b: yes\n", 1, 4, "b", "expected true or false" },
+        { "d: 3m\n", 1, 4, "d", "expected a duration from 1ms to 120000ms" },
+        { "d: soon\n", 1, 4, "d", "got 'soon'" },
+        { "z: 2MiB\n", 1, 4, "z", "expected a size from 0 to 1048576 bytes" },
+        { "e: sliding\n", 1, 4, "e", "expected one of count, time, got 'sliding'" },
+        { "l: x\n", 1, 4, "l", "expected a list" },
+        { "l: [a, [b]]\n", 1, 9, "l[1]", "expected a string" },
+        { "m: {y: 1}\n", 1, 5, "m", "unknown field 'y' in m" },
+        { "m: {x: {}}\n", 1, 5, "m.x", "expected a string" },
+        { "q: 1\n", 1, 1, "", "unknown field 'q' in a test document" },
+        { "- 1\n", 1, 3, "", "expected a test document (a mapping)" },
+        { "s: &a x\n", 1, 7, "s", "anchors and aliases are not supported in tests" },
+        { "s: !!str x\n", 1, 10, "s", "tags are not supported in tests" },
+        { "s: \"x\"\ni: 99\n", 2, 4, "i", "got 99" },
+        { "s: [unclosed\n", 2, 1, "", "invalid YAML: " },
+        { "s:\tx\n", 1, 3, "", "tab characters are not allowed" },
+        { "s: \x01\n", 1, 4, "", "control character U+0001" },
+        { "s: \xff\n", 1, 4, "", "not valid UTF-8" },
+        { "s: a\rb: 1\n", 1, 5, "", "carriage return" },
+        { "s: x\n---\ni: 12\n", 3, 4, "i", "got 12" },
+    };
+    rdl_arena_t arena;
+    rdl_error_t err;
+    schema_t sc;
+    rdl_arena_init(&arena, 4096);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int rc = read_yaml(bad[i].yaml, &sc, &arena, &err);
+        if (rc != RDL_EINVAL || err.code != rc || err.line != bad[i].line ||
+            err.column != bad[i].column || strcmp(err.key, bad[i].key) != 0 ||
+            !strstr(err.msg, bad[i].msg))
+            fail_msg("case %zu: rc %d at %d:%d key '%s' msg '%s'; want %d:%d '%s' '%s'", i, rc,
+                     err.line, err.column, err.key, err.msg, bad[i].line, bad[i].column,
+                     bad[i].key, bad[i].msg);
+    }
+    const char *good = "# every type\ns: 'it''s'\ni: 7\nn: 0.25\nb: true\nd: 1m30s\nz: 16KiB\n"
+                       "e: time\nl: [a, \"b c\"]\nm: {x: y}\ncomment: anything\n---\n";
+    if (read_yaml(good, &sc, &arena, &err) != 0)
+        fail_msg("good: %d:%d %s: %s", err.line, err.column, err.key, err.msg);
+    assert_string_equal(sc.s, "it's");
+    assert_int_equal(sc.i, 7);
+    assert_true(sc.n == 0.25);
+    assert_true(sc.b);
+    assert_int_equal(sc.d, 90000);
+    assert_int_equal(sc.z, 16384);
+    assert_int_equal(sc.e, 1);
+    assert_int_equal(sc.nl, 2);
+    assert_string_equal(sc.l[1], "b c");
+    assert_int_equal(sc.docs, 2);           /* the empty document after --- too */
+    assert_int_equal(read_yaml("", &sc, &arena, &err), 0);
+
+    /* the typed scalars from text, as config's values, flags and variables take them */
+    int64_t v;
+    bool bv;
+    double dv;
+    static const char *const words[] = { "debug", "info", NULL };
+    assert_int_equal(rdl__yaml_parse_int("-9223372036854775808", &v), 0);
+    assert_int_equal(rdl__yaml_parse_int("9223372036854775808", &v), RDL_EINVAL);
+    assert_int_equal(rdl__yaml_parse_int("+", &v), RDL_EINVAL);
+    assert_int_equal(rdl__yaml_parse_int(" 1", &v), RDL_EINVAL);
+    assert_int_equal(rdl__yaml_parse_bool("TRUE", &bv), 0);
+    assert_true(bv);
+    assert_int_equal(rdl__yaml_parse_bool("yes", &bv), RDL_EINVAL);
+    assert_true(rdl__yaml_is_yaml11_bool("Off"));
+    assert_false(rdl__yaml_is_yaml11_bool("false"));
+    assert_int_equal(rdl__yaml_parse_double("nan", &dv), RDL_EINVAL);
+    assert_int_equal(rdl__yaml_parse_double("1e999", &dv), RDL_EINVAL);
+    assert_int_equal(rdl__yaml_parse_double("-.5", &dv), 0);
+    assert_int_equal(rdl__yaml_parse_enum("INFO", words), 1);
+    assert_int_equal(rdl__yaml_parse_enum("", words), -1);
+    rdl_arena_close(&arena);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -581,6 +831,8 @@ int main(void)
         cmocka_unit_test(test_error_format),
         cmocka_unit_test(test_clocks),
         cmocka_unit_test(test_hex_lower),
+        cmocka_unit_test(test_read_file),
+        cmocka_unit_test(test_yaml_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
