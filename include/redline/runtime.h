@@ -150,8 +150,9 @@ void rdl_server_free(rdl_server_t *srv);
 /*
  * Registers a route. template is a path with {name} segments ("/v1/courses/{id}")
  * and an optional final {name...} that takes the rest of the path. method is
- * "GET", "POST", ... ; GET routes also answer HEAD. RDL_EEXIST if taken,
- * RDL_EINVAL for a malformed template (err says why).
+ * "GET", "POST", ... (one of rdl_method_t's names, case-sensitive); GET routes
+ * also answer HEAD. 0; RDL_EEXIST if taken; RDL_EINVAL for a malformed
+ * template or another method (the parser answers those 501); RDL_ENOMEM.
  */
 int rdl_server_route(rdl_server_t *srv, const char *method, const char *template,
                      rdl_handler_fn fn, void *arg);
@@ -192,7 +193,9 @@ bool rdl_server_ready(const rdl_server_t *srv);
 
 /* ---- request --------------------------------------------------------- */
 
-const char *rdl_req_method(const rdl_req_t *req);          /* "GET" */
+/* The method as the parser classified it (redline/util.h), and its name ("GET"). */
+rdl_method_t rdl_req_method_id(const rdl_req_t *req);
+const char *rdl_req_method(const rdl_req_t *req);
 /* Path and query as sent (not decoded); the query excludes '?' ("" when none). */
 const char *rdl_req_path(const rdl_req_t *req, size_t *len);
 const char *rdl_req_query(const rdl_req_t *req, size_t *len);

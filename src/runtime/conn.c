@@ -38,12 +38,6 @@ static void conn_process(rt_conn_t *c);
 static void conn_close_now(rt_conn_t *c);
 static void update_reading(rt_conn_t *c);
 
-static const char *const method_names[] = {
-    [RDL_H1_GET] = "GET", [RDL_H1_HEAD] = "HEAD", [RDL_H1_POST] = "POST",
-    [RDL_H1_PUT] = "PUT", [RDL_H1_DELETE] = "DELETE", [RDL_H1_PATCH] = "PATCH",
-    [RDL_H1_OPTIONS] = "OPTIONS", [RDL_H1_TRACE] = "TRACE", [RDL_H1_CONNECT] = "CONNECT",
-};
-
 /* ---- timers ---------------------------------------------------------- */
 
 static int timer_kind(const rt_conn_t *c)
@@ -498,7 +492,7 @@ static void run_chain(rt_conn_t *c, int from)
     rdl_server_t *srv = c->t->srv;
     rdl_req_t *req = &c->req;
     char allow[96];
-    int mr = rt_router_match(c->t->router, rdl_req_method(req), c->h1.path, c->h1.path_len,
+    int mr = rt_router_match(c->t->router, c->h1.method_id, c->h1.path, c->h1.path_len,
                              &req->match, allow, sizeof(allow));
     if (mr != RT_MATCH_OK)
         req->match.route = NULL;
@@ -530,7 +524,7 @@ static void dispatch(rt_conn_t *c, const char *head_buf)
     }
     req->conn = c;
     req->h1 = &c->h1;
-    req->is_head = c->h1.method_id == RDL_H1_HEAD;
+    req->is_head = c->h1.method_id == RDL_METHOD_HEAD;
     req->bytes_in = req->body_len;
     rdl_ctx_init(&req->ctx, srv->opts.request_timeout_ms * 1000000ull);
     c->state = RT_HANDLER;
@@ -718,212 +712,4 @@ void rt_conn_abort(rt_conn_t *c)
 {
     conn_close_now(c);
     conn_maybe_free(c);
-}
-
-/* ---- request accessors ----------------------------------------------- */
-
-const char *rdl_req_method(const rdl_req_t *req)
-{
-    int id = req->h1 ? req->h1->method_id : 0;
-    return id > 0 && id <= RDL_H1_CONNECT ? method_names[id] : "";
-}
-
-const char *rdl_req_path(const rdl_req_t *req, size_t *len)
-{
-    *len = req->h1->path_len;
-    return req->h1->path;
-}
-
-const char *rdl_req_query(const rdl_req_t *req, size_t *len)
-{
-    *len = req->h1->query ? req->h1->query_len : 0;
-    return req->h1->query ? req->h1->query : "";
-}
-
-const char *rdl_req_route(const rdl_req_t *req)
-{
-    return rt_route_template(req->match.route);
-}
-
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes into the request arena; malformed escapes are kept as they are. */
-static char *decode_param(rdl_ctx_t *ctx, const char *s, size_t n)
-{
-    char *out = rdl_arena_alloc(&ctx->arena, n + 1);
-    if (!out)
-        return NULL;
-    size_t j = 0;
-    for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
-            (lo = hexval(s[i + 2])) >= 0) {
-            out[j++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            out[j++] = s[i];
-        }
-    }
-    out[j] = '\0';
-    return out;
-}
-
-const char *rdl_req_param(const rdl_req_t *req, const char *name)
-{
-    rdl_req_t *r = (rdl_req_t *)req;    /* decoding caches into the request */
-    for (int i = 0; i < r->match.nparams; i++) {
-        if (strcmp(r->match.names[i], name) != 0)
-            continue;
-        if (!r->params[i])
-            r->params[i] = decode_param(&r->ctx, r->match.values[i], r->match.lens[i]);
-        return r->params[i];
-    }
-    return NULL;
-}
-
-const char *rdl_req_header(const rdl_req_t *req, const char *name, size_t *len)
-{
-    const rdl_h1_header_t *h = rdl_h1_find(req->h1, name, strlen(name));
-    if (!h)
-        return NULL;
-    if (len)
-        *len = h->value_len;
-    return h->value;
-}
-
-bool rdl_req_header_at(const rdl_req_t *req, size_t i, const char **name, size_t *name_len,
-                       const char **value, size_t *value_len)
-{
-    if (i >= req->h1->num_headers)
-        return false;
-    const rdl_h1_header_t *h = &req->h1->headers[i];
-    *name = h->name;
-    *name_len = h->name_len;
-    *value = h->value;
-    *value_len = h->value_len;
-    return true;
-}
-
-const char *rdl_req_body(const rdl_req_t *req, size_t *len)
-{
-    *len = req->body_len;
-    return req->body_len ? req->body : "";
-}
-
-rdl_ctx_t *rdl_req_ctx(rdl_req_t *req)
-{
-    return &req->ctx;
-}
-
-const char *rdl_req_peer(const rdl_req_t *req)
-{
-    rt_conn_t *c = req->conn;
-    if (!c->peer[0]) {
-        struct sockaddr_storage ss;
-        int n = sizeof(ss);
-        char ip[INET6_ADDRSTRLEN] = "";
-        int port = 0;
-        if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &n) == 0) {
-            if (ss.ss_family == AF_INET6) {
-                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-                uv_ip6_name(a, ip, sizeof(ip));
-                port = ntohs(a->sin6_port);
-            } else {
-                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-                uv_ip4_name(a, ip, sizeof(ip));
-                port = ntohs(a->sin_port);
-            }
-        }
-        snprintf(c->peer, sizeof(c->peer), ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
-    }
-    return c->peer;
-}
-
-void rdl_req_set_data(rdl_req_t *req, int slot, void *p)
-{
-    if (slot >= 0 && slot < RDL_REQ_SLOTS)
-        req->slots[slot] = p;
-}
-
-void *rdl_req_get_data(const rdl_req_t *req, int slot)
-{
-    return slot >= 0 && slot < RDL_REQ_SLOTS ? req->slots[slot] : NULL;
-}
-
-int rdl_req_status(const rdl_req_t *req)
-{
-    return req->status;
-}
-
-uint64_t rdl_req_bytes_in(const rdl_req_t *req)
-{
-    return req->bytes_in;
-}
-
-uint64_t rdl_req_bytes_out(const rdl_req_t *req)
-{
-    return req->bytes_out;
-}
-
-bool rdl_req_answered(const rdl_req_t *req)
-{
-    return req->answered;
-}
-
-/* ---- offload to the pool --------------------------------------------- */
-
-static void task_work(rdl_pool_task_t *task)
-{
-    rdl_req_t *req = task->data;
-    req->work(req, req->work_arg);
-}
-
-static void task_done(rdl_pool_task_t *task, int status)
-{
-    rdl_req_t *req = task->data;
-    rt_conn_t *c = req->conn;
-    (void)status;      /* the pool outlives every connection, so work always ran */
-    req->offloaded = false;
-    c->in_process = true;
-    rdl_ctx_t *prev = rdl_ctx_set_current(&req->ctx);
-    req->done(req, req->work_arg);
-    rdl_ctx_set_current(prev);
-    c->in_process = false;
-    c->refs--;
-    conn_process(c);
-}
-
-int rdl_req_offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, void *arg)
-{
-    rt_conn_t *c = req->conn;
-    if (!c || !work || !done)
-        return RDL_EINVAL;
-    if (req->answered || req->offloaded || c->closed)
-        return RDL_ESTATE;
-    req->work = work;
-    req->done = done;
-    req->work_arg = arg;
-    memset(&req->task, 0, sizeof(req->task));
-    req->task.work = task_work;
-    req->task.done = task_done;
-    req->task.data = req;
-    req->task.ctx = &req->ctx;
-    int rc = rdl_pool_submit(c->t->srv->pool, &req->task, c->t->sink);
-    if (rc != 0) {
-        rdl_resp_header(req, "Retry-After", "1");
-        rdl_resp_error(req, 503, "overloaded", "the server's work queue is full; retry shortly");
-        return rc == RDL_ESTATE ? RDL_ESTATE : RDL_EBUSY;
-    }
-    req->offloaded = true;
-    c->refs++;
-    return 0;
 }

@@ -42,7 +42,7 @@ void rt_router_free(rt_router_t *r);
  * Finds the route for method + path. On RT_MATCH_NO_METHOD, allow receives the
  * methods that do match the path ("GET, HEAD, POST").
  */
-int rt_router_match(const rt_router_t *r, const char *method, const char *path, size_t path_len,
+int rt_router_match(const rt_router_t *r, rdl_method_t method, const char *path, size_t path_len,
                     rt_match_t *m, char *allow, size_t allow_len);
 const char *rt_route_template(const rt_route_t *route);
 void rt_route_call(const rt_route_t *route, rdl_req_t *req);
@@ -224,7 +224,6 @@ void rt_conn_drain(rt_conn_t *c);               /* the thread stopped accepting 
 void rt_conn_abort(rt_conn_t *c);               /* close now (thread stopping) */
 void rt_conn_request_done(rt_conn_t *c);        /* the exchange finished: continue */
 void rt_conn_flush(rt_conn_t *c);
-void rt_conn_release(rt_conn_t *c);             /* drop a reference taken for a pool task */
 
 /* server.c */
 /* CPUs a cgroup quota allows: ceil(quota / period); 0 when unlimited ("max", -1) or unreadable. */

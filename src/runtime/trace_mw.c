@@ -59,16 +59,6 @@ static bool req_get(void *carrier, const char *name, size_t index, const char **
 
 /* ---- the middleware -------------------------------------------------- */
 
-static bool known_method(const char *m)
-{
-    static const char *const methods[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
-                                           "OPTIONS", "TRACE", "PATCH" };
-    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-        if (strcmp(m, methods[i]) == 0)
-            return true;
-    return false;
-}
-
 /* The attributes of the server span: keys are literals, each set once. */
 typedef struct attr_list {
     size_t n;
@@ -184,7 +174,7 @@ static int trace_enter(rdl_req_t *req, void *arg)
         /* Named only when recorded: most spans are not, at low sampling ratios. */
         const char *method = rdl_req_method(req);
         const char *route = rdl_req_route(req);
-        bool known = known_method(method);
+        bool known = rdl_req_method_id(req) != RDL_METHOD_UNKNOWN;
         const char *mname = known ? method : "HTTP";
         char name[256];
         size_t method_len = strlen(method), route_len = route ? strlen(route) : 0;

@@ -545,6 +545,15 @@ static void h_echo(rdl_req_t *req, void *arg)
     rdl_buf_free(&b);
 }
 
+/* Answers "id name": the method as the parser classified it. */
+static void h_method(rdl_req_t *req, void *arg)
+{
+    (void)arg;
+    char b[32];
+    int n = snprintf(b, sizeof(b), "%d %s", (int)rdl_req_method_id(req), rdl_req_method(req));
+    rdl_resp_send(req, 200, "text/plain", b, (size_t)n);
+}
+
 static void h_traced(rdl_req_t *req, void *arg)
 {
     (void)arg;
@@ -814,7 +823,7 @@ static int router_teardown(void **state)
     return 0;
 }
 
-static const char *match_tmpl(const rt_router_t *r, const char *method, const char *path)
+static const char *match_tmpl(const rt_router_t *r, rdl_method_t method, const char *path)
 {
     rt_match_t m;
     char allow[96];
@@ -832,15 +841,15 @@ static void test_router_specificity(void **state)
     for (int o = 0; o < 6; o++) {
         for (int i = 0; i < 3; i++)
             assert_int_equal(rt_router_add(&R, "GET", tmpls[orders[o][i]], h_a, NULL), 0);
-        assert_string_equal(match_tmpl(&R, "GET", "/v1/courses/featured"), "/v1/courses/featured");
-        assert_string_equal(match_tmpl(&R, "GET", "/v1/courses/42"), "/v1/courses/{id}");
-        assert_string_equal(match_tmpl(&R, "GET", "/v1/courses/42/sections"), "/v1/{rest...}");
-        assert_string_equal(match_tmpl(&R, "GET", "/v1/other"), "/v1/{rest...}");
-        assert_string_equal(match_tmpl(&R, "GET", "/v2/courses/42"), "(none)");
+        assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/featured"), "/v1/courses/featured");
+        assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/42"), "/v1/courses/{id}");
+        assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/42/sections"), "/v1/{rest...}");
+        assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/other"), "/v1/{rest...}");
+        assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v2/courses/42"), "(none)");
 
         rt_match_t m;
         const char *p = "/v1/courses/42/sections";
-        assert_int_equal(rt_router_match(&R, "GET", p, strlen(p), &m, NULL, 0), RT_MATCH_OK);
+        assert_int_equal(rt_router_match(&R, RDL_METHOD_GET, p, strlen(p), &m, NULL, 0), RT_MATCH_OK);
         assert_int_equal(m.nparams, 1);
         assert_string_equal(m.names[0], "rest");
         assert_int_equal(m.lens[0], strlen("courses/42/sections"));
@@ -857,10 +866,10 @@ static void test_router_left_to_right(void **state)
         const char *a = "/static/{path...}", *b = "/{lang}/docs/{page}";
         assert_int_equal(rt_router_add(&R, "GET", o ? b : a, h_a, NULL), 0);
         assert_int_equal(rt_router_add(&R, "GET", o ? a : b, h_a, NULL), 0);
-        assert_string_equal(match_tmpl(&R, "GET", "/en/docs/intro"), "/{lang}/docs/{page}");
-        assert_string_equal(match_tmpl(&R, "GET", "/static/css/site.css"), "/static/{path...}");
+        assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/en/docs/intro"), "/{lang}/docs/{page}");
+        assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/static/css/site.css"), "/static/{path...}");
         /* Both match; the first segment decides: literal "static" beats {lang}. */
-        assert_string_equal(match_tmpl(&R, "GET", "/static/docs/intro"), "/static/{path...}");
+        assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/static/docs/intro"), "/static/{path...}");
         rt_router_free(&R);
     }
 }
@@ -876,12 +885,12 @@ static void test_router_methods(void **state)
     rt_match_t m;
     char allow[96];
     const char *p = "/items/7";
-    assert_int_equal(rt_router_match(&R, "HEAD", p, strlen(p), &m, allow, sizeof(allow)), RT_MATCH_OK);
+    assert_int_equal(rt_router_match(&R, RDL_METHOD_HEAD, p, strlen(p), &m, allow, sizeof(allow)), RT_MATCH_OK);
     assert_string_equal(rt_route_template(m.route), "/items/{id}");
     assert_int_equal(m.nparams, 1);
     assert_memory_equal(m.values[0], "7", 1);
 
-    assert_int_equal(rt_router_match(&R, "PATCH", p, strlen(p), &m, allow, sizeof(allow)),
+    assert_int_equal(rt_router_match(&R, RDL_METHOD_PATCH, p, strlen(p), &m, allow, sizeof(allow)),
                      RT_MATCH_NO_METHOD);
     /* The Allow list names every method of the path once, HEAD with GET. */
     const char *want[] = { "GET", "HEAD", "POST", "PUT" };
@@ -901,11 +910,11 @@ static void test_router_methods(void **state)
 
     /* A DELETE-only path: HEAD and GET are not allowed, the list names DELETE only. */
     p = "/only-delete";
-    assert_int_equal(rt_router_match(&R, "HEAD", p, strlen(p), &m, allow, sizeof(allow)),
+    assert_int_equal(rt_router_match(&R, RDL_METHOD_HEAD, p, strlen(p), &m, allow, sizeof(allow)),
                      RT_MATCH_NO_METHOD);
     assert_string_equal(allow, "DELETE");
     p = "/nothing";
-    assert_int_equal(rt_router_match(&R, "GET", p, strlen(p), &m, allow, sizeof(allow)),
+    assert_int_equal(rt_router_match(&R, RDL_METHOD_GET, p, strlen(p), &m, allow, sizeof(allow)),
                      RT_MATCH_NO_PATH);
     rt_router_free(&R);
 }
@@ -920,9 +929,9 @@ static void test_router_explicit_head(void **state)
         assert_int_equal(rt_router_add(&R, o ? "HEAD" : "GET", "/doc", h_a, NULL), 0);
         assert_int_equal(rt_router_add(&R, o ? "GET" : "HEAD", "/doc", h_a, NULL), 0);
         rt_match_t m;
-        assert_int_equal(rt_router_match(&R, "GET", "/doc", 4, &m, NULL, 0), RT_MATCH_OK);
+        assert_int_equal(rt_router_match(&R, RDL_METHOD_GET, "/doc", 4, &m, NULL, 0), RT_MATCH_OK);
         const rt_route_t *get_route = m.route;
-        assert_int_equal(rt_router_match(&R, "HEAD", "/doc", 4, &m, NULL, 0), RT_MATCH_OK);
+        assert_int_equal(rt_router_match(&R, RDL_METHOD_HEAD, "/doc", 4, &m, NULL, 0), RT_MATCH_OK);
         assert_ptr_not_equal(m.route, get_route);
         rt_router_free(&R);
     }
@@ -946,6 +955,10 @@ static void test_router_rejects(void **state)
     }
     assert_null(R.routes);
     assert_int_equal(rt_router_add(&R, "", "/x", h_a, NULL), RDL_EINVAL);
+    /* Methods are the parser's (case-sensitive): any other could never match a request. */
+    assert_int_equal(rt_router_add(&R, "get", "/x", h_a, NULL), RDL_EINVAL);
+    assert_int_equal(rt_router_add(&R, "PROPFIND", "/x", h_a, NULL), RDL_EINVAL);
+    assert_int_equal(rt_router_add(&R, NULL, "/x", h_a, NULL), RDL_EINVAL);
     assert_int_equal(rt_router_add(&R, "GET", "/x", NULL, NULL), RDL_EINVAL);
 
     /* Eight parameters are fine, and all are bound. */
@@ -953,7 +966,7 @@ static void test_router_rejects(void **state)
     assert_int_equal(rt_router_add(&R, "GET", eight, h_a, NULL), 0);
     rt_match_t m;
     const char *p = "/1/2/3/4/5/6/7/8";
-    assert_int_equal(rt_router_match(&R, "GET", p, strlen(p), &m, NULL, 0), RT_MATCH_OK);
+    assert_int_equal(rt_router_match(&R, RDL_METHOD_GET, p, strlen(p), &m, NULL, 0), RT_MATCH_OK);
     assert_int_equal(m.nparams, 8);
     assert_string_equal(m.names[7], "h_9");
     assert_memory_equal(m.values[7], "8", 1);
@@ -964,10 +977,10 @@ static void test_router_rejects(void **state)
     assert_int_equal(rt_router_add(&R, "POST", "/v1/courses/{id}", h_a, NULL), 0);
 
     /* A trailing slash does not bind {id}, and the parameter route does not take "/a/b". */
-    assert_string_equal(match_tmpl(&R, "GET", "/v1/courses/"), "(none)");
-    assert_string_equal(match_tmpl(&R, "GET", "/v1/courses"), "(none)");
-    assert_string_equal(match_tmpl(&R, "GET", "/v1/courses/1/2"), "(none)");
-    assert_string_equal(match_tmpl(&R, "GET", "/v1/courses/1"), "/v1/courses/{id}");
+    assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/"), "(none)");
+    assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses"), "(none)");
+    assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/1/2"), "(none)");
+    assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/1"), "/v1/courses/{id}");
     rt_router_free(&R);
 }
 
@@ -981,6 +994,8 @@ static void test_params_and_query(void **state)
     rdl_server_t *srv = server_new(&o);
     assert_int_equal(rdl_server_route(srv, "GET", "/echo/{word}", h_echo, NULL), 0);
     assert_int_equal(rdl_server_route(srv, "GET", "/files/{path...}", h_echo, NULL), 0);
+    assert_int_equal(rdl_server_route(srv, "DELETE", "/method", h_method, NULL), 0);
+    assert_int_equal(rdl_server_route(srv, "GET", "/method", h_method, NULL), 0);
     server_start();
 
     static const struct { const char *target, *body; } cases[] = {
@@ -1016,6 +1031,19 @@ static void test_params_and_query(void **state)
     http_do(S.addr, "HEAD", "/echo/x", r);
     assert_int_equal(r->status, 200);
     assert_int_equal(r->body_len, 0);
+
+    /* The method travels as the parser's id; the name comes from the one table. */
+    char want[32];
+    http_do(S.addr, "DELETE", "/method", r);
+    snprintf(want, sizeof(want), "%d DELETE", (int)RDL_METHOD_DELETE);
+    assert_true(body_is(r, want));
+    http_do(S.addr, "GET", "/method", r);
+    snprintf(want, sizeof(want), "%d GET", (int)RDL_METHOD_GET);
+    assert_true(body_is(r, want));
+    http_do(S.addr, "PUT", "/method", r);
+    assert_int_equal(r->status, 405);
+    assert_true(resp_header(r, "Allow", allow, sizeof(allow)));
+    assert_string_equal(allow, "DELETE, GET, HEAD");
     server_stop();
 }
 
@@ -1027,7 +1055,7 @@ static void test_rest_param_decoded(void **state)
     rdl_req_t req;
     memset(&req, 0, sizeof(req));
     const char *p = "/files/a/b%20c/%zz";
-    assert_int_equal(rt_router_match(&R, "GET", p, strlen(p), &req.match, NULL, 0), RT_MATCH_OK);
+    assert_int_equal(rt_router_match(&R, RDL_METHOD_GET, p, strlen(p), &req.match, NULL, 0), RT_MATCH_OK);
     rdl_ctx_init(&req.ctx, 0);
     assert_string_equal(rdl_req_param(&req, "path"), "a/b c/%zz");
     assert_null(rdl_req_param(&req, "other"));

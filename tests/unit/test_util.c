@@ -564,6 +564,37 @@ static void test_hex_lower(void **state)
     }
 }
 
+/* The one method table: every id round-trips; anything else is UNKNOWN, never a near match. */
+static void test_methods(void **state)
+{
+    (void)state;
+    for (int m = RDL_METHOD_GET; m < RDL_METHOD_COUNT; m++) {
+        const char *name = rdl_method_name((rdl_method_t)m);
+        assert_true(name[0] != '\0');
+        assert_int_equal(rdl_method_parse(name, strlen(name)), m);
+    }
+    static const char *const bad[] = {
+        "", "G", "GE", "get", "Get", "GETX", "GET ", " GET", "POS", "POSTS", "HEADS", "PATC",
+        "DELETED", "OPTION", "CONNEC", "TRACE\n", "PROPFIND", "BREW",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (rdl_method_parse(bad[i], strlen(bad[i])) != RDL_METHOD_UNKNOWN)
+            fail_msg("'%s' parsed as a method", bad[i]);
+    assert_int_equal(rdl_method_parse("GETTER", 3), RDL_METHOD_GET);   /* n bytes, not NUL */
+    assert_string_equal(rdl_method_name(RDL_METHOD_UNKNOWN), "");
+    assert_string_equal(rdl_method_name(RDL_METHOD_COUNT), "");
+    assert_string_equal(rdl_method_name((rdl_method_t)-1), "");
+    assert_string_equal(rdl_method_name(RDL_METHOD_OPTIONS), "OPTIONS");
+    static const rdl_method_t idem[] = { RDL_METHOD_GET, RDL_METHOD_HEAD, RDL_METHOD_PUT,
+                                         RDL_METHOD_DELETE, RDL_METHOD_OPTIONS };
+    int n = 0;
+    for (int m = 0; m < RDL_METHOD_COUNT; m++)
+        n += rdl_method_idempotent((rdl_method_t)m);
+    assert_int_equal(n, 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_true(rdl_method_idempotent(idem[i]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -581,6 +612,7 @@ int main(void)
         cmocka_unit_test(test_error_format),
         cmocka_unit_test(test_clocks),
         cmocka_unit_test(test_hex_lower),
+        cmocka_unit_test(test_methods),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
