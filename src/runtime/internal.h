@@ -124,7 +124,8 @@ struct rdl_server {
     uv_async_t ctl_wake;        /* an app thread became idle while draining, or shutdown requested */
     uv_thread_t startup_tid;
     atomic_int startup_state;   /* 0 running, 1 ok, -1 failed */
-    atomic_bool ready;
+    atomic_bool ready;          /* start-up done and not draining (admin.c ANDs held_unready) */
+    atomic_bool held_unready;   /* rdl_server_set_ready(srv, false) */
     atomic_bool draining;
     atomic_bool shutdown_requested;
     atomic_bool ctl_up;          /* the control loop can take wake-ups (under ctl_mu) */

@@ -214,11 +214,13 @@ int rdl_req_offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, 
     req->task.data = req;
     req->task.ctx = &req->ctx;
     int rc = rdl_pool_submit(c->t->srv->pool, &req->task, c->t->sink);
-    if (rc != 0) {
+    if (rc == RDL_EBUSY) {
         rdl_resp_header(req, "Retry-After", "1");
         rdl_resp_error(req, 503, "overloaded", "the server's work queue is full; retry shortly");
-        return rc == RDL_ESTATE ? RDL_ESTATE : RDL_EBUSY;
+        return RDL_EBUSY;               /* answered: the caller must not */
     }
+    if (rc != 0)
+        return RDL_ECANCELED;           /* pool or sink shutting down: the caller answers */
     req->offloaded = true;
     c->refs++;
     return 0;

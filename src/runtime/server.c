@@ -301,11 +301,6 @@ rdl_pool_t *rdl_server_pool(rdl_server_t *srv)
     return srv->pool;
 }
 
-bool rdl_server_ready(const rdl_server_t *srv)
-{
-    return atomic_load(&srv->ready);
-}
-
 void rdl_server_shutdown(rdl_server_t *srv)
 {
     atomic_store(&srv->shutdown_requested, true);

@@ -74,6 +74,7 @@ typedef struct shared {
     int works, dones, works_canceled;
     int done_send_rc;
     int offload_rc[3];          /* per request, by its query "A", "B", "C" */
+    bool offload_answered[3];   /* rdl_req_answered right after the offload returned */
     int offloads;
     rdl_pool_t *pool;
     int hdr_rc[NCASES];
@@ -712,9 +713,40 @@ static void h_block(rdl_req_t *req, void *arg)
     pthread_mutex_lock(&mu);
     G.pool = pool;
     G.offload_rc[slot] = rc;
+    G.offload_answered[slot] = rdl_req_answered(req);
     G.offloads++;
     pthread_cond_broadcast(&cv);
     pthread_mutex_unlock(&mu);
+}
+
+/* -- offload: the pool is shutting down (arg: a pool whose free has begun) -- */
+
+static void h_pool_closing(rdl_req_t *req, void *arg)
+{
+    rdl_server_t *srv = req->conn->t->srv;
+    rdl_pool_t *real = srv->pool;
+    srv->pool = arg;            /* on the I/O thread, with no other request in flight */
+    int rc = rdl_req_offload(req, off_work, off_done, NULL);
+    srv->pool = real;
+    bool answered = rdl_req_answered(req);
+    if (rc == RDL_ECANCELED)
+        rdl_resp_error(req, 503, "unavailable", "the handler says: shutting down");
+    pthread_mutex_lock(&mu);
+    G.offload_rc[0] = rc;
+    G.offload_answered[0] = answered;
+    G.offloads++;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+}
+
+static void pool_gate_work(rdl_pool_task_t *task) { (void)task; gate_pass(); }
+static void pool_noop_work(rdl_pool_task_t *task) { (void)task; }
+static void pool_noop_done(rdl_pool_task_t *task, int status) { (void)task; (void)status; }
+
+static void *pool_free_main(void *arg)
+{
+    rdl_pool_free(arg);         /* blocks until the gate opens: the pool stays "stopping" */
+    return NULL;
 }
 
 /* -- offload: work that waits for the client to go away -- */
@@ -1280,6 +1312,8 @@ static void test_offload_queue_full(void **state)
     assert_int_equal(g.offload_rc[0], 0);
     assert_int_equal(g.offload_rc[1], 0);
     assert_int_equal(g.offload_rc[2], RDL_EBUSY);
+    assert_false(g.offload_answered[1]);
+    assert_true(g.offload_answered[2]);            /* RDL_EBUSY: the runtime has answered */
     assert_int_equal(g.works, 0);
     rdl_pool_stats_t st;
     rdl_pool_stats(pool, &st);
@@ -1369,6 +1403,52 @@ static void test_timeouts_earlier_deadline(void **state)
 
 /* ---- 6. request timeout ---------------------------------------------- */
 
+/*
+ * The pool refuses because it is shutting down: nothing is answered, the
+ * offload says so (RDL_ECANCELED, not RDL_EBUSY), and the handler's own
+ * answer reaches the client, not a "queue full" 503.
+ */
+static void test_offload_pool_closing(void **state)
+{
+    (void)state;
+    rdl_pool_opts_t po = { .threads = 1, .queue_max = 1000, .name = "closing" };
+    rdl_pool_t *closing;
+    assert_int_equal(rdl_pool_new(&po, &closing), 0);
+    static rdl_pool_task_t blocker, probes[1000];
+    blocker = (rdl_pool_task_t){ .work = pool_gate_work, .done = pool_noop_done };
+    assert_int_equal(rdl_pool_submit(closing, &blocker, NULL), 0);
+    assert_int_equal(wait_count(&G.gate_arrived, 1), 1);
+    pthread_t freer;
+    assert_int_equal(pthread_create(&freer, NULL, pool_free_main, closing), 0);
+    int rc = 0;
+    for (int i = 0; i < 1000 && rc == 0; i++) {
+        probes[i] = (rdl_pool_task_t){ .work = pool_noop_work, .done = pool_noop_done };
+        rc = rdl_pool_submit(closing, &probes[i], NULL);
+        if (rc == 0)
+            sleep_ms(1);
+    }
+    assert_int_equal(rc, RDL_ESTATE);              /* the pool is stopping now */
+
+    rdl_server_opts_t o;
+    test_opts(&o);
+    rdl_server_t *srv = server_new(&o);
+    assert_int_equal(rdl_server_route(srv, "GET", "/closing", h_pool_closing, closing), 0);
+    server_start();
+    resp_t *r = &resp_buf;
+    http_do(S.addr, "GET", "/closing", r);
+    assert_int_equal(r->status, 503);
+    assert_true(body_has(r, "the handler says: shutting down"));
+    assert_false(body_has(r, "overloaded"));
+    shared_t g = snapshot();
+    assert_int_equal(g.offload_rc[0], RDL_ECANCELED);
+    assert_false(g.offload_answered[0]);
+    assert_int_equal(g.works, 0);
+    server_stop();
+    gate_open();
+    assert_int_equal(pthread_join(freer, NULL), 0);
+}
+
+
 static void test_request_timeout(void **state)
 {
     (void)state;
@@ -1443,6 +1523,68 @@ static void test_readiness(void **state)
     assert_true(body_has(r, "ready"));
     assert_true(rdl_server_ready(srv));
     server_stop();
+}
+
+/* Polls /readyz (bounded) until it answers want; returns the last status. */
+static int readyz_until(int want, resp_t *r)
+{
+    uint64_t end = mono_ms() + WAIT_MS;
+    do {
+        http_do(S.admin, "GET", "/readyz", r);
+        if (r->status == want)
+            break;
+        sleep_ms(5);
+    } while (mono_ms() < end);
+    return r->status;
+}
+
+/* rdl_server_set_ready: ANDed with start-up and drain, from any thread, before run too. */
+static void test_set_ready(void **state)
+{
+    (void)state;
+    rdl_server_opts_t o;
+    test_opts(&o);
+    o.drain_delay_ms = 3000;                      /* long enough to look at a draining server */
+    rdl_server_t *srv = server_new(&o);
+    assert_int_equal(rdl_server_on_startup(srv, "warm-db", step_block, NULL), 0);
+    rdl_server_set_ready(srv, false);             /* before run: held off from the start */
+    server_start();
+    assert_int_equal(wait_count(&G.gate_arrived, 1), 1);
+    resp_t *r = &resp_buf;
+    http_do(S.admin, "GET", "/readyz", r);
+    assert_int_equal(r->status, 503);
+    assert_true(body_has(r, "\"status\":\"starting\""));
+
+    /* Start-up done, but the application still says no. */
+    gate_open();
+    uint64_t end = mono_ms() + WAIT_MS;
+    while (!atomic_load(&srv->ready) && mono_ms() < end)
+        sleep_ms(1);
+    assert_true(atomic_load(&srv->ready));
+    http_do(S.admin, "GET", "/readyz", r);
+    assert_int_equal(r->status, 503);
+    assert_true(body_has(r, "\"status\":\"not_ready\""));
+    assert_false(rdl_server_ready(srv));
+
+    rdl_server_set_ready(srv, true);
+    assert_true(rdl_server_ready(srv));
+    assert_int_equal(readyz_until(200, r), 200);
+    rdl_server_set_ready(srv, false);
+    rdl_server_set_ready(srv, false);             /* no change: no second log line */
+    assert_int_equal(readyz_until(503, r), 503);
+    assert_true(body_has(r, "not_ready"));
+    rdl_server_set_ready(srv, true);
+    assert_int_equal(readyz_until(200, r), 200);
+
+    /* Draining: the application's yes does not bring it back. */
+    rdl_server_shutdown(srv);
+    assert_int_equal(readyz_until(503, r), 503);
+    assert_true(body_has(r, "\"status\":\"draining\""));
+    rdl_server_set_ready(srv, true);
+    assert_false(rdl_server_ready(srv));
+    http_do(S.admin, "GET", "/readyz", r);
+    assert_int_equal(r->status, 503);
+    assert_int_equal(server_join(), 0);
 }
 
 static void test_startup_failure(void **state)
@@ -1648,6 +1790,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_streaming, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offload_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offload_queue_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offload_pool_closing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_ready, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_deferred, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_earlier_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_timeout, setup, teardown),
