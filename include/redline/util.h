@@ -65,6 +65,17 @@ const char *rdl_error_format(const rdl_error_t *err, char *out, size_t outlen);
 int rdl_yaml_check_text(const char *yaml, size_t len, rdl_error_t *err);
 char *rdl_yaml_single_quoted(const char *raw, size_t n, size_t *outlen);
 
+/*
+ * Reads the whole regular file at path into *out, a NUL-terminated heap copy
+ * the caller frees, and its length into *len (the file may hold NUL bytes).
+ * Refuses, with err naming the path (err->file) and saying what it is and the
+ * limit: a directory, a device, a FIFO or socket (opened without blocking), a
+ * file larger than max_bytes, including one that grows past it while read.
+ * Returns 0, RDL_ENOENT (no such file), RDL_EINVAL (not a regular file, too
+ * large), RDL_EIO or RDL_ENOMEM; *out is NULL on failure. Any thread.
+ */
+int rdl_read_file(const char *path, size_t max_bytes, char **out, size_t *len, rdl_error_t *err);
+
 /* in[0..n) as 2n lowercase hex digits at out (not NUL-terminated). */
 void rdl_hex_lower(char *out, const void *in, size_t n);
 

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <jansson.h>
 
 #include "redline/util.h"
@@ -595,6 +597,101 @@ static void test_methods(void **state)
         assert_true(rdl_method_idempotent(idem[i]));
 }
 
+/* ---- whole files ---------------------------------------------------------- */
+
+/* A scratch directory holding each kind of path rdl_read_file must refuse or read. */
+static void make_file(const char *path, const char *text, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+struct file_case {
+    const char *name;           /* under the scratch directory; NULL: path is absolute */
+    const char *path;
+    size_t max;
+    int rc;
+    const char *text;           /* expected content on success */
+    const char *msg;            /* a piece of the error message */
+};
+
+static void test_read_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/rdl-test-file-XXXXXX";
+    char path[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/ok.yaml", dir);
+    make_file(path, "a: 1\n", 5);
+    snprintf(path, sizeof(path), "%s/empty", dir);
+    make_file(path, "", 0);
+    snprintf(path, sizeof(path), "%s/nul", dir);
+    make_file(path, "x\0y", 3);
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+
+    static const struct file_case cases[] = {
+        { "ok.yaml", NULL, 64, 0, "a: 1\n", NULL },
+        { "ok.yaml", NULL, 5, 0, "a: 1\n", NULL },             /* exactly at the limit */
+        { "ok.yaml", NULL, 4, RDL_EINVAL, NULL, "is 5 bytes, larger than the limit of 4 bytes" },
+        { "empty", NULL, 0, 0, "", NULL },
+        { "empty", NULL, 64, 0, "", NULL },
+        { "nul", NULL, 64, 0, "x\0y", NULL },
+        { "missing", NULL, 64, RDL_ENOENT, NULL, "cannot open: No such file or directory" },
+        { "sub", NULL, 64, RDL_EINVAL, NULL,
+          "is a directory; a regular file of at most 64 bytes is expected" },
+        { "fifo", NULL, 64, RDL_EINVAL, NULL, "is a FIFO; a regular file of at most 64 bytes" },
+        { NULL, "/dev/null", 64, RDL_EINVAL, NULL, "is a character device;" },
+        { NULL, "/dev/zero", 1u << 20, RDL_EINVAL, NULL, "is a character device;" },
+        { NULL, "/", 64, RDL_EINVAL, NULL, "is a directory;" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct file_case *c = &cases[i];
+        char *data = (char *)1;
+        size_t len = 99;
+        rdl_error_t err;
+        if (c->name)
+            snprintf(path, sizeof(path), "%s/%s", dir, c->name);
+        else
+            snprintf(path, sizeof(path), "%s", c->path);
+        int rc = rdl_read_file(path, c->max, &data, &len, &err);
+        if (rc != c->rc)
+            fail_msg("case %zu (%s): rc %d, want %d (%s)", i, path, rc, c->rc, err.msg);
+        if (c->rc == 0) {
+            size_t want = c->name && strcmp(c->name, "nul") == 0 ? 3 : strlen(c->text);
+            assert_non_null(data);
+            assert_int_equal(len, want);
+            assert_memory_equal(data, c->text, want);
+            assert_int_equal(data[len], '\0');
+            free(data);
+        } else {
+            assert_null(data);
+            assert_int_equal(len, 0);
+            assert_int_equal(err.code, c->rc);
+            assert_string_equal(err.file, path);
+            if (strstr(err.msg, c->msg) == NULL)
+                fail_msg("case %zu (%s): message \"%s\" lacks \"%s\"", i, path, err.msg, c->msg);
+        }
+    }
+    /* no err and no output: refused, not a crash */
+    assert_int_equal(rdl_read_file("/dev/null", 1, NULL, NULL, NULL), RDL_EINVAL);
+    assert_int_equal(rdl_read_file("/nonexistent/x", 1, &(char *){ NULL }, &(size_t){ 0 }, NULL),
+                     RDL_ENOENT);
+
+    const char *names[] = { "ok.yaml", "empty", "nul", "fifo" };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        assert_int_equal(unlink(path), 0);
+    }
+    snprintf(path, sizeof(path), "%s/sub", dir);
+    assert_int_equal(rmdir(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -613,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_clocks),
         cmocka_unit_test(test_hex_lower),
         cmocka_unit_test(test_methods),
+        cmocka_unit_test(test_read_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
