@@ -90,6 +90,9 @@ typedef struct rdl_server_opts {
     char *routes_bypass_header; /* present on a request => the default route; "" = none */
     char *routes_sticky_header; /* weighted choice sticky on this header; "" = random */
     uint64_t routes_watch_ms;   /* how often the file is checked for changes; 0 = only SIGHUP */
+    /* admin plane: changes (PUT /debug/loglevel, ...) need a bearer token (docs/runtime.md) */
+    char *admin_token_file;     /* file holding the token, re-read when it changes; "" = none */
+    bool admin_allow_unauthenticated; /* no token file: allow changes anyway (local demo only) */
 } rdl_server_opts_t;
 
 /* Production defaults (documented in docs/runtime.md). */

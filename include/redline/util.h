@@ -130,6 +130,21 @@ void rdl_buf_put_u64(rdl_buf_t *b, uint64_t v);
 void rdl_buf_put_i64(rdl_buf_t *b, int64_t v);
 
 /*
+ * Secrets. rdl_secret_equal compares a presented credential with the
+ * expected one in time that depends on their lengths only, never on where
+ * they differ; false when either is empty. rdl_secret_name: whether a
+ * setting, header or flag of that name holds a secret (its name contains
+ * token, password, passwd, secret, authorization or api key, any case).
+ * rdl_redact_put appends s with any secret replaced by RDL_REDACTED: the
+ * value of "name=value" when the name is secret, else a URL's userinfo
+ * ("https://<redacted>@host/"); other text as it is. Any thread.
+ */
+#define RDL_REDACTED "<redacted>"
+bool rdl_secret_equal(const void *given, size_t given_len, const void *secret, size_t secret_len);
+bool rdl_secret_name(const char *name, size_t n);
+void rdl_redact_put(rdl_buf_t *b, const char *s, size_t n);
+
+/*
  * UTF-8 as every writer here checks it (JSON, exposition, OTLP, YAML text):
  * rdl_utf8_seq returns the length (1-4) of the valid sequence at s[0..n), n >= 1,
  * or 0 when it is not valid UTF-8 (overlong, surrogate, above U+10FFFF,

@@ -143,6 +143,7 @@ struct rdl_server {
     bool log_var;               /* it published "log" in /debug/vars */
     struct rt_trace *trace;     /* trace_mw.c's state; NULL until rdl_server_run */
     struct rt_routing *routing; /* route_mw.c; NULL when routing is off */
+    struct rt_admin_token *admin_token; /* admin_auth.c; NULL until the first admin change */
 };
 
 /* One request/response exchange; one at a time per connection. */
@@ -255,6 +256,16 @@ const struct rdl_route_decision *rt_route_decision(const rdl_req_t *req);
 
 /* admin.c */
 int rt_admin_register(rdl_server_t *srv);
+
+/* admin_auth.c: the admin plane's changes need the bearer token of admin.token_file */
+/*
+ * Call first in every handler that changes state: true when the request may go
+ * on; false when it has been answered (401 with WWW-Authenticate: no or wrong
+ * token; 403: no token file and admin.allow_unauthenticated off, or not on the
+ * admin listener). Admin I/O thread.
+ */
+bool rdl__admin_authorized(rdl_req_t *req);
+void rt_admin_auth_free(rdl_server_t *srv);     /* rdl_server_free */
 
 /* metrics_mw.c: the RED middleware, runtime collectors, /metrics and /debug/vars */
 void rt_metrics_defaults(rdl_server_opts_t *o);

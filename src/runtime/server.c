@@ -59,6 +59,7 @@ void rdl_server_opts_default(rdl_server_opts_t *o)
     o->routes_bypass_header = "x-redline-bypass";
     o->routes_sticky_header = "";
     o->routes_watch_ms = 1000;
+    o->admin_token_file = "";
     rt_log_opts_default(o);
     rt_metrics_defaults(o);
 }
@@ -91,6 +92,10 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
           "then: time for in-flight requests", NULL },
         { "pool.threads", RDL_CFG_INT, &o->pool_threads, 1, 1024, NULL, "blocking-work threads", NULL },
         { "pool.queue", RDL_CFG_INT, &o->pool_queue, 1, 1000000, NULL, "blocking-work queue bound (503 beyond)", NULL },
+        { "admin.token_file", RDL_CFG_STRING, &o->admin_token_file, 0, 0, NULL,
+          "file with the bearer token admin changes need (re-read when it changes)", NULL },
+        { "admin.allow_unauthenticated", RDL_CFG_BOOL, &o->admin_allow_unauthenticated, 0, 0, NULL,
+          "no token file: allow admin changes anyway (local demo only)", NULL },
     };
     int rc = rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
     if (rc == 0)
@@ -234,6 +239,7 @@ void rdl_server_free(rdl_server_t *srv)
     uv_mutex_destroy(&srv->ctl_mu);
     rt_outbound_free(srv->outbound);
     rt_route_free(srv);
+    rt_admin_auth_free(srv);
     rt_router_free(&srv->app_router);
     rt_router_free(&srv->admin_router);
     free(srv->threads);

@@ -1762,6 +1762,174 @@ static void test_log_wiring(void **state)
     rdl_buf_free(&b);
 }
 
+/* ---- 11. admin plane: changes need the bearer token -------------------- */
+
+static char auth_dir[64];                /* scratch: the token file and the log file */
+
+static void auth_path(char *out, size_t n, const char *name)
+{
+    snprintf(out, n, "%s/%s", auth_dir, name);
+}
+
+/* Writes text to name in auth_dir through a rename, as a rotated Secret appears. */
+static void auth_write(const char *name, const char *text)
+{
+    char path[128], tmp[140];
+    auth_path(path, sizeof(path), name);
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    FILE *f = fopen(tmp, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
+static void auth_setup_dir(void)
+{
+    snprintf(auth_dir, sizeof(auth_dir), "/tmp/rdl-auth-XXXXXX");
+    assert_non_null(mkdtemp(auth_dir));
+}
+
+static void auth_cleanup_dir(void)
+{
+    const char *names[] = { "token", "log" };
+    char path[128];
+    for (size_t i = 0; i < 2; i++) {
+        auth_path(path, sizeof(path), names[i]);
+        unlink(path);
+    }
+    rmdir(auth_dir);
+}
+
+/* PUT /debug/loglevel with an Authorization value (NULL: none). */
+static void admin_put(const char *authorization, const char *level, resp_t *r)
+{
+    client_t *c = &clients[3];
+    char req[512], auth[256] = "";
+    if (authorization)
+        snprintf(auth, sizeof(auth), "Authorization: %s\r\n", authorization);
+    snprintf(req, sizeof(req), "PUT /debug/loglevel HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+             "%sContent-Length: %zu\r\n\r\n%s", auth, strlen(level), level);
+    bool ok = client_open(c, S.admin) && client_send(c, req) && read_response(c, r, false);
+    client_close(c);
+    assert_true(ok);
+}
+
+static void assert_unauthorized(const resp_t *r)
+{
+    char v[96];
+    assert_int_equal(r->status, 401);
+    assert_true(resp_header(r, "WWW-Authenticate", v, sizeof(v)));
+    assert_string_equal(v, "Bearer realm=\"redline-admin\"");
+}
+
+static void assert_level(const char *want)
+{
+    resp_t *r = &resp_buf;
+    char body[64];
+    http_do(S.admin, "GET", "/debug/loglevel", r);  /* reading stays open */
+    assert_int_equal(r->status, 200);
+    snprintf(body, sizeof(body), "\"level\":\"%s\"", want);
+    assert_true(body_has(r, body));
+}
+
+static void test_admin_token(void **state)
+{
+    (void)state;
+    auth_setup_dir();
+    char token_path[128], log_path[128];
+    auth_path(token_path, sizeof(token_path), "token");
+    auth_path(log_path, sizeof(log_path), "log");
+    auth_write("token", "first-Secret-42\n");      /* one trailing newline: trimmed */
+    rdl_server_opts_t o;
+    test_opts(&o);
+    o.admin_token_file = token_path;
+    o.log_sink = "file";
+    o.log_file = log_path;
+    server_new(&o);
+    server_start();
+    resp_t *r = &resp_buf;
+
+    admin_put(NULL, "debug", r);
+    assert_unauthorized(r);
+    admin_put("Bearer wrong-Secret-42", "debug", r);
+    assert_unauthorized(r);
+    admin_put("Bearer first-Secret-4", "debug", r);          /* a prefix */
+    assert_unauthorized(r);
+    admin_put("Bearer first-Secret-42\t", "debug", r);       /* HTAB is trimmed as OWS */
+    assert_int_equal(r->status, 200);
+    admin_put("Basic Zmlyc3Q6U2VjcmV0", "warn", r);
+    assert_unauthorized(r);
+    assert_level("debug");
+    admin_put("Bearer first-Secret-42", "info", r);
+    assert_int_equal(r->status, 200);
+    assert_true(body_has(r, "\"previous\":\"debug\""));
+    assert_level("info");
+
+    /* The Secret rotates: the new token works within a second or so, the old one no more. */
+    auth_write("token", "second-Secret-77");
+    sleep_ms(1100);
+    admin_put("Bearer first-Secret-42", "debug", r);
+    assert_unauthorized(r);
+    admin_put("Bearer second-Secret-77", "debug", r);
+    assert_int_equal(r->status, 200);
+    assert_level("debug");
+
+    /* The file goes away: every change is refused, none with the old token. */
+    unlink(token_path);
+    sleep_ms(1100);
+    admin_put("Bearer second-Secret-77", "info", r);
+    assert_unauthorized(r);
+    assert_level("debug");
+    server_stop();
+
+    /* On record: the refusals and the change with its peer; never a token. */
+    char *log = NULL;
+    size_t len = 0;
+    assert_int_equal(rdl_read_file(log_path, 1 << 20, &log, &len, NULL), 0);
+    bool refused = strstr(log, "\"msg\":\"admin change refused\"") != NULL;
+    bool changed = strstr(log, "\"msg\":\"log level changed\"") != NULL &&
+                   strstr(log, "\"peer\":\"127.0.0.1:") != NULL;
+    bool unusable = strstr(log, "admin token unusable") != NULL;
+    bool leaked = strstr(log, "Secret-") != NULL || strstr(log, "Zmlyc3") != NULL ||
+                  strstr(log, "Bearer") != NULL;
+    free(log);
+    auth_cleanup_dir();
+    assert_true(refused);
+    assert_true(changed);
+    assert_true(unusable);
+    assert_false(leaked);
+}
+
+/* No token file: changes are refused (403) unless allowed outright; reads stay open. */
+static void test_admin_without_token_file(void **state)
+{
+    (void)state;
+    for (int allow = 0; allow < 2; allow++) {
+        memset(&S, 0, sizeof(S));
+        rdl_server_opts_t o;
+        test_opts(&o);
+        o.admin_allow_unauthenticated = allow;
+        server_new(&o);
+        server_start();
+        resp_t *r = &resp_buf;
+        admin_put("Bearer anything", "debug", r);
+        if (allow) {
+            assert_int_equal(r->status, 200);
+            assert_level("debug");
+        } else {
+            char v[96];
+            assert_int_equal(r->status, 403);
+            assert_true(body_has(r, "admin.token_file"));
+            assert_false(resp_header(r, "WWW-Authenticate", v, sizeof(v)));
+            assert_level("info");
+        }
+        http_do(S.admin, "GET", "/debug/log", r);
+        assert_int_equal(r->status, 200);
+        server_stop();
+    }
+}
+
 static void test_cpu_quota(void **state)
 {
     (void)state;
@@ -1792,6 +1960,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offload_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offload_pool_closing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_ready, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admin_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admin_without_token_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_deferred, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_earlier_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_timeout, setup, teardown),
