@@ -135,8 +135,9 @@ void rdl_buf_put_i64(rdl_buf_t *b, int64_t v);
  * they differ; false when either is empty. rdl_secret_name: whether a
  * setting, header or flag of that name holds a secret (its name contains
  * token, password, passwd, secret, authorization or api key, any case).
- * rdl_redact_put appends s with any secret replaced by RDL_REDACTED: the
- * value of "name=value" when the name is secret, else a URL's userinfo
+ * rdl_redact_put appends s with any secret replaced by RDL_REDACTED: all
+ * after an '=' whose text before it names a secret ("a.password=<redacted>",
+ * "h=Authorization=<redacted>"), else a URL's userinfo
  * ("https://<redacted>@host/"); other text as it is. Any thread.
  */
 #define RDL_REDACTED "<redacted>"

@@ -390,10 +390,14 @@ int rt_trace_start(rdl_server_t *srv, rdl_error_t *err)
     tr->collector = rdl_collector_add(NULL, collect, tr);
     char sampler[96];
     rdl_sampler_describe(&to.sampler, sampler, sizeof(sampler));
-    rdl_log_field_t f[] = { rdl_lf_str("endpoint", to.export ? to.endpoint : ""),
+    rdl_buf_t endpoint;         /* a URL's user:password is not for the log */
+    rdl_buf_init(&endpoint);
+    rdl_redact_put(&endpoint, to.export ? to.endpoint : "", to.export ? strlen(to.endpoint) : 0);
+    rdl_log_field_t f[] = { rdl_lf_strn("endpoint", endpoint.data, endpoint.len),
                             rdl_lf_str("sampler", sampler) };
     rdl_log(srv->log, RDL_LOG_INFO,
             to.export ? "tracing: exporting spans" : "tracing: ids only (no OTLP endpoint)", f, 2);
+    rdl_buf_free(&endpoint);
     return 0;
 }
 

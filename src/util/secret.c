@@ -63,11 +63,13 @@ static size_t userinfo_end(const char *s, size_t n, size_t *start)
 
 void rdl_redact_put(rdl_buf_t *b, const char *s, size_t n)
 {
-    const char *eq = memchr(s, '=', n);
-    if (eq && rdl_secret_name(s, (size_t)(eq - s))) {
-        rdl_buf_put(b, s, (size_t)(eq - s) + 1);       /* "admin.token=<redacted>" */
-        rdl_buf_puts(b, RDL_REDACTED);
-        return;
+    for (size_t i = 0; i < n; i++) {
+        /* "a.password=x", also "tracing.headers=Authorization=Bearer x": all after the '=' goes */
+        if (s[i] == '=' && rdl_secret_name(s, i)) {
+            rdl_buf_put(b, s, i + 1);
+            rdl_buf_puts(b, RDL_REDACTED);
+            return;
+        }
     }
     size_t start, at = userinfo_end(s, n, &start);
     if (at) {
