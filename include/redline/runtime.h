@@ -56,6 +56,7 @@ typedef struct rdl_server_opts {
     uint64_t body_timeout_ms;   /* no body bytes for this long -> 408, close */
     uint64_t idle_timeout_ms;   /* keep-alive idle -> silent close */
     uint64_t request_timeout_ms;/* handler has not answered -> 503; also the ctx deadline */
+    uint64_t send_timeout_ms;   /* output waits on a peer that makes no read progress -> close */
     /* lifecycle, milliseconds */
     uint64_t drain_delay_ms;    /* after SIGTERM: /readyz 503, still serving */
     uint64_t grace_ms;          /* then: stop accepting, finish in-flight within this */

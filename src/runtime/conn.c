@@ -14,7 +14,11 @@
  * timeout from accept (silent close when no byte came, 408 otherwise), the
  * header timeout from a request's first byte (slowloris), the body inactivity
  * timeout, the handler's request timeout (503), the keep-alive idle timeout
- * (silent close), and the linger after a final response.
+ * (silent close), the linger after a final response, and the send timeout:
+ * when output waits on a peer that stopped reading (reading and parsing pause
+ * above limits.max_output_buffer, so no other timeout runs), a whole
+ * timeouts.send without a byte leaving closes the connection, or a client
+ * that never reads would pin its output forever.
  *
  * Closing is staged (RFC 9112 §9.6): write the last response, shut down the
  * write side, read and discard until the peer closes or the linger time ends,
@@ -32,7 +36,7 @@
 #define RT_LINGER_MS 2000
 #define RT_DRAIN_IDLE_MS 500    /* while draining, idle connections close after this */
 
-enum { T_NONE, T_FIRST, T_HEADER, T_BODY, T_REQUEST, T_IDLE, T_LINGER };
+enum { T_NONE, T_FIRST, T_HEADER, T_BODY, T_REQUEST, T_IDLE, T_LINGER, T_SEND };
 
 static void conn_process(rt_conn_t *c);
 static void conn_close_now(rt_conn_t *c);
@@ -309,7 +313,89 @@ static void update_reading(rt_conn_t *c)
     }
 }
 
+/* "ip:port" of the peer, asked once and kept. */
+const char *rt_conn_peer(rt_conn_t *c)
+{
+    if (!c->peer[0]) {
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof(ss));      /* the family is read even when the lookup fails */
+        int n = sizeof(ss);
+        char ip[INET6_ADDRSTRLEN] = "";
+        int port = 0;
+        if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &n) == 0) {
+            if (ss.ss_family == AF_INET6) {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+                uv_ip6_name(a, ip, sizeof(ip));
+                port = ntohs(a->sin6_port);
+            } else {
+                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+                uv_ip4_name(a, ip, sizeof(ip));
+                port = ntohs(a->sin_port);
+            }
+        }
+        snprintf(c->peer, sizeof(c->peer), ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
+    }
+    return c->peer;
+}
+
 /* ---- writing --------------------------------------------------------- */
+
+/* Output waits on the peer and nothing else can move: no reading, no handler. */
+static bool send_stalled(const rt_conn_t *c)
+{
+    return c->writing && c->state != RT_HANDLER &&
+           (c->state == RT_CLOSING || pending_output(c) > c->t->srv->opts.max_output_buffer);
+}
+
+static size_t queued_in_uv(const rt_conn_t *c)
+{
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+}
+
+/* Starts the send timeout when the connection has just stalled on its output. */
+static void watch_send(rt_conn_t *c)
+{
+    if (c->closed || timer_kind(c) == T_SEND || !send_stalled(c))
+        return;
+    c->send_mark = queued_in_uv(c);
+    arm(c, T_SEND, c->t->srv->opts.send_timeout_ms);
+}
+
+/* The stall is over: the state's own timeout again (conn_process sets the idle ones). */
+static void unwatch_send(rt_conn_t *c)
+{
+    if (timer_kind(c) != T_SEND || send_stalled(c))
+        return;
+    const rdl_server_opts_t *o = &c->t->srv->opts;
+    if (c->state == RT_HEAD)
+        arm(c, T_HEADER, o->header_timeout_ms);
+    else if (c->state == RT_BODY)
+        arm(c, T_BODY, o->body_timeout_ms);
+    else
+        arm(c, T_NONE, 0);
+}
+
+/* T_SEND fired: bytes left since the period began, or the peer is not reading at all. */
+static void on_send_timeout(rt_conn_t *c)
+{
+    size_t queued = queued_in_uv(c);
+    if (!send_stalled(c) || queued < c->send_mark) {
+        c->send_mark = queued;           /* progress (or no stall): another period */
+        if (send_stalled(c))
+            arm(c, T_SEND, c->t->srv->opts.send_timeout_ms);
+        else
+            unwatch_send(c);
+        return;
+    }
+    rdl_server_t *srv = c->t->srv;
+    uint64_t n = atomic_fetch_add(&srv->send_timeouts, 1) + 1;
+    rdl_log_field_t f[] = { rdl_lf_str("peer", rt_conn_peer(c)),
+                            rdl_lf_int("unsent_bytes", (int64_t)pending_output(c)),
+                            rdl_lf_dur("send_timeout_ms", srv->opts.send_timeout_ms * 1000000ull),
+                            rdl_lf_int("send_timeouts", (int64_t)n) };
+    rdl_log(srv->log, RDL_LOG_WARN, "send timeout: the client stopped reading; closing", f, 4);
+    conn_close_now(c);
+}
 
 static void after_flush(rt_conn_t *c)
 {
@@ -336,6 +422,7 @@ static void on_write(uv_write_t *w, int status)
         rt_conn_flush(c);
         return;
     }
+    unwatch_send(c);
     after_flush(c);
     conn_process(c);                     /* output drained: pipelined requests may go on */
 }
@@ -346,6 +433,7 @@ void rt_conn_flush(rt_conn_t *c)
         return;
     if (c->writing || c->out.len == 0) {
         after_flush(c);
+        watch_send(c);
         return;
     }
     uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
@@ -373,6 +461,7 @@ void rt_conn_flush(rt_conn_t *c)
     }
     c->writing = true;
     update_reading(c);
+    watch_send(c);
 }
 
 /* ---- parsing and dispatch -------------------------------------------- */
@@ -658,6 +747,9 @@ static void on_timer(uv_timer_t *timer)
     case T_IDLE:
     case T_LINGER:
         conn_close_now(c);
+        break;
+    case T_SEND:
+        on_send_timeout(c);
         break;
     default:
         break;

@@ -132,6 +132,7 @@ struct rdl_server {
     uv_mutex_t ctl_mu;           /* orders rdl_server_shutdown against closing ctl_wake */
     atomic_bool addrs_set;       /* addr and admin_addr are written */
     atomic_int idle_threads;    /* app threads drained and without connections */
+    atomic_uint_fast64_t send_timeouts; /* connections closed by timeouts.send (conn.c) */
     int signals;
     int exit_code;
     char addr[96];
@@ -206,6 +207,7 @@ struct rt_conn {
     size_t len;
     size_t cap;
     size_t consumed;            /* bytes of buf the current exchange used */
+    size_t send_mark;           /* T_SEND: bytes queued in libuv when the period began */
     size_t body_src, body_dst;  /* chunked decoding positions */
     rdl_h1_chunked_t chunked;
     bool continue_sent;
@@ -226,6 +228,7 @@ void rt_conn_drain(rt_conn_t *c);               /* the thread stopped accepting 
 void rt_conn_abort(rt_conn_t *c);               /* close now (thread stopping) */
 void rt_conn_request_done(rt_conn_t *c);        /* the exchange finished: continue */
 void rt_conn_flush(rt_conn_t *c);
+const char *rt_conn_peer(rt_conn_t *c);         /* "ip:port", "[ip]:port"; looked up once */
 
 /* server.c */
 /* CPUs a cgroup quota allows: ceil(quota / period); 0 when unlimited ("max", -1) or unreadable. */

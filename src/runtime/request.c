@@ -122,26 +122,7 @@ rdl_ctx_t *rdl_req_ctx(rdl_req_t *req)
 
 const char *rdl_req_peer(const rdl_req_t *req)
 {
-    rt_conn_t *c = req->conn;
-    if (!c->peer[0]) {
-        struct sockaddr_storage ss;
-        int n = sizeof(ss);
-        char ip[INET6_ADDRSTRLEN] = "";
-        int port = 0;
-        if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &n) == 0) {
-            if (ss.ss_family == AF_INET6) {
-                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-                uv_ip6_name(a, ip, sizeof(ip));
-                port = ntohs(a->sin6_port);
-            } else {
-                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-                uv_ip4_name(a, ip, sizeof(ip));
-                port = ntohs(a->sin_port);
-            }
-        }
-        snprintf(c->peer, sizeof(c->peer), ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
-    }
-    return c->peer;
+    return rt_conn_peer(req->conn);
 }
 
 void rdl_req_set_data(rdl_req_t *req, int slot, void *p)

@@ -48,6 +48,7 @@ void rdl_server_opts_default(rdl_server_opts_t *o)
     o->body_timeout_ms = 30000;
     o->idle_timeout_ms = 75000;
     o->request_timeout_ms = 30000;
+    o->send_timeout_ms = 60000;
     o->drain_delay_ms = 5000;
     o->grace_ms = 20000;
     o->pool_threads = 4;
@@ -86,6 +87,8 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
         { "timeouts.idle", RDL_CFG_DURATION, &o->idle_timeout_ms, 1, 3600000, NULL, "keep-alive idle close", NULL },
         { "timeouts.request", RDL_CFG_DURATION, &o->request_timeout_ms, 0, 3600000, NULL,
           "handler deadline (503; 0 = none)", NULL },
+        { "timeouts.send", RDL_CFG_DURATION, &o->send_timeout_ms, 1, 3600000, NULL,
+          "no progress sending to a client that stopped reading: close", NULL },
         { "lifecycle.drain_delay", RDL_CFG_DURATION, &o->drain_delay_ms, 0, 600000, NULL,
           "after SIGTERM: not ready, still serving", NULL },
         { "lifecycle.grace", RDL_CFG_DURATION, &o->grace_ms, 0, 3600000, NULL,

@@ -259,7 +259,8 @@ typedef struct resp {
 static client_t clients[4];     /* static: a failed assertion leaks nothing; teardown closes them */
 static resp_t resp_buf;
 
-static bool client_open(client_t *c, const char *addr)
+/* rcvbuf > 0: the socket's receive buffer, set before connecting (a client that reads little). */
+static bool client_open_rcvbuf(client_t *c, const char *addr, int rcvbuf)
 {
     c->len = 0;
     c->fd = -1;
@@ -276,6 +277,8 @@ static bool client_open(client_t *c, const char *addr)
     if (fd < 0)
         return false;
     struct timeval tv = { WAIT_MS / 1000, 0 };
+    if (rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
@@ -284,6 +287,11 @@ static bool client_open(client_t *c, const char *addr)
     }
     c->fd = fd;
     return true;
+}
+
+static bool client_open(client_t *c, const char *addr)
+{
+    return client_open_rcvbuf(c, addr, 0);
 }
 
 static void client_close(client_t *c)
@@ -1762,6 +1770,84 @@ static void test_log_wiring(void **state)
     rdl_buf_free(&b);
 }
 
+/* ---- 10b. a client that stops reading (slow read) ---------------------- */
+
+#define BIG_BODY (8u << 20)     /* more than the kernel's send and receive buffers hold */
+
+static void h_big(rdl_req_t *req, void *arg)
+{
+    (void)arg;
+    char *b = malloc(BIG_BODY);
+    if (!b) {
+        rdl_resp_error(req, 500, "oom", "no memory");
+        return;
+    }
+    memset(b, 'x', BIG_BODY);
+    rdl_resp_send(req, 200, "application/octet-stream", b, BIG_BODY);
+    free(b);
+}
+
+/* Reads until EOF, a reset or a timeout; step > 0: that many bytes, then a pause of pause_ms. */
+static uint64_t drain_socket(int fd, size_t step, long pause_ms, uint64_t want)
+{
+    static char buf[1 << 16];
+    uint64_t total = 0, in_step = 0;
+    while (total < want) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0)
+            break;
+        total += (uint64_t)n;
+        in_step += (uint64_t)n;
+        if (step && in_step >= step) {
+            in_step = 0;
+            sleep_ms(pause_ms);
+        }
+    }
+    return total;
+}
+
+static uint64_t send_timeouts(void)
+{
+    return atomic_load(&S.srv->send_timeouts);
+}
+
+/*
+ * Output waits on a client: one that reads nothing is closed after
+ * timeouts.send without progress (before: held forever, no timer ran); one
+ * that reads slowly but steadily gets its whole answer.
+ */
+static void test_send_timeout(void **state)
+{
+    (void)state;
+    rdl_server_opts_t o;
+    test_opts(&o);
+    o.max_output_buffer = 4096;
+    o.send_timeout_ms = 300;
+    rdl_server_t *srv = server_new(&o);
+    assert_int_equal(rdl_server_route(srv, "GET", "/big", h_big, NULL), 0);
+    server_start();
+
+    client_t *c = &clients[0];
+    assert_true(client_open_rcvbuf(c, S.addr, 4096));
+    assert_true(client_send(c, "GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /big HTTP/1.1\r\nHost: t\r\n\r\n"));
+    uint64_t end = mono_ms() + WAIT_MS;
+    while (send_timeouts() < 1 && mono_ms() < end)
+        sleep_ms(10);
+    assert_int_equal(send_timeouts(), 1);
+    uint64_t got = drain_socket(c->fd, 0, 0, 2ull * BIG_BODY);
+    assert_true(got < BIG_BODY);                 /* cut: the rest was never sent */
+    client_close(c);
+
+    c = &clients[1];
+    assert_true(client_open(c, S.addr));
+    assert_true(client_send(c, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n"));
+    got = drain_socket(c->fd, 256u << 10, 60, BIG_BODY + 100);   /* ~4 steps per period */
+    assert_true(got > BIG_BODY);                 /* the head and the whole body */
+    assert_int_equal(send_timeouts(), 1);
+    client_close(c);
+    server_stop();
+}
+
 /* ---- 11. admin plane: changes need the bearer token -------------------- */
 
 static char auth_dir[64];                /* scratch: the token file and the log file */
@@ -1960,6 +2046,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offload_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offload_pool_closing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_ready, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_without_token_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_deferred, setup, teardown),
