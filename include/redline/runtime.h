@@ -51,6 +51,7 @@ typedef struct rdl_server_opts {
     int64_t max_headers;        /* count; over -> 431 */
     uint64_t max_body;          /* bytes; over -> 413 */
     uint64_t max_output_buffer; /* unsent response bytes above which reading pauses */
+    uint64_t max_output_total;  /* unsent bytes stalled connections may hold, per process */
     /* timeouts, milliseconds */
     uint64_t header_timeout_ms; /* head not complete in time -> 408, close */
     uint64_t body_timeout_ms;   /* no body bytes for this long -> 408, close */

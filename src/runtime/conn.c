@@ -18,7 +18,11 @@
  * when output waits on a peer that stopped reading (reading and parsing pause
  * above limits.max_output_buffer, so no other timeout runs), a whole
  * timeouts.send without a byte leaving closes the connection, or a client
- * that never reads would pin its output forever.
+ * that never reads would pin its output forever. And since a few hundred such
+ * clients could pin that much memory each before their timeouts run, the
+ * output of stalled connections is bounded too (limits.max_output_total,
+ * shared out over the I/O threads): beyond it a thread closes its connections
+ * that stalled first.
  *
  * Closing is staged (RFC 9112 §9.6): write the last response, shut down the
  * write side, read and discard until the peer closes or the linger time ends,
@@ -169,11 +173,14 @@ static void finish_exchange(rt_conn_t *c)
     }
 }
 
+static void stall_end(rt_conn_t *c);
+
 static void conn_close_now(rt_conn_t *c)
 {
     if (c->closed)
         return;
     c->closed = true;
+    stall_end(c);
     if (c->state == RT_HANDLER && !c->req.answered)
         rdl_ctx_cancel(&c->req.ctx);
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -352,10 +359,56 @@ static size_t queued_in_uv(const rt_conn_t *c)
     return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
 }
 
+static void stall_end(rt_conn_t *c)
+{
+    c->t->stalled_bytes -= c->stall_bytes;
+    c->stall_bytes = 0;
+}
+
+/* The thread's connection that stalled first, or NULL. */
+static rt_conn_t *oldest_stalled(rt_thread_t *t)
+{
+    rt_conn_t *old = NULL;
+    for (rt_conn_t *c = t->conns; c; c = c->next)
+        if (c->stall_bytes && !c->closed && (!old || c->stall_ns < old->stall_ns))
+            old = c;
+    return old;
+}
+
+/*
+ * Counts a stalled connection's output against the thread's share of
+ * limits.max_output_total and closes the connections that stalled first while
+ * over it (this one too, last, if it alone is over).
+ */
+static void stall_begin(rt_conn_t *c)
+{
+    rt_thread_t *t = c->t;
+    rdl_server_t *srv = t->srv;
+    uint64_t share = srv->opts.max_output_total / (uint64_t)(srv->nthreads > 0 ? srv->nthreads : 1);
+    c->stall_bytes = pending_output(c);
+    c->stall_ns = rdl_now_ns();
+    t->stalled_bytes += c->stall_bytes;
+    rt_conn_t *old;
+    while (t->stalled_bytes > share && (old = oldest_stalled(t)) != NULL) {
+        uint64_t n = atomic_fetch_add(&srv->output_sheds, 1) + 1;
+        rdl_log_field_t f[] = { rdl_lf_str("peer", rt_conn_peer(old)),
+                                rdl_lf_int("unsent_bytes", (int64_t)old->stall_bytes),
+                                rdl_lf_int("thread_stalled_bytes", (int64_t)t->stalled_bytes),
+                                rdl_lf_int("closed_total", (int64_t)n) };
+        rdl_log(srv->log, RDL_LOG_WARN,
+                "limits.max_output_total reached: closing the connection stalled longest", f, 4);
+        conn_close_now(old);
+    }
+}
+
 /* Starts the send timeout when the connection has just stalled on its output. */
 static void watch_send(rt_conn_t *c)
 {
-    if (c->closed || timer_kind(c) == T_SEND || !send_stalled(c))
+    if (c->closed || !send_stalled(c))
+        return;
+    if (!c->stall_bytes)
+        stall_begin(c);
+    if (c->closed || timer_kind(c) == T_SEND)
         return;
     c->send_mark = queued_in_uv(c);
     arm(c, T_SEND, c->t->srv->opts.send_timeout_ms);
@@ -364,7 +417,10 @@ static void watch_send(rt_conn_t *c)
 /* The stall is over: the state's own timeout again (conn_process sets the idle ones). */
 static void unwatch_send(rt_conn_t *c)
 {
-    if (timer_kind(c) != T_SEND || send_stalled(c))
+    if (send_stalled(c))
+        return;
+    stall_end(c);
+    if (timer_kind(c) != T_SEND)
         return;
     const rdl_server_opts_t *o = &c->t->srv->opts;
     if (c->state == RT_HEAD)

@@ -65,6 +65,7 @@ struct rt_thread {
     rdl_pool_sink_t *sink;
     rt_conn_t *conns;           /* doubly linked list of live connections */
     int nconns;
+    uint64_t stalled_bytes;     /* sum of its connections' stall_bytes (conn.c) */
     bool draining;              /* stopped accepting: answer with Connection: close */
     bool stopping;              /* tearing down the loop */
     bool reported_idle;
@@ -133,6 +134,7 @@ struct rdl_server {
     atomic_bool addrs_set;       /* addr and admin_addr are written */
     atomic_int idle_threads;    /* app threads drained and without connections */
     atomic_uint_fast64_t send_timeouts; /* connections closed by timeouts.send (conn.c) */
+    atomic_uint_fast64_t output_sheds;  /* closed by limits.max_output_total (conn.c) */
     int signals;
     int exit_code;
     char addr[96];
@@ -208,6 +210,8 @@ struct rt_conn {
     size_t cap;
     size_t consumed;            /* bytes of buf the current exchange used */
     size_t send_mark;           /* T_SEND: bytes queued in libuv when the period began */
+    size_t stall_bytes;         /* unsent bytes when its output stalled (0: not stalled) */
+    uint64_t stall_ns;          /* when it stalled */
     size_t body_src, body_dst;  /* chunked decoding positions */
     rdl_h1_chunked_t chunked;
     bool continue_sent;

@@ -44,6 +44,7 @@ void rdl_server_opts_default(rdl_server_opts_t *o)
     o->max_headers = 100;
     o->max_body = 1 << 20;
     o->max_output_buffer = 1 << 20;
+    o->max_output_total = 256 << 20;
     o->header_timeout_ms = 10000;
     o->body_timeout_ms = 30000;
     o->idle_timeout_ms = 75000;
@@ -82,6 +83,8 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
         { "limits.max_body", RDL_CFG_SIZE, &o->max_body, 0, 1LL << 34, NULL, "request body bytes (413)", NULL },
         { "limits.max_output_buffer", RDL_CFG_SIZE, &o->max_output_buffer, 4096, 1LL << 32, NULL,
           "unsent bytes before reading pauses", NULL },
+        { "limits.max_output_total", RDL_CFG_SIZE, &o->max_output_total, 1 << 20, 1LL << 40, NULL,
+          "unsent bytes of stalled connections per process (oldest closed beyond)", NULL },
         { "timeouts.header", RDL_CFG_DURATION, &o->header_timeout_ms, 1, 3600000, NULL, "request head deadline (408)", NULL },
         { "timeouts.body", RDL_CFG_DURATION, &o->body_timeout_ms, 1, 3600000, NULL, "request body inactivity (408)", NULL },
         { "timeouts.idle", RDL_CFG_DURATION, &o->idle_timeout_ms, 1, 3600000, NULL, "keep-alive idle close", NULL },

@@ -1848,6 +1848,43 @@ static void test_send_timeout(void **state)
     server_stop();
 }
 
+/*
+ * Stalled output is bounded per process: past limits.max_output_total the
+ * connection that stalled first is closed; the later one is still served.
+ */
+static void test_output_total(void **state)
+{
+    (void)state;
+    rdl_server_opts_t o;
+    test_opts(&o);
+    o.threads = 1;                               /* the whole bound on one thread */
+    o.max_output_buffer = 4096;
+    o.max_output_total = 12u << 20;              /* one stalled 8 MiB answer fits, two do not */
+    o.send_timeout_ms = 20000;                   /* not the send timeout: the bound */
+    rdl_server_t *srv = server_new(&o);
+    assert_int_equal(rdl_server_route(srv, "GET", "/big", h_big, NULL), 0);
+    server_start();
+
+    client_t *a = &clients[0], *b = &clients[1];
+    assert_true(client_open_rcvbuf(a, S.addr, 4096));
+    assert_true(client_send(a, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n"));
+    sleep_ms(300);                               /* a's answer is written and stalls */
+    assert_int_equal(atomic_load(&srv->output_sheds), 0);
+    assert_true(client_open_rcvbuf(b, S.addr, 4096));
+    assert_true(client_send(b, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n"));
+    uint64_t end = mono_ms() + WAIT_MS;
+    while (atomic_load(&srv->output_sheds) < 1 && mono_ms() < end)
+        sleep_ms(10);
+    assert_int_equal(atomic_load(&srv->output_sheds), 1);
+    assert_true(drain_socket(b->fd, 0, 0, BIG_BODY + 100) > BIG_BODY);   /* b is whole */
+    assert_true(drain_socket(a->fd, 0, 0, 2ull * BIG_BODY) < BIG_BODY); /* a was cut */
+    assert_int_equal(atomic_load(&srv->output_sheds), 1);
+    assert_int_equal(send_timeouts(), 0);
+    client_close(a);
+    client_close(b);
+    server_stop();
+}
+
 /* ---- 11. admin plane: changes need the bearer token -------------------- */
 
 static char auth_dir[64];                /* scratch: the token file and the log file */
@@ -2047,6 +2084,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offload_pool_closing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_ready, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_output_total, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_without_token_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_deferred, setup, teardown),
