@@ -203,7 +203,8 @@ bool rdl_server_ready(const rdl_server_t *srv);
 /*
  * The application's own say in readiness (a dependency it watches is down):
  * false takes the pod out of rotation (/readyz 503 {"status":"not_ready"})
- * until true again; a change is logged at info. ANDed with the lifecycle:
+ * until true again; a change is logged at info once the server runs (not
+ * before rdl_server_run has opened its listeners). ANDed with the lifecycle:
  * true never makes a starting or draining server ready. Any thread, between
  * rdl_server_new and rdl_server_free; may be called before rdl_server_run.
  */

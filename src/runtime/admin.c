@@ -30,6 +30,8 @@ void rdl_server_set_ready(rdl_server_t *srv, bool ready)
 {
     if (atomic_exchange(&srv->held_unready, !ready) == !ready)
         return;                 /* no change: no line */
+    if (!atomic_load(&srv->addrs_set))
+        return;                 /* before run: no server logger yet (srv->log is set before this) */
     rdl_log(srv->log, RDL_LOG_INFO, ready ? "application ready" : "application not ready",
             NULL, 0);
 }
