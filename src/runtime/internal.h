@@ -1,7 +1,8 @@
 /*
  * internal.h: the runtime's private structures, shared by server.c (threads,
- * listeners, lifecycle), conn.c (one connection's state machine), response.c
- * (writing responses), router.c and admin.c. Nothing here is public API.
+ * listeners, lifecycle), conn.c (one connection's state machine), request.c
+ * (the request accessors and the offload), response.c (writing responses),
+ * router.c, admin.c and admin_auth.c. Nothing here is public API.
  */
 #ifndef REDLINE_RUNTIME_INTERNAL_H
 #define REDLINE_RUNTIME_INTERNAL_H
@@ -264,9 +265,9 @@ const struct rdl_route_decision *rt_route_decision(const rdl_req_t *req);
 /* admin.c */
 int rt_admin_register(rdl_server_t *srv);
 
-/* admin_auth.c: the admin plane's changes need the bearer token of admin.token_file */
 /*
- * Call first in every handler that changes state: true when the request may go
+ * admin_auth.c: the admin plane's changes need the bearer token of
+ * admin.token_file. Call first in every handler that changes state: true when the request may go
  * on; false when it has been answered (401 with WWW-Authenticate: no or wrong
  * token; 403: no token file and admin.allow_unauthenticated off, or not on the
  * admin listener). Admin I/O thread.
