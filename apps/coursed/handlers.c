@@ -150,9 +150,11 @@ static job_t *job_new(rdl_req_t *req, const handlers_t *h)
 static void offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, job_t *job)
 {
     int rc = rdl_req_offload(req, work, done, job);
-    /* RDL_EBUSY: the runtime has already answered 503. */
-    if (rc != 0 && rc != RDL_EBUSY)
+    /* RDL_EBUSY: the runtime has already answered 503; RDL_ECANCELED: nothing answered yet. */
+    if (rc == RDL_ECANCELED) {
+        rdl_resp_header(req, "Retry-After", "1");
         rdl_resp_error(req, 503, "unavailable", "the service is shutting down");
+    }
 }
 
 /*

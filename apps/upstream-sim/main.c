@@ -118,7 +118,7 @@ static void serve(rdl_req_t *req, job_t *j)
     }
     if (atomic_load(&b->latency_ms) > 0) {
         int rc = rdl_req_offload(req, sleep_work, reply, j);
-        if (rc != 0 && rc != RDL_EBUSY)
+        if (rc == RDL_ECANCELED)        /* RDL_EBUSY: the runtime answered already */
             rdl_resp_error(req, 503, "unavailable", "shutting down");
         return;
     }

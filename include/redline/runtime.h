@@ -18,6 +18,7 @@
  * request's I/O thread (inside a handler or a done callback), except those
  * marked otherwise. rdl_server_new/route/use/run/free are called from the
  * main thread; rdl_server_shutdown and rdl_server_set_ready from any thread.
+ * The return values of every rdl_req_* and rdl_resp_* call are listed with it.
  */
 #ifndef REDLINE_RUNTIME_H
 #define REDLINE_RUNTIME_H
@@ -51,17 +52,22 @@ typedef struct rdl_server_opts {
     int64_t max_headers;        /* count; over -> 431 */
     uint64_t max_body;          /* bytes; over -> 413 */
     uint64_t max_output_buffer; /* unsent response bytes above which reading pauses */
+    uint64_t max_output_total;  /* unsent bytes stalled connections may hold, per process */
     /* timeouts, milliseconds */
     uint64_t header_timeout_ms; /* head not complete in time -> 408, close */
     uint64_t body_timeout_ms;   /* no body bytes for this long -> 408, close */
     uint64_t idle_timeout_ms;   /* keep-alive idle -> silent close */
     uint64_t request_timeout_ms;/* handler has not answered -> 503; also the ctx deadline */
+    uint64_t send_timeout_ms;   /* output waits on a peer that makes no read progress -> close */
     /* lifecycle, milliseconds */
     uint64_t drain_delay_ms;    /* after SIGTERM: /readyz 503, still serving */
     uint64_t grace_ms;          /* then: stop accepting, finish in-flight within this */
     /* blocking-work pool */
     int64_t pool_threads;
     int64_t pool_queue;
+    /* admin plane: changes (PUT /debug/loglevel, ...) need a bearer token (docs/runtime.md) */
+    char *admin_token_file;     /* file holding the token, re-read when it changes; "" = none */
+    bool admin_allow_unauthenticated; /* no token file: allow changes anyway (local demo only) */
     /* The red lines this server runs (part.h), NULL-terminated, and their options, each
      * part's struct in list order. Set both with rdl_server_opts_parts; read and write a
      * part's options with rdl_server_opts_part. */
@@ -145,8 +151,9 @@ void rdl_server_free(rdl_server_t *srv);
 /*
  * Registers a route. template is a path with {name} segments ("/v1/courses/{id}")
  * and an optional final {name...} that takes the rest of the path. method is
- * "GET", "POST", ... ; GET routes also answer HEAD. RDL_EEXIST if taken,
- * RDL_EINVAL for a malformed template (err says why).
+ * "GET", "POST", ... (one of rdl_method_t's names, case-sensitive); GET routes
+ * also answer HEAD. 0; RDL_EEXIST if taken; RDL_EINVAL for a malformed
+ * template or another method (the parser answers those 501); RDL_ENOMEM.
  */
 int rdl_server_route(rdl_server_t *srv, const char *method, const char *template,
                      rdl_handler_fn fn, void *arg);
@@ -191,17 +198,43 @@ rdl_pool_t *rdl_server_pool(rdl_server_t *srv);
  * as the default logger until rdl_server_free; NULL before run. Any thread.
  */
 rdl_logger_t *rdl_server_logger(rdl_server_t *srv);
+/*
+ * Whether /readyz answers 200: start-up work done, no drain begun, and the
+ * application not holding readiness off. Any thread.
+ */
 bool rdl_server_ready(const rdl_server_t *srv);
+/*
+ * The application's own say in readiness (a dependency it watches is down):
+ * false takes the pod out of rotation (/readyz 503 {"status":"not_ready"})
+ * until true again; a change is logged at info once the server runs (not
+ * before rdl_server_run has opened its listeners). ANDed with the lifecycle:
+ * true never makes a starting or draining server ready. Any thread, between
+ * rdl_server_new and rdl_server_free; may be called before rdl_server_run.
+ */
+void rdl_server_set_ready(rdl_server_t *srv, bool ready);
 
 /* ---- request --------------------------------------------------------- */
 
-const char *rdl_req_method(const rdl_req_t *req);          /* "GET" */
+/*
+ * The accessors below cannot fail: they are valid from the handler's call
+ * until the request's last leave hook (and on a pool worker while the request
+ * is offloaded: read only). Strings point into the request's buffer or arena
+ * and live as long; none is freed by the caller.
+ */
+
+/* The method as the parser classified it (redline/util.h), and its name ("GET"). */
+rdl_method_t rdl_req_method_id(const rdl_req_t *req);
+const char *rdl_req_method(const rdl_req_t *req);
 /* Path and query as sent (not decoded); the query excludes '?' ("" when none). */
 const char *rdl_req_path(const rdl_req_t *req, size_t *len);
 const char *rdl_req_query(const rdl_req_t *req, size_t *len);
 /* The matched route template ("/v1/courses/{id}"), or NULL when none matched. */
 const char *rdl_req_route(const rdl_req_t *req);
-/* A path parameter, percent-decoded, NUL-terminated; NULL if the route has none of that name. */
+/*
+ * A path parameter, percent-decoded (a malformed escape is kept as sent),
+ * NUL-terminated; NULL if the route has none of that name, or the request's
+ * arena is out of memory. Decoded once, on the first call for that name.
+ */
 const char *rdl_req_param(const rdl_req_t *req, const char *name);
 /* First header of that name (case-insensitive); NULL if absent. Not NUL-terminated. */
 const char *rdl_req_header(const rdl_req_t *req, const char *name, size_t *len);
@@ -211,7 +244,7 @@ bool rdl_req_header_at(const rdl_req_t *req, size_t i, const char **name, size_t
 /* The whole request body (chunked already decoded); len 0 when none. */
 const char *rdl_req_body(const rdl_req_t *req, size_t *len);
 rdl_ctx_t *rdl_req_ctx(rdl_req_t *req);
-/* Peer address "ip:port". */
+/* Peer address "ip:port" ("[ip]:port" for IPv6; ":0" when the socket no longer says). */
 const char *rdl_req_peer(const rdl_req_t *req);
 /*
  * For middleware: the request's server; its I/O thread (0..threads-1, threads
@@ -241,11 +274,24 @@ void *rdl_req_slot(const rdl_req_t *req, int slot);
 /* ---- response -------------------------------------------------------- */
 
 /*
- * Response headers, before the head is sent only (RDL_ESTATE after): add one
- * (copied; RDL_EINVAL for a name or value with a control byte, RDL_EBUSY
- * beyond 64 per response), remove every added one of that name (ignoring
- * case), or both (set). They are written once, with the head, in the order
- * added; removing compares names only, it does not rescan the text.
+ * Return values of the rdl_resp_* calls:
+ *   0            done;
+ *   RDL_ESTATE   too late or too early (each call says when): nothing is
+ *                written, and nothing needs to be (a lost client's request is
+ *                finished by the runtime);
+ *   RDL_EINVAL   a bad argument (below), nothing written;
+ *   RDL_EBUSY    more than 64 added response headers, nothing added;
+ *   RDL_ENOMEM   out of memory: the answer is incomplete.
+ */
+
+/*
+ * Response headers, before the head is sent only (RDL_ESTATE once the head is
+ * sent or the request answered): add one (copied; RDL_EINVAL when name is
+ * empty or not a token, or value holds CR, LF or another control byte, so no
+ * header line can be injected; RDL_EBUSY beyond 64 per response), remove every
+ * added one of that name (ignoring case), or both (set). They are written
+ * once, with the head, in the order added; removing compares names only, it
+ * does not rescan the text.
  */
 int rdl_resp_header(rdl_req_t *req, const char *name, const char *value);
 int rdl_resp_header_remove(rdl_req_t *req, const char *name);
@@ -253,19 +299,29 @@ int rdl_resp_header_set(rdl_req_t *req, const char *name, const char *value);
 /*
  * Sends a complete response (body copied) and ends the request. The runtime
  * adds Date, Content-Length, Connection as needed and drops the body for HEAD.
- * content_type may be NULL (no Content-Type). RDL_ESTATE if already answered.
+ * content_type may be NULL (no Content-Type). RDL_EINVAL for a status outside
+ * 200..999; RDL_ESTATE if already answered or the connection is gone.
  */
 int rdl_resp_send(rdl_req_t *req, int status, const char *content_type,
                   const void *body, size_t len);
-/* A JSON error body {"code":code,"message":message} with that status. */
+/* A JSON error body {"code":code,"message":message} with that status; returns as rdl_resp_send,
+ * or RDL_ENOMEM when the body could not be built (nothing sent). */
 int rdl_resp_error(rdl_req_t *req, int status, const char *code, const char *message);
 
-/* Streaming: a chunked response (HTTP/1.0: close-delimited). */
+/*
+ * Streaming: a chunked response (HTTP/1.0: close-delimited). begin:
+ * RDL_EINVAL for a status below 200 or one without a body (204, 304),
+ * RDL_ESTATE as rdl_resp_send. write and end: RDL_ESTATE unless begin
+ * succeeded and end has not run; write of 0 bytes (or on HEAD) is 0.
+ */
 int rdl_resp_begin(rdl_req_t *req, int status, const char *content_type);
 int rdl_resp_write(rdl_req_t *req, const void *data, size_t len);
 int rdl_resp_end(rdl_req_t *req);
 
-/* After the response: status sent, body bytes in and out, whether answered. */
+/*
+ * After the response: status sent (0 before; 499 when the client went away
+ * first), body bytes in and out, whether answered. Cannot fail.
+ */
 int rdl_req_status(const rdl_req_t *req);
 uint64_t rdl_req_bytes_in(const rdl_req_t *req);
 uint64_t rdl_req_bytes_out(const rdl_req_t *req);
@@ -274,8 +330,8 @@ bool rdl_req_answered(const rdl_req_t *req);
 /*
  * Continues the middleware chain after the middleware that returned 1 without
  * answering: the next middleware, then the handler. On the request's I/O
- * thread, outside any hook. RDL_ESTATE if the request was answered meanwhile
- * (its deadline passed) or its connection is gone.
+ * thread, outside any hook. 0; RDL_ESTATE if the request was answered
+ * meanwhile (its deadline passed), is offloaded, or its connection is gone.
  */
 int rdl_req_resume(rdl_req_t *req);
 
@@ -308,9 +364,19 @@ typedef void (*rdl_req_done_fn)(rdl_req_t *req, void *arg);   /* back on the I/O
 /*
  * Runs work on the server's pool, then done on this request's I/O thread,
  * where done answers. work may read the request but must not call rdl_resp_*.
- * When the queue is full the runtime answers 503 with Retry-After itself and
- * returns RDL_EBUSY (neither function runs). If the connection is lost
- * meanwhile, done still runs (answering is then a no-op) so it can clean up.
+ * If the connection is lost meanwhile, done still runs (answering is then a
+ * no-op) so it can clean up. Returns:
+ *   0             accepted: work and done will run;
+ *   RDL_EBUSY     the queue is full: the runtime has ANSWERED 503
+ *                 {"code":"overloaded"} with Retry-After; neither function
+ *                 runs and the caller must not answer;
+ *   RDL_ECANCELED the pool is shutting down: nothing was answered, neither
+ *                 function runs; the caller answers (503, say);
+ *   RDL_ESTATE    the request was already answered, is offloaded or in an
+ *                 outbound call, or its connection is gone: nothing answered;
+ *   RDL_EINVAL    work or done is NULL: nothing answered.
+ * So rdl_req_answered(req) is true after a non-zero return only for RDL_EBUSY
+ * (or when it already was).
  */
 int rdl_req_offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, void *arg);
 

@@ -93,6 +93,24 @@ int rdl_parse_size(const char *s, uint64_t *out_bytes);
 /* Splits "host:port", "[v6]:port" or ":port" (host = "0.0.0.0"). host must hold 64 bytes. */
 int rdl_parse_hostport(const char *s, char host[64], int *port);
 
+/*
+ * HTTP request methods, the one table of them: the request parser, the router,
+ * the runtime's middleware and the outbound client share these ids.
+ * rdl_method_parse is case-sensitive (RFC 9110 §9.1) and gives
+ * RDL_METHOD_UNKNOWN for any other token; rdl_method_name gives "GET" ..., ""
+ * for RDL_METHOD_UNKNOWN or a value out of range; rdl_method_idempotent is
+ * RFC 9110 §9.2.2's rule (GET, HEAD, PUT, DELETE, OPTIONS; TRACE is not retried).
+ */
+typedef enum rdl_method {
+    RDL_METHOD_UNKNOWN = 0,
+    RDL_METHOD_GET, RDL_METHOD_HEAD, RDL_METHOD_POST, RDL_METHOD_PUT, RDL_METHOD_DELETE,
+    RDL_METHOD_PATCH, RDL_METHOD_OPTIONS, RDL_METHOD_TRACE, RDL_METHOD_CONNECT,
+    RDL_METHOD_COUNT
+} rdl_method_t;
+rdl_method_t rdl_method_parse(const char *s, size_t n);
+const char *rdl_method_name(rdl_method_t m);
+bool rdl_method_idempotent(rdl_method_t m);
+
 /* Growable byte buffer. data is always NUL-terminated for convenience. */
 typedef struct rdl_buf {
     char *data;
@@ -111,6 +129,22 @@ void rdl_buf_putc(rdl_buf_t *b, char c);
 void rdl_buf_printf(rdl_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void rdl_buf_put_u64(rdl_buf_t *b, uint64_t v);
 void rdl_buf_put_i64(rdl_buf_t *b, int64_t v);
+
+/*
+ * Secrets. rdl_secret_equal compares a presented credential with the
+ * expected one in time that depends on their lengths only, never on where
+ * they differ; false when either is empty. rdl_secret_name: whether a
+ * setting, header or flag of that name holds a secret (its name contains
+ * token, password, passwd, secret, authorization or api key, any case).
+ * rdl_redact_put appends s with any secret replaced by RDL_REDACTED: all
+ * after an '=' whose text before it names a secret ("a.password=<redacted>",
+ * "h=Authorization=<redacted>"), else a URL's userinfo
+ * ("https://<redacted>@host/"); other text as it is. Any thread.
+ */
+#define RDL_REDACTED "<redacted>"
+bool rdl_secret_equal(const void *given, size_t given_len, const void *secret, size_t secret_len);
+bool rdl_secret_name(const char *name, size_t n);
+void rdl_redact_put(rdl_buf_t *b, const char *s, size_t n);
 
 /*
  * UTF-8 as every writer here checks it (JSON, exposition, OTLP, YAML text):

@@ -578,12 +578,6 @@ static void attempt(cl_call_t *call)
     call->on_wire = true;
 }
 
-static bool idempotent_method(const char *m)
-{
-    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "PUT") == 0 ||
-           strcmp(m, "DELETE") == 0 || strcmp(m, "OPTIONS") == 0;
-}
-
 /* Builds the call (URL, body copy, headers); NULL on no memory. */
 static cl_call_t *call_new(rdl_client_t *c, cl_pool_t *p, rdl_ctx_t *ctx, const rdl_call_t *req,
                            rdl_call_done_fn done, void *arg)
@@ -607,7 +601,8 @@ static cl_call_t *call_new(rdl_client_t *c, cl_pool_t *p, rdl_ctx_t *ctx, const 
     call->have_permit = call->on_wire = call->in_backoff = false;
     call->start_ns = rdl_now_ns();
     snprintf(call->method, sizeof(call->method), "%s", req->method ? req->method : "GET");
-    call->idempotent = req->idempotent < 0 ? idempotent_method(call->method) : req->idempotent != 0;
+    rdl_method_t m = rdl_method_parse(call->method, strlen(call->method));
+    call->idempotent = req->idempotent < 0 ? rdl_method_idempotent(m) : req->idempotent != 0;
     call->per_try_ms = req->timeout_ms;
     call->total_end_ns = req->total_timeout_ms ? call->start_ns + req->total_timeout_ms * 1000000ull : 0;
     call->max_attempts = req->max_attempts;

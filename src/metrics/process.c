@@ -218,6 +218,12 @@ static void json_key(rdl_buf_t *b, bool *first, const char *k)
     rdl_buf_putc(b, ':');
 }
 
+/*
+ * The command line, with its secrets redacted (rdl_redact_put: "--set
+ * x.password=...", a URL's user:password), and the argument after a flag that
+ * names a secret ("--admin-token abc") replaced whole: anyone who reaches the
+ * admin port reads this.
+ */
 static void put_cmdline(rdl_buf_t *b)
 {
     char *buf = NULL;
@@ -225,14 +231,25 @@ static void put_cmdline(rdl_buf_t *b)
     rdl_buf_putc(b, '[');
     if (rdl_read_file("/proc/self/cmdline", 1u << 20, &buf, &n, NULL) != 0)
         n = 0;                          /* none, or past 1 MiB: an empty list */
+    rdl_buf_t arg;
+    rdl_buf_init(&arg);
+    bool secret_next = false;
     for (size_t i = 0, k = 0; i < n; k++) {
         size_t len = strnlen(buf + i, n - i);
+        const char *a = buf + i;
         if (k)
             rdl_buf_putc(b, ',');
-        rdl_json_str(b, buf + i, len);
+        rdl_buf_reset(&arg);
+        if (secret_next)
+            rdl_buf_puts(&arg, RDL_REDACTED);
+        else
+            rdl_redact_put(&arg, a, len);
+        rdl_json_str(b, arg.data, arg.len);
+        secret_next = len > 1 && a[0] == '-' && !memchr(a, '=', len) && rdl_secret_name(a, len);
         i += len + 1;
     }
     free(buf);
+    rdl_buf_free(&arg);
     rdl_buf_putc(b, ']');
 }
 

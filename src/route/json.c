@@ -45,12 +45,15 @@ static void str_item(rdl_buf_t *b, const void *item, const void *arg)
     str(b, *(const char *const *)item);
 }
 
-static void strmatch(rdl_buf_t *b, const route_strmatch_t *m)
+/* secret: the value matched is a credential's (an Authorization header): not shown. */
+static void strmatch(rdl_buf_t *b, const route_strmatch_t *m, bool secret)
 {
     rdl_buf_putc(b, '{');
     key(b, route_sm_kind_name(m->kind), true);
     if (m->kind == SM_PRESENT)
         rdl_buf_puts(b, "true");
+    else if (secret)
+        str(b, RDL_REDACTED);
     else
         rdl_json_str(b, m->s, m->len);
     if (m->icase)
@@ -73,7 +76,7 @@ static void cond(rdl_buf_t *b, const void *item, const void *arg)
         rdl_buf_put_u64(b, c->port);
     } else {
         key(b, "match", false);
-        strmatch(b, &c->m);
+        strmatch(b, &c->m, c->name && rdl_secret_name(c->name, strlen(c->name)));
     }
     rdl_buf_putc(b, '}');
 }
@@ -94,7 +97,7 @@ static void kvs(rdl_buf_t *b, const rdl_route_kv_t *kv, size_t n)
     rdl_buf_putc(b, '{');
     for (size_t i = 0; i < n; i++) {
         key(b, kv[i].name, i == 0);
-        str(b, kv[i].value);
+        str(b, rdl_secret_name(kv[i].name, strlen(kv[i].name)) ? RDL_REDACTED : kv[i].value);
     }
     rdl_buf_putc(b, '}');
 }
@@ -257,7 +260,9 @@ static void actual(rdl_buf_t *b, const route_cond_t *c, const rdl_route_request_
         rdl_buf_puts(b, "\"(see the request)\"");
         return;
     }
-    if (v)
+    if (v && c->name && rdl_secret_name(c->name, strlen(c->name)))
+        str(b, RDL_REDACTED);              /* a credential, even the caller's own */
+    else if (v)
         rdl_json_str(b, v, len);
     else
         rdl_buf_puts(b, "null");

@@ -435,6 +435,8 @@ bool rt_log_level_from_body(const char *body, size_t n, rdl_log_level_t *out)
 static void level_put(rdl_req_t *req, void *arg)
 {
     rdl_server_t *srv = arg;
+    if (!rdl__admin_authorized(req))
+        return;                 /* answered 401/403 */
     size_t n;
     const char *body = rdl_req_body(req, &n);
     rdl_log_level_t level, prev = rdl_log_level(srv->log);
@@ -446,9 +448,10 @@ static void level_put(rdl_req_t *req, void *arg)
     }
     rdl_log_set_level(srv->log, level);
     rdl_log_field_t f[] = { rdl_lf_str("new_level", rdl_log_level_name(level)),
-                            rdl_lf_str("previous_level", rdl_log_level_name(prev)) };
-    /* at a level the new filter lets through, so the change is always on record */
-    rdl_log(srv->log, level > RDL_LOG_INFO ? level : RDL_LOG_INFO, "log level changed", f, 2);
+                            rdl_lf_str("previous_level", rdl_log_level_name(prev)),
+                            rdl_lf_str("peer", rdl_req_peer(req)) };
+    /* at warn or above, a level the new filter lets through: the change is always on record */
+    rdl_log(srv->log, level > RDL_LOG_WARN ? level : RDL_LOG_WARN, "log level changed", f, 3);
     rdl_buf_t b;
     rdl_buf_init(&b);
     rdl_buf_printf(&b, "{\"level\":\"%s\",\"previous\":\"%s\"}", rdl_log_level_name(level),

@@ -5,8 +5,11 @@
  * /livez and /healthz: is the process alive and its loops turning (restart it
  * if not); /readyz: should it get traffic now. Readiness is false until every
  * start-up step has finished and again from the first SIGTERM on, so the
- * endpoint is taken out of rotation before the listener closes. The body says
- * which start-up steps are pending, so a stuck rollout explains itself.
+ * endpoint is taken out of rotation before the listener closes. The
+ * application may also hold readiness off (rdl_server_set_ready: a dependency
+ * it watches is down); that flag is ANDed with the lifecycle's, so it can
+ * neither end a drain nor skip start-up. The body says which start-up steps
+ * are pending, so a stuck rollout explains itself.
  */
 #include <string.h>
 #include "runtime/internal.h"
@@ -18,10 +21,25 @@ static void live(rdl_req_t *req, void *arg)
     rdl_resp_send(req, 200, "application/json", body, sizeof(body) - 1);
 }
 
+bool rdl_server_ready(const rdl_server_t *srv)
+{
+    return atomic_load(&srv->ready) && !atomic_load(&srv->held_unready);
+}
+
+void rdl_server_set_ready(rdl_server_t *srv, bool ready)
+{
+    if (atomic_exchange(&srv->held_unready, !ready) == !ready)
+        return;                 /* no change: no line */
+    if (!atomic_load(&srv->addrs_set))
+        return;                 /* before run: no server logger yet (srv->log is set before this) */
+    rdl_log(srv->log, RDL_LOG_INFO, ready ? "application ready" : "application not ready",
+            NULL, 0);
+}
+
 static void ready(rdl_req_t *req, void *arg)
 {
     rdl_server_t *srv = arg;
-    if (atomic_load(&srv->ready)) {
+    if (rdl_server_ready(srv)) {
         static const char body[] = "{\"status\":\"ready\"}\n";
         rdl_resp_send(req, 200, "application/json", body, sizeof(body) - 1);
         return;
@@ -29,7 +47,8 @@ static void ready(rdl_req_t *req, void *arg)
     rdl_buf_t b;
     rdl_buf_init(&b);
     const char *status = atomic_load(&srv->draining) ? "draining"
-                         : atomic_load(&srv->startup_state) < 0 ? "failed" : "starting";
+                         : atomic_load(&srv->startup_state) < 0 ? "failed"
+                         : atomic_load(&srv->ready) ? "not_ready" : "starting";
     rdl_buf_printf(&b, "{\"status\":\"%s\",\"pending\":[", status);
     int n = 0;
     for (int i = 0; i < srv->nstartup; i++) {

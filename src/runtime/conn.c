@@ -14,7 +14,15 @@
  * timeout from accept (silent close when no byte came, 408 otherwise), the
  * header timeout from a request's first byte (slowloris), the body inactivity
  * timeout, the handler's request timeout (503), the keep-alive idle timeout
- * (silent close), and the linger after a final response.
+ * (silent close), the linger after a final response, and the send timeout:
+ * when output waits on a peer that stopped reading (reading and parsing pause
+ * above limits.max_output_buffer, so no other timeout runs), a whole
+ * timeouts.send without a byte leaving closes the connection, or a client
+ * that never reads would pin its output forever. And since a few hundred such
+ * clients could pin that much memory each before their timeouts run, the
+ * output of stalled connections is bounded too (limits.max_output_total,
+ * shared out over the I/O threads): beyond it a thread closes its connections
+ * that stalled first.
  *
  * Closing is staged (RFC 9112 §9.6): write the last response, shut down the
  * write side, read and discard until the peer closes or the linger time ends,
@@ -32,17 +40,11 @@
 #define RT_LINGER_MS 2000
 #define RT_DRAIN_IDLE_MS 500    /* while draining, idle connections close after this */
 
-enum { T_NONE, T_FIRST, T_HEADER, T_BODY, T_REQUEST, T_IDLE, T_LINGER };
+enum { T_NONE, T_FIRST, T_HEADER, T_BODY, T_REQUEST, T_IDLE, T_LINGER, T_SEND };
 
 static void conn_process(rt_conn_t *c);
 static void conn_close_now(rt_conn_t *c);
 static void update_reading(rt_conn_t *c);
-
-static const char *const method_names[] = {
-    [RDL_H1_GET] = "GET", [RDL_H1_HEAD] = "HEAD", [RDL_H1_POST] = "POST",
-    [RDL_H1_PUT] = "PUT", [RDL_H1_DELETE] = "DELETE", [RDL_H1_PATCH] = "PATCH",
-    [RDL_H1_OPTIONS] = "OPTIONS", [RDL_H1_TRACE] = "TRACE", [RDL_H1_CONNECT] = "CONNECT",
-};
 
 /* ---- timers ---------------------------------------------------------- */
 
@@ -173,11 +175,14 @@ static void finish_exchange(rt_conn_t *c)
     }
 }
 
+static void stall_end(rt_conn_t *c);
+
 static void conn_close_now(rt_conn_t *c)
 {
     if (c->closed)
         return;
     c->closed = true;
+    stall_end(c);
     if (c->state == RT_HANDLER && !c->req.answered)
         rdl_ctx_cancel(&c->req.ctx);
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -317,7 +322,138 @@ static void update_reading(rt_conn_t *c)
     }
 }
 
+/* "ip:port" of the peer, asked once and kept. */
+const char *rt_conn_peer(rt_conn_t *c)
+{
+    if (!c->peer[0]) {
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof(ss));      /* the family is read even when the lookup fails */
+        int n = sizeof(ss);
+        char ip[INET6_ADDRSTRLEN] = "";
+        int port = 0;
+        if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &n) == 0) {
+            if (ss.ss_family == AF_INET6) {
+                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+                uv_ip6_name(a, ip, sizeof(ip));
+                port = ntohs(a->sin6_port);
+            } else {
+                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+                uv_ip4_name(a, ip, sizeof(ip));
+                port = ntohs(a->sin_port);
+            }
+        }
+        snprintf(c->peer, sizeof(c->peer), ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
+    }
+    return c->peer;
+}
+
 /* ---- writing --------------------------------------------------------- */
+
+/* Output waits on the peer and nothing else can move: no reading, no handler. */
+static bool send_stalled(const rt_conn_t *c)
+{
+    return c->writing && c->state != RT_HANDLER &&
+           (c->state == RT_CLOSING || pending_output(c) > c->t->srv->opts.max_output_buffer);
+}
+
+static size_t queued_in_uv(const rt_conn_t *c)
+{
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+}
+
+static void stall_end(rt_conn_t *c)
+{
+    c->t->stalled_bytes -= c->stall_bytes;
+    c->stall_bytes = 0;
+}
+
+/* The thread's connection that stalled first, or NULL. */
+static rt_conn_t *oldest_stalled(rt_thread_t *t)
+{
+    rt_conn_t *old = NULL;
+    for (rt_conn_t *c = t->conns; c; c = c->next)
+        if (c->stall_bytes && !c->closed && (!old || c->stall_ns < old->stall_ns))
+            old = c;
+    return old;
+}
+
+/*
+ * Counts a stalled connection's output against the thread's share of
+ * limits.max_output_total and closes the connections that stalled first while
+ * over it (this one too, last, if it alone is over).
+ */
+static void stall_begin(rt_conn_t *c)
+{
+    rt_thread_t *t = c->t;
+    rdl_server_t *srv = t->srv;
+    uint64_t share = srv->opts.max_output_total / (uint64_t)(srv->nthreads > 0 ? srv->nthreads : 1);
+    c->stall_bytes = pending_output(c);
+    c->stall_ns = rdl_now_ns();
+    t->stalled_bytes += c->stall_bytes;
+    rt_conn_t *old;
+    while (t->stalled_bytes > share && (old = oldest_stalled(t)) != NULL) {
+        uint64_t n = atomic_fetch_add(&srv->output_sheds, 1) + 1;
+        rdl_log_field_t f[] = { rdl_lf_str("peer", rt_conn_peer(old)),
+                                rdl_lf_int("unsent_bytes", (int64_t)old->stall_bytes),
+                                rdl_lf_int("thread_stalled_bytes", (int64_t)t->stalled_bytes),
+                                rdl_lf_int("closed_total", (int64_t)n) };
+        rdl_log(srv->log, RDL_LOG_WARN,
+                "limits.max_output_total reached: closing the connection stalled longest", f, 4);
+        conn_close_now(old);
+    }
+}
+
+/* Starts the send timeout when the connection has just stalled on its output. */
+static void watch_send(rt_conn_t *c)
+{
+    if (c->closed || !send_stalled(c))
+        return;
+    if (!c->stall_bytes)
+        stall_begin(c);
+    if (c->closed || timer_kind(c) == T_SEND)
+        return;
+    c->send_mark = queued_in_uv(c);
+    arm(c, T_SEND, c->t->srv->opts.send_timeout_ms);
+}
+
+/* The stall is over: the state's own timeout again (conn_process sets the idle ones). */
+static void unwatch_send(rt_conn_t *c)
+{
+    if (send_stalled(c))
+        return;
+    stall_end(c);
+    if (timer_kind(c) != T_SEND)
+        return;
+    const rdl_server_opts_t *o = &c->t->srv->opts;
+    if (c->state == RT_HEAD)
+        arm(c, T_HEADER, o->header_timeout_ms);
+    else if (c->state == RT_BODY)
+        arm(c, T_BODY, o->body_timeout_ms);
+    else
+        arm(c, T_NONE, 0);
+}
+
+/* T_SEND fired: bytes left since the period began, or the peer is not reading at all. */
+static void on_send_timeout(rt_conn_t *c)
+{
+    size_t queued = queued_in_uv(c);
+    if (!send_stalled(c) || queued < c->send_mark) {
+        c->send_mark = queued;           /* progress (or no stall): another period */
+        if (send_stalled(c))
+            arm(c, T_SEND, c->t->srv->opts.send_timeout_ms);
+        else
+            unwatch_send(c);
+        return;
+    }
+    rdl_server_t *srv = c->t->srv;
+    uint64_t n = atomic_fetch_add(&srv->send_timeouts, 1) + 1;
+    rdl_log_field_t f[] = { rdl_lf_str("peer", rt_conn_peer(c)),
+                            rdl_lf_int("unsent_bytes", (int64_t)pending_output(c)),
+                            rdl_lf_dur("send_timeout_ms", srv->opts.send_timeout_ms * 1000000ull),
+                            rdl_lf_int("send_timeouts", (int64_t)n) };
+    rdl_log(srv->log, RDL_LOG_WARN, "send timeout: the client stopped reading; closing", f, 4);
+    conn_close_now(c);
+}
 
 static void after_flush(rt_conn_t *c)
 {
@@ -344,6 +480,7 @@ static void on_write(uv_write_t *w, int status)
         rt_conn_flush(c);
         return;
     }
+    unwatch_send(c);
     after_flush(c);
     conn_process(c);                     /* output drained: pipelined requests may go on */
 }
@@ -354,6 +491,7 @@ void rt_conn_flush(rt_conn_t *c)
         return;
     if (c->writing || c->out.len == 0) {
         after_flush(c);
+        watch_send(c);
         return;
     }
     uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
@@ -381,6 +519,7 @@ void rt_conn_flush(rt_conn_t *c)
     }
     c->writing = true;
     update_reading(c);
+    watch_send(c);
 }
 
 /* ---- parsing and dispatch -------------------------------------------- */
@@ -499,7 +638,7 @@ static void run_chain(rt_conn_t *c, int from)
 {
     rdl_req_t *req = &c->req;
     char allow[96];
-    int mr = rt_router_match(c->t->router, rdl_req_method(req), c->h1.path, c->h1.path_len,
+    int mr = rt_router_match(c->t->router, c->h1.method_id, c->h1.path, c->h1.path_len,
                              &req->match, allow, sizeof(allow));
     if (mr != RT_MATCH_OK)
         req->match.route = NULL;
@@ -532,7 +671,7 @@ static void dispatch(rt_conn_t *c, const char *head_buf)
     }
     req->conn = c;
     req->h1 = &c->h1;
-    req->is_head = c->h1.method_id == RDL_H1_HEAD;
+    req->is_head = c->h1.method_id == RDL_METHOD_HEAD;
     req->bytes_in = req->body_len;
     rdl_ctx_init(&req->ctx, srv->opts.request_timeout_ms * 1000000ull);
     c->state = RT_HANDLER;
@@ -667,6 +806,9 @@ static void on_timer(uv_timer_t *timer)
     case T_LINGER:
         conn_close_now(c);
         break;
+    case T_SEND:
+        on_send_timeout(c);
+        break;
     default:
         break;
     }
@@ -720,212 +862,4 @@ void rt_conn_abort(rt_conn_t *c)
 {
     conn_close_now(c);
     conn_maybe_free(c);
-}
-
-/* ---- request accessors ----------------------------------------------- */
-
-const char *rdl_req_method(const rdl_req_t *req)
-{
-    int id = req->h1 ? req->h1->method_id : 0;
-    return id > 0 && id <= RDL_H1_CONNECT ? method_names[id] : "";
-}
-
-const char *rdl_req_path(const rdl_req_t *req, size_t *len)
-{
-    *len = req->h1->path_len;
-    return req->h1->path;
-}
-
-const char *rdl_req_query(const rdl_req_t *req, size_t *len)
-{
-    *len = req->h1->query ? req->h1->query_len : 0;
-    return req->h1->query ? req->h1->query : "";
-}
-
-const char *rdl_req_route(const rdl_req_t *req)
-{
-    return rt_route_template(req->match.route);
-}
-
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes into the request arena; malformed escapes are kept as they are. */
-static char *decode_param(rdl_ctx_t *ctx, const char *s, size_t n)
-{
-    char *out = rdl_arena_alloc(&ctx->arena, n + 1);
-    if (!out)
-        return NULL;
-    size_t j = 0;
-    for (size_t i = 0; i < n; i++) {
-        int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
-            (lo = hexval(s[i + 2])) >= 0) {
-            out[j++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            out[j++] = s[i];
-        }
-    }
-    out[j] = '\0';
-    return out;
-}
-
-const char *rdl_req_param(const rdl_req_t *req, const char *name)
-{
-    rdl_req_t *r = (rdl_req_t *)req;    /* decoding caches into the request */
-    for (int i = 0; i < r->match.nparams; i++) {
-        if (strcmp(r->match.names[i], name) != 0)
-            continue;
-        if (!r->params[i])
-            r->params[i] = decode_param(&r->ctx, r->match.values[i], r->match.lens[i]);
-        return r->params[i];
-    }
-    return NULL;
-}
-
-const char *rdl_req_header(const rdl_req_t *req, const char *name, size_t *len)
-{
-    const rdl_h1_header_t *h = rdl_h1_find(req->h1, name, strlen(name));
-    if (!h)
-        return NULL;
-    if (len)
-        *len = h->value_len;
-    return h->value;
-}
-
-bool rdl_req_header_at(const rdl_req_t *req, size_t i, const char **name, size_t *name_len,
-                       const char **value, size_t *value_len)
-{
-    if (i >= req->h1->num_headers)
-        return false;
-    const rdl_h1_header_t *h = &req->h1->headers[i];
-    *name = h->name;
-    *name_len = h->name_len;
-    *value = h->value;
-    *value_len = h->value_len;
-    return true;
-}
-
-const char *rdl_req_body(const rdl_req_t *req, size_t *len)
-{
-    *len = req->body_len;
-    return req->body_len ? req->body : "";
-}
-
-rdl_ctx_t *rdl_req_ctx(rdl_req_t *req)
-{
-    return &req->ctx;
-}
-
-const char *rdl_req_peer(const rdl_req_t *req)
-{
-    rt_conn_t *c = req->conn;
-    if (!c->peer[0]) {
-        struct sockaddr_storage ss;
-        int n = sizeof(ss);
-        char ip[INET6_ADDRSTRLEN] = "";
-        int port = 0;
-        if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &n) == 0) {
-            if (ss.ss_family == AF_INET6) {
-                struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-                uv_ip6_name(a, ip, sizeof(ip));
-                port = ntohs(a->sin6_port);
-            } else {
-                struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-                uv_ip4_name(a, ip, sizeof(ip));
-                port = ntohs(a->sin_port);
-            }
-        }
-        snprintf(c->peer, sizeof(c->peer), ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
-    }
-    return c->peer;
-}
-
-void rdl_req_slot_set(rdl_req_t *req, int slot, void *p)
-{
-    if (slot >= 0 && slot < RDL_REQ_SLOTS)
-        req->slots[slot] = p;
-}
-
-void *rdl_req_slot(const rdl_req_t *req, int slot)
-{
-    return slot >= 0 && slot < RDL_REQ_SLOTS ? req->slots[slot] : NULL;
-}
-
-int rdl_req_status(const rdl_req_t *req)
-{
-    return req->status;
-}
-
-uint64_t rdl_req_bytes_in(const rdl_req_t *req)
-{
-    return req->bytes_in;
-}
-
-uint64_t rdl_req_bytes_out(const rdl_req_t *req)
-{
-    return req->bytes_out;
-}
-
-bool rdl_req_answered(const rdl_req_t *req)
-{
-    return req->answered;
-}
-
-/* ---- offload to the pool --------------------------------------------- */
-
-static void task_work(rdl_pool_task_t *task)
-{
-    rdl_req_t *req = task->data;
-    req->work(req, req->work_arg);
-}
-
-static void task_done(rdl_pool_task_t *task, int status)
-{
-    rdl_req_t *req = task->data;
-    rt_conn_t *c = req->conn;
-    (void)status;      /* the pool outlives every connection, so work always ran */
-    req->offloaded = false;
-    c->in_process = true;
-    rdl_ctx_t *prev = rdl_ctx_set_current(&req->ctx);
-    req->done(req, req->work_arg);
-    rdl_ctx_set_current(prev);
-    c->in_process = false;
-    c->refs--;
-    conn_process(c);
-}
-
-int rdl_req_offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, void *arg)
-{
-    rt_conn_t *c = req->conn;
-    if (!c || !work || !done)
-        return RDL_EINVAL;
-    if (req->answered || req->offloaded || c->closed)
-        return RDL_ESTATE;
-    req->work = work;
-    req->done = done;
-    req->work_arg = arg;
-    memset(&req->task, 0, sizeof(req->task));
-    req->task.work = task_work;
-    req->task.done = task_done;
-    req->task.data = req;
-    req->task.ctx = &req->ctx;
-    int rc = rdl_pool_submit(c->t->srv->pool, &req->task, c->t->sink);
-    if (rc != 0) {
-        rdl_resp_header(req, "Retry-After", "1");
-        rdl_resp_error(req, 503, "overloaded", "the server's work queue is full; retry shortly");
-        return rc == RDL_ESTATE ? RDL_ESTATE : RDL_EBUSY;
-    }
-    req->offloaded = true;
-    c->refs++;
-    return 0;
 }

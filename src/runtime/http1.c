@@ -378,32 +378,6 @@ static bool parse_length(const char *v, size_t n, uint64_t *out)
 
 /* ---- the head ----------------------------------------------------------- */
 
-static int method_id(const char *m, size_t n)
-{
-    switch (n) {
-    case 3:
-        if (memcmp(m, "GET", 3) == 0) return RDL_H1_GET;
-        if (memcmp(m, "PUT", 3) == 0) return RDL_H1_PUT;
-        break;
-    case 4:
-        if (memcmp(m, "POST", 4) == 0) return RDL_H1_POST;
-        if (memcmp(m, "HEAD", 4) == 0) return RDL_H1_HEAD;
-        break;
-    case 5:
-        if (memcmp(m, "PATCH", 5) == 0) return RDL_H1_PATCH;
-        if (memcmp(m, "TRACE", 5) == 0) return RDL_H1_TRACE;
-        break;
-    case 6:
-        if (memcmp(m, "DELETE", 6) == 0) return RDL_H1_DELETE;
-        break;
-    case 7:
-        if (memcmp(m, "OPTIONS", 7) == 0) return RDL_H1_OPTIONS;
-        if (memcmp(m, "CONNECT", 7) == 0) return RDL_H1_CONNECT;
-        break;
-    }
-    return 0;
-}
-
 /* Splits path?query starting at t[from] (path = "/" when it is empty). */
 static void split_path(rdl_h1_request_t *req, size_t from)
 {
@@ -436,7 +410,7 @@ static int parse_target(rdl_h1_request_t *req, framing_t *fr, size_t at)
         return 0;
     }
     if (n == 1 && t[0] == '*') {
-        if (req->method_id != RDL_H1_OPTIONS)
+        if (req->method_id != RDL_METHOD_OPTIONS)
             return fail(req, at, 400, "request target '*' is only allowed with OPTIONS");
         req->path = t;
         req->path_len = 1;
@@ -557,10 +531,10 @@ static int parse_request_line(scan_t *s, size_t *pp, const rdl_h1_limits_t *limi
     if (major != 1)
         return fail(req, vpos, 505, "HTTP major version must be 1");
     req->version_minor = buf[vpos + 7] == '0' ? 0 : 1;
-    req->method_id = method_id(req->method, req->method_len);
+    req->method_id = rdl_method_parse(req->method, req->method_len);
     if (req->method_id == 0)
         return fail(req, start, 501, "unknown method (methods are case-sensitive)");
-    if (req->method_id == RDL_H1_CONNECT)
+    if (req->method_id == RDL_METHOD_CONNECT)
         return fail(req, start, 501, "CONNECT is not supported by an origin server");
     if (parse_target(req, fr, (size_t)(req->target - buf)) != 0)
         return RDL_H1_ERROR;

@@ -22,11 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
-
-enum rdl_h1_method {
-    RDL_H1_GET = 1, RDL_H1_HEAD, RDL_H1_POST, RDL_H1_PUT, RDL_H1_DELETE,
-    RDL_H1_PATCH, RDL_H1_OPTIONS, RDL_H1_TRACE, RDL_H1_CONNECT
-};
+#include "redline/util.h"
 
 enum rdl_h1_body {
     RDL_H1_BODY_NONE = 0,       /* no body (length 0) */
@@ -55,7 +51,7 @@ typedef struct rdl_h1_request {
     const char *path;           /* path part of target: "/a/b" (for absolute-form, after the authority) */
     const char *query;          /* after '?', without it; NULL when there is no '?' */
     uint32_t method_len, target_len, path_len, query_len;
-    int method_id;              /* enum rdl_h1_method */
+    rdl_method_t method_id;     /* RDL_METHOD_* (redline/util.h); never UNKNOWN in a valid head */
     int version_minor;          /* 0 or 1 (HTTP/1.2..1.9 are parsed and answered as 1.1) */
     /* field lines: caller-provided array */
     rdl_h1_header_t *headers;

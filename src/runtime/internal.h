@@ -1,10 +1,11 @@
 /*
  * internal.h: the runtime's private structures, shared by server.c (threads,
- * listeners, lifecycle), conn.c (one connection's state machine), response.c
- * (writing responses), router.c and admin.c, and the red lines' glue
- * (the parts: access_log.c, trace_mw.c, route_mw.c, metrics_mw.c,
- * outbound.c), reached by the server only through their part tables
- * (redline/part.h). Nothing here is public API.
+ * listeners, lifecycle), conn.c (one connection's state machine), request.c
+ * (the request accessors and the offload), response.c (writing responses),
+ * router.c, admin.c and admin_auth.c, and the red lines' glue (the parts:
+ * access_log.c, trace_mw.c, route_mw.c, metrics_mw.c, outbound.c), reached by
+ * the server only through their part tables (redline/part.h). Nothing here is
+ * public API.
  */
 #ifndef REDLINE_RUNTIME_INTERNAL_H
 #define REDLINE_RUNTIME_INTERNAL_H
@@ -45,7 +46,7 @@ void rt_router_free(rt_router_t *r);
  * Finds the route for method + path. On RT_MATCH_NO_METHOD, allow receives the
  * methods that do match the path ("GET, HEAD, POST").
  */
-int rt_router_match(const rt_router_t *r, const char *method, const char *path, size_t path_len,
+int rt_router_match(const rt_router_t *r, rdl_method_t method, const char *path, size_t path_len,
                     rt_match_t *m, char *allow, size_t allow_len);
 const char *rt_route_template(const rt_route_t *route);
 void rt_route_call(const rt_route_t *route, rdl_req_t *req);
@@ -75,6 +76,7 @@ struct rt_thread {
     rdl_pool_sink_t *sink;
     rt_conn_t *conns;           /* doubly linked list of live connections */
     int nconns;
+    uint64_t stalled_bytes;     /* sum of its connections' stall_bytes (conn.c) */
     bool draining;              /* stopped accepting: answer with Connection: close */
     bool stopping;              /* tearing down the loop */
     bool reported_idle;
@@ -126,18 +128,22 @@ struct rdl_server {
     uv_async_t ctl_wake;        /* an app thread became idle while draining, or shutdown requested */
     uv_thread_t startup_tid;
     atomic_int startup_state;   /* 0 running, 1 ok, -1 failed */
-    atomic_bool ready;
+    atomic_bool ready;          /* start-up done and not draining (admin.c ANDs held_unready) */
+    atomic_bool held_unready;   /* rdl_server_set_ready(srv, false) */
     atomic_bool draining;
     atomic_bool shutdown_requested;
     atomic_bool ctl_up;          /* the control loop can take wake-ups (under ctl_mu) */
     uv_mutex_t ctl_mu;           /* orders rdl_server_shutdown against closing ctl_wake */
     atomic_bool addrs_set;       /* addr and admin_addr are written */
     atomic_int idle_threads;    /* app threads drained and without connections */
+    atomic_uint_fast64_t send_timeouts; /* connections closed by timeouts.send (conn.c) */
+    atomic_uint_fast64_t output_sheds;  /* closed by limits.max_output_total (conn.c) */
     int signals;
     int exit_code;
     char addr[96];
     char admin_addr[96];
     rdl_logger_t *log;          /* the log part's; NULL: lines go to the default logger */
+    struct rt_admin_token *admin_token; /* admin_auth.c; NULL until the first admin change */
 };
 
 /* One request/response exchange; one at a time per connection. */
@@ -218,6 +224,9 @@ struct rt_conn {
     size_t len;
     size_t cap;
     size_t consumed;            /* bytes of buf the current exchange used */
+    size_t send_mark;           /* T_SEND: bytes queued in libuv when the period began */
+    size_t stall_bytes;         /* unsent bytes when its output stalled (0: not stalled) */
+    uint64_t stall_ns;          /* when it stalled */
     size_t body_src, body_dst;  /* chunked decoding positions */
     rdl_h1_chunked_t chunked;
     bool continue_sent;
@@ -239,7 +248,7 @@ void rt_conn_drain(rt_conn_t *c);               /* the thread stopped accepting 
 void rt_conn_abort(rt_conn_t *c);               /* close now (thread stopping) */
 void rt_conn_request_done(rt_conn_t *c);        /* the exchange finished: continue */
 void rt_conn_flush(rt_conn_t *c);
-void rt_conn_release(rt_conn_t *c);             /* drop a reference taken for a pool task */
+const char *rt_conn_peer(rt_conn_t *c);         /* "ip:port", "[ip]:port"; looked up once */
 
 /* server.c */
 /* CPUs a cgroup quota allows: ceil(quota / period); 0 when unlimited ("max", -1) or unreadable. */
@@ -267,5 +276,15 @@ bool rt_log_level_from_body(const char *body, size_t n, rdl_log_level_t *out);
 
 /* admin.c */
 int rt_admin_register(rdl_server_t *srv);
+
+/*
+ * admin_auth.c: the admin plane's changes need the bearer token of
+ * admin.token_file. Call first in every handler that changes state: true when the request may go
+ * on; false when it has been answered (401 with WWW-Authenticate: no or wrong
+ * token; 403: no token file and admin.allow_unauthenticated off, or not on the
+ * admin listener). Admin I/O thread.
+ */
+bool rdl__admin_authorized(rdl_req_t *req);
+void rt_admin_auth_free(rdl_server_t *srv);     /* rdl_server_free */
 
 #endif

@@ -122,13 +122,8 @@ static int families(struct rt_metrics *mx, size_t max_series)
 /* The method as a bounded label: the standard ones, else "_OTHER". */
 static const char *method_label(const rdl_req_t *req)
 {
-    static const char *const known[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH",
-                                         "OPTIONS", "TRACE", "CONNECT" };
-    const char *m = rdl_req_method(req);
-    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-        if (strcmp(m, known[i]) == 0)
-            return known[i];
-    return "_OTHER";
+    rdl_method_t m = rdl_req_method_id(req);
+    return m != RDL_METHOD_UNKNOWN ? rdl_method_name(m) : "_OTHER";
 }
 
 /* On the app chain only: scrapes and probes are not the service's traffic. */

@@ -187,9 +187,15 @@ static int warm_once(rt_outbound_t *ob, rdl_upstream_t *up, char *why, size_t wh
         return err.code;
     }
     int rc = warm_threads(ob, up);
-    if (rc)
-        snprintf(why, whylen, "warm-up requests to %s%s failed: %s", up->opts.url,
+    if (rc) {
+        rdl_buf_t url;          /* the line is logged: a URL's user:password is not */
+        rdl_buf_init(&url);
+        const char *u = up->opts.url ? up->opts.url : "";
+        rdl_redact_put(&url, u, strlen(u));
+        snprintf(why, whylen, "warm-up requests to %s%s failed: %s", url.data ? url.data : "",
                  up->opts.warm_path, rdl_strerror(rc));
+        rdl_buf_free(&url);
+    }
     return rc;
 }
 

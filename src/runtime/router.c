@@ -24,7 +24,7 @@ typedef struct seg {
 
 struct rt_route {
     rt_route_t *next;
-    char method[16];
+    rdl_method_t method;
     char *tmpl;
     seg_t *segs;
     int nsegs;
@@ -112,15 +112,16 @@ static int compile(rt_route_t *r, const char *tmpl)
 int rt_router_add(rt_router_t *rt, const char *method, const char *tmpl,
                   rdl_handler_fn fn, void *arg)
 {
-    if (!method || !tmpl || !fn || strlen(method) == 0 || strlen(method) >= 16)
-        return RDL_EINVAL;
+    rdl_method_t id = method ? rdl_method_parse(method, strlen(method)) : RDL_METHOD_UNKNOWN;
+    if (id == RDL_METHOD_UNKNOWN || !tmpl || !fn)
+        return RDL_EINVAL;                      /* the parser answers any other method 501 */
     for (const rt_route_t *r = rt->routes; r; r = r->next)
-        if (strcmp(r->method, method) == 0 && strcmp(r->tmpl, tmpl) == 0)
+        if (r->method == id && strcmp(r->tmpl, tmpl) == 0)
             return RDL_EEXIST;
     rt_route_t *r = calloc(1, sizeof(*r));
     if (!r)
         return RDL_ENOMEM;
-    strcpy(r->method, method);
+    r->method = id;
     r->fn = fn;
     r->arg = arg;
     r->tmpl = strdup(tmpl);
@@ -193,14 +194,42 @@ static bool match_route(const rt_route_t *r, const char *path, size_t plen, rt_m
     return true;
 }
 
-static bool method_matches(const rt_route_t *r, const char *method)
+static bool method_matches(const rt_route_t *r, rdl_method_t method)
 {
-    if (strcmp(r->method, method) == 0)
-        return true;
-    return strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0;
+    return r->method == method || (method == RDL_METHOD_HEAD && r->method == RDL_METHOD_GET);
 }
 
-int rt_router_match(const rt_router_t *rt, const char *method, const char *path, size_t path_len,
+/*
+ * The Allow header of a 405: the methods of the routes matching the path, in
+ * registration order, each once, HEAD right after GET; cut at allow_len.
+ */
+static void allow_list(const rt_router_t *rt, const char *path, size_t path_len, char *allow,
+                       size_t allow_len)
+{
+    unsigned seen = 0;                           /* bit per rdl_method_t */
+    size_t used = 0;
+    rt_match_t cand;
+    allow[0] = '\0';
+    for (const rt_route_t *r = rt->routes; r; r = r->next) {
+        uint64_t score;
+        if (!match_route(r, path, path_len, &cand, &score))
+            continue;
+        rdl_method_t ids[2] = { r->method, r->method == RDL_METHOD_GET ? RDL_METHOD_HEAD
+                                                                        : RDL_METHOD_UNKNOWN };
+        for (int k = 0; k < 2 && ids[k] != RDL_METHOD_UNKNOWN; k++) {
+            if (seen & (1u << ids[k]))
+                continue;
+            seen |= 1u << ids[k];
+            int w = snprintf(allow + used, allow_len - used, "%s%s", used ? ", " : "",
+                             rdl_method_name(ids[k]));
+            if (w < 0 || (size_t)w >= allow_len - used)
+                return;
+            used += (size_t)w;
+        }
+    }
+}
+
+int rt_router_match(const rt_router_t *rt, rdl_method_t method, const char *path, size_t path_len,
                     rt_match_t *m, char *allow, size_t allow_len)
 {
     uint64_t best = 0;
@@ -216,7 +245,7 @@ int rt_router_match(const rt_router_t *rt, const char *method, const char *path,
         /* Left-align the digits so segments compare left to right whatever the template's
          * length; on a tie, a route registered for this very method beats GET-for-HEAD. */
         score <<= 2 * (24 - r->nsegs);
-        score = score * 2 + (strcmp(r->method, method) == 0);
+        score = score * 2 + (r->method == method);
         if (!found || score > best) {
             best = score;
             *m = cand;
@@ -228,24 +257,8 @@ int rt_router_match(const rt_router_t *rt, const char *method, const char *path,
         return RT_MATCH_OK;
     if (!path_found)
         return RT_MATCH_NO_PATH;
-    if (allow && allow_len) {
-        size_t used = 0;
-        allow[0] = '\0';
-        for (const rt_route_t *r = rt->routes; r; r = r->next) {
-            uint64_t score;
-            if (!match_route(r, path, path_len, &cand, &score))
-                continue;
-            const char *names[2] = { r->method, strcmp(r->method, "GET") == 0 ? "HEAD" : NULL };
-            for (int k = 0; k < 2 && names[k]; k++) {
-                if (strstr(allow, names[k]))
-                    continue;
-                int w = snprintf(allow + used, allow_len - used, "%s%s", used ? ", " : "", names[k]);
-                if (w < 0 || (size_t)w >= allow_len - used)
-                    return RT_MATCH_NO_METHOD;
-                used += (size_t)w;
-            }
-        }
-    }
+    if (allow && allow_len)
+        allow_list(rt, path, path_len, allow, allow_len);
     return RT_MATCH_NO_METHOD;
 }
 

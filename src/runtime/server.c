@@ -48,14 +48,17 @@ void rdl_server_opts_default(rdl_server_opts_t *o)
     o->max_headers = 100;
     o->max_body = 1 << 20;
     o->max_output_buffer = 1 << 20;
+    o->max_output_total = 256 << 20;
     o->header_timeout_ms = 10000;
     o->body_timeout_ms = 30000;
     o->idle_timeout_ms = 75000;
     o->request_timeout_ms = 30000;
+    o->send_timeout_ms = 60000;
     o->drain_delay_ms = 5000;
     o->grace_ms = 20000;
     o->pool_threads = 4;
     o->pool_queue = 1024;
+    o->admin_token_file = "";
     (void)rdl_server_opts_parts(o, rdl_parts_default);     /* they fit: a build-time list */
 }
 
@@ -113,17 +116,25 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
         { "limits.max_body", RDL_CFG_SIZE, &o->max_body, 0, 1LL << 34, NULL, "request body bytes (413)", NULL },
         { "limits.max_output_buffer", RDL_CFG_SIZE, &o->max_output_buffer, 4096, 1LL << 32, NULL,
           "unsent bytes before reading pauses", NULL },
+        { "limits.max_output_total", RDL_CFG_SIZE, &o->max_output_total, 1 << 20, 1LL << 40, NULL,
+          "unsent bytes of stalled connections per process (oldest closed beyond)", NULL },
         { "timeouts.header", RDL_CFG_DURATION, &o->header_timeout_ms, 1, 3600000, NULL, "request head deadline (408)", NULL },
         { "timeouts.body", RDL_CFG_DURATION, &o->body_timeout_ms, 1, 3600000, NULL, "request body inactivity (408)", NULL },
         { "timeouts.idle", RDL_CFG_DURATION, &o->idle_timeout_ms, 1, 3600000, NULL, "keep-alive idle close", NULL },
         { "timeouts.request", RDL_CFG_DURATION, &o->request_timeout_ms, 0, 3600000, NULL,
           "handler deadline (503; 0 = none)", NULL },
+        { "timeouts.send", RDL_CFG_DURATION, &o->send_timeout_ms, 1, 3600000, NULL,
+          "no progress sending to a client that stopped reading: close", NULL },
         { "lifecycle.drain_delay", RDL_CFG_DURATION, &o->drain_delay_ms, 0, 600000, NULL,
           "after SIGTERM: not ready, still serving", NULL },
         { "lifecycle.grace", RDL_CFG_DURATION, &o->grace_ms, 0, 3600000, NULL,
           "then: time for in-flight requests", NULL },
         { "pool.threads", RDL_CFG_INT, &o->pool_threads, 1, 1024, NULL, "blocking-work threads", NULL },
         { "pool.queue", RDL_CFG_INT, &o->pool_queue, 1, 1000000, NULL, "blocking-work queue bound (503 beyond)", NULL },
+        { "admin.token_file", RDL_CFG_STRING, &o->admin_token_file, 0, 0, NULL,
+          "file with the bearer token admin changes need (re-read when it changes)", NULL },
+        { "admin.allow_unauthenticated", RDL_CFG_BOOL, &o->admin_allow_unauthenticated, 0, 0, NULL,
+          "no token file: allow admin changes anyway (local demo only)", NULL },
     };
     int rc = rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
     for (const rdl_part_t *const *p = o->parts; rc == 0 && p && *p; p++)
@@ -266,6 +277,7 @@ void rdl_server_free(rdl_server_t *srv)
         if (srv->parts[i]->free)
             srv->parts[i]->free(srv, srv->part_state[i]);
     uv_mutex_destroy(&srv->ctl_mu);
+    rt_admin_auth_free(srv);
     rt_router_free(&srv->app_router);
     rt_router_free(&srv->admin_router);
     free(srv->threads);
@@ -354,11 +366,6 @@ const char *rdl_server_admin_addr(const rdl_server_t *srv)
 rdl_pool_t *rdl_server_pool(rdl_server_t *srv)
 {
     return srv->pool;
-}
-
-bool rdl_server_ready(const rdl_server_t *srv)
-{
-    return atomic_load(&srv->ready);
 }
 
 void rdl_server_shutdown(rdl_server_t *srv)

@@ -71,16 +71,6 @@ static bool req_get(void *carrier, const char *name, size_t index, const char **
 
 /* ---- the middleware -------------------------------------------------- */
 
-static bool known_method(const char *m)
-{
-    static const char *const methods[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
-                                           "OPTIONS", "TRACE", "PATCH" };
-    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-        if (strcmp(m, methods[i]) == 0)
-            return true;
-    return false;
-}
-
 /* The attributes of the server span: keys are literals, each set once. */
 typedef struct attr_list {
     size_t n;
@@ -195,7 +185,7 @@ static int trace_enter(rdl_req_t *req, void *arg)
         /* Named only when recorded: most spans are not, at low sampling ratios. */
         const char *method = rdl_req_method(req);
         const char *route = rdl_req_route(req);
-        bool known = known_method(method);
+        bool known = rdl_req_method_id(req) != RDL_METHOD_UNKNOWN;
         const char *mname = known ? method : "HTTP";
         char name[256];
         size_t method_len = strlen(method), route_len = route ? strlen(route) : 0;
@@ -411,10 +401,14 @@ static int trace_start(rdl_server_t *srv, void *state, rdl_error_t *err)
     tr->collector = rdl_collector_add(NULL, collect, tr);
     char sampler[96];
     rdl_sampler_describe(&to.sampler, sampler, sizeof(sampler));
-    rdl_log_field_t f[] = { rdl_lf_str("endpoint", to.export ? to.endpoint : ""),
+    rdl_buf_t endpoint;         /* a URL's user:password is not for the log */
+    rdl_buf_init(&endpoint);
+    rdl_redact_put(&endpoint, to.export ? to.endpoint : "", to.export ? strlen(to.endpoint) : 0);
+    rdl_log_field_t f[] = { rdl_lf_strn("endpoint", endpoint.data, endpoint.len),
                             rdl_lf_str("sampler", sampler) };
     rdl_log(srv->log, RDL_LOG_INFO,
             to.export ? "tracing: exporting spans" : "tracing: ids only (no OTLP endpoint)", f, 2);
+    rdl_buf_free(&endpoint);
     return 0;
 }
 

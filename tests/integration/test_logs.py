@@ -160,14 +160,24 @@ def test_request_id_reaches_pool_worker(c):
     assert access["status"] == 201 and access["bytes_in"] > 0, access
 
 
+ADMIN_TOKEN = "it-admin-" + os.urandom(8).hex()   # the shared coursed's admin.token_file holds it
+ADMIN = {"Authorization": "Bearer " + ADMIN_TOKEN}
+
+
 def test_level_at_run_time(c):
     status, _, body = c.request("GET", "/debug/loglevel", admin=True)
     assert status == 200 and json.loads(body) == {"level": "info"}, body
-    status, _, body = c.request("PUT", "/debug/loglevel", body="warn\n", admin=True)
+    # a change needs the admin token: none or a wrong one is 401 and changes nothing
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        status, h, body = c.request("PUT", "/debug/loglevel", body="fatal", admin=True,
+                                    headers=headers)
+        assert status == 401 and h["WWW-Authenticate"] == 'Bearer realm="redline-admin"', body
+    status, _, body = c.request("PUT", "/debug/loglevel", body="warn\n", admin=True, headers=ADMIN)
     assert status == 200 and json.loads(body) == {"level": "warn", "previous": "info"}, body
     c.wait_for_log(lambda r: r.get("msg") == "log level changed" and r.get("new_level") == "warn")
     c.request("GET", "/ping", headers={"X-Request-ID": "it-filtered"})
-    status, _, body = c.request("PUT", "/debug/loglevel", body={"level": "INFO"}, admin=True)
+    status, _, body = c.request("PUT", "/debug/loglevel", body={"level": "INFO"}, admin=True,
+                                headers=ADMIN)
     assert status == 200 and json.loads(body) == {"level": "info", "previous": "warn"}, body
     c.request("GET", "/ping", headers={"X-Request-ID": "it-visible"})
     access_line(c, "it-visible")
@@ -175,12 +185,16 @@ def test_level_at_run_time(c):
     assert not [r for r in c.logs() if r.get("request_id") == "it-filtered"]
     for bad in ("loud", "", '{"level":3}', '{"lvl":"info"}', '{"level":"info"', '["info"]',
                 "info warn", "in fo", '{"level":"nope"}', "\u00e9"):
-        status, _, body = c.request("PUT", "/debug/loglevel", body=bad, admin=True)
+        status, _, body = c.request("PUT", "/debug/loglevel", body=bad, admin=True, headers=ADMIN)
         assert status == 400 and json.loads(body)["code"] == "invalid_level", (bad, body)
     status, _, body = c.request("GET", "/debug/log", admin=True)
     stats = json.loads(body)
     assert status == 200 and stats["level"] == "info" and stats["lines"] > 0, stats
     assert stats["dropped"] == 0 and stats["write_errors"] == 0, stats
+    # the refusals and the change are on record (with the peer); the token never is
+    assert [r for r in c.logs() if r.get("msg") == "admin change refused" and r.get("peer")]
+    assert [r for r in c.logs() if r.get("msg") == "log level changed" and r.get("peer")]
+    assert not [r for r in c.logs() if ADMIN_TOKEN in json.dumps(r) or "Bearer" in json.dumps(r)]
     # stdout is a pipe here, as in a pod: raised to log.pipe_buffer (1 MiB) where the system
     # allows it, and the figure is the pipe's real size as its reader sees it
     seen = fcntl.fcntl(c.proc.stdout.fileno(), F_GETPIPE_SZ)
@@ -429,7 +443,12 @@ def with_coursed(c, test):
 
 
 if __name__ == "__main__":
-    with Coursed(args().coursed, args=["--set", "lifecycle.drain_delay=0s"]) as shared:
+    token_dir = tempfile.mkdtemp(prefix="rdl-it-token-")
+    token_file = os.path.join(token_dir, "token")
+    with open(token_file, "w") as f:
+        f.write(ADMIN_TOKEN + "\n")
+    with Coursed(args().coursed, args=["--set", "lifecycle.drain_delay=0s",
+                                       "--set", "admin.token_file=" + token_file]) as shared:
         run([test_library_8_threads_100k_lines, test_library_sigterm_during_burst]
             + [with_coursed(shared, t) for t in (test_access_line_and_request_id,
                                                  test_request_id_reaches_pool_worker,
@@ -438,3 +457,4 @@ if __name__ == "__main__":
             + [test_coursed_sigterm_during_burst, test_file_sink_reopened_on_sighup,
                test_pipe_left_alone_when_asked, test_io_threads_reserve_their_rings,
                test_bad_log_settings_refused])
+    shutil.rmtree(token_dir, ignore_errors=True)

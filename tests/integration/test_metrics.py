@@ -408,10 +408,28 @@ def test_prometheus_scrapes_both_formats():
             prom.stop()
 
 
+def test_debug_vars_and_start_up_lines_redact_secrets():
+    """Anyone on the admin port reads /debug/vars: a credential given on the command line (a
+    URL's user:password, a secret-named setting) is shown redacted there and in the log."""
+    secret = "s3cr3t-" + os.urandom(6).hex()
+    with Coursed(args().coursed, args=FAST_STOP + [
+            "--set", "tracing.endpoint=http://user:%s@127.0.0.1:9/v1/traces" % secret,
+            "--set", "admin.token_file=/run/no-such-%s" % secret]) as c:
+        v = json.loads(c.request("GET", "/debug/vars", admin=True)[2])
+        line = " ".join(v["cmdline"])
+        assert secret not in line, line
+        assert "tracing.endpoint=http://<redacted>@127.0.0.1:9/v1/traces" in v["cmdline"], line
+        assert "admin.token_file=<redacted>" in v["cmdline"], line
+        started = c.wait_for_log(lambda r: r.get("msg") == "tracing: exporting spans")
+        assert started["endpoint"] == "http://<redacted>@127.0.0.1:9/v1/traces", started
+        assert not [r for r in c.logs() if secret in json.dumps(r)]
+
+
 if __name__ == "__main__":
     with Coursed(args().coursed, args=FAST_STOP) as shared:
         run([with_server(t, shared) for t in (test_promtool_live, test_negotiation_and_gzip,
                                                test_red_by_route_template, test_business_metrics,
                                                test_debug_vars)] +
-            [test_metrics_disabled, test_fuzz_outputs_pass_promtool,
+            [test_metrics_disabled, test_debug_vars_and_start_up_lines_redact_secrets,
+             test_fuzz_outputs_pass_promtool,
              test_prometheus_scrapes_both_formats])

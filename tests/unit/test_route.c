@@ -855,6 +855,42 @@ static void explain_and_dump(void **state)
     rdl_route_table_unref(t);
 }
 
+/* /debug/routes and explain never show a credential: secret-named headers' values are redacted. */
+static void dump_redacts_secrets(void **state)
+{
+    static const char yaml[] =
+        "apiVersion: networking.istio.io/v1alpha3\n"
+        "kind: VirtualService\n"
+        "metadata: { name: edge }\n"
+        "spec:\n"
+        "  hosts: [ edge ]\n"
+        "  http:\n"
+        "    - name: ops\n"
+        "      match:\n"
+        "        - headers: { authorization: { exact: \"Bearer ops-Secret-1\" } }\n"
+        "      route:\n"
+        "        - destination: { host: edge, subset: ops }\n"
+        "      headers: { request: { set: { x-api-token: up-Secret-2, x-route: ops } } }\n"
+        "    - name: rest\n"
+        "      route:\n"
+        "        - destination: { host: edge, subset: stable }\n";
+    rdl_route_table_t *t = load_ok(yaml, NULL);
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    rdl_route_dump(t, &b);
+    assert_null(strstr(b.data, "Secret-"));
+    assert_non_null(strstr(b.data, "\"x-route\":\"ops\""));          /* others as they are */
+    assert_non_null(strstr(b.data, "\"exact\":\"" RDL_REDACTED "\""));
+    assert_non_null(strstr(b.data, "\"x-api-token\":\"" RDL_REDACTED "\""));
+    req_t r = { .method = "GET", .path = "/", .headers = { { "authorization", "Bearer caller-Secret-3" } } };
+    rdl_route_request_t v = view(&r);
+    rdl_buf_reset(&b);
+    rdl_route_explain(t, &v, &b);
+    assert_null(strstr(b.data, "Secret-"));
+    rdl_buf_free(&b);
+    rdl_route_table_unref(t);
+}
+
 /* The explain request as the admin plane receives it: the same answer, and a table of bad bodies. */
 static void explain_json(void **state)
 {
@@ -944,6 +980,7 @@ int main(void)
         cmocka_unit_test(virtual_service_by_host),
         cmocka_unit_test(many_header_names),
         cmocka_unit_test(explain_and_dump),
+        cmocka_unit_test(dump_redacts_secrets),
         cmocka_unit_test(explain_json),
         cmocka_unit_test(baggage),
         cmocka_unit_test(load_file),

@@ -74,6 +74,7 @@ typedef struct shared {
     int works, dones, works_canceled;
     int done_send_rc;
     int offload_rc[3];          /* per request, by its query "A", "B", "C" */
+    bool offload_answered[3];   /* rdl_req_answered right after the offload returned */
     int offloads;
     rdl_pool_t *pool;
     int hdr_rc[NCASES];
@@ -258,7 +259,8 @@ typedef struct resp {
 static client_t clients[4];     /* static: a failed assertion leaks nothing; teardown closes them */
 static resp_t resp_buf;
 
-static bool client_open(client_t *c, const char *addr)
+/* rcvbuf > 0: the socket's receive buffer, set before connecting (a client that reads little). */
+static bool client_open_rcvbuf(client_t *c, const char *addr, int rcvbuf)
 {
     c->len = 0;
     c->fd = -1;
@@ -275,6 +277,8 @@ static bool client_open(client_t *c, const char *addr)
     if (fd < 0)
         return false;
     struct timeval tv = { WAIT_MS / 1000, 0 };
+    if (rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
@@ -283,6 +287,11 @@ static bool client_open(client_t *c, const char *addr)
     }
     c->fd = fd;
     return true;
+}
+
+static bool client_open(client_t *c, const char *addr)
+{
+    return client_open_rcvbuf(c, addr, 0);
 }
 
 static void client_close(client_t *c)
@@ -545,6 +554,15 @@ static void h_echo(rdl_req_t *req, void *arg)
     rdl_buf_free(&b);
 }
 
+/* Answers "id name": the method as the parser classified it. */
+static void h_method(rdl_req_t *req, void *arg)
+{
+    (void)arg;
+    char b[32];
+    int n = snprintf(b, sizeof(b), "%d %s", (int)rdl_req_method_id(req), rdl_req_method(req));
+    rdl_resp_send(req, 200, "text/plain", b, (size_t)n);
+}
+
 static void h_traced(rdl_req_t *req, void *arg)
 {
     (void)arg;
@@ -703,9 +721,40 @@ static void h_block(rdl_req_t *req, void *arg)
     pthread_mutex_lock(&mu);
     G.pool = pool;
     G.offload_rc[slot] = rc;
+    G.offload_answered[slot] = rdl_req_answered(req);
     G.offloads++;
     pthread_cond_broadcast(&cv);
     pthread_mutex_unlock(&mu);
+}
+
+/* -- offload: the pool is shutting down (arg: a pool whose free has begun) -- */
+
+static void h_pool_closing(rdl_req_t *req, void *arg)
+{
+    rdl_server_t *srv = req->conn->t->srv;
+    rdl_pool_t *real = srv->pool;
+    srv->pool = arg;            /* on the I/O thread, with no other request in flight */
+    int rc = rdl_req_offload(req, off_work, off_done, NULL);
+    srv->pool = real;
+    bool answered = rdl_req_answered(req);
+    if (rc == RDL_ECANCELED)
+        rdl_resp_error(req, 503, "unavailable", "the handler says: shutting down");
+    pthread_mutex_lock(&mu);
+    G.offload_rc[0] = rc;
+    G.offload_answered[0] = answered;
+    G.offloads++;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+}
+
+static void pool_gate_work(rdl_pool_task_t *task) { (void)task; gate_pass(); }
+static void pool_noop_work(rdl_pool_task_t *task) { (void)task; }
+static void pool_noop_done(rdl_pool_task_t *task, int status) { (void)task; (void)status; }
+
+static void *pool_free_main(void *arg)
+{
+    rdl_pool_free(arg);         /* blocks until the gate opens: the pool stays "stopping" */
+    return NULL;
 }
 
 /* -- offload: work that waits for the client to go away -- */
@@ -814,7 +863,7 @@ static int router_teardown(void **state)
     return 0;
 }
 
-static const char *match_tmpl(const rt_router_t *r, const char *method, const char *path)
+static const char *match_tmpl(const rt_router_t *r, rdl_method_t method, const char *path)
 {
     rt_match_t m;
     char allow[96];
@@ -832,15 +881,15 @@ static void test_router_specificity(void **state)
     for (int o = 0; o < 6; o++) {
         for (int i = 0; i < 3; i++)
             assert_int_equal(rt_router_add(&R, "GET", tmpls[orders[o][i]], h_a, NULL), 0);
-        assert_string_equal(match_tmpl(&R, "GET", "/v1/courses/featured"), "/v1/courses/featured");
-        assert_string_equal(match_tmpl(&R, "GET", "/v1/courses/42"), "/v1/courses/{id}");
-        assert_string_equal(match_tmpl(&R, "GET", "/v1/courses/42/sections"), "/v1/{rest...}");
-        assert_string_equal(match_tmpl(&R, "GET", "/v1/other"), "/v1/{rest...}");
-        assert_string_equal(match_tmpl(&R, "GET", "/v2/courses/42"), "(none)");
+        assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/featured"), "/v1/courses/featured");
+        assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/42"), "/v1/courses/{id}");
+        assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/42/sections"), "/v1/{rest...}");
+        assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/other"), "/v1/{rest...}");
+        assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v2/courses/42"), "(none)");
 
         rt_match_t m;
         const char *p = "/v1/courses/42/sections";
-        assert_int_equal(rt_router_match(&R, "GET", p, strlen(p), &m, NULL, 0), RT_MATCH_OK);
+        assert_int_equal(rt_router_match(&R, RDL_METHOD_GET, p, strlen(p), &m, NULL, 0), RT_MATCH_OK);
         assert_int_equal(m.nparams, 1);
         assert_string_equal(m.names[0], "rest");
         assert_int_equal(m.lens[0], strlen("courses/42/sections"));
@@ -857,10 +906,10 @@ static void test_router_left_to_right(void **state)
         const char *a = "/static/{path...}", *b = "/{lang}/docs/{page}";
         assert_int_equal(rt_router_add(&R, "GET", o ? b : a, h_a, NULL), 0);
         assert_int_equal(rt_router_add(&R, "GET", o ? a : b, h_a, NULL), 0);
-        assert_string_equal(match_tmpl(&R, "GET", "/en/docs/intro"), "/{lang}/docs/{page}");
-        assert_string_equal(match_tmpl(&R, "GET", "/static/css/site.css"), "/static/{path...}");
+        assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/en/docs/intro"), "/{lang}/docs/{page}");
+        assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/static/css/site.css"), "/static/{path...}");
         /* Both match; the first segment decides: literal "static" beats {lang}. */
-        assert_string_equal(match_tmpl(&R, "GET", "/static/docs/intro"), "/static/{path...}");
+        assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/static/docs/intro"), "/static/{path...}");
         rt_router_free(&R);
     }
 }
@@ -876,12 +925,12 @@ static void test_router_methods(void **state)
     rt_match_t m;
     char allow[96];
     const char *p = "/items/7";
-    assert_int_equal(rt_router_match(&R, "HEAD", p, strlen(p), &m, allow, sizeof(allow)), RT_MATCH_OK);
+    assert_int_equal(rt_router_match(&R, RDL_METHOD_HEAD, p, strlen(p), &m, allow, sizeof(allow)), RT_MATCH_OK);
     assert_string_equal(rt_route_template(m.route), "/items/{id}");
     assert_int_equal(m.nparams, 1);
     assert_memory_equal(m.values[0], "7", 1);
 
-    assert_int_equal(rt_router_match(&R, "PATCH", p, strlen(p), &m, allow, sizeof(allow)),
+    assert_int_equal(rt_router_match(&R, RDL_METHOD_PATCH, p, strlen(p), &m, allow, sizeof(allow)),
                      RT_MATCH_NO_METHOD);
     /* The Allow list names every method of the path once, HEAD with GET. */
     const char *want[] = { "GET", "HEAD", "POST", "PUT" };
@@ -901,11 +950,11 @@ static void test_router_methods(void **state)
 
     /* A DELETE-only path: HEAD and GET are not allowed, the list names DELETE only. */
     p = "/only-delete";
-    assert_int_equal(rt_router_match(&R, "HEAD", p, strlen(p), &m, allow, sizeof(allow)),
+    assert_int_equal(rt_router_match(&R, RDL_METHOD_HEAD, p, strlen(p), &m, allow, sizeof(allow)),
                      RT_MATCH_NO_METHOD);
     assert_string_equal(allow, "DELETE");
     p = "/nothing";
-    assert_int_equal(rt_router_match(&R, "GET", p, strlen(p), &m, allow, sizeof(allow)),
+    assert_int_equal(rt_router_match(&R, RDL_METHOD_GET, p, strlen(p), &m, allow, sizeof(allow)),
                      RT_MATCH_NO_PATH);
     rt_router_free(&R);
 }
@@ -920,9 +969,9 @@ static void test_router_explicit_head(void **state)
         assert_int_equal(rt_router_add(&R, o ? "HEAD" : "GET", "/doc", h_a, NULL), 0);
         assert_int_equal(rt_router_add(&R, o ? "GET" : "HEAD", "/doc", h_a, NULL), 0);
         rt_match_t m;
-        assert_int_equal(rt_router_match(&R, "GET", "/doc", 4, &m, NULL, 0), RT_MATCH_OK);
+        assert_int_equal(rt_router_match(&R, RDL_METHOD_GET, "/doc", 4, &m, NULL, 0), RT_MATCH_OK);
         const rt_route_t *get_route = m.route;
-        assert_int_equal(rt_router_match(&R, "HEAD", "/doc", 4, &m, NULL, 0), RT_MATCH_OK);
+        assert_int_equal(rt_router_match(&R, RDL_METHOD_HEAD, "/doc", 4, &m, NULL, 0), RT_MATCH_OK);
         assert_ptr_not_equal(m.route, get_route);
         rt_router_free(&R);
     }
@@ -946,6 +995,10 @@ static void test_router_rejects(void **state)
     }
     assert_null(R.routes);
     assert_int_equal(rt_router_add(&R, "", "/x", h_a, NULL), RDL_EINVAL);
+    /* Methods are the parser's (case-sensitive): any other could never match a request. */
+    assert_int_equal(rt_router_add(&R, "get", "/x", h_a, NULL), RDL_EINVAL);
+    assert_int_equal(rt_router_add(&R, "PROPFIND", "/x", h_a, NULL), RDL_EINVAL);
+    assert_int_equal(rt_router_add(&R, NULL, "/x", h_a, NULL), RDL_EINVAL);
     assert_int_equal(rt_router_add(&R, "GET", "/x", NULL, NULL), RDL_EINVAL);
 
     /* Eight parameters are fine, and all are bound. */
@@ -953,7 +1006,7 @@ static void test_router_rejects(void **state)
     assert_int_equal(rt_router_add(&R, "GET", eight, h_a, NULL), 0);
     rt_match_t m;
     const char *p = "/1/2/3/4/5/6/7/8";
-    assert_int_equal(rt_router_match(&R, "GET", p, strlen(p), &m, NULL, 0), RT_MATCH_OK);
+    assert_int_equal(rt_router_match(&R, RDL_METHOD_GET, p, strlen(p), &m, NULL, 0), RT_MATCH_OK);
     assert_int_equal(m.nparams, 8);
     assert_string_equal(m.names[7], "h_9");
     assert_memory_equal(m.values[7], "8", 1);
@@ -964,10 +1017,10 @@ static void test_router_rejects(void **state)
     assert_int_equal(rt_router_add(&R, "POST", "/v1/courses/{id}", h_a, NULL), 0);
 
     /* A trailing slash does not bind {id}, and the parameter route does not take "/a/b". */
-    assert_string_equal(match_tmpl(&R, "GET", "/v1/courses/"), "(none)");
-    assert_string_equal(match_tmpl(&R, "GET", "/v1/courses"), "(none)");
-    assert_string_equal(match_tmpl(&R, "GET", "/v1/courses/1/2"), "(none)");
-    assert_string_equal(match_tmpl(&R, "GET", "/v1/courses/1"), "/v1/courses/{id}");
+    assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/"), "(none)");
+    assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses"), "(none)");
+    assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/1/2"), "(none)");
+    assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/1"), "/v1/courses/{id}");
     rt_router_free(&R);
 }
 
@@ -981,6 +1034,8 @@ static void test_params_and_query(void **state)
     rdl_server_t *srv = server_new(&o);
     assert_int_equal(rdl_server_route(srv, "GET", "/echo/{word}", h_echo, NULL), 0);
     assert_int_equal(rdl_server_route(srv, "GET", "/files/{path...}", h_echo, NULL), 0);
+    assert_int_equal(rdl_server_route(srv, "DELETE", "/method", h_method, NULL), 0);
+    assert_int_equal(rdl_server_route(srv, "GET", "/method", h_method, NULL), 0);
     server_start();
 
     static const struct { const char *target, *body; } cases[] = {
@@ -1016,6 +1071,19 @@ static void test_params_and_query(void **state)
     http_do(S.addr, "HEAD", "/echo/x", r);
     assert_int_equal(r->status, 200);
     assert_int_equal(r->body_len, 0);
+
+    /* The method travels as the parser's id; the name comes from the one table. */
+    char want[32];
+    http_do(S.addr, "DELETE", "/method", r);
+    snprintf(want, sizeof(want), "%d DELETE", (int)RDL_METHOD_DELETE);
+    assert_true(body_is(r, want));
+    http_do(S.addr, "GET", "/method", r);
+    snprintf(want, sizeof(want), "%d GET", (int)RDL_METHOD_GET);
+    assert_true(body_is(r, want));
+    http_do(S.addr, "PUT", "/method", r);
+    assert_int_equal(r->status, 405);
+    assert_true(resp_header(r, "Allow", allow, sizeof(allow)));
+    assert_string_equal(allow, "DELETE, GET, HEAD");
     server_stop();
 }
 
@@ -1027,7 +1095,7 @@ static void test_rest_param_decoded(void **state)
     rdl_req_t req;
     memset(&req, 0, sizeof(req));
     const char *p = "/files/a/b%20c/%zz";
-    assert_int_equal(rt_router_match(&R, "GET", p, strlen(p), &req.match, NULL, 0), RT_MATCH_OK);
+    assert_int_equal(rt_router_match(&R, RDL_METHOD_GET, p, strlen(p), &req.match, NULL, 0), RT_MATCH_OK);
     rdl_ctx_init(&req.ctx, 0);
     assert_string_equal(rdl_req_param(&req, "path"), "a/b c/%zz");
     assert_null(rdl_req_param(&req, "other"));
@@ -1252,6 +1320,8 @@ static void test_offload_queue_full(void **state)
     assert_int_equal(g.offload_rc[0], 0);
     assert_int_equal(g.offload_rc[1], 0);
     assert_int_equal(g.offload_rc[2], RDL_EBUSY);
+    assert_false(g.offload_answered[1]);
+    assert_true(g.offload_answered[2]);            /* RDL_EBUSY: the runtime has answered */
     assert_int_equal(g.works, 0);
     rdl_pool_stats_t st;
     rdl_pool_stats(pool, &st);
@@ -1341,6 +1411,52 @@ static void test_timeouts_earlier_deadline(void **state)
 
 /* ---- 6. request timeout ---------------------------------------------- */
 
+/*
+ * The pool refuses because it is shutting down: nothing is answered, the
+ * offload says so (RDL_ECANCELED, not RDL_EBUSY), and the handler's own
+ * answer reaches the client, not a "queue full" 503.
+ */
+static void test_offload_pool_closing(void **state)
+{
+    (void)state;
+    rdl_pool_opts_t po = { .threads = 1, .queue_max = 1000, .name = "closing" };
+    rdl_pool_t *closing;
+    assert_int_equal(rdl_pool_new(&po, &closing), 0);
+    static rdl_pool_task_t blocker, probes[1000];
+    blocker = (rdl_pool_task_t){ .work = pool_gate_work, .done = pool_noop_done };
+    assert_int_equal(rdl_pool_submit(closing, &blocker, NULL), 0);
+    assert_int_equal(wait_count(&G.gate_arrived, 1), 1);
+    pthread_t freer;
+    assert_int_equal(pthread_create(&freer, NULL, pool_free_main, closing), 0);
+    int rc = 0;
+    for (int i = 0; i < 1000 && rc == 0; i++) {
+        probes[i] = (rdl_pool_task_t){ .work = pool_noop_work, .done = pool_noop_done };
+        rc = rdl_pool_submit(closing, &probes[i], NULL);
+        if (rc == 0)
+            sleep_ms(1);
+    }
+    assert_int_equal(rc, RDL_ESTATE);              /* the pool is stopping now */
+
+    rdl_server_opts_t o;
+    test_opts(&o);
+    rdl_server_t *srv = server_new(&o);
+    assert_int_equal(rdl_server_route(srv, "GET", "/closing", h_pool_closing, closing), 0);
+    server_start();
+    resp_t *r = &resp_buf;
+    http_do(S.addr, "GET", "/closing", r);
+    assert_int_equal(r->status, 503);
+    assert_true(body_has(r, "the handler says: shutting down"));
+    assert_false(body_has(r, "overloaded"));
+    shared_t g = snapshot();
+    assert_int_equal(g.offload_rc[0], RDL_ECANCELED);
+    assert_false(g.offload_answered[0]);
+    assert_int_equal(g.works, 0);
+    server_stop();
+    gate_open();
+    assert_int_equal(pthread_join(freer, NULL), 0);
+}
+
+
 static void test_request_timeout(void **state)
 {
     (void)state;
@@ -1415,6 +1531,68 @@ static void test_readiness(void **state)
     assert_true(body_has(r, "ready"));
     assert_true(rdl_server_ready(srv));
     server_stop();
+}
+
+/* Polls /readyz (bounded) until it answers want; returns the last status. */
+static int readyz_until(int want, resp_t *r)
+{
+    uint64_t end = mono_ms() + WAIT_MS;
+    do {
+        http_do(S.admin, "GET", "/readyz", r);
+        if (r->status == want)
+            break;
+        sleep_ms(5);
+    } while (mono_ms() < end);
+    return r->status;
+}
+
+/* rdl_server_set_ready: ANDed with start-up and drain, from any thread, before run too. */
+static void test_set_ready(void **state)
+{
+    (void)state;
+    rdl_server_opts_t o;
+    test_opts(&o);
+    o.drain_delay_ms = 3000;                      /* long enough to look at a draining server */
+    rdl_server_t *srv = server_new(&o);
+    assert_int_equal(rdl_server_on_startup(srv, "warm-db", step_block, NULL), 0);
+    rdl_server_set_ready(srv, false);             /* before run: held off from the start */
+    server_start();
+    assert_int_equal(wait_count(&G.gate_arrived, 1), 1);
+    resp_t *r = &resp_buf;
+    http_do(S.admin, "GET", "/readyz", r);
+    assert_int_equal(r->status, 503);
+    assert_true(body_has(r, "\"status\":\"starting\""));
+
+    /* Start-up done, but the application still says no. */
+    gate_open();
+    uint64_t end = mono_ms() + WAIT_MS;
+    while (!atomic_load(&srv->ready) && mono_ms() < end)
+        sleep_ms(1);
+    assert_true(atomic_load(&srv->ready));
+    http_do(S.admin, "GET", "/readyz", r);
+    assert_int_equal(r->status, 503);
+    assert_true(body_has(r, "\"status\":\"not_ready\""));
+    assert_false(rdl_server_ready(srv));
+
+    rdl_server_set_ready(srv, true);
+    assert_true(rdl_server_ready(srv));
+    assert_int_equal(readyz_until(200, r), 200);
+    rdl_server_set_ready(srv, false);
+    rdl_server_set_ready(srv, false);             /* no change: no second log line */
+    assert_int_equal(readyz_until(503, r), 503);
+    assert_true(body_has(r, "not_ready"));
+    rdl_server_set_ready(srv, true);
+    assert_int_equal(readyz_until(200, r), 200);
+
+    /* Draining: the application's yes does not bring it back. */
+    rdl_server_shutdown(srv);
+    assert_int_equal(readyz_until(503, r), 503);
+    assert_true(body_has(r, "\"status\":\"draining\""));
+    rdl_server_set_ready(srv, true);
+    assert_false(rdl_server_ready(srv));
+    http_do(S.admin, "GET", "/readyz", r);
+    assert_int_equal(r->status, 503);
+    assert_int_equal(server_join(), 0);
 }
 
 static void test_startup_failure(void **state)
@@ -1593,6 +1771,290 @@ static void test_log_wiring(void **state)
     rdl_buf_free(&b);
 }
 
+/* ---- 10b. a client that stops reading (slow read) ---------------------- */
+
+#define BIG_BODY (8u << 20)     /* more than the kernel's send and receive buffers hold */
+
+static void h_big(rdl_req_t *req, void *arg)
+{
+    (void)arg;
+    char *b = malloc(BIG_BODY);
+    if (!b) {
+        rdl_resp_error(req, 500, "oom", "no memory");
+        return;
+    }
+    memset(b, 'x', BIG_BODY);
+    rdl_resp_send(req, 200, "application/octet-stream", b, BIG_BODY);
+    free(b);
+}
+
+/* Reads until EOF, a reset or a timeout; step > 0: that many bytes, then a pause of pause_ms. */
+static uint64_t drain_socket(int fd, size_t step, long pause_ms, uint64_t want)
+{
+    static char buf[1 << 16];
+    uint64_t total = 0, in_step = 0;
+    while (total < want) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0)
+            break;
+        total += (uint64_t)n;
+        in_step += (uint64_t)n;
+        if (step && in_step >= step) {
+            in_step = 0;
+            sleep_ms(pause_ms);
+        }
+    }
+    return total;
+}
+
+static uint64_t send_timeouts(void)
+{
+    return atomic_load(&S.srv->send_timeouts);
+}
+
+/*
+ * Output waits on a client: one that reads nothing is closed after
+ * timeouts.send without progress (before: held forever, no timer ran); one
+ * that reads slowly but steadily gets its whole answer.
+ */
+static void test_send_timeout(void **state)
+{
+    (void)state;
+    rdl_server_opts_t o;
+    test_opts(&o);
+    o.max_output_buffer = 4096;
+    o.send_timeout_ms = 1000;                    /* well above a loaded test machine's stalls */
+    rdl_server_t *srv = server_new(&o);
+    assert_int_equal(rdl_server_route(srv, "GET", "/big", h_big, NULL), 0);
+    server_start();
+
+    client_t *c = &clients[0];
+    assert_true(client_open_rcvbuf(c, S.addr, 4096));
+    assert_true(client_send(c, "GET /big HTTP/1.1\r\nHost: t\r\n\r\nGET /big HTTP/1.1\r\nHost: t\r\n\r\n"));
+    uint64_t end = mono_ms() + WAIT_MS;
+    while (send_timeouts() < 1 && mono_ms() < end)
+        sleep_ms(10);
+    assert_int_equal(send_timeouts(), 1);
+    uint64_t got = drain_socket(c->fd, 0, 0, 2ull * BIG_BODY);
+    assert_true(got < BIG_BODY);                 /* cut: the rest was never sent */
+    client_close(c);
+
+    c = &clients[1];
+    assert_true(client_open(c, S.addr));
+    assert_true(client_send(c, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n"));
+    got = drain_socket(c->fd, 256u << 10, 100, BIG_BODY + 100);  /* ~10 steps per period */
+    assert_true(got > BIG_BODY);                 /* the head and the whole body */
+    assert_int_equal(send_timeouts(), 1);
+    client_close(c);
+    server_stop();
+}
+
+/*
+ * Stalled output is bounded per process: past limits.max_output_total the
+ * connection that stalled first is closed; the later one is still served.
+ */
+static void test_output_total(void **state)
+{
+    (void)state;
+    rdl_server_opts_t o;
+    test_opts(&o);
+    o.threads = 1;                               /* the whole bound on one thread */
+    o.max_output_buffer = 4096;
+    o.max_output_total = 12u << 20;              /* one stalled 8 MiB answer fits, two do not */
+    o.send_timeout_ms = 20000;                   /* not the send timeout: the bound */
+    rdl_server_t *srv = server_new(&o);
+    assert_int_equal(rdl_server_route(srv, "GET", "/big", h_big, NULL), 0);
+    server_start();
+
+    client_t *a = &clients[0], *b = &clients[1];
+    assert_true(client_open_rcvbuf(a, S.addr, 4096));
+    assert_true(client_send(a, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n"));
+    sleep_ms(300);                               /* a's answer is written and stalls */
+    assert_int_equal(atomic_load(&srv->output_sheds), 0);
+    assert_true(client_open_rcvbuf(b, S.addr, 4096));
+    assert_true(client_send(b, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n"));
+    uint64_t end = mono_ms() + WAIT_MS;
+    while (atomic_load(&srv->output_sheds) < 1 && mono_ms() < end)
+        sleep_ms(10);
+    assert_int_equal(atomic_load(&srv->output_sheds), 1);
+    assert_true(drain_socket(b->fd, 0, 0, BIG_BODY + 100) > BIG_BODY);   /* b is whole */
+    assert_true(drain_socket(a->fd, 0, 0, 2ull * BIG_BODY) < BIG_BODY); /* a was cut */
+    assert_int_equal(atomic_load(&srv->output_sheds), 1);
+    assert_int_equal(send_timeouts(), 0);
+    client_close(a);
+    client_close(b);
+    server_stop();
+}
+
+/* ---- 11. admin plane: changes need the bearer token -------------------- */
+
+static char auth_dir[64];                /* scratch: the token file and the log file */
+
+static void auth_path(char *out, size_t n, const char *name)
+{
+    snprintf(out, n, "%s/%s", auth_dir, name);
+}
+
+/* Writes text to name in auth_dir through a rename, as a rotated Secret appears. */
+static void auth_write(const char *name, const char *text)
+{
+    char path[128], tmp[140];
+    auth_path(path, sizeof(path), name);
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    FILE *f = fopen(tmp, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
+static void auth_setup_dir(void)
+{
+    snprintf(auth_dir, sizeof(auth_dir), "/tmp/rdl-auth-XXXXXX");
+    assert_non_null(mkdtemp(auth_dir));
+}
+
+static void auth_cleanup_dir(void)
+{
+    const char *names[] = { "token", "log" };
+    char path[128];
+    for (size_t i = 0; i < 2; i++) {
+        auth_path(path, sizeof(path), names[i]);
+        unlink(path);
+    }
+    rmdir(auth_dir);
+}
+
+/* PUT /debug/loglevel with an Authorization value (NULL: none). */
+static void admin_put(const char *authorization, const char *level, resp_t *r)
+{
+    client_t *c = &clients[3];
+    char req[512], auth[256] = "";
+    if (authorization)
+        snprintf(auth, sizeof(auth), "Authorization: %s\r\n", authorization);
+    snprintf(req, sizeof(req), "PUT /debug/loglevel HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+             "%sContent-Length: %zu\r\n\r\n%s", auth, strlen(level), level);
+    bool ok = client_open(c, S.admin) && client_send(c, req) && read_response(c, r, false);
+    client_close(c);
+    assert_true(ok);
+}
+
+static void assert_unauthorized(const resp_t *r)
+{
+    char v[96];
+    assert_int_equal(r->status, 401);
+    assert_true(resp_header(r, "WWW-Authenticate", v, sizeof(v)));
+    assert_string_equal(v, "Bearer realm=\"redline-admin\"");
+}
+
+static void assert_level(const char *want)
+{
+    resp_t *r = &resp_buf;
+    char body[64];
+    http_do(S.admin, "GET", "/debug/loglevel", r);  /* reading stays open */
+    assert_int_equal(r->status, 200);
+    snprintf(body, sizeof(body), "\"level\":\"%s\"", want);
+    assert_true(body_has(r, body));
+}
+
+static void test_admin_token(void **state)
+{
+    (void)state;
+    auth_setup_dir();
+    char token_path[128], log_path[128];
+    auth_path(token_path, sizeof(token_path), "token");
+    auth_path(log_path, sizeof(log_path), "log");
+    auth_write("token", "first-Secret-42\n");      /* one trailing newline: trimmed */
+    rdl_server_opts_t o;
+    test_opts(&o);
+    o.admin_token_file = token_path;
+    rdl_log_part_opts_t *lo = rdl_server_opts_part(&o, &rdl_part_log);
+    lo->sink = RDL_LOG_FILE;
+    lo->file = log_path;
+    server_new(&o);
+    server_start();
+    resp_t *r = &resp_buf;
+
+    admin_put(NULL, "debug", r);
+    assert_unauthorized(r);
+    admin_put("Bearer wrong-Secret-42", "debug", r);
+    assert_unauthorized(r);
+    admin_put("Bearer first-Secret-4", "debug", r);          /* a prefix */
+    assert_unauthorized(r);
+    admin_put("Bearer first-Secret-42\t", "debug", r);       /* HTAB is trimmed as OWS */
+    assert_int_equal(r->status, 200);
+    admin_put("Basic Zmlyc3Q6U2VjcmV0", "warn", r);
+    assert_unauthorized(r);
+    assert_level("debug");
+    admin_put("Bearer first-Secret-42", "info", r);
+    assert_int_equal(r->status, 200);
+    assert_true(body_has(r, "\"previous\":\"debug\""));
+    assert_level("info");
+
+    /* The Secret rotates: the new token works within a second or so, the old one no more. */
+    auth_write("token", "second-Secret-77");
+    sleep_ms(1100);
+    admin_put("Bearer first-Secret-42", "debug", r);
+    assert_unauthorized(r);
+    admin_put("Bearer second-Secret-77", "debug", r);
+    assert_int_equal(r->status, 200);
+    assert_level("debug");
+
+    /* The file goes away: every change is refused, none with the old token. */
+    unlink(token_path);
+    sleep_ms(1100);
+    admin_put("Bearer second-Secret-77", "info", r);
+    assert_unauthorized(r);
+    assert_level("debug");
+    server_stop();
+
+    /* On record: the refusals and the change with its peer; never a token. */
+    char *log = NULL;
+    size_t len = 0;
+    assert_int_equal(rdl_read_file(log_path, 1 << 20, &log, &len, NULL), 0);
+    bool refused = strstr(log, "\"msg\":\"admin change refused\"") != NULL;
+    bool changed = strstr(log, "\"msg\":\"log level changed\"") != NULL &&
+                   strstr(log, "\"peer\":\"127.0.0.1:") != NULL;
+    bool unusable = strstr(log, "admin token unusable") != NULL;
+    bool leaked = strstr(log, "Secret-") != NULL || strstr(log, "Zmlyc3") != NULL ||
+                  strstr(log, "Bearer") != NULL;
+    free(log);
+    auth_cleanup_dir();
+    assert_true(refused);
+    assert_true(changed);
+    assert_true(unusable);
+    assert_false(leaked);
+}
+
+/* No token file: changes are refused (403) unless allowed outright; reads stay open. */
+static void test_admin_without_token_file(void **state)
+{
+    (void)state;
+    for (int allow = 0; allow < 2; allow++) {
+        memset(&S, 0, sizeof(S));
+        rdl_server_opts_t o;
+        test_opts(&o);
+        o.admin_allow_unauthenticated = allow;
+        server_new(&o);
+        server_start();
+        resp_t *r = &resp_buf;
+        admin_put("Bearer anything", "debug", r);
+        if (allow) {
+            assert_int_equal(r->status, 200);
+            assert_level("debug");
+        } else {
+            char v[96];
+            assert_int_equal(r->status, 403);
+            assert_true(body_has(r, "admin.token_file"));
+            assert_false(resp_header(r, "WWW-Authenticate", v, sizeof(v)));
+            assert_level("info");
+        }
+        http_do(S.admin, "GET", "/debug/log", r);
+        assert_int_equal(r->status, 200);
+        server_stop();
+    }
+}
+
 static void test_cpu_quota(void **state)
 {
     (void)state;
@@ -1621,6 +2083,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_streaming, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offload_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offload_queue_full, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offload_pool_closing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_ready, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_output_total, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admin_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_admin_without_token_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_deferred, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeouts_earlier_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_timeout, setup, teardown),

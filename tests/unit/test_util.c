@@ -567,6 +567,86 @@ static void test_hex_lower(void **state)
     }
 }
 
+/* The one method table: every id round-trips; anything else is UNKNOWN, never a near match. */
+static void test_methods(void **state)
+{
+    (void)state;
+    for (int m = RDL_METHOD_GET; m < RDL_METHOD_COUNT; m++) {
+        const char *name = rdl_method_name((rdl_method_t)m);
+        assert_true(name[0] != '\0');
+        assert_int_equal(rdl_method_parse(name, strlen(name)), m);
+    }
+    static const char *const bad[] = {
+        "", "G", "GE", "get", "Get", "GETX", "GET ", " GET", "POS", "POSTS", "HEADS", "PATC",
+        "DELETED", "OPTION", "CONNEC", "TRACE\n", "PROPFIND", "BREW",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (rdl_method_parse(bad[i], strlen(bad[i])) != RDL_METHOD_UNKNOWN)
+            fail_msg("'%s' parsed as a method", bad[i]);
+    assert_int_equal(rdl_method_parse("GETTER", 3), RDL_METHOD_GET);   /* n bytes, not NUL */
+    assert_string_equal(rdl_method_name(RDL_METHOD_UNKNOWN), "");
+    assert_string_equal(rdl_method_name(RDL_METHOD_COUNT), "");
+    assert_string_equal(rdl_method_name((rdl_method_t)-1), "");
+    assert_string_equal(rdl_method_name(RDL_METHOD_OPTIONS), "OPTIONS");
+    static const rdl_method_t idem[] = { RDL_METHOD_GET, RDL_METHOD_HEAD, RDL_METHOD_PUT,
+                                         RDL_METHOD_DELETE, RDL_METHOD_OPTIONS };
+    int n = 0;
+    for (int m = 0; m < RDL_METHOD_COUNT; m++)
+        n += rdl_method_idempotent((rdl_method_t)m);
+    assert_int_equal(n, 5);
+    for (size_t i = 0; i < 5; i++)
+        assert_true(rdl_method_idempotent(idem[i]));
+}
+
+/* Constant-time equality, secret-looking names, and redaction of printed settings. */
+static void test_secrets(void **state)
+{
+    (void)state;
+    assert_true(rdl_secret_equal("abc", 3, "abc", 3));
+    assert_false(rdl_secret_equal("abd", 3, "abc", 3));
+    assert_false(rdl_secret_equal("ab", 2, "abc", 3));          /* a prefix */
+    assert_false(rdl_secret_equal("abcd", 4, "abc", 3));        /* longer */
+    assert_false(rdl_secret_equal("", 0, "", 0));               /* an empty secret opens nothing */
+    assert_false(rdl_secret_equal(NULL, 0, "abc", 3));
+    assert_false(rdl_secret_equal("a\0c", 3, "a\0d", 3));       /* every byte counts, NUL too */
+
+    static const struct { const char *name; bool secret; } names[] = {
+        { "admin.token_file", true }, { "X-Auth-Token", true }, { "DB_PASSWORD", true },
+        { "passwd", true }, { "client_secret", true }, { "Authorization", true },
+        { "Proxy-Authorization", true }, { "x-api-key", true }, { "API_KEY", true },
+        { "apikey", true }, { "--admin-token", true },
+        { "tracing.endpoint", false }, { "log.level", false }, { "author", false },
+        { "tok", false }, { "pass", false }, { "", false },
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (rdl_secret_name(names[i].name, strlen(names[i].name)) != names[i].secret)
+            fail_msg("'%s': want %s", names[i].name, names[i].secret ? "secret" : "not secret");
+
+    static const struct { const char *in, *out; } red[] = {
+        { "admin.password=hunter2", "admin.password=<redacted>" },
+        { "tracing.headers=Authorization=Bearer abc", "tracing.headers=Authorization=<redacted>" },
+        { "TOKEN=", "TOKEN=<redacted>" },
+        { "tracing.endpoint=http://user:s3cr3t@collector:4318/v1/traces",
+          "tracing.endpoint=http://<redacted>@collector:4318/v1/traces" },
+        { "https://tok@h/", "https://<redacted>@h/" },
+        { "http://h/path@x", "http://h/path@x" },              /* '@' after the authority: no userinfo */
+        { "http://h:4318/v1?u=a@b", "http://h:4318/v1?u=a@b" },
+        { "log.level=debug", "log.level=debug" },
+        { "--listen", "--listen" },
+        { "", "" },
+        { "user@example.com", "user@example.com" },            /* no scheme: not a URL */
+    };
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    for (size_t i = 0; i < sizeof(red) / sizeof(red[0]); i++) {
+        rdl_buf_reset(&b);
+        rdl_redact_put(&b, red[i].in, strlen(red[i].in));
+        if (strcmp(b.data ? b.data : "", red[i].out) != 0)
+            fail_msg("'%s': got '%s', want '%s'", red[i].in, b.data ? b.data : "", red[i].out);
+    }
+    rdl_buf_free(&b);
+}
+
 /* ---- whole files ---------------------------------------------------------- */
 
 /* A scratch directory holding each kind of path rdl_read_file must refuse or read. */
@@ -831,6 +911,8 @@ int main(void)
         cmocka_unit_test(test_error_format),
         cmocka_unit_test(test_clocks),
         cmocka_unit_test(test_hex_lower),
+        cmocka_unit_test(test_methods),
+        cmocka_unit_test(test_secrets),
         cmocka_unit_test(test_read_file),
         cmocka_unit_test(test_yaml_reader),
     };
