@@ -417,7 +417,7 @@ static void choices_list(const rdl_cfg_key_t *k, char *out, size_t outlen)
 static int choice_index(const rdl_cfg_key_t *k, const char *s)
 {
     for (int i = 0; k->choices[i] != NULL; i++)
-        if (strcasecmp(s, k->choices[i]) == 0)
+        if (rdl_ascii_ieq(s, strlen(s), k->choices[i], strlen(k->choices[i])))
             return i;
     return -1;
 }
@@ -519,7 +519,7 @@ static bool is_yaml11_bool(const char *s)
     size_t i;
 
     for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (strcasecmp(s, words[i]) == 0)
+        if (rdl_ascii_ieq(s, strlen(s), words[i], strlen(words[i])))
             return true;
     return false;
 }

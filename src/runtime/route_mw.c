@@ -206,24 +206,11 @@ static rdl_route_request_t view_of(rdl_req_t *req)
 
 /* ---- header operations -------------------------------------------------------- */
 
-static bool name_eq(const char *a, size_t alen, const char *lname)
-{
-    size_t n = strlen(lname);
-    if (alen != n)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = a[i] >= 'A' && a[i] <= 'Z' ? (char)(a[i] - 'A' + 'a') : a[i];
-        if (c != lname[i])
-            return false;
-    }
-    return true;
-}
-
 static void req_remove(rdl_h1_request_t *h, const char *lname)
 {
     size_t o = 0;
     for (size_t i = 0; i < h->num_headers; i++)
-        if (!name_eq(h->headers[i].name, h->headers[i].name_len, lname))
+        if (!rdl_ascii_ieq(h->headers[i].name, h->headers[i].name_len, lname, strlen(lname)))
             h->headers[o++] = h->headers[i];
     h->num_headers = o;
 }
@@ -262,7 +249,8 @@ static void resp_remove(rdl_req_t *req, const char *lname)
         const char *eol = memchr(b->data + i, '\n', b->len - i);
         size_t end = eol ? (size_t)(eol - b->data) + 1 : b->len;
         const char *colon = memchr(b->data + i, ':', end - i);
-        bool drop = colon && name_eq(b->data + i, (size_t)(colon - (b->data + i)), lname);
+        bool drop = colon && rdl_ascii_ieq(b->data + i, (size_t)(colon - (b->data + i)), lname,
+                                           strlen(lname));
         if (!drop) {
             memmove(b->data + o, b->data + i, end - i);
             o += end - i;

@@ -199,12 +199,6 @@ static bool is_token_char(unsigned char c)
            (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* Decodes v (vl bytes at column col) into out; -1 with err at the first bad escape. */
 static long pct_decode(const char *name, const char *v, size_t vl, size_t col, char *out,
                        rdl_error_t *err)
@@ -215,8 +209,8 @@ static long pct_decode(const char *name, const char *v, size_t vl, size_t col, c
             out[o++] = v[i];
             continue;
         }
-        int hi = i + 2 < vl ? hex_digit(v[i + 1]) : -1;
-        int lo = hi >= 0 ? hex_digit(v[i + 2]) : -1;
+        int hi = i + 2 < vl ? rdl_hex_value(v[i + 1]) : -1;
+        int lo = hi >= 0 ? rdl_hex_value(v[i + 2]) : -1;
         if (lo < 0) {
             rdl_error_set(err, RDL_EINVAL, 0, (int)(col + i), name,
                           "expected two hex digits after '%%' (percent-encoding)");

@@ -132,7 +132,6 @@ struct tr_thread {
     uint32_t mask;
     _Atomic uint32_t head;              /* written by the owner */
     uint32_t slot_hint;
-    uint64_t rng[4];                    /* xoshiro256** for ids, seeded from getrandom */
     uint64_t wall_minus_mono;           /* wall clock = monotonic + this (resynced each second) */
     uint64_t synced_mono;
     /* counters written by the owner, summed by readers */

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include "trace/internal.h"
 
@@ -61,42 +60,11 @@ void tr_log(const rdl_tracer_t *t, const char *level, const char *msg, const cha
 
 /* ---- ids ------------------------------------------------------------- */
 
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t rng_next(uint64_t s[4])
-{
-    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return r;
-}
-
-static void rng_seed(uint64_t s[4])
-{
-    if (getrandom(s, 4 * sizeof(uint64_t), 0) != (ssize_t)(4 * sizeof(uint64_t))) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        s[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)s;
-        s[1] = (uint64_t)ts.tv_sec + 0x632be59bd9b4e019ull;
-        s[2] = 0x8cb92ba72f3d8dd7ull;
-        s[3] = 0xb5ad4eceda1ce2a9ull;
-    }
-    if (!(s[0] | s[1] | s[2] | s[3]))
-        s[0] = 1;
-}
-
-static void fill_id(uint64_t s[4], uint8_t *out, size_t n)
+static void fill_id(uint8_t *out, size_t n)
 {
     do {
         for (size_t i = 0; i < n; i += 8) {
-            uint64_t r = rng_next(s);
+            uint64_t r = rdl_rand64();
             memcpy(out + i, &r, 8);
         }
     } while (!out[0] && !memcmp(out, out + 1, n - 1));    /* never all zero */
@@ -221,7 +189,6 @@ static tr_thread_t *thread_new(rdl_tracer_t *t)
         }
     }
     st->mask = cap - 1;
-    rng_seed(st->rng);
     pthread_mutex_lock(&t->mu);
     st->next = t->threads;
     t->threads = st;
@@ -508,12 +475,12 @@ static rdl_span_t *span_begin(rdl_tracer_t *t, const char *name, rdl_span_kind_t
         s->sc.tracestate_len = parent->tracestate_len;
         memcpy(s->sc.tracestate, parent->tracestate, parent->tracestate_len + 1u);
     } else {
-        fill_id(st->rng, s->sc.trace_id, 16);
+        fill_id(s->sc.trace_id, 16);
         memset(s->parent_span_id, 0, 8);
         s->sc.tracestate_len = 0;
         s->sc.tracestate[0] = '\0';
     }
-    fill_id(st->rng, s->sc.span_id, 8);
+    fill_id(s->sc.span_id, 8);
     bool sampled = rdl_sampler_should_sample(&t->o.sampler, has_parent ? parent : NULL,
                                              s->sc.trace_id);
     s->sc.flags = (uint8_t)((has_parent ? parent->flags & ~RDL_TRACE_FLAG_SAMPLED : 0) |
