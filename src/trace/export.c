@@ -17,6 +17,7 @@
 #include <time.h>
 #include <zlib.h>
 #include "trace/internal.h"
+#include "trace/export.h"
 
 #define RESPONSE_MAX (4u << 20)         /* OTLP's recommended response limit */
 
