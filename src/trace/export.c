@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 #include <zlib.h>
-#include "trace/internal.h"
+#include "trace/threads.h"
 #include "trace/export.h"
 
 #define RESPONSE_MAX (4u << 20)         /* OTLP's recommended response limit */

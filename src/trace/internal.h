@@ -2,10 +2,10 @@
  * internal.h: the tracer's private structures, shared by tracer.c (the
  * tracer object), threads.c (per-thread state), span.c (the span API),
  * otlp.c (encoding), export.c (batch processor and HTTP exporter) and env.c.
- * The functions it declares are those of the lower files (threads.c, env.c,
- * otlp.c), so that the files above them (span.c, export.c, tracer.c) depend on
- * them and never the other way; export.h is the exporter's, for tracer.c
- * alone. Nothing here is public API.
+ * Layers, each calling only those below it: internal.h's types and env.c;
+ * threads.c (per-thread state, its interface in threads.h); span.c and
+ * export.c (the exporter, its interface in export.h), each on threads.h;
+ * tracer.c on all of them. Nothing here is public API.
  */
 #ifndef REDLINE_TRACE_INTERNAL_H
 #define REDLINE_TRACE_INTERNAL_H
@@ -169,33 +169,6 @@ struct rdl_tracer {
     atomic_bool unfinished_logged;
     void *http;                         /* export.c's client state */
 };
-
-/* threads.c: the owner's side (span.c) */
-/* The calling thread's state for t, made on its first span; NULL when out of memory. */
-tr_thread_t *rdl__trace_thread(rdl_tracer_t *t);
-/* A span object from st's free list (or the heap); NULL when out of memory. */
-rdl_span_t *rdl__trace_span_get(tr_thread_t *st);
-/* Gives a span back to its home thread's free list; me is the calling thread's state or NULL. */
-void rdl__trace_span_put(rdl_span_t *s, tr_thread_t *me);
-/* Watches a recording span in one of st's open-span slots (when one of a few is free). */
-void rdl__trace_track_open(tr_thread_t *st, rdl_span_t *s);
-/* The wall-clock time of the monotonic reading mono (st's offset, taken again each second). */
-uint64_t rdl__trace_wall_ns(tr_thread_t *st, uint64_t mono);
-/* Queues an ended recording span for the exporter, or drops it when st's ring is full. */
-void rdl__trace_enqueue(tr_thread_t *st, rdl_span_t *s);
-
-/* threads.c: the exporter's side (export.c) and the tracer's (tracer.c) */
-void tr_log(const rdl_tracer_t *t, const char *level, const char *msg, const char *key,
-            const char *value);
-/* Pops up to max ended spans from every thread's queue. Exporter thread. */
-size_t tr_collect(rdl_tracer_t *t, rdl_span_t **out, size_t max);
-/* Ended spans waiting in all threads' queues. Exporter thread. */
-size_t tr_queued(rdl_tracer_t *t);
-/* Returns exported or dropped spans to their home threads. */
-void tr_recycle(rdl_span_t *s);
-/* Counts and logs spans open longer than o.unfinished_ms; returns how many are open. */
-uint64_t tr_scan_open(rdl_tracer_t *t, bool at_shutdown);
-void tr_threads_free(rdl_tracer_t *t);
 
 /* env.c */
 int tr_parse_resource(rdl_tracer_t *t);

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include "trace/internal.h"
+#include "trace/threads.h"
 
 /* ---- ids ------------------------------------------------------------- */
 

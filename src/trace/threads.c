@@ -12,13 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "trace/internal.h"
+#include "trace/threads.h"
 
-/* The calling thread's state for the tracer it used last. */
-static _Thread_local struct {
-    uint64_t tracer_id;
-    tr_thread_t *st;
-} tl;
+_Thread_local tr_tl_t rdl__trace_tl __attribute__((tls_model("initial-exec")));
 
 void tr_log(const rdl_tracer_t *t, const char *level, const char *msg, const char *key,
             const char *value)
@@ -55,7 +51,8 @@ static uint32_t pow2_at_least(uint32_t n)
     return p;
 }
 
-static tr_thread_t *thread_new(rdl_tracer_t *t)
+/* Makes and registers the calling thread's state for t; NULL when out of memory. */
+tr_thread_t *rdl__trace_thread_new(rdl_tracer_t *t)
 {
     tr_thread_t *st = aligned_alloc(_Alignof(tr_thread_t), sizeof(*st));   /* its lines are laid out */
     if (!st)
@@ -75,18 +72,8 @@ static tr_thread_t *thread_new(rdl_tracer_t *t)
     st->next = t->threads;
     t->threads = st;
     pthread_mutex_unlock(&t->mu);
-    return st;
-}
-
-tr_thread_t *rdl__trace_thread(rdl_tracer_t *t)
-{
-    if (tl.tracer_id == t->id)
-        return tl.st;
-    tr_thread_t *st = thread_new(t);
-    if (st) {
-        tl.tracer_id = t->id;
-        tl.st = st;
-    }
+    rdl__trace_tl.tracer_id = t->id;
+    rdl__trace_tl.st = st;
     return st;
 }
 
@@ -132,41 +119,6 @@ void tr_threads_free(rdl_tracer_t *t)
 
 /* ---- free lists ------------------------------------------------------ */
 
-rdl_span_t *rdl__trace_span_get(tr_thread_t *st)
-{
-    rdl_span_t *s = st->free;
-    if (!s) {
-        s = atomic_exchange_explicit(&st->back, NULL, memory_order_acquire);
-        if (!s) {
-            s = malloc(sizeof(*s));
-            if (!s)
-                return NULL;
-            s->chunks = NULL;
-            s->home = st;
-            s->next = NULL;
-        }
-    }
-    st->free = s->next;
-    /*
-     * The next span this thread will use was last written by the exporter on
-     * the other core (encoded, recycled): asking for its lines now, while the
-     * request runs, keeps that transfer off the next span start, which would
-     * otherwise wait for it (the most expensive load of a span start under
-     * load). Written out here, not in a helper: GCC 12 takes a function made
-     * only of prefetches for one without effect and drops the call.
-     */
-    rdl_span_t *n = st->free;
-    if (n) {
-        for (size_t off = 0; off < offsetof(rdl_span_t, sc) + 32; off += 64)
-            __builtin_prefetch((char *)n + off, 1);          /* the header and the ids */
-        for (size_t off = 0; off < 320; off += 64)
-            __builtin_prefetch((char *)n->attrs_inline + off, 1);
-        __builtin_prefetch(n->store, 1);
-        __builtin_prefetch(n->store + 64, 1);
-    }
-    return s;
-}
-
 /* Gives a span back to its home thread's free list (directly when that is us). */
 void rdl__trace_span_put(rdl_span_t *s, tr_thread_t *me)
 {
@@ -189,73 +141,14 @@ void tr_recycle(rdl_span_t *s)
     rdl__trace_span_put(s, NULL);
 }
 
-/* ---- open spans and clocks ------------------------------------------- */
-
-void rdl__trace_track_open(tr_thread_t *st, rdl_span_t *s)
-{
-    s->slot = -1;
-    for (uint32_t i = 0; i < 8; i++) {
-        uint32_t k = (st->slot_hint + i) & (TR_SLOTS - 1);
-        tr_slot_t *slot = &st->slots[k];
-        if (atomic_load_explicit(&slot->span, memory_order_relaxed))
-            continue;
-        atomic_store_explicit(&slot->reported, false, memory_order_relaxed);
-        atomic_store_explicit(&slot->start_mono, s->start_mono, memory_order_relaxed);
-        atomic_store_explicit(&slot->span, s, memory_order_release);
-        s->slot = (int)k;
-        st->slot_hint = k + 1;
-        return;
-    }
-}
-
-/*
- * Wall-clock time from the monotonic reading the span takes anyway: one clock
- * call per span start instead of two (clock_gettime is a third of a span's
- * cost on virtual machines). The offset is taken again every second, so a
- * stepped or slewed wall clock shows within a second.
- */
-uint64_t rdl__trace_wall_ns(tr_thread_t *st, uint64_t mono)
-{
-    if (mono - st->synced_mono > 1000000000ull || st->synced_mono == 0) {
-        st->wall_minus_mono = rdl_wall_ns() - mono;
-        st->synced_mono = mono;
-    }
-    return mono + st->wall_minus_mono;
-}
-
 /* ---- the queue of ended spans ---------------------------------------- */
 
-static void wake_exporter(rdl_tracer_t *t)
+void rdl__trace_wake(rdl_tracer_t *t)
 {
     pthread_mutex_lock(&t->mu);
     t->wake = true;
     pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
-}
-
-/* Pushes an ended recording span into this thread's queue, or drops it when full. */
-void rdl__trace_enqueue(tr_thread_t *st, rdl_span_t *s)
-{
-    uint32_t head = atomic_load_explicit(&st->head, memory_order_relaxed);
-    uint32_t tail = atomic_load_explicit(&st->tail, memory_order_acquire);
-    if (head - tail >= (uint32_t)st->tracer->o.max_queue) {
-        atomic_store_explicit(&st->dropped, atomic_load_explicit(&st->dropped, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
-        rdl__trace_span_put(s, st);
-        return;
-    }
-    st->ring[head & st->mask] = s;
-    atomic_store_explicit(&st->head, head + 1, memory_order_release);
-    /*
-     * A full batch wakes the exporter once: the flag keeps the lock and the
-     * futex off the path of the spans that follow until the exporter has
-     * looked (a queue that stays above a batch would otherwise signal per span).
-     */
-    rdl_tracer_t *t = st->tracer;
-    if (head + 1 - tail >= (uint32_t)t->o.max_batch &&
-        !atomic_load_explicit(&t->wake_sent, memory_order_relaxed) &&
-        !atomic_exchange_explicit(&t->wake_sent, true, memory_order_acq_rel))
-        wake_exporter(t);
 }
 
 /* ---- exporter side --------------------------------------------------- */

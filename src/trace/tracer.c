@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "trace/internal.h"
+#include "trace/threads.h"
 #include "trace/export.h"
 
 static atomic_uint_fast64_t tracer_ids = 1;
