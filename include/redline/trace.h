@@ -365,11 +365,14 @@ void rdl_span_end_at(rdl_span_t *s, uint64_t mono_ns);
 void rdl_otlp_encode(const rdl_tracer_t *t, rdl_span_t *const *spans, size_t n,
                      rdl_otlp_protocol_t proto, rdl_buf_t *out);
 /*
- * Reads an ExportTraceServiceResponse body: *rejected receives
- * partialSuccess.rejectedSpans (0 when absent) and msg its errorMessage.
- * RDL_EINVAL when the body is not one.
+ * Reads an ExportTraceServiceResponse body (an empty body is one): *rejected
+ * receives partialSuccess.rejectedSpans (0 when absent) and message (may be
+ * NULL; reset first) its errorMessage, as sent. RDL_EINVAL, with err (may be
+ * NULL) naming the place (the byte as column for protobuf, line and column for
+ * JSON) and what was expected, when the body is not one; *rejected is then 0
+ * and message empty. Any thread.
  */
 int rdl_otlp_parse_response(const char *body, size_t n, rdl_otlp_protocol_t proto,
-                            int64_t *rejected, char *msg, size_t msg_len);
+                            int64_t *rejected, rdl_buf_t *message, rdl_error_t *err);
 
 #endif

@@ -244,12 +244,14 @@ static void send_batch(rdl_tracer_t *t, size_t n)
         curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
         if (rc == CURLE_OK && status >= 200 && status < 300) {
             int64_t rejected = 0;
-            char msg[256];
-            if (rdl_otlp_parse_response(h->resp.data, h->resp.len, t->o.protocol, &rejected, msg,
-                                        sizeof(msg)) == 0 && (rejected > 0 || msg[0])) {
-                snprintf(detail, sizeof(detail), "rejected %lld: %.120s", (long long)rejected, msg);
+            rdl_buf_t msg;
+            rdl_buf_init(&msg);
+            if (rdl_otlp_parse_response(h->resp.data, h->resp.len, t->o.protocol, &rejected, &msg,
+                                        NULL) == 0 && (rejected > 0 || (msg.len && msg.data[0]))) {
+                snprintf(detail, sizeof(detail), "rejected %lld: %.120s", (long long)rejected, msg.data);
                 tr_log(t, "warn", "OTLP partial success", "detail", detail);
             }
+            rdl_buf_free(&msg);
             if (rejected < 0 || (uint64_t)rejected > n)
                 rejected = rejected < 0 ? 0 : (int64_t)n;
             atomic_fetch_add(&t->exported, n - (uint64_t)rejected);
