@@ -116,8 +116,10 @@ int rdl_b3_parse_single(const char *s, size_t n, rdl_span_context_t *out, rdl_er
 int rdl_b3_parse_multi(const char *trace_id, size_t trace_len, const char *span_id, size_t span_len,
                        const char *sampled, size_t sampled_len, const char *flags, size_t flags_len,
                        rdl_span_context_t *out, rdl_error_t *err);
-/* "{trace32}-{span16}-{1|0}" and a NUL into out (52 bytes); returns the length. */
-size_t rdl_b3_format_single(const rdl_span_context_t *sc, char out[52]);
+/* The length of the single b3 header rdl_b3_format_single writes: "{trace32}-{span16}-{1|0}". */
+#define RDL_B3_SINGLE_LEN 51
+/* "{trace32}-{span16}-{1|0}" and a NUL into out; returns the length (RDL_B3_SINGLE_LEN). */
+size_t rdl_b3_format_single(const rdl_span_context_t *sc, char out[RDL_B3_SINGLE_LEN + 1]);
 
 /* Which formats extract and inject, in order (OTEL_PROPAGATORS). */
 typedef enum rdl_propagator {

@@ -628,15 +628,15 @@ int rdl_b3_parse_multi(const char *trace_id, size_t trace_len, const char *span_
     return 0;
 }
 
-size_t rdl_b3_format_single(const rdl_span_context_t *sc, char out[52])
+size_t rdl_b3_format_single(const rdl_span_context_t *sc, char out[RDL_B3_SINGLE_LEN + 1])
 {
     rdl_hex_lower(out, sc->trace_id, 16);
     out[32] = '-';
     rdl_hex_lower(out + 33, sc->span_id, 8);
     out[49] = '-';
     out[50] = (sc->flags & RDL_TRACE_FLAG_SAMPLED) ? '1' : '0';
-    out[51] = '\0';
-    return 51;
+    out[RDL_B3_SINGLE_LEN] = '\0';
+    return RDL_B3_SINGLE_LEN;
 }
 
 /* ---- composite propagation ------------------------------------------- */
@@ -788,7 +788,7 @@ void rdl_propagation_inject(const rdl_propagators_t *p, const rdl_span_context_t
             break;
         case RDL_PROP_B3:
             if (valid) {
-                char b3[52];
+                char b3[RDL_B3_SINGLE_LEN + 1];
                 rdl_b3_format_single(sc, b3);
                 set(carrier, "b3", b3);
             }

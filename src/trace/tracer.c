@@ -2,8 +2,8 @@
  * tracer.c: the tracer object: its options, its life (new starts the
  * exporter, free stops it and frees every thread's state), its counters and
  * the process's default tracer. It is the top of the trace module: it calls
- * export.c, threads.c and env.c, and nothing in the module calls it but the
- * public API.
+ * export.c, threads.c and env.c, and of the module's files only span.c calls
+ * it, for the default tracer (which calls nothing back).
  */
 #include <stdio.h>
 #include <stdlib.h>
