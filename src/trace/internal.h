@@ -170,6 +170,12 @@ struct rdl_tracer {
     void *http;                         /* export.c's client state */
 };
 
+/* propagate.c: the header grammar env.c's lists share (W3C Baggage's form) */
+/* Drops spaces and tabs (OWS) at both ends of s[0..*n). */
+void rdl__trace_trim(const char **s, size_t *n);
+/* Whether c is an RFC 9110 tchar: a letter, a digit or one of !#$%&'*+-.^_`|~. */
+bool rdl__trace_tchar(unsigned char c);
+
 /* env.c */
 int tr_parse_resource(rdl_tracer_t *t);
 /*

@@ -8,7 +8,7 @@
  */
 #include <stddef.h>
 #include <string.h>
-#include "redline/trace.h"
+#include "trace/internal.h"
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
@@ -23,7 +23,7 @@ static bool is_ows(char c)
     return c == ' ' || c == '\t';
 }
 
-static void trim(const char **s, size_t *n)
+void rdl__trace_trim(const char **s, size_t *n)
 {
     while (*n && is_ows(**s)) {
         (*s)++;
@@ -200,7 +200,7 @@ int rdl_tracestate_parse(const char *s, size_t n, rdl_span_context_t *sc, rdl_er
         const char *p = s + pos;
         size_t len = end - pos;
         size_t col = pos;
-        trim(&p, &len);
+        rdl__trace_trim(&p, &len);
         if (len) {
             const char *eq = memchr(p, '=', len);
             if (!eq)
@@ -293,7 +293,7 @@ int rdl_tracestate_set(rdl_span_context_t *sc, const char *key, const char *valu
 
 /* ---- baggage --------------------------------------------------------- */
 
-static bool is_tchar(unsigned char c)
+bool rdl__trace_tchar(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
            (c && strchr("!#$%&'*+-.^_`|~", c));
@@ -372,12 +372,12 @@ static int bag_split(const char *p, size_t len, size_t col, bag_item_t *it, rdl_
         return rdl_error_set(err, RDL_EINVAL, 0, (int)col + 1, "baggage", "expected key=value");
     const char *k = p, *v = eq + 1;
     size_t kl = (size_t)(eq - p), vl = kv_len - kl - 1;
-    trim(&k, &kl);
-    trim(&v, &vl);
+    rdl__trace_trim(&k, &kl);
+    rdl__trace_trim(&v, &vl);
     if (kl == 0)
         return rdl_error_set(err, RDL_EINVAL, 0, (int)col + 1, "baggage", "expected a key");
     for (size_t i = 0; i < kl; i++)
-        if (!is_tchar((unsigned char)k[i]))
+        if (!rdl__trace_tchar((unsigned char)k[i]))
             return rdl_error_set(err, RDL_EINVAL, 0, (int)(col + (size_t)(k - p) + i) + 1,
                                  "baggage", "expected a key of token characters");
     it->key = k;
@@ -390,7 +390,7 @@ static int bag_split(const char *p, size_t len, size_t col, bag_item_t *it, rdl_
     if (semi) {
         const char *pp = semi;
         size_t pl = it->props_len;
-        trim(&pp, &pl);
+        rdl__trace_trim(&pp, &pl);
         it->props = pp;
         it->props_len = pl;
         for (size_t i = 1; i < pl; i++) {
@@ -454,7 +454,7 @@ int rdl_baggage_parse(rdl_baggage_t *b, const char *s, size_t n, rdl_error_t *er
         size_t end = comma ? (size_t)(comma - s) : n;
         const char *p = s + pos;
         size_t len = end - pos;
-        trim(&p, &len);
+        rdl__trace_trim(&p, &len);
         if (len) {
             if (count == (int)(sizeof(items) / sizeof(items[0])))
                 return rdl_error_set(err, RDL_EINVAL, 0, (int)pos + 1, "baggage",
@@ -496,7 +496,7 @@ int rdl_baggage_set(rdl_baggage_t *b, const char *key, const char *value)
     if (kl == 0)
         return RDL_EINVAL;
     for (size_t i = 0; i < kl; i++)
-        if (!is_tchar((unsigned char)key[i]))
+        if (!rdl__trace_tchar((unsigned char)key[i]))
             return RDL_EINVAL;
     return bag_add(b, key, kl, value, vl, "", 0);
 }
@@ -547,7 +547,7 @@ static int b3_fail(rdl_error_t *err, const char *key, size_t col, const char *wh
 
 int rdl_b3_parse_single(const char *s, size_t n, rdl_span_context_t *out, rdl_error_t *err)
 {
-    trim(&s, &n);
+    rdl__trace_trim(&s, &n);
     if (n == 1 && (s[0] == '0' || s[0] == '1' || s[0] == 'd')) {
         /* Sampling state alone: no ids to continue, only a decision. */
         out->flags = s[0] == '0' ? 0 : RDL_TRACE_FLAG_SAMPLED;
@@ -596,22 +596,22 @@ int rdl_b3_parse_multi(const char *trace_id, size_t trace_len, const char *span_
     memset(&sc, 0, sizeof(sc));
     if (!trace_id || !span_id)
         return rdl_error_set(err, RDL_ENOENT, 0, 0, "x-b3-traceid", "no B3 ids");
-    trim(&trace_id, &trace_len);
-    trim(&span_id, &span_len);
+    rdl__trace_trim(&trace_id, &trace_len);
+    rdl__trace_trim(&span_id, &span_len);
     if (!b3_trace_id(trace_id, trace_len, sc.trace_id))
         return b3_fail(err, "x-b3-traceid", 0, "expected 16 or 32 lowercase hex, not zero");
     if (!b3_span_id(span_id, span_len, sc.span_id))
         return b3_fail(err, "x-b3-spanid", 0, "expected 16 lowercase hex, not zero");
     sc.flags = RDL_TRACE_FLAG_SAMPLED;
     if (flags) {
-        trim(&flags, &flags_len);
+        rdl__trace_trim(&flags, &flags_len);
         if (flags_len != 1 || (flags[0] != '0' && flags[0] != '1'))
             return b3_fail(err, "x-b3-flags", 0, "expected 1 (debug) or 0");
     }
     if (flags && flags[0] == '1') {
         sc.flags = RDL_TRACE_FLAG_SAMPLED;
     } else if (sampled) {
-        trim(&sampled, &sampled_len);
+        rdl__trace_trim(&sampled, &sampled_len);
         if (sampled_len == 1 && sampled[0] == '1')
             sc.flags = RDL_TRACE_FLAG_SAMPLED;
         else if (sampled_len == 1 && sampled[0] == '0')
@@ -656,7 +656,7 @@ int rdl_propagators_parse(const char *list, rdl_propagators_t *out, rdl_error_t 
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         const char *w = p;
-        trim(&w, &len);
+        rdl__trace_trim(&w, &len);
         bool found = false;
         if (len == 4 && memcmp(w, "none", 4) == 0) {
             none = found = true;
