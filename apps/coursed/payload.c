@@ -6,7 +6,6 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 #include "payload.h"
 #include "store.h"
 
@@ -36,7 +35,7 @@ bool payload_is_json_type(const char *v, size_t n, payload_error_t *err)
             n = (size_t)(semi - v);
         while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
             n--;
-        ok = n == strlen(PAYLOAD_JSON_TYPE) && strncasecmp(v, PAYLOAD_JSON_TYPE, n) == 0;
+        ok = rdl_ascii_ieq(v, n, PAYLOAD_JSON_TYPE, strlen(PAYLOAD_JSON_TYPE));
     }
     if (!ok)
         fail(err, 415, "unsupported_media_type", "Content-Type must be application/json");

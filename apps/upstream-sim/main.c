@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "redline/runtime.h"
@@ -92,7 +91,7 @@ static void remember_headers(rdl_req_t *req, behaviour_t *b)
         const char *name, *value;
         size_t nlen, vlen;
         for (size_t i = 0; rdl_req_header_at(req, i, &name, &nlen, &value, &vlen); i++) {
-            if (nlen != strlen(remembered[k]) || strncasecmp(name, remembered[k], nlen) != 0)
+            if (!rdl_ascii_ieq(name, nlen, remembered[k], strlen(remembered[k])))
                 continue;
             if (used && used < cap)
                 out[used++] = ',';

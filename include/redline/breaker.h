@@ -225,11 +225,9 @@ void rdl_retry_policy_default(rdl_retry_policy_t *p);
 
 /*
  * The backoff before retry n (0-based), given a uniform random 64-bit value
- * (so tests choose it): rnd scaled into [0, min(cap, base * 2^n)].
+ * (rdl_rand64(); tests choose it): rnd scaled into [0, min(cap, base * 2^n)].
  */
 uint64_t rdl_retry_backoff_ns(const rdl_retry_policy_t *p, uint32_t n, uint64_t rnd);
-/* A fast thread-local random 64-bit value (xorshift; not for secrets). */
-uint64_t rdl_retry_random(void);
 
 /*
  * A retry budget (Finagle's shape): every first attempt deposits ratio of a

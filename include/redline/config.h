@@ -72,7 +72,7 @@ int rdl_config_set(rdl_config_t *cfg, const char *path, const char *value, rdl_e
 
 /*
  * Prints every key: path, env variable, type, current value, help. A secret's
- * value (see rdl_config_key_is_secret) prints as (redacted) when set.
+ * value (see rdl_config_key_is_secret) prints as <redacted> when set.
  */
 void rdl_config_usage(const rdl_config_t *cfg, FILE *out);
 

@@ -128,11 +128,12 @@ void rdl_route_table_retry_warnings(const rdl_route_table_t *t, rdl_route_warn_f
  * Decides the route of req. The VirtualService is the first whose hosts match
  * the authority (port ignored; "*.suffix" and short names as Istio resolves
  * them), else the first of the file: the file describes this service.
- * Returns false when no route matches (no decision). rng is the state of the
- * random choices (weights, fault percentages); NULL uses the calling thread's
- * own generator. Any thread.
+ * Returns false when no route matches (no decision). seed, when not NULL,
+ * seeds the random choices (weights, fault percentages) of this decision and
+ * is then advanced, so a run of calls from one seed repeats exactly (tests);
+ * NULL draws from the calling thread's generator (rdl_rand64). Any thread.
  */
-bool rdl_route_decide(const rdl_route_table_t *t, const rdl_route_request_t *req, uint64_t *rng,
+bool rdl_route_decide(const rdl_route_table_t *t, const rdl_route_request_t *req, uint64_t *seed,
                       rdl_route_decision_t *out);
 
 /*

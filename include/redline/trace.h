@@ -116,8 +116,10 @@ int rdl_b3_parse_single(const char *s, size_t n, rdl_span_context_t *out, rdl_er
 int rdl_b3_parse_multi(const char *trace_id, size_t trace_len, const char *span_id, size_t span_len,
                        const char *sampled, size_t sampled_len, const char *flags, size_t flags_len,
                        rdl_span_context_t *out, rdl_error_t *err);
-/* "{trace32}-{span16}-{1|0}" and a NUL into out (52 bytes); returns the length. */
-size_t rdl_b3_format_single(const rdl_span_context_t *sc, char out[52]);
+/* The length of the single b3 header rdl_b3_format_single writes: "{trace32}-{span16}-{1|0}". */
+#define RDL_B3_SINGLE_LEN 51
+/* "{trace32}-{span16}-{1|0}" and a NUL into out; returns the length (RDL_B3_SINGLE_LEN). */
+size_t rdl_b3_format_single(const rdl_span_context_t *sc, char out[RDL_B3_SINGLE_LEN + 1]);
 
 /* Which formats extract and inject, in order (OTEL_PROPAGATORS). */
 typedef enum rdl_propagator {
@@ -365,11 +367,14 @@ void rdl_span_end_at(rdl_span_t *s, uint64_t mono_ns);
 void rdl_otlp_encode(const rdl_tracer_t *t, rdl_span_t *const *spans, size_t n,
                      rdl_otlp_protocol_t proto, rdl_buf_t *out);
 /*
- * Reads an ExportTraceServiceResponse body: *rejected receives
- * partialSuccess.rejectedSpans (0 when absent) and msg its errorMessage.
- * RDL_EINVAL when the body is not one.
+ * Reads an ExportTraceServiceResponse body (an empty body is one): *rejected
+ * receives partialSuccess.rejectedSpans (0 when absent) and message (may be
+ * NULL; reset first) its errorMessage, as sent. RDL_EINVAL, with err (may be
+ * NULL) naming the place (the byte as column for protobuf, line and column for
+ * JSON) and what was expected, when the body is not one; *rejected is then 0
+ * and message empty. Any thread.
  */
 int rdl_otlp_parse_response(const char *body, size_t n, rdl_otlp_protocol_t proto,
-                            int64_t *rejected, char *msg, size_t msg_len);
+                            int64_t *rejected, rdl_buf_t *message, rdl_error_t *err);
 
 #endif

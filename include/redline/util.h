@@ -1,6 +1,7 @@
 /*
  * util.h: the small things every redline module shares: error codes, parse
- * errors that name a place, clocks, ids as hex digits, a growable byte buffer
+ * errors that name a place, clocks, ids as hex digits and back, an ASCII
+ * case-insensitive compare, pseudo-random numbers, a growable byte buffer
  * with an exact JSON string writer, and a bump arena for per-request memory.
  *
  *   rdl_buf_t b;
@@ -9,7 +10,8 @@
  *   rdl_json_str(&b, user_text, strlen(user_text));   // always valid JSON
  *   rdl_buf_putc(&b, '}');  ... use b.data, b.len ...  rdl_buf_free(&b);
  *
- * Thread-safety: every function here works on caller-owned objects only and is
+ * Thread-safety: every function here works on caller-owned objects (or, for
+ * rdl_rand64 and rdl_rand_seed, the calling thread's own state) only and is
  * safe to call from any thread; objects themselves are not shared-safe.
  */
 #ifndef REDLINE_UTIL_H
@@ -79,6 +81,53 @@ int rdl_read_file(const char *path, size_t max_bytes, char **out, size_t *len, r
 
 /* in[0..n) as 2n lowercase hex digits at out (not NUL-terminated). */
 void rdl_hex_lower(char *out, const void *in, size_t n);
+/* The value (0 to 15) of the hex digit c in either case; -1 when c (a byte) is not one. */
+int rdl_hex_value(int c);
+/*
+ * The strict inverse of rdl_hex_lower, for ids in headers: 2n lowercase hex
+ * digits at in into n bytes at out. Returns 2n when all are lowercase hex
+ * digits, else the offset of the first that is not (out is then undefined).
+ */
+size_t rdl_hex_decode_lower(void *out, const char *in, size_t n);
+
+/*
+ * Whether a[0..alen) and b[0..blen) are the same ignoring ASCII case: header
+ * names, methods and config words. Locale-independent (only A-Z fold, where
+ * strcasecmp follows the locale), so a byte above 0x7f matches only itself.
+ * Inline because the HTTP parser compares every framing header with a
+ * literal: at such a call the compiler folds the literal's side away. Pure.
+ */
+static inline bool rdl_ascii_ieq(const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (alen != blen)
+        return false;
+    for (size_t i = 0; i < alen; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        x = x >= 'A' && x <= 'Z' ? (unsigned char)(x + ('a' - 'A')) : x;
+        y = y >= 'A' && y <= 'Z' ? (unsigned char)(y + ('a' - 'A')) : y;
+        if (x != y)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * The library's pseudo-random numbers (xoshiro256**; not for secrets).
+ * rdl_rand64 draws from the calling thread's own state, seeded from the
+ * kernel on its first draw; rdl_rand_seed makes the calling thread's
+ * sequence repeatable (tests). A caller that wants a sequence of its own keeps
+ * an rdl_rand_t: rdl_rand_init seeds it, rdl_rand_next draws from it (not
+ * shared-safe). rdl_rand_unit maps a draw to a double in [0, 1).
+ */
+typedef struct rdl_rand {
+    uint64_t s[4];
+} rdl_rand_t;
+
+uint64_t rdl_rand64(void);
+void rdl_rand_seed(uint64_t seed);
+void rdl_rand_init(rdl_rand_t *r, uint64_t seed);
+uint64_t rdl_rand_next(rdl_rand_t *r);
+double rdl_rand_unit(uint64_t draw);
 
 /* Clocks, in nanoseconds. Monotonic for durations and deadlines, wall for timestamps. */
 uint64_t rdl_now_ns(void);

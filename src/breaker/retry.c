@@ -30,17 +30,6 @@ uint64_t rdl_retry_backoff_ns(const rdl_retry_policy_t *p, uint32_t n, uint64_t 
     return (uint64_t)(((unsigned __int128)rnd * ((unsigned __int128)ceil + 1)) >> 64);
 }
 
-uint64_t rdl_retry_random(void)
-{
-    static _Thread_local uint64_t s;
-    if (s == 0)
-        s = (rdl_now_ns() ^ (uint64_t)(uintptr_t)&s) | 1;
-    s ^= s >> 12;
-    s ^= s << 25;
-    s ^= s >> 27;
-    return s * 0x2545F4914F6CDD1Dull;
-}
-
 static uint64_t clock_now(const rdl_retry_budget_t *rb)
 {
     return rb->clock ? rb->clock(rb->clock_arg) : rdl_now_ns();

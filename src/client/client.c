@@ -493,7 +493,7 @@ static void attempt_done(cl_call_t *call, CURLcode rc)
     rdl_bulkhead_release(up->bulkhead);
     if (kind != RDL_OUTCOME_OK && !call->c->closing) {
         rdl_retry_policy_t policy = call_policy(call, kind, (int)status);
-        uint64_t backoff = rdl_retry_backoff_ns(&policy, call->attempts - 1, rdl_retry_random());
+        uint64_t backoff = rdl_retry_backoff_ns(&policy, call->attempts - 1, rdl_rand64());
         if (rdl_retry_should(&policy, &up->budget, call->attempts, kind, call->idempotent,
                              remaining_ns(call), backoff)) {
             call->c->stats.retries++;

@@ -1051,20 +1051,13 @@ static void fmt_choice(const rdl_cfg_key_t *k, char *out, size_t outlen)
         snprintf(out, outlen, "(%d)", v);
 }
 
-/* Whether word occurs in s[0..n), ignoring ASCII case. */
-static bool has_word(const char *s, size_t n, const char *word)
-{
-    size_t w = strlen(word);
-
-    for (size_t i = 0; i + w <= n; i++)
-        if (strncasecmp(s + i, word, w) == 0)
-            return true;
-    return false;
-}
-
+/*
+ * A key holds a secret when its last segment names one (rdl_secret_name: token,
+ * password, secret, authorization, API key) or is a header list ("tracing.headers"),
+ * which carries credentials.
+ */
 bool rdl_config_key_is_secret(const char *path)
 {
-    static const char *const words[] = { "token", "password", "secret", "authorization" };
     const char *last;
     size_t n;
 
@@ -1073,11 +1066,7 @@ bool rdl_config_key_is_secret(const char *path)
     last = strrchr(path, '.');
     last = last != NULL ? last + 1 : path;
     n = strlen(last);
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (has_word(last, n, words[i]))
-            return true;
-    /* a header list ("tracing.headers", "otlp_headers") carries credentials */
-    return n >= 7 && strcasecmp(last + n - 7, "headers") == 0;
+    return rdl_secret_name(last, n) || (n >= 7 && rdl_ascii_ieq(last + n - 7, 7, "headers", 7));
 }
 
 static void fmt_value(const rdl_cfg_key_t *k, char *out, size_t outlen)
@@ -1091,7 +1080,7 @@ static void fmt_value(const rdl_cfg_key_t *k, char *out, size_t outlen)
         if (s == NULL)
             snprintf(out, outlen, "(unset)");
         else if (s[0] != '\0' && rdl_config_key_is_secret(k->path))
-            snprintf(out, outlen, "(redacted)");
+            snprintf(out, outlen, "%s", RDL_REDACTED);
         else
             snprintf(out, outlen, "\"%s\"", s);
         return;

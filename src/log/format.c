@@ -35,54 +35,11 @@ typedef struct lw {
     bool cut;
 } lw_t;
 
-/*
- * memcpy for the short pieces a line is made of (keys, numbers, small
- * strings, the timestamp and the level and service head): overlapping loads
- * and stores instead of a library call.
- */
-__attribute__((always_inline)) static inline void copy(char *dst, const char *src, size_t n)
-{
-    uint64_t a, b;
-    uint32_t c, d;
-
-#ifdef __SSE2__
-    if (n > 16 && n <= 64) {
-        __m128i x0 = _mm_loadu_si128((const __m128i *)(const void *)src);
-        __m128i x1 = _mm_loadu_si128((const __m128i *)(const void *)(src + n - 16));
-        if (n > 32) {
-            __m128i x2 = _mm_loadu_si128((const __m128i *)(const void *)(src + 16));
-            __m128i x3 = _mm_loadu_si128((const __m128i *)(const void *)(src + n - 32));
-            _mm_storeu_si128((__m128i *)(void *)(dst + 16), x2);
-            _mm_storeu_si128((__m128i *)(void *)(dst + n - 32), x3);
-        }
-        _mm_storeu_si128((__m128i *)(void *)dst, x0);
-        _mm_storeu_si128((__m128i *)(void *)(dst + n - 16), x1);
-        return;
-    }
-#endif
-    if (n >= 8 && n <= 16) {
-        memcpy(&a, src, 8);
-        memcpy(&b, src + n - 8, 8);
-        memcpy(dst, &a, 8);
-        memcpy(dst + n - 8, &b, 8);
-    } else if (n >= 4 && n < 8) {
-        memcpy(&c, src, 4);
-        memcpy(&d, src + n - 4, 4);
-        memcpy(dst, &c, 4);
-        memcpy(dst + n - 4, &d, 4);
-    } else if (n < 4) {
-        for (size_t i = 0; i < n; i++)
-            dst[i] = src[i];
-    } else {
-        memcpy(dst, src, n);
-    }
-}
-
 __attribute__((always_inline)) static inline bool put(lw_t *w, const char *s, size_t n)
 {
     if (n > w->limit - w->len)
         return false;
-    copy(w->p + w->len, s, n);
+    memcpy(w->p + w->len, s, n);
     w->len += n;
     return true;
 }
@@ -158,7 +115,7 @@ __attribute__((always_inline)) static inline bool copy_plain32(char *o, const ch
         memcpy(&x, s + n - 8, 8);
         if (!rdl_json_plain8(x))
             return false;
-        copy(o, s, n);
+        memcpy(o, s, n);
         return true;
     }
     if (n >= 4) {

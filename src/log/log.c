@@ -30,7 +30,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <linux/futex.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -174,12 +173,12 @@ int rdl_log_parse_level(const char *s, size_t n, rdl_log_level_t *out)
     if (!s)
         return RDL_EINVAL;
     for (int i = 0; i <= RDL_LOG_FATAL; i++) {
-        if (strlen(level_names[i]) == n && strncasecmp(s, level_names[i], n) == 0) {
+        if (rdl_ascii_ieq(s, n, level_names[i], strlen(level_names[i]))) {
             *out = (rdl_log_level_t)i;
             return 0;
         }
     }
-    if (n == 7 && strncasecmp(s, "warning", 7) == 0) {
+    if (rdl_ascii_ieq(s, n, "warning", 7)) {
         *out = RDL_LOG_WARN;
         return 0;
     }

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include "metrics/internal.h"
 
 /* ---- text helpers ------------------------------------------------------ */
@@ -446,7 +445,7 @@ static int om_version(const char *p, const char *e)
         const char *pe = semi ? semi : e;
         const char *ps = p;
         trim(&ps, &pe);
-        if (pe - ps > 8 && strncasecmp(ps, "version=", 8) == 0) {
+        if (pe - ps > 8 && rdl_ascii_ieq(ps, 8, "version=", 8)) {
             size_t n = (size_t)(pe - ps - 8);
             if (n == 5 && memcmp(ps + 8, "1.0.0", 5) == 0)
                 return 1;
@@ -485,8 +484,7 @@ static bool next_member(const char **p, const char *end, list_member_t *m)
 
 static bool member_is(const list_member_t *m, const char *name)
 {
-    size_t n = strlen(name);
-    return (size_t)(m->name_end - m->name) == n && strncasecmp(m->name, name, n) == 0;
+    return rdl_ascii_ieq(m->name, (size_t)(m->name_end - m->name), name, strlen(name));
 }
 
 rdl_format_t rdl_metrics_negotiate(const char *accept, size_t len)

@@ -5,7 +5,6 @@
  * the same matcher the request path uses, not a re-implementation.
  */
 #include <string.h>
-#include <strings.h>
 #include <jansson.h>
 #include "route/route_internal.h"
 
@@ -311,7 +310,8 @@ static void chosen(rdl_buf_t *b, const rdl_route_table_t *t, const route_http_t 
                    const rdl_route_request_t *req)
 {
     rdl_route_decision_t d;
-    uint64_t rng = 1;
+    rdl_rand_t rng;
+    rdl_rand_init(&rng, 1);             /* the same draw on every explain of the same request */
     memset(&d, 0, sizeof(d));
     key(b, "route", false);
     str(b, r->name);
@@ -378,7 +378,7 @@ static const char *json_header(void *arg, const char *lname, size_t *len)
     const char *k;
     json_t *v;
     json_object_foreach(headers, k, v) {
-        if (strcasecmp(k, lname) == 0) {
+        if (rdl_ascii_ieq(k, strlen(k), lname, strlen(lname))) {
             *len = json_string_length(v);
             return json_string_value(v);
         }

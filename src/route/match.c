@@ -10,17 +10,16 @@
  * Nothing here allocates or locks: decisions run on the I/O threads.
  */
 #include <string.h>
-#include <strings.h>
 #include "route/route_internal.h"
 
 static bool sm_match(const route_strmatch_t *m, const char *s, size_t len)
 {
     switch (m->kind) {
     case SM_EXACT:
-        return len == m->len && (m->icase ? strncasecmp(s, m->s, len) == 0
+        return len == m->len && (m->icase ? rdl_ascii_ieq(s, len, m->s, len)
                                           : memcmp(s, m->s, len) == 0);
     case SM_PREFIX:
-        return len >= m->len && (m->icase ? strncasecmp(s, m->s, m->len) == 0
+        return len >= m->len && (m->icase ? rdl_ascii_ieq(s, m->len, m->s, m->len)
                                           : memcmp(s, m->s, m->len) == 0);
     case SM_REGEX:
         return route_re_match(m->re, &m->filter, s, len);
@@ -62,7 +61,7 @@ static uint32_t request_port(const rdl_route_request_t *req)
             p = p * 10 + (uint32_t)(a[j] - '0');
         return p;
     }
-    return req->scheme_len == 5 && strncasecmp(req->scheme, "https", 5) == 0 ? 443 : 80;
+    return rdl_ascii_ieq(req->scheme, req->scheme_len, "https", 5) ? 443 : 80;
 }
 
 static const char *header(const rdl_route_request_t *req, const char *name, size_t *len)
@@ -137,14 +136,14 @@ static bool host_matches(const char *h, const char *a, size_t n)
     if (hl == 1 && h[0] == '*')
         return true;
     if (hl > 1 && h[0] == '*' && h[1] == '.')
-        return n > hl - 1 && strncasecmp(a + n - (hl - 1), h + 1, hl - 1) == 0;
-    if (hl == n && strncasecmp(h, a, n) == 0)
+        return n > hl - 1 && rdl_ascii_ieq(a + n - (hl - 1), hl - 1, h + 1, hl - 1);
+    if (rdl_ascii_ieq(h, hl, a, n))
         return true;
     /* short names: "checkout" and "checkout.shop.svc.cluster.local" name the same service */
     const char *hd = strchr(h, '.');
     const char *ad = memchr(a, '.', n);
     size_t hfirst = hd ? (size_t)(hd - h) : hl, afirst = ad ? (size_t)(ad - a) : n;
-    return (!hd || !ad) && hfirst == afirst && strncasecmp(h, a, hfirst) == 0;
+    return (!hd || !ad) && rdl_ascii_ieq(h, hfirst, a, afirst);
 }
 
 const route_vs_t *route_select_vs(const rdl_route_table_t *t, const rdl_route_request_t *req)
@@ -169,24 +168,10 @@ const route_vs_t *route_select_vs(const rdl_route_table_t *t, const rdl_route_re
 
 /* ---- weighted choice ----------------------------------------------------- */
 
-static uint64_t splitmix64(uint64_t *s)
+/* The next draw of a decision: from its own sequence, or the calling thread's (NULL). */
+static uint64_t next_random(rdl_rand_t *rng)
 {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static _Thread_local uint64_t thread_rng;
-
-static uint64_t next_random(uint64_t *rng)
-{
-    if (!rng) {
-        if (thread_rng == 0)
-            thread_rng = rdl_now_ns() ^ (uint64_t)(uintptr_t)&thread_rng;
-        rng = &thread_rng;
-    }
-    return splitmix64(rng);
+    return rng ? rdl_rand_next(rng) : rdl_rand64();
 }
 
 /* FNV-1a then a 64-bit finalizer: stable across processes, releases and machines. */
@@ -204,7 +189,7 @@ static uint64_t sticky_hash(const char *s, size_t n)
     return h ^ (h >> 33);
 }
 
-uint64_t route_draw(const rdl_route_table_t *t, const rdl_route_request_t *req, uint64_t *rng,
+uint64_t route_draw(const rdl_route_table_t *t, const rdl_route_request_t *req, rdl_rand_t *rng,
                     bool *sticky)
 {
     *sticky = false;
@@ -231,21 +216,20 @@ size_t route_pick(const route_http_t *r, uint64_t draw)
     return r->ndests - 1;
 }
 
-static bool roll(double pct, uint64_t *rng)
+static bool roll(double pct, rdl_rand_t *rng)
 {
     if (pct >= 100.0)
         return true;
     if (pct <= 0.0)
         return false;
-    double u = (double)(next_random(rng) >> 11) * (1.0 / 9007199254740992.0);
-    return u * 100.0 < pct;
+    return rdl_rand_unit(next_random(rng)) * 100.0 < pct;
 }
 
 /* ---- decisions ----------------------------------------------------------- */
 
 /* Sets every field of out (no memset on the request path: it showed in profiles). */
 static void fill(const rdl_route_table_t *t, const route_vs_t *vs, size_t idx,
-                 const route_block_t *b, const rdl_route_request_t *req, uint64_t *rng,
+                 const route_block_t *b, const rdl_route_request_t *req, rdl_rand_t *rng,
                  bool bypassed, rdl_route_decision_t *out)
 {
     const route_http_t *r = &vs->routes[idx];
@@ -276,8 +260,8 @@ static void fill(const rdl_route_table_t *t, const route_vs_t *vs, size_t idx,
     out->response_ops[1] = dst && dst->has_resp ? &dst->resp : NULL;
 }
 
-bool rdl_route_decide(const rdl_route_table_t *t, const rdl_route_request_t *req, uint64_t *rng,
-                      rdl_route_decision_t *out)
+static bool decide(const rdl_route_table_t *t, const rdl_route_request_t *req, rdl_rand_t *rng,
+                   rdl_route_decision_t *out)
 {
     if (!t || !req || t->nvs == 0)
         goto none;
@@ -310,6 +294,18 @@ bool rdl_route_decide(const rdl_route_table_t *t, const rdl_route_request_t *req
 none:
     memset(out, 0, sizeof(*out));
     return false;
+}
+
+bool rdl_route_decide(const rdl_route_table_t *t, const rdl_route_request_t *req, uint64_t *seed,
+                      rdl_route_decision_t *out)
+{
+    if (!seed)
+        return decide(t, req, NULL, out);
+    rdl_rand_t rng;
+    rdl_rand_init(&rng, *seed);
+    bool hit = decide(t, req, &rng, out);
+    *seed = rdl_rand_next(&rng);        /* the next call draws another sequence */
+    return hit;
 }
 
 size_t rdl_route_baggage_member(const rdl_ctx_t *ctx, char *out, size_t n)

@@ -153,8 +153,8 @@ bool route_block_match(const route_block_t *b, route_eval_t *ev, const route_con
 const route_vs_t *route_select_vs(const rdl_route_table_t *t, const rdl_route_request_t *req);
 /* The weighted pick: index into r->dests, from a 64-bit draw. */
 size_t route_pick(const route_http_t *r, uint64_t draw);
-/* The draw for a weighted pick: the sticky header's hash, else the next random number. */
-uint64_t route_draw(const rdl_route_table_t *t, const rdl_route_request_t *req, uint64_t *rng,
+/* The draw for a weighted pick: the sticky header's hash, else the next of rng (NULL: the thread's). */
+uint64_t route_draw(const rdl_route_table_t *t, const rdl_route_request_t *req, rdl_rand_t *rng,
                     bool *sticky);
 const char *route_cond_kind_name(int kind);
 const char *route_sm_kind_name(int kind);

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <jansson.h>
 #include "redline/metrics.h"
 #include "redline/route.h"
@@ -279,29 +278,10 @@ static bool valid_request_id(const char *s, size_t n)
     return true;
 }
 
-/* xoshiro-style generator per thread, seeded from the kernel once. */
-static __thread uint64_t rid_state[2];
-
-static uint64_t rid_next(void)
-{
-    uint64_t s0 = rid_state[0], s1 = rid_state[1], r = s0 + s1;
-    s1 ^= s0;
-    rid_state[0] = ((s0 << 55) | (s0 >> 9)) ^ s1 ^ (s1 << 14);
-    rid_state[1] = (s1 << 36) | (s1 >> 28);
-    return r;
-}
-
 /* 32 lowercase hex digits: as many random bits as a trace id. */
 static void make_request_id(char out[RDL_REQUEST_ID_MAX + 1])
 {
-    if (rid_state[0] == 0 && rid_state[1] == 0) {
-        if (getrandom(rid_state, sizeof(rid_state), 0) != (ssize_t)sizeof(rid_state) ||
-            (rid_state[0] == 0 && rid_state[1] == 0)) {
-            rid_state[0] = rdl_wall_ns() | 1;
-            rid_state[1] = (uint64_t)(uintptr_t)&rid_state ^ rdl_now_ns();
-        }
-    }
-    uint64_t bits[2] = { rid_next(), rid_next() };
+    uint64_t bits[2] = { rdl_rand64(), rdl_rand64() };
     rdl_hex_lower(out, bits, sizeof(bits));
     out[32] = '\0';
 }

@@ -140,7 +140,7 @@ static const char *bearer(rdl_req_t *req, size_t *len)
 {
     size_t n;
     const char *v = rdl_req_header(req, "Authorization", &n);
-    if (!v || n < 7 || strncasecmp(v, "Bearer ", 7) != 0)
+    if (!v || n < 7 || !rdl_ascii_ieq(v, 7, "Bearer ", 7))
         return NULL;
     size_t i = 7;
     while (i < n && v[i] == ' ')

@@ -23,6 +23,7 @@
  */
 #include <string.h>
 #include <limits.h>
+#include "redline/util.h"
 #include "runtime/http1.h"
 
 /* Byte classes (bits of cls[]). */
@@ -66,18 +67,6 @@ static bool is_ows(unsigned char c)
     return c == ' ' || c == '\t';
 }
 
-static unsigned char lower(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + ('a' - 'A')) : c;
-}
-
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    return lower(c) - 'a' + 10;
-}
-
 /*
  * Skips field-value bytes eight at a time while none is a CTL (< 0x20) or DEL;
  * the byte loop after it handles HTAB and finds the exact stopping byte. The
@@ -99,15 +88,10 @@ static size_t skip_plain_value(const char *buf, size_t p, size_t end)
     return p;
 }
 
-/* Case-insensitive comparison of s[0..n) with a lowercase literal. */
-static bool eq_nocase(const char *s, size_t n, const char *lit)
+/* Case-insensitive comparison of s[0..n) with a literal (inlined: the literal's side folds away). */
+__attribute__((always_inline)) static inline bool eq_nocase(const char *s, size_t n, const char *lit)
 {
-    size_t i;
-
-    for (i = 0; i < n; i++)
-        if (lit[i] == '\0' || lower((unsigned char)s[i]) != (unsigned char)lit[i])
-            return false;
-    return lit[n] == '\0';
+    return rdl_ascii_ieq(s, n, lit, strlen(lit));
 }
 
 /* ---- scanner state shared by the head parser --------------------------- */
@@ -732,13 +716,7 @@ const rdl_h1_header_t *rdl_h1_find(const rdl_h1_request_t *req, const char *name
 
     for (i = 0; i < req->num_headers; i++) {
         const rdl_h1_header_t *h = &req->headers[i];
-        size_t j;
-        if (h->name_len != name_len)
-            continue;
-        for (j = 0; j < name_len; j++)
-            if (lower((unsigned char)h->name[j]) != lower((unsigned char)name[j]))
-                break;
-        if (j == name_len)
+        if (rdl_ascii_ieq(h->name, h->name_len, name, name_len))
             return h;
     }
     return NULL;
@@ -809,14 +787,14 @@ static int ck_size_line(rdl_h1_chunked_t *c, unsigned char ch)
     case CK_SIZE_START:
         if (!is(ch, C_HEX))
             return ck_fail(c, 400, "chunk size must start with a hex digit");
-        c->chunk_left = (uint64_t)hexval(ch);
+        c->chunk_left = (uint64_t)rdl_hex_value(ch);
         c->state = CK_SIZE;
         return 0;
     case CK_SIZE:
         if (is(ch, C_HEX)) {
             if (c->chunk_left >> 56)    /* a 16th significant digit */
                 return ck_fail(c, 400, "chunk size too large");
-            c->chunk_left = c->chunk_left << 4 | (uint64_t)hexval(ch);
+            c->chunk_left = c->chunk_left << 4 | (uint64_t)rdl_hex_value(ch);
             return 0;
         }
         return ck_after_ext(c, ch);

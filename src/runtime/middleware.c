@@ -43,7 +43,7 @@ int rdl_req_header_remove(rdl_req_t *req, const char *name)
     rdl_h1_request_t *h = req->h1;
     size_t n = strlen(name), o = 0;
     for (size_t i = 0; i < h->num_headers; i++)
-        if (h->headers[i].name_len != n || strncasecmp(h->headers[i].name, name, n) != 0)
+        if (!rdl_ascii_ieq(h->headers[i].name, h->headers[i].name_len, name, n))
             h->headers[o++] = h->headers[i];
     h->num_headers = o;
     return 0;

@@ -41,17 +41,6 @@ const char *rdl_req_route(const rdl_req_t *req)
     return rt_route_template(req->match.route);
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes into the request arena; malformed escapes are kept as they are. */
 static char *decode_param(rdl_ctx_t *ctx, const char *s, size_t n)
 {
@@ -61,8 +50,8 @@ static char *decode_param(rdl_ctx_t *ctx, const char *s, size_t n)
     size_t j = 0;
     for (size_t i = 0; i < n; i++) {
         int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
-            (lo = hexval(s[i + 2])) >= 0) {
+        if (s[i] == '%' && i + 2 < n && (hi = rdl_hex_value(s[i + 1])) >= 0 &&
+            (lo = rdl_hex_value(s[i + 2])) >= 0) {
             out[j++] = (char)(hi * 16 + lo);
             i += 2;
         } else {

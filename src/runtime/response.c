@@ -201,8 +201,8 @@ int rdl_resp_header_remove(rdl_req_t *req, const char *name)
     size_t nlen = strlen(name);
     for (int i = 0; i < ix->n; i++) {
         rt_resp_header_t *h = &ix->at[i];
-        if (!h->removed && h->name_len == nlen &&
-            strncasecmp(req->resp_headers.data + h->off, name, nlen) == 0) {
+        if (!h->removed &&
+            rdl_ascii_ieq(req->resp_headers.data + h->off, h->name_len, name, nlen)) {
             h->removed = true;
             ix->removed = true;
         }

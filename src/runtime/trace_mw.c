@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include "redline/metrics.h"
 #include "redline/trace.h"
 #include "runtime/internal.h"
@@ -64,7 +63,7 @@ static bool req_get(void *carrier, const char *name, size_t index, const char **
     const char *hn;
     size_t hl;
     for (size_t i = 0; rdl_req_header_at(req, i, &hn, &hl, value, len); i++)
-        if (hl == nl && strncasecmp(hn, name, nl) == 0 && index-- == 0)
+        if (rdl_ascii_ieq(hn, hl, name, nl) && index-- == 0)
             return true;
     return false;
 }

@@ -183,28 +183,6 @@ int rdl_tracer_opts_from_env(rdl_tracer_opts_t *o, rdl_error_t *err)
 
 /* ---- resource -------------------------------------------------------- */
 
-static void trim(const char **s, size_t *n)
-{
-    while (*n && (**s == ' ' || **s == '\t')) {
-        (*s)++;
-        (*n)--;
-    }
-    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t'))
-        (*n)--;
-}
-
-static bool is_token_char(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
-static int hex_digit(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* Decodes v (vl bytes at column col) into out; -1 with err at the first bad escape. */
 static long pct_decode(const char *name, const char *v, size_t vl, size_t col, char *out,
                        rdl_error_t *err)
@@ -215,8 +193,8 @@ static long pct_decode(const char *name, const char *v, size_t vl, size_t col, c
             out[o++] = v[i];
             continue;
         }
-        int hi = i + 2 < vl ? hex_digit(v[i + 1]) : -1;
-        int lo = hi >= 0 ? hex_digit(v[i + 2]) : -1;
+        int hi = i + 2 < vl ? rdl_hex_value(v[i + 1]) : -1;
+        int lo = hi >= 0 ? rdl_hex_value(v[i + 2]) : -1;
         if (lo < 0) {
             rdl_error_set(err, RDL_EINVAL, 0, (int)(col + i), name,
                           "expected two hex digits after '%%' (percent-encoding)");
@@ -236,12 +214,12 @@ static int kv_member(const char *name, const char *p, size_t len, size_t col, bo
         return rdl_error_set(err, RDL_EINVAL, 0, (int)col, name, "expected key=value");
     const char *k = p, *v = eq + 1;
     size_t kl = (size_t)(eq - p), vl = len - kl - 1;
-    trim(&k, &kl);
-    trim(&v, &vl);
+    rdl__trace_trim(&k, &kl);
+    rdl__trace_trim(&v, &vl);
     if (kl == 0)
         return rdl_error_set(err, RDL_EINVAL, 0, (int)col, name, "empty key");
     for (size_t i = 0; headers && i < kl; i++)
-        if (!is_token_char((unsigned char)k[i]))
+        if (!rdl__trace_tchar((unsigned char)k[i]))
             return rdl_error_set(err, RDL_EINVAL, 0, (int)(col + (size_t)(k - p) + i), name,
                                  "a header name is a token (letters, digits, !#$%%&'*+-.^_`|~)");
     long n = pct_decode(name, v, vl, col + (size_t)(v - p), scratch, err);
@@ -270,7 +248,7 @@ int tr_kv_list(const char *name, const char *list, bool headers, tr_kv_fn fn, vo
         size_t len = comma ? (size_t)(comma - (list + at)) : total - at;
         const char *m = list + at;
         size_t ml = len;
-        trim(&m, &ml);
+        rdl__trace_trim(&m, &ml);
         if (ml)
             rc = kv_member(name, m, ml, (size_t)(m - list) + 1, headers, fn, arg, scratch, err);
         at += len + 1;

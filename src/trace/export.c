@@ -14,10 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <zlib.h>
-#include "trace/internal.h"
+#include "trace/threads.h"
+#include "trace/export.h"
 
 #define RESPONSE_MAX (4u << 20)         /* OTLP's recommended response limit */
 
@@ -28,7 +28,6 @@ typedef struct http {
     rdl_buf_t gz;                       /* gzipped batch */
     rdl_buf_t resp;
     long retry_after_s;                 /* -1 when absent */
-    uint64_t jitter;                    /* xorshift state */
 } http_t;
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -53,7 +52,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     http_t *h = arg;
     size_t len = size * n;
     static const char name[] = "retry-after:";
-    if (len > sizeof(name) - 1 && strncasecmp(p, name, sizeof(name) - 1) == 0) {
+    if (len > sizeof(name) - 1 && rdl_ascii_ieq(p, sizeof(name) - 1, name, sizeof(name) - 1)) {
         char v[128];
         size_t vl = len - (sizeof(name) - 1);
         if (vl >= sizeof(v))
@@ -117,7 +116,6 @@ static int http_new(rdl_tracer_t *t)
     rdl_buf_init(&h->body);
     rdl_buf_init(&h->gz);
     rdl_buf_init(&h->resp);
-    h->jitter = (uint64_t)(uintptr_t)h ^ rdl_now_ns() ^ 0x9e3779b97f4a7c15ull;
     struct curl_slist *sl = NULL;
     sl = curl_slist_append(sl, t->o.protocol == RDL_OTLP_JSON ? "Content-Type: application/json"
                                                               : "Content-Type: application/x-protobuf");
@@ -219,13 +217,10 @@ static bool backoff_wait(rdl_tracer_t *t, uint64_t ms, uint64_t deadline)
     return ok;
 }
 
-static uint64_t jittered(http_t *h, uint64_t ms)
+/* Uniformly in [ms/2, 3ms/2). */
+static uint64_t jittered(uint64_t ms)
 {
-    h->jitter ^= h->jitter << 13;
-    h->jitter ^= h->jitter >> 7;
-    h->jitter ^= h->jitter << 17;
-    /* uniformly in [ms/2, 3ms/2) */
-    return ms / 2 + (ms ? h->jitter % ms : 0);
+    return ms / 2 + (ms ? rdl_rand64() % ms : 0);
 }
 
 /* POSTs the encoded batch of n spans until accepted, refused, or out of time. */
@@ -249,12 +244,14 @@ static void send_batch(rdl_tracer_t *t, size_t n)
         curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
         if (rc == CURLE_OK && status >= 200 && status < 300) {
             int64_t rejected = 0;
-            char msg[256];
-            if (rdl_otlp_parse_response(h->resp.data, h->resp.len, t->o.protocol, &rejected, msg,
-                                        sizeof(msg)) == 0 && (rejected > 0 || msg[0])) {
-                snprintf(detail, sizeof(detail), "rejected %lld: %.120s", (long long)rejected, msg);
+            rdl_buf_t msg;
+            rdl_buf_init(&msg);
+            if (rdl_otlp_parse_response(h->resp.data, h->resp.len, t->o.protocol, &rejected, &msg,
+                                        NULL) == 0 && (rejected > 0 || (msg.len && msg.data[0]))) {
+                snprintf(detail, sizeof(detail), "rejected %lld: %.120s", (long long)rejected, msg.data);
                 tr_log(t, "warn", "OTLP partial success", "detail", detail);
             }
+            rdl_buf_free(&msg);
             if (rejected < 0 || (uint64_t)rejected > n)
                 rejected = rejected < 0 ? 0 : (int64_t)n;
             atomic_fetch_add(&t->exported, n - (uint64_t)rejected);
@@ -262,7 +259,7 @@ static void send_batch(rdl_tracer_t *t, size_t n)
             return;
         }
         bool again = rc != CURLE_OK ? rc != CURLE_WRITE_ERROR : retryable(status);
-        uint64_t wait = h->retry_after_s >= 0 ? (uint64_t)h->retry_after_s * 1000ull : jittered(h, backoff);
+        uint64_t wait = h->retry_after_s >= 0 ? (uint64_t)h->retry_after_s * 1000ull : jittered(backoff);
         if (!again || !backoff_wait(t, wait, deadline)) {
             if (rc != CURLE_OK)
                 snprintf(detail, sizeof(detail), "%s", curl_easy_strerror(rc));

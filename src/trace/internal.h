@@ -1,7 +1,11 @@
 /*
- * internal.h: the tracer's private structures, shared by span.c (spans and
- * per-thread state), otlp.c (encoding), export.c (batch processor and HTTP
- * exporter) and env.c. Nothing here is public API.
+ * internal.h: the tracer's private structures, shared by tracer.c (the
+ * tracer object), threads.c (per-thread state), span.c (the span API),
+ * otlp.c (encoding), export.c (batch processor and HTTP exporter) and env.c.
+ * Layers, each calling only those below it: internal.h's types and env.c;
+ * threads.c (per-thread state, its interface in threads.h); span.c and
+ * export.c (the exporter, its interface in export.h), each on threads.h;
+ * tracer.c on all of them. Nothing here is public API.
  */
 #ifndef REDLINE_TRACE_INTERNAL_H
 #define REDLINE_TRACE_INTERNAL_H
@@ -132,7 +136,6 @@ struct tr_thread {
     uint32_t mask;
     _Atomic uint32_t head;              /* written by the owner */
     uint32_t slot_hint;
-    uint64_t rng[4];                    /* xoshiro256** for ids, seeded from getrandom */
     uint64_t wall_minus_mono;           /* wall clock = monotonic + this (resynced each second) */
     uint64_t synced_mono;
     /* counters written by the owner, summed by readers */
@@ -167,22 +170,11 @@ struct rdl_tracer {
     void *http;                         /* export.c's client state */
 };
 
-/* span.c */
-void tr_log(const rdl_tracer_t *t, const char *level, const char *msg, const char *key,
-            const char *value);
-/* Pops up to max ended spans from every thread's queue. Exporter thread. */
-size_t tr_collect(rdl_tracer_t *t, rdl_span_t **out, size_t max);
-/* Ended spans waiting in all threads' queues. Exporter thread. */
-size_t tr_queued(rdl_tracer_t *t);
-/* Returns exported or dropped spans to their home threads. */
-void tr_recycle(rdl_span_t *s);
-/* Counts and logs spans open longer than o.unfinished_ms; returns how many are open. */
-uint64_t tr_scan_open(rdl_tracer_t *t, bool at_shutdown);
-void tr_threads_free(rdl_tracer_t *t);
-
-/* export.c */
-int tr_exporter_start(rdl_tracer_t *t);
-void tr_exporter_stop(rdl_tracer_t *t);
+/* propagate.c: the header grammar env.c's lists share (W3C Baggage's form) */
+/* Drops spaces and tabs (OWS) at both ends of s[0..*n). */
+void rdl__trace_trim(const char **s, size_t *n);
+/* Whether c is an RFC 9110 tchar: a letter, a digit or one of !#$%&'*+-.^_`|~. */
+bool rdl__trace_tchar(unsigned char c);
 
 /* env.c */
 int tr_parse_resource(rdl_tracer_t *t);

@@ -552,58 +552,78 @@ static bool pb_skip(const unsigned char **p, const unsigned char *end, unsigned 
     return false;
 }
 
-static int parse_partial_pb(const unsigned char *p, const unsigned char *end, int64_t *rejected,
-                            char *msg, size_t msg_len)
+/* RDL_EINVAL naming the byte (1-based, as the column) where the protobuf body went wrong. */
+static int pb_fail(rdl_error_t *err, const unsigned char *start, const unsigned char *at,
+                   const char *what)
+{
+    return rdl_error_set(err, RDL_EINVAL, 0, (int)(at - start) + 1, "",
+                         "%s (ExportTraceServiceResponse, protobuf)", what);
+}
+
+/* partialSuccess (ExportTracePartialSuccess) at [p, end); start is the body's first byte. */
+static int parse_partial_pb(const unsigned char *start, const unsigned char *p,
+                            const unsigned char *end, int64_t *rejected, rdl_buf_t *message,
+                            rdl_error_t *err)
 {
     while (p < end) {
+        const unsigned char *at = p;
         uint64_t key, v;
         if (!pb_read_varint(&p, end, &key))
-            return RDL_EINVAL;
+            return pb_fail(err, start, at, "expected a field key");
         unsigned field = (unsigned)(key >> 3), wt = (unsigned)(key & 7);
         if (field == 1 && wt == WT_VARINT) {
             if (!pb_read_varint(&p, end, &v))
-                return RDL_EINVAL;
+                return pb_fail(err, start, at, "expected the varint of rejected_spans");
             *rejected = (int64_t)v;
         } else if (field == 2 && wt == WT_LEN) {
             if (!pb_read_varint(&p, end, &v) || v > (uint64_t)(end - p))
-                return RDL_EINVAL;
-            snprintf(msg, msg_len, "%.*s", (int)(v < msg_len ? v : msg_len - 1), (const char *)p);
+                return pb_fail(err, start, at, "expected error_message within the message");
+            if (message)
+                rdl_buf_put(message, p, (size_t)v);
             p += v;
         } else if (!pb_skip(&p, end, wt)) {
-            return RDL_EINVAL;
+            return pb_fail(err, start, at, "expected a field of a known wire type within the message");
         }
     }
     return 0;
 }
 
-static int parse_response_pb(const char *body, size_t n, int64_t *rejected, char *msg, size_t msg_len)
+static int parse_response_pb(const char *body, size_t n, int64_t *rejected, rdl_buf_t *message,
+                             rdl_error_t *err)
 {
-    const unsigned char *p = (const unsigned char *)body, *end = p + n;
+    const unsigned char *start = (const unsigned char *)body, *p = start, *end = p + n;
     while (p < end) {
+        const unsigned char *at = p;
         uint64_t key, v;
         if (!pb_read_varint(&p, end, &key))
-            return RDL_EINVAL;
+            return pb_fail(err, start, at, "expected a field key");
         unsigned field = (unsigned)(key >> 3), wt = (unsigned)(key & 7);
         if (field == 1 && wt == WT_LEN) {
             if (!pb_read_varint(&p, end, &v) || v > (uint64_t)(end - p))
-                return RDL_EINVAL;
-            if (parse_partial_pb(p, p + v, rejected, msg, msg_len))
-                return RDL_EINVAL;
+                return pb_fail(err, start, at, "expected partial_success within the body");
+            int rc = parse_partial_pb(start, p, p + v, rejected, message, err);
+            if (rc)
+                return rc;
             p += v;
         } else if (!pb_skip(&p, end, wt)) {
-            return RDL_EINVAL;
+            return pb_fail(err, start, at, "expected a field of a known wire type within the body");
         }
     }
     return 0;
 }
 
-static int parse_response_json(const char *body, size_t n, int64_t *rejected, char *msg, size_t msg_len)
+static int parse_response_json(const char *body, size_t n, int64_t *rejected, rdl_buf_t *message,
+                               rdl_error_t *err)
 {
     json_error_t e;
     json_t *root = json_loadb(body, n, 0, &e);
     if (!json_is_object(root)) {
+        int rc = root ? rdl_error_set(err, RDL_EINVAL, 1, 1, "",
+                                      "expected a JSON object (ExportTraceServiceResponse)")
+                      : rdl_error_set(err, RDL_EINVAL, e.line, e.column, "",
+                                      "expected a JSON object (ExportTraceServiceResponse): %s", e.text);
         json_decref(root);
-        return RDL_EINVAL;
+        return rc;
     }
     json_t *ps = json_object_get(root, "partialSuccess");
     if (json_is_object(ps)) {
@@ -613,21 +633,27 @@ static int parse_response_json(const char *body, size_t n, int64_t *rejected, ch
         else if (json_is_string(r))
             *rejected = strtoll(json_string_value(r), NULL, 10);
         json_t *m = json_object_get(ps, "errorMessage");
-        if (json_is_string(m))
-            snprintf(msg, msg_len, "%s", json_string_value(m));
+        if (json_is_string(m) && message)
+            rdl_buf_put(message, json_string_value(m), json_string_length(m));
     }
     json_decref(root);
     return 0;
 }
 
 int rdl_otlp_parse_response(const char *body, size_t n, rdl_otlp_protocol_t proto,
-                            int64_t *rejected, char *msg, size_t msg_len)
+                            int64_t *rejected, rdl_buf_t *message, rdl_error_t *err)
 {
     *rejected = 0;
-    if (msg_len)
-        msg[0] = '\0';
+    if (message)
+        rdl_buf_reset(message);
     if (n == 0)
         return 0;
-    return proto == RDL_OTLP_JSON ? parse_response_json(body, n, rejected, msg, msg_len)
-                                  : parse_response_pb(body, n, rejected, msg, msg_len);
+    int rc = proto == RDL_OTLP_JSON ? parse_response_json(body, n, rejected, message, err)
+                                    : parse_response_pb(body, n, rejected, message, err);
+    if (rc) {
+        *rejected = 0;
+        if (message)
+            rdl_buf_reset(message);
+    }
+    return rc;
 }

@@ -6,79 +6,9 @@
  * true/false): a lenient parser joins unrelated traces, a strict-by-accident
  * one breaks them. Nothing here allocates; errors name the column.
  */
-#include <ctype.h>
 #include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include "redline/trace.h"
-
-/* Lowercase hex digit values (0 elsewhere) and which bytes are lowercase hex digits. */
-static const uint8_t hexv[256] = {
-    ['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4, ['5'] = 5, ['6'] = 6, ['7'] = 7,
-    ['8'] = 8, ['9'] = 9, ['a'] = 10, ['b'] = 11, ['c'] = 12, ['d'] = 13, ['e'] = 14, ['f'] = 15,
-};
-static const uint8_t hex_ok[256] = {
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
-    ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
-};
-
-static int hexval(char c)
-{
-    unsigned char u = (unsigned char)c;
-    return (u >= '0' && u <= '9') || (u >= 'a' && u <= 'f') ? hexv[u] : -1;
-}
-
-/*
- * Lowercase hex of exactly 2*n chars into n bytes; returns the index of the
- * first bad char or -1. The hot loop has no branch per digit: validity is
- * and-ed up and the slow scan runs only to name the bad place.
- */
-/*
- * Eight lowercase hex digits into four bytes at once (SWAR). Returns false when
- * any of the eight is not one. Bytes are in range [lo, hi] when adding 0x80-lo
- * sets their top bit and adding 0x7f-hi does not; inputs with a top bit set are
- * refused first, so no addition carries into the next byte. Little-endian
- * loads (x86-64, arm64): the first character is the lowest byte.
- */
-static bool unhex8(const unsigned char *s, uint8_t out[4])
-{
-    const uint64_t ones = 0x0101010101010101ull, top = 0x8080808080808080ull;
-    uint64_t v;
-    memcpy(&v, s, 8);
-    uint64_t digit = (v + ones * (0x80 - '0')) & ~(v + ones * (0x7f - '9'));
-    uint64_t lower = (v + ones * (0x80 - 'a')) & ~(v + ones * (0x7f - 'f'));
-    if ((v & top) || ((digit | lower) & top) != top)
-        return false;
-    uint64_t letter = (v & (ones * 0x40)) >> 6;                 /* 1 in letter bytes */
-    uint64_t nib = (v & (ones * 0x0f)) + letter * 9;             /* 'a' & 0x0f = 1, + 9 = 10 */
-    uint64_t pairs = ((nib & 0x00ff00ff00ff00ffull) << 4) | ((nib >> 8) & 0x00ff00ff00ff00ffull);
-    pairs = (pairs | (pairs >> 8)) & 0x0000ffff0000ffffull;
-    pairs = (pairs | (pairs >> 16)) & 0x00000000ffffffffull;
-    uint32_t w = (uint32_t)pairs;
-    memcpy(out, &w, 4);
-    return true;
-}
-
-static int unhex(const char *s, size_t n, uint8_t *out)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    unsigned ok = 1;
-    size_t i = 0;
-    for (; i + 4 <= n && ok; i += 4)
-        ok = unhex8(u + 2 * i, out + i);
-    for (; i < n && ok; i++) {
-        ok &= (unsigned)hex_ok[u[2 * i]] & hex_ok[u[2 * i + 1]];
-        out[i] = (uint8_t)(hexv[u[2 * i]] << 4 | hexv[u[2 * i + 1]]);
-    }
-    if (ok)
-        return -1;
-    for (size_t k = 0; k < 2 * n; k++)
-        if (hexval(s[k]) < 0)
-            return (int)k;
-    return -1;
-}
+#include "trace/internal.h"
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
@@ -93,7 +23,7 @@ static bool is_ows(char c)
     return c == ' ' || c == '\t';
 }
 
-static void trim(const char **s, size_t *n)
+void rdl__trace_trim(const char **s, size_t *n)
 {
     while (*n && is_ows(**s)) {
         (*s)++;
@@ -127,9 +57,9 @@ int rdl_traceparent_parse(const char *s, size_t n, rdl_span_context_t *out, rdl_
     if (n < RDL_TRACEPARENT_LEN)
         return tp_fail(err, lead + n, "expected 55 characters: 00-<32 hex>-<16 hex>-<2 hex>");
     uint8_t ver;
-    int bad = unhex(s, 1, &ver);
-    if (bad >= 0)
-        return tp_fail(err, lead + (size_t)bad, "expected a version of 2 lowercase hex digits");
+    size_t good = rdl_hex_decode_lower(&ver, s, 1);
+    if (good < 2)
+        return tp_fail(err, lead + good, "expected a version of 2 lowercase hex digits");
     if (ver == 0xff)
         return tp_fail(err, lead, "version ff is invalid");
     static const size_t dash[3] = { 2, 35, 52 };
@@ -137,12 +67,12 @@ int rdl_traceparent_parse(const char *s, size_t n, rdl_span_context_t *out, rdl_
         if (s[dash[i]] != '-')
             return tp_fail(err, lead + dash[i], "expected '-'");
     uint8_t trace_id[16], span_id[8], flags;
-    if ((bad = unhex(s + 3, 16, trace_id)) >= 0)
-        return tp_fail(err, lead + 3 + (size_t)bad, "expected 32 lowercase hex digits of trace-id");
-    if ((bad = unhex(s + 36, 8, span_id)) >= 0)
-        return tp_fail(err, lead + 36 + (size_t)bad, "expected 16 lowercase hex digits of parent-id");
-    if ((bad = unhex(s + 53, 1, &flags)) >= 0)
-        return tp_fail(err, lead + 53 + (size_t)bad, "expected 2 lowercase hex digits of trace-flags");
+    if ((good = rdl_hex_decode_lower(trace_id, s + 3, 16)) < 32)
+        return tp_fail(err, lead + 3 + good, "expected 32 lowercase hex digits of trace-id");
+    if ((good = rdl_hex_decode_lower(span_id, s + 36, 8)) < 16)
+        return tp_fail(err, lead + 36 + good, "expected 16 lowercase hex digits of parent-id");
+    if ((good = rdl_hex_decode_lower(&flags, s + 53, 1)) < 2)
+        return tp_fail(err, lead + 53 + good, "expected 2 lowercase hex digits of trace-flags");
     if (all_zero(trace_id, 16))
         return tp_fail(err, lead + 3, "trace-id of all zeros is invalid");
     if (all_zero(span_id, 8))
@@ -270,7 +200,7 @@ int rdl_tracestate_parse(const char *s, size_t n, rdl_span_context_t *sc, rdl_er
         const char *p = s + pos;
         size_t len = end - pos;
         size_t col = pos;
-        trim(&p, &len);
+        rdl__trace_trim(&p, &len);
         if (len) {
             const char *eq = memchr(p, '=', len);
             if (!eq)
@@ -363,7 +293,7 @@ int rdl_tracestate_set(rdl_span_context_t *sc, const char *key, const char *valu
 
 /* ---- baggage --------------------------------------------------------- */
 
-static bool is_tchar(unsigned char c)
+bool rdl__trace_tchar(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
            (c && strchr("!#$%&'*+-.^_`|~", c));
@@ -387,7 +317,7 @@ static long bag_check(const char *v, size_t n)
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)v[i];
         if (c == '%') {
-            if (i + 2 >= n || !isxdigit((unsigned char)v[i + 1]) || !isxdigit((unsigned char)v[i + 2]))
+            if (i + 2 >= n || rdl_hex_value(v[i + 1]) < 0 || rdl_hex_value(v[i + 2]) < 0)
                 return (long)i;
             i += 2;
         } else if (!is_bag_octet(c)) {
@@ -407,8 +337,7 @@ static long bag_decode(const char *v, size_t n, char *out, size_t cap)
     size_t r = 0;
     for (size_t i = 0; i < n && r < sizeof(raw); i++) {
         if (v[i] == '%') {
-            char hex[3] = { v[i + 1], v[i + 2], 0 };
-            raw[r++] = (unsigned char)strtol(hex, NULL, 16);
+            raw[r++] = (unsigned char)(rdl_hex_value(v[i + 1]) << 4 | rdl_hex_value(v[i + 2]));
             i += 2;
         } else {
             raw[r++] = (unsigned char)v[i];
@@ -443,12 +372,12 @@ static int bag_split(const char *p, size_t len, size_t col, bag_item_t *it, rdl_
         return rdl_error_set(err, RDL_EINVAL, 0, (int)col + 1, "baggage", "expected key=value");
     const char *k = p, *v = eq + 1;
     size_t kl = (size_t)(eq - p), vl = kv_len - kl - 1;
-    trim(&k, &kl);
-    trim(&v, &vl);
+    rdl__trace_trim(&k, &kl);
+    rdl__trace_trim(&v, &vl);
     if (kl == 0)
         return rdl_error_set(err, RDL_EINVAL, 0, (int)col + 1, "baggage", "expected a key");
     for (size_t i = 0; i < kl; i++)
-        if (!is_tchar((unsigned char)k[i]))
+        if (!rdl__trace_tchar((unsigned char)k[i]))
             return rdl_error_set(err, RDL_EINVAL, 0, (int)(col + (size_t)(k - p) + i) + 1,
                                  "baggage", "expected a key of token characters");
     it->key = k;
@@ -461,7 +390,7 @@ static int bag_split(const char *p, size_t len, size_t col, bag_item_t *it, rdl_
     if (semi) {
         const char *pp = semi;
         size_t pl = it->props_len;
-        trim(&pp, &pl);
+        rdl__trace_trim(&pp, &pl);
         it->props = pp;
         it->props_len = pl;
         for (size_t i = 1; i < pl; i++) {
@@ -525,7 +454,7 @@ int rdl_baggage_parse(rdl_baggage_t *b, const char *s, size_t n, rdl_error_t *er
         size_t end = comma ? (size_t)(comma - s) : n;
         const char *p = s + pos;
         size_t len = end - pos;
-        trim(&p, &len);
+        rdl__trace_trim(&p, &len);
         if (len) {
             if (count == (int)(sizeof(items) / sizeof(items[0])))
                 return rdl_error_set(err, RDL_EINVAL, 0, (int)pos + 1, "baggage",
@@ -567,7 +496,7 @@ int rdl_baggage_set(rdl_baggage_t *b, const char *key, const char *value)
     if (kl == 0)
         return RDL_EINVAL;
     for (size_t i = 0; i < kl; i++)
-        if (!is_tchar((unsigned char)key[i]))
+        if (!rdl__trace_tchar((unsigned char)key[i]))
             return RDL_EINVAL;
     return bag_add(b, key, kl, value, vl, "", 0);
 }
@@ -600,15 +529,15 @@ static bool b3_trace_id(const char *s, size_t n, uint8_t out[16])
 {
     memset(out, 0, 16);
     if (n == 32)
-        return unhex(s, 16, out) < 0 && !all_zero(out, 16);
+        return rdl_hex_decode_lower(out, s, 16) == 32 && !all_zero(out, 16);
     if (n == 16)
-        return unhex(s, 8, out + 8) < 0 && !all_zero(out, 16);
+        return rdl_hex_decode_lower(out + 8, s, 8) == 16 && !all_zero(out, 16);
     return false;
 }
 
 static bool b3_span_id(const char *s, size_t n, uint8_t out[8])
 {
-    return n == 16 && unhex(s, 8, out) < 0 && !all_zero(out, 8);
+    return n == 16 && rdl_hex_decode_lower(out, s, 8) == 16 && !all_zero(out, 8);
 }
 
 static int b3_fail(rdl_error_t *err, const char *key, size_t col, const char *what)
@@ -618,7 +547,7 @@ static int b3_fail(rdl_error_t *err, const char *key, size_t col, const char *wh
 
 int rdl_b3_parse_single(const char *s, size_t n, rdl_span_context_t *out, rdl_error_t *err)
 {
-    trim(&s, &n);
+    rdl__trace_trim(&s, &n);
     if (n == 1 && (s[0] == '0' || s[0] == '1' || s[0] == 'd')) {
         /* Sampling state alone: no ids to continue, only a decision. */
         out->flags = s[0] == '0' ? 0 : RDL_TRACE_FLAG_SAMPLED;
@@ -667,29 +596,29 @@ int rdl_b3_parse_multi(const char *trace_id, size_t trace_len, const char *span_
     memset(&sc, 0, sizeof(sc));
     if (!trace_id || !span_id)
         return rdl_error_set(err, RDL_ENOENT, 0, 0, "x-b3-traceid", "no B3 ids");
-    trim(&trace_id, &trace_len);
-    trim(&span_id, &span_len);
+    rdl__trace_trim(&trace_id, &trace_len);
+    rdl__trace_trim(&span_id, &span_len);
     if (!b3_trace_id(trace_id, trace_len, sc.trace_id))
         return b3_fail(err, "x-b3-traceid", 0, "expected 16 or 32 lowercase hex, not zero");
     if (!b3_span_id(span_id, span_len, sc.span_id))
         return b3_fail(err, "x-b3-spanid", 0, "expected 16 lowercase hex, not zero");
     sc.flags = RDL_TRACE_FLAG_SAMPLED;
     if (flags) {
-        trim(&flags, &flags_len);
+        rdl__trace_trim(&flags, &flags_len);
         if (flags_len != 1 || (flags[0] != '0' && flags[0] != '1'))
             return b3_fail(err, "x-b3-flags", 0, "expected 1 (debug) or 0");
     }
     if (flags && flags[0] == '1') {
         sc.flags = RDL_TRACE_FLAG_SAMPLED;
     } else if (sampled) {
-        trim(&sampled, &sampled_len);
+        rdl__trace_trim(&sampled, &sampled_len);
         if (sampled_len == 1 && sampled[0] == '1')
             sc.flags = RDL_TRACE_FLAG_SAMPLED;
         else if (sampled_len == 1 && sampled[0] == '0')
             sc.flags = 0;
-        else if (sampled_len == 4 && strncasecmp(sampled, "true", 4) == 0)
+        else if (sampled_len == 4 && rdl_ascii_ieq(sampled, 4, "true", 4))
             sc.flags = RDL_TRACE_FLAG_SAMPLED;
-        else if (sampled_len == 5 && strncasecmp(sampled, "false", 5) == 0)
+        else if (sampled_len == 5 && rdl_ascii_ieq(sampled, 5, "false", 5))
             sc.flags = 0;
         else
             return b3_fail(err, "x-b3-sampled", 0, "expected 1, 0, true or false");
@@ -699,15 +628,15 @@ int rdl_b3_parse_multi(const char *trace_id, size_t trace_len, const char *span_
     return 0;
 }
 
-size_t rdl_b3_format_single(const rdl_span_context_t *sc, char out[52])
+size_t rdl_b3_format_single(const rdl_span_context_t *sc, char out[RDL_B3_SINGLE_LEN + 1])
 {
     rdl_hex_lower(out, sc->trace_id, 16);
     out[32] = '-';
     rdl_hex_lower(out + 33, sc->span_id, 8);
     out[49] = '-';
     out[50] = (sc->flags & RDL_TRACE_FLAG_SAMPLED) ? '1' : '0';
-    out[51] = '\0';
-    return 51;
+    out[RDL_B3_SINGLE_LEN] = '\0';
+    return RDL_B3_SINGLE_LEN;
 }
 
 /* ---- composite propagation ------------------------------------------- */
@@ -727,7 +656,7 @@ int rdl_propagators_parse(const char *list, rdl_propagators_t *out, rdl_error_t 
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         const char *w = p;
-        trim(&w, &len);
+        rdl__trace_trim(&w, &len);
         bool found = false;
         if (len == 4 && memcmp(w, "none", 4) == 0) {
             none = found = true;
@@ -859,7 +788,7 @@ void rdl_propagation_inject(const rdl_propagators_t *p, const rdl_span_context_t
             break;
         case RDL_PROP_B3:
             if (valid) {
-                char b3[52];
+                char b3[RDL_B3_SINGLE_LEN + 1];
                 rdl_b3_format_single(sc, b3);
                 set(carrier, "b3", b3);
             }

@@ -1,284 +1,26 @@
 /*
- * span.c: the tracer object and spans. It exists to make a span cheap enough
- * for every request: a thread takes span objects from its own free list,
- * copies strings into the span's inline storage, and on end pushes the span
- * into its own single-producer queue for the exporter thread. No global lock
- * and, once warm, no heap allocation on start/end; the exporter hands spans
- * back through a push-only stack per thread.
+ * span.c: the span API. It exists to make a span cheap enough for every
+ * request: a thread takes span objects from its own free list, copies strings
+ * into the span's inline storage, and on end pushes the span into its own
+ * single-producer queue for the exporter thread (threads.c keeps those). No
+ * global lock and, once warm, no heap allocation on start/end; the exporter
+ * hands spans back through a push-only stack per thread.
  */
-#define _GNU_SOURCE
 #include <stddef.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <time.h>
-#include "trace/internal.h"
-
-static atomic_uint_fast64_t tracer_ids = 1;
-static _Atomic(rdl_tracer_t *) default_tracer;
-
-/* The calling thread's state for the tracer it used last. */
-static _Thread_local struct {
-    uint64_t tracer_id;
-    tr_thread_t *st;
-} tl;
-
-rdl_tracer_t *rdl_tracer_default(void)
-{
-    return atomic_load_explicit(&default_tracer, memory_order_acquire);
-}
-
-void rdl_tracer_set_default(rdl_tracer_t *t)
-{
-    atomic_store_explicit(&default_tracer, t, memory_order_release);
-}
-
-void tr_log(const rdl_tracer_t *t, const char *level, const char *msg, const char *key,
-            const char *value)
-{
-    if (t->o.log) {
-        t->o.log(t->o.log_arg, level, msg, key, value);
-        return;
-    }
-    rdl_buf_t b;
-    rdl_buf_init(&b);
-    rdl_buf_puts(&b, "{\"level\":");
-    rdl_json_str(&b, level, strlen(level));
-    rdl_buf_puts(&b, ",\"logger\":\"trace\",\"msg\":");
-    rdl_json_str(&b, msg, strlen(msg));
-    if (key && value) {
-        rdl_buf_putc(&b, ',');
-        rdl_json_str(&b, key, strlen(key));
-        rdl_buf_putc(&b, ':');
-        rdl_json_str(&b, value, strlen(value));
-    }
-    rdl_buf_puts(&b, "}\n");
-    if (!b.oom)
-        fputs(b.data, stderr);
-    rdl_buf_free(&b);
-}
+#include "trace/threads.h"
 
 /* ---- ids ------------------------------------------------------------- */
 
-static uint64_t rotl(uint64_t x, int k)
-{
-    return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t rng_next(uint64_t s[4])
-{
-    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return r;
-}
-
-static void rng_seed(uint64_t s[4])
-{
-    if (getrandom(s, 4 * sizeof(uint64_t), 0) != (ssize_t)(4 * sizeof(uint64_t))) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        s[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)s;
-        s[1] = (uint64_t)ts.tv_sec + 0x632be59bd9b4e019ull;
-        s[2] = 0x8cb92ba72f3d8dd7ull;
-        s[3] = 0xb5ad4eceda1ce2a9ull;
-    }
-    if (!(s[0] | s[1] | s[2] | s[3]))
-        s[0] = 1;
-}
-
-static void fill_id(uint64_t s[4], uint8_t *out, size_t n)
+static void fill_id(uint8_t *out, size_t n)
 {
     do {
         for (size_t i = 0; i < n; i += 8) {
-            uint64_t r = rng_next(s);
+            uint64_t r = rdl_rand64();
             memcpy(out + i, &r, 8);
         }
     } while (!out[0] && !memcmp(out, out + 1, n - 1));    /* never all zero */
-}
-
-/* ---- tracer ---------------------------------------------------------- */
-
-void rdl_tracer_opts_default(rdl_tracer_opts_t *o)
-{
-    memset(o, 0, sizeof(*o));
-    rdl_sampler_init(&o->sampler, "parentbased_always_on", NULL, NULL);
-    o->export = true;
-    o->max_attributes = 128;
-    o->max_events = 128;
-    o->max_links = 128;
-    o->unfinished_ms = 60000;
-    o->max_queue = 2048;
-    o->max_batch = 512;
-    o->schedule_delay_ms = 5000;
-    o->export_timeout_ms = 30000;
-    snprintf(o->endpoint, sizeof(o->endpoint), "http://localhost:4318/v1/traces");
-    o->protocol = RDL_OTLP_PROTOBUF;
-    o->timeout_ms = 10000;
-    o->retry_initial_ms = 1000;
-    o->retry_max_ms = 30000;
-    o->shutdown_ms = 5000;
-}
-
-int rdl_tracer_new(const rdl_tracer_opts_t *o, rdl_tracer_t **out)
-{
-    *out = NULL;
-    if (!o || o->max_queue < 1 || o->max_batch < 1 || o->max_attributes < 0 ||
-        o->max_events < 0 || o->max_links < 0)
-        return RDL_EINVAL;
-    rdl_tracer_t *t = calloc(1, sizeof(*t));
-    if (!t)
-        return RDL_ENOMEM;
-    t->o = *o;
-    t->id = atomic_fetch_add(&tracer_ids, 1);
-    pthread_mutex_init(&t->mu, NULL);
-    pthread_cond_init(&t->cv, NULL);
-    pthread_cond_init(&t->flushed, NULL);
-    int rc = tr_parse_resource(t);
-    if (rc == 0 && t->o.export)
-        rc = tr_exporter_start(t);
-    if (rc) {
-        t->o.export = false;
-        rdl_tracer_free(t);
-        return rc;
-    }
-    *out = t;
-    return 0;
-}
-
-void rdl_tracer_free(rdl_tracer_t *t)
-{
-    if (!t)
-        return;
-    if (rdl_tracer_default() == t)
-        rdl_tracer_set_default(NULL);
-    if (t->running)
-        tr_exporter_stop(t);
-    tr_scan_open(t, true);
-    tr_threads_free(t);
-    for (int i = 0; i < t->nresource; i++) {
-        free(t->resource[i].key);
-        free(t->resource[i].value);
-    }
-    pthread_cond_destroy(&t->flushed);
-    pthread_cond_destroy(&t->cv);
-    pthread_mutex_destroy(&t->mu);
-    free(t);
-}
-
-void rdl_tracer_stats(const rdl_tracer_t *t, rdl_tracer_stats_t *out)
-{
-    memset(out, 0, sizeof(*out));
-    rdl_tracer_t *mt = (rdl_tracer_t *)t;
-    pthread_mutex_lock(&mt->mu);
-    for (tr_thread_t *st = t->threads; st; st = st->next) {
-        out->spans_started += atomic_load_explicit(&st->started, memory_order_relaxed);
-        out->spans_ended += atomic_load_explicit(&st->ended, memory_order_relaxed);
-        out->spans_dropped += atomic_load_explicit(&st->dropped, memory_order_relaxed);
-    }
-    pthread_mutex_unlock(&mt->mu);
-    out->spans_dropped += atomic_load(&mt->dropped);
-    out->spans_exported = atomic_load(&mt->exported);
-    out->export_requests = atomic_load(&mt->requests);
-    out->export_failures = atomic_load(&mt->failures);
-    out->spans_unfinished = atomic_load(&mt->unfinished);
-    out->spans_open = out->spans_started > out->spans_ended ? out->spans_started - out->spans_ended : 0;
-}
-
-const rdl_sampler_t *rdl_tracer_sampler(const rdl_tracer_t *t)
-{
-    return &t->o.sampler;
-}
-
-/* ---- per-thread state ------------------------------------------------ */
-
-static uint32_t pow2_at_least(uint32_t n)
-{
-    uint32_t p = 1;
-    while (p < n)
-        p <<= 1;
-    return p;
-}
-
-static tr_thread_t *thread_new(rdl_tracer_t *t)
-{
-    tr_thread_t *st = aligned_alloc(_Alignof(tr_thread_t), sizeof(*st));   /* its lines are laid out */
-    if (!st)
-        return NULL;
-    memset(st, 0, sizeof(*st));
-    st->tracer = t;
-    uint32_t cap = pow2_at_least((uint32_t)t->o.max_queue);
-    if (t->o.export) {
-        st->ring = calloc(cap, sizeof(*st->ring));
-        if (!st->ring) {
-            free(st);
-            return NULL;
-        }
-    }
-    st->mask = cap - 1;
-    rng_seed(st->rng);
-    pthread_mutex_lock(&t->mu);
-    st->next = t->threads;
-    t->threads = st;
-    pthread_mutex_unlock(&t->mu);
-    return st;
-}
-
-static tr_thread_t *thread_state(rdl_tracer_t *t)
-{
-    if (tl.tracer_id == t->id)
-        return tl.st;
-    tr_thread_t *st = thread_new(t);
-    if (st) {
-        tl.tracer_id = t->id;
-        tl.st = st;
-    }
-    return st;
-}
-
-static void span_release_storage(rdl_span_t *s)
-{
-    for (tr_chunk_t *c = s->chunks, *next; c; c = next) {
-        next = c->next;
-        free(c);
-    }
-    s->chunks = NULL;
-}
-
-void tr_threads_free(rdl_tracer_t *t)
-{
-    for (tr_thread_t *st = t->threads, *next; st; st = next) {
-        next = st->next;
-        rdl_span_t *lists[2] = { st->free, atomic_exchange(&st->back, NULL) };
-        for (int i = 0; i < 2; i++)
-            for (rdl_span_t *s = lists[i], *n; s; s = n) {
-                n = s->next;
-                span_release_storage(s);
-                free(s);
-            }
-        /* Spans still queued or open belong to this thread too. */
-        uint32_t tail = atomic_load(&st->tail), head = atomic_load(&st->head);
-        for (; tail != head; tail++) {
-            rdl_span_t *s = st->ring[tail & st->mask];
-            span_release_storage(s);
-            free(s);
-        }
-        for (int i = 0; i < TR_SLOTS; i++) {
-            rdl_span_t *s = atomic_load(&st->slots[i].span);
-            if (s && s->home == st) {
-                span_release_storage(s);
-                free(s);
-            }
-        }
-        free(st->ring);
-        free(st);
-    }
-    t->threads = NULL;
 }
 
 /* ---- span memory ----------------------------------------------------- */
@@ -392,96 +134,7 @@ static inline char *span_strdup(rdl_span_t *s, const char *str, size_t *n)
     return p;
 }
 
-static rdl_span_t *span_get(tr_thread_t *st)
-{
-    rdl_span_t *s = st->free;
-    if (!s) {
-        s = atomic_exchange_explicit(&st->back, NULL, memory_order_acquire);
-        if (!s) {
-            s = malloc(sizeof(*s));
-            if (!s)
-                return NULL;
-            s->chunks = NULL;
-            s->home = st;
-            s->next = NULL;
-        }
-    }
-    st->free = s->next;
-    /*
-     * The next span this thread will use was last written by the exporter on
-     * the other core (encoded, recycled): asking for its lines now, while the
-     * request runs, keeps that transfer off the next span start, which would
-     * otherwise wait for it (the most expensive load of a span start under
-     * load). Written out here, not in a helper: GCC 12 takes a function made
-     * only of prefetches for one without effect and drops the call.
-     */
-    rdl_span_t *n = st->free;
-    if (n) {
-        for (size_t off = 0; off < offsetof(rdl_span_t, sc) + 32; off += 64)
-            __builtin_prefetch((char *)n + off, 1);          /* the header and the ids */
-        for (size_t off = 0; off < 320; off += 64)
-            __builtin_prefetch((char *)n->attrs_inline + off, 1);
-        __builtin_prefetch(n->store, 1);
-        __builtin_prefetch(n->store + 64, 1);
-    }
-    return s;
-}
-
-/* Gives a span back to its home thread's free list (directly when that is us). */
-static void span_put(rdl_span_t *s, tr_thread_t *me)
-{
-    span_release_storage(s);
-    tr_thread_t *home = s->home;
-    if (home == me) {
-        s->next = home->free;
-        home->free = s;
-        return;
-    }
-    rdl_span_t *old = atomic_load_explicit(&home->back, memory_order_relaxed);
-    do {
-        s->next = old;
-    } while (!atomic_compare_exchange_weak_explicit(&home->back, &old, s, memory_order_release,
-                                                    memory_order_relaxed));
-}
-
-void tr_recycle(rdl_span_t *s)
-{
-    span_put(s, NULL);
-}
-
 /* ---- start ----------------------------------------------------------- */
-
-static void track_open(tr_thread_t *st, rdl_span_t *s)
-{
-    s->slot = -1;
-    for (uint32_t i = 0; i < 8; i++) {
-        uint32_t k = (st->slot_hint + i) & (TR_SLOTS - 1);
-        tr_slot_t *slot = &st->slots[k];
-        if (atomic_load_explicit(&slot->span, memory_order_relaxed))
-            continue;
-        atomic_store_explicit(&slot->reported, false, memory_order_relaxed);
-        atomic_store_explicit(&slot->start_mono, s->start_mono, memory_order_relaxed);
-        atomic_store_explicit(&slot->span, s, memory_order_release);
-        s->slot = (int)k;
-        st->slot_hint = k + 1;
-        return;
-    }
-}
-
-/*
- * Wall-clock time from the monotonic reading the span takes anyway: one clock
- * call per span start instead of two (clock_gettime is a third of a span's
- * cost on virtual machines). The offset is taken again every second, so a
- * stepped or slewed wall clock shows within a second.
- */
-static uint64_t wall_from_mono(tr_thread_t *st, uint64_t mono)
-{
-    if (mono - st->synced_mono > 1000000000ull || st->synced_mono == 0) {
-        st->wall_minus_mono = rdl_wall_ns() - mono;
-        st->synced_mono = mono;
-    }
-    return mono + st->wall_minus_mono;
-}
 
 /* start_mono: the start on rdl_now_ns()'s clock, 0 for now. */
 static rdl_span_t *span_begin(rdl_tracer_t *t, const char *name, rdl_span_kind_t kind,
@@ -492,10 +145,10 @@ static rdl_span_t *span_begin(rdl_tracer_t *t, const char *name, rdl_span_kind_t
         t = local_parent ? local_parent->tracer : rdl_tracer_default();
     if (!t)
         return NULL;
-    tr_thread_t *st = thread_state(t);
+    tr_thread_t *st = rdl__trace_thread(t);
     if (!st)
         return NULL;
-    rdl_span_t *s = span_get(st);
+    rdl_span_t *s = rdl__trace_span_get(st);
     if (!s)
         return NULL;
     bool has_parent = parent && rdl_span_context_valid(parent);
@@ -508,12 +161,12 @@ static rdl_span_t *span_begin(rdl_tracer_t *t, const char *name, rdl_span_kind_t
         s->sc.tracestate_len = parent->tracestate_len;
         memcpy(s->sc.tracestate, parent->tracestate, parent->tracestate_len + 1u);
     } else {
-        fill_id(st->rng, s->sc.trace_id, 16);
+        fill_id(s->sc.trace_id, 16);
         memset(s->parent_span_id, 0, 8);
         s->sc.tracestate_len = 0;
         s->sc.tracestate[0] = '\0';
     }
-    fill_id(st->rng, s->sc.span_id, 8);
+    fill_id(s->sc.span_id, 8);
     bool sampled = rdl_sampler_should_sample(&t->o.sampler, has_parent ? parent : NULL,
                                              s->sc.trace_id);
     s->sc.flags = (uint8_t)((has_parent ? parent->flags & ~RDL_TRACE_FLAG_SAMPLED : 0) |
@@ -559,10 +212,10 @@ static rdl_span_t *span_begin(rdl_tracer_t *t, const char *name, rdl_span_kind_t
     s->name = span_strdup(s, name ? name : "", &name_len);
     s->name_len = s->name ? name_len : 0;
     s->start_mono = start_mono ? start_mono : rdl_now_ns();
-    s->start_wall = wall_from_mono(st, s->start_mono);
+    s->start_wall = rdl__trace_wall_ns(st, s->start_mono);
     atomic_store_explicit(&st->started, atomic_load_explicit(&st->started, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-    track_open(st, s);
+    rdl__trace_track_open(st, s);
     return s;
 }
 
@@ -872,39 +525,6 @@ void rdl_span_set_name(rdl_span_t *s, const char *name)
 
 /* ---- end ------------------------------------------------------------- */
 
-static void wake_exporter(rdl_tracer_t *t)
-{
-    pthread_mutex_lock(&t->mu);
-    t->wake = true;
-    pthread_cond_signal(&t->cv);
-    pthread_mutex_unlock(&t->mu);
-}
-
-/* Pushes an ended recording span into this thread's queue, or drops it when full. */
-static void enqueue(tr_thread_t *st, rdl_span_t *s)
-{
-    uint32_t head = atomic_load_explicit(&st->head, memory_order_relaxed);
-    uint32_t tail = atomic_load_explicit(&st->tail, memory_order_acquire);
-    if (head - tail >= (uint32_t)st->tracer->o.max_queue) {
-        atomic_store_explicit(&st->dropped, atomic_load_explicit(&st->dropped, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
-        span_put(s, st);
-        return;
-    }
-    st->ring[head & st->mask] = s;
-    atomic_store_explicit(&st->head, head + 1, memory_order_release);
-    /*
-     * A full batch wakes the exporter once: the flag keeps the lock and the
-     * futex off the path of the spans that follow until the exporter has
-     * looked (a queue that stays above a batch would otherwise signal per span).
-     */
-    rdl_tracer_t *t = st->tracer;
-    if (head + 1 - tail >= (uint32_t)t->o.max_batch &&
-        !atomic_load_explicit(&t->wake_sent, memory_order_relaxed) &&
-        !atomic_exchange_explicit(&t->wake_sent, true, memory_order_acq_rel))
-        wake_exporter(t);
-}
-
 /* Spans parked by a keep-errors holder, handled per its decision. */
 static void holder_flush(tr_thread_t *st, tr_holder_t *h)
 {
@@ -913,9 +533,9 @@ static void holder_flush(tr_thread_t *st, tr_holder_t *h)
     for (rdl_span_t *s = list, *next; s; s = next) {
         next = s->next;
         if (keep)
-            enqueue(st, s);
+            rdl__trace_enqueue(st, s);
         else
-            span_put(s, st);
+            rdl__trace_span_put(s, st);
     }
 }
 
@@ -932,9 +552,9 @@ static void end_held(tr_thread_t *st, rdl_span_t *s)
         atomic_store(&h->decision, s->status == RDL_STATUS_ERROR ? 1 : 2);
         holder_flush(st, h);
         if (s->status == RDL_STATUS_ERROR)
-            enqueue(st, s);
+            rdl__trace_enqueue(st, s);
         else
-            span_put(s, st);
+            rdl__trace_span_put(s, st);
     } else {
         rdl_span_t *old = atomic_load(&h->parked);
         do {
@@ -951,10 +571,10 @@ void rdl_span_end_at(rdl_span_t *s, uint64_t end_mono)
 {
     if (!s || atomic_exchange_explicit(&s->ended, true, memory_order_acq_rel))
         return;
-    tr_thread_t *st = thread_state(s->tracer);
+    tr_thread_t *st = rdl__trace_thread(s->tracer);
     if (!s->recording) {
         if (st)
-            span_put(s, st);
+            rdl__trace_span_put(s, st);
         return;
     }
     if (!end_mono)
@@ -965,7 +585,7 @@ void rdl_span_end_at(rdl_span_t *s, uint64_t end_mono)
     if (!st) {
         /* No memory for this thread's state: the span cannot be queued. */
         atomic_fetch_add(&s->tracer->dropped, 1);
-        span_put(s, NULL);
+        rdl__trace_span_put(s, NULL);
         return;
     }
     atomic_store_explicit(&st->ended, atomic_load_explicit(&st->ended, memory_order_relaxed) + 1,
@@ -973,7 +593,7 @@ void rdl_span_end_at(rdl_span_t *s, uint64_t end_mono)
     if (s->holder)
         end_held(st, s);
     else
-        enqueue(st, s);
+        rdl__trace_enqueue(st, s);
 }
 
 void rdl_span_end(rdl_span_t *s)
@@ -981,63 +601,3 @@ void rdl_span_end(rdl_span_t *s)
     rdl_span_end_at(s, 0);
 }
 
-/* ---- exporter side --------------------------------------------------- */
-
-size_t tr_collect(rdl_tracer_t *t, rdl_span_t **out, size_t max)
-{
-    size_t n = 0;
-    pthread_mutex_lock(&t->mu);
-    for (tr_thread_t *st = t->threads; st && n < max; st = st->next) {
-        uint32_t tail = atomic_load_explicit(&st->tail, memory_order_relaxed);
-        uint32_t head = atomic_load_explicit(&st->head, memory_order_acquire);
-        while (tail != head && n < max)
-            out[n++] = st->ring[tail++ & st->mask];
-        atomic_store_explicit(&st->tail, tail, memory_order_release);
-    }
-    pthread_mutex_unlock(&t->mu);
-    return n;
-}
-
-size_t tr_queued(rdl_tracer_t *t)
-{
-    size_t n = 0;
-    pthread_mutex_lock(&t->mu);
-    for (tr_thread_t *st = t->threads; st; st = st->next)
-        n += atomic_load_explicit(&st->head, memory_order_acquire) -
-             atomic_load_explicit(&st->tail, memory_order_relaxed);
-    pthread_mutex_unlock(&t->mu);
-    return n;
-}
-
-uint64_t tr_scan_open(rdl_tracer_t *t, bool at_shutdown)
-{
-    uint64_t now = rdl_now_ns(), limit = t->o.unfinished_ms * 1000000ull, open = 0, oldest = 0;
-    pthread_mutex_lock(&t->mu);
-    for (tr_thread_t *st = t->threads; st; st = st->next) {
-        for (int i = 0; i < TR_SLOTS; i++) {
-            tr_slot_t *slot = &st->slots[i];
-            if (!atomic_load_explicit(&slot->span, memory_order_acquire))
-                continue;
-            open++;
-            uint64_t start = atomic_load_explicit(&slot->start_mono, memory_order_relaxed);
-            uint64_t age = now > start ? now - start : 0;
-            if (age > oldest)
-                oldest = age;
-            if (age > limit && !atomic_exchange(&slot->reported, true))
-                atomic_fetch_add(&t->unfinished, 1);
-        }
-    }
-    pthread_mutex_unlock(&t->mu);
-    char detail[64];
-    snprintf(detail, sizeof(detail), "%llu", (unsigned long long)(oldest / 1000000ull));
-    if (at_shutdown && open) {
-        char n[24];
-        snprintf(n, sizeof(n), "%llu", (unsigned long long)open);
-        tr_log(t, "warn", "spans still open at shutdown (not exported)", "open_spans", n);
-    } else if (oldest > limit && atomic_load(&t->unfinished) &&
-               !atomic_exchange(&t->unfinished_logged, true)) {
-        tr_log(t, "warn", "unfinished span: open longer than the limit (logged once; see spans_unfinished)",
-               "age_ms", detail);
-    }
-    return open;
-}

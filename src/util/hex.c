@@ -4,6 +4,10 @@
  * request ids the access log makes. One function for all of them, because the
  * log line and the request id are on every request's path: with SSE2 it makes
  * sixteen digits per step; elsewhere two digits per byte from one lookup.
+ *
+ * And back: one digit's value for the parsers that take either case (chunk
+ * sizes, percent-encoding), and the strict lowercase decoder of ids, eight
+ * digits per step because every traced request reads a traceparent.
  */
 #include <string.h>
 #ifdef __SSE2__
@@ -53,4 +57,69 @@ void rdl_hex_lower(char *out, const void *in, size_t n)
 #endif
     for (size_t i = 0; i < n; i++)
         memcpy(out + 2 * i, hex_pairs + 2 * p[i], 2);
+}
+
+int rdl_hex_value(int c)
+{
+    unsigned char u = (unsigned char)c;
+    if (u >= '0' && u <= '9')
+        return u - '0';
+    u |= 0x20;                  /* 'A'-'F' become 'a'-'f'; no other byte lands there */
+    return u >= 'a' && u <= 'f' ? u - 'a' + 10 : -1;
+}
+
+/* A lowercase hex digit's value plus one; 0 for anything else, 'A' to 'F' included. */
+static const uint8_t lower_digit[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6, ['6'] = 7, ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
+/*
+ * Eight lowercase hex digits into four bytes at once (SWAR). Returns nonzero
+ * when any of the eight is not one (the bytes written are then meaningless).
+ * Bytes are in range [lo, hi] when adding 0x80-lo sets their top bit and adding
+ * 0x7f-hi does not; an input with a top bit set is refused by the first term,
+ * and a carry it causes into the next byte can only refuse more. Little-endian
+ * loads (x86-64, arm64): the first character is the lowest byte.
+ */
+static uint64_t decode8(const char *s, uint8_t out[4])
+{
+    const uint64_t ones = 0x0101010101010101ull, top = 0x8080808080808080ull;
+    uint64_t v;
+    memcpy(&v, s, 8);
+    uint64_t digit = (v + ones * (0x80 - '0')) & ~(v + ones * (0x7f - '9'));
+    uint64_t lower = (v + ones * (0x80 - 'a')) & ~(v + ones * (0x7f - 'f'));
+    uint64_t letter = (v & (ones * 0x40)) >> 6;                 /* 1 in letter bytes */
+    uint64_t nib = (v & (ones * 0x0f)) + letter * 9;             /* 'a' & 0x0f = 1, + 9 = 10 */
+    uint64_t pairs = ((nib & 0x00ff00ff00ff00ffull) << 4) | ((nib >> 8) & 0x00ff00ff00ff00ffull);
+    pairs = (pairs | (pairs >> 8)) & 0x0000ffff0000ffffull;
+    pairs = (pairs | (pairs >> 16)) & 0x00000000ffffffffull;
+    uint32_t w = (uint32_t)pairs;
+    memcpy(out, &w, 4);
+    return (v & top) | (((digit | lower) & top) ^ top);
+}
+
+/*
+ * No branch per digit: faults are or-ed up and the slow scan runs only to
+ * name the bad place.
+ */
+size_t rdl_hex_decode_lower(void *out, const char *in, size_t n)
+{
+    uint8_t *o = out;
+    const unsigned char *u = (const unsigned char *)in;
+    uint64_t bad = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        bad |= decode8(in + 2 * i, o + i);
+    for (; i < n; i++) {
+        unsigned hi = lower_digit[u[2 * i]], lo = lower_digit[u[2 * i + 1]];
+        bad |= !hi | !lo;
+        o[i] = (uint8_t)((hi - 1) << 4 | (lo - 1));
+    }
+    if (!bad)
+        return 2 * n;
+    size_t k = 0;
+    while (k < 2 * n && lower_digit[u[k]])
+        k++;
+    return k;
 }

@@ -7,7 +7,6 @@
  * never reaches a page or a log.
  */
 #include <string.h>
-#include <strings.h>
 #include "redline/util.h"
 
 bool rdl_secret_equal(const void *given, size_t given_len, const void *secret, size_t secret_len)
@@ -26,7 +25,7 @@ static bool contains(const char *s, size_t n, const char *word)
 {
     size_t w = strlen(word);
     for (size_t i = 0; i + w <= n; i++)
-        if (strncasecmp(s + i, word, w) == 0)
+        if (rdl_ascii_ieq(s + i, w, word, w))
             return true;
     return false;
 }

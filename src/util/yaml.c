@@ -280,7 +280,7 @@ bool rdl__yaml_is_yaml11_bool(const char *s)
     static const char *const words[] = { "yes", "no", "on", "off", "y", "n" };
 
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-        if (strcasecmp(s, words[i]) == 0)
+        if (rdl_ascii_ieq(s, strlen(s), words[i], strlen(words[i])))
             return true;
     return false;
 }
@@ -304,7 +304,7 @@ int rdl__yaml_parse_double(const char *s, double *out)
 int rdl__yaml_parse_enum(const char *s, const char *const *choices)
 {
     for (int i = 0; choices[i] != NULL; i++)
-        if (strcasecmp(s, choices[i]) == 0)
+        if (rdl_ascii_ieq(s, strlen(s), choices[i], strlen(choices[i])))
             return i;
     return -1;
 }

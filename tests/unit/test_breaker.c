@@ -409,7 +409,7 @@ static void test_backoff(void **state)
     /* full jitter: spread over the whole range */
     uint64_t lo = UINT64_MAX, hi = 0;
     for (int i = 0; i < 10000; i++) {
-        uint64_t v = rdl_retry_backoff_ns(&p, 2, rdl_retry_random());
+        uint64_t v = rdl_retry_backoff_ns(&p, 2, rdl_rand64());
         lo = v < lo ? v : lo;
         hi = v > hi ? v : hi;
     }

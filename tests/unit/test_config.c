@@ -491,7 +491,7 @@ static void test_enum(void **state)
     free(text);
 }
 
-/* Secrets print as (redacted) in --help once set; everything else as it is. */
+/* Secrets print as <redacted> in --help once set; everything else as it is. */
 static void test_usage_redacts(void **state)
 {
     static char *token, *pass, *hdrs, *auth, *secret, *plain, *unset, *empty;
@@ -538,7 +538,7 @@ static void test_usage_redacts(void **state)
     assert_non_null(strstr(text, "\"\""));
     assert_non_null(strstr(text, "(unset)"));
     size_t redacted = 0;
-    for (const char *p = text; (p = strstr(p, "(redacted)")) != NULL; p++)
+    for (const char *p = text; (p = strstr(p, "<redacted>")) != NULL; p++)
         redacted++;
     assert_int_equal(redacted, 5);
     free(text);

@@ -557,6 +557,31 @@ static void weighted_split(void **state)
     rdl_route_table_unref(t);
 }
 
+/* One seed, one run of decisions: the seed is advanced by each call, so the next call draws anew. */
+static void seeded_decisions_repeat(void **state)
+{
+    (void)state;
+    rdl_route_table_t *t = load_ok(split, NULL);
+    req_t r = { 0 };
+    rdl_route_request_t v = view(&r);
+    uint64_t s1 = 42, s2 = 42;
+    int differ = 0;
+    const char *first = NULL;
+    for (int i = 0; i < 200; i++) {
+        rdl_route_decision_t d1, d2;
+        uint64_t before = s1;
+        assert_true(rdl_route_decide(t, &v, &s1, &d1));
+        assert_true(rdl_route_decide(t, &v, &s2, &d2));
+        assert_string_equal(d1.subset, d2.subset);
+        assert_true(s1 == s2 && s1 != before);
+        if (!first)
+            first = d1.subset;
+        differ += strcmp(first, d1.subset) != 0;
+    }
+    assert_true(differ > 0);                /* the draws move on: not one subset 200 times */
+    rdl_route_table_unref(t);
+}
+
 static void sticky_never_flips(void **state)
 {
     rdl_route_opts_t o = { .sticky_header = "X-User-Id" };
@@ -973,6 +998,7 @@ int main(void)
         cmocka_unit_test(regex_semantics),
         cmocka_unit_test(regex_filter_is_safe),
         cmocka_unit_test(weighted_split),
+        cmocka_unit_test(seeded_decisions_repeat),
         cmocka_unit_test(sticky_never_flips),
         cmocka_unit_test(decision_fields),
         cmocka_unit_test(faults),

@@ -4,7 +4,7 @@
  * the column each error names) and round trips; samplers (traceidratio at
  * 0.25 over 1,000,000 random ids within 25 % +- 0.3 %, monotone, parent-based
  * following the parent flag); spans (limits, end twice, keep-errors, threads);
- * the OTLP encodings; and the exporter against a scripted HTTP peer in this
+ * the OTLP encodings and the reading of a collector's answer; and the exporter against a scripted HTTP peer in this
  * process (retry on 503 with Retry-After, no retry on 400, partial success,
  * gzip, drop counting when the queue is full).
  */
@@ -1390,6 +1390,75 @@ static void test_span_given_times(void **state)
     rdl_tracer_free(t);
 }
 
+/*
+ * A collector's answer, read: partial success in both encodings, and a table
+ * of bodies that are not an ExportTraceServiceResponse with the place each
+ * error names.
+ */
+static void test_otlp_response(void **state)
+{
+    (void)state;
+    static const struct {
+        rdl_otlp_protocol_t proto;
+        const char *body;
+        size_t n;
+        int64_t rejected;
+        const char *message;
+    } good[] = {
+        { RDL_OTLP_PROTOBUF, "", 0, 0, "" },
+        { RDL_OTLP_PROTOBUF, "\x0a\x0b\x08\x03\x12\x07too old", 13, 3, "too old" },
+        { RDL_OTLP_PROTOBUF, "\x0a\x02\x08\x05\x18\x01", 6, 5, "" },     /* unknown field 3 skipped */
+        { RDL_OTLP_JSON, "{}", 2, 0, "" },
+        { RDL_OTLP_JSON, "{\"partialSuccess\":{\"rejectedSpans\":\"2\",\"errorMessage\":\"too old\"}}", 0,
+          2, "too old" },
+        { RDL_OTLP_JSON, "{\"partialSuccess\":{\"rejectedSpans\":4}}", 0, 4, "" },
+    };
+    static const struct {
+        rdl_otlp_protocol_t proto;
+        const char *body;
+        size_t n;
+        int line, column;
+        const char *what;
+    } bad[] = {
+        { RDL_OTLP_PROTOBUF, "\x0a", 1, 0, 1, "expected partial_success within the body" },
+        { RDL_OTLP_PROTOBUF, "\x0a\x05\x08", 3, 0, 1, "expected partial_success within the body" },
+        { RDL_OTLP_PROTOBUF, "\x80", 1, 0, 1, "expected a field key" },
+        { RDL_OTLP_PROTOBUF, "\x18\x01\x1b", 3, 0, 3, "expected a field of a known wire type" },
+        { RDL_OTLP_PROTOBUF, "\x0a\x02\x08\xff", 4, 0, 3, "expected the varint of rejected_spans" },
+        { RDL_OTLP_PROTOBUF, "\x0a\x03\x12\x05x", 5, 0, 3, "expected error_message within the message" },
+        { RDL_OTLP_JSON, "[]", 2, 1, 1, "expected a JSON object" },
+        { RDL_OTLP_JSON, "{\"partialSuccess\":", 0, 1, 18, "expected a JSON object" },
+        { RDL_OTLP_JSON, "nul", 3, 1, 3, "expected a JSON object" },
+    };
+    rdl_buf_t msg;
+    rdl_buf_init(&msg);
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        size_t n = good[i].n ? good[i].n : strlen(good[i].body);
+        int64_t rejected = -1;
+        rdl_error_t err;
+        rdl_error_clear(&err);
+        if (rdl_otlp_parse_response(good[i].body, n, good[i].proto, &rejected, &msg, &err) != 0)
+            fail_msg("good %zu refused: %s", i, err.msg);
+        assert_int_equal(rejected, good[i].rejected);
+        assert_string_equal(msg.data, good[i].message);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t n = bad[i].n ? bad[i].n : strlen(bad[i].body);
+        int64_t rejected = -1;
+        rdl_error_t err;
+        rdl_error_clear(&err);
+        rdl_buf_puts(&msg, "stale");
+        assert_int_equal(rdl_otlp_parse_response(bad[i].body, n, bad[i].proto, &rejected, &msg, &err),
+                         RDL_EINVAL);
+        if (err.code != RDL_EINVAL || err.line != bad[i].line || err.column != bad[i].column ||
+            strstr(err.msg, bad[i].what) == NULL)
+            fail_msg("bad %zu: %d:%d %s", i, err.line, err.column, err.msg);
+        assert_int_equal(rejected, 0);
+        assert_int_equal(msg.len, 0);
+    }
+    rdl_buf_free(&msg);
+}
+
 static void test_protobuf_encoding(void **state)
 {
     rdl_tracer_opts_t o;
@@ -1647,6 +1716,7 @@ int main(void)
         cmocka_unit_test(test_env_lists),
         cmocka_unit_test(test_span_given_times),
         cmocka_unit_test(test_protobuf_encoding),
+        cmocka_unit_test(test_otlp_response),
         cmocka_unit_test(test_invalid_utf8_never_exported),
         cmocka_unit_test(test_span_set_attrs),
     };

@@ -2,8 +2,10 @@
  * test_util.c: the util module's contracts: exact JSON string escaping (checked
  * byte for byte and against jansson on random input), the strict duration,
  * size and address parsers, buffer growth and out-of-memory behaviour, arena
- * alignment and reuse, error formatting.
+ * alignment and reuse, error formatting, hex both ways, the ASCII
+ * case-insensitive compare and the pseudo-random generator.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -894,6 +896,143 @@ static void test_yaml_reader(void **state)
     rdl_arena_close(&arena);
 }
 
+static void test_hex_value(void **state)
+{
+    (void)state;
+    for (int c = 0; c < 256; c++) {
+        int want = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (rdl_hex_value(c) != want)
+            fail_msg("byte 0x%02x: %d, want %d", c, rdl_hex_value(c), want);
+    }
+    assert_int_equal(rdl_hex_value((char)0xc1), -1);    /* a signed char above 0x7f */
+    assert_int_equal(rdl_hex_value((char)0xe6), -1);    /* 'f' | 0x80 */
+}
+
+static void test_hex_decode_lower(void **state)
+{
+    (void)state;
+    uint8_t in[40], back[40];
+    char text[80];
+    for (size_t n = 0; n <= sizeof(in); n++) {
+        for (size_t i = 0; i < n; i++)
+            in[i] = (uint8_t)(n * 31 + i * 57);
+        rdl_hex_lower(text, in, n);
+        assert_int_equal(rdl_hex_decode_lower(back, text, n), 2 * n);
+        assert_memory_equal(back, in, n);
+    }
+    /* Each bad character at each place of a trace id: the offset of the first is returned. */
+    static const char bad[] = { 'A', 'F', 'g', '/', ':', '`', 'G', ' ', '\0', '-', (char)0x80,
+                                (char)0xb0, (char)0xe1, (char)0xff };
+    const char *good = "0af7651916cd43dd8448eb211c80319c";
+    for (size_t b = 0; b < sizeof(bad); b++) {
+        for (size_t k = 0; k < 32; k++) {
+            char id[32];
+            memcpy(id, good, 32);
+            id[k] = bad[b];
+            size_t got = rdl_hex_decode_lower(back, id, 16);
+            if (got != k)
+                fail_msg("0x%02x at %zu: %zu", (unsigned char)bad[b], k, got);
+            if (k + 1 < 32) {                   /* a second fault after it: still the first */
+                id[31] = 'X';
+                assert_int_equal(rdl_hex_decode_lower(back, id, 16), k);
+            }
+        }
+    }
+    /* A byte with the top bit set carries into its neighbour in the word test: still refused. */
+    assert_int_equal(rdl_hex_decode_lower(back, "\xff/00000000000000000000000000000", 16), 0);
+    assert_int_equal(rdl_hex_decode_lower(back, "0\xd0" "0000000", 4), 1);
+}
+
+static void test_ascii_ieq(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *a, *b;
+        bool eq;
+    } cases[] = {
+        { "Content-Type", "content-type", true },
+        { "X-B3-TraceId", "x-b3-traceid", true },
+        { "", "", true },
+        { "host", "hosts", false },
+        { "[", "{", false },                     /* 0x5b and 0x7b differ only in 0x20 */
+        { "@", "`", false },
+        { "^", "~", false },
+        { "\xc0", "\xe0", false },               /* Latin-1 A-grave and a-grave: no locale folding */
+        { "\xc9t\xe9", "\xe9t\xe9", false },
+        { "\xe9t\xe9", "\xe9t\xe9", true },
+        { "GET", "get", true },
+        { "1.0.0", "1.0.1", false },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t al = strlen(cases[i].a), bl = strlen(cases[i].b);
+        if (rdl_ascii_ieq(cases[i].a, al, cases[i].b, bl) != cases[i].eq ||
+            rdl_ascii_ieq(cases[i].b, bl, cases[i].a, al) != cases[i].eq)
+            fail_msg("case %zu: '%s' vs '%s'", i, cases[i].a, cases[i].b);
+    }
+    assert_true(rdl_ascii_ieq("host: x", 4, "HOST", 4));   /* lengths, not NULs, bound it */
+    assert_false(rdl_ascii_ieq("a\0b", 3, "a\0c", 3));
+}
+
+static void *draw_one(void *arg)
+{
+    *(uint64_t *)arg = rdl_rand64();
+    return NULL;
+}
+
+static void test_rand(void **state)
+{
+    (void)state;
+    /* xoshiro256** from the state {1, 2, 3, 4}: its authors' reference outputs. */
+    rdl_rand_t r = { { 1, 2, 3, 4 } };
+    assert_true(rdl_rand_next(&r) == 11520u);
+    assert_true(rdl_rand_next(&r) == 0u);
+    assert_true(rdl_rand_next(&r) == 1509978240u);
+    assert_true(rdl_rand_next(&r) == 1215971899390074240ull);
+
+    /* One seed, one sequence: for a caller's state and for the thread's. */
+    rdl_rand_t a, b;
+    rdl_rand_init(&a, 42);
+    rdl_rand_init(&b, 42);
+    uint64_t seq[8];
+    rdl_rand_seed(42);
+    for (int i = 0; i < 8; i++) {
+        seq[i] = rdl_rand64();
+        assert_true(rdl_rand_next(&a) == rdl_rand_next(&b));
+    }
+    rdl_rand_seed(42);
+    for (int i = 0; i < 8; i++)
+        assert_true(rdl_rand64() == seq[i]);
+    rdl_rand_init(&a, 43);
+    assert_true(rdl_rand_next(&a) != seq[0] || rdl_rand_next(&a) != seq[1]);
+
+    /* Every other thread seeds itself from the kernel: two threads, two sequences. */
+    uint64_t t1 = 0, t2 = 0;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, draw_one, &t1), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(pthread_create(&th, NULL, draw_one, &t2), 0);
+    pthread_join(th, NULL);
+    assert_true(t1 != t2 && t1 != seq[0] && t2 != seq[0]);
+
+    /* Every bit takes both values, and the unit interval is half-open and even. */
+    uint64_t any = 0, all = ~0ull;
+    double sum = 0;
+    const int n = 100000;
+    for (int i = 0; i < n; i++) {
+        uint64_t x = rdl_rand64();
+        any |= x;
+        all &= x;
+        double u = rdl_rand_unit(x);
+        assert_true(u >= 0.0 && u < 1.0);
+        sum += u;
+    }
+    assert_true(any == ~0ull && all == 0);
+    assert_true(sum / n > 0.49 && sum / n < 0.51);
+    assert_true(rdl_rand_unit(0) == 0.0);
+    assert_true(rdl_rand_unit(~0ull) < 1.0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -915,6 +1054,10 @@ int main(void)
         cmocka_unit_test(test_secrets),
         cmocka_unit_test(test_read_file),
         cmocka_unit_test(test_yaml_reader),
+        cmocka_unit_test(test_hex_value),
+        cmocka_unit_test(test_hex_decode_lower),
+        cmocka_unit_test(test_ascii_ieq),
+        cmocka_unit_test(test_rand),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
