@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include "redline/common.h"
 #include "redline/util.h"
 #include "redline/ctx.h"
 #include "redline/pool.h"
@@ -92,12 +93,12 @@ typedef struct rdl_server_opts {
 } rdl_server_opts_t;
 
 /* Production defaults (documented in docs/runtime.md). */
-void rdl_server_opts_default(rdl_server_opts_t *opts);
+RDL_EXTERN void rdl_server_opts_default(rdl_server_opts_t *opts);
 /*
  * Declares the runtime's configuration keys (server.*, limits.*, timeouts.*,
  * lifecycle.*, pool.*, log.*, metrics.*) with opts as their destination. opts must outlive cfg.
  */
-int rdl_server_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
+RDL_EXTERN int rdl_server_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
 
 /* ---- server ---------------------------------------------------------- */
 
@@ -144,8 +145,8 @@ typedef void (*rdl_thread_fn)(rdl_server_t *srv, int index, uv_loop_t *loop, voi
 /* Start-up work (warm-up): called on its own thread; return 0 when done. */
 typedef int (*rdl_startup_fn)(rdl_server_t *srv, void *arg);
 
-int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out);
-void rdl_server_free(rdl_server_t *srv);
+RDL_EXTERN int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out);
+RDL_EXTERN void rdl_server_free(rdl_server_t *srv);
 
 /*
  * Registers a route. template is a path with {name} segments ("/v1/courses/{id}")
@@ -153,17 +154,19 @@ void rdl_server_free(rdl_server_t *srv);
  * "GET", "POST", ... ; GET routes also answer HEAD. RDL_EEXIST if taken,
  * RDL_EINVAL for a malformed template (err says why).
  */
-int rdl_server_route(rdl_server_t *srv, const char *method, const char *template,
-                     rdl_handler_fn fn, void *arg);
+RDL_EXTERN int rdl_server_route(rdl_server_t *srv, const char *method, const char *template,
+                                rdl_handler_fn fn, void *arg);
 /* Same, on the admin listener. */
-int rdl_server_admin_route(rdl_server_t *srv, const char *method, const char *template,
-                           rdl_handler_fn fn, void *arg);
+RDL_EXTERN int rdl_server_admin_route(rdl_server_t *srv, const char *method, const char *template,
+                                      rdl_handler_fn fn, void *arg);
 /* Appends a middleware (copied). Call before rdl_server_run. */
-int rdl_server_use(rdl_server_t *srv, const rdl_middleware_t *mw);
+RDL_EXTERN int rdl_server_use(rdl_server_t *srv, const rdl_middleware_t *mw);
 /* Start-up work that must finish before /readyz turns 200 (run in order). */
-int rdl_server_on_startup(rdl_server_t *srv, const char *name, rdl_startup_fn fn, void *arg);
+RDL_EXTERN int rdl_server_on_startup(rdl_server_t *srv, const char *name, rdl_startup_fn fn,
+                                     void *arg);
 /* Adds per-I/O-thread hooks (up to 8; either may be NULL). Before rdl_server_run. */
-int rdl_server_on_thread(rdl_server_t *srv, rdl_thread_fn start, rdl_thread_fn stop, void *arg);
+RDL_EXTERN int rdl_server_on_thread(rdl_server_t *srv, rdl_thread_fn start, rdl_thread_fn stop,
+                                    void *arg);
 
 /*
  * Opens the logger and the listeners, starts the I/O threads, runs start-up
@@ -175,70 +178,70 @@ int rdl_server_on_thread(rdl_server_t *srv, rdl_thread_fn start, rdl_thread_fn s
  * running out, ends the process at once with exit status 1 after one log line
  * and a log flush bounded to one second. Call once per server.
  */
-int rdl_server_run(rdl_server_t *srv, rdl_error_t *err);
+RDL_EXTERN int rdl_server_run(rdl_server_t *srv, rdl_error_t *err);
 /* Begins the graceful stop, as SIGTERM does. Any thread. */
-void rdl_server_shutdown(rdl_server_t *srv);
+RDL_EXTERN void rdl_server_shutdown(rdl_server_t *srv);
 /* Bound addresses once listening ("127.0.0.1:41234"); "" before. Any thread. */
-const char *rdl_server_addr(const rdl_server_t *srv);
-const char *rdl_server_admin_addr(const rdl_server_t *srv);
+RDL_EXTERN const char *rdl_server_addr(const rdl_server_t *srv);
+RDL_EXTERN const char *rdl_server_admin_addr(const rdl_server_t *srv);
 /* The blocking-work pool (its stats are the HPA signals). */
-rdl_pool_t *rdl_server_pool(rdl_server_t *srv);
+RDL_EXTERN rdl_pool_t *rdl_server_pool(rdl_server_t *srv);
 /*
  * The server's logger (log.* settings), made by rdl_server_run and installed
  * as the default logger until rdl_server_free; NULL before run. Any thread.
  */
-rdl_logger_t *rdl_server_logger(rdl_server_t *srv);
-bool rdl_server_ready(const rdl_server_t *srv);
+RDL_EXTERN rdl_logger_t *rdl_server_logger(rdl_server_t *srv);
+RDL_EXTERN bool rdl_server_ready(const rdl_server_t *srv);
 
 /* ---- request --------------------------------------------------------- */
 
-const char *rdl_req_method(const rdl_req_t *req);          /* "GET" */
+RDL_EXTERN const char *rdl_req_method(const rdl_req_t *req);          /* "GET" */
 /* Path and query as sent (not decoded); the query excludes '?' ("" when none). */
-const char *rdl_req_path(const rdl_req_t *req, size_t *len);
-const char *rdl_req_query(const rdl_req_t *req, size_t *len);
+RDL_EXTERN const char *rdl_req_path(const rdl_req_t *req, size_t *len);
+RDL_EXTERN const char *rdl_req_query(const rdl_req_t *req, size_t *len);
 /* The matched route template ("/v1/courses/{id}"), or NULL when none matched. */
-const char *rdl_req_route(const rdl_req_t *req);
+RDL_EXTERN const char *rdl_req_route(const rdl_req_t *req);
 /* A path parameter, percent-decoded, NUL-terminated; NULL if the route has none of that name. */
-const char *rdl_req_param(const rdl_req_t *req, const char *name);
+RDL_EXTERN const char *rdl_req_param(const rdl_req_t *req, const char *name);
 /* First header of that name (case-insensitive); NULL if absent. Not NUL-terminated. */
-const char *rdl_req_header(const rdl_req_t *req, const char *name, size_t *len);
+RDL_EXTERN const char *rdl_req_header(const rdl_req_t *req, const char *name, size_t *len);
 /* Iterates headers: returns false past the last. */
-bool rdl_req_header_at(const rdl_req_t *req, size_t i, const char **name, size_t *name_len,
-                       const char **value, size_t *value_len);
+RDL_EXTERN bool rdl_req_header_at(const rdl_req_t *req, size_t i, const char **name,
+                                  size_t *name_len, const char **value, size_t *value_len);
 /* The whole request body (chunked already decoded); len 0 when none. */
-const char *rdl_req_body(const rdl_req_t *req, size_t *len);
-rdl_ctx_t *rdl_req_ctx(rdl_req_t *req);
+RDL_EXTERN const char *rdl_req_body(const rdl_req_t *req, size_t *len);
+RDL_EXTERN rdl_ctx_t *rdl_req_ctx(rdl_req_t *req);
 /* Peer address "ip:port". */
-const char *rdl_req_peer(const rdl_req_t *req);
+RDL_EXTERN const char *rdl_req_peer(const rdl_req_t *req);
 /* Per-request slot for middleware/handler state (index 0..7). */
-void rdl_req_set_data(rdl_req_t *req, int slot, void *p);
-void *rdl_req_get_data(const rdl_req_t *req, int slot);
+RDL_EXTERN void rdl_req_set_data(rdl_req_t *req, int slot, void *p);
+RDL_EXTERN void *rdl_req_get_data(const rdl_req_t *req, int slot);
 #define RDL_REQ_SLOTS 8
 
 /* ---- response -------------------------------------------------------- */
 
 /* Adds a response header (copied). Before the head is sent only. */
-int rdl_resp_header(rdl_req_t *req, const char *name, const char *value);
+RDL_EXTERN int rdl_resp_header(rdl_req_t *req, const char *name, const char *value);
 /*
  * Sends a complete response (body copied) and ends the request. The runtime
  * adds Date, Content-Length, Connection as needed and drops the body for HEAD.
  * content_type may be NULL (no Content-Type). RDL_ESTATE if already answered.
  */
-int rdl_resp_send(rdl_req_t *req, int status, const char *content_type,
-                  const void *body, size_t len);
+RDL_EXTERN int rdl_resp_send(rdl_req_t *req, int status, const char *content_type,
+                             const void *body, size_t len);
 /* A JSON error body {"code":code,"message":message} with that status. */
-int rdl_resp_error(rdl_req_t *req, int status, const char *code, const char *message);
+RDL_EXTERN int rdl_resp_error(rdl_req_t *req, int status, const char *code, const char *message);
 
 /* Streaming: a chunked response (HTTP/1.0: close-delimited). */
-int rdl_resp_begin(rdl_req_t *req, int status, const char *content_type);
-int rdl_resp_write(rdl_req_t *req, const void *data, size_t len);
-int rdl_resp_end(rdl_req_t *req);
+RDL_EXTERN int rdl_resp_begin(rdl_req_t *req, int status, const char *content_type);
+RDL_EXTERN int rdl_resp_write(rdl_req_t *req, const void *data, size_t len);
+RDL_EXTERN int rdl_resp_end(rdl_req_t *req);
 
 /* After the response: status sent, body bytes in and out, whether answered. */
-int rdl_req_status(const rdl_req_t *req);
-uint64_t rdl_req_bytes_in(const rdl_req_t *req);
-uint64_t rdl_req_bytes_out(const rdl_req_t *req);
-bool rdl_req_answered(const rdl_req_t *req);
+RDL_EXTERN int rdl_req_status(const rdl_req_t *req);
+RDL_EXTERN uint64_t rdl_req_bytes_in(const rdl_req_t *req);
+RDL_EXTERN uint64_t rdl_req_bytes_out(const rdl_req_t *req);
+RDL_EXTERN bool rdl_req_answered(const rdl_req_t *req);
 
 /*
  * Continues the middleware chain after the middleware that returned 1 without
@@ -246,7 +249,7 @@ bool rdl_req_answered(const rdl_req_t *req);
  * thread, outside any hook. RDL_ESTATE if the request was answered meanwhile
  * (its deadline passed) or its connection is gone.
  */
-int rdl_req_resume(rdl_req_t *req);
+RDL_EXTERN int rdl_req_resume(rdl_req_t *req);
 
 /* ---- routing ----------------------------------------------------------- */
 
@@ -261,13 +264,13 @@ typedef struct rdl_server_route_stats {
 } rdl_server_route_stats_t;
 
 /* Any thread. All zero when routing is off. */
-void rdl_server_route_stats(const rdl_server_t *srv, rdl_server_route_stats_t *out);
+RDL_EXTERN void rdl_server_route_stats(const rdl_server_t *srv, rdl_server_route_stats_t *out);
 /*
  * Loads the routes file again now (as SIGHUP does): validated, then swapped in
  * atomically; on error the rules in use stay and err says why. Any thread,
  * after rdl_server_run has started; RDL_ESTATE when routing is off.
  */
-int rdl_server_reload_routes(rdl_server_t *srv, rdl_error_t *err);
+RDL_EXTERN int rdl_server_reload_routes(rdl_server_t *srv, rdl_error_t *err);
 
 /* ---- blocking work --------------------------------------------------- */
 
@@ -281,7 +284,8 @@ typedef void (*rdl_req_done_fn)(rdl_req_t *req, void *arg);   /* back on the I/O
  * returns RDL_EBUSY (neither function runs). If the connection is lost
  * meanwhile, done still runs (answering is then a no-op) so it can clean up.
  */
-int rdl_req_offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, void *arg);
+RDL_EXTERN int rdl_req_offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done,
+                               void *arg);
 
 /* ---- outbound calls (src/runtime/outbound.c) ------------------------- */
 
@@ -294,7 +298,7 @@ int rdl_req_offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, 
  * once), the X-Request-Id injector, breaker transitions logged, and the
  * admin endpoint /debug/upstreams. Once, before rdl_server_run.
  */
-int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups);
+RDL_EXTERN int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups);
 
 /*
  * Adds a header injector for every outbound call (trace context, color, ...;
@@ -302,7 +306,7 @@ int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups);
  * rdl_server_run. RDL_EBUSY beyond 6 (the runtime's request id, trace
  * context and color injectors come on top).
  */
-int rdl_server_add_injector(rdl_server_t *srv, rdl_inject_fn fn, void *arg);
+RDL_EXTERN int rdl_server_add_injector(rdl_server_t *srv, rdl_inject_fn fn, void *arg);
 
 /* Runs on the request's I/O thread when the call ends (see rdl_req_call). */
 typedef void (*rdl_req_call_fn)(rdl_req_t *req, const rdl_call_result_t *res, void *arg);
@@ -323,14 +327,14 @@ typedef void (*rdl_req_call_fn)(rdl_req_t *req, const rdl_call_result_t *res, vo
  * rdl_req_offload. 0, RDL_ENOENT (no upstream of that name), RDL_ESTATE
  * (already answered or busy, not on an I/O thread, no upstreams attached).
  */
-int rdl_req_call(rdl_req_t *req, const char *name, const rdl_call_t *call, rdl_req_call_fn done,
-                 void *arg);
+RDL_EXTERN int rdl_req_call(rdl_req_t *req, const char *name, const rdl_call_t *call,
+                            rdl_req_call_fn done, void *arg);
 /* Whether a call's result is a failure in the sense above. */
-bool rdl_call_failed(const rdl_call_result_t *res);
+RDL_EXTERN bool rdl_call_failed(const rdl_call_result_t *res);
 /*
  * Marks the response degraded because upstream failed: adds
  * "X-Redline-Degraded: <upstream>" (before the head is sent) and counts it.
  */
-void rdl_req_degraded(rdl_req_t *req, const char *upstream);
+RDL_EXTERN void rdl_req_degraded(rdl_req_t *req, const char *upstream);
 
 #endif

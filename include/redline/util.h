@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <time.h>
 #include <stdbool.h>
+#include "redline/common.h"
 
 /* Error codes: functions that can fail return 0 or one of these (negative). */
 #define RDL_OK          0
@@ -33,7 +34,7 @@
 #define RDL_ESTATE    (-1000) /* call not valid in the object's current state */
 
 /* A short constant name for an error code ("invalid argument"). Never NULL. */
-const char *rdl_strerror(int err);
+RDL_EXTERN const char *rdl_strerror(int err);
 
 /*
  * A parse or validation error a person can act on: where (file, key, line and
@@ -48,12 +49,12 @@ typedef struct rdl_error {
     char msg[384];
 } rdl_error_t;
 
-void rdl_error_clear(rdl_error_t *err);
+RDL_EXTERN void rdl_error_clear(rdl_error_t *err);
 /* Fills err (when not NULL) and returns code. printf-style message. */
-int rdl_error_set(rdl_error_t *err, int code, int line, int column, const char *key,
-                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+RDL_EXTERN int rdl_error_set(rdl_error_t *err, int code, int line, int column, const char *key,
+                             const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* "file:line:column: key: msg" into out; returns out. */
-const char *rdl_error_format(const rdl_error_t *err, char *out, size_t outlen);
+RDL_EXTERN const char *rdl_error_format(const rdl_error_t *err, char *out, size_t outlen);
 
 /*
  * YAML text helpers for the YAML readers (config, route), around libfyaml
@@ -62,24 +63,24 @@ const char *rdl_error_format(const rdl_error_t *err, char *out, size_t outlen);
  * decodes the raw body of a single-quoted scalar (YAML 1.2 section 7.3.2)
  * into a malloc'ed string the caller frees; NULL when out of memory.
  */
-int rdl_yaml_check_text(const char *yaml, size_t len, rdl_error_t *err);
-char *rdl_yaml_single_quoted(const char *raw, size_t n, size_t *outlen);
+RDL_EXTERN int rdl_yaml_check_text(const char *yaml, size_t len, rdl_error_t *err);
+RDL_EXTERN char *rdl_yaml_single_quoted(const char *raw, size_t n, size_t *outlen);
 
 /* in[0..n) as 2n lowercase hex digits at out (not NUL-terminated). */
-void rdl_hex_lower(char *out, const void *in, size_t n);
+RDL_EXTERN void rdl_hex_lower(char *out, const void *in, size_t n);
 
 /* Clocks, in nanoseconds. Monotonic for durations and deadlines, wall for timestamps. */
-uint64_t rdl_now_ns(void);
-uint64_t rdl_wall_ns(void);
+RDL_EXTERN uint64_t rdl_now_ns(void);
+RDL_EXTERN uint64_t rdl_wall_ns(void);
 /* The absolute time ns from now on clock, as pthread_cond_timedwait takes it. Any thread. */
-struct timespec rdl_timespec_in(clockid_t clock, uint64_t ns);
+RDL_EXTERN struct timespec rdl_timespec_in(clockid_t clock, uint64_t ns);
 
 /* Parses "250ms", "30s", "5m", "1h", "1m30s" or a bare integer of milliseconds. */
-int rdl_parse_duration_ms(const char *s, uint64_t *out_ms);
+RDL_EXTERN int rdl_parse_duration_ms(const char *s, uint64_t *out_ms);
 /* Parses "512", "16k"/"16KiB", "1M"/"1MiB", "1G"/"1GiB" (binary multiples) into bytes. */
-int rdl_parse_size(const char *s, uint64_t *out_bytes);
+RDL_EXTERN int rdl_parse_size(const char *s, uint64_t *out_bytes);
 /* Splits "host:port", "[v6]:port" or ":port" (host = "0.0.0.0"). host must hold 64 bytes. */
-int rdl_parse_hostport(const char *s, char host[64], int *port);
+RDL_EXTERN int rdl_parse_hostport(const char *s, char host[64], int *port);
 
 /* Growable byte buffer. data is always NUL-terminated for convenience. */
 typedef struct rdl_buf {
@@ -89,16 +90,17 @@ typedef struct rdl_buf {
     bool oom;           /* an append failed: contents are truncated */
 } rdl_buf_t;
 
-void rdl_buf_init(rdl_buf_t *b);
-void rdl_buf_free(rdl_buf_t *b);
-void rdl_buf_reset(rdl_buf_t *b);                    /* len = 0, keeps memory */
-int rdl_buf_reserve(rdl_buf_t *b, size_t extra);     /* room for extra more bytes */
-void rdl_buf_put(rdl_buf_t *b, const void *p, size_t n);
-void rdl_buf_puts(rdl_buf_t *b, const char *s);
-void rdl_buf_putc(rdl_buf_t *b, char c);
-void rdl_buf_printf(rdl_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void rdl_buf_put_u64(rdl_buf_t *b, uint64_t v);
-void rdl_buf_put_i64(rdl_buf_t *b, int64_t v);
+RDL_EXTERN void rdl_buf_init(rdl_buf_t *b);
+RDL_EXTERN void rdl_buf_free(rdl_buf_t *b);
+RDL_EXTERN void rdl_buf_reset(rdl_buf_t *b);                    /* len = 0, keeps memory */
+RDL_EXTERN int rdl_buf_reserve(rdl_buf_t *b, size_t extra);     /* room for extra more bytes */
+RDL_EXTERN void rdl_buf_put(rdl_buf_t *b, const void *p, size_t n);
+RDL_EXTERN void rdl_buf_puts(rdl_buf_t *b, const char *s);
+RDL_EXTERN void rdl_buf_putc(rdl_buf_t *b, char c);
+RDL_EXTERN void rdl_buf_printf(rdl_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2,
+                               3)));
+RDL_EXTERN void rdl_buf_put_u64(rdl_buf_t *b, uint64_t v);
+RDL_EXTERN void rdl_buf_put_i64(rdl_buf_t *b, int64_t v);
 
 /*
  * UTF-8 as every writer here checks it (JSON, exposition, OTLP, YAML text):
@@ -109,16 +111,16 @@ void rdl_buf_put_i64(rdl_buf_t *b, int64_t v);
  * rdl_utf8_put appends s with each such prefix replaced by U+FFFD;
  * rdl_utf8_clean_len is the length that appends. Any thread.
  */
-size_t rdl_utf8_seq(const char *s, size_t n, size_t *skip);
-void rdl_utf8_put(rdl_buf_t *b, const char *s, size_t n);
-size_t rdl_utf8_clean_len(const char *s, size_t n);
+RDL_EXTERN size_t rdl_utf8_seq(const char *s, size_t n, size_t *skip);
+RDL_EXTERN void rdl_utf8_put(rdl_buf_t *b, const char *s, size_t n);
+RDL_EXTERN size_t rdl_utf8_clean_len(const char *s, size_t n);
 
 /*
  * Appends s as a quoted JSON string. Exact: quotes, backslashes and control
  * characters are escaped, and bytes that are not valid UTF-8 become U+FFFD, so
  * the output always parses whatever the input was.
  */
-void rdl_json_str(rdl_buf_t *b, const char *s, size_t n);
+RDL_EXTERN void rdl_json_str(rdl_buf_t *b, const char *s, size_t n);
 
 /*
  * The same escaping into fixed memory, for writers that must not allocate:
@@ -127,9 +129,9 @@ void rdl_json_str(rdl_buf_t *b, const char *s, size_t n);
  * Returns the bytes written; *used (may be NULL) receives the input bytes
  * consumed (n when everything fit).
  */
-size_t rdl_json_escape(char *out, size_t cap, const char *s, size_t n, size_t *used);
+RDL_EXTERN size_t rdl_json_escape(char *out, size_t cap, const char *s, size_t n, size_t *used);
 /* 1 for the bytes a JSON string holds as they are (printable ASCII but '"' and '\\'); 0 else, NUL included. */
-extern const unsigned char rdl_json_plain[256];
+RDL_EXTERN extern const unsigned char rdl_json_plain[256];
 
 /*
  * Whether all eight bytes in x are plain in that sense: no top bit set, none
@@ -155,10 +157,10 @@ typedef struct rdl_arena {
     size_t chunk_size;
 } rdl_arena_t;
 
-void rdl_arena_init(rdl_arena_t *a, size_t chunk_size);
-void rdl_arena_close(rdl_arena_t *a);
-void rdl_arena_reset(rdl_arena_t *a);
-void *rdl_arena_alloc(rdl_arena_t *a, size_t n);       /* 16-byte aligned; NULL on OOM */
-char *rdl_arena_strndup(rdl_arena_t *a, const char *s, size_t n);
+RDL_EXTERN void rdl_arena_init(rdl_arena_t *a, size_t chunk_size);
+RDL_EXTERN void rdl_arena_close(rdl_arena_t *a);
+RDL_EXTERN void rdl_arena_reset(rdl_arena_t *a);
+RDL_EXTERN void *rdl_arena_alloc(rdl_arena_t *a, size_t n);       /* 16-byte aligned; NULL on OOM */
+RDL_EXTERN char *rdl_arena_strndup(rdl_arena_t *a, const char *s, size_t n);
 
 #endif
