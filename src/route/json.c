@@ -419,7 +419,7 @@ static int check_headers(json_t *h, rdl_error_t *err)
 
 static int request_from_json(json_t *o, rdl_route_request_t *v, rdl_error_t *err)
 {
-    const char *uri;
+    const char *uri = NULL;     /* member() sets it or fails; gcc -O3 cannot see that */
     size_t uri_len;
     json_t *h = json_object_get(o, "headers");
     if (member(o, "method", "GET", &v->method, &v->method_len, err) ||

@@ -667,7 +667,7 @@ static int header_ops(ld_t *ld, struct fy_node *n, const char *path, rdl_route_h
             return ld->err->code;
     }
     if ((v = get(n, "remove"))) {
-        const char **names;
+        const char **names = NULL;  /* string_list() sets it or fails; gcc -O3 cannot see that */
         sub(p, path, "remove");
         if (string_list(ld, v, p, &names, &ops->nremove))
             return ld->err->code;
