@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Every test CI runs, in phases, each in its own build tree:
 #   1. unit + integration on the optimised build (build/)
-#   2. the same under ASan+UBSan (build-asan/), leaks included
-#   3. the concurrent modules under TSan (build-tsan/)
-#   4. short libFuzzer runs of every parser target (build-fuzz/, clang, ASan+UBSan)
+#   2. the builds a user will try, compiled only (library, apps, tests; no benches), each one
+#      test: Release (-O3) with gcc (build-release/) and Release with clang (build-clang/)
+#   3. unit + integration under ASan+UBSan (build-asan/), leaks included
+#   4. the concurrent modules under TSan (build-tsan/)
+#   5. short libFuzzer runs of every parser target (build-fuzz/, clang, ASan+UBSan)
 # Ends with one line counting every test of every phase: "total: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -58,12 +60,27 @@ build_failed() {   # name
   summary+=("$1: build failed")
 }
 
+# A build that is its own test: it passes when it compiles warning-free (-Werror).
+build_phase() {   # name, dir, cmake args...
+  local name=$1 dir=$2; shift 2
+  echo "==== $name"
+  if configure_and_build "$dir" -DRDL_BUILD_BENCH=OFF "$@"; then
+    passed=$((passed + 1))
+    summary+=("$name: 1 passed, 0 failed")
+  else
+    build_failed "$name"
+  fi
+}
+
 if configure_and_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo; then
   phase "unit" build -L unit -j "$JOBS"
   phase "integration" build -L integration
 else
   build_failed "release build"
 fi
+
+build_phase "release build (gcc -O3)" build-release -DCMAKE_BUILD_TYPE=Release
+CC=clang build_phase "release build (clang)" build-clang -DCMAKE_BUILD_TYPE=Release
 
 if configure_and_build build-asan -DCMAKE_BUILD_TYPE=Debug -DRDL_SANITIZE=address,undefined; then
   phase "unit (asan+ubsan)" build-asan -L unit -j "$JOBS"
