@@ -1,9 +1,12 @@
 # The two commands a newcomer needs: `make run` and `make test`. Everything else is a helper.
-# Build trees: build/ (optimised), build-asan/ (ASan+UBSan), build-tsan/ (TSan), build-fuzz/ (clang libFuzzer).
+# Build trees: build/ (optimised), build-asan/ (ASan+UBSan), build-tsan/ (TSan), build-fuzz/ (clang
+# libFuzzer), build-release/ and build-clang/ (make test's compile-only phases), build-install/.
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
+PREFIX ?= /usr/local
+DESTDIR ?=
 
-.PHONY: all deps build run test test-fast fuzz-long bench clean
+.PHONY: all deps build run test test-fast fuzz-long bench install clean
 
 all: build
 
@@ -30,5 +33,14 @@ bench: build
 	@for b in build/bench/bench_*; do echo "== $$b"; $$b || exit 1; done
 	@bench/http.sh
 
+# libredline for other programs: headers, libredline.a and libredline.so, redline.pc and the CMake
+# package under $(DESTDIR)$(PREFIX) (README.md says how to link). A Release build of the library
+# alone in its own tree, since the prefix is written into redline.pc.
+install:
+	@cmake -S . -B build-install -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX="$(PREFIX)" \
+	  -DRDL_BUILD_APPS=OFF -DRDL_BUILD_TESTS=OFF -DRDL_BUILD_BENCH=OFF $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build-install -j $(JOBS)
+	@DESTDIR="$(DESTDIR)" cmake --install build-install
+
 clean:
-	rm -rf build build-asan build-tsan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz build-release build-clang build-install

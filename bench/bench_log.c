@@ -179,7 +179,7 @@ static rdl_logger_t *devnull_logger(void)
     o.path = "/dev/null";
     o.ring_bytes = 8u << 20;        /* room for a round: the writer never blocks the producer */
     rdl_logger_t *lg;
-    if (rdl_log_new(&o, &lg) != 0) {
+    if (rdl_logger_new(&o, &lg) != 0) {
         fprintf(stderr, "cannot open /dev/null\n");
         exit(1);
     }
@@ -211,7 +211,7 @@ static double sustained(int threads, long lines_each)
     o.sink = RDL_LOG_FILE;
     o.path = "/dev/null";
     rdl_logger_t *lg;
-    rdl_log_new(&o, &lg);           /* default 256 KiB rings: the writer must keep up */
+    rdl_logger_new(&o, &lg);           /* default 256 KiB rings: the writer must keep up */
     pthread_t th[8];
     prod_t p = { lg, lines_each };
     uint64_t t0 = now_ns();
@@ -228,7 +228,7 @@ static double sustained(int threads, long lines_each)
                 threads * lines_each);
         exit(1);
     }
-    rdl_log_free(lg);
+    rdl_logger_free(lg);
     return (double)(threads * lines_each) / ((double)(t1 - t0) / 1e9);
 }
 
@@ -279,7 +279,7 @@ int main(int argc, char **argv)
     }
     rdl_log_stats_t st;
     rdl_log_stats(lg, &st);
-    rdl_log_free(lg);
+    rdl_logger_free(lg);
     double mo = bench_median(ours, rounds), mn = bench_median(naive, rounds);
     double ma = bench_median(access, rounds);
     printf("5-field line in a request context, %d interleaved rounds x %ld lines, "

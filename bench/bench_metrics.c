@@ -239,7 +239,7 @@ int main(int argc, char **argv)
     printf("%-44s %8.2f ns (1 thread), %.2f ns (2 threads)\n", "reference: one shared atomic fetch_add",
            bench_median(ainc1, rounds), bench_median(ainc2, rounds));
     printf("2 threads / 1 thread (contended inc): %.2f (target <= 2)\n", m_inc2 / m_inc1);
-    rdl_buf_free(&out);
+    rdl_buf_close(&out);
     rdl_registry_free(big);
     rdl_registry_free(r);
     return 0;

@@ -275,7 +275,7 @@ static double encode_round(rdl_tracer_t *t, rdl_span_t **spans, int n, rdl_otlp_
     }
     double ns = bench_cpu_ns() - t0;
     *bytes = b.len;
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     return (double)n * reps / (ns / 1e9);
 }
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Every test CI runs, in phases, each in its own build tree:
 #   1. unit + integration on the optimised build (build/)
-#   2. the same under ASan+UBSan (build-asan/), leaks included
-#   3. the concurrent modules under TSan (build-tsan/)
-#   4. short libFuzzer runs of every parser target (build-fuzz/, clang, ASan+UBSan)
+#   2. the builds a user will try, compiled only (library, apps, tests; no benches), each one
+#      test: Release (-O3) with gcc (build-release/) and Release with clang (build-clang/)
+#   3. unit + integration under ASan+UBSan (build-asan/), leaks included
+#   4. the concurrent modules under TSan (build-tsan/)
+#   5. short libFuzzer runs of every parser target (build-fuzz/, clang, ASan+UBSan)
 # Ends with one line counting every test of every phase: "total: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -58,6 +60,18 @@ build_failed() {   # name
   summary+=("$1: build failed")
 }
 
+# A build that is its own test: it passes when it compiles warning-free (-Werror).
+build_phase() {   # name, dir, cmake args...
+  local name=$1 dir=$2; shift 2
+  echo "==== $name"
+  if configure_and_build "$dir" -DRDL_BUILD_BENCH=OFF "$@"; then
+    passed=$((passed + 1))
+    summary+=("$name: 1 passed, 0 failed")
+  else
+    build_failed "$name"
+  fi
+}
+
 if configure_and_build build -DCMAKE_BUILD_TYPE=RelWithDebInfo; then
   phase "unit" build -L unit -j "$JOBS"
   phase "integration" build -L integration
@@ -65,22 +79,28 @@ else
   build_failed "release build"
 fi
 
-if configure_and_build build-asan -DCMAKE_BUILD_TYPE=Debug -DRDL_SANITIZE=address,undefined; then
+build_phase "release build (gcc -O3)" build-release -DCMAKE_BUILD_TYPE=Release
+CC=clang build_phase "release build (clang)" build-clang -DCMAKE_BUILD_TYPE=Release
+
+# The sanitizer trees build the static library only: the programs and tests link that one.
+if configure_and_build build-asan -DCMAKE_BUILD_TYPE=Debug -DRDL_SANITIZE=address,undefined \
+     -DRDL_BUILD_SHARED=OFF; then
   phase "unit (asan+ubsan)" build-asan -L unit -j "$JOBS"
   phase "integration (asan+ubsan)" build-asan -L integration
 else
   build_failed "asan build"
 fi
 
-if CC=clang configure_and_build build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRDL_SANITIZE=thread; then
+if CC=clang configure_and_build build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRDL_SANITIZE=thread \
+     -DRDL_BUILD_SHARED=OFF; then
   phase "concurrent (tsan)" build-tsan -L concurrent
 else
   build_failed "tsan build"
 fi
 
 if CC=clang configure_and_build build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-     -DRDL_SANITIZE=address,undefined -DRDL_FUZZ=ON -DRDL_FUZZ_SECONDS="$FUZZ_SECONDS" \
-     -DRDL_FUZZ_SEED="${FUZZ_SEED:-1}"; then
+     -DRDL_SANITIZE=address,undefined -DRDL_FUZZ=ON -DRDL_BUILD_SHARED=OFF \
+     -DRDL_FUZZ_SECONDS="$FUZZ_SECONDS" -DRDL_FUZZ_SEED="${FUZZ_SEED:-1}"; then
   phase "fuzz (${FUZZ_SECONDS}s each)" build-fuzz -L fuzz -j "$JOBS"
 else
   build_failed "fuzz build"

@@ -276,7 +276,7 @@ static void suggestions_done(rdl_req_t *req, const rdl_call_result_t *res, void 
         rdl_buf_puts(&job->body, ",\"suggestions\":[]}");
     }
     reply_json(req, job, 200);
-    rdl_buf_free(&job->body);
+    rdl_buf_close(&job->body);
 }
 
 static void course_done(rdl_req_t *req, void *arg)
@@ -294,7 +294,7 @@ static void course_done(rdl_req_t *req, void *arg)
     } else {
         reply_json(req, job, 200);
     }
-    rdl_buf_free(&job->body);
+    rdl_buf_close(&job->body);
 }
 
 static void get_course(rdl_req_t *req, void *arg)
@@ -331,7 +331,7 @@ static void courses_done(rdl_req_t *req, void *arg)
         reply_failure(req, job, "course_not_found", "course");
     else
         reply_json(req, job, 200);
-    rdl_buf_free(&job->body);
+    rdl_buf_close(&job->body);
 }
 
 static void list_courses(rdl_req_t *req, void *arg)
@@ -369,7 +369,7 @@ static void enrollment_done(rdl_req_t *req, void *arg)
         reply_failure(req, job, "enrollment_not_found", "enrollment");
     else
         reply_json(req, job, 200);
-    rdl_buf_free(&job->body);
+    rdl_buf_close(&job->body);
 }
 
 static void get_enrollment(rdl_req_t *req, void *arg)
@@ -444,7 +444,7 @@ static void enroll_done(rdl_req_t *req, void *arg)
             rdl_resp_header(req, "Idempotent-Replayed", "true");
         reply_json(req, job, job->status);
     }
-    rdl_buf_free(&job->body);
+    rdl_buf_close(&job->body);
 }
 
 /*
@@ -473,7 +473,7 @@ static void authorize(rdl_req_t *req, job_t *job)
     rdl_call_t call = { .method = "POST", .path = "/authorize", .body = body.data,
                         .body_len = body.len, .idempotent = -1 };
     int rc = body.oom ? RDL_ENOMEM : rdl_req_call(req, "payment", &call, authorized, job);
-    rdl_buf_free(&body);
+    rdl_buf_close(&body);
     if (rc)
         rdl_resp_error(req, 500, "internal", "cannot call the payment service");
 }

@@ -242,7 +242,7 @@ static int warmup(const char *data_dir, bool seed, rdl_upstreams_t *ups)
     rdl_json_str(&b, detail, strlen(detail));
     rdl_buf_puts(&b, "}\n");
     fputs(b.data, stdout);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     failed |= rc != 0;
     failed |= rdl_upstreams_warmup(ups, stdout) != 0;
     return failed ? 1 : 0;

@@ -207,7 +207,7 @@ static void sim_get(rdl_req_t *req, void *arg)
     }
     rdl_buf_puts(&b, "}\n");
     rdl_resp_send(req, 200, "application/json", b.data, b.len);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 static void sim_put(rdl_req_t *req, void *arg)

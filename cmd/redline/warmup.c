@@ -49,7 +49,7 @@ int cli_warmup(int argc, char **argv)
 
     rdl_error_t err;
     rdl_error_clear(&err);
-    char names[RDL_UPSTREAMS_MAX][48];
+    char names[RDL_UPSTREAMS_MAX][RDL_UPSTREAM_NAME_MAX];
     int n = rdl_upstreams_names_in_file(file, names, RDL_UPSTREAMS_MAX, &err);
     if (n < 0)
         return config_error(&err);

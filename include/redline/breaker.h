@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include <stdatomic.h>
+#include "redline/common.h"
 #include "redline/util.h"
 
 /* ---- outcomes --------------------------------------------------------- */
@@ -57,9 +58,9 @@ typedef enum rdl_outcome {
 #define RDL_OUTCOME_DEFAULT_IGNORED RDL_OUTCOME_BIT(RDL_OUTCOME_CANCELED)
 
 /* "ok", "http_4xx", "http_429", "http_5xx", "timeout", "connect", "canceled", "other". */
-const char *rdl_outcome_name(int kind);
+RDL_EXTERN const char *rdl_outcome_name(int kind);
 /* Outcome of an HTTP status (0 = transport error: RDL_OUTCOME_OTHER). */
-rdl_outcome_t rdl_outcome_of_status(int status);
+RDL_EXTERN rdl_outcome_t rdl_outcome_of_status(int status);
 
 /* ---- circuit breaker -------------------------------------------------- */
 
@@ -74,7 +75,7 @@ typedef enum rdl_breaker_state {
 } rdl_breaker_state_t;
 
 /* "closed", "open", "half_open", "disabled", "metrics_only", "forced_open". */
-const char *rdl_breaker_state_name(int state);
+RDL_EXTERN const char *rdl_breaker_state_name(int state);
 
 typedef enum rdl_window_type {
     RDL_WINDOW_COUNT = 0,       /* the last window_size calls */
@@ -113,7 +114,7 @@ typedef struct rdl_breaker_opts {
 } rdl_breaker_opts_t;
 
 /* resilience4j's defaults, listed above. */
-void rdl_breaker_opts_default(rdl_breaker_opts_t *o);
+RDL_EXTERN void rdl_breaker_opts_default(rdl_breaker_opts_t *o);
 
 /* What acquire hands out and record takes back (caller-owned, on the stack). */
 typedef struct rdl_breaker_permit {
@@ -141,41 +142,42 @@ typedef struct rdl_breaker_stats {
  * RDL_EINVAL (opts out of range: window size, rates outside 0..100,
  * permitted_half_open 0 or above 4095, initial HALF_OPEN/OPEN) or RDL_ENOMEM.
  */
-int rdl_breaker_new(const char *name, const rdl_breaker_opts_t *opts, rdl_breaker_t **out);
-void rdl_breaker_free(rdl_breaker_t *b);
-const char *rdl_breaker_name(const rdl_breaker_t *b);
+RDL_EXTERN int rdl_breaker_new(const char *name, const rdl_breaker_opts_t *opts,
+                               rdl_breaker_t **out);
+RDL_EXTERN void rdl_breaker_free(rdl_breaker_t *b);
+RDL_EXTERN const char *rdl_breaker_name(const rdl_breaker_t *b);
 
 /*
  * Asks to make a call: 0 and a permit, or RDL_EBUSY (open, forced open, or
  * HALF_OPEN with every trial permit taken): the call must not be made and
  * nothing is recorded for it. Lock-free.
  */
-int rdl_breaker_acquire(rdl_breaker_t *b, rdl_breaker_permit_t *p);
+RDL_EXTERN int rdl_breaker_acquire(rdl_breaker_t *b, rdl_breaker_permit_t *p);
 /*
  * Records the outcome (an rdl_outcome_t) of a permitted call that took
  * duration_ns. A result from before a transition is dropped, so a late answer
  * cannot move the new state. Every permit must be recorded or released once.
  */
-void rdl_breaker_record(rdl_breaker_t *b, const rdl_breaker_permit_t *p, int kind,
-                        uint64_t duration_ns);
+RDL_EXTERN void rdl_breaker_record(rdl_breaker_t *b, const rdl_breaker_permit_t *p, int kind,
+                                   uint64_t duration_ns);
 /* Gives a permit back without an outcome (the call was not made after all). */
-void rdl_breaker_release(rdl_breaker_t *b, const rdl_breaker_permit_t *p);
+RDL_EXTERN void rdl_breaker_release(rdl_breaker_t *b, const rdl_breaker_permit_t *p);
 
 /* The state; with automatic_half_open, an OPEN breaker whose wait is over turns HALF_OPEN here. */
-int rdl_breaker_state(rdl_breaker_t *b);
+RDL_EXTERN int rdl_breaker_state(rdl_breaker_t *b);
 /* Applies time-driven transitions (automatic OPEN -> HALF_OPEN, half-open timeout). */
-void rdl_breaker_tick(rdl_breaker_t *b);
+RDL_EXTERN void rdl_breaker_tick(rdl_breaker_t *b);
 /* Nanoseconds until an OPEN breaker admits trial calls (0 when not OPEN). For Retry-After. */
-uint64_t rdl_breaker_retry_after_ns(rdl_breaker_t *b);
+RDL_EXTERN uint64_t rdl_breaker_retry_after_ns(rdl_breaker_t *b);
 
 /* Manual transitions (resilience4j's transitionTo...): each clears the window. */
-void rdl_breaker_force_open(rdl_breaker_t *b);
-void rdl_breaker_disable(rdl_breaker_t *b);
-void rdl_breaker_metrics_only(rdl_breaker_t *b);
-void rdl_breaker_close(rdl_breaker_t *b);       /* to CLOSED, window cleared */
-void rdl_breaker_reset(rdl_breaker_t *b);       /* to CLOSED, window and opening streak cleared */
+RDL_EXTERN void rdl_breaker_force_open(rdl_breaker_t *b);
+RDL_EXTERN void rdl_breaker_disable(rdl_breaker_t *b);
+RDL_EXTERN void rdl_breaker_metrics_only(rdl_breaker_t *b);
+RDL_EXTERN void rdl_breaker_force_closed(rdl_breaker_t *b); /* to CLOSED, window cleared */
+RDL_EXTERN void rdl_breaker_reset(rdl_breaker_t *b);       /* to CLOSED, window and opening streak cleared */
 
-void rdl_breaker_stats(rdl_breaker_t *b, rdl_breaker_stats_t *out);
+RDL_EXTERN void rdl_breaker_stats(rdl_breaker_t *b, rdl_breaker_stats_t *out);
 
 /* ---- bulkhead ---------------------------------------------------------- */
 
@@ -195,14 +197,14 @@ typedef struct rdl_bulkhead_stats {
 } rdl_bulkhead_stats_t;
 
 /* 0, RDL_EINVAL (max_concurrent < 1) or RDL_ENOMEM. */
-int rdl_bulkhead_new(int64_t max_concurrent, rdl_bulkhead_t **out);
-void rdl_bulkhead_free(rdl_bulkhead_t *bh);
+RDL_EXTERN int rdl_bulkhead_new(int64_t max_concurrent, rdl_bulkhead_t **out);
+RDL_EXTERN void rdl_bulkhead_free(rdl_bulkhead_t *bh);
 /* 0, or RDL_EBUSY when full. */
-int rdl_bulkhead_try_acquire(rdl_bulkhead_t *bh);
+RDL_EXTERN int rdl_bulkhead_try_acquire(rdl_bulkhead_t *bh);
 /* 0, or RDL_EBUSY when still full after wait_ns. Blocks: not on an I/O thread. */
-int rdl_bulkhead_acquire(rdl_bulkhead_t *bh, uint64_t wait_ns);
-void rdl_bulkhead_release(rdl_bulkhead_t *bh);
-void rdl_bulkhead_stats(rdl_bulkhead_t *bh, rdl_bulkhead_stats_t *out);
+RDL_EXTERN int rdl_bulkhead_acquire(rdl_bulkhead_t *bh, uint64_t wait_ns);
+RDL_EXTERN void rdl_bulkhead_release(rdl_bulkhead_t *bh);
+RDL_EXTERN void rdl_bulkhead_stats(rdl_bulkhead_t *bh, rdl_bulkhead_stats_t *out);
 
 /* ---- retry ------------------------------------------------------------- */
 
@@ -221,13 +223,13 @@ typedef struct rdl_retry_policy {
     bool retry_non_idempotent;  /* false: POST/PATCH are never retried */
 } rdl_retry_policy_t;
 
-void rdl_retry_policy_default(rdl_retry_policy_t *p);
+RDL_EXTERN void rdl_retry_policy_default(rdl_retry_policy_t *p);
 
 /*
  * The backoff before retry n (0-based), given a uniform random 64-bit value
  * (rdl_rand64(); tests choose it): rnd scaled into [0, min(cap, base * 2^n)].
  */
-uint64_t rdl_retry_backoff_ns(const rdl_retry_policy_t *p, uint32_t n, uint64_t rnd);
+RDL_EXTERN uint64_t rdl_retry_backoff_ns(const rdl_retry_policy_t *p, uint32_t n, uint64_t rnd);
 
 /*
  * A retry budget (Finagle's shape): every first attempt deposits ratio of a
@@ -247,11 +249,11 @@ typedef struct rdl_retry_budget {
 } rdl_retry_budget_t;
 
 /* ratio 0..1 (0.2 = retries up to 20 % of calls), min_per_sec >= 0; clock NULL = rdl_now_ns. */
-void rdl_retry_budget_init(rdl_retry_budget_t *rb, double ratio, double min_per_sec,
-                           rdl_clock_fn clock, void *clock_arg);
-void rdl_retry_budget_deposit(rdl_retry_budget_t *rb);
+RDL_EXTERN void rdl_retry_budget_init(rdl_retry_budget_t *rb, double ratio, double min_per_sec,
+                                      rdl_clock_fn clock, void *clock_arg);
+RDL_EXTERN void rdl_retry_budget_deposit(rdl_retry_budget_t *rb);
 /* Takes a token for one retry: true, or false (counted in exhausted). */
-bool rdl_retry_budget_withdraw(rdl_retry_budget_t *rb);
+RDL_EXTERN bool rdl_retry_budget_withdraw(rdl_retry_budget_t *rb);
 
 /*
  * Whether to retry after a failed call: attempts made so far (>= 1), the
@@ -259,7 +261,8 @@ bool rdl_retry_budget_withdraw(rdl_retry_budget_t *rb);
  * deadline and the backoff planned. Takes a budget token when it says yes
  * (budget may be NULL: unlimited).
  */
-bool rdl_retry_should(const rdl_retry_policy_t *p, rdl_retry_budget_t *rb, uint32_t attempts,
-                      int kind, bool idempotent, uint64_t remaining_ns, uint64_t backoff_ns);
+RDL_EXTERN bool rdl_retry_should(const rdl_retry_policy_t *p, rdl_retry_budget_t *rb,
+                                 uint32_t attempts, int kind, bool idempotent,
+                                 uint64_t remaining_ns, uint64_t backoff_ns);
 
 #endif

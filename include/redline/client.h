@@ -31,12 +31,15 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <uv.h>
+#include "redline/common.h"
 #include "redline/util.h"
 #include "redline/ctx.h"
 #include "redline/config.h"
 #include "redline/breaker.h"
 
 #define RDL_UPSTREAMS_MAX 16
+/* Room for an upstream's name, its NUL included (names are 1..47 bytes). */
+#define RDL_UPSTREAM_NAME_MAX 48
 #define RDL_SUBSETS_MAX 8
 
 typedef enum rdl_upstream_role {
@@ -79,7 +82,7 @@ typedef struct rdl_upstream_opts {
 } rdl_upstream_opts_t;
 
 typedef struct rdl_upstream {
-    char name[48];
+    char name[RDL_UPSTREAM_NAME_MAX];
     rdl_upstream_role_t role;
     rdl_upstream_opts_t opts;
     bool configured;            /* url is set */
@@ -104,8 +107,8 @@ typedef struct rdl_upstreams rdl_upstreams_t;
 typedef void (*rdl_header_add_fn)(void *h, const char *name, const char *value);
 typedef void (*rdl_inject_fn)(const rdl_ctx_t *ctx, rdl_header_add_fn add, void *h, void *arg);
 
-int rdl_upstreams_new(rdl_upstreams_t **out);
-void rdl_upstreams_free(rdl_upstreams_t *ups);
+RDL_EXTERN int rdl_upstreams_new(rdl_upstreams_t **out);
+RDL_EXTERN void rdl_upstreams_free(rdl_upstreams_t *ups);
 /*
  * Declares upstream `name` ([a-z0-9_-], 1..47 bytes) with the defaults above
  * and its configuration keys upstreams.<name>.{url, role, subsets,
@@ -117,42 +120,43 @@ void rdl_upstreams_free(rdl_upstreams_t *ups);
  * retry.attempts, retry.base, retry.cap, retry.budget, retry.min_per_sec}.
  * role is the default role. RDL_EINVAL, RDL_EEXIST, RDL_EBUSY (too many).
  */
-int rdl_upstreams_declare(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *name,
-                          rdl_upstream_role_t role);
+RDL_EXTERN int rdl_upstreams_declare(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *name,
+                                     rdl_upstream_role_t role);
 /*
  * Applies "--upstream NAME=URL": sets upstreams.NAME.url. err names the
  * problem (no '=', unknown upstream).
  */
-int rdl_upstreams_set_flag(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *arg,
-                           rdl_error_t *err);
+RDL_EXTERN int rdl_upstreams_set_flag(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *arg,
+                                      rdl_error_t *err);
 /*
  * The names under the `upstreams:` mapping of a YAML file (for tools that
  * declare whatever the file names). Returns the count (0..max) or a negative
  * RDL_E*, err filled.
  */
-int rdl_upstreams_names_in_file(const char *path, char names[][48], int max, rdl_error_t *err);
+RDL_EXTERN int rdl_upstreams_names_in_file(const char *path, char names[][RDL_UPSTREAM_NAME_MAX], int max,
+                                           rdl_error_t *err);
 /*
  * Loads only the `upstreams:` mapping of a YAML file into cfg (for tools that
  * read a service's file without knowing its other sections; those are skipped
  * unread), checked as rdl_config_load_file checks every key: errors name the
  * file, line, column and key and what was expected; all or nothing.
  */
-int rdl_upstreams_load_file(rdl_config_t *cfg, const char *path, rdl_error_t *err);
+RDL_EXTERN int rdl_upstreams_load_file(rdl_config_t *cfg, const char *path, rdl_error_t *err);
 /*
  * Checks the loaded settings (URL scheme and host, role, subsets, breaker
  * bounds) and builds each configured upstream's breaker, bulkhead and budget.
  */
-int rdl_upstreams_finish(rdl_upstreams_t *ups, rdl_error_t *err);
+RDL_EXTERN int rdl_upstreams_finish(rdl_upstreams_t *ups, rdl_error_t *err);
 /* Every breaker's state changes go to fn (the runtime logs them). Before calls start. */
-void rdl_upstreams_on_change(rdl_upstreams_t *ups, rdl_breaker_change_fn fn, void *arg);
+RDL_EXTERN void rdl_upstreams_on_change(rdl_upstreams_t *ups, rdl_breaker_change_fn fn, void *arg);
 /* Registers an injector (up to 12). Before any client exists. */
-int rdl_upstreams_add_injector(rdl_upstreams_t *ups, rdl_inject_fn fn, void *arg);
+RDL_EXTERN int rdl_upstreams_add_injector(rdl_upstreams_t *ups, rdl_inject_fn fn, void *arg);
 /* By name; NULL when not declared. */
-rdl_upstream_t *rdl_upstreams_get(rdl_upstreams_t *ups, const char *name);
-int rdl_upstreams_count(const rdl_upstreams_t *ups);
-rdl_upstream_t *rdl_upstreams_at(rdl_upstreams_t *ups, int i);
+RDL_EXTERN rdl_upstream_t *rdl_upstreams_get(rdl_upstreams_t *ups, const char *name);
+RDL_EXTERN int rdl_upstreams_count(const rdl_upstreams_t *ups);
+RDL_EXTERN rdl_upstream_t *rdl_upstreams_at(rdl_upstreams_t *ups, int i);
 /* The base URL a call uses: the subset's when the upstream has that subset, else url. */
-const char *rdl_upstream_base_url(const rdl_upstream_t *up, const char *subset);
+RDL_EXTERN const char *rdl_upstream_base_url(const rdl_upstream_t *up, const char *subset);
 
 /*
  * Istio / Envoy retryOn conditions a call can honour, with Envoy's meaning:
@@ -188,11 +192,11 @@ typedef struct rdl_retry_on {
  * 0 when every condition is honoured; NULL or "" gives 0 and nothing set.
  * Pure; any thread.
  */
-int rdl_retry_on_parse(const char *conditions, rdl_retry_on_t *out, rdl_error_t *err);
+RDL_EXTERN int rdl_retry_on_parse(const char *conditions, rdl_retry_on_t *out, rdl_error_t *err);
 /* Whether r names any condition (an all-zero r leaves the upstream's policy). */
-bool rdl_retry_on_is_set(const rdl_retry_on_t *r);
+RDL_EXTERN bool rdl_retry_on_is_set(const rdl_retry_on_t *r);
 /* Whether an attempt that ended with outcome kind and HTTP status (0 = none) is retried under r. */
-bool rdl_retry_on_matches(const rdl_retry_on_t *r, int kind, int status);
+RDL_EXTERN bool rdl_retry_on_matches(const rdl_retry_on_t *r, int kind, int status);
 
 /* ---- calls ------------------------------------------------------------- */
 
@@ -239,13 +243,13 @@ typedef struct rdl_client_stats {
 } rdl_client_stats_t;
 
 /* A client on loop (the calling thread's). 0, RDL_ENOMEM, RDL_EIO (libcurl). */
-int rdl_client_new(uv_loop_t *loop, rdl_upstreams_t *ups, rdl_client_t **out);
+RDL_EXTERN int rdl_client_new(uv_loop_t *loop, rdl_upstreams_t *ups, rdl_client_t **out);
 /*
  * Ends every call in flight (done runs with RDL_ECANCELED) and closes the
  * client; its libuv handles close on the loop's next run, so the loop must
  * run once more. On the loop's thread. NULL is fine.
  */
-void rdl_client_free(rdl_client_t *c);
+RDL_EXTERN void rdl_client_free(rdl_client_t *c);
 /*
  * Starts a call to up (breaker -> bulkhead -> retry -> HTTP). ctx (may be
  * NULL) gives the deadline, and is passed to the injectors. done runs
@@ -253,17 +257,17 @@ void rdl_client_free(rdl_client_t *c);
  * bulkhead, deadline already passed, upstream not configured). Returns 0, or
  * RDL_EINVAL (bad arguments: done is not called).
  */
-int rdl_client_call(rdl_client_t *c, rdl_upstream_t *up, rdl_ctx_t *ctx, const rdl_call_t *req,
-                    rdl_call_done_fn done, void *arg);
+RDL_EXTERN int rdl_client_call(rdl_client_t *c, rdl_upstream_t *up, rdl_ctx_t *ctx,
+                               const rdl_call_t *req, rdl_call_done_fn done, void *arg);
 /*
  * Warm-up: opens up to n keep-alive connections to up by sending n
  * concurrent GETs of its warm_path (bypassing breaker and retries); done gets
  * err 0 when every request got an HTTP answer (any status), else the first
  * error. Connections stay in the pool.
  */
-int rdl_client_warm(rdl_client_t *c, rdl_upstream_t *up, int n, uint64_t timeout_ms,
-                    rdl_call_done_fn done, void *arg);
-void rdl_client_stats(const rdl_client_t *c, rdl_client_stats_t *out);
+RDL_EXTERN int rdl_client_warm(rdl_client_t *c, rdl_upstream_t *up, int n, uint64_t timeout_ms,
+                               rdl_call_done_fn done, void *arg);
+RDL_EXTERN void rdl_client_stats(const rdl_client_t *c, rdl_client_stats_t *out);
 
 /*
  * The warm-up checks, once, on a private loop (for init containers:
@@ -272,9 +276,9 @@ void rdl_client_stats(const rdl_client_t *c, rdl_client_stats_t *out);
  * per upstream to report ({"check":"upstream:NAME","ok":true,...}); returns
  * the number of upstreams that failed. Blocks; any thread without a loop.
  */
-int rdl_upstreams_warmup(rdl_upstreams_t *ups, FILE *report);
+RDL_EXTERN int rdl_upstreams_warmup(rdl_upstreams_t *ups, FILE *report);
 
 /* Resolves up's host now (getaddrinfo): 0 or RDL_ENOENT with err filled. Blocks. */
-int rdl_upstream_resolve(const rdl_upstream_t *up, rdl_error_t *err);
+RDL_EXTERN int rdl_upstream_resolve(const rdl_upstream_t *up, rdl_error_t *err);
 
 #endif

@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdbool.h>
+#include "redline/common.h"
 #include "redline/util.h"
 
 typedef enum rdl_cfg_type {
@@ -53,28 +54,29 @@ typedef struct rdl_cfg_key {
 
 typedef struct rdl_config rdl_config_t;
 
-int rdl_config_new(rdl_config_t **out);
-void rdl_config_free(rdl_config_t *cfg);
+RDL_EXTERN int rdl_config_new(rdl_config_t **out);
+RDL_EXTERN void rdl_config_free(rdl_config_t *cfg);
 
 /* Adds keys (copied; the strings they point to and dst must outlive cfg). RDL_EEXIST when a path is already declared. */
-int rdl_config_add(rdl_config_t *cfg, const rdl_cfg_key_t *keys, size_t n);
+RDL_EXTERN int rdl_config_add(rdl_config_t *cfg, const rdl_cfg_key_t *keys, size_t n);
 
 /* Loads a YAML mapping from a file, or from memory (name is used in errors). */
-int rdl_config_load_file(rdl_config_t *cfg, const char *path, rdl_error_t *err);
-int rdl_config_load_string(rdl_config_t *cfg, const char *name, const char *yaml,
-                           size_t len, rdl_error_t *err);
+RDL_EXTERN int rdl_config_load_file(rdl_config_t *cfg, const char *path, rdl_error_t *err);
+RDL_EXTERN int rdl_config_load_string(rdl_config_t *cfg, const char *name, const char *yaml,
+                                      size_t len, rdl_error_t *err);
 
 /* Applies every declared key's environment variable that is set. */
-int rdl_config_apply_env(rdl_config_t *cfg, rdl_error_t *err);
+RDL_EXTERN int rdl_config_apply_env(rdl_config_t *cfg, rdl_error_t *err);
 
 /* Sets one key from text (a command-line flag); err->key names it. */
-int rdl_config_set(rdl_config_t *cfg, const char *path, const char *value, rdl_error_t *err);
+RDL_EXTERN int rdl_config_set(rdl_config_t *cfg, const char *path, const char *value,
+                              rdl_error_t *err);
 
 /*
  * Prints every key: path, env variable, type, current value, help. A secret's
  * value (see rdl_config_key_is_secret) prints as <redacted> when set.
  */
-void rdl_config_usage(const rdl_config_t *cfg, FILE *out);
+RDL_EXTERN void rdl_config_usage(const rdl_config_t *cfg, FILE *out);
 
 /*
  * Whether a key's value is a secret that nothing may print: its last path
@@ -82,6 +84,6 @@ void rdl_config_usage(const rdl_config_t *cfg, FILE *out);
  * ignored), or ends in "headers" (a header list such as the OTLP exporter's,
  * which carries credentials). Pure; any thread.
  */
-bool rdl_config_key_is_secret(const char *path);
+RDL_EXTERN bool rdl_config_key_is_secret(const char *path);
 
 #endif

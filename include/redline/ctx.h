@@ -22,6 +22,7 @@
 
 #include <stdint.h>
 #include <stdbool.h>
+#include "redline/common.h"
 #include "redline/util.h"
 
 #define RDL_REQUEST_ID_MAX 64
@@ -47,24 +48,24 @@ typedef struct rdl_ctx {
 } rdl_ctx_t;
 
 /* Prepares ctx for a new request starting now with the given timeout (0 = none). */
-void rdl_ctx_init(rdl_ctx_t *ctx, uint64_t timeout_ns);
+RDL_EXTERN void rdl_ctx_init(rdl_ctx_t *ctx, uint64_t timeout_ns);
 /* Releases the arena. The ctx can be init-ed again afterwards. */
-void rdl_ctx_close(rdl_ctx_t *ctx);
+RDL_EXTERN void rdl_ctx_close(rdl_ctx_t *ctx);
 
-void rdl_ctx_cancel(rdl_ctx_t *ctx);
-bool rdl_ctx_canceled(const rdl_ctx_t *ctx);
+RDL_EXTERN void rdl_ctx_cancel(rdl_ctx_t *ctx);
+RDL_EXTERN bool rdl_ctx_canceled(const rdl_ctx_t *ctx);
 /* Canceled, or past its deadline. */
-bool rdl_ctx_done(const rdl_ctx_t *ctx);
+RDL_EXTERN bool rdl_ctx_done(const rdl_ctx_t *ctx);
 /* Nanoseconds left before the deadline; UINT64_MAX without one, 0 when past it. */
-uint64_t rdl_ctx_remaining_ns(const rdl_ctx_t *ctx);
+RDL_EXTERN uint64_t rdl_ctx_remaining_ns(const rdl_ctx_t *ctx);
 
 /*
  * The context of the request the calling thread works for, or NULL. The
  * runtime sets it around handlers and pool tasks so that code deep in a
  * handler (a log line, an outbound call) finds its request without passing it.
  */
-rdl_ctx_t *rdl_ctx_current(void);
+RDL_EXTERN rdl_ctx_t *rdl_ctx_current(void);
 /* Sets the calling thread's current context; returns the previous one. */
-rdl_ctx_t *rdl_ctx_set_current(rdl_ctx_t *ctx);
+RDL_EXTERN rdl_ctx_t *rdl_ctx_set_current(rdl_ctx_t *ctx);
 
 #endif

@@ -8,15 +8,15 @@
  * for logrotate). Lines are never torn or interleaved.
  *
  *   rdl_log_opts_t o; rdl_log_opts_default(&o); o.service = "coursed";
- *   rdl_logger_t *lg; rdl_log_new(&o, &lg);
+ *   rdl_logger_t *lg; rdl_logger_new(&o, &lg);
  *   rdl_log_field_t f[] = { rdl_lf_str("course", name), rdl_lf_int("seats", 30) };
  *   rdl_log(lg, RDL_LOG_INFO, "course created", f, 2);
- *   rdl_log_free(lg);          // flushes every accepted line, then stops the writer
+ *   rdl_logger_free(lg);          // flushes every accepted line, then stops the writer
  *
  * Thread-safety: rdl_log, rdl_log_ctx, rdl_log_ctx_at, rdl_log_enabled, the
  * level and stats accessors, rdl_log_flush and rdl_log_reopen may be called
  * from any thread at once; rdl_log_reserve from any thread, for its own ring.
- * rdl_log_new/rdl_log_free and rdl_log_set_default are called at
+ * rdl_logger_new/rdl_logger_free and rdl_log_set_default are called at
  * start-up/shut-down, when no other thread uses that logger.
  */
 #ifndef REDLINE_LOG_H
@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include <string.h>
+#include "redline/common.h"
 #include "redline/util.h"
 #include "redline/ctx.h"
 
@@ -61,14 +62,14 @@ typedef struct rdl_log_opts {
 } rdl_log_opts_t;
 
 /* info, stdout, 10 KiB lines, 256 KiB per thread, a 1 MiB pipe, block, no sampling. */
-void rdl_log_opts_default(rdl_log_opts_t *opts);
+RDL_EXTERN void rdl_log_opts_default(rdl_log_opts_t *opts);
 
 typedef struct rdl_logger rdl_logger_t;
 
 /* Opens the sink and starts the writer thread. RDL_EIO when the file cannot be opened. */
-int rdl_log_new(const rdl_log_opts_t *opts, rdl_logger_t **out);
+RDL_EXTERN int rdl_logger_new(const rdl_log_opts_t *opts, rdl_logger_t **out);
 /* Writes every line accepted so far, stops the writer, closes a file sink. NULL is fine. */
-void rdl_log_free(rdl_logger_t *lg);
+RDL_EXTERN void rdl_logger_free(rdl_logger_t *lg);
 
 /*
  * The process's default logger, used when a function below gets lg == NULL.
@@ -76,8 +77,8 @@ void rdl_log_free(rdl_logger_t *lg);
  * rdl_log_set_default installs lg (NULL: back to the built-in one) and returns
  * the one it replaces (NULL when that was the built-in one); it frees nothing.
  */
-rdl_logger_t *rdl_log_default(void);
-rdl_logger_t *rdl_log_set_default(rdl_logger_t *lg);
+RDL_EXTERN rdl_logger_t *rdl_log_default(void);
+RDL_EXTERN rdl_logger_t *rdl_log_set_default(rdl_logger_t *lg);
 
 /* ---- fields ---------------------------------------------------------- */
 
@@ -167,7 +168,7 @@ static inline rdl_log_field_t rdl_lf_err(const char *key, int code)
 /* ---- writing --------------------------------------------------------- */
 
 /* Whether a line at level would be written (cheap: skip building fields). */
-bool rdl_log_enabled(rdl_logger_t *lg, rdl_log_level_t level);
+RDL_EXTERN bool rdl_log_enabled(rdl_logger_t *lg, rdl_log_level_t level);
 
 /*
  * Writes one line in the calling thread's request context (rdl_ctx_current()):
@@ -177,11 +178,11 @@ bool rdl_log_enabled(rdl_logger_t *lg, rdl_log_level_t level);
  * A FATAL line is flushed before the call returns (waiting at most 5 s);
  * exiting is the caller's call.
  */
-void rdl_log(rdl_logger_t *lg, rdl_log_level_t level, const char *msg,
-             const rdl_log_field_t *fields, size_t n);
+RDL_EXTERN void rdl_log(rdl_logger_t *lg, rdl_log_level_t level, const char *msg,
+                        const rdl_log_field_t *fields, size_t n);
 /* Same, with an explicit context (NULL: none). */
-void rdl_log_ctx(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ctx,
-                 const char *msg, const rdl_log_field_t *fields, size_t n);
+RDL_EXTERN void rdl_log_ctx(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ctx,
+                            const char *msg, const rdl_log_field_t *fields, size_t n);
 /*
  * Same, stamped at mono_ns, a CLOCK_MONOTONIC reading the caller already has
  * (rdl_now_ns(); 0 = now), so a line about an event that was just timed costs
@@ -190,8 +191,9 @@ void rdl_log_ctx(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ctx,
  * which each thread takes again once a second (a step of the wall clock shows
  * within a second).
  */
-void rdl_log_ctx_at(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ctx,
-                    uint64_t mono_ns, const char *msg, const rdl_log_field_t *fields, size_t n);
+RDL_EXTERN void rdl_log_ctx_at(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ctx,
+                               uint64_t mono_ns, const char *msg, const rdl_log_field_t *fields,
+                               size_t n);
 
 /*
  * Formats one line as the logger does, into out[0..cap) (cap >= max_line >=
@@ -199,32 +201,32 @@ void rdl_log_ctx_at(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ct
  * wall_ns is the timestamp (ns since the epoch). *truncated (may be NULL)
  * says whether fields were cut. Pure: any thread, no allocation.
  */
-size_t rdl_log_format(char *out, size_t cap, size_t max_line, uint64_t wall_ns,
-                      rdl_log_level_t level, const char *service, const rdl_ctx_t *ctx,
-                      const char *msg, const rdl_log_field_t *fields, size_t n,
-                      bool *truncated);
+RDL_EXTERN size_t rdl_log_format(char *out, size_t cap, size_t max_line, uint64_t wall_ns,
+                                 rdl_log_level_t level, const char *service, const rdl_ctx_t *ctx,
+                                 const char *msg, const rdl_log_field_t *fields, size_t n,
+                                 bool *truncated);
 
 /* ---- control --------------------------------------------------------- */
 
-rdl_log_level_t rdl_log_level(rdl_logger_t *lg);
+RDL_EXTERN rdl_log_level_t rdl_log_level(rdl_logger_t *lg);
 /* Takes effect for the next line on every thread; no restart. */
-void rdl_log_set_level(rdl_logger_t *lg, rdl_log_level_t level);
+RDL_EXTERN void rdl_log_set_level(rdl_logger_t *lg, rdl_log_level_t level);
 /* "debug" ... "fatal"; "?" for an out-of-range value. */
-const char *rdl_log_level_name(rdl_log_level_t level);
+RDL_EXTERN const char *rdl_log_level_name(rdl_log_level_t level);
 /* Parses a level name (case-insensitive, "warning" too); RDL_EINVAL when unknown. */
-int rdl_log_parse_level(const char *s, size_t n, rdl_log_level_t *out);
+RDL_EXTERN int rdl_log_parse_level(const char *s, size_t n, rdl_log_level_t *out);
 
 /*
  * Waits until every line accepted before the call is written to the sink,
  * or timeout_ms passes (0 = no limit): 0 or RDL_ETIMEDOUT.
  */
-int rdl_log_flush(rdl_logger_t *lg, uint64_t timeout_ms);
+RDL_EXTERN int rdl_log_flush(rdl_logger_t *lg, uint64_t timeout_ms);
 /*
  * Asks the writer to reopen a file sink (after logrotate moved it): lines
  * written after the reopen go to a file at the configured path. Returns at
  * once; a no-op for stdout/stderr.
  */
-void rdl_log_reopen(rdl_logger_t *lg);
+RDL_EXTERN void rdl_log_reopen(rdl_logger_t *lg);
 
 /*
  * Makes the calling thread's ring now, of at least bytes (0: the logger's
@@ -238,9 +240,9 @@ void rdl_log_reopen(rdl_logger_t *lg);
  * Thread-safety: any thread, for its own ring.
  */
 #define RDL_LOG_RING_MAX ((size_t)1 << 30)
-int rdl_log_reserve(rdl_logger_t *lg, size_t bytes);
+RDL_EXTERN int rdl_log_reserve(rdl_logger_t *lg, size_t bytes);
 
-/* Counters since rdl_log_new (each read atomically; the set is not a snapshot). */
+/* Counters since rdl_logger_new (each read atomically; the set is not a snapshot). */
 typedef struct rdl_log_stats {
     uint64_t lines;             /* accepted into a ring */
     uint64_t dropped;           /* policy drop: ring full (log_dropped_total) */
@@ -250,9 +252,9 @@ typedef struct rdl_log_stats {
     uint64_t write_errors;      /* failed writes (their lines are lost) */
     uint64_t reopens;           /* successful file reopens */
     uint64_t pipe_bytes;        /* the sink's pipe buffer now; 0 when the sink is not a pipe */
-    uint64_t ring_bytes;        /* every thread's ring, summed (kept until rdl_log_free) */
+    uint64_t ring_bytes;        /* every thread's ring, summed (kept until rdl_logger_free) */
 } rdl_log_stats_t;
 
-void rdl_log_stats(rdl_logger_t *lg, rdl_log_stats_t *out);
+RDL_EXTERN void rdl_log_stats(rdl_logger_t *lg, rdl_log_stats_t *out);
 
 #endif

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include "redline/common.h"
 #include "redline/util.h"
 
 typedef struct rdl_registry rdl_registry_t;
@@ -59,11 +60,11 @@ typedef enum rdl_format {
 /* ---- registries -------------------------------------------------------- */
 
 /* The process-wide default registry (created on first use, never freed). */
-rdl_registry_t *rdl_registry_default(void);
+RDL_EXTERN rdl_registry_t *rdl_registry_default(void);
 /* A registry of one's own: 0 or RDL_ENOMEM. */
-int rdl_registry_new(rdl_registry_t **out);
+RDL_EXTERN int rdl_registry_new(rdl_registry_t **out);
 /* Frees the registry, its metrics and handles. No other thread may use them. NULL is fine. */
-void rdl_registry_free(rdl_registry_t *r);
+RDL_EXTERN void rdl_registry_free(rdl_registry_t *r);
 
 /* ---- registration ------------------------------------------------------ */
 
@@ -90,21 +91,21 @@ typedef struct rdl_metric_opts {
  * one of its sample names: x_total, x_bucket, x_sum, x_count); RDL_ENOMEM.
  * Never aborts.
  */
-int rdl_metric_new(rdl_registry_t *r, rdl_metric_type_t type, const rdl_metric_opts_t *o,
-                   rdl_metric_t **out, rdl_error_t *err);
+RDL_EXTERN int rdl_metric_new(rdl_registry_t *r, rdl_metric_type_t type, const rdl_metric_opts_t *o,
+                              rdl_metric_t **out, rdl_error_t *err);
 
 /* The family registered under name (a counter's full "_total" name), or NULL. */
-rdl_metric_t *rdl_metric_find(rdl_registry_t *r, const char *name);
-rdl_metric_type_t rdl_metric_type(const rdl_metric_t *m);
+RDL_EXTERN rdl_metric_t *rdl_metric_find(rdl_registry_t *r, const char *name);
+RDL_EXTERN rdl_metric_type_t rdl_metric_type(const rdl_metric_t *m);
 
 /* Shorthands for unlabelled families: register and return the one series. */
-int rdl_counter_new(rdl_registry_t *r, const char *name, const char *help,
-                    rdl_counter_t **out, rdl_error_t *err);
-int rdl_gauge_new(rdl_registry_t *r, const char *name, const char *help,
-                  rdl_gauge_t **out, rdl_error_t *err);
-int rdl_histogram_new(rdl_registry_t *r, const char *name, const char *help,
-                      const double *buckets, size_t nbuckets, rdl_histogram_t **out,
-                      rdl_error_t *err);
+RDL_EXTERN int rdl_counter_new(rdl_registry_t *r, const char *name, const char *help,
+                               rdl_counter_t **out, rdl_error_t *err);
+RDL_EXTERN int rdl_gauge_new(rdl_registry_t *r, const char *name, const char *help,
+                             rdl_gauge_t **out, rdl_error_t *err);
+RDL_EXTERN int rdl_histogram_new(rdl_registry_t *r, const char *name, const char *help,
+                                 const double *buckets, size_t nbuckets, rdl_histogram_t **out,
+                                 rdl_error_t *err);
 
 /*
  * The series for a label set: values holds one string per label name, in the
@@ -116,41 +117,41 @@ int rdl_histogram_new(rdl_registry_t *r, const char *name, const char *help,
  * another type.
  * Keep the handle: the lookup is the costly part, not the increment.
  */
-rdl_counter_t *rdl_metric_counter(rdl_metric_t *m, const char *const *values);
-rdl_gauge_t *rdl_metric_gauge(rdl_metric_t *m, const char *const *values);
-rdl_histogram_t *rdl_metric_histogram(rdl_metric_t *m, const char *const *values);
+RDL_EXTERN rdl_counter_t *rdl_metric_counter(rdl_metric_t *m, const char *const *values);
+RDL_EXTERN rdl_gauge_t *rdl_metric_gauge(rdl_metric_t *m, const char *const *values);
+RDL_EXTERN rdl_histogram_t *rdl_metric_histogram(rdl_metric_t *m, const char *const *values);
 /* Label sets refused by the cardinality limit since registration. */
-uint64_t rdl_metric_rejected(const rdl_metric_t *m);
+RDL_EXTERN uint64_t rdl_metric_rejected(const rdl_metric_t *m);
 
 /* ---- the hot path: no lock, no allocation, no syscall ----------------- */
 
-void rdl_counter_inc(rdl_counter_t *c);
-void rdl_counter_add(rdl_counter_t *c, uint64_t n);
+RDL_EXTERN void rdl_counter_inc(rdl_counter_t *c);
+RDL_EXTERN void rdl_counter_add(rdl_counter_t *c, uint64_t n);
 /* Adds a non-negative finite amount; others are ignored (counters never go down). */
-void rdl_counter_add_f(rdl_counter_t *c, double v);
+RDL_EXTERN void rdl_counter_add_f(rdl_counter_t *c, double v);
 /* Current value (a sum over threads; for tests and /debug/vars). */
-double rdl_counter_value(const rdl_counter_t *c);
+RDL_EXTERN double rdl_counter_value(const rdl_counter_t *c);
 
-void rdl_gauge_set(rdl_gauge_t *g, double v);
-void rdl_gauge_add(rdl_gauge_t *g, double v);
-void rdl_gauge_inc(rdl_gauge_t *g);
-void rdl_gauge_dec(rdl_gauge_t *g);
-double rdl_gauge_value(const rdl_gauge_t *g);
+RDL_EXTERN void rdl_gauge_set(rdl_gauge_t *g, double v);
+RDL_EXTERN void rdl_gauge_add(rdl_gauge_t *g, double v);
+RDL_EXTERN void rdl_gauge_inc(rdl_gauge_t *g);
+RDL_EXTERN void rdl_gauge_dec(rdl_gauge_t *g);
+RDL_EXTERN double rdl_gauge_value(const rdl_gauge_t *g);
 
 /* Counts v in the first bucket whose bound is >= v (NaN is ignored). */
-void rdl_histogram_observe(rdl_histogram_t *h, double v);
+RDL_EXTERN void rdl_histogram_observe(rdl_histogram_t *h, double v);
 /* Snapshot: total count and sum; cumulative[i] for bucket i (nbuckets + 1 slots, last = +Inf). */
-void rdl_histogram_read(const rdl_histogram_t *h, uint64_t *count, double *sum,
-                        uint64_t *cumulative, size_t nslots);
+RDL_EXTERN void rdl_histogram_read(const rdl_histogram_t *h, uint64_t *count, double *sum,
+                                   uint64_t *cumulative, size_t nslots);
 
 /* ---- buckets ----------------------------------------------------------- */
 
 /* client_golang's defaults: .005 .01 .025 .05 .1 .25 .5 1 2.5 5 10 (seconds). */
-extern const double rdl_metrics_default_buckets[11];
+RDL_EXTERN extern const double rdl_metrics_default_buckets[11];
 /* start, start+width, ...: count bounds into out. RDL_EINVAL unless width > 0 and count >= 1. */
-int rdl_buckets_linear(double start, double width, size_t count, double *out);
+RDL_EXTERN int rdl_buckets_linear(double start, double width, size_t count, double *out);
 /* start, start*factor, ...: RDL_EINVAL unless start > 0, factor > 1 and count >= 1. */
-int rdl_buckets_exponential(double start, double factor, size_t count, double *out);
+RDL_EXTERN int rdl_buckets_exponential(double start, double factor, size_t count, double *out);
 
 /* ---- callbacks and collectors ------------------------------------------ */
 
@@ -160,8 +161,9 @@ int rdl_buckets_exponential(double start, double factor, size_t count, double *o
  * must be quick and must not register metrics). Same name rules as above.
  */
 typedef double (*rdl_metric_fn)(void *arg);
-int rdl_metric_new_callback(rdl_registry_t *r, rdl_metric_type_t type, const char *name,
-                            const char *help, rdl_metric_fn fn, void *arg, rdl_error_t *err);
+RDL_EXTERN int rdl_metric_new_callback(rdl_registry_t *r, rdl_metric_type_t type, const char *name,
+                                       const char *help, rdl_metric_fn fn, void *arg,
+                                       rdl_error_t *err);
 
 /*
  * A collector writes whole families at scrape time (labelled callback values:
@@ -173,19 +175,19 @@ int rdl_metric_new_callback(rdl_registry_t *r, rdl_metric_type_t type, const cha
 typedef struct rdl_collect rdl_collect_t;
 typedef void (*rdl_collector_fn)(rdl_collect_t *c, void *arg);
 /* type: RDL_METRIC_COUNTER or RDL_METRIC_GAUGE. */
-void rdl_collect_family(rdl_collect_t *c, rdl_metric_type_t type, const char *name,
-                        const char *help);
-void rdl_collect_value(rdl_collect_t *c, const char *const *label_names,
-                       const char *const *label_values, size_t nlabels, double v);
+RDL_EXTERN void rdl_collect_family(rdl_collect_t *c, rdl_metric_type_t type, const char *name,
+                                   const char *help);
+RDL_EXTERN void rdl_collect_value(rdl_collect_t *c, const char *const *label_names,
+                                  const char *const *label_values, size_t nlabels, double v);
 /* Returns an id for rdl_collector_remove, or a negative RDL_E*. */
-int rdl_collector_add(rdl_registry_t *r, rdl_collector_fn fn, void *arg);
+RDL_EXTERN int rdl_collector_add(rdl_registry_t *r, rdl_collector_fn fn, void *arg);
 /* After it returns fn is not running and will not run again. */
-void rdl_collector_remove(rdl_registry_t *r, int id);
+RDL_EXTERN void rdl_collector_remove(rdl_registry_t *r, int id);
 
 /* Registers the process_* metrics (CPU, RSS, virtual memory, fds, start time,
  * threads; Linux /proc) and the glibc allocator's figures (mallinfo2) as a
  * collector: its id (> 0) for rdl_collector_remove, or a negative RDL_E*. */
-int rdl_metrics_register_process(rdl_registry_t *r);
+RDL_EXTERN int rdl_metrics_register_process(rdl_registry_t *r);
 
 /* ---- exposition -------------------------------------------------------- */
 
@@ -194,31 +196,31 @@ int rdl_metrics_register_process(rdl_registry_t *r);
  * series in creation order, then collectors, then the cardinality-guard
  * counter; OpenMetrics ends with "# EOF". 0, or RDL_ENOMEM (out->oom).
  */
-int rdl_metrics_expose(rdl_registry_t *r, rdl_format_t fmt, rdl_buf_t *out);
+RDL_EXTERN int rdl_metrics_expose(rdl_registry_t *r, rdl_format_t fmt, rdl_buf_t *out);
 /* The format an Accept header asks for (highest q we serve; text 0.0.4 by default). */
-rdl_format_t rdl_metrics_negotiate(const char *accept, size_t len);
+RDL_EXTERN rdl_format_t rdl_metrics_negotiate(const char *accept, size_t len);
 /*
  * Whether an Accept-Encoding header takes gzip (RFC 9110 section 12.5.3):
  * "gzip" or "x-gzip" with q > 0, or "*" with q > 0 when gzip is not listed.
  * NULL or an empty header: no.
  */
-bool rdl_metrics_accepts_gzip(const char *accept_encoding, size_t len);
+RDL_EXTERN bool rdl_metrics_accepts_gzip(const char *accept_encoding, size_t len);
 /* The exact Content-Type of a format. */
-const char *rdl_metrics_content_type(rdl_format_t fmt);
+RDL_EXTERN const char *rdl_metrics_content_type(rdl_format_t fmt);
 
 /* ---- /debug/vars ------------------------------------------------------- */
 
 /* Writes one JSON value (object, number, string...) for a published variable. */
 typedef void (*rdl_var_fn)(rdl_buf_t *out, void *arg);
 /* Publishes a variable in /debug/vars (process-wide). RDL_EEXIST, RDL_EINVAL, RDL_ENOMEM. */
-int rdl_vars_publish(const char *name, rdl_var_fn fn, void *arg);
+RDL_EXTERN int rdl_vars_publish(const char *name, rdl_var_fn fn, void *arg);
 /* Withdraws it; fn will not run after this returns. */
-void rdl_vars_unpublish(const char *name);
+RDL_EXTERN void rdl_vars_unpublish(const char *name);
 /*
  * A JSON object like Go's expvar: "cmdline", "memstats" (mallinfo2 and
  * /proc figures), "threads", "uptime_seconds", "metrics" (every series of
  * registry r, "name{labels}": value) and each published variable.
  */
-int rdl_vars_write(rdl_registry_t *r, rdl_buf_t *out);
+RDL_EXTERN int rdl_vars_write(rdl_registry_t *r, rdl_buf_t *out);
 
 #endif

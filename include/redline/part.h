@@ -51,6 +51,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
+#include "redline/common.h"
 #include "redline/util.h"
 #include "redline/config.h"
 
@@ -136,19 +137,19 @@ typedef struct rdl_route_part_opts {
  * (request ids, one line per request), upstreams (outbound calls,
  * rdl_server_upstreams).
  */
-extern const rdl_part_t rdl_part_log;           /* rdl_log_part_opts_t */
-extern const rdl_part_t rdl_part_trace;         /* rdl_trace_part_opts_t */
-extern const rdl_part_t rdl_part_route;         /* rdl_route_part_opts_t */
-extern const rdl_part_t rdl_part_metrics;       /* rdl_metrics_part_opts_t */
-extern const rdl_part_t rdl_part_access_log;    /* rdl_access_log_part_opts_t */
-extern const rdl_part_t rdl_part_upstreams;     /* no options (client.h declares upstreams) */
+RDL_EXTERN extern const rdl_part_t rdl_part_log;           /* rdl_log_part_opts_t */
+RDL_EXTERN extern const rdl_part_t rdl_part_trace;         /* rdl_trace_part_opts_t */
+RDL_EXTERN extern const rdl_part_t rdl_part_route;         /* rdl_route_part_opts_t */
+RDL_EXTERN extern const rdl_part_t rdl_part_metrics;       /* rdl_metrics_part_opts_t */
+RDL_EXTERN extern const rdl_part_t rdl_part_access_log;    /* rdl_access_log_part_opts_t */
+RDL_EXTERN extern const rdl_part_t rdl_part_upstreams;     /* no options (client.h declares upstreams) */
 /* All of the above in that order, NULL-terminated: what coursed runs. */
-extern const rdl_part_t *const rdl_parts_default[];
+RDL_EXTERN extern const rdl_part_t *const rdl_parts_default[];
 
 /*
  * The state the part installed on srv (its install hook's *state), or NULL
  * when srv does not run that part. Any thread once rdl_server_new returned.
  */
-void *rdl_server_part_state(const rdl_server_t *srv, const rdl_part_t *part);
+RDL_EXTERN void *rdl_server_part_state(const rdl_server_t *srv, const rdl_part_t *part);
 
 #endif

@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <uv.h>
+#include "redline/common.h"
 #include "redline/util.h"
 #include "redline/ctx.h"
 
@@ -77,7 +78,7 @@ typedef struct rdl_pool_stats {
  * negative or above 1024, queue_max negative) or RDL_ENOMEM (no memory or no
  * threads to be had).
  */
-int rdl_pool_new(const rdl_pool_opts_t *opts, rdl_pool_t **out);
+RDL_EXTERN int rdl_pool_new(const rdl_pool_opts_t *opts, rdl_pool_t **out);
 /*
  * Shuts the pool down. From then on submits fail with RDL_ESTATE; the workers
  * run every task already queued or running, then exit, and free joins them and
@@ -90,7 +91,7 @@ int rdl_pool_new(const rdl_pool_opts_t *opts, rdl_pool_t **out);
  * a worker (work or a sink-less done). No submit may start after it returns.
  * NULL is fine.
  */
-void rdl_pool_free(rdl_pool_t *pool);
+RDL_EXTERN void rdl_pool_free(rdl_pool_t *pool);
 
 /*
  * Queues task; work and done must be set. sink NULL: done runs on the worker.
@@ -98,16 +99,16 @@ void rdl_pool_free(rdl_pool_t *pool);
  * down, or sink being freed) or RDL_EINVAL. On error the pool keeps no
  * reference to task and done() is not called.
  */
-int rdl_pool_submit(rdl_pool_t *pool, rdl_pool_task_t *task, rdl_pool_sink_t *sink);
+RDL_EXTERN int rdl_pool_submit(rdl_pool_t *pool, rdl_pool_task_t *task, rdl_pool_sink_t *sink);
 /* A consistent snapshot, taken under the pool's lock. */
-void rdl_pool_stats(rdl_pool_t *pool, rdl_pool_stats_t *out);
+RDL_EXTERN void rdl_pool_stats(rdl_pool_t *pool, rdl_pool_stats_t *out);
 
 /*
  * A completion sink bound to a libuv loop (one per I/O thread). Its handle is
  * referenced: the loop keeps running until the sink is freed. 0, RDL_EINVAL or
  * RDL_ENOMEM.
  */
-int rdl_pool_sink_new(uv_loop_t *loop, rdl_pool_sink_t **out);
+RDL_EXTERN int rdl_pool_sink_new(uv_loop_t *loop, rdl_pool_sink_t **out);
 /*
  * Closes the sink; call on its loop thread. Tasks that finished and wait for
  * the loop get their done() here, before this returns, on this thread. Tasks
@@ -117,6 +118,6 @@ int rdl_pool_sink_new(uv_loop_t *loop, rdl_pool_sink_t **out);
  * loop must run once more; the memory goes when the handle has closed and the
  * last such task is done. NULL is fine.
  */
-void rdl_pool_sink_free(rdl_pool_sink_t *sink);
+RDL_EXTERN void rdl_pool_sink_free(rdl_pool_sink_t *sink);
 
 #endif

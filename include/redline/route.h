@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include "redline/common.h"
 #include "redline/util.h"
 #include "redline/ctx.h"
 #include "redline/client.h"
@@ -104,16 +105,17 @@ typedef struct rdl_route_decision {
  * not know. On error nothing is returned and err names line, column, the
  * field path (err->key) and what was expected. Any thread.
  */
-int rdl_route_load_string(const rdl_route_opts_t *opts, const char *name, const char *yaml,
-                          size_t len, rdl_route_table_t **out, rdl_error_t *err);
-int rdl_route_load_file(const rdl_route_opts_t *opts, const char *path,
-                        rdl_route_table_t **out, rdl_error_t *err);
+RDL_EXTERN int rdl_route_load_string(const rdl_route_opts_t *opts, const char *name,
+                                     const char *yaml, size_t len, rdl_route_table_t **out,
+                                     rdl_error_t *err);
+RDL_EXTERN int rdl_route_load_file(const rdl_route_opts_t *opts, const char *path,
+                                   rdl_route_table_t **out, rdl_error_t *err);
 
 /* A new table starts with one reference. unref frees at zero; both accept NULL. */
-rdl_route_table_t *rdl_route_table_ref(rdl_route_table_t *t);
-void rdl_route_table_unref(rdl_route_table_t *t);
+RDL_EXTERN rdl_route_table_t *rdl_route_table_ref(rdl_route_table_t *t);
+RDL_EXTERN void rdl_route_table_unref(rdl_route_table_t *t);
 /* Number of http routes over all VirtualServices (for logs). */
-size_t rdl_route_table_size(const rdl_route_table_t *t);
+RDL_EXTERN size_t rdl_route_table_size(const rdl_route_table_t *t);
 
 /*
  * Calls fn(arg, route, conditions) for each http route whose retries.retryOn
@@ -122,7 +124,8 @@ size_t rdl_route_table_size(const rdl_route_table_t *t);
  * table: a reload warns again. t may be NULL. Any thread.
  */
 typedef void (*rdl_route_warn_fn)(void *arg, const char *route, const char *conditions);
-void rdl_route_table_retry_warnings(const rdl_route_table_t *t, rdl_route_warn_fn fn, void *arg);
+RDL_EXTERN void rdl_route_table_retry_warnings(const rdl_route_table_t *t, rdl_route_warn_fn fn,
+                                               void *arg);
 
 /*
  * Decides the route of req. The VirtualService is the first whose hosts match
@@ -133,16 +136,16 @@ void rdl_route_table_retry_warnings(const rdl_route_table_t *t, rdl_route_warn_f
  * is then advanced, so a run of calls from one seed repeats exactly (tests);
  * NULL draws from the calling thread's generator (rdl_rand64). Any thread.
  */
-bool rdl_route_decide(const rdl_route_table_t *t, const rdl_route_request_t *req, uint64_t *seed,
-                      rdl_route_decision_t *out);
+RDL_EXTERN bool rdl_route_decide(const rdl_route_table_t *t, const rdl_route_request_t *req,
+                                 uint64_t *seed, rdl_route_decision_t *out);
 
 /*
  * Appends to json one object saying how req is routed and why: every route
  * tried, each match block and the first condition that failed, the route
  * chosen, and the destinations with their weights. Any thread.
  */
-void rdl_route_explain(const rdl_route_table_t *t, const rdl_route_request_t *req,
-                       rdl_buf_t *json);
+RDL_EXTERN void rdl_route_explain(const rdl_route_table_t *t, const rdl_route_request_t *req,
+                                  rdl_buf_t *json);
 /*
  * rdl_route_explain for a request described in JSON (POST /debug/routes/explain):
  * {"method","path" (or "uri"; a "?query" is split off),"query","headers":{name:value},
@@ -151,16 +154,16 @@ void rdl_route_explain(const rdl_route_table_t *t, const rdl_route_request_t *re
  * or the line and column of a JSON syntax error, and what was expected. t may
  * be NULL (no rules: nothing matches). Any thread.
  */
-int rdl_route_explain_json(const rdl_route_table_t *t, const char *body, size_t len,
-                           rdl_buf_t *json, rdl_error_t *err);
+RDL_EXTERN int rdl_route_explain_json(const rdl_route_table_t *t, const char *body, size_t len,
+                                      rdl_buf_t *json, rdl_error_t *err);
 /* Appends the active rules as one JSON object (for GET /debug/routes). Any thread. */
-void rdl_route_dump(const rdl_route_table_t *t, rdl_buf_t *json);
+RDL_EXTERN void rdl_route_dump(const rdl_route_table_t *t, rdl_buf_t *json);
 
 /*
  * The baggage member that carries ctx's color ("redline.color=canary") into
  * out, NUL-terminated; returns its length, or 0 when ctx has no color or out
  * is too small. The color itself goes in RDL_ROUTE_COLOR_HEADER. Any thread.
  */
-size_t rdl_route_baggage_member(const rdl_ctx_t *ctx, char *out, size_t n);
+RDL_EXTERN size_t rdl_route_baggage_member(const rdl_ctx_t *ctx, char *out, size_t n);
 
 #endif

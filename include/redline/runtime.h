@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include "redline/common.h"
 #include "redline/util.h"
 #include "redline/ctx.h"
 #include "redline/pool.h"
@@ -79,15 +80,15 @@ typedef struct rdl_server_opts {
 } rdl_server_opts_t;
 
 /* Production defaults (documented in docs/runtime.md), with the parts rdl_parts_default. */
-void rdl_server_opts_default(rdl_server_opts_t *opts);
+RDL_EXTERN void rdl_server_opts_default(rdl_server_opts_t *opts);
 /*
  * The parts the server runs (NULL-terminated, kept by pointer: it must outlive
  * the server), each with its default options. RDL_EINVAL, opts unchanged, for
  * more than RDL_PARTS_MAX parts or options over RDL_PART_OPTS_BYTES together.
  */
-int rdl_server_opts_parts(rdl_server_opts_t *opts, const rdl_part_t *const *parts);
+RDL_EXTERN int rdl_server_opts_parts(rdl_server_opts_t *opts, const rdl_part_t *const *parts);
 /* part's options struct inside opts (the type its header names), or NULL when not listed. */
-void *rdl_server_opts_part(rdl_server_opts_t *opts, const rdl_part_t *part);
+RDL_EXTERN void *rdl_server_opts_part(rdl_server_opts_t *opts, const rdl_part_t *part);
 /*
  * Declares the runtime's configuration keys (server.*, limits.*, timeouts.*,
  * lifecycle.*, pool.*), then those of each part in opts->parts (log.*,
@@ -96,7 +97,7 @@ void *rdl_server_opts_part(rdl_server_opts_t *opts, const rdl_part_t *part);
  * again resets their options. opts must outlive cfg; load the configuration
  * before rdl_server_new, which copies opts.
  */
-int rdl_server_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
+RDL_EXTERN int rdl_server_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
 
 /* ---- server ---------------------------------------------------------- */
 
@@ -145,8 +146,8 @@ typedef void (*rdl_thread_fn)(rdl_server_t *srv, int index, uv_loop_t *loop, voi
 /* Start-up work (warm-up): called on its own thread; return 0 when done. */
 typedef int (*rdl_startup_fn)(rdl_server_t *srv, void *arg);
 
-int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out);
-void rdl_server_free(rdl_server_t *srv);
+RDL_EXTERN int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out);
+RDL_EXTERN void rdl_server_free(rdl_server_t *srv);
 
 /*
  * Registers a route. template is a path with {name} segments ("/v1/courses/{id}")
@@ -155,25 +156,27 @@ void rdl_server_free(rdl_server_t *srv);
  * also answer HEAD. 0; RDL_EEXIST if taken; RDL_EINVAL for a malformed
  * template or another method (the parser answers those 501); RDL_ENOMEM.
  */
-int rdl_server_route(rdl_server_t *srv, const char *method, const char *template,
-                     rdl_handler_fn fn, void *arg);
+RDL_EXTERN int rdl_server_route(rdl_server_t *srv, const char *method, const char *template,
+                                rdl_handler_fn fn, void *arg);
 /* Same, on the admin listener. */
-int rdl_server_admin_route(rdl_server_t *srv, const char *method, const char *template,
-                           rdl_handler_fn fn, void *arg);
+RDL_EXTERN int rdl_server_admin_route(rdl_server_t *srv, const char *method, const char *template,
+                                      rdl_handler_fn fn, void *arg);
 /* Appends a middleware (copied) to the app listener's chain. Before rdl_server_run; RDL_EBUSY beyond 16. */
-int rdl_server_use(rdl_server_t *srv, const rdl_middleware_t *mw);
+RDL_EXTERN int rdl_server_use(rdl_server_t *srv, const rdl_middleware_t *mw);
 /* Same, on the admin listener's chain (probes, /metrics, /debug/...). */
-int rdl_server_admin_use(rdl_server_t *srv, const rdl_middleware_t *mw);
+RDL_EXTERN int rdl_server_admin_use(rdl_server_t *srv, const rdl_middleware_t *mw);
 /*
  * A per-request slot for a middleware's (or handler's) state: returns its
  * index (0..RDL_REQ_SLOTS-1), or RDL_EBUSY when all are taken. Each slot is
  * NULL when a request begins. Before rdl_server_run.
  */
-int rdl_server_req_slot(rdl_server_t *srv);
+RDL_EXTERN int rdl_server_req_slot(rdl_server_t *srv);
 /* Start-up work that must finish before /readyz turns 200 (run in order). */
-int rdl_server_on_startup(rdl_server_t *srv, const char *name, rdl_startup_fn fn, void *arg);
+RDL_EXTERN int rdl_server_on_startup(rdl_server_t *srv, const char *name, rdl_startup_fn fn,
+                                     void *arg);
 /* Adds per-I/O-thread hooks (up to 8; either may be NULL). Before rdl_server_run. */
-int rdl_server_on_thread(rdl_server_t *srv, rdl_thread_fn start, rdl_thread_fn stop, void *arg);
+RDL_EXTERN int rdl_server_on_thread(rdl_server_t *srv, rdl_thread_fn start, rdl_thread_fn stop,
+                                    void *arg);
 
 /*
  * Opens the logger and the listeners, starts the I/O threads, runs start-up
@@ -185,24 +188,24 @@ int rdl_server_on_thread(rdl_server_t *srv, rdl_thread_fn start, rdl_thread_fn s
  * running out, ends the process at once with exit status 1 after one log line
  * and a log flush bounded to one second. Call once per server.
  */
-int rdl_server_run(rdl_server_t *srv, rdl_error_t *err);
+RDL_EXTERN int rdl_server_run(rdl_server_t *srv, rdl_error_t *err);
 /* Begins the graceful stop, as SIGTERM does. Any thread. */
-void rdl_server_shutdown(rdl_server_t *srv);
+RDL_EXTERN void rdl_server_shutdown(rdl_server_t *srv);
 /* Bound addresses once listening ("127.0.0.1:41234"); "" before. Any thread. */
-const char *rdl_server_addr(const rdl_server_t *srv);
-const char *rdl_server_admin_addr(const rdl_server_t *srv);
+RDL_EXTERN const char *rdl_server_addr(const rdl_server_t *srv);
+RDL_EXTERN const char *rdl_server_admin_addr(const rdl_server_t *srv);
 /* The blocking-work pool (its stats are the HPA signals). */
-rdl_pool_t *rdl_server_pool(rdl_server_t *srv);
+RDL_EXTERN rdl_pool_t *rdl_server_pool(rdl_server_t *srv);
 /*
  * The server's logger (log.* settings), made by rdl_server_run and installed
  * as the default logger until rdl_server_free; NULL before run. Any thread.
  */
-rdl_logger_t *rdl_server_logger(rdl_server_t *srv);
+RDL_EXTERN rdl_logger_t *rdl_server_logger(rdl_server_t *srv);
 /*
  * Whether /readyz answers 200: start-up work done, no drain begun, and the
  * application not holding readiness off. Any thread.
  */
-bool rdl_server_ready(const rdl_server_t *srv);
+RDL_EXTERN bool rdl_server_ready(const rdl_server_t *srv);
 /*
  * The application's own say in readiness (a dependency it watches is down):
  * false takes the pod out of rotation (/readyz 503 {"status":"not_ready"})
@@ -211,7 +214,7 @@ bool rdl_server_ready(const rdl_server_t *srv);
  * true never makes a starting or draining server ready. Any thread, between
  * rdl_server_new and rdl_server_free; may be called before rdl_server_run.
  */
-void rdl_server_set_ready(rdl_server_t *srv, bool ready);
+RDL_EXTERN void rdl_server_set_ready(rdl_server_t *srv, bool ready);
 
 /* ---- request --------------------------------------------------------- */
 
@@ -223,29 +226,29 @@ void rdl_server_set_ready(rdl_server_t *srv, bool ready);
  */
 
 /* The method as the parser classified it (redline/util.h), and its name ("GET"). */
-rdl_method_t rdl_req_method_id(const rdl_req_t *req);
-const char *rdl_req_method(const rdl_req_t *req);
+RDL_EXTERN rdl_method_t rdl_req_method_id(const rdl_req_t *req);
+RDL_EXTERN const char *rdl_req_method(const rdl_req_t *req);
 /* Path and query as sent (not decoded); the query excludes '?' ("" when none). */
-const char *rdl_req_path(const rdl_req_t *req, size_t *len);
-const char *rdl_req_query(const rdl_req_t *req, size_t *len);
+RDL_EXTERN const char *rdl_req_path(const rdl_req_t *req, size_t *len);
+RDL_EXTERN const char *rdl_req_query(const rdl_req_t *req, size_t *len);
 /* The matched route template ("/v1/courses/{id}"), or NULL when none matched. */
-const char *rdl_req_route(const rdl_req_t *req);
+RDL_EXTERN const char *rdl_req_route(const rdl_req_t *req);
 /*
  * A path parameter, percent-decoded (a malformed escape is kept as sent),
  * NUL-terminated; NULL if the route has none of that name, or the request's
  * arena is out of memory. Decoded once, on the first call for that name.
  */
-const char *rdl_req_param(const rdl_req_t *req, const char *name);
+RDL_EXTERN const char *rdl_req_param(const rdl_req_t *req, const char *name);
 /* First header of that name (case-insensitive); NULL if absent. Not NUL-terminated. */
-const char *rdl_req_header(const rdl_req_t *req, const char *name, size_t *len);
+RDL_EXTERN const char *rdl_req_header(const rdl_req_t *req, const char *name, size_t *len);
 /* Iterates headers: returns false past the last. */
-bool rdl_req_header_at(const rdl_req_t *req, size_t i, const char **name, size_t *name_len,
-                       const char **value, size_t *value_len);
+RDL_EXTERN bool rdl_req_header_at(const rdl_req_t *req, size_t i, const char **name,
+                                  size_t *name_len, const char **value, size_t *value_len);
 /* The whole request body (chunked already decoded); len 0 when none. */
-const char *rdl_req_body(const rdl_req_t *req, size_t *len);
-rdl_ctx_t *rdl_req_ctx(rdl_req_t *req);
+RDL_EXTERN const char *rdl_req_body(const rdl_req_t *req, size_t *len);
+RDL_EXTERN rdl_ctx_t *rdl_req_ctx(rdl_req_t *req);
 /* Peer address "ip:port" ("[ip]:port" for IPv6; ":0" when the socket no longer says). */
-const char *rdl_req_peer(const rdl_req_t *req);
+RDL_EXTERN const char *rdl_req_peer(const rdl_req_t *req);
 /*
  * For middleware: the request's server; its I/O thread (0..threads-1, threads
  * for the admin listener's: per-thread state without a lock) and that
@@ -253,22 +256,22 @@ const char *rdl_req_peer(const rdl_req_t *req);
  * (Host, or that of an absolute-form target; "" when none); the protocol
  * version ("1.1" or "1.0").
  */
-rdl_server_t *rdl_req_server(const rdl_req_t *req);
-int rdl_req_thread(const rdl_req_t *req);
-uv_loop_t *rdl_req_loop(rdl_req_t *req);
-const char *rdl_req_authority(const rdl_req_t *req, size_t *len);
-const char *rdl_req_http_version(const rdl_req_t *req);
+RDL_EXTERN rdl_server_t *rdl_req_server(const rdl_req_t *req);
+RDL_EXTERN int rdl_req_thread(const rdl_req_t *req);
+RDL_EXTERN uv_loop_t *rdl_req_loop(rdl_req_t *req);
+RDL_EXTERN const char *rdl_req_authority(const rdl_req_t *req, size_t *len);
+RDL_EXTERN const char *rdl_req_http_version(const rdl_req_t *req);
 /*
  * Edits of the request headers the next middleware and the handler see (in
  * enter hooks): remove every one of that name (ignoring case); add one, kept
  * by pointer (name and value must live until the request ends), RDL_EBUSY past
  * limits.max_headers.
  */
-int rdl_req_header_remove(rdl_req_t *req, const char *name);
-int rdl_req_header_add(rdl_req_t *req, const char *name, const char *value);
+RDL_EXTERN int rdl_req_header_remove(rdl_req_t *req, const char *name);
+RDL_EXTERN int rdl_req_header_add(rdl_req_t *req, const char *name, const char *value);
 /* A slot's value (slot from rdl_server_req_slot; out of range: ignored, NULL). */
-void rdl_req_slot_set(rdl_req_t *req, int slot, void *p);
-void *rdl_req_slot(const rdl_req_t *req, int slot);
+RDL_EXTERN void rdl_req_slot_set(rdl_req_t *req, int slot, void *p);
+RDL_EXTERN void *rdl_req_slot(const rdl_req_t *req, int slot);
 #define RDL_REQ_SLOTS 8
 
 /* ---- response -------------------------------------------------------- */
@@ -293,20 +296,20 @@ void *rdl_req_slot(const rdl_req_t *req, int slot);
  * once, with the head, in the order added; removing compares names only, it
  * does not rescan the text.
  */
-int rdl_resp_header(rdl_req_t *req, const char *name, const char *value);
-int rdl_resp_header_remove(rdl_req_t *req, const char *name);
-int rdl_resp_header_set(rdl_req_t *req, const char *name, const char *value);
+RDL_EXTERN int rdl_resp_header(rdl_req_t *req, const char *name, const char *value);
+RDL_EXTERN int rdl_resp_header_remove(rdl_req_t *req, const char *name);
+RDL_EXTERN int rdl_resp_header_set(rdl_req_t *req, const char *name, const char *value);
 /*
  * Sends a complete response (body copied) and ends the request. The runtime
  * adds Date, Content-Length, Connection as needed and drops the body for HEAD.
  * content_type may be NULL (no Content-Type). RDL_EINVAL for a status outside
  * 200..999; RDL_ESTATE if already answered or the connection is gone.
  */
-int rdl_resp_send(rdl_req_t *req, int status, const char *content_type,
-                  const void *body, size_t len);
+RDL_EXTERN int rdl_resp_send(rdl_req_t *req, int status, const char *content_type,
+                             const void *body, size_t len);
 /* A JSON error body {"code":code,"message":message} with that status; returns as rdl_resp_send,
  * or RDL_ENOMEM when the body could not be built (nothing sent). */
-int rdl_resp_error(rdl_req_t *req, int status, const char *code, const char *message);
+RDL_EXTERN int rdl_resp_error(rdl_req_t *req, int status, const char *code, const char *message);
 
 /*
  * Streaming: a chunked response (HTTP/1.0: close-delimited). begin:
@@ -314,18 +317,18 @@ int rdl_resp_error(rdl_req_t *req, int status, const char *code, const char *mes
  * RDL_ESTATE as rdl_resp_send. write and end: RDL_ESTATE unless begin
  * succeeded and end has not run; write of 0 bytes (or on HEAD) is 0.
  */
-int rdl_resp_begin(rdl_req_t *req, int status, const char *content_type);
-int rdl_resp_write(rdl_req_t *req, const void *data, size_t len);
-int rdl_resp_end(rdl_req_t *req);
+RDL_EXTERN int rdl_resp_begin(rdl_req_t *req, int status, const char *content_type);
+RDL_EXTERN int rdl_resp_write(rdl_req_t *req, const void *data, size_t len);
+RDL_EXTERN int rdl_resp_end(rdl_req_t *req);
 
 /*
  * After the response: status sent (0 before; 499 when the client went away
  * first), body bytes in and out, whether answered. Cannot fail.
  */
-int rdl_req_status(const rdl_req_t *req);
-uint64_t rdl_req_bytes_in(const rdl_req_t *req);
-uint64_t rdl_req_bytes_out(const rdl_req_t *req);
-bool rdl_req_answered(const rdl_req_t *req);
+RDL_EXTERN int rdl_req_status(const rdl_req_t *req);
+RDL_EXTERN uint64_t rdl_req_bytes_in(const rdl_req_t *req);
+RDL_EXTERN uint64_t rdl_req_bytes_out(const rdl_req_t *req);
+RDL_EXTERN bool rdl_req_answered(const rdl_req_t *req);
 
 /*
  * Continues the middleware chain after the middleware that returned 1 without
@@ -333,7 +336,7 @@ bool rdl_req_answered(const rdl_req_t *req);
  * thread, outside any hook. 0; RDL_ESTATE if the request was answered
  * meanwhile (its deadline passed), is offloaded, or its connection is gone.
  */
-int rdl_req_resume(rdl_req_t *req);
+RDL_EXTERN int rdl_req_resume(rdl_req_t *req);
 
 /* ---- routing ----------------------------------------------------------- */
 
@@ -348,13 +351,13 @@ typedef struct rdl_server_route_stats {
 } rdl_server_route_stats_t;
 
 /* Any thread. All zero when routing is off. */
-void rdl_server_route_stats(const rdl_server_t *srv, rdl_server_route_stats_t *out);
+RDL_EXTERN void rdl_server_route_stats(const rdl_server_t *srv, rdl_server_route_stats_t *out);
 /*
  * Loads the routes file again now (as SIGHUP does): validated, then swapped in
  * atomically; on error the rules in use stay and err says why. Any thread,
  * after rdl_server_run has started; RDL_ESTATE when routing is off.
  */
-int rdl_server_reload_routes(rdl_server_t *srv, rdl_error_t *err);
+RDL_EXTERN int rdl_server_reload_routes(rdl_server_t *srv, rdl_error_t *err);
 
 /* ---- blocking work --------------------------------------------------- */
 
@@ -378,7 +381,8 @@ typedef void (*rdl_req_done_fn)(rdl_req_t *req, void *arg);   /* back on the I/O
  * So rdl_req_answered(req) is true after a non-zero return only for RDL_EBUSY
  * (or when it already was).
  */
-int rdl_req_offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, void *arg);
+RDL_EXTERN int rdl_req_offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done,
+                               void *arg);
 
 /* ---- outbound calls (src/runtime/outbound.c) ------------------------- */
 
@@ -393,7 +397,7 @@ int rdl_req_offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, 
  * of the part rdl_part_upstreams: RDL_ESTATE when srv's parts leave it out,
  * RDL_EINVAL when ups is NULL or upstreams are attached already.
  */
-int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups);
+RDL_EXTERN int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups);
 
 /*
  * Adds a header injector for every outbound call (trace context, color, ...;
@@ -402,7 +406,7 @@ int rdl_server_upstreams(rdl_server_t *srv, rdl_upstreams_t *ups);
  * context and color injectors come on top); RDL_ESTATE when srv's parts
  * leave out rdl_part_upstreams.
  */
-int rdl_server_add_injector(rdl_server_t *srv, rdl_inject_fn fn, void *arg);
+RDL_EXTERN int rdl_server_add_injector(rdl_server_t *srv, rdl_inject_fn fn, void *arg);
 
 /* Runs on the request's I/O thread when the call ends (see rdl_req_call). */
 typedef void (*rdl_req_call_fn)(rdl_req_t *req, const rdl_call_result_t *res, void *arg);
@@ -423,14 +427,14 @@ typedef void (*rdl_req_call_fn)(rdl_req_t *req, const rdl_call_result_t *res, vo
  * rdl_req_offload. 0, RDL_ENOENT (no upstream of that name), RDL_ESTATE
  * (already answered or busy, not on an I/O thread, no upstreams attached).
  */
-int rdl_req_call(rdl_req_t *req, const char *name, const rdl_call_t *call, rdl_req_call_fn done,
-                 void *arg);
+RDL_EXTERN int rdl_req_call(rdl_req_t *req, const char *name, const rdl_call_t *call,
+                            rdl_req_call_fn done, void *arg);
 /* Whether a call's result is a failure in the sense above. */
-bool rdl_call_failed(const rdl_call_result_t *res);
+RDL_EXTERN bool rdl_call_failed(const rdl_call_result_t *res);
 /*
  * Marks the response degraded because upstream failed: adds
  * "X-Redline-Degraded: <upstream>" (before the head is sent) and counts it.
  */
-void rdl_req_degraded(rdl_req_t *req, const char *upstream);
+RDL_EXTERN void rdl_req_degraded(rdl_req_t *req, const char *upstream);
 
 #endif

@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "redline/common.h"
 #include "redline/util.h"
 
 /* ---- span context and propagation ------------------------------------ */
@@ -43,7 +44,7 @@ typedef struct rdl_span_context {
 } rdl_span_context_t;
 
 /* Non-zero trace id and non-zero span id. */
-bool rdl_span_context_valid(const rdl_span_context_t *sc);
+RDL_EXTERN bool rdl_span_context_valid(const rdl_span_context_t *sc);
 
 /*
  * Parses a traceparent value (surrounding spaces and tabs tolerated) into
@@ -52,9 +53,11 @@ bool rdl_span_context_valid(const rdl_span_context_t *sc);
  * ff, uppercase or non-hex, and all-zero ids are refused. Returns 0 or
  * RDL_EINVAL with err (may be NULL) naming the column and what was expected.
  */
-int rdl_traceparent_parse(const char *s, size_t n, rdl_span_context_t *out, rdl_error_t *err);
+RDL_EXTERN int rdl_traceparent_parse(const char *s, size_t n, rdl_span_context_t *out,
+                                     rdl_error_t *err);
 /* Writes "00-<trace>-<span>-<flags>" and a NUL into out; returns 55. */
-size_t rdl_traceparent_format(const rdl_span_context_t *sc, char out[RDL_TRACEPARENT_LEN + 1]);
+RDL_EXTERN size_t rdl_traceparent_format(const rdl_span_context_t *sc,
+                                         char out[RDL_TRACEPARENT_LEN + 1]);
 
 /*
  * Validates a tracestate value (several headers joined with ',') and stores it
@@ -63,11 +66,13 @@ size_t rdl_traceparent_format(const rdl_span_context_t *sc, char out[RDL_TRACEPA
  * right). A malformed value or a duplicate key clears tracestate and returns
  * RDL_EINVAL; the traceparent stays valid either way.
  */
-int rdl_tracestate_parse(const char *s, size_t n, rdl_span_context_t *sc, rdl_error_t *err);
+RDL_EXTERN int rdl_tracestate_parse(const char *s, size_t n, rdl_span_context_t *sc,
+                                    rdl_error_t *err);
 /* Puts key=value at the front, removing an older member with that key. RDL_EINVAL for a bad key or value. */
-int rdl_tracestate_set(rdl_span_context_t *sc, const char *key, const char *value);
+RDL_EXTERN int rdl_tracestate_set(rdl_span_context_t *sc, const char *key, const char *value);
 /* The value of key in sc's tracestate, not NUL-terminated; NULL when absent. */
-const char *rdl_tracestate_get(const rdl_span_context_t *sc, const char *key, size_t *len);
+RDL_EXTERN const char *rdl_tracestate_get(const rdl_span_context_t *sc, const char *key,
+                                          size_t *len);
 
 /*
  * Baggage: name/value pairs carried with a request (W3C baggage). Values are
@@ -89,7 +94,7 @@ typedef struct rdl_baggage {
     char data[RDL_BAGGAGE_MAX_BYTES];
 } rdl_baggage_t;
 
-void rdl_baggage_init(rdl_baggage_t *b);
+RDL_EXTERN void rdl_baggage_init(rdl_baggage_t *b);
 /*
  * Adds the members of one baggage header to b (call once per header). A
  * malformed member (bad key, bad percent-encoding, stray characters) makes
@@ -97,13 +102,13 @@ void rdl_baggage_init(rdl_baggage_t *b);
  * Members past 64, or past 8192 bytes in all, are dropped whole (RDL_EBUSY
  * after adding what fits). Invalid UTF-8 after decoding becomes U+FFFD.
  */
-int rdl_baggage_parse(rdl_baggage_t *b, const char *s, size_t n, rdl_error_t *err);
+RDL_EXTERN int rdl_baggage_parse(rdl_baggage_t *b, const char *s, size_t n, rdl_error_t *err);
 /* Decoded value of key, NUL-terminated; NULL when absent. */
-const char *rdl_baggage_get(const rdl_baggage_t *b, const char *key);
+RDL_EXTERN const char *rdl_baggage_get(const rdl_baggage_t *b, const char *key);
 /* Sets key (a token) to value (any bytes, percent-encoded on output). RDL_EINVAL, RDL_EBUSY when full. */
-int rdl_baggage_set(rdl_baggage_t *b, const char *key, const char *value);
+RDL_EXTERN int rdl_baggage_set(rdl_baggage_t *b, const char *key, const char *value);
 /* Appends the header value ("k=v,k2=v2;p") to out, percent-encoding values. */
-void rdl_baggage_format(const rdl_baggage_t *b, rdl_buf_t *out);
+RDL_EXTERN void rdl_baggage_format(const rdl_baggage_t *b, rdl_buf_t *out);
 
 /*
  * B3 (Zipkin). Single header "b3: {trace}-{span}[-{sampling}[-{parent}]]" or
@@ -112,14 +117,17 @@ void rdl_baggage_format(const rdl_baggage_t *b, rdl_buf_t *out);
  * NULL for absent multi headers. A deny-only "0" returns RDL_ENOENT with
  * *sampled_out = 0 so a caller can honour it; garbage returns RDL_EINVAL.
  */
-int rdl_b3_parse_single(const char *s, size_t n, rdl_span_context_t *out, rdl_error_t *err);
-int rdl_b3_parse_multi(const char *trace_id, size_t trace_len, const char *span_id, size_t span_len,
-                       const char *sampled, size_t sampled_len, const char *flags, size_t flags_len,
-                       rdl_span_context_t *out, rdl_error_t *err);
+RDL_EXTERN int rdl_b3_parse_single(const char *s, size_t n, rdl_span_context_t *out,
+                                   rdl_error_t *err);
+RDL_EXTERN int rdl_b3_parse_multi(const char *trace_id, size_t trace_len, const char *span_id,
+                                  size_t span_len, const char *sampled, size_t sampled_len,
+                                  const char *flags, size_t flags_len, rdl_span_context_t *out,
+                                  rdl_error_t *err);
 /* The length of the single b3 header rdl_b3_format_single writes: "{trace32}-{span16}-{1|0}". */
 #define RDL_B3_SINGLE_LEN 51
 /* "{trace32}-{span16}-{1|0}" and a NUL into out; returns the length (RDL_B3_SINGLE_LEN). */
-size_t rdl_b3_format_single(const rdl_span_context_t *sc, char out[RDL_B3_SINGLE_LEN + 1]);
+RDL_EXTERN size_t rdl_b3_format_single(const rdl_span_context_t *sc,
+                                       char out[RDL_B3_SINGLE_LEN + 1]);
 
 /* Which formats extract and inject, in order (OTEL_PROPAGATORS). */
 typedef enum rdl_propagator {
@@ -135,7 +143,7 @@ typedef struct rdl_propagators {
 } rdl_propagators_t;
 
 /* Parses "tracecontext,baggage,b3,b3multi" or "none" (empty = tracecontext,baggage). */
-int rdl_propagators_parse(const char *list, rdl_propagators_t *out, rdl_error_t *err);
+RDL_EXTERN int rdl_propagators_parse(const char *list, rdl_propagators_t *out, rdl_error_t *err);
 
 /*
  * Carrier access. get returns header `name` occurrence `index` (0-based,
@@ -151,11 +159,13 @@ typedef void (*rdl_carrier_set_fn)(void *carrier, const char *name, const char *
  * configured and bag is not NULL, is added to bag. Returns true when parent
  * holds a valid remote context.
  */
-bool rdl_propagation_extract(const rdl_propagators_t *p, rdl_carrier_get_fn get, void *carrier,
-                             rdl_span_context_t *parent, rdl_baggage_t *bag);
+RDL_EXTERN bool rdl_propagation_extract(const rdl_propagators_t *p, rdl_carrier_get_fn get,
+                                        void *carrier, rdl_span_context_t *parent,
+                                        rdl_baggage_t *bag);
 /* Injects sc (if valid) and bag (if not NULL and not empty) with each configured propagator. */
-void rdl_propagation_inject(const rdl_propagators_t *p, const rdl_span_context_t *sc,
-                            const rdl_baggage_t *bag, rdl_carrier_set_fn set, void *carrier);
+RDL_EXTERN void rdl_propagation_inject(const rdl_propagators_t *p, const rdl_span_context_t *sc,
+                                       const rdl_baggage_t *bag, rdl_carrier_set_fn set,
+                                       void *carrier);
 
 /* ---- samplers -------------------------------------------------------- */
 
@@ -178,7 +188,8 @@ typedef struct rdl_sampler {
  * name as OTEL_TRACES_SAMPLER ("parentbased_traceidratio"), arg as
  * OTEL_TRACES_SAMPLER_ARG (a ratio in [0, 1]; NULL or "" = 1.0).
  */
-int rdl_sampler_init(rdl_sampler_t *s, const char *name, const char *arg, rdl_error_t *err);
+RDL_EXTERN int rdl_sampler_init(rdl_sampler_t *s, const char *name, const char *arg,
+                                rdl_error_t *err);
 /*
  * The head decision for a new span of trace_id whose parent is parent (NULL
  * or invalid: a root). traceidratio takes bytes 8..15 of the trace id as a
@@ -186,10 +197,10 @@ int rdl_sampler_init(rdl_sampler_t *s, const char *name, const char *arg, rdl_er
  * ratio * 2^63 (deterministic, and a higher ratio samples a superset).
  * parentbased_* follow the parent's sampled flag. Pure; any thread.
  */
-bool rdl_sampler_should_sample(const rdl_sampler_t *s, const rdl_span_context_t *parent,
-                               const uint8_t trace_id[16]);
+RDL_EXTERN bool rdl_sampler_should_sample(const rdl_sampler_t *s, const rdl_span_context_t *parent,
+                                          const uint8_t trace_id[16]);
 /* "TraceIdRatioBased{0.250000}", "ParentBased{root:AlwaysOnSampler}", ... into out. */
-const char *rdl_sampler_describe(const rdl_sampler_t *s, char *out, size_t n);
+RDL_EXTERN const char *rdl_sampler_describe(const rdl_sampler_t *s, char *out, size_t n);
 
 /* ---- tracer ---------------------------------------------------------- */
 
@@ -225,27 +236,27 @@ typedef struct rdl_tracer_opts {
     void *log_arg;
 } rdl_tracer_opts_t;
 
-void rdl_tracer_opts_default(rdl_tracer_opts_t *o);
+RDL_EXTERN void rdl_tracer_opts_default(rdl_tracer_opts_t *o);
 /*
  * Applies the OTEL_* variables that are set (service name, resource,
  * sampler, span limits, BSP, exporter endpoint/protocol/headers/compression/
  * timeout; OTEL_TRACES_EXPORTER=none and OTEL_SDK_DISABLED=true turn export
  * off). A malformed value returns RDL_EINVAL with err->key naming the variable.
  */
-int rdl_tracer_opts_from_env(rdl_tracer_opts_t *o, rdl_error_t *err);
+RDL_EXTERN int rdl_tracer_opts_from_env(rdl_tracer_opts_t *o, rdl_error_t *err);
 
 typedef struct rdl_tracer rdl_tracer_t;
 
 /* Starts the exporter thread when o->export. Main thread. */
-int rdl_tracer_new(const rdl_tracer_opts_t *o, rdl_tracer_t **out);
+RDL_EXTERN int rdl_tracer_new(const rdl_tracer_opts_t *o, rdl_tracer_t **out);
 /*
  * Exports what is queued within o->shutdown_ms, reports (counts and logs) the
  * spans still open, stops the exporter thread and frees everything. Every
  * span must have ended or be abandoned: its memory goes too. NULL is fine.
  */
-void rdl_tracer_free(rdl_tracer_t *t);
+RDL_EXTERN void rdl_tracer_free(rdl_tracer_t *t);
 /* Exports everything ended so far; waits up to timeout_ms. 0 or RDL_ETIMEDOUT. Any thread. */
-int rdl_tracer_flush(rdl_tracer_t *t, uint64_t timeout_ms);
+RDL_EXTERN int rdl_tracer_flush(rdl_tracer_t *t, uint64_t timeout_ms);
 
 typedef struct rdl_tracer_stats {
     uint64_t spans_started;             /* recording spans */
@@ -259,12 +270,12 @@ typedef struct rdl_tracer_stats {
 } rdl_tracer_stats_t;
 
 /* Sums the per-thread counters (relaxed). Any thread. */
-void rdl_tracer_stats(const rdl_tracer_t *t, rdl_tracer_stats_t *out);
-const rdl_sampler_t *rdl_tracer_sampler(const rdl_tracer_t *t);
+RDL_EXTERN void rdl_tracer_stats(const rdl_tracer_t *t, rdl_tracer_stats_t *out);
+RDL_EXTERN const rdl_sampler_t *rdl_tracer_sampler(const rdl_tracer_t *t);
 
 /* The process's default tracer (NULL until set). Set from the main thread. */
-rdl_tracer_t *rdl_tracer_default(void);
-void rdl_tracer_set_default(rdl_tracer_t *t);
+RDL_EXTERN rdl_tracer_t *rdl_tracer_default(void);
+RDL_EXTERN void rdl_tracer_set_default(rdl_tracer_t *t);
 
 /* ---- spans ----------------------------------------------------------- */
 
@@ -303,21 +314,23 @@ typedef struct rdl_span rdl_span_t;
  * it until its local root ends. Returns NULL only when there is no tracer or
  * no memory; every span function accepts NULL.
  */
-rdl_span_t *rdl_span_start(rdl_tracer_t *t, const char *name, rdl_span_kind_t kind,
-                           const rdl_span_t *parent);
+RDL_EXTERN rdl_span_t *rdl_span_start(rdl_tracer_t *t, const char *name, rdl_span_kind_t kind,
+                                      const rdl_span_t *parent);
 /* Same with a remote parent from rdl_propagation_extract (NULL or invalid: root). */
-rdl_span_t *rdl_span_start_remote(rdl_tracer_t *t, const char *name, rdl_span_kind_t kind,
-                                  const rdl_span_context_t *parent);
+RDL_EXTERN rdl_span_t *rdl_span_start_remote(rdl_tracer_t *t, const char *name,
+                                             rdl_span_kind_t kind,
+                                             const rdl_span_context_t *parent);
 /*
  * Same, started at mono_ns: a reading of rdl_now_ns() the caller took
  * already (the runtime passes its request's start, one clock read less per
  * request on a path where each read costs ~25 ns). 0 means now.
  */
-rdl_span_t *rdl_span_start_remote_at(rdl_tracer_t *t, const char *name, rdl_span_kind_t kind,
-                                     const rdl_span_context_t *parent, uint64_t mono_ns);
+RDL_EXTERN rdl_span_t *rdl_span_start_remote_at(rdl_tracer_t *t, const char *name,
+                                                rdl_span_kind_t kind,
+                                                const rdl_span_context_t *parent, uint64_t mono_ns);
 /* Its ids, flags and tracestate (for injection and log lines). */
-const rdl_span_context_t *rdl_span_context(const rdl_span_t *s);
-bool rdl_span_recording(const rdl_span_t *s);
+RDL_EXTERN const rdl_span_context_t *rdl_span_context(const rdl_span_t *s);
+RDL_EXTERN bool rdl_span_recording(const rdl_span_t *s);
 
 /*
  * Attributes: the value is copied; setting a key again replaces it; past
@@ -327,10 +340,10 @@ bool rdl_span_recording(const rdl_span_t *s);
  * capped the same way. All are no-ops on a span that is not recording or has
  * ended. Thread-safety: the thread using the span.
  */
-void rdl_span_set_str(rdl_span_t *s, const char *key, const char *value, size_t len);
-void rdl_span_set_int(rdl_span_t *s, const char *key, int64_t value);
-void rdl_span_set_double(rdl_span_t *s, const char *key, double value);
-void rdl_span_set_bool(rdl_span_t *s, const char *key, bool value);
+RDL_EXTERN void rdl_span_set_str(rdl_span_t *s, const char *key, const char *value, size_t len);
+RDL_EXTERN void rdl_span_set_int(rdl_span_t *s, const char *key, int64_t value);
+RDL_EXTERN void rdl_span_set_double(rdl_span_t *s, const char *key, double value);
+RDL_EXTERN void rdl_span_set_bool(rdl_span_t *s, const char *key, bool value);
 /*
  * Sets n attributes at once, the cheap way for instrumentation that knows its
  * keys (the runtime's server span). Flags:
@@ -343,20 +356,23 @@ void rdl_span_set_bool(rdl_span_t *s, const char *key, bool value);
  * String values are copied; limits and no-ops as above. The thread using the span.
  */
 enum { RDL_ATTRS_STATIC_KEYS = 1, RDL_ATTRS_NEW_KEYS = 2 };
-void rdl_span_set_attrs(rdl_span_t *s, const rdl_attr_t *attrs, size_t n, unsigned flags);
-void rdl_span_add_event(rdl_span_t *s, const char *name, const rdl_attr_t *attrs, size_t n);
-void rdl_span_add_link(rdl_span_t *s, const rdl_span_context_t *sc, const rdl_attr_t *attrs, size_t n);
-void rdl_span_set_status(rdl_span_t *s, rdl_span_status_t code, const char *message);
-void rdl_span_set_name(rdl_span_t *s, const char *name);
+RDL_EXTERN void rdl_span_set_attrs(rdl_span_t *s, const rdl_attr_t *attrs, size_t n,
+                                   unsigned flags);
+RDL_EXTERN void rdl_span_add_event(rdl_span_t *s, const char *name, const rdl_attr_t *attrs,
+                                   size_t n);
+RDL_EXTERN void rdl_span_add_link(rdl_span_t *s, const rdl_span_context_t *sc,
+                                  const rdl_attr_t *attrs, size_t n);
+RDL_EXTERN void rdl_span_set_status(rdl_span_t *s, rdl_span_status_t code, const char *message);
+RDL_EXTERN void rdl_span_set_name(rdl_span_t *s, const char *name);
 /*
  * Ends the span: its end time is its start wall-clock time plus the monotonic
  * duration. It is queued for export (or dropped and counted when the thread's
  * queue is full). Ending twice is a no-op. After the end, the span may be
  * recycled once it is exported: do not keep the pointer.
  */
-void rdl_span_end(rdl_span_t *s);
+RDL_EXTERN void rdl_span_end(rdl_span_t *s);
 /* Same, ended at mono_ns (rdl_now_ns()'s clock; before the start counts as the start; 0: now). */
-void rdl_span_end_at(rdl_span_t *s, uint64_t mono_ns);
+RDL_EXTERN void rdl_span_end_at(rdl_span_t *s, uint64_t mono_ns);
 
 /* ---- encoding (exposed for tests, benchmarks and other exporters) ---- */
 
@@ -364,8 +380,8 @@ void rdl_span_end_at(rdl_span_t *s, uint64_t mono_ns);
  * Encodes ended spans as one ExportTraceServiceRequest: protobuf binary or
  * OTLP/JSON (hex ids, decimal-string 64-bit integers, integer enums) into out.
  */
-void rdl_otlp_encode(const rdl_tracer_t *t, rdl_span_t *const *spans, size_t n,
-                     rdl_otlp_protocol_t proto, rdl_buf_t *out);
+RDL_EXTERN void rdl_otlp_encode(const rdl_tracer_t *t, rdl_span_t *const *spans, size_t n,
+                                rdl_otlp_protocol_t proto, rdl_buf_t *out);
 /*
  * Reads an ExportTraceServiceResponse body (an empty body is one): *rejected
  * receives partialSuccess.rejectedSpans (0 when absent) and message (may be
@@ -374,7 +390,7 @@ void rdl_otlp_encode(const rdl_tracer_t *t, rdl_span_t *const *spans, size_t n,
  * JSON) and what was expected, when the body is not one; *rejected is then 0
  * and message empty. Any thread.
  */
-int rdl_otlp_parse_response(const char *body, size_t n, rdl_otlp_protocol_t proto,
-                            int64_t *rejected, rdl_buf_t *message, rdl_error_t *err);
+RDL_EXTERN int rdl_otlp_parse_response(const char *body, size_t n, rdl_otlp_protocol_t proto,
+                                       int64_t *rejected, rdl_buf_t *message, rdl_error_t *err);
 
 #endif

@@ -8,7 +8,7 @@
  *   rdl_buf_init(&b);
  *   rdl_buf_puts(&b, "{\"msg\":");
  *   rdl_json_str(&b, user_text, strlen(user_text));   // always valid JSON
- *   rdl_buf_putc(&b, '}');  ... use b.data, b.len ...  rdl_buf_free(&b);
+ *   rdl_buf_putc(&b, '}');  ... use b.data, b.len ...  rdl_buf_close(&b);
  *
  * Thread-safety: every function here works on caller-owned objects (or, for
  * rdl_rand64 and rdl_rand_seed, the calling thread's own state) only and is
@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <time.h>
 #include <stdbool.h>
+#include "redline/common.h"
 
 /* Error codes: functions that can fail return 0 or one of these (negative). */
 #define RDL_OK          0
@@ -35,7 +36,7 @@
 #define RDL_ESTATE    (-1000) /* call not valid in the object's current state */
 
 /* A short constant name for an error code ("invalid argument"). Never NULL. */
-const char *rdl_strerror(int err);
+RDL_EXTERN const char *rdl_strerror(int err);
 
 /*
  * A parse or validation error a person can act on: where (file, key, line and
@@ -50,12 +51,12 @@ typedef struct rdl_error {
     char msg[384];
 } rdl_error_t;
 
-void rdl_error_clear(rdl_error_t *err);
+RDL_EXTERN void rdl_error_clear(rdl_error_t *err);
 /* Fills err (when not NULL) and returns code. printf-style message. */
-int rdl_error_set(rdl_error_t *err, int code, int line, int column, const char *key,
-                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+RDL_EXTERN int rdl_error_set(rdl_error_t *err, int code, int line, int column, const char *key,
+                             const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* "file:line:column: key: msg" into out; returns out. */
-const char *rdl_error_format(const rdl_error_t *err, char *out, size_t outlen);
+RDL_EXTERN const char *rdl_error_format(const rdl_error_t *err, char *out, size_t outlen);
 
 /*
  * YAML text helpers for the YAML readers (config, route), around libfyaml
@@ -64,8 +65,8 @@ const char *rdl_error_format(const rdl_error_t *err, char *out, size_t outlen);
  * decodes the raw body of a single-quoted scalar (YAML 1.2 section 7.3.2)
  * into a malloc'ed string the caller frees; NULL when out of memory.
  */
-int rdl_yaml_check_text(const char *yaml, size_t len, rdl_error_t *err);
-char *rdl_yaml_single_quoted(const char *raw, size_t n, size_t *outlen);
+RDL_EXTERN int rdl_yaml_check_text(const char *yaml, size_t len, rdl_error_t *err);
+RDL_EXTERN char *rdl_yaml_single_quoted(const char *raw, size_t n, size_t *outlen);
 
 /*
  * Reads the whole regular file at path into *out, a NUL-terminated heap copy
@@ -77,18 +78,19 @@ char *rdl_yaml_single_quoted(const char *raw, size_t n, size_t *outlen);
  * be read), RDL_EINVAL (too large) or RDL_ENOMEM; *out is NULL on failure.
  * Any thread.
  */
-int rdl_read_file(const char *path, size_t max_bytes, char **out, size_t *len, rdl_error_t *err);
+RDL_EXTERN int rdl_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
+                             rdl_error_t *err);
 
 /* in[0..n) as 2n lowercase hex digits at out (not NUL-terminated). */
-void rdl_hex_lower(char *out, const void *in, size_t n);
+RDL_EXTERN void rdl_hex_lower(char *out, const void *in, size_t n);
 /* The value (0 to 15) of the hex digit c in either case; -1 when c (a byte) is not one. */
-int rdl_hex_value(int c);
+RDL_EXTERN int rdl_hex_value(int c);
 /*
  * The strict inverse of rdl_hex_lower, for ids in headers: 2n lowercase hex
  * digits at in into n bytes at out. Returns 2n when all are lowercase hex
  * digits, else the offset of the first that is not (out is then undefined).
  */
-size_t rdl_hex_decode_lower(void *out, const char *in, size_t n);
+RDL_EXTERN size_t rdl_hex_decode_lower(void *out, const char *in, size_t n);
 
 /*
  * Whether a[0..alen) and b[0..blen) are the same ignoring ASCII case: header
@@ -123,24 +125,26 @@ typedef struct rdl_rand {
     uint64_t s[4];
 } rdl_rand_t;
 
-uint64_t rdl_rand64(void);
-void rdl_rand_seed(uint64_t seed);
-void rdl_rand_init(rdl_rand_t *r, uint64_t seed);
-uint64_t rdl_rand_next(rdl_rand_t *r);
-double rdl_rand_unit(uint64_t draw);
+RDL_EXTERN uint64_t rdl_rand64(void);
+RDL_EXTERN void rdl_rand_seed(uint64_t seed);
+RDL_EXTERN void rdl_rand_init(rdl_rand_t *r, uint64_t seed);
+RDL_EXTERN uint64_t rdl_rand_next(rdl_rand_t *r);
+RDL_EXTERN double rdl_rand_unit(uint64_t draw);
 
 /* Clocks, in nanoseconds. Monotonic for durations and deadlines, wall for timestamps. */
-uint64_t rdl_now_ns(void);
-uint64_t rdl_wall_ns(void);
+RDL_EXTERN uint64_t rdl_now_ns(void);
+RDL_EXTERN uint64_t rdl_wall_ns(void);
 /* The absolute time ns from now on clock, as pthread_cond_timedwait takes it. Any thread. */
-struct timespec rdl_timespec_in(clockid_t clock, uint64_t ns);
+RDL_EXTERN struct timespec rdl_timespec_in(clockid_t clock, uint64_t ns);
 
 /* Parses "250ms", "30s", "5m", "1h", "1m30s" or a bare integer of milliseconds. */
-int rdl_parse_duration_ms(const char *s, uint64_t *out_ms);
+RDL_EXTERN int rdl_parse_duration_ms(const char *s, uint64_t *out_ms);
 /* Parses "512", "16k"/"16KiB", "1M"/"1MiB", "1G"/"1GiB" (binary multiples) into bytes. */
-int rdl_parse_size(const char *s, uint64_t *out_bytes);
-/* Splits "host:port", "[v6]:port" or ":port" (host = "0.0.0.0"). host must hold 64 bytes. */
-int rdl_parse_hostport(const char *s, char host[64], int *port);
+RDL_EXTERN int rdl_parse_size(const char *s, uint64_t *out_bytes);
+/* Room for a host in "host:port" (rdl_parse_hostport), its NUL included. */
+#define RDL_HOST_MAX 64
+/* Splits "host:port", "[v6]:port" or ":port" (host = "0.0.0.0"); longer hosts are RDL_EINVAL. */
+RDL_EXTERN int rdl_parse_hostport(const char *s, char host[RDL_HOST_MAX], int *port);
 
 /*
  * HTTP request methods, the one table of them: the request parser, the router,
@@ -156,9 +160,9 @@ typedef enum rdl_method {
     RDL_METHOD_PATCH, RDL_METHOD_OPTIONS, RDL_METHOD_TRACE, RDL_METHOD_CONNECT,
     RDL_METHOD_COUNT
 } rdl_method_t;
-rdl_method_t rdl_method_parse(const char *s, size_t n);
-const char *rdl_method_name(rdl_method_t m);
-bool rdl_method_idempotent(rdl_method_t m);
+RDL_EXTERN rdl_method_t rdl_method_parse(const char *s, size_t n);
+RDL_EXTERN const char *rdl_method_name(rdl_method_t m);
+RDL_EXTERN bool rdl_method_idempotent(rdl_method_t m);
 
 /* Growable byte buffer. data is always NUL-terminated for convenience. */
 typedef struct rdl_buf {
@@ -168,16 +172,17 @@ typedef struct rdl_buf {
     bool oom;           /* an append failed: contents are truncated */
 } rdl_buf_t;
 
-void rdl_buf_init(rdl_buf_t *b);
-void rdl_buf_free(rdl_buf_t *b);
-void rdl_buf_reset(rdl_buf_t *b);                    /* len = 0, keeps memory */
-int rdl_buf_reserve(rdl_buf_t *b, size_t extra);     /* room for extra more bytes */
-void rdl_buf_put(rdl_buf_t *b, const void *p, size_t n);
-void rdl_buf_puts(rdl_buf_t *b, const char *s);
-void rdl_buf_putc(rdl_buf_t *b, char c);
-void rdl_buf_printf(rdl_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void rdl_buf_put_u64(rdl_buf_t *b, uint64_t v);
-void rdl_buf_put_i64(rdl_buf_t *b, int64_t v);
+RDL_EXTERN void rdl_buf_init(rdl_buf_t *b);
+RDL_EXTERN void rdl_buf_close(rdl_buf_t *b);
+RDL_EXTERN void rdl_buf_reset(rdl_buf_t *b);                    /* len = 0, keeps memory */
+RDL_EXTERN int rdl_buf_reserve(rdl_buf_t *b, size_t extra);     /* room for extra more bytes */
+RDL_EXTERN void rdl_buf_put(rdl_buf_t *b, const void *p, size_t n);
+RDL_EXTERN void rdl_buf_puts(rdl_buf_t *b, const char *s);
+RDL_EXTERN void rdl_buf_putc(rdl_buf_t *b, char c);
+RDL_EXTERN void rdl_buf_printf(rdl_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2,
+                               3)));
+RDL_EXTERN void rdl_buf_put_u64(rdl_buf_t *b, uint64_t v);
+RDL_EXTERN void rdl_buf_put_i64(rdl_buf_t *b, int64_t v);
 
 /*
  * Secrets. rdl_secret_equal compares a presented credential with the
@@ -191,9 +196,10 @@ void rdl_buf_put_i64(rdl_buf_t *b, int64_t v);
  * ("https://<redacted>@host/"); other text as it is. Any thread.
  */
 #define RDL_REDACTED "<redacted>"
-bool rdl_secret_equal(const void *given, size_t given_len, const void *secret, size_t secret_len);
-bool rdl_secret_name(const char *name, size_t n);
-void rdl_redact_put(rdl_buf_t *b, const char *s, size_t n);
+RDL_EXTERN bool rdl_secret_equal(const void *given, size_t given_len, const void *secret,
+                                 size_t secret_len);
+RDL_EXTERN bool rdl_secret_name(const char *name, size_t n);
+RDL_EXTERN void rdl_redact_put(rdl_buf_t *b, const char *s, size_t n);
 
 /*
  * UTF-8 as every writer here checks it (JSON, exposition, OTLP, YAML text):
@@ -204,16 +210,16 @@ void rdl_redact_put(rdl_buf_t *b, const char *s, size_t n);
  * rdl_utf8_put appends s with each such prefix replaced by U+FFFD;
  * rdl_utf8_clean_len is the length that appends. Any thread.
  */
-size_t rdl_utf8_seq(const char *s, size_t n, size_t *skip);
-void rdl_utf8_put(rdl_buf_t *b, const char *s, size_t n);
-size_t rdl_utf8_clean_len(const char *s, size_t n);
+RDL_EXTERN size_t rdl_utf8_seq(const char *s, size_t n, size_t *skip);
+RDL_EXTERN void rdl_utf8_put(rdl_buf_t *b, const char *s, size_t n);
+RDL_EXTERN size_t rdl_utf8_clean_len(const char *s, size_t n);
 
 /*
  * Appends s as a quoted JSON string. Exact: quotes, backslashes and control
  * characters are escaped, and bytes that are not valid UTF-8 become U+FFFD, so
  * the output always parses whatever the input was.
  */
-void rdl_json_str(rdl_buf_t *b, const char *s, size_t n);
+RDL_EXTERN void rdl_json_str(rdl_buf_t *b, const char *s, size_t n);
 
 /*
  * The same escaping into fixed memory, for writers that must not allocate:
@@ -222,9 +228,9 @@ void rdl_json_str(rdl_buf_t *b, const char *s, size_t n);
  * Returns the bytes written; *used (may be NULL) receives the input bytes
  * consumed (n when everything fit).
  */
-size_t rdl_json_escape(char *out, size_t cap, const char *s, size_t n, size_t *used);
+RDL_EXTERN size_t rdl_json_escape(char *out, size_t cap, const char *s, size_t n, size_t *used);
 /* 1 for the bytes a JSON string holds as they are (printable ASCII but '"' and '\\'); 0 else, NUL included. */
-extern const unsigned char rdl_json_plain[256];
+RDL_EXTERN extern const unsigned char rdl_json_plain[256];
 
 /*
  * Whether all eight bytes in x are plain in that sense: no top bit set, none
@@ -250,10 +256,10 @@ typedef struct rdl_arena {
     size_t chunk_size;
 } rdl_arena_t;
 
-void rdl_arena_init(rdl_arena_t *a, size_t chunk_size);
-void rdl_arena_close(rdl_arena_t *a);
-void rdl_arena_reset(rdl_arena_t *a);
-void *rdl_arena_alloc(rdl_arena_t *a, size_t n);       /* 16-byte aligned; NULL on OOM */
-char *rdl_arena_strndup(rdl_arena_t *a, const char *s, size_t n);
+RDL_EXTERN void rdl_arena_init(rdl_arena_t *a, size_t chunk_size);
+RDL_EXTERN void rdl_arena_close(rdl_arena_t *a);
+RDL_EXTERN void rdl_arena_reset(rdl_arena_t *a);
+RDL_EXTERN void *rdl_arena_alloc(rdl_arena_t *a, size_t n);       /* 16-byte aligned; NULL on OOM */
+RDL_EXTERN char *rdl_arena_strndup(rdl_arena_t *a, const char *s, size_t n);
 
 #endif

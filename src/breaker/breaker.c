@@ -551,7 +551,7 @@ static void force(rdl_breaker_t *b, int to, bool keep_streak)
 void rdl_breaker_force_open(rdl_breaker_t *b) { force(b, RDL_BREAKER_FORCED_OPEN, true); }
 void rdl_breaker_disable(rdl_breaker_t *b) { force(b, RDL_BREAKER_DISABLED, true); }
 void rdl_breaker_metrics_only(rdl_breaker_t *b) { force(b, RDL_BREAKER_METRICS_ONLY, true); }
-void rdl_breaker_close(rdl_breaker_t *b) { force(b, RDL_BREAKER_CLOSED, true); }
+void rdl_breaker_force_closed(rdl_breaker_t *b) { force(b, RDL_BREAKER_CLOSED, true); }
 void rdl_breaker_reset(rdl_breaker_t *b) { force(b, RDL_BREAKER_CLOSED, false); }
 
 void rdl_breaker_stats(rdl_breaker_t *b, rdl_breaker_stats_t *out)

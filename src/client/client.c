@@ -612,7 +612,7 @@ static cl_call_t *call_new(rdl_client_t *c, cl_pool_t *p, rdl_ctx_t *ctx, const 
     if (req->body && req->body_len)
         rdl_buf_put(&call->body, req->body, req->body_len);
     int ninj;
-    const cl_injector_t *inj = cl_injectors(c->ups, &ninj);
+    const cl_injector_t *inj = rdl__client_injectors(c->ups, &ninj);
     for (int i = 0; i < ninj; i++)
         inj[i].fn(ctx, add_header, call, inj[i].arg);
     if (req->body && req->body_len)
@@ -726,9 +726,9 @@ void rdl_client_free(rdl_client_t *c)
         next = call->next;
         if (call->easy)
             curl_easy_cleanup(call->easy);
-        rdl_buf_free(&call->url);
-        rdl_buf_free(&call->body);
-        rdl_buf_free(&call->resp);
+        rdl_buf_close(&call->url);
+        rdl_buf_close(&call->body);
+        rdl_buf_close(&call->resp);
         if (call->timer_init)
             uv_close((uv_handle_t *)&call->backoff, on_call_timer_closed);
         else

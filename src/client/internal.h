@@ -12,6 +12,6 @@ typedef struct cl_injector {
 } cl_injector_t;
 
 /* The registered injectors, in order. */
-const cl_injector_t *cl_injectors(const rdl_upstreams_t *ups, int *n);
+const cl_injector_t *rdl__client_injectors(const rdl_upstreams_t *ups, int *n);
 
 #endif

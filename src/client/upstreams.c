@@ -195,7 +195,7 @@ int rdl_upstreams_set_flag(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *
                            rdl_error_t *err)
 {
     const char *eq = strchr(arg, '=');
-    char name[48], key[96];
+    char name[RDL_UPSTREAM_NAME_MAX], key[96];
     if (!eq || eq == arg || (size_t)(eq - arg) >= sizeof(name))
         return rdl_error_set(err, RDL_EINVAL, 0, 0, "--upstream", "expected NAME=URL, got '%s'", arg);
     memcpy(name, arg, (size_t)(eq - arg));
@@ -214,7 +214,7 @@ int rdl_upstreams_set_flag(rdl_upstreams_t *ups, rdl_config_t *cfg, const char *
 }
 
 typedef struct names {
-    char (*names)[48];
+    char (*names)[RDL_UPSTREAM_NAME_MAX];
     int max, n;
     const char *path;
     bool seen;                  /* the first document was read: later ones are not the file's */
@@ -237,7 +237,7 @@ static int names_of(rdl__yaml_t *y, struct fy_node *root, void *arg)
         size_t len = 0;
         struct fy_node *key = fy_node_pair_key(pair);
         const char *k = key && fy_node_is_scalar(key) ? fy_node_get_scalar(key, &len) : NULL;
-        if (!k || len == 0 || len >= 48)
+        if (!k || len == 0 || len >= RDL_UPSTREAM_NAME_MAX)
             return rdl__yaml_fail(y, key, "upstreams", "%s: upstream names are 1..47 characters",
                                   nm->path);
         if (nm->n == nm->max) {
@@ -253,7 +253,7 @@ static int names_of(rdl__yaml_t *y, struct fy_node *root, void *arg)
     return 0;
 }
 
-int rdl_upstreams_names_in_file(const char *path, char names[][48], int max, rdl_error_t *err)
+int rdl_upstreams_names_in_file(const char *path, char names[][RDL_UPSTREAM_NAME_MAX], int max, rdl_error_t *err)
 {
     rdl_error_t local;
     char *text = NULL;
@@ -436,7 +436,7 @@ int rdl_upstreams_add_injector(rdl_upstreams_t *ups, rdl_inject_fn fn, void *arg
     return 0;
 }
 
-const cl_injector_t *cl_injectors(const rdl_upstreams_t *ups, int *n)
+const cl_injector_t *rdl__client_injectors(const rdl_upstreams_t *ups, int *n)
 {
     *n = ups->ninj;
     return ups->inj;

@@ -36,7 +36,7 @@ static void report_line(FILE *out, const rdl_upstream_t *up, bool ok, const char
     rdl_buf_puts(&b, "}\n");
     fputs(b.data, out);
     fflush(out);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 static bool check_one(rdl_client_t *c, uv_loop_t *loop, rdl_upstream_t *up, FILE *out)

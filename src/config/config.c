@@ -491,7 +491,7 @@ static bool in_bounds_d(const rdl_cfg_key_t *k, double v)
 
 static int parse_typed(const rdl_cfg_key_t *k, const char *s, cfg_val_t *v)
 {
-    char host[64];
+    char host[RDL_HOST_MAX];
     int port;
 
     switch (k->type) {

@@ -480,15 +480,15 @@ static bool put_ident_cached(lw_t *w, const rdl_ctx_t *ctx)
     return put(w, ident.text, ident.len);
 }
 
-size_t log_format_ts(char out[LOG_TS_LEN], uint64_t wall_ns)
+size_t rdl__log_format_ts(char out[LOG_TS_LEN], uint64_t wall_ns)
 {
     time_t sec = (time_t)(wall_ns / 1000000000u);
     uint32_t ns = (uint32_t)(wall_ns % 1000000000u);
     struct tm tm;
 
     gmtime_r(&sec, &tm);
-    log_format_ts_prefix(out, &tm);
-    log_format_ts_ns(out, ns);
+    rdl__log_format_ts_prefix(out, &tm);
+    rdl__log_format_ts_ns(out, ns);
     return LOG_TS_LEN;
 }
 
@@ -498,7 +498,7 @@ static void two(char *p, int v)
     p[1] = (char)('0' + v % 10);
 }
 
-void log_format_ts_prefix(char out[LOG_TS_LEN], const struct tm *tm)
+void rdl__log_format_ts_prefix(char out[LOG_TS_LEN], const struct tm *tm)
 {
     int y = tm->tm_year + 1900;
 
@@ -519,7 +519,7 @@ void log_format_ts_prefix(char out[LOG_TS_LEN], const struct tm *tm)
     out[29] = 'Z';
 }
 
-void log_format_ts_ns(char out[LOG_TS_LEN], uint32_t ns)
+void rdl__log_format_ts_ns(char out[LOG_TS_LEN], uint32_t ns)
 {
     out[20] = (char)('0' + ns / 100000000u % 10);
     ns %= 100000000u;
@@ -545,7 +545,7 @@ static bool put_head(lw_t *w, rdl_log_level_t level, const char *service, size_t
            put(w, ",\"service\":", 11) && put_str(w, service, service_len) && !w->cut;
 }
 
-size_t log_format_head(char *out, size_t cap, rdl_log_level_t level, const char *service,
+size_t rdl__log_format_head(char *out, size_t cap, rdl_log_level_t level, const char *service,
                        size_t service_len)
 {
     lw_t w = { .p = out, .len = 0, .limit = cap, .cut = false };
@@ -553,7 +553,7 @@ size_t log_format_head(char *out, size_t cap, rdl_log_level_t level, const char 
     return put_head(&w, level, service, service_len) ? w.len : 0;
 }
 
-size_t log_format_line(char *out, size_t max_line, const char ts[LOG_TS_LEN],
+size_t rdl__log_format_line(char *out, size_t max_line, const char ts[LOG_TS_LEN],
                        rdl_log_level_t level, const char *service, size_t service_len,
                        const char *head, size_t head_len, const rdl_ctx_t *ctx,
                        const char *msg, const rdl_log_field_t *fields, size_t n,
@@ -606,8 +606,8 @@ size_t rdl_log_format(char *out, size_t cap, size_t max_line, uint64_t wall_ns,
         service = "redline";
     service_len = strlen(service);
     /* As the logger does: the head made apart first (when it is short enough to fit here). */
-    head_len = log_format_head(head, sizeof(head), level, service, service_len);
-    log_format_ts(ts, wall_ns);
-    return log_format_line(out, max_line, ts, level, service, service_len,
+    head_len = rdl__log_format_head(head, sizeof(head), level, service, service_len);
+    rdl__log_format_ts(ts, wall_ns);
+    return rdl__log_format_line(out, max_line, ts, level, service, service_len,
                            head_len ? head : NULL, head_len, ctx, msg, fields, n, truncated);
 }

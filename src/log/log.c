@@ -58,7 +58,7 @@ typedef struct log_thread log_thread_t;
 /* One thread's ring. head is written by its thread only, tail by the writer only. */
 struct log_thread {
     rdl_logger_t *lg;
-    log_thread_t *next;             /* in lg->threads; never unlinked before rdl_log_free */
+    log_thread_t *next;             /* in lg->threads; never unlinked before rdl_logger_free */
     atomic_bool orphan;             /* its thread exited: reusable once drained */
     char *ring;
     size_t size;                    /* power of two */
@@ -622,14 +622,14 @@ void rdl_log_ctx_at(rdl_logger_t *lg, rdl_log_level_t level, const rdl_ctx_t *ct
     if (sec != t->ts_sec) {
         struct tm tm;
         gmtime_r(&sec, &tm);
-        log_format_ts_prefix(t->ts, &tm);
+        rdl__log_format_ts_prefix(t->ts, &tm);
         t->ts_sec = sec;
     }
-    log_format_ts_ns(t->ts, (uint32_t)(wall % 1000000000u));
+    rdl__log_format_ts_ns(t->ts, (uint32_t)(wall % 1000000000u));
     bool cut;
     char *direct = ring_room(t, lg->max_line);
     unsigned lv = (unsigned)level <= RDL_LOG_FATAL ? (unsigned)level : RDL_LOG_FATAL;
-    size_t len = log_format_line(direct ? direct : t->scratch, lg->max_line, t->ts, level,
+    size_t len = rdl__log_format_line(direct ? direct : t->scratch, lg->max_line, t->ts, level,
                                  lg->service, lg->service_len, lg->head[lv], lg->head_len[lv],
                                  ctx, msg, fields, n, &cut);
     if (direct)
@@ -698,13 +698,13 @@ static int heads_make(rdl_logger_t *lg)
     for (int i = 0; i <= RDL_LOG_FATAL; i++) {
         if (!(lg->head[i] = malloc(cap)))
             return RDL_ENOMEM;
-        lg->head_len[i] = log_format_head(lg->head[i], cap, (rdl_log_level_t)i, lg->service,
+        lg->head_len[i] = rdl__log_format_head(lg->head[i], cap, (rdl_log_level_t)i, lg->service,
                                           lg->service_len);
     }
     return 0;
 }
 
-int rdl_log_new(const rdl_log_opts_t *opts, rdl_logger_t **out)
+int rdl_logger_new(const rdl_log_opts_t *opts, rdl_logger_t **out)
 {
     rdl_log_opts_t def;
     *out = NULL;
@@ -766,7 +766,7 @@ int rdl_log_new(const rdl_log_opts_t *opts, rdl_logger_t **out)
     return 0;
 }
 
-void rdl_log_free(rdl_logger_t *lg)
+void rdl_logger_free(rdl_logger_t *lg)
 {
     if (!lg)
         return;
@@ -855,7 +855,7 @@ static void builtin_flush(void)
 
 static void builtin_make(void)
 {
-    if (rdl_log_new(NULL, &builtin) == 0)
+    if (rdl_logger_new(NULL, &builtin) == 0)
         atexit(builtin_flush);
 }
 

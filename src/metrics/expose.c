@@ -31,7 +31,7 @@ static void put_escaped(rdl_buf_t *b, const char *s, bool quote)
     rdl_buf_puts(b, run);
 }
 
-void mx_put_double(rdl_buf_t *b, double v, bool le_style)
+void rdl__metrics_put_double(rdl_buf_t *b, double v, bool le_style)
 {
     if (isnan(v)) {
         rdl_buf_puts(b, "NaN");
@@ -138,7 +138,7 @@ static void put_series(rdl_buf_t *b, rdl_format_t fmt, const rdl_metric_t *m, co
     if (m->type == RDL_METRIC_GAUGE) {
         put_sample_name(b, m->name, "", m->labels, values, m->nlabels, NULL);
         rdl_buf_putc(b, ' ');
-        mx_put_double(b, rdl_gauge_value((const rdl_gauge_t *)s), false);
+        rdl__metrics_put_double(b, rdl_gauge_value((const rdl_gauge_t *)s), false);
         rdl_buf_putc(b, '\n');
         return;
     }
@@ -146,12 +146,12 @@ static void put_series(rdl_buf_t *b, rdl_format_t fmt, const rdl_metric_t *m, co
         put_sample_name(b, fmt == RDL_FMT_OPENMETRICS ? m->om_name : m->name,
                         fmt == RDL_FMT_OPENMETRICS ? "_total" : "", m->labels, values, m->nlabels, NULL);
         rdl_buf_putc(b, ' ');
-        uint64_t n = mx_cell_sum(s->cells);
-        double f = mx_cell_sum_f(s->cells + 1);
+        uint64_t n = rdl__metrics_cell_sum(s->cells);
+        double f = rdl__metrics_cell_sum_f(s->cells + 1);
         if (f == 0)
             rdl_buf_put_u64(b, n);
         else
-            mx_put_double(b, (double)n + f, false);
+            rdl__metrics_put_double(b, (double)n + f, false);
         rdl_buf_putc(b, '\n');
         return;
     }
@@ -159,11 +159,11 @@ static void put_series(rdl_buf_t *b, rdl_format_t fmt, const rdl_metric_t *m, co
     for (uint32_t i = 0; i <= s->nb; i++) {
         rdl_buf_t le;
         char lebuf[48];
-        acc += mx_cell_sum(s->cells + i);
+        acc += rdl__metrics_cell_sum(s->cells + i);
         rdl_buf_init(&le);
-        mx_put_double(&le, i < s->nb ? s->bounds[i] : INFINITY, true);
+        rdl__metrics_put_double(&le, i < s->nb ? s->bounds[i] : INFINITY, true);
         snprintf(lebuf, sizeof(lebuf), "%s", le.data ? le.data : "");
-        rdl_buf_free(&le);
+        rdl_buf_close(&le);
         put_sample_name(b, m->name, "_bucket", m->labels, values, m->nlabels, lebuf);
         rdl_buf_putc(b, ' ');
         rdl_buf_put_u64(b, acc);
@@ -171,12 +171,12 @@ static void put_series(rdl_buf_t *b, rdl_format_t fmt, const rdl_metric_t *m, co
     }
     /* OpenMetrics: a histogram's sum is a counter; when negative observations made it
      * negative (or NaN) it must not appear, and _count goes with it (the +Inf bucket has it). */
-    double sum = mx_cell_sum_f(s->cells + s->nb + 1);
+    double sum = rdl__metrics_cell_sum_f(s->cells + s->nb + 1);
     if (fmt == RDL_FMT_OPENMETRICS && !(sum >= 0))
         return;
     put_sample_name(b, m->name, "_sum", m->labels, values, m->nlabels, NULL);
     rdl_buf_putc(b, ' ');
-    mx_put_double(b, sum, false);
+    rdl__metrics_put_double(b, sum, false);
     rdl_buf_putc(b, '\n');
     put_sample_name(b, m->name, "_count", m->labels, values, m->nlabels, NULL);
     rdl_buf_putc(b, ' ');
@@ -194,14 +194,14 @@ static void put_callback(rdl_buf_t *b, rdl_format_t fmt, const rdl_metric_t *m)
     if (m->type == RDL_METRIC_COUNTER && fmt == RDL_FMT_OPENMETRICS)
         rdl_buf_puts(b, "_total");
     rdl_buf_putc(b, ' ');
-    mx_put_double(b, v, false);
+    rdl__metrics_put_double(b, v, false);
     rdl_buf_putc(b, '\n');
 }
 
 static void put_family(rdl_buf_t *b, rdl_format_t fmt, const rdl_metric_t *m)
 {
     size_t n;
-    mx_series_t *const *list = mx_series_list(m, &n);
+    mx_series_t *const *list = rdl__metrics_series_list(m, &n);
     put_meta(b, fmt, m->type, m->name, strlen(m->om_name), m->help);
     for (size_t i = 0; i < n; i++)
         put_series(b, fmt, m, list[i]);
@@ -294,7 +294,7 @@ void rdl_collect_family(rdl_collect_t *c, rdl_metric_type_t type, const char *na
 {
     c->open = false;
     forget_series(c);
-    if (!name || strlen(name) >= sizeof(c->name) - 8 || !mx_valid_metric_name(name))
+    if (!name || strlen(name) >= sizeof(c->name) - 8 || !rdl__metrics_valid_metric_name(name))
         return;
     size_t len = strlen(name);
     bool total = len > 6 && strcmp(name + len - 6, "_total") == 0;
@@ -310,7 +310,7 @@ void rdl_collect_family(rdl_collect_t *c, rdl_metric_type_t type, const char *na
     rdl_buf_init(&h);
     rdl_utf8_put(&h, help ? help : "", help ? strlen(help) : 0);
     put_meta(c->out, c->fmt, type, name, c->om_len, h.data ? h.data : "");
-    rdl_buf_free(&h);
+    rdl_buf_close(&h);
 }
 
 void rdl_collect_value(rdl_collect_t *c, const char *const *label_names,
@@ -322,7 +322,7 @@ void rdl_collect_value(rdl_collect_t *c, const char *const *label_names,
     rdl_buf_t vals[RDL_METRICS_MAX_LABELS];
     const char *vp[RDL_METRICS_MAX_LABELS];
     for (size_t i = 0; i < nlabels; i++) {
-        if (!mx_valid_label_name(label_names[i]))
+        if (!rdl__metrics_valid_label_name(label_names[i]))
             return;
         for (size_t j = 0; j < i; j++)
             if (strcmp(label_names[i], label_names[j]) == 0)
@@ -357,12 +357,12 @@ void rdl_collect_value(rdl_collect_t *c, const char *const *label_names,
     if (!dup && line.data && remember(&c->series, &c->nseries, &c->capseries, strdup(line.data))) {
         rdl_buf_put(c->out, line.data, line.len);
         rdl_buf_putc(c->out, ' ');
-        mx_put_double(c->out, v, false);
+        rdl__metrics_put_double(c->out, v, false);
         rdl_buf_putc(c->out, '\n');
     }
-    rdl_buf_free(&line);
+    rdl_buf_close(&line);
     for (size_t i = 0; i < nlabels; i++)
-        rdl_buf_free(&vals[i]);
+        rdl_buf_close(&vals[i]);
 }
 
 /* ---- exposition -------------------------------------------------------- */

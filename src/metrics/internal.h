@@ -86,16 +86,16 @@ struct rdl_registry {
 };
 
 /* Sums of a cell over every slot that has been used. */
-uint64_t mx_cell_sum(const mx_cell_t *cell);
-double mx_cell_sum_f(const mx_cell_t *cell);
+uint64_t rdl__metrics_cell_sum(const mx_cell_t *cell);
+double rdl__metrics_cell_sum_f(const mx_cell_t *cell);
 /* Series of a family in creation order: 0..*n; the overflow series comes separately. */
-mx_series_t *const *mx_series_list(const rdl_metric_t *m, size_t *n);
+mx_series_t *const *rdl__metrics_series_list(const rdl_metric_t *m, size_t *n);
 
 /* Name checks shared with collectors (exposition time). */
-bool mx_valid_metric_name(const char *s);
-bool mx_valid_label_name(const char *s);
+bool rdl__metrics_valid_metric_name(const char *s);
+bool rdl__metrics_valid_label_name(const char *s);
 
 /* Shortest text that reads back as v (Go's strconv 'g', -1); le adds ".0" when integral. */
-void mx_put_double(rdl_buf_t *b, double v, bool le_style);
+void rdl__metrics_put_double(rdl_buf_t *b, double v, bool le_style);
 
 #endif

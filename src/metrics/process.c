@@ -204,7 +204,7 @@ void rdl_vars_unpublish(const char *name)
 static void json_num(rdl_buf_t *b, double v)
 {
     if (isfinite(v))
-        mx_put_double(b, v, false);
+        rdl__metrics_put_double(b, v, false);
     else
         rdl_buf_puts(b, "null");
 }
@@ -249,7 +249,7 @@ static void put_cmdline(rdl_buf_t *b)
         i += len + 1;
     }
     free(buf);
-    rdl_buf_free(&arg);
+    rdl_buf_close(&arg);
     rdl_buf_putc(b, ']');
 }
 
@@ -267,7 +267,7 @@ static void series_key(rdl_buf_t *b, const rdl_metric_t *m, const mx_series_t *s
         rdl_buf_putc(&k, '}');
     rdl_json_str(b, k.data ? k.data : "", k.len);
     rdl_buf_putc(b, ':');
-    rdl_buf_free(&k);
+    rdl_buf_close(&k);
 }
 
 static void put_series_value(rdl_buf_t *b, const rdl_metric_t *m, const mx_series_t *s)
@@ -301,7 +301,7 @@ static void put_metrics(rdl_buf_t *b, rdl_registry_t *r)
             continue;
         }
         size_t n;
-        mx_series_t *const *list = mx_series_list(m, &n);
+        mx_series_t *const *list = rdl__metrics_series_list(m, &n);
         const mx_series_t *over = atomic_load(&m->overflow_used) ? m->overflow : NULL;
         for (size_t i = 0; i <= n; i++) {
             const mx_series_t *s = i < n ? list[i] : over;

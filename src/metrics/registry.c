@@ -113,7 +113,7 @@ static inline void cell_add_f(mx_cell_t *base, double v)
         ;
 }
 
-uint64_t mx_cell_sum(const mx_cell_t *cell)
+uint64_t rdl__metrics_cell_sum(const mx_cell_t *cell)
 {
     int hi = atomic_load_explicit(&slot_hi, memory_order_acquire);
     uint64_t sum = 0;
@@ -124,7 +124,7 @@ uint64_t mx_cell_sum(const mx_cell_t *cell)
     return sum;
 }
 
-double mx_cell_sum_f(const mx_cell_t *cell)
+double rdl__metrics_cell_sum_f(const mx_cell_t *cell)
 {
     int hi = atomic_load_explicit(&slot_hi, memory_order_acquire);
     double sum = 0;
@@ -247,7 +247,7 @@ void rdl_registry_free(rdl_registry_t *r)
 
 /* ---- names ------------------------------------------------------------- */
 
-bool mx_valid_metric_name(const char *s)
+bool rdl__metrics_valid_metric_name(const char *s)
 {
     if (!s || !*s)
         return false;
@@ -260,7 +260,7 @@ bool mx_valid_metric_name(const char *s)
     return true;
 }
 
-bool mx_valid_label_name(const char *s)
+bool rdl__metrics_valid_label_name(const char *s)
 {
     if (!s || !*s || (s[0] == '_' && s[1] == '_'))
         return false;
@@ -317,7 +317,7 @@ static char *dup_utf8(const char *s)
     rdl_buf_init(&b);
     rdl_utf8_put(&b, s ? s : "", s ? strlen(s) : 0);
     if (b.oom) {
-        rdl_buf_free(&b);
+        rdl_buf_close(&b);
         return NULL;
     }
     if (b.cap == 0)                     /* nothing appended: data is the shared empty string */
@@ -329,7 +329,7 @@ static int check_opts(rdl_metric_type_t type, const rdl_metric_opts_t *o, rdl_er
 {
     if (!o || !o->name)
         return rdl_error_set(err, RDL_EINVAL, 0, 0, "name", "a metric needs a name");
-    if (strlen(o->name) > 150 || !mx_valid_metric_name(o->name))
+    if (strlen(o->name) > 150 || !rdl__metrics_valid_metric_name(o->name))
         return rdl_error_set(err, RDL_EINVAL, 0, 0, o->name,
                              "metric name must match [a-zA-Z_:][a-zA-Z0-9_:]* (at most 150 bytes)");
     if (type == RDL_METRIC_COUNTER && (!ends_with(o->name, "_total") || strlen(o->name) == 6))
@@ -342,7 +342,7 @@ static int check_opts(rdl_metric_type_t type, const rdl_metric_opts_t *o, rdl_er
                              RDL_METRICS_MAX_LABELS);
     for (size_t i = 0; i < o->nlabels; i++) {
         const char *l = o->labels[i];
-        if (!mx_valid_label_name(l))
+        if (!rdl__metrics_valid_label_name(l))
             return rdl_error_set(err, RDL_EINVAL, 0, 0, o->name,
                                  "label name '%s' must match [a-zA-Z_][a-zA-Z0-9_]* and not start with __",
                                  l ? l : "(null)");
@@ -712,7 +712,7 @@ uint64_t rdl_metric_rejected(const rdl_metric_t *m)
     return m ? atomic_load(&m->rejected) : 0;
 }
 
-mx_series_t *const *mx_series_list(const rdl_metric_t *m, size_t *n)
+mx_series_t *const *rdl__metrics_series_list(const rdl_metric_t *m, size_t *n)
 {
     *n = atomic_load_explicit(&m->n, memory_order_acquire);
     return m->order;
@@ -739,7 +739,7 @@ void rdl_counter_add_f(rdl_counter_t *c, double v)
 double rdl_counter_value(const rdl_counter_t *c)
 {
     const mx_series_t *s = (const mx_series_t *)c;
-    return (double)mx_cell_sum(s->cells) + mx_cell_sum_f(s->cells + 1);
+    return (double)rdl__metrics_cell_sum(s->cells) + rdl__metrics_cell_sum_f(s->cells + 1);
 }
 
 void rdl_gauge_set(rdl_gauge_t *g, double v)
@@ -806,14 +806,14 @@ void rdl_histogram_read(const rdl_histogram_t *h, uint64_t *count, double *sum,
     const mx_series_t *s = (const mx_series_t *)h;
     uint64_t acc = 0;
     for (uint32_t i = 0; i <= s->nb; i++) {
-        acc += mx_cell_sum(s->cells + i);
+        acc += rdl__metrics_cell_sum(s->cells + i);
         if (cumulative && i < nslots)
             cumulative[i] = acc;
     }
     if (count)
         *count = acc;
     if (sum)
-        *sum = mx_cell_sum_f(s->cells + s->nb + 1);
+        *sum = rdl__metrics_cell_sum_f(s->cells + s->nb + 1);
 }
 
 /* ---- buckets ----------------------------------------------------------- */

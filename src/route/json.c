@@ -48,7 +48,7 @@ static void str_item(rdl_buf_t *b, const void *item, const void *arg)
 static void strmatch(rdl_buf_t *b, const route_strmatch_t *m, bool secret)
 {
     rdl_buf_putc(b, '{');
-    key(b, route_sm_kind_name(m->kind), true);
+    key(b, rdl__route_sm_kind_name(m->kind), true);
     if (m->kind == SM_PRESENT)
         rdl_buf_puts(b, "true");
     else if (secret)
@@ -65,7 +65,7 @@ static void cond(rdl_buf_t *b, const void *item, const void *arg)
     const route_cond_t *c = item;
     rdl_buf_putc(b, '{');
     key(b, "field", true);
-    str(b, route_cond_kind_name(c->kind));
+    str(b, rdl__route_cond_kind_name(c->kind));
     if (c->name) {
         key(b, "name", false);
         str(b, c->name);
@@ -287,7 +287,7 @@ static int tried(rdl_buf_t *b, const route_http_t *r, size_t idx, route_eval_t *
     rdl_buf_puts(b, ",\"blocks\":[");
     for (size_t i = 0; i < r->nblocks && hit == -1; i++) {
         const route_cond_t *f = NULL;
-        bool ok = route_block_match(&r->blocks[i], ev, &f);
+        bool ok = rdl__route_block_match(&r->blocks[i], ev, &f);
         if (i)
             rdl_buf_putc(b, ',');
         rdl_buf_printf(b, "{\"index\":%zu,\"name\":", i);
@@ -317,8 +317,8 @@ static void chosen(rdl_buf_t *b, const rdl_route_table_t *t, const route_http_t 
     str(b, r->name);
     if (r->ndests > 0) {
         bool sticky = false;
-        uint64_t draw = r->ndests > 1 ? route_draw(t, req, &rng, &sticky) : 0;
-        const route_dest_t *dst = &r->dests[r->ndests > 1 ? route_pick(r, draw) : 0];
+        uint64_t draw = r->ndests > 1 ? rdl__route_draw(t, req, &rng, &sticky) : 0;
+        const route_dest_t *dst = &r->dests[r->ndests > 1 ? rdl__route_pick(r, draw) : 0];
         key(b, "subset", false);
         str(b, dst->subset);
         key(b, "color", false);
@@ -338,7 +338,7 @@ void rdl_route_explain(const rdl_route_table_t *t, const rdl_route_request_t *re
         rdl_buf_puts(b, "{\"matched\":false,\"why\":\"no routing rules are loaded\"}");
         return;
     }
-    const route_vs_t *vs = route_select_vs(t, req);
+    const route_vs_t *vs = rdl__route_select_vs(t, req);
     rdl_buf_puts(b, "{\"virtual_service\":");
     str(b, vs->name);
     size_t len;

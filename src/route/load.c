@@ -166,7 +166,7 @@ static int strmatch(ld_t *ld, struct fy_node *n, const char *path, bool presence
         return 0;
     char why[200];
     size_t at = 0;
-    m->re = route_re_compile(m->s, m->len, &m->filter, why, sizeof(why), &at);
+    m->re = rdl__route_re_compile(m->s, m->len, &m->filter, why, sizeof(why), &at);
     if (!m->re) {
         int rc = fail(ld, v, vp, "regex '%.80s' is not accepted (RE2 syntax, full match): %s "
                       "(at offset %zu)", m->s, why, at);

@@ -22,7 +22,7 @@ static bool sm_match(const route_strmatch_t *m, const char *s, size_t len)
         return len >= m->len && (m->icase ? rdl_ascii_ieq(s, m->len, m->s, m->len)
                                           : memcmp(s, m->s, m->len) == 0);
     case SM_REGEX:
-        return route_re_match(m->re, &m->filter, s, len);
+        return rdl__route_re_match(m->re, &m->filter, s, len);
     default:
         return true;                       /* SM_PRESENT: the caller checked presence */
     }
@@ -114,7 +114,7 @@ static bool cond_match(const route_cond_t *c, route_eval_t *ev)
     }
 }
 
-bool route_block_match(const route_block_t *b, route_eval_t *ev, const route_cond_t **failed)
+bool rdl__route_block_match(const route_block_t *b, route_eval_t *ev, const route_cond_t **failed)
 {
     for (size_t i = 0; i < b->nconds; i++) {
         if (!cond_match(&b->conds[i], ev)) {
@@ -146,7 +146,7 @@ static bool host_matches(const char *h, const char *a, size_t n)
     return (!hd || !ad) && rdl_ascii_ieq(h, hfirst, a, afirst);
 }
 
-const route_vs_t *route_select_vs(const rdl_route_table_t *t, const rdl_route_request_t *req)
+const route_vs_t *rdl__route_select_vs(const rdl_route_table_t *t, const rdl_route_request_t *req)
 {
     if (t->nvs == 1)
         return &t->vs[0];
@@ -189,7 +189,7 @@ static uint64_t sticky_hash(const char *s, size_t n)
     return h ^ (h >> 33);
 }
 
-uint64_t route_draw(const rdl_route_table_t *t, const rdl_route_request_t *req, rdl_rand_t *rng,
+uint64_t rdl__route_draw(const rdl_route_table_t *t, const rdl_route_request_t *req, rdl_rand_t *rng,
                     bool *sticky)
 {
     *sticky = false;
@@ -204,7 +204,7 @@ uint64_t route_draw(const rdl_route_table_t *t, const rdl_route_request_t *req, 
     return next_random(rng);
 }
 
-size_t route_pick(const route_http_t *r, uint64_t draw)
+size_t rdl__route_pick(const route_http_t *r, uint64_t draw)
 {
     uint64_t x = (uint64_t)(((unsigned __int128)draw * r->total_weight) >> 64);
     uint64_t acc = 0;
@@ -236,7 +236,7 @@ static void fill(const rdl_route_table_t *t, const route_vs_t *vs, size_t idx,
     const route_dest_t *dst = NULL;
     if (r->ndests > 0) {
         bool sticky;
-        dst = &r->dests[r->ndests == 1 ? 0 : route_pick(r, route_draw(t, req, rng, &sticky))];
+        dst = &r->dests[r->ndests == 1 ? 0 : rdl__route_pick(r, rdl__route_draw(t, req, rng, &sticky))];
     }
     out->virtual_service = vs->name;
     out->route_name = r->name;
@@ -265,7 +265,7 @@ static bool decide(const rdl_route_table_t *t, const rdl_route_request_t *req, r
 {
     if (!t || !req || t->nvs == 0)
         goto none;
-    const route_vs_t *vs = route_select_vs(t, req);
+    const route_vs_t *vs = rdl__route_select_vs(t, req);
     if (t->bypass_len) {
         size_t len;
         if (header(req, t->bypass, &len)) {
@@ -285,7 +285,7 @@ static bool decide(const rdl_route_table_t *t, const rdl_route_request_t *req, r
             return true;
         }
         for (size_t j = 0; j < r->nblocks; j++) {
-            if (route_block_match(&r->blocks[j], &ev, NULL)) {
+            if (rdl__route_block_match(&r->blocks[j], &ev, NULL)) {
                 fill(t, vs, i, &r->blocks[j], req, rng, false, out);
                 return true;
             }
@@ -328,14 +328,14 @@ size_t rdl_route_baggage_member(const rdl_ctx_t *ctx, char *out, size_t n)
     return klen + 1 + clen;
 }
 
-const char *route_cond_kind_name(int kind)
+const char *rdl__route_cond_kind_name(int kind)
 {
     static const char *const names[] = { "uri", "scheme", "method", "authority", "headers",
                                          "withoutHeaders", "queryParams", "port" };
     return kind >= 0 && kind <= C_PORT ? names[kind] : "?";
 }
 
-const char *route_sm_kind_name(int kind)
+const char *rdl__route_sm_kind_name(int kind)
 {
     static const char *const names[] = { "exact", "prefix", "regex", "present" };
     return kind >= 0 && kind <= SM_PRESENT ? names[kind] : "?";

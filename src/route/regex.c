@@ -194,7 +194,7 @@ static size_t repetition_end(const char *p, size_t n, size_t i, long *lo, long *
     return j + 1;
 }
 
-int route_re2_check(const char *p, size_t n, char *why, size_t whylen, size_t *at)
+int rdl__route_re2_check(const char *p, size_t n, char *why, size_t whylen, size_t *at)
 {
     size_t i = 0;
     int depth = 0;
@@ -301,10 +301,10 @@ static void make_filter(const char *pattern, size_t len, pcre2_code *full, route
     pcre2_code_free(free_start);
 }
 
-pcre2_code *route_re_compile(const char *pattern, size_t len, route_re_filter_t *filter,
+pcre2_code *rdl__route_re_compile(const char *pattern, size_t len, route_re_filter_t *filter,
                              char *why, size_t whylen, size_t *at)
 {
-    if (route_re2_check(pattern, len, why, whylen, at))
+    if (rdl__route_re2_check(pattern, len, why, whylen, at))
         return NULL;
     int errcode;
     PCRE2_SIZE off;
@@ -356,7 +356,7 @@ static pcre2_match_data *match_data(void)
     return md_local;
 }
 
-bool route_re_match(const pcre2_code *re, const route_re_filter_t *f, const char *s, size_t len)
+bool rdl__route_re_match(const pcre2_code *re, const route_re_filter_t *f, const char *s, size_t len)
 {
     if (len < f->minlen)
         return false;

@@ -18,7 +18,7 @@
  * Returns 0, or -1 with why filled and *at the byte offset of the offending
  * construct.
  */
-int route_re2_check(const char *pattern, size_t len, char *why, size_t whylen, size_t *at);
+int rdl__route_re2_check(const char *pattern, size_t len, char *why, size_t whylen, size_t *at);
 /*
  * A cheap test before the regex runs: values shorter than the pattern's
  * shortest match, or starting with a byte no match can start with, cannot
@@ -32,10 +32,10 @@ typedef struct route_re_filter {
 } route_re_filter_t;
 
 /* Compiles for full matching (anchored at both ends), JIT when available. */
-pcre2_code *route_re_compile(const char *pattern, size_t len, route_re_filter_t *filter,
+pcre2_code *rdl__route_re_compile(const char *pattern, size_t len, route_re_filter_t *filter,
                              char *why, size_t whylen, size_t *at);
 /* Full match of s against re. A match that hits the backtracking limit is no match. */
-bool route_re_match(const pcre2_code *re, const route_re_filter_t *filter, const char *s,
+bool rdl__route_re_match(const pcre2_code *re, const route_re_filter_t *filter, const char *s,
                     size_t len);
 
 /* ---- rules ------------------------------------------------------------ */
@@ -149,14 +149,14 @@ typedef struct route_eval {
 /* ---- match.c ---------------------------------------------------------- */
 
 /* Which condition of a block failed, for explain; NULL when the block matched. */
-bool route_block_match(const route_block_t *b, route_eval_t *ev, const route_cond_t **failed);
-const route_vs_t *route_select_vs(const rdl_route_table_t *t, const rdl_route_request_t *req);
+bool rdl__route_block_match(const route_block_t *b, route_eval_t *ev, const route_cond_t **failed);
+const route_vs_t *rdl__route_select_vs(const rdl_route_table_t *t, const rdl_route_request_t *req);
 /* The weighted pick: index into r->dests, from a 64-bit draw. */
-size_t route_pick(const route_http_t *r, uint64_t draw);
+size_t rdl__route_pick(const route_http_t *r, uint64_t draw);
 /* The draw for a weighted pick: the sticky header's hash, else the next of rng (NULL: the thread's). */
-uint64_t route_draw(const rdl_route_table_t *t, const rdl_route_request_t *req, rdl_rand_t *rng,
+uint64_t rdl__route_draw(const rdl_route_table_t *t, const rdl_route_request_t *req, rdl_rand_t *rng,
                     bool *sticky);
-const char *route_cond_kind_name(int kind);
-const char *route_sm_kind_name(int kind);
+const char *rdl__route_cond_kind_name(int kind);
+const char *rdl__route_sm_kind_name(int kind);
 
 #endif

@@ -189,7 +189,7 @@ static int log_start(rdl_server_t *srv, void *state, rdl_error_t *err)
     int rc = log_opts_of(srv->opts.service, lp->opts, &lo, err);
     if (rc)
         return rc;
-    rc = rdl_log_new(&lo, &srv->log);
+    rc = rdl_logger_new(&lo, &srv->log);
     if (rc == RDL_EIO)
         return rdl_error_set(err, rc, 0, 0, "log.file", "cannot open %s for appending", lo.path);
     if (rc)
@@ -214,7 +214,7 @@ static void log_free(rdl_server_t *srv, void *state)
         rdl_logger_t *mine = srv->log;
         rdl_log_set_default(lp->prev);
         srv->log = NULL;
-        rdl_log_free(mine);
+        rdl_logger_free(mine);
     }
     free(lp);
 }
@@ -326,7 +326,7 @@ static void access_leave(rdl_req_t *req, void *arg)
     f[n++] = rdl_lf_int("bytes_in", (int64_t)rdl_req_bytes_in(req));
     f[n++] = rdl_lf_int("bytes_out", (int64_t)rdl_req_bytes_out(req));
     f[n++] = rdl_lf_str("peer", rdl_req_peer(req));
-    const rdl_route_decision_t *d = rt_route_decision(req);    /* still held: leaves run inward out */
+    const rdl_route_decision_t *d = rdl__rt_route_decision(req);    /* still held: leaves run inward out */
     if (d && d->route_name)
         f[n++] = rdl_lf_str("route", d->route_name);
     if (d && d->subset)
@@ -388,11 +388,11 @@ static void level_get(rdl_req_t *req, void *arg)
     rdl_buf_t b;
     rdl_buf_init(&b);
     rdl_buf_printf(&b, "{\"level\":\"%s\"}", rdl_log_level_name(rdl_log_level(srv->log)));
-    rt_send_json(req, 200, &b);
+    rdl__rt_send_json(req, 200, &b);
 }
 
 /* The body is a level name ("debug", whitespace around it ignored) or {"level":"debug"}. */
-bool rt_log_level_from_body(const char *body, size_t n, rdl_log_level_t *out)
+bool rdl__rt_log_level_from_body(const char *body, size_t n, rdl_log_level_t *out)
 {
     while (n && isspace((unsigned char)body[n - 1]))
         n--;
@@ -420,7 +420,7 @@ static void level_put(rdl_req_t *req, void *arg)
     size_t n;
     const char *body = rdl_req_body(req, &n);
     rdl_log_level_t level, prev = rdl_log_level(srv->log);
-    if (!rt_log_level_from_body(body, n, &level)) {
+    if (!rdl__rt_log_level_from_body(body, n, &level)) {
         rdl_resp_error(req, 400, "invalid_level",
                        "expected a body of debug, info, warn, error or fatal "
                        "(plain, or {\"level\":\"...\"})");
@@ -436,7 +436,7 @@ static void level_put(rdl_req_t *req, void *arg)
     rdl_buf_init(&b);
     rdl_buf_printf(&b, "{\"level\":\"%s\",\"previous\":\"%s\"}", rdl_log_level_name(level),
                    rdl_log_level_name(prev));
-    rt_send_json(req, 200, &b);
+    rdl__rt_send_json(req, 200, &b);
 }
 
 static void log_stats(rdl_req_t *req, void *arg)
@@ -444,7 +444,7 @@ static void log_stats(rdl_req_t *req, void *arg)
     rdl_buf_t b;
     rdl_buf_init(&b);
     log_var(&b, arg);
-    rt_send_json(req, 200, &b);
+    rdl__rt_send_json(req, 200, &b);
 }
 
 static int log_install(rdl_server_t *srv, void *opts, void **state)

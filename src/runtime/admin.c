@@ -61,10 +61,10 @@ static void ready(rdl_req_t *req, void *arg)
     rdl_buf_puts(&b, "]}\n");
     rdl_resp_header(req, "Retry-After", "1");
     rdl_resp_send(req, 503, "application/json", b.data, b.len);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
-int rt_admin_register(rdl_server_t *srv)
+int rdl__rt_admin_register(rdl_server_t *srv)
 {
     int rc = rdl_server_admin_route(srv, "GET", "/healthz", live, srv);
     if (rc == 0)

@@ -43,7 +43,7 @@ struct rt_admin_token {
     uint64_t refused_log_ns;             /* refusals are logged once a second at most */
 };
 
-void rt_admin_auth_free(rdl_server_t *srv)
+void rdl__rt_admin_auth_free(rdl_server_t *srv)
 {
     struct rt_admin_token *tk = srv->admin_token;
     if (!tk)

@@ -112,12 +112,12 @@ static void conn_maybe_free(rt_conn_t *c)
     if (c->next)
         c->next->prev = c->prev;
     t->nconns--;
-    rdl_buf_free(&c->out);
-    rdl_buf_free(&c->wbuf);
-    rdl_buf_free(&c->req.resp_headers);
+    rdl_buf_close(&c->out);
+    rdl_buf_close(&c->wbuf);
+    rdl_buf_close(&c->req.resp_headers);
     free(c->buf);
     free(c);
-    rt_thread_conn_closed(t);
+    rdl__rt_thread_conn_closed(t);
 }
 
 static void on_tcp_closed(uv_handle_t *h)
@@ -267,7 +267,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             update_reading(c);
             return;
         }
-        rt_send_error_and_close(c, 413, "body_too_large", "request does not fit the server's buffer");
+        rdl__rt_send_error_and_close(c, 413, "body_too_large", "request does not fit the server's buffer");
         update_reading(c);
         return;
     }
@@ -323,7 +323,7 @@ static void update_reading(rt_conn_t *c)
 }
 
 /* "ip:port" of the peer, asked once and kept. */
-const char *rt_conn_peer(rt_conn_t *c)
+const char *rdl__rt_conn_peer(rt_conn_t *c)
 {
     if (!c->peer[0]) {
         struct sockaddr_storage ss;
@@ -393,7 +393,7 @@ static void stall_begin(rt_conn_t *c)
     rt_conn_t *old;
     while (t->stalled_bytes > share && (old = oldest_stalled(t)) != NULL) {
         uint64_t n = atomic_fetch_add(&srv->output_sheds, 1) + 1;
-        rdl_log_field_t f[] = { rdl_lf_str("peer", rt_conn_peer(old)),
+        rdl_log_field_t f[] = { rdl_lf_str("peer", rdl__rt_conn_peer(old)),
                                 rdl_lf_int("unsent_bytes", (int64_t)old->stall_bytes),
                                 rdl_lf_int("thread_stalled_bytes", (int64_t)t->stalled_bytes),
                                 rdl_lf_int("closed_total", (int64_t)n) };
@@ -447,7 +447,7 @@ static void on_send_timeout(rt_conn_t *c)
     }
     rdl_server_t *srv = c->t->srv;
     uint64_t n = atomic_fetch_add(&srv->send_timeouts, 1) + 1;
-    rdl_log_field_t f[] = { rdl_lf_str("peer", rt_conn_peer(c)),
+    rdl_log_field_t f[] = { rdl_lf_str("peer", rdl__rt_conn_peer(c)),
                             rdl_lf_int("unsent_bytes", (int64_t)pending_output(c)),
                             rdl_lf_dur("send_timeout_ms", srv->opts.send_timeout_ms * 1000000ull),
                             rdl_lf_int("send_timeouts", (int64_t)n) };
@@ -477,7 +477,7 @@ static void on_write(uv_write_t *w, int status)
     if (c->closed)
         return;
     if (c->out.len) {
-        rt_conn_flush(c);
+        rdl__rt_conn_flush(c);
         return;
     }
     unwatch_send(c);
@@ -485,7 +485,7 @@ static void on_write(uv_write_t *w, int status)
     conn_process(c);                     /* output drained: pipelined requests may go on */
 }
 
-void rt_conn_flush(rt_conn_t *c)
+void rdl__rt_conn_flush(rt_conn_t *c)
 {
     if (c->closed)
         return;
@@ -564,7 +564,7 @@ static int parse_head(rt_conn_t *c)
         char msg[160];   /* name the place: the byte offset in the request head */
         snprintf(msg, sizeof(msg), "%s (at offset %zu of the request)",
                  c->h1.error ? c->h1.error : "malformed request", c->h1.error_offset);
-        rt_send_error_and_close(c, c->h1.status, error_code(c->h1.status), msg);
+        rdl__rt_send_error_and_close(c, c->h1.status, error_code(c->h1.status), msg);
         return -1;
     }
     c->state = RT_BODY;
@@ -606,7 +606,7 @@ static int read_body(rt_conn_t *c)
         }
         int r = rdl_h1_chunked_decode(&c->chunked, c->buf, c->len, &c->body_src, &c->body_dst);
         if (r < 0) {
-            rt_send_error_and_close(c, c->chunked.status, error_code(c->chunked.status),
+            rdl__rt_send_error_and_close(c, c->chunked.status, error_code(c->chunked.status),
                                     c->chunked.error ? c->chunked.error : "malformed chunked body");
             return -1;
         }
@@ -638,7 +638,7 @@ static void run_chain(rt_conn_t *c, int from)
 {
     rdl_req_t *req = &c->req;
     char allow[96];
-    int mr = rt_router_match(c->t->router, c->h1.method_id, c->h1.path, c->h1.path_len,
+    int mr = rdl__rt_router_match(c->t->router, c->h1.method_id, c->h1.path, c->h1.path_len,
                              &req->match, allow, sizeof(allow));
     if (mr != RT_MATCH_OK)
         req->match.route = NULL;
@@ -649,7 +649,7 @@ static void run_chain(rt_conn_t *c, int from)
             return;
     }
     if (mr == RT_MATCH_OK) {
-        rt_route_call(req->match.route, req);
+        rdl__rt_route_call(req->match.route, req);
     } else if (mr == RT_MATCH_NO_METHOD) {
         rdl_resp_header(req, "Allow", allow);
         rdl_resp_error(req, 405, "method_not_allowed", "this path does not support the method");
@@ -758,12 +758,12 @@ static void conn_process(rt_conn_t *c)
         conn_maybe_free(c);
         return;
     }
-    rt_conn_flush(c);
+    rdl__rt_conn_flush(c);
     if (!c->closed)
         update_reading(c);
 }
 
-void rt_conn_request_done(rt_conn_t *c)
+void rdl__rt_conn_request_done(rt_conn_t *c)
 {
     if (!c->in_process)
         conn_process(c);
@@ -784,7 +784,7 @@ static void on_timer(uv_timer_t *timer)
         /* fall through */
     case T_HEADER:
     case T_BODY:
-        rt_send_error_and_close(c, 408, "request_timeout", timer_kind(c) == T_BODY
+        rdl__rt_send_error_and_close(c, 408, "request_timeout", timer_kind(c) == T_BODY
                                 ? "request body not received in time"
                                 : "request head not received in time");
         update_reading(c);
@@ -816,7 +816,7 @@ static void on_timer(uv_timer_t *timer)
 
 /* ---- accept, drain, abort -------------------------------------------- */
 
-void rt_conn_accept(rt_thread_t *t, uv_stream_t *listener, int fd)
+void rdl__rt_conn_accept(rt_thread_t *t, uv_stream_t *listener, int fd)
 {
     const rdl_server_opts_t *o = &t->srv->opts;
     rt_conn_t *c = calloc(1, sizeof(*c) + (size_t)o->max_headers * sizeof(rdl_h1_header_t));
@@ -850,7 +850,7 @@ void rt_conn_accept(rt_thread_t *t, uv_stream_t *listener, int fd)
     update_reading(c);
 }
 
-void rt_conn_drain(rt_conn_t *c)
+void rdl__rt_conn_drain(rt_conn_t *c)
 {
     if (!c->closed && c->state == RT_IDLE && c->len == 0 && timer_kind(c) != T_FIRST)
         arm(c, T_IDLE, RT_DRAIN_IDLE_MS);
@@ -858,7 +858,7 @@ void rt_conn_drain(rt_conn_t *c)
         arm(c, T_FIRST, RT_DRAIN_IDLE_MS);
 }
 
-void rt_conn_abort(rt_conn_t *c)
+void rdl__rt_conn_abort(rt_conn_t *c)
 {
     conn_close_now(c);
     conn_maybe_free(c);

@@ -39,17 +39,17 @@ typedef struct rt_match {
 
 enum rt_match_result { RT_MATCH_OK, RT_MATCH_NO_PATH, RT_MATCH_NO_METHOD };
 
-int rt_router_add(rt_router_t *r, const char *method, const char *tmpl,
+int rdl__rt_router_add(rt_router_t *r, const char *method, const char *tmpl,
                   rdl_handler_fn fn, void *arg);
-void rt_router_free(rt_router_t *r);
+void rdl__rt_router_free(rt_router_t *r);
 /*
  * Finds the route for method + path. On RT_MATCH_NO_METHOD, allow receives the
  * methods that do match the path ("GET, HEAD, POST").
  */
-int rt_router_match(const rt_router_t *r, rdl_method_t method, const char *path, size_t path_len,
+int rdl__rt_router_match(const rt_router_t *r, rdl_method_t method, const char *path, size_t path_len,
                     rt_match_t *m, char *allow, size_t allow_len);
-const char *rt_route_template(const rt_route_t *route);
-void rt_route_call(const rt_route_t *route, rdl_req_t *req);
+const char *rdl__rt_route_template(const rt_route_t *route);
+void rdl__rt_route_call(const rt_route_t *route, rdl_req_t *req);
 
 /* ---- server and threads ---------------------------------------------- */
 
@@ -243,39 +243,39 @@ struct rt_conn {
 
 /* conn.c */
 /* Accepts from listener, or adopts fd (already accepted) when listener is NULL. */
-void rt_conn_accept(rt_thread_t *t, uv_stream_t *listener, int fd);
-void rt_conn_drain(rt_conn_t *c);               /* the thread stopped accepting */
-void rt_conn_abort(rt_conn_t *c);               /* close now (thread stopping) */
-void rt_conn_request_done(rt_conn_t *c);        /* the exchange finished: continue */
-void rt_conn_flush(rt_conn_t *c);
-const char *rt_conn_peer(rt_conn_t *c);         /* "ip:port", "[ip]:port"; looked up once */
+void rdl__rt_conn_accept(rt_thread_t *t, uv_stream_t *listener, int fd);
+void rdl__rt_conn_drain(rt_conn_t *c);               /* the thread stopped accepting */
+void rdl__rt_conn_abort(rt_conn_t *c);               /* close now (thread stopping) */
+void rdl__rt_conn_request_done(rt_conn_t *c);        /* the exchange finished: continue */
+void rdl__rt_conn_flush(rt_conn_t *c);
+const char *rdl__rt_conn_peer(rt_conn_t *c);         /* "ip:port", "[ip]:port"; looked up once */
 
 /* server.c */
 /* CPUs a cgroup quota allows: ceil(quota / period); 0 when unlimited ("max", -1) or unreadable. */
-int rt_cpu_quota(const char *quota, const char *period);
-void rt_thread_conn_closed(rt_thread_t *t);     /* bookkeeping after a connection is freed */
-const char *rt_thread_date(rt_thread_t *t, size_t *len);
+int rdl__rt_cpu_quota(const char *quota, const char *period);
+void rdl__rt_thread_conn_closed(rt_thread_t *t);     /* bookkeeping after a connection is freed */
+const char *rdl__rt_thread_date(rt_thread_t *t, size_t *len);
 
 /* response.c */
-const char *rt_reason(int status);
+const char *rdl__rt_reason(int status);
 /* Answers an error the parser or a limit found, then closes the connection. */
-void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const char *message);
+void rdl__rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const char *message);
 /* Admin answers: ends b with a newline, sends it as application/json (500 if b ran out of
  * memory), frees b. */
-void rt_send_json(rdl_req_t *req, int status, rdl_buf_t *b);
+void rdl__rt_send_json(rdl_req_t *req, int status, rdl_buf_t *b);
 
 /* parts: each red line's glue, reached through its part table */
 /* route_mw.c: the route decision of req (valid until the request ends), or NULL: not routed.
  * Its thread. */
-const struct rdl_route_decision *rt_route_decision(const rdl_req_t *req);
+const struct rdl_route_decision *rdl__rt_route_decision(const rdl_req_t *req);
 /* trace_mw.c: injects span's context and bag (outbound calls); nothing without a tracer or span. */
-void rt_trace_inject(rdl_server_t *srv, const struct rdl_span *span,
+void rdl__rt_trace_inject(rdl_server_t *srv, const struct rdl_span *span,
                      const struct rdl_baggage *bag, rdl_carrier_set_fn set, void *carrier);
 /* access_log.c: PUT /debug/loglevel's body: a level name, or {"level":"..."}; false for anything else. */
-bool rt_log_level_from_body(const char *body, size_t n, rdl_log_level_t *out);
+bool rdl__rt_log_level_from_body(const char *body, size_t n, rdl_log_level_t *out);
 
 /* admin.c */
-int rt_admin_register(rdl_server_t *srv);
+int rdl__rt_admin_register(rdl_server_t *srv);
 
 /*
  * admin_auth.c: the admin plane's changes need the bearer token of
@@ -285,6 +285,6 @@ int rt_admin_register(rdl_server_t *srv);
  * admin listener). Admin I/O thread.
  */
 bool rdl__admin_authorized(rdl_req_t *req);
-void rt_admin_auth_free(rdl_server_t *srv);     /* rdl_server_free */
+void rdl__rt_admin_auth_free(rdl_server_t *srv);     /* rdl_server_free */
 
 #endif

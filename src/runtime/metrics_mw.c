@@ -379,7 +379,7 @@ static void metrics_handler(rdl_req_t *req, void *arg)
     rdl_buf_init(&body);
     rdl_buf_init(&z);
     if (rdl_metrics_expose(NULL, fmt, &body) != 0) {
-        rdl_buf_free(&body);
+        rdl_buf_close(&body);
         rdl_resp_error(req, 500, "internal", "out of memory writing the exposition");
         return;
     }
@@ -390,8 +390,8 @@ static void metrics_handler(rdl_req_t *req, void *arg)
     } else {
         rdl_resp_send(req, 200, rdl_metrics_content_type(fmt), body.data, body.len);
     }
-    rdl_buf_free(&z);
-    rdl_buf_free(&body);
+    rdl_buf_close(&z);
+    rdl_buf_close(&body);
 }
 
 static void vars_handler(rdl_req_t *req, void *arg)
@@ -403,7 +403,7 @@ static void vars_handler(rdl_req_t *req, void *arg)
         rdl_resp_error(req, 500, "internal", "out of memory writing the variables");
     else
         rdl_resp_send(req, 200, "application/json", b.data, b.len);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 /* ---- install --------------------------------------------------------------- */

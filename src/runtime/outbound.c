@@ -194,7 +194,7 @@ static int warm_once(rt_outbound_t *ob, rdl_upstream_t *up, char *why, size_t wh
         rdl_redact_put(&url, u, strlen(u));
         snprintf(why, whylen, "warm-up requests to %s%s failed: %s", url.data ? url.data : "",
                  up->opts.warm_path, rdl_strerror(rc));
-        rdl_buf_free(&url);
+        rdl_buf_close(&url);
     }
     return rc;
 }
@@ -269,7 +269,7 @@ static void inject_trace(const rdl_ctx_t *ctx, rdl_header_add_fn add, void *h, v
 {
     carrier_t c = { add, h };
     if (ctx && ctx->span)
-        rt_trace_inject(arg, ctx->span, ctx->baggage, carrier_set, &c);
+        rdl__rt_trace_inject(arg, ctx->span, ctx->baggage, carrier_set, &c);
 }
 
 /* The request's color: x-redline-color, and redline.color in baggage unless it came in it. */
@@ -328,7 +328,7 @@ static void debug_upstreams(rdl_req_t *req, void *arg)
     }
     rdl_buf_puts(&b, "]}\n");
     rdl_resp_send(req, 200, "application/json", b.data, b.len);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 /* ---- metrics ----------------------------------------------------------------------
@@ -642,7 +642,7 @@ static void call_done(const rdl_call_result_t *res, void *arg)
     c->in_process = was_in_process;
     c->refs--;
     if (!was_in_process)
-        rt_conn_request_done(c);
+        rdl__rt_conn_request_done(c);
 }
 
 /*
@@ -655,7 +655,7 @@ static void call_done(const rdl_call_result_t *res, void *arg)
 static rdl_call_t routed_call(rdl_req_t *req, const rdl_call_t *call)
 {
     rdl_call_t out = *call;
-    const rdl_route_decision_t *d = rt_route_decision(req);
+    const rdl_route_decision_t *d = rdl__rt_route_decision(req);
     if (!d)
         return out;
     if (!out.total_timeout_ms)

@@ -38,7 +38,7 @@ const char *rdl_req_query(const rdl_req_t *req, size_t *len)
 
 const char *rdl_req_route(const rdl_req_t *req)
 {
-    return rt_route_template(req->match.route);
+    return rdl__rt_route_template(req->match.route);
 }
 
 /* Percent-decodes into the request arena; malformed escapes are kept as they are. */
@@ -111,7 +111,7 @@ rdl_ctx_t *rdl_req_ctx(rdl_req_t *req)
 
 const char *rdl_req_peer(const rdl_req_t *req)
 {
-    return rt_conn_peer(req->conn);
+    return rdl__rt_conn_peer(req->conn);
 }
 
 void rdl_req_slot_set(rdl_req_t *req, int slot, void *p)
@@ -165,7 +165,7 @@ static void task_done(rdl_pool_task_t *task, int status)
     rdl_ctx_set_current(prev);
     c->in_process = false;
     c->refs--;
-    rt_conn_request_done(c);
+    rdl__rt_conn_request_done(c);
 }
 
 int rdl_req_offload(rdl_req_t *req, rdl_req_work_fn work, rdl_req_done_fn done, void *arg)

@@ -14,7 +14,7 @@
 #include <strings.h>
 #include "runtime/internal.h"
 
-const char *rt_reason(int status)
+const char *rdl__rt_reason(int status)
 {
     switch (status) {
     case 100: return "Continue";
@@ -75,7 +75,7 @@ static void put_status_line(rdl_buf_t *out, int status)
     rdl_buf_put(out, "HTTP/1.1 ", 9);
     rdl_buf_put_u64(out, (uint64_t)status);
     rdl_buf_putc(out, ' ');
-    rdl_buf_puts(out, rt_reason(status));
+    rdl_buf_puts(out, rdl__rt_reason(status));
     rdl_buf_put(out, "\r\n", 2);
 }
 
@@ -108,7 +108,7 @@ static void write_head(rdl_req_t *req, int status, const char *ctype, int64_t le
 
     rdl_buf_t *out = &c->out;
     size_t dlen;
-    const char *date = rt_thread_date(c->t, &dlen);
+    const char *date = rdl__rt_thread_date(c->t, &dlen);
     put_status_line(out, status);
     rdl_buf_put(out, date, dlen);
     if (ctype) {
@@ -236,7 +236,7 @@ int rdl_resp_send(rdl_req_t *req, int status, const char *content_type,
         req->bytes_out = len;
     }
     req->answered = true;
-    rt_conn_request_done(req->conn);
+    rdl__rt_conn_request_done(req->conn);
     return 0;
 }
 
@@ -252,7 +252,7 @@ int rdl_resp_error(rdl_req_t *req, int status, const char *code, const char *mes
     rdl_json_str(&b, message ? message : "", message ? strlen(message) : 0);
     rdl_buf_puts(&b, "}\n");
     int rc = b.oom ? RDL_ENOMEM : rdl_resp_send(req, status, "application/json", b.data, b.len);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     return rc;
 }
 
@@ -265,7 +265,7 @@ int rdl_resp_begin(rdl_req_t *req, int status, const char *content_type)
     write_head(req, status, content_type, -1);
     req->streaming = true;
     if (!req->conn->in_process)
-        rt_conn_flush(req->conn);
+        rdl__rt_conn_flush(req->conn);
     return 0;
 }
 
@@ -285,7 +285,7 @@ int rdl_resp_write(rdl_req_t *req, const void *data, size_t len)
     }
     req->bytes_out += len;
     if (!req->conn->in_process)
-        rt_conn_flush(req->conn);
+        rdl__rt_conn_flush(req->conn);
     return out->oom ? RDL_ENOMEM : 0;
 }
 
@@ -296,11 +296,11 @@ int rdl_resp_end(rdl_req_t *req)
     if (req->h1->version_minor == 1 && !req->is_head)
         rdl_buf_put(&req->conn->out, "0\r\n\r\n", 5);
     req->answered = true;
-    rt_conn_request_done(req->conn);
+    rdl__rt_conn_request_done(req->conn);
     return 0;
 }
 
-void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const char *message)
+void rdl__rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const char *message)
 {
     rdl_buf_t body;
     rdl_buf_init(&body);
@@ -311,24 +311,24 @@ void rt_send_error_and_close(rt_conn_t *c, int status, const char *code, const c
     rdl_buf_puts(&body, "}\n");
 
     size_t dlen;
-    const char *date = rt_thread_date(c->t, &dlen);
+    const char *date = rdl__rt_thread_date(c->t, &dlen);
     put_status_line(&c->out, status);
     rdl_buf_put(&c->out, date, dlen);
     rdl_buf_puts(&c->out, "Content-Type: application/json\r\nContent-Length: ");
     rdl_buf_put_u64(&c->out, body.len);
     rdl_buf_puts(&c->out, "\r\nConnection: close\r\n\r\n");
     rdl_buf_put(&c->out, body.data, body.len);
-    rdl_buf_free(&body);
+    rdl_buf_close(&body);
     c->state = RT_CLOSING;
-    rt_conn_flush(c);
+    rdl__rt_conn_flush(c);
 }
 
-void rt_send_json(rdl_req_t *req, int status, rdl_buf_t *b)
+void rdl__rt_send_json(rdl_req_t *req, int status, rdl_buf_t *b)
 {
     rdl_buf_putc(b, '\n');
     if (b->oom)
         rdl_resp_error(req, 500, "out_of_memory", "the answer did not fit in memory");
     else
         rdl_resp_send(req, status, "application/json", b->data, b->len);
-    rdl_buf_free(b);
+    rdl_buf_close(b);
 }

@@ -370,7 +370,7 @@ static void route_leave(rdl_req_t *req, void *arg)
 }
 
 /* For outbound calls (outbound.c): the route's timeout and retries apply to them. */
-const rdl_route_decision_t *rt_route_decision(const rdl_req_t *req)
+const rdl_route_decision_t *rdl__rt_route_decision(const rdl_req_t *req)
 {
     rt_routing_t *r = rdl_server_part_state(rdl_req_server(req), &rdl_part_route);
     const struct rt_route_req *st = r ? rdl_req_slot(req, r->slot) : NULL;
@@ -386,7 +386,7 @@ static void get_routes(rdl_req_t *req, void *arg)
     rdl_buf_init(&b);
     if (!r) {
         rdl_buf_puts(&b, "{\"enabled\":false}");
-        rt_send_json(req, 200, &b);
+        rdl__rt_send_json(req, 200, &b);
         return;
     }
     const rdl_route_part_opts_t *o = r->opts;
@@ -410,7 +410,7 @@ static void get_routes(rdl_req_t *req, void *arg)
     rdl_route_dump(t, &b);
     rdl_route_table_unref(t);
     rdl_buf_putc(&b, '}');
-    rt_send_json(req, 200, &b);
+    rdl__rt_send_json(req, 200, &b);
 }
 
 static void explain(rdl_req_t *req, void *arg)
@@ -426,11 +426,11 @@ static void explain(rdl_req_t *req, void *arg)
     rdl_route_table_unref(t);
     if (rc) {
         char msg[sizeof(err.msg) + sizeof(err.key) + 64];
-        rdl_buf_free(&b);
+        rdl_buf_close(&b);
         rdl_resp_error(req, 400, "bad_request", rdl_error_format(&err, msg, sizeof(msg)));
         return;
     }
-    rt_send_json(req, 200, &b);
+    rdl__rt_send_json(req, 200, &b);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------ */

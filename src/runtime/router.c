@@ -109,7 +109,7 @@ static int compile(rt_route_t *r, const char *tmpl)
     return 0;
 }
 
-int rt_router_add(rt_router_t *rt, const char *method, const char *tmpl,
+int rdl__rt_router_add(rt_router_t *rt, const char *method, const char *tmpl,
                   rdl_handler_fn fn, void *arg)
 {
     rdl_method_t id = method ? rdl_method_parse(method, strlen(method)) : RDL_METHOD_UNKNOWN;
@@ -137,7 +137,7 @@ int rt_router_add(rt_router_t *rt, const char *method, const char *tmpl,
     return 0;
 }
 
-void rt_router_free(rt_router_t *rt)
+void rdl__rt_router_free(rt_router_t *rt)
 {
     rt_route_t *r = rt->routes;
     while (r) {
@@ -229,7 +229,7 @@ static void allow_list(const rt_router_t *rt, const char *path, size_t path_len,
     }
 }
 
-int rt_router_match(const rt_router_t *rt, rdl_method_t method, const char *path, size_t path_len,
+int rdl__rt_router_match(const rt_router_t *rt, rdl_method_t method, const char *path, size_t path_len,
                     rt_match_t *m, char *allow, size_t allow_len)
 {
     uint64_t best = 0;
@@ -262,12 +262,12 @@ int rt_router_match(const rt_router_t *rt, rdl_method_t method, const char *path
     return RT_MATCH_NO_METHOD;
 }
 
-const char *rt_route_template(const rt_route_t *route)
+const char *rdl__rt_route_template(const rt_route_t *route)
 {
     return route ? route->tmpl : NULL;
 }
 
-void rt_route_call(const rt_route_t *route, rdl_req_t *req)
+void rdl__rt_route_call(const rt_route_t *route, rdl_req_t *req)
 {
     route->fn(req, route->arg);
 }

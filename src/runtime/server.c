@@ -145,7 +145,7 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
 
 /* ---- Date header ----------------------------------------------------- */
 
-const char *rt_thread_date(rt_thread_t *t, size_t *len)
+const char *rdl__rt_thread_date(rt_thread_t *t, size_t *len)
 {
     static const char days[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
     static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -171,7 +171,7 @@ const char *rt_thread_date(rt_thread_t *t, size_t *len)
 
 /* ---- server object --------------------------------------------------- */
 
-int rt_cpu_quota(const char *quota, const char *period)
+int rdl__rt_cpu_quota(const char *quota, const char *period)
 {
     char *end;
     if (!quota || strncmp(quota, "max", 3) == 0)
@@ -219,11 +219,11 @@ static int usable_cpus(void)
         char *sp = strchr(line, ' ');
         if (sp) {
             *sp = '\0';
-            quota = rt_cpu_quota(line, sp + 1);
+            quota = rdl__rt_cpu_quota(line, sp + 1);
         }
     } else if (read_line("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", line, sizeof(line)) &&
                read_line("/sys/fs/cgroup/cpu/cpu.cfs_period_us", period, sizeof(period))) {
-        quota = rt_cpu_quota(line, period);
+        quota = rdl__rt_cpu_quota(line, period);
     }
     return quota > 0 && quota < n ? quota : n;
 }
@@ -249,7 +249,7 @@ int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
         srv->opts.admin_listen = "";
     if (!srv->opts.parts)
         (void)rdl_server_opts_parts(&srv->opts, rdl_parts_default);
-    int rc = rt_admin_register(srv);
+    int rc = rdl__rt_admin_register(srv);
     /* In list order: their middleware is chained in that order (part.h). */
     for (const rdl_part_t *const *p = srv->opts.parts; rc == 0 && *p; p++) {
         if (srv->nparts == RDL_PARTS_MAX) {
@@ -277,9 +277,9 @@ void rdl_server_free(rdl_server_t *srv)
         if (srv->parts[i]->free)
             srv->parts[i]->free(srv, srv->part_state[i]);
     uv_mutex_destroy(&srv->ctl_mu);
-    rt_admin_auth_free(srv);
-    rt_router_free(&srv->app_router);
-    rt_router_free(&srv->admin_router);
+    rdl__rt_admin_auth_free(srv);
+    rdl__rt_router_free(&srv->app_router);
+    rdl__rt_router_free(&srv->admin_router);
     free(srv->threads);
     free(srv);
 }
@@ -287,13 +287,13 @@ void rdl_server_free(rdl_server_t *srv)
 int rdl_server_route(rdl_server_t *srv, const char *method, const char *tmpl,
                      rdl_handler_fn fn, void *arg)
 {
-    return rt_router_add(&srv->app_router, method, tmpl, fn, arg);
+    return rdl__rt_router_add(&srv->app_router, method, tmpl, fn, arg);
 }
 
 int rdl_server_admin_route(rdl_server_t *srv, const char *method, const char *tmpl,
                            rdl_handler_fn fn, void *arg)
 {
-    return rt_router_add(&srv->admin_router, method, tmpl, fn, arg);
+    return rdl__rt_router_add(&srv->admin_router, method, tmpl, fn, arg);
 }
 
 static int chain_add(rt_chain_t *chain, const rdl_middleware_t *mw)
@@ -401,7 +401,7 @@ static void format_addr(const struct sockaddr *sa, char *out, size_t n)
 static int open_listener(const char *what, const char *hostport, int backlog, int *port,
                          char *bound, size_t bound_len, rdl_error_t *err)
 {
-    char host[64];
+    char host[RDL_HOST_MAX];
     int want;
     if (rdl_parse_hostport(hostport, host, &want) != 0)
         return rdl_error_set(err, RDL_EINVAL, 0, 0, what, "expected host:port, got '%s'", hostport);
@@ -450,7 +450,7 @@ static void on_connection(uv_stream_t *listener, int status)
 {
     rt_thread_t *t = listener->data;
     if (status == 0)
-        rt_conn_accept(t, listener, -1);
+        rdl__rt_conn_accept(t, listener, -1);
 }
 
 static void report_idle(rt_thread_t *t)
@@ -462,7 +462,7 @@ static void report_idle(rt_thread_t *t)
     }
 }
 
-void rt_thread_conn_closed(rt_thread_t *t)
+void rdl__rt_thread_conn_closed(rt_thread_t *t)
 {
     report_idle(t);
 }
@@ -483,7 +483,7 @@ static void stop_accepting(rt_thread_t *t)
             int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
             if (cfd < 0)
                 break;
-            rt_conn_accept(t, NULL, cfd);
+            rdl__rt_conn_accept(t, NULL, cfd);
         }
     }
     t->listening = false;
@@ -498,7 +498,7 @@ static void on_wake(uv_async_t *a)
         stop_accepting(t);
         t->draining = true;
         for (rt_conn_t *c = t->conns; c; c = c->next)
-            rt_conn_drain(c);
+            rdl__rt_conn_drain(c);
         report_idle(t);
     }
     if ((cmd & RT_CMD_STOP) && !t->stopping) {
@@ -507,7 +507,7 @@ static void on_wake(uv_async_t *a)
         /* Closing is asynchronous: a connection leaves the list when its handles have closed. */
         for (rt_conn_t *c = t->conns, *next; c; c = next) {
             next = c->next;
-            rt_conn_abort(c);
+            rdl__rt_conn_abort(c);
         }
         rdl_pool_sink_free(t->sink);
         t->sink = NULL;

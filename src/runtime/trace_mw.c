@@ -253,7 +253,7 @@ static void trace_leave(rdl_req_t *req, void *arg)
 }
 
 /* Outbound calls (outbound.c): span's context and bag with the configured propagators. */
-void rt_trace_inject(rdl_server_t *srv, const rdl_span_t *span, const rdl_baggage_t *bag,
+void rdl__rt_trace_inject(rdl_server_t *srv, const rdl_span_t *span, const rdl_baggage_t *bag,
                      rdl_carrier_set_fn set, void *carrier)
 {
     rt_trace_t *tr = rdl_server_part_state(srv, &rdl_part_trace);
@@ -286,7 +286,7 @@ static void debug_tracing(rdl_req_t *req, void *arg)
                        (unsigned long long)st.export_requests, (unsigned long long)st.export_failures);
     }
     rdl_resp_send(req, 200, "application/json", b.data, b.len);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 /* The app chain only: the admin plane is not traced. */
@@ -407,7 +407,7 @@ static int trace_start(rdl_server_t *srv, void *state, rdl_error_t *err)
                             rdl_lf_str("sampler", sampler) };
     rdl_log(srv->log, RDL_LOG_INFO,
             to.export ? "tracing: exporting spans" : "tracing: ids only (no OTLP endpoint)", f, 2);
-    rdl_buf_free(&endpoint);
+    rdl_buf_close(&endpoint);
     return 0;
 }
 

@@ -98,7 +98,7 @@ static int protocol_from_env(rdl_tracer_opts_t *o, rdl_error_t *err)
     return 0;
 }
 
-/* A tr_kv_list visitor that only lets the list be checked. */
+/* A rdl__trace_kv_list visitor that only lets the list be checked. */
 static int kv_ignore(void *arg, const char *k, size_t kl, const char *v, size_t vl)
 {
     return 0;
@@ -123,7 +123,7 @@ static int exporter_from_env(rdl_tracer_opts_t *o, rdl_error_t *err)
         return rc;
     const char *v = first_env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS", &name);
     if (v && ((rc = env_copy(name, o->headers, sizeof(o->headers), err)) != 0 ||
-              (rc = tr_kv_list(name, o->headers, true, kv_ignore, NULL, err)) != 0))
+              (rc = rdl__trace_kv_list(name, o->headers, true, kv_ignore, NULL, err)) != 0))
         return rc;
     v = first_env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION", &name);
     if (v) {
@@ -156,7 +156,7 @@ int rdl_tracer_opts_from_env(rdl_tracer_opts_t *o, rdl_error_t *err)
     if (!rc)
         rc = env_copy("OTEL_RESOURCE_ATTRIBUTES", o->resource_attrs, sizeof(o->resource_attrs), err);
     if (!rc)
-        rc = tr_kv_list("OTEL_RESOURCE_ATTRIBUTES", o->resource_attrs, false, kv_ignore, NULL, err);
+        rc = rdl__trace_kv_list("OTEL_RESOURCE_ATTRIBUTES", o->resource_attrs, false, kv_ignore, NULL, err);
     if (!rc && (env("OTEL_TRACES_SAMPLER") || env("OTEL_TRACES_SAMPLER_ARG")))
         rc = rdl_sampler_init(&o->sampler, env("OTEL_TRACES_SAMPLER"), env("OTEL_TRACES_SAMPLER_ARG"), err);
     if (!rc)
@@ -235,7 +235,7 @@ static int kv_member(const char *name, const char *p, size_t len, size_t col, bo
     return fn(arg, k, kl, scratch, (size_t)n);
 }
 
-int tr_kv_list(const char *name, const char *list, bool headers, tr_kv_fn fn, void *arg,
+int rdl__trace_kv_list(const char *name, const char *list, bool headers, tr_kv_fn fn, void *arg,
                rdl_error_t *err)
 {
     size_t total = list ? strlen(list) : 0;
@@ -265,7 +265,7 @@ static char *utf8_dup(const char *s, size_t n)
     rdl_utf8_put(&b, s, n);
     rdl_buf_putc(&b, '\0');
     if (b.oom) {
-        rdl_buf_free(&b);
+        rdl_buf_close(&b);
         return NULL;
     }
     return b.data;
@@ -295,9 +295,9 @@ static int resource_put(void *arg, const char *k, size_t kl, const char *v, size
     return 0;
 }
 
-int tr_parse_resource(rdl_tracer_t *t)
+int rdl__trace_parse_resource(rdl_tracer_t *t)
 {
-    int rc = tr_kv_list("OTEL_RESOURCE_ATTRIBUTES", t->o.resource_attrs, false, resource_put, t, NULL);
+    int rc = rdl__trace_kv_list("OTEL_RESOURCE_ATTRIBUTES", t->o.resource_attrs, false, resource_put, t, NULL);
     /* OTEL_SERVICE_NAME wins over service.name in the attributes. */
     char name[160];
     if (t->o.service_name[0]) {

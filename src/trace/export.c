@@ -122,7 +122,7 @@ static int http_new(rdl_tracer_t *t)
     if (t->o.gzip)
         sl = curl_slist_append(sl, "Content-Encoding: gzip");
     sl = curl_slist_append(sl, "Expect:");
-    int rc = tr_kv_list("OTEL_EXPORTER_OTLP_HEADERS", t->o.headers, true, add_header, &sl, NULL);
+    int rc = rdl__trace_kv_list("OTEL_EXPORTER_OTLP_HEADERS", t->o.headers, true, add_header, &sl, NULL);
     if (rc) {                           /* a malformed list set in code (env is checked on read) */
         curl_slist_free_all(sl);
         curl_easy_cleanup(h->curl);
@@ -157,9 +157,9 @@ static void http_free(rdl_tracer_t *t)
         return;
     curl_easy_cleanup(h->curl);
     curl_slist_free_all(h->headers);
-    rdl_buf_free(&h->body);
-    rdl_buf_free(&h->gz);
-    rdl_buf_free(&h->resp);
+    rdl_buf_close(&h->body);
+    rdl_buf_close(&h->gz);
+    rdl_buf_close(&h->resp);
     free(h);
     t->http = NULL;
 }
@@ -249,9 +249,9 @@ static void send_batch(rdl_tracer_t *t, size_t n)
             if (rdl_otlp_parse_response(h->resp.data, h->resp.len, t->o.protocol, &rejected, &msg,
                                         NULL) == 0 && (rejected > 0 || (msg.len && msg.data[0]))) {
                 snprintf(detail, sizeof(detail), "rejected %lld: %.120s", (long long)rejected, msg.data);
-                tr_log(t, "warn", "OTLP partial success", "detail", detail);
+                rdl__trace_log(t, "warn", "OTLP partial success", "detail", detail);
             }
-            rdl_buf_free(&msg);
+            rdl_buf_close(&msg);
             if (rejected < 0 || (uint64_t)rejected > n)
                 rejected = rejected < 0 ? 0 : (int64_t)n;
             atomic_fetch_add(&t->exported, n - (uint64_t)rejected);
@@ -265,7 +265,7 @@ static void send_batch(rdl_tracer_t *t, size_t n)
                 snprintf(detail, sizeof(detail), "%s", curl_easy_strerror(rc));
             else
                 snprintf(detail, sizeof(detail), "HTTP %ld", status);
-            tr_log(t, "warn", again ? "OTLP export gave up: out of time" : "OTLP export refused",
+            rdl__trace_log(t, "warn", again ? "OTLP export gave up: out of time" : "OTLP export refused",
                    "error", detail);
             atomic_fetch_add(&t->failures, 1);
             atomic_fetch_add(&t->dropped, n);
@@ -291,19 +291,19 @@ static void drain(rdl_tracer_t *t, rdl_span_t **batch, size_t owed)
     uint64_t scanned = rdl_now_ns();
     for (;;) {
         if (rdl_now_ns() - scanned > 1000000000ull) {
-            tr_scan_open(t, false);
+            rdl__trace_scan_open(t, false);
             scanned = rdl_now_ns();
         }
-        if (owed == 0 && tr_queued(t) < max)
+        if (owed == 0 && rdl__trace_queued(t) < max)
             return;
-        size_t n = tr_collect(t, batch, max);
+        size_t n = rdl__trace_collect(t, batch, max);
         if (n == 0)
             return;
         owed = owed > n ? owed - n : 0;
         rdl_buf_reset(&h->body);
         rdl_otlp_encode(t, batch, n, t->o.protocol, &h->body);
         for (size_t i = 0; i < n; i++)
-            tr_recycle(batch[i]);
+            rdl__trace_recycle(batch[i]);
         if (h->body.oom) {
             atomic_fetch_add(&t->dropped, n);
             continue;
@@ -344,9 +344,9 @@ static void *exporter_main(void *arg)
         t->wake = false;
         pthread_mutex_unlock(&t->mu);
         atomic_store(&t->wake_sent, false);
-        tr_scan_open(t, false);
+        rdl__trace_scan_open(t, false);
         if (batch)
-            drain(t, batch, stop ? SIZE_MAX : all ? tr_queued(t) : 0);
+            drain(t, batch, stop ? SIZE_MAX : all ? rdl__trace_queued(t) : 0);
         if (all)
             due = rdl_now_ns() + delay;
         pthread_mutex_lock(&t->mu);
@@ -360,7 +360,7 @@ static void *exporter_main(void *arg)
     return NULL;
 }
 
-int tr_exporter_start(rdl_tracer_t *t)
+int rdl__trace_exporter_start(rdl_tracer_t *t)
 {
     int rc = http_new(t);
     if (rc)
@@ -373,7 +373,7 @@ int tr_exporter_start(rdl_tracer_t *t)
     return 0;
 }
 
-void tr_exporter_stop(rdl_tracer_t *t)
+void rdl__trace_exporter_stop(rdl_tracer_t *t)
 {
     pthread_mutex_lock(&t->mu);
     t->stop = true;

@@ -10,8 +10,8 @@
 #include "trace/internal.h"
 
 /* Starts the exporter thread of t (t->o.export). 0 or a negative RDL_E* code. */
-int tr_exporter_start(rdl_tracer_t *t);
+int rdl__trace_exporter_start(rdl_tracer_t *t);
 /* Drains what it can within o.shutdown_ms and joins the exporter thread. */
-void tr_exporter_stop(rdl_tracer_t *t);
+void rdl__trace_exporter_stop(rdl_tracer_t *t);
 
 #endif

@@ -177,7 +177,7 @@ void rdl__trace_trim(const char **s, size_t *n);
 bool rdl__trace_tchar(unsigned char c);
 
 /* env.c */
-int tr_parse_resource(rdl_tracer_t *t);
+int rdl__trace_parse_resource(rdl_tracer_t *t);
 /*
  * OTEL_RESOURCE_ATTRIBUTES and OTEL_EXPORTER_OTLP_HEADERS: "key=value" members
  * separated by commas, blanks around keys and values ignored, empty members
@@ -188,7 +188,7 @@ int tr_parse_resource(rdl_tracer_t *t);
  * naming name and the 1-based column of the fault.
  */
 typedef int (*tr_kv_fn)(void *arg, const char *key, size_t key_len, const char *value, size_t value_len);
-int tr_kv_list(const char *name, const char *list, bool headers, tr_kv_fn fn, void *arg,
+int rdl__trace_kv_list(const char *name, const char *list, bool headers, tr_kv_fn fn, void *arg,
                rdl_error_t *err);
 
 #endif

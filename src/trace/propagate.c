@@ -812,7 +812,7 @@ void rdl_propagation_inject(const rdl_propagators_t *p, const rdl_span_context_t
                 rdl_baggage_format(bag, &b);
                 if (!b.oom)
                     set(carrier, "baggage", b.data);
-                rdl_buf_free(&b);
+                rdl_buf_close(&b);
             }
             break;
         }

@@ -16,7 +16,7 @@
 
 _Thread_local tr_tl_t rdl__trace_tl __attribute__((tls_model("initial-exec")));
 
-void tr_log(const rdl_tracer_t *t, const char *level, const char *msg, const char *key,
+void rdl__trace_log(const rdl_tracer_t *t, const char *level, const char *msg, const char *key,
             const char *value)
 {
     if (t->o.log) {
@@ -38,7 +38,7 @@ void tr_log(const rdl_tracer_t *t, const char *level, const char *msg, const cha
     rdl_buf_puts(&b, "}\n");
     if (!b.oom)
         fputs(b.data, stderr);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 /* ---- per-thread state ------------------------------------------------ */
@@ -86,7 +86,7 @@ static void span_release_storage(rdl_span_t *s)
     s->chunks = NULL;
 }
 
-void tr_threads_free(rdl_tracer_t *t)
+void rdl__trace_threads_free(rdl_tracer_t *t)
 {
     for (tr_thread_t *st = t->threads, *next; st; st = next) {
         next = st->next;
@@ -136,7 +136,7 @@ void rdl__trace_span_put(rdl_span_t *s, tr_thread_t *me)
                                                     memory_order_relaxed));
 }
 
-void tr_recycle(rdl_span_t *s)
+void rdl__trace_recycle(rdl_span_t *s)
 {
     rdl__trace_span_put(s, NULL);
 }
@@ -153,7 +153,7 @@ void rdl__trace_wake(rdl_tracer_t *t)
 
 /* ---- exporter side --------------------------------------------------- */
 
-size_t tr_collect(rdl_tracer_t *t, rdl_span_t **out, size_t max)
+size_t rdl__trace_collect(rdl_tracer_t *t, rdl_span_t **out, size_t max)
 {
     size_t n = 0;
     pthread_mutex_lock(&t->mu);
@@ -168,7 +168,7 @@ size_t tr_collect(rdl_tracer_t *t, rdl_span_t **out, size_t max)
     return n;
 }
 
-size_t tr_queued(rdl_tracer_t *t)
+size_t rdl__trace_queued(rdl_tracer_t *t)
 {
     size_t n = 0;
     pthread_mutex_lock(&t->mu);
@@ -179,7 +179,7 @@ size_t tr_queued(rdl_tracer_t *t)
     return n;
 }
 
-uint64_t tr_scan_open(rdl_tracer_t *t, bool at_shutdown)
+uint64_t rdl__trace_scan_open(rdl_tracer_t *t, bool at_shutdown)
 {
     uint64_t now = rdl_now_ns(), limit = t->o.unfinished_ms * 1000000ull, open = 0, oldest = 0;
     pthread_mutex_lock(&t->mu);
@@ -203,10 +203,10 @@ uint64_t tr_scan_open(rdl_tracer_t *t, bool at_shutdown)
     if (at_shutdown && open) {
         char n[24];
         snprintf(n, sizeof(n), "%llu", (unsigned long long)open);
-        tr_log(t, "warn", "spans still open at shutdown (not exported)", "open_spans", n);
+        rdl__trace_log(t, "warn", "spans still open at shutdown (not exported)", "open_spans", n);
     } else if (oldest > limit && atomic_load(&t->unfinished) &&
                !atomic_exchange(&t->unfinished_logged, true)) {
-        tr_log(t, "warn", "unfinished span: open longer than the limit (logged once; see spans_unfinished)",
+        rdl__trace_log(t, "warn", "unfinished span: open longer than the limit (logged once; see spans_unfinished)",
                "age_ms", detail);
     }
     return open;

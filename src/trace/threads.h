@@ -135,16 +135,16 @@ static inline void rdl__trace_enqueue(tr_thread_t *st, rdl_span_t *s)
 
 /* ---- the exporter's side (export.c) and the tracer's (tracer.c) --------- */
 
-void tr_log(const rdl_tracer_t *t, const char *level, const char *msg, const char *key,
+void rdl__trace_log(const rdl_tracer_t *t, const char *level, const char *msg, const char *key,
             const char *value);
 /* Pops up to max ended spans from every thread's queue. Exporter thread. */
-size_t tr_collect(rdl_tracer_t *t, rdl_span_t **out, size_t max);
+size_t rdl__trace_collect(rdl_tracer_t *t, rdl_span_t **out, size_t max);
 /* Ended spans waiting in all threads' queues. Exporter thread. */
-size_t tr_queued(rdl_tracer_t *t);
+size_t rdl__trace_queued(rdl_tracer_t *t);
 /* Returns exported or dropped spans to their home threads. */
-void tr_recycle(rdl_span_t *s);
+void rdl__trace_recycle(rdl_span_t *s);
 /* Counts and logs spans open longer than o.unfinished_ms; returns how many are open. */
-uint64_t tr_scan_open(rdl_tracer_t *t, bool at_shutdown);
-void tr_threads_free(rdl_tracer_t *t);
+uint64_t rdl__trace_scan_open(rdl_tracer_t *t, bool at_shutdown);
+void rdl__trace_threads_free(rdl_tracer_t *t);
 
 #endif

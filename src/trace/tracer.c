@@ -59,9 +59,9 @@ int rdl_tracer_new(const rdl_tracer_opts_t *o, rdl_tracer_t **out)
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     pthread_cond_init(&t->flushed, NULL);
-    int rc = tr_parse_resource(t);
+    int rc = rdl__trace_parse_resource(t);
     if (rc == 0 && t->o.export)
-        rc = tr_exporter_start(t);
+        rc = rdl__trace_exporter_start(t);
     if (rc) {
         t->o.export = false;
         rdl_tracer_free(t);
@@ -78,9 +78,9 @@ void rdl_tracer_free(rdl_tracer_t *t)
     if (rdl_tracer_default() == t)
         rdl_tracer_set_default(NULL);
     if (t->running)
-        tr_exporter_stop(t);
-    tr_scan_open(t, true);
-    tr_threads_free(t);
+        rdl__trace_exporter_stop(t);
+    rdl__trace_scan_open(t, true);
+    rdl__trace_threads_free(t);
     for (int i = 0; i < t->nresource; i++) {
         free(t->resource[i].key);
         free(t->resource[i].value);

@@ -24,7 +24,7 @@ void rdl_buf_init(rdl_buf_t *b)
     b->oom = false;
 }
 
-void rdl_buf_free(rdl_buf_t *b)
+void rdl_buf_close(rdl_buf_t *b)
 {
     if (b == NULL)
         return;

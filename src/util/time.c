@@ -199,7 +199,7 @@ static bool valid_v6(const char *h, const char *end)
     return true;
 }
 
-int rdl_parse_hostport(const char *s, char host[64], int *port)
+int rdl_parse_hostport(const char *s, char host[RDL_HOST_MAX], int *port)
 {
     const char *colon, *h, *hend;
     const char *p;

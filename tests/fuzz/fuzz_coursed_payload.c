@@ -75,7 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         check_error(&e);
     }
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     rdl_arena_close(&arena);
     return 0;
 }

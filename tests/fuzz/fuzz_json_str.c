@@ -34,6 +34,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(direct);
     }
     json_decref(parsed);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     return 0;
 }

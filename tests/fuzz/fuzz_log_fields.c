@@ -52,7 +52,7 @@ static json_t *expected(const char *s, size_t n)
     rdl_json_str(&b, s, n);
     rdl_buf_putc(&b, ']');
     json_t *doc = json_loadb(b.data, b.len, JSON_ALLOW_NUL, &jerr);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     if (!doc)
         __builtin_trap();
     return doc;

@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *body = (const char *)data;
     rdl_log_level_t level = (rdl_log_level_t)-1, plain;
-    bool ok = rt_log_level_from_body(body, size, &level);
+    bool ok = rdl__rt_log_level_from_body(body, size, &level);
     if (ok && (level < RDL_LOG_DEBUG || level > RDL_LOG_FATAL))
         __builtin_trap();
     size_t a = 0, n = size;

@@ -29,7 +29,7 @@ static char *sanitised(const char *s)
         abort();
     char *out = strdup(d.nfamilies && d.families[0].help ? d.families[0].help : "");
     xp_free(&d);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     rdl_registry_free(r);
     return out;
 }
@@ -100,7 +100,7 @@ static void check(const xf_input_t *in, const pairs_t *p, rdl_registry_t *r, rdl
             abort();
     free(help);
     xp_free(&d);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -60,6 +60,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             __builtin_trap();
         json_decref(j);
     }
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     return 0;
 }

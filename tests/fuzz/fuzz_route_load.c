@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rdl_buf_reset(&b);
     rdl_route_dump(t, &b);
     check_json(&b);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     rdl_route_table_unref(t);
     return 0;
 }

@@ -69,7 +69,7 @@ static void filter_agrees(const char *pat, size_t n, const uint8_t *data, size_t
     route_re_filter_t f, none;
     char why[200];
     size_t at;
-    pcre2_code *re = route_re_compile(pat, n, &f, why, sizeof(why), &at);
+    pcre2_code *re = rdl__route_re_compile(pat, n, &f, why, sizeof(why), &at);
     if (!re)
         return;
     memset(&none, 0, sizeof(none));
@@ -78,8 +78,8 @@ static void filter_agrees(const char *pat, size_t n, const uint8_t *data, size_t
     size_t lens[] = { n, size, 0, 1, 1, 3, 1 };
     for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
         for (size_t k = 0; k <= lens[i] && k < 64; k += lens[i] > 8 ? lens[i] / 4 + 1 : 1)
-            if (route_re_match(re, &f, subjects[i] + k, lens[i] - k) !=
-                route_re_match(re, &none, subjects[i] + k, lens[i] - k))
+            if (rdl__route_re_match(re, &f, subjects[i] + k, lens[i] - k) !=
+                rdl__route_re_match(re, &none, subjects[i] + k, lens[i] - k))
                 __builtin_trap();
     pcre2_code_free(re);
 }
@@ -147,6 +147,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!j || strcmp(json_string_value(json_object_get(j, "route")), d1.route_name) != 0)
         __builtin_trap();
     json_decref(j);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     return 0;
 }

@@ -37,6 +37,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!v || strcmp(v, b.data + b.m[i].value) != 0)
             __builtin_trap();
     }
-    rdl_buf_free(&out);
+    rdl_buf_close(&out);
     return 0;
 }

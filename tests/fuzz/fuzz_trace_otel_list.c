@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int h = 0; h < 2; h++) {
         bool headers = h == 1;
         rdl_error_t err;
-        int rc = tr_kv_list("VAR", list, headers, check_member, &headers, &err);
+        int rc = rdl__trace_kv_list("VAR", list, headers, check_member, &headers, &err);
         if (rc != 0 && (rc != RDL_EINVAL || err.column < 1 || (size_t)err.column > len ||
                         err.msg[0] == '\0' || strcmp(err.key, "VAR") != 0))
             __builtin_trap();

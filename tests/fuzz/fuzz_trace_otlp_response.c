@@ -31,7 +31,7 @@ static void check(const uint8_t *data, size_t size, rdl_otlp_protocol_t proto)
         __builtin_trap();
     if (size == 0 && (rc != 0 || rejected != 0 || msg.len != 0))
         __builtin_trap();
-    rdl_buf_free(&msg);
+    rdl_buf_close(&msg);
     /* Without the optional outputs: the same answer. */
     if (rdl_otlp_parse_response((const char *)data, size, proto, &rejected, NULL, NULL) != rc)
         __builtin_trap();

@@ -36,7 +36,7 @@ int main(int argc, char **argv)
     rdl_buf_init(&b);
     int rc = rdl_metrics_expose(r, fmt, &b);
     fwrite(b.data, 1, b.len, stdout);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     rdl_registry_free(r);
     xf_free(&in);
     return rc ? 1 : 0;

@@ -78,7 +78,7 @@ int main(int argc, char **argv)
     o.service = "log_burst";
     o.sink = RDL_LOG_FILE;
     o.path = argv[2];
-    int rc = rdl_log_new(&o, &lg);
+    int rc = rdl_logger_new(&o, &lg);
     if (rc) {
         fprintf(stderr, "log_burst: %s: %s\n", argv[2], rdl_strerror(rc));
         return 1;
@@ -108,7 +108,7 @@ int main(int argc, char **argv)
         pthread_join(th[i], NULL);
     rdl_log_stats_t st;
     rdl_log_stats(lg, &st);
-    rdl_log_free(lg);
+    rdl_logger_free(lg);
     fprintf(stderr, "log_burst: lines %llu dropped %llu write_errors %llu\n",
             (unsigned long long)st.lines, (unsigned long long)st.dropped,
             (unsigned long long)st.write_errors);

@@ -188,7 +188,7 @@ static void run_scenario(const scenario_t *sc)
         case 'F': rdl_breaker_force_open(b); break;
         case 'D': rdl_breaker_disable(b); break;
         case 'M': rdl_breaker_metrics_only(b); break;
-        case 'C': rdl_breaker_close(b); break;
+        case 'C': rdl_breaker_force_closed(b); break;
         case 'R': rdl_breaker_reset(b); break;
         case '=':
             if (rdl_breaker_state(b) != state_named(t + 1))

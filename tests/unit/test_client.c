@@ -170,7 +170,7 @@ static void test_names_in_file(void **state)
                        "  ledger:\n    role: weak\n";
     assert_int_equal(write(fd, yaml, strlen(yaml)), (ssize_t)strlen(yaml));
     close(fd);
-    char names[4][48];
+    char names[4][RDL_UPSTREAM_NAME_MAX];
     rdl_error_t err;
     assert_int_equal(rdl_upstreams_names_in_file(path, names, 4, &err), 2);
     assert_string_equal(names[0], "billing");
@@ -254,7 +254,7 @@ static void test_names_in_malformed_file(void **state)
         size_t len = strlen(cases[i].yaml);
         assert_int_equal(write(fd, cases[i].yaml, len), (ssize_t)len);
         close(fd);
-        char names[4][48];
+        char names[4][RDL_UPSTREAM_NAME_MAX];
         rdl_error_t err;
         memset(&err, 0, sizeof(err));
         assert_true(rdl_upstreams_names_in_file(path, names, 4, &err) < 0);

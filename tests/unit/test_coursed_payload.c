@@ -195,7 +195,7 @@ static void test_suggestions(void **state)
             strstr(e.message, bad[i].msg) == NULL)
             fail_msg("case %zu '%s': status %d message '%s'", i, bad[i].body, e.status, e.message);
     }
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 int main(void)

@@ -170,7 +170,7 @@ static json_t *expected_of(const char *s, size_t n)
     rdl_json_str(&b, s, n);
     rdl_buf_putc(&b, ']');
     json_t *doc = json_loadb(b.data, b.len, JSON_ALLOW_NUL, &jerr);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     assert_non_null(doc);
     return doc;
 }
@@ -320,12 +320,12 @@ static void test_context_fields(void **state)
     o.sink = RDL_LOG_FILE;
     o.path = path;
     rdl_logger_t *lg;
-    assert_int_equal(rdl_log_new(&o, &lg), 0);
+    assert_int_equal(rdl_logger_new(&o, &lg), 0);
     rdl_ctx_t *prev = rdl_ctx_set_current(&ctx);
     rdl_log(lg, RDL_LOG_INFO, "inside", NULL, 0);
     rdl_ctx_set_current(prev);
     rdl_log(lg, RDL_LOG_INFO, "outside", NULL, 0);
-    rdl_log_free(lg);
+    rdl_logger_free(lg);
     FILE *f = fopen(path, "r");
     char buf[1024];
     assert_non_null(fgets(buf, sizeof(buf), f));
@@ -601,7 +601,7 @@ static rdl_logger_t *file_logger(char *path, rdl_log_opts_t *o)
     o->sink = RDL_LOG_FILE;
     o->path = path;
     rdl_logger_t *lg;
-    assert_int_equal(rdl_log_new(o, &lg), 0);
+    assert_int_equal(rdl_logger_new(o, &lg), 0);
     return lg;
 }
 
@@ -633,7 +633,7 @@ static void test_level_filter(void **state)
         json_decref(doc);
     }
     free_lines(&fl);
-    rdl_log_free(lg);
+    rdl_logger_free(lg);
     unlink(path);
 
     rdl_log_level_t l;
@@ -697,7 +697,7 @@ static void test_stamped_at(void **state)
     assert_true(distance(ts[3] - ts[2], 1234567) < 10000);
     assert_true(distance(ts[4] - ts[2], 3000000000ull) < 10000);
     free_lines(&fl);
-    rdl_log_free(lg);
+    rdl_logger_free(lg);
     unlink(path);
 }
 
@@ -723,7 +723,7 @@ static void test_sampling(void **state)
         rdl_log_flush(lg, 0);
         rdl_log_stats(lg, &st);
         file_lines_t fl = read_lines(path);
-        rdl_log_free(lg);
+        rdl_logger_free(lg);
         unlink(path);
         if (before != after) {
             free_lines(&fl);
@@ -823,7 +823,7 @@ static void test_drop_policy(void **state)
     o.max_line = 512;
     o.policy = RDL_LOG_DROP;
     rdl_logger_t *lg;
-    assert_int_equal(rdl_log_new(&o, &lg), 0);
+    assert_int_equal(rdl_logger_new(&o, &lg), 0);
     /* 2,000 lines of ~200 bytes: far more than the pipe (64 KiB) and the ring hold */
     char pad[120];
     memset(pad, 'p', sizeof(pad));
@@ -837,7 +837,7 @@ static void test_drop_policy(void **state)
     assert_int_equal(st.lines + st.dropped, 2000);
     pthread_create(&p.reader, NULL, pipe_reader, &p);   /* now let it drain */
     assert_int_equal(rdl_log_flush(lg, 10000), 0);
-    rdl_log_free(lg);
+    rdl_logger_free(lg);
     assert_int_equal(pipe_finish(&p), st.lines);
 }
 
@@ -853,13 +853,13 @@ static void test_block_policy(void **state)
     o.ring_bytes = 4096;
     o.max_line = 512;
     rdl_logger_t *lg;
-    assert_int_equal(rdl_log_new(&o, &lg), 0);
+    assert_int_equal(rdl_logger_new(&o, &lg), 0);
     pthread_create(&p.reader, NULL, pipe_reader, &p);
     for (int i = 0; i < 3000; i++) {
         rdl_log_field_t f = rdl_lf_int("i", i);
         rdl_log(lg, RDL_LOG_INFO, "keep me", &f, 1);
     }
-    rdl_log_free(lg);           /* flushes: everything accepted is written */
+    rdl_logger_free(lg);           /* flushes: everything accepted is written */
     size_t got = pipe_finish(&p);
     assert_int_equal(got, 3000);
 }
@@ -873,10 +873,10 @@ static size_t pipe_logger_size(pipe_sink_t *p, size_t pipe_bytes)
     o.path = p->path;
     o.pipe_bytes = pipe_bytes;
     rdl_logger_t *lg;
-    assert_int_equal(rdl_log_new(&o, &lg), 0);
+    assert_int_equal(rdl_logger_new(&o, &lg), 0);
     rdl_log_stats_t st;
     rdl_log_stats(lg, &st);
-    rdl_log_free(lg);
+    rdl_logger_free(lg);
     return (size_t)st.pipe_bytes;
 }
 
@@ -920,7 +920,7 @@ static void test_pipe_buffer(void **state)
     rdl_log_stats_t st;
     rdl_log_stats(lg, &st);
     assert_int_equal(st.pipe_bytes, 0);                       /* a file is not a pipe */
-    rdl_log_free(lg);
+    rdl_logger_free(lg);
     unlink(path);
 }
 
@@ -948,7 +948,7 @@ static void test_reopen(void **state)
     }
     assert_int_equal(st.reopens, 1);
     rdl_log(lg, RDL_LOG_INFO, "after", NULL, 0);
-    rdl_log_free(lg);
+    rdl_logger_free(lg);
 
     file_lines_t old = read_lines(moved), cur = read_lines(path);
     assert_int_equal(old.n, 2);
@@ -1003,7 +1003,7 @@ static void test_threads_whole_lines_in_order(void **state)
     rdl_log_stats(lg, &st);
     assert_int_equal(st.lines, T_THREADS * T_LINES);
     assert_int_equal(st.dropped, 0);
-    rdl_log_free(lg);
+    rdl_logger_free(lg);
 
     file_lines_t fl = read_lines(path);
     assert_int_equal(fl.n, T_THREADS * T_LINES);
@@ -1040,7 +1040,7 @@ static void test_short_lived_threads(void **state)
         if (i % 10 == 0)
             rdl_log_flush(lg, 0);       /* drained rings become reusable */
     }
-    rdl_log_free(lg);
+    rdl_logger_free(lg);
     file_lines_t fl = read_lines(path);
     assert_int_equal(fl.n, 50);
     free_lines(&fl);
@@ -1118,7 +1118,7 @@ static void test_reserve(void **state)
     rdl_log_stats(lg, &st);
     assert_int_equal(st.ring_bytes, (1 << 20) + (64 << 10) + (256 << 10));
 
-    rdl_log_free(lg);
+    rdl_logger_free(lg);
     file_lines_t fl = read_lines(path);
     assert_int_equal(fl.n, 5);                              /* "reserved" x 4, "main" */
     free_lines(&fl);
@@ -1131,14 +1131,14 @@ static void test_options_rejected(void **state)
     rdl_logger_t *lg = (rdl_logger_t *)&o;
     rdl_log_opts_default(&o);
     o.max_line = 100;
-    assert_int_equal(rdl_log_new(&o, &lg), RDL_EINVAL);
+    assert_int_equal(rdl_logger_new(&o, &lg), RDL_EINVAL);
     assert_null(lg);
     rdl_log_opts_default(&o);
     o.sink = RDL_LOG_FILE;
-    assert_int_equal(rdl_log_new(&o, &lg), RDL_EINVAL);
+    assert_int_equal(rdl_logger_new(&o, &lg), RDL_EINVAL);
     o.path = "/nonexistent-dir/x.log";
-    assert_int_equal(rdl_log_new(&o, &lg), RDL_EIO);
-    rdl_log_free(NULL);
+    assert_int_equal(rdl_logger_new(&o, &lg), RDL_EIO);
+    rdl_logger_free(NULL);
     /* format refuses a buffer smaller than the line limit */
     assert_int_equal(rdl_log_format(line, 300, 400, 0, RDL_LOG_INFO, "s", NULL, "m", NULL, 0, NULL), 0);
 }

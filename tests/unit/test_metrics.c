@@ -567,12 +567,12 @@ static void test_vars(void **state)
     assert_true(json_number_value(json_object_get(metrics, "v_total")) == 3);
     assert_true(json_number_value(json_object_get(metrics, "lab{k=\"x\"y\"}")) == 2.5);
     json_decref(doc);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     rdl_vars_unpublish("app");
     rdl_buf_init(&b);
     rdl_vars_write(reg, &b);
     assert_null(strstr(b.data, "\"app\""));
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 /* ---- negotiation (a parser of Accept headers: malformed input table) ---- */

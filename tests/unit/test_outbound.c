@@ -70,7 +70,7 @@ static void test_meters(void **state)
     rdl_server_free(srv);           /* removes the collector */
     text = exposition(&b);
     assert_null(strstr(text, "redline_upstream"));
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     rdl_config_free(cfg);
     rdl_upstreams_free(ups);
 }

@@ -511,13 +511,13 @@ static void regex_filter_is_safe(void **state)
         route_re_filter_t f, none;
         char why[200];
         size_t at;
-        pcre2_code *re = route_re_compile(cases[i].re, strlen(cases[i].re), &f, why, sizeof(why), &at);
+        pcre2_code *re = rdl__route_re_compile(cases[i].re, strlen(cases[i].re), &f, why, sizeof(why), &at);
         assert_non_null(re);
         memset(&none, 0, sizeof(none));
         none.jit = f.jit;
         size_t n = strlen(cases[i].value);
-        bool with = route_re_match(re, &f, cases[i].value, n);
-        bool without = route_re_match(re, &none, cases[i].value, n);
+        bool with = rdl__route_re_match(re, &f, cases[i].value, n);
+        bool without = rdl__route_re_match(re, &none, cases[i].value, n);
         if (with != cases[i].match || without != cases[i].match)
             fail_msg("%s on '%s': filtered %d, unfiltered %d, want %d", cases[i].re, cases[i].value,
                      with, without, cases[i].match);
@@ -829,7 +829,7 @@ static void many_header_names(void **state)
     rdl_route_decision_t d;
     assert_false(rdl_route_decide(t, &v, NULL, &d));
     rdl_route_table_unref(t);
-    rdl_buf_free(&y);
+    rdl_buf_close(&y);
 }
 
 /* ---- explain, dump, baggage ------------------------------------------------ */
@@ -876,7 +876,7 @@ static void explain_and_dump(void **state)
                                     "conditions");
     assert_int_equal(json_array_size(conds), 4);
     json_decref(j);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     rdl_route_table_unref(t);
 }
 
@@ -912,7 +912,7 @@ static void dump_redacts_secrets(void **state)
     rdl_buf_reset(&b);
     rdl_route_explain(t, &v, &b);
     assert_null(strstr(b.data, "Secret-"));
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     rdl_route_table_unref(t);
 }
 
@@ -952,7 +952,7 @@ static void explain_json(void **state)
             fail_msg("case %zu '%s': rc %d, %d:%d key '%s' msg '%s'", i, bad[i].body, rc, err.line,
                      err.column, err.key, err.msg);
     }
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     rdl_route_table_unref(t);
 }
 

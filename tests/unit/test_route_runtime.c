@@ -207,12 +207,12 @@ static void reload_under_load(void **state)
     assert_non_null(strstr(b.data, "\nredline_route_reload_failures_total 1\n"));
     assert_non_null(strstr(b.data, "\nredline_route_reloads_total 41\n"));
     assert_non_null(strstr(b.data, "\nredline_route_decisions_total 301\n"));
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     stop();
     rdl_buf_init(&b);
     assert_int_equal(rdl_metrics_expose(NULL, RDL_FMT_TEXT, &b), 0);
     assert_null(strstr(b.data, "redline_route_"));           /* removed with the server */
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 /* ---- faults --------------------------------------------------------------------- */

@@ -551,7 +551,7 @@ static void h_echo(rdl_req_t *req, void *arg)
     rdl_buf_printf(&b, "%s|%.*s|%s|%s", w ? w : "(null)", (int)qlen, q, rdl_req_route(req),
                    none ? "nope-set" : "nope-null");
     rdl_resp_send(req, 200, "text/plain", b.data, b.len);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 /* Answers "id name": the method as the parser classified it. */
@@ -859,7 +859,7 @@ static rt_router_t R;           /* freed by router_teardown, also after a failed
 static int router_teardown(void **state)
 {
     (void)state;
-    rt_router_free(&R);
+    rdl__rt_router_free(&R);
     return 0;
 }
 
@@ -867,9 +867,9 @@ static const char *match_tmpl(const rt_router_t *r, rdl_method_t method, const c
 {
     rt_match_t m;
     char allow[96];
-    if (rt_router_match(r, method, path, strlen(path), &m, allow, sizeof(allow)) != RT_MATCH_OK)
+    if (rdl__rt_router_match(r, method, path, strlen(path), &m, allow, sizeof(allow)) != RT_MATCH_OK)
         return "(none)";
-    return rt_route_template(m.route);
+    return rdl__rt_route_template(m.route);
 }
 
 static void test_router_specificity(void **state)
@@ -880,7 +880,7 @@ static void test_router_specificity(void **state)
                                       { 1, 2, 0 }, { 2, 0, 1 }, { 2, 1, 0 } };
     for (int o = 0; o < 6; o++) {
         for (int i = 0; i < 3; i++)
-            assert_int_equal(rt_router_add(&R, "GET", tmpls[orders[o][i]], h_a, NULL), 0);
+            assert_int_equal(rdl__rt_router_add(&R, "GET", tmpls[orders[o][i]], h_a, NULL), 0);
         assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/featured"), "/v1/courses/featured");
         assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/42"), "/v1/courses/{id}");
         assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/42/sections"), "/v1/{rest...}");
@@ -889,12 +889,12 @@ static void test_router_specificity(void **state)
 
         rt_match_t m;
         const char *p = "/v1/courses/42/sections";
-        assert_int_equal(rt_router_match(&R, RDL_METHOD_GET, p, strlen(p), &m, NULL, 0), RT_MATCH_OK);
+        assert_int_equal(rdl__rt_router_match(&R, RDL_METHOD_GET, p, strlen(p), &m, NULL, 0), RT_MATCH_OK);
         assert_int_equal(m.nparams, 1);
         assert_string_equal(m.names[0], "rest");
         assert_int_equal(m.lens[0], strlen("courses/42/sections"));
         assert_memory_equal(m.values[0], "courses/42/sections", m.lens[0]);
-        rt_router_free(&R);
+        rdl__rt_router_free(&R);
     }
 }
 
@@ -904,33 +904,33 @@ static void test_router_left_to_right(void **state)
     (void)state;
     for (int o = 0; o < 2; o++) {
         const char *a = "/static/{path...}", *b = "/{lang}/docs/{page}";
-        assert_int_equal(rt_router_add(&R, "GET", o ? b : a, h_a, NULL), 0);
-        assert_int_equal(rt_router_add(&R, "GET", o ? a : b, h_a, NULL), 0);
+        assert_int_equal(rdl__rt_router_add(&R, "GET", o ? b : a, h_a, NULL), 0);
+        assert_int_equal(rdl__rt_router_add(&R, "GET", o ? a : b, h_a, NULL), 0);
         assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/en/docs/intro"), "/{lang}/docs/{page}");
         assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/static/css/site.css"), "/static/{path...}");
         /* Both match; the first segment decides: literal "static" beats {lang}. */
         assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/static/docs/intro"), "/static/{path...}");
-        rt_router_free(&R);
+        rdl__rt_router_free(&R);
     }
 }
 
 static void test_router_methods(void **state)
 {
     (void)state;
-    assert_int_equal(rt_router_add(&R, "POST", "/items/{id}", h_a, NULL), 0);
-    assert_int_equal(rt_router_add(&R, "GET", "/items/{id}", h_a, NULL), 0);
-    assert_int_equal(rt_router_add(&R, "PUT", "/items/{id}", h_a, NULL), 0);
-    assert_int_equal(rt_router_add(&R, "DELETE", "/only-delete", h_a, NULL), 0);
+    assert_int_equal(rdl__rt_router_add(&R, "POST", "/items/{id}", h_a, NULL), 0);
+    assert_int_equal(rdl__rt_router_add(&R, "GET", "/items/{id}", h_a, NULL), 0);
+    assert_int_equal(rdl__rt_router_add(&R, "PUT", "/items/{id}", h_a, NULL), 0);
+    assert_int_equal(rdl__rt_router_add(&R, "DELETE", "/only-delete", h_a, NULL), 0);
 
     rt_match_t m;
     char allow[96];
     const char *p = "/items/7";
-    assert_int_equal(rt_router_match(&R, RDL_METHOD_HEAD, p, strlen(p), &m, allow, sizeof(allow)), RT_MATCH_OK);
-    assert_string_equal(rt_route_template(m.route), "/items/{id}");
+    assert_int_equal(rdl__rt_router_match(&R, RDL_METHOD_HEAD, p, strlen(p), &m, allow, sizeof(allow)), RT_MATCH_OK);
+    assert_string_equal(rdl__rt_route_template(m.route), "/items/{id}");
     assert_int_equal(m.nparams, 1);
     assert_memory_equal(m.values[0], "7", 1);
 
-    assert_int_equal(rt_router_match(&R, RDL_METHOD_PATCH, p, strlen(p), &m, allow, sizeof(allow)),
+    assert_int_equal(rdl__rt_router_match(&R, RDL_METHOD_PATCH, p, strlen(p), &m, allow, sizeof(allow)),
                      RT_MATCH_NO_METHOD);
     /* The Allow list names every method of the path once, HEAD with GET. */
     const char *want[] = { "GET", "HEAD", "POST", "PUT" };
@@ -950,13 +950,13 @@ static void test_router_methods(void **state)
 
     /* A DELETE-only path: HEAD and GET are not allowed, the list names DELETE only. */
     p = "/only-delete";
-    assert_int_equal(rt_router_match(&R, RDL_METHOD_HEAD, p, strlen(p), &m, allow, sizeof(allow)),
+    assert_int_equal(rdl__rt_router_match(&R, RDL_METHOD_HEAD, p, strlen(p), &m, allow, sizeof(allow)),
                      RT_MATCH_NO_METHOD);
     assert_string_equal(allow, "DELETE");
     p = "/nothing";
-    assert_int_equal(rt_router_match(&R, RDL_METHOD_GET, p, strlen(p), &m, allow, sizeof(allow)),
+    assert_int_equal(rdl__rt_router_match(&R, RDL_METHOD_GET, p, strlen(p), &m, allow, sizeof(allow)),
                      RT_MATCH_NO_PATH);
-    rt_router_free(&R);
+    rdl__rt_router_free(&R);
 }
 
 static void h_b(rdl_req_t *req, void *arg) { (void)req; (void)arg; }
@@ -966,14 +966,14 @@ static void test_router_explicit_head(void **state)
 {
     (void)state;
     for (int o = 0; o < 2; o++) {
-        assert_int_equal(rt_router_add(&R, o ? "HEAD" : "GET", "/doc", h_a, NULL), 0);
-        assert_int_equal(rt_router_add(&R, o ? "GET" : "HEAD", "/doc", h_a, NULL), 0);
+        assert_int_equal(rdl__rt_router_add(&R, o ? "HEAD" : "GET", "/doc", h_a, NULL), 0);
+        assert_int_equal(rdl__rt_router_add(&R, o ? "GET" : "HEAD", "/doc", h_a, NULL), 0);
         rt_match_t m;
-        assert_int_equal(rt_router_match(&R, RDL_METHOD_GET, "/doc", 4, &m, NULL, 0), RT_MATCH_OK);
+        assert_int_equal(rdl__rt_router_match(&R, RDL_METHOD_GET, "/doc", 4, &m, NULL, 0), RT_MATCH_OK);
         const rt_route_t *get_route = m.route;
-        assert_int_equal(rt_router_match(&R, RDL_METHOD_HEAD, "/doc", 4, &m, NULL, 0), RT_MATCH_OK);
+        assert_int_equal(rdl__rt_router_match(&R, RDL_METHOD_HEAD, "/doc", 4, &m, NULL, 0), RT_MATCH_OK);
         assert_ptr_not_equal(m.route, get_route);
-        rt_router_free(&R);
+        rdl__rt_router_free(&R);
     }
 }
 
@@ -989,39 +989,39 @@ static void test_router_rejects(void **state)
         "/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{rest...}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        int rc = rt_router_add(&R, "GET", bad[i], h_a, NULL);
+        int rc = rdl__rt_router_add(&R, "GET", bad[i], h_a, NULL);
         if (rc != RDL_EINVAL)
             fail_msg("template '%s': got %d, want RDL_EINVAL", bad[i], rc);
     }
     assert_null(R.routes);
-    assert_int_equal(rt_router_add(&R, "", "/x", h_a, NULL), RDL_EINVAL);
+    assert_int_equal(rdl__rt_router_add(&R, "", "/x", h_a, NULL), RDL_EINVAL);
     /* Methods are the parser's (case-sensitive): any other could never match a request. */
-    assert_int_equal(rt_router_add(&R, "get", "/x", h_a, NULL), RDL_EINVAL);
-    assert_int_equal(rt_router_add(&R, "PROPFIND", "/x", h_a, NULL), RDL_EINVAL);
-    assert_int_equal(rt_router_add(&R, NULL, "/x", h_a, NULL), RDL_EINVAL);
-    assert_int_equal(rt_router_add(&R, "GET", "/x", NULL, NULL), RDL_EINVAL);
+    assert_int_equal(rdl__rt_router_add(&R, "get", "/x", h_a, NULL), RDL_EINVAL);
+    assert_int_equal(rdl__rt_router_add(&R, "PROPFIND", "/x", h_a, NULL), RDL_EINVAL);
+    assert_int_equal(rdl__rt_router_add(&R, NULL, "/x", h_a, NULL), RDL_EINVAL);
+    assert_int_equal(rdl__rt_router_add(&R, "GET", "/x", NULL, NULL), RDL_EINVAL);
 
     /* Eight parameters are fine, and all are bound. */
     const char *eight = "/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h_9}";
-    assert_int_equal(rt_router_add(&R, "GET", eight, h_a, NULL), 0);
+    assert_int_equal(rdl__rt_router_add(&R, "GET", eight, h_a, NULL), 0);
     rt_match_t m;
     const char *p = "/1/2/3/4/5/6/7/8";
-    assert_int_equal(rt_router_match(&R, RDL_METHOD_GET, p, strlen(p), &m, NULL, 0), RT_MATCH_OK);
+    assert_int_equal(rdl__rt_router_match(&R, RDL_METHOD_GET, p, strlen(p), &m, NULL, 0), RT_MATCH_OK);
     assert_int_equal(m.nparams, 8);
     assert_string_equal(m.names[7], "h_9");
     assert_memory_equal(m.values[7], "8", 1);
 
     /* Duplicates: same method and template; another method is a different route. */
-    assert_int_equal(rt_router_add(&R, "GET", "/v1/courses/{id}", h_a, NULL), 0);
-    assert_int_equal(rt_router_add(&R, "GET", "/v1/courses/{id}", h_b, NULL), RDL_EEXIST);
-    assert_int_equal(rt_router_add(&R, "POST", "/v1/courses/{id}", h_a, NULL), 0);
+    assert_int_equal(rdl__rt_router_add(&R, "GET", "/v1/courses/{id}", h_a, NULL), 0);
+    assert_int_equal(rdl__rt_router_add(&R, "GET", "/v1/courses/{id}", h_b, NULL), RDL_EEXIST);
+    assert_int_equal(rdl__rt_router_add(&R, "POST", "/v1/courses/{id}", h_a, NULL), 0);
 
     /* A trailing slash does not bind {id}, and the parameter route does not take "/a/b". */
     assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/"), "(none)");
     assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses"), "(none)");
     assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/1/2"), "(none)");
     assert_string_equal(match_tmpl(&R, RDL_METHOD_GET, "/v1/courses/1"), "/v1/courses/{id}");
-    rt_router_free(&R);
+    rdl__rt_router_free(&R);
 }
 
 /* ---- 2. path parameters and query ------------------------------------ */
@@ -1091,16 +1091,16 @@ static void test_params_and_query(void **state)
 static void test_rest_param_decoded(void **state)
 {
     (void)state;
-    assert_int_equal(rt_router_add(&R, "GET", "/files/{path...}", h_a, NULL), 0);
+    assert_int_equal(rdl__rt_router_add(&R, "GET", "/files/{path...}", h_a, NULL), 0);
     rdl_req_t req;
     memset(&req, 0, sizeof(req));
     const char *p = "/files/a/b%20c/%zz";
-    assert_int_equal(rt_router_match(&R, RDL_METHOD_GET, p, strlen(p), &req.match, NULL, 0), RT_MATCH_OK);
+    assert_int_equal(rdl__rt_router_match(&R, RDL_METHOD_GET, p, strlen(p), &req.match, NULL, 0), RT_MATCH_OK);
     rdl_ctx_init(&req.ctx, 0);
     assert_string_equal(rdl_req_param(&req, "path"), "a/b c/%zz");
     assert_null(rdl_req_param(&req, "other"));
     rdl_ctx_close(&req.ctx);
-    rt_router_free(&R);
+    rdl__rt_router_free(&R);
 }
 
 /* ---- 3. middleware --------------------------------------------------- */
@@ -1768,7 +1768,7 @@ static void test_log_wiring(void **state)
     assert_int_equal(rdl_metrics_expose(NULL, RDL_FMT_TEXT, &b), 0);
     assert_null(strstr(b.data, "log_lines_total"));
     assert_null(rdl_log_set_default(NULL));  /* the default it replaced (built-in) is back */
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 /* ---- 10b. a client that stops reading (slow read) ---------------------- */
@@ -2058,14 +2058,14 @@ static void test_admin_without_token_file(void **state)
 static void test_cpu_quota(void **state)
 {
     (void)state;
-    assert_int_equal(rt_cpu_quota("max", "100000"), 0);      /* v2: no limit */
-    assert_int_equal(rt_cpu_quota("-1", "100000"), 0);       /* v1: no limit */
-    assert_int_equal(rt_cpu_quota("200000", "100000"), 2);
-    assert_int_equal(rt_cpu_quota("150000", "100000"), 2);   /* 1.5 CPUs: round up */
-    assert_int_equal(rt_cpu_quota("50000\n", "100000\n"), 1); /* as read from the files */
-    assert_int_equal(rt_cpu_quota("100000", "0"), 0);
-    assert_int_equal(rt_cpu_quota("junk", "100000"), 0);
-    assert_int_equal(rt_cpu_quota(NULL, NULL), 0);
+    assert_int_equal(rdl__rt_cpu_quota("max", "100000"), 0);      /* v2: no limit */
+    assert_int_equal(rdl__rt_cpu_quota("-1", "100000"), 0);       /* v1: no limit */
+    assert_int_equal(rdl__rt_cpu_quota("200000", "100000"), 2);
+    assert_int_equal(rdl__rt_cpu_quota("150000", "100000"), 2);   /* 1.5 CPUs: round up */
+    assert_int_equal(rdl__rt_cpu_quota("50000\n", "100000\n"), 1); /* as read from the files */
+    assert_int_equal(rdl__rt_cpu_quota("100000", "0"), 0);
+    assert_int_equal(rdl__rt_cpu_quota("junk", "100000"), 0);
+    assert_int_equal(rdl__rt_cpu_quota(NULL, NULL), 0);
 }
 
 int main(void)

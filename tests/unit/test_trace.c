@@ -250,7 +250,7 @@ static void test_baggage(void **state)
     assert_int_equal(rdl_baggage_parse(c, out.data, out.len, &err), 0);
     assert_int_equal(c->n, b->n);
     assert_string_equal(rdl_baggage_get(c, "city"), "Z\xc3\xbcrich");
-    rdl_buf_free(&out);
+    rdl_buf_close(&out);
 
     static const struct { const char *in; int column; } bad[] = {
         { "noequals", 1 },
@@ -281,7 +281,7 @@ static void test_baggage(void **state)
     assert_int_equal(c->n, 64);
     assert_string_equal(rdl_baggage_get(c, "k63"), "v63");
     assert_null(rdl_baggage_get(c, "k64"));
-    rdl_buf_free(&many);
+    rdl_buf_close(&many);
     /* 8192 bytes in all: a member that would pass it is dropped, not cut. */
     char *huge = malloc(9000);
     memcpy(huge, "a=", 2);
@@ -1258,13 +1258,13 @@ static void test_env_lists(void **state)
 {
     rdl_error_t err;
     kv_seen_t seen = { "" };
-    assert_int_equal(tr_kv_list("L", " a = 1 ,, k8s.pod.name=a%2Cb ,e=%C3%A9,sp=x%20y,", false,
+    assert_int_equal(rdl__trace_kv_list("L", " a = 1 ,, k8s.pod.name=a%2Cb ,e=%C3%A9,sp=x%20y,", false,
                                 kv_collect, &seen, &err), 0);
     assert_string_equal(seen.text, "[a|1][k8s.pod.name|a,b][e|\xc3\xa9][sp|x y]");
     seen.text[0] = '\0';
-    assert_int_equal(tr_kv_list("H", "api-key=se%3Dcret,X-Tenant=t1", true, kv_collect, &seen, &err), 0);
+    assert_int_equal(rdl__trace_kv_list("H", "api-key=se%3Dcret,X-Tenant=t1", true, kv_collect, &seen, &err), 0);
     assert_string_equal(seen.text, "[api-key|se=cret][X-Tenant|t1]");
-    assert_int_equal(tr_kv_list("H", "", true, kv_collect, &seen, &err), 0);
+    assert_int_equal(rdl__trace_kv_list("H", "", true, kv_collect, &seen, &err), 0);
 
     static const struct { const char *list; bool headers; int column; const char *msg; } bad[] = {
         { "novalue", false, 1, "expected key=value" },
@@ -1279,7 +1279,7 @@ static void test_env_lists(void **state)
         { "a=%00", true, 3, "decodes to a control character" },
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        int rc = tr_kv_list("VAR", bad[i].list, bad[i].headers, kv_collect, &seen, &err);
+        int rc = rdl__trace_kv_list("VAR", bad[i].list, bad[i].headers, kv_collect, &seen, &err);
         if (rc != RDL_EINVAL || err.column != bad[i].column || strcmp(err.key, "VAR") != 0 ||
             strstr(err.msg, bad[i].msg) == NULL)
             fail_msg("case %zu '%s': rc %d column %d key '%s' msg '%s'", i, bad[i].list, rc,
@@ -1456,7 +1456,7 @@ static void test_otlp_response(void **state)
         assert_int_equal(rejected, 0);
         assert_int_equal(msg.len, 0);
     }
-    rdl_buf_free(&msg);
+    rdl_buf_close(&msg);
 }
 
 static void test_protobuf_encoding(void **state)
@@ -1496,7 +1496,7 @@ static void test_protobuf_encoding(void **state)
     const unsigned char *kv = pb_find(sp, sp + slen, 9, &len);   /* first attribute */
     const unsigned char *key = pb_find(kv, kv + len, 1, &len);
     assert_memory_equal(key, "big", 3);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     rdl_span_end(s);
     rdl_tracer_free(t);
 }
@@ -1541,7 +1541,7 @@ static void test_invalid_utf8_never_exported(void **state)
     for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++)
         if (buf_has(&b, raw[i], strlen(raw[i])))
             fail_msg("raw bytes of case %zu were exported", i);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     rdl_span_end(s);
     rdl_tracer_free(t);
 }
@@ -1563,7 +1563,7 @@ static char *json_attrs_of(rdl_tracer_t *t, rdl_span_t *s)
     char *text = json_dumps(out, JSON_COMPACT);
     json_decref(out);
     json_decref(doc);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     return text;
 }
 
@@ -1670,7 +1670,7 @@ static void test_span_set_attrs(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(e, "attributes"), 0),
                                                           "key")), "ok");
     json_decref(doc);
-    rdl_buf_free(&buf);
+    rdl_buf_close(&buf);
 
     /* No-ops: NULL span or attrs, an ended span, a span not recording. */
     rdl_span_set_attrs(NULL, attrs, 6, 0);

@@ -57,7 +57,7 @@ static void test_json_control_bytes(void **state)
         snprintf(want, sizeof(want), "\"%s\"", expect[c]);
         assert_string_equal(b.data, want);
     }
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 struct json_case {
@@ -135,7 +135,7 @@ static void test_json_table(void **state)
         if (strcmp(b.data, want) != 0)
             fail_msg("case %zu: got %s want %s", i, b.data, want);
     }
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 static void test_json_appends(void **state)
@@ -147,7 +147,7 @@ static void test_json_appends(void **state)
     rdl_json_str(&b, "v\n", 2);
     rdl_buf_putc(&b, '}');
     assert_string_equal(b.data, "{\"k\":\"v\\n\"}");
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 static uint64_t rng_state;
@@ -245,7 +245,7 @@ static void test_json_property(void **state)
     /* Both branches must really have run for the test to mean anything. */
     assert_true(valid > 10000);
     assert_true(invalid > 10000);
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 /* ---- parsers ------------------------------------------------------------- */
@@ -276,7 +276,7 @@ static void test_utf8(void **state)
             rdl_utf8_clean_len(cases[i].in, cases[i].n) != want)
             fail_msg("case %zu: %zu bytes out, clean_len %zu, want %zu", i, b.len,
                      rdl_utf8_clean_len(cases[i].in, cases[i].n), want);
-        rdl_buf_free(&b);
+        rdl_buf_close(&b);
     }
     size_t skip = 0;
     assert_int_equal(rdl_utf8_seq("\xe2\x82\xac", 3, &skip), 3);
@@ -357,7 +357,7 @@ static void test_hostport(void **state)
         "bad host:80", "h:80:81", "[::g]:80", "[::1%]:80", "[::1%a b]:80",
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1", /* 64-byte host */
     };
-    char host[64];
+    char host[RDL_HOST_MAX];
     int port;
     size_t i;
 
@@ -405,7 +405,7 @@ static void test_buf_growth(void **state)
 
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
     rdl_buf_printf(&b, "%d-%s-%s", 42, "mid", big);     /* first allocation by printf */
     assert_int_equal(b.len, strlen("42-mid-") + sizeof(big) - 1);
     assert_memory_equal(b.data, "42-mid-xxx", 10);
@@ -423,8 +423,8 @@ static void test_buf_growth(void **state)
     rdl_buf_putc(&b, ' ');
     rdl_buf_put_i64(&b, INT64_MAX);
     assert_string_equal(b.data, "0 18446744073709551615 -9223372036854775808 -1 9223372036854775807");
-    rdl_buf_free(&b);
-    rdl_buf_free(NULL);
+    rdl_buf_close(&b);
+    rdl_buf_close(NULL);
 }
 
 static void test_buf_oom(void **state)
@@ -449,7 +449,7 @@ static void test_buf_oom(void **state)
     assert_int_equal(rdl_buf_reserve(&b, (size_t)1 << 62), RDL_ENOMEM);
     assert_true(b.oom);
     assert_string_equal(b.data, "again");
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 /* ---- arena --------------------------------------------------------------- */
@@ -646,7 +646,7 @@ static void test_secrets(void **state)
         if (strcmp(b.data ? b.data : "", red[i].out) != 0)
             fail_msg("'%s': got '%s', want '%s'", red[i].in, b.data ? b.data : "", red[i].out);
     }
-    rdl_buf_free(&b);
+    rdl_buf_close(&b);
 }
 
 /* ---- whole files ---------------------------------------------------------- */
