@@ -10,7 +10,7 @@
  *   rdl_server_opts_t o; rdl_server_opts_default(&o);
  *   rdl_server_t *srv; rdl_server_new(&o, &srv);
  *   rdl_server_route(srv, "GET", "/hello/{name}", hello, NULL);
- *   return rdl_server_run(srv);     // returns after SIGTERM and a clean drain
+ *   return rdl_server_run(srv, NULL);   // returns after SIGTERM and a clean drain
  *
  * Threading: handlers and middleware run on the I/O thread that owns the
  * connection and must not block; blocking work goes to the pool with
