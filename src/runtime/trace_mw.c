@@ -372,10 +372,10 @@ static int trace_opts_of(const rdl_trace_part_opts_t *o, rdl_tracer_opts_t *to,
 {
     rdl_tracer_opts_default(to);
     int rc = rdl_tracer_opts_from_env(to, err);
-    const char *list = o->propagators && o->propagators[0] ? o->propagators
-                                                           : getenv("OTEL_PROPAGATORS");
-    if (rc == 0)
-        rc = rdl_propagators_parse(list, props, err);
+    bool own = o->propagators && o->propagators[0];
+    if (rc == 0 && (rc = rdl_propagators_parse(own ? o->propagators : getenv("OTEL_PROPAGATORS"),
+                                               props, err)) != 0 && own)
+        snprintf(err->key, sizeof(err->key), "tracing.propagators");   /* where it came from */
     if (rc == 0 && o->endpoint && o->endpoint[0]) {
         if (strncmp(o->endpoint, "http://", 7) != 0 && strncmp(o->endpoint, "https://", 8) != 0) {
             rdl_buf_t shown;    /* a URL's user:password is not for the terminal either */
