@@ -133,6 +133,18 @@ def test_endpoint_credentials_never_printed():
         assert c.stop() == 0, c.output_tail()
         out = "\n".join(c.stdout_lines + c.stderr_lines)
         assert secret not in out, out[-2000:]
+    # The same through the OTEL_* variables, with a header list that carries a token.
+    env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:%s@127.0.0.1:9" % secret,
+                "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%%20%s" % secret})
+    with Coursed(args().coursed, args=FAST_STOP, env=env) as c:
+        v = c.request("GET", "/debug/vars", admin=True)[2].decode()
+        assert secret not in v, v
+        c.request("GET", "/v1/courses")
+        started = c.wait_for_log(lambda r: r.get("msg") == "tracing: exporting spans")
+        assert started["endpoint"] == "http://<redacted>@127.0.0.1:9/v1/traces", started
+        assert c.stop() == 0, c.output_tail()
+        out = "\n".join(c.stdout_lines + c.stderr_lines)
+        assert secret not in out, out[-2000:]
 
 
 if __name__ == "__main__":
