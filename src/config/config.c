@@ -262,19 +262,21 @@ static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb)
     return row[lb];
 }
 
-static void consider(const char *path, size_t plen, const char *cand, size_t clen,
+/* Whether cand is closer to path than *best_d edits (then it becomes the best). */
+static bool consider(const char *path, size_t plen, const char *cand, size_t clen,
                      const char **best, size_t *best_len, size_t *best_d)
 {
     size_t d;
 
     if (clen > plen + 2 || plen > clen + 2)
-        return;
+        return false;
     d = edit_distance(path, plen, cand, clen);
-    if (d < *best_d) {
-        *best_d = d;
-        *best = cand;
-        *best_len = clen;
-    }
+    if (d >= *best_d)
+        return false;
+    *best_d = d;
+    *best = cand;
+    *best_len = clen;
+    return true;
 }
 
 /*
@@ -1018,19 +1020,18 @@ int rdl_config_apply_env(rdl_config_t *cfg, rdl_error_t *err)
     return 0;
 }
 
-/* Whether candidate is within two edits of name and closer than *best_d; copies it to out. */
+/*
+ * suggest()'s rule for variable names: cand, when closer than *best_d, is
+ * copied to out (a key's name is built in a buffer the next one reuses).
+ */
 static void consider_env(const char *name, size_t nlen, const char *cand, size_t *best_d,
                          char *out, size_t outlen)
 {
-    size_t clen = strlen(cand), d;
+    const char *best;
+    size_t best_len, clen = strlen(cand);
 
-    if (clen > CFG_MAX_PATH || clen > nlen + 2 || nlen > clen + 2)
-        return;
-    d = edit_distance(name, nlen, cand, clen);
-    if (d < *best_d) {
-        *best_d = d;
+    if (clen <= CFG_MAX_PATH && consider(name, nlen, cand, clen, &best, &best_len, best_d))
         snprintf(out, outlen, "%s", cand);
-    }
 }
 
 /* "unknown environment variable" with the closest declared or allowed name. */
