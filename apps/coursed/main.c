@@ -78,6 +78,7 @@ static const flag_t flags[] = {
 typedef struct settings {
     rdl_config_t *cfg;
     rdl_upstreams_t *ups;
+    rdl_server_opts_t *opts;    /* checked once all is loaded */
 } settings_t;
 
 static const flag_t *flag_find(const char *name, size_t len)
@@ -176,7 +177,15 @@ static int make_dirs(const char *dir, rdl_error_t *err)
     return 0;
 }
 
-/* Settings in order of precedence. Returns 0, or the exit status after a message. */
+/* The REDLINE_* variables coursed reads itself, beside the configuration keys' own. */
+static const char *const own_env[] = { "REDLINE_CONFIG", NULL };
+
+/*
+ * Settings in order of precedence, then what only the whole can judge (the
+ * parts' checks: OTEL_* variables, the log file's directory), so that every
+ * configuration error stops coursed here with exit status 2, before the
+ * server starts. Returns 0, or the exit status after a message.
+ */
 static int configure(settings_t *set, int argc, char **argv, int first)
 {
     rdl_config_t *cfg = set->cfg;
@@ -186,6 +195,10 @@ static int configure(settings_t *set, int argc, char **argv, int first)
     int rc = walk_flags(argc, argv, first, find_config, &file);
     if (rc)
         return rc;
+    if (rdl_config_check_env(cfg, own_env, &err)) {
+        fail_error(&err);
+        return EXIT_USAGE;
+    }
     if (file && *file && rdl_config_load_file(cfg, file, &err)) {
         fail_error(&err);
         return EXIT_USAGE;
@@ -197,7 +210,7 @@ static int configure(settings_t *set, int argc, char **argv, int first)
     rc = walk_flags(argc, argv, first, apply_flag, set);
     if (rc)
         return rc;
-    if (rdl_upstreams_finish(set->ups, &err)) {
+    if (rdl_upstreams_finish(set->ups, &err) || rdl_server_opts_check(set->opts, &err)) {
         fail_error(&err);
         return EXIT_USAGE;
     }
@@ -326,7 +339,7 @@ int main(int argc, char **argv)
         rdl_upstreams_free(ups);
         return 0;
     }
-    settings_t set = { cfg, ups };
+    settings_t set = { cfg, ups, &opts };
     rc = configure(&set, argc, argv, first);
     if (!rc)
         rc = warm ? warmup(data_dir, seed, ups) : serve(&opts, data_dir, seed, ups);

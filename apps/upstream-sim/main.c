@@ -291,6 +291,15 @@ int main(int argc, char **argv)
         }
         rc = rdl_config_set(cfg, key, value, &err);
     }
+    if (!rc)
+        rc = rdl_server_opts_check(&opts, &err);
+    if (rc) {                       /* a configuration error: exit 2, as coursed */
+        char text[1024];
+        fprintf(stderr, "upstream-sim: %s\n", err.msg[0] ? rdl_error_format(&err, text, sizeof(text))
+                                                        : rdl_strerror(rc));
+        rdl_config_free(cfg);
+        return 2;
+    }
     rdl_server_t *srv = NULL;
     if (!rc)
         rc = rdl_server_new(&opts, &srv);

@@ -38,7 +38,8 @@ typedef enum rdl_cfg_type {
     RDL_CFG_DURATION,   /* dst: uint64_t * milliseconds ; "250ms", "30s", "5m"   */
     RDL_CFG_SIZE,       /* dst: uint64_t * bytes ; "512", "16KiB", "1MiB"        */
     RDL_CFG_DOUBLE,     /* dst: double * ; within [min, max] unless both are 0   */
-    RDL_CFG_ENUM        /* dst: int * ; the index of one of choices' words       */
+    RDL_CFG_ENUM,       /* dst: int * ; the index of one of choices' words       */
+    RDL_CFG_ADDR_OPT    /* dst: char ** ; an ADDR, or "" for none (a listener that may be off) */
 } rdl_cfg_type_t;
 
 typedef struct rdl_cfg_key {
@@ -67,6 +68,16 @@ RDL_EXTERN int rdl_config_load_string(rdl_config_t *cfg, const char *name, const
 
 /* Applies every declared key's environment variable that is set. */
 RDL_EXTERN int rdl_config_apply_env(rdl_config_t *cfg, rdl_error_t *err);
+
+/*
+ * Refuses a set REDLINE_* variable that is neither a declared key's variable
+ * nor one of allowed (NULL-terminated, may be NULL: the variables a program
+ * reads itself, such as REDLINE_CONFIG), so that a misspelt one is never
+ * ignored: RDL_EINVAL, err->key names it and err->msg suggests the closest
+ * declared variable (within two edits). Call it after every key is declared.
+ */
+RDL_EXTERN int rdl_config_check_env(const rdl_config_t *cfg, const char *const *allowed,
+                                    rdl_error_t *err);
 
 /* Sets one key from text (a command-line flag); err->key names it. */
 RDL_EXTERN int rdl_config_set(rdl_config_t *cfg, const char *path, const char *value,

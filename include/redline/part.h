@@ -22,6 +22,11 @@
  *                 rdl_server_opts_default).
  *   config        declares the part's keys with its options as their
  *                 destination (rdl_server_opts_config), list order.
+ *   check         rdl_server_opts_check, after the configuration is loaded:
+ *                 the values only the part can judge (the tracer's OTEL_*
+ *                 variables, the log file's directory), with the same parser
+ *                 start uses, so that a bad one stops the program at load
+ *                 (err names the key or variable). Reads opts only.
  *   install       rdl_server_new, main thread, given the part's options (they
  *                 live as long as the server): its middleware (app and admin
  *                 chains), admin routes, request slots, its state. An error
@@ -69,6 +74,7 @@ typedef struct rdl_part {
     size_t opts_size;           /* its options struct; 0: none */
     void (*defaults)(void *opts);
     int (*config)(void *opts, rdl_config_t *cfg);
+    int (*check)(const void *opts, rdl_error_t *err);
     int (*install)(rdl_server_t *srv, void *opts, void **state);
     int (*start)(rdl_server_t *srv, void *state, rdl_error_t *err);
     void (*run)(rdl_server_t *srv, void *state, uv_loop_t *ctl);

@@ -97,7 +97,7 @@ void rdl_config_free(rdl_config_t *cfg)
 
 static bool is_string_type(rdl_cfg_type_t t)
 {
-    return t == RDL_CFG_STRING || t == RDL_CFG_ADDR;
+    return t == RDL_CFG_STRING || t == RDL_CFG_ADDR || t == RDL_CFG_ADDR_OPT;
 }
 
 static bool bounded(const rdl_cfg_key_t *k)
@@ -139,7 +139,7 @@ static int check_key(const rdl_config_t *cfg, const rdl_cfg_key_t *keys, size_t 
     size_t j;
 
     if (k->path == NULL || !valid_path(k->path) || k->dst == NULL ||
-        (int)k->type < RDL_CFG_STRING || k->type > RDL_CFG_ENUM || k->min > k->max ||
+        (int)k->type < RDL_CFG_STRING || k->type > RDL_CFG_ADDR_OPT || k->min > k->max ||
         (k->type == RDL_CFG_ENUM) != (k->choices != NULL) ||
         (k->type == RDL_CFG_ENUM && k->choices[0] == NULL))
         return RDL_EINVAL;
@@ -262,19 +262,21 @@ static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb)
     return row[lb];
 }
 
-static void consider(const char *path, size_t plen, const char *cand, size_t clen,
+/* Whether cand is closer to path than *best_d edits (then it becomes the best). */
+static bool consider(const char *path, size_t plen, const char *cand, size_t clen,
                      const char **best, size_t *best_len, size_t *best_d)
 {
     size_t d;
 
     if (clen > plen + 2 || plen > clen + 2)
-        return;
+        return false;
     d = edit_distance(path, plen, cand, clen);
-    if (d < *best_d) {
-        *best_d = d;
-        *best = cand;
-        *best_len = clen;
-    }
+    if (d >= *best_d)
+        return false;
+    *best_d = d;
+    *best = cand;
+    *best_len = clen;
+    return true;
 }
 
 /*
@@ -387,6 +389,7 @@ static const char *type_name(rdl_cfg_type_t t)
     switch (t) {
     case RDL_CFG_STRING:   return "string";
     case RDL_CFG_ADDR:     return "address";
+    case RDL_CFG_ADDR_OPT: return "address?";
     case RDL_CFG_INT:      return "integer";
     case RDL_CFG_BOOL:     return "bool";
     case RDL_CFG_DURATION: return "duration";
@@ -427,6 +430,10 @@ static void expected(const rdl_cfg_key_t *k, char *out, size_t outlen)
         return;
     case RDL_CFG_ADDR:
         snprintf(out, outlen, "an address like host:port, [v6]:port or :port (port 0-65535)");
+        return;
+    case RDL_CFG_ADDR_OPT:
+        snprintf(out, outlen, "an address like host:port, [v6]:port or :port (port 0-65535), "
+                 "or '' for none");
         return;
     case RDL_CFG_BOOL:
         snprintf(out, outlen, "true or false");
@@ -499,6 +506,8 @@ static int parse_typed(const rdl_cfg_key_t *k, const char *s, cfg_val_t *v)
         return 0;
     case RDL_CFG_ADDR:
         return rdl_parse_hostport(s, host, &port);
+    case RDL_CFG_ADDR_OPT:
+        return s[0] == '\0' ? 0 : rdl_parse_hostport(s, host, &port);
     case RDL_CFG_INT:
         return rdl__yaml_parse_int(s, &v->i) == 0 && in_bounds_i(k, v->i) ? 0 : RDL_EINVAL;
     case RDL_CFG_BOOL:
@@ -605,6 +614,7 @@ static void stage_commit(rdl_config_t *cfg, stage_t *st)
         switch (e->key->type) {
         case RDL_CFG_STRING:
         case RDL_CFG_ADDR:
+        case RDL_CFG_ADDR_OPT:
             free(e->owned);
             e->owned = v.s;
             *(char **)e->key->dst = v.s;
@@ -963,6 +973,8 @@ int rdl__config_load_section(rdl_config_t *cfg, const char *path, const char *se
 
 /* ---- environment and flags ----------------------------------------------- */
 
+extern char **environ;          /* POSIX; unistd.h declares it only under _GNU_SOURCE */
+
 /* "REDLINE_" + path in upper case, anything but letters and digits as '_'. */
 static const char *env_name(const rdl_cfg_key_t *k, char *buf, size_t buflen)
 {
@@ -1005,6 +1017,82 @@ int rdl_config_apply_env(rdl_config_t *cfg, rdl_error_t *err)
         }
     }
     stage_commit(cfg, &st);
+    return 0;
+}
+
+/*
+ * suggest()'s rule for variable names: cand, when closer than *best_d, is
+ * copied to out (a key's name is built in a buffer the next one reuses).
+ */
+static void consider_env(const char *name, size_t nlen, const char *cand, size_t *best_d,
+                         char *out, size_t outlen)
+{
+    const char *best;
+    size_t best_len, clen = strlen(cand);
+
+    if (clen <= CFG_MAX_PATH && consider(name, nlen, cand, clen, &best, &best_len, best_d))
+        snprintf(out, outlen, "%s", cand);
+}
+
+/* "unknown environment variable" with the closest declared or allowed name. */
+static int unknown_env(const rdl_config_t *cfg, const char *const *allowed, const char *var,
+                       size_t nlen, rdl_error_t *err)
+{
+    char name[CFG_MAX_PATH + 16], buf[CFG_MAX_PATH + 16], sug[CFG_MAX_PATH + 16];
+    size_t best_d = 3, i;
+
+    snprintf(name, sizeof(name), "%.*s", (int)(nlen < sizeof(name) - 1 ? nlen : sizeof(name) - 1), var);
+    nlen = strlen(name);
+    sug[0] = '\0';
+    for (i = 0; i < cfg->n; i++)
+        consider_env(name, nlen, env_name(cfg->entries[i].key, buf, sizeof(buf)), &best_d, sug,
+                     sizeof(sug));
+    for (i = 0; allowed != NULL && allowed[i] != NULL; i++)
+        consider_env(name, nlen, allowed[i], &best_d, sug, sizeof(sug));
+    if (sug[0] != '\0')
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, name,
+                             "unknown environment variable %s; did you mean %s?", name, sug);
+    return rdl_error_set(err, RDL_EINVAL, 0, 0, name,
+                         "unknown environment variable %s: no configuration key reads it "
+                         "(--help lists each key's variable)", name);
+}
+
+/* Whether the variable named by var (nlen bytes, up to its '=') is a key's or allowed. */
+static bool env_known(const rdl_config_t *cfg, const char *const *allowed, const char *var,
+                      size_t nlen)
+{
+    char buf[CFG_MAX_PATH + 16];
+    size_t i;
+
+    for (i = 0; i < cfg->n; i++) {
+        const char *ev = env_name(cfg->entries[i].key, buf, sizeof(buf));
+        if (strlen(ev) == nlen && memcmp(ev, var, nlen) == 0)
+            return true;
+    }
+    for (i = 0; allowed != NULL && allowed[i] != NULL; i++)
+        if (strlen(allowed[i]) == nlen && memcmp(allowed[i], var, nlen) == 0)
+            return true;
+    return false;
+}
+
+int rdl_config_check_env(const rdl_config_t *cfg, const char *const *allowed, rdl_error_t *err)
+{
+    rdl_error_t local;
+    char **e;
+
+    if (err == NULL)
+        err = &local;
+    rdl_error_clear(err);
+    if (cfg == NULL)
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, "", "no configuration object");
+    for (e = environ; e != NULL && *e != NULL; e++) {
+        const char *eq = strchr(*e, '=');
+        size_t nlen = eq != NULL ? (size_t)(eq - *e) : strlen(*e);
+
+        if (strncmp(*e, "REDLINE_", 8) != 0 || env_known(cfg, allowed, *e, nlen))
+            continue;
+        return unknown_env(cfg, allowed, *e, nlen, err);
+    }
     return 0;
 }
 
@@ -1069,6 +1157,17 @@ bool rdl_config_key_is_secret(const char *path)
     return rdl_secret_name(last, n) || (n >= 7 && rdl_ascii_ieq(last + n - 7, 7, "headers", 7));
 }
 
+/* A string value in quotes, a URL's user:password and other secrets inside it redacted. */
+static void fmt_redacted(const char *s, char *out, size_t outlen)
+{
+    rdl_buf_t b;
+
+    rdl_buf_init(&b);
+    rdl_redact_put(&b, s, strlen(s));
+    snprintf(out, outlen, "\"%.*s\"", (int)b.len, b.data != NULL ? b.data : "");
+    rdl_buf_close(&b);
+}
+
 static void fmt_value(const rdl_cfg_key_t *k, char *out, size_t outlen)
 {
     const char *s;
@@ -1076,13 +1175,14 @@ static void fmt_value(const rdl_cfg_key_t *k, char *out, size_t outlen)
     switch (k->type) {
     case RDL_CFG_STRING:
     case RDL_CFG_ADDR:
+    case RDL_CFG_ADDR_OPT:
         s = *(char **)k->dst;
         if (s == NULL)
             snprintf(out, outlen, "(unset)");
         else if (s[0] != '\0' && rdl_config_key_is_secret(k->path))
             snprintf(out, outlen, "%s", RDL_REDACTED);
         else
-            snprintf(out, outlen, "\"%s\"", s);
+            fmt_redacted(s, out, outlen);
         return;
     case RDL_CFG_INT:
         snprintf(out, outlen, "%" PRId64, *(int64_t *)k->dst);

@@ -15,11 +15,14 @@
  */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <errno.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
 #include <jansson.h>
 #include "redline/metrics.h"
 #include "redline/route.h"
@@ -124,6 +127,46 @@ static int log_opts_of(const char *service, const rdl_log_part_opts_t *o, rdl_lo
     lo->sample_first = o->sample_first > 0 ? (uint32_t)o->sample_first : 0;
     lo->sample_every = o->sample_every > 0 ? (uint32_t)o->sample_every : 1;
     return 0;
+}
+
+/*
+ * The file sink's directory must exist and be writable: the logger opens the
+ * file only when the server starts, and a typo in the path should stop the
+ * service when its configuration is loaded, not after.
+ */
+static int log_file_dir_ok(const char *path, rdl_error_t *err)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash == NULL ? 0 : slash == path ? 1 : (size_t)(slash - path);
+    struct stat sb;
+
+    if (n >= sizeof(dir))
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, "log.file", "expected a path shorter than %zu bytes",
+                             sizeof(dir));
+    memcpy(dir, n ? path : ".", n ? n : 1);
+    dir[n ? n : 1] = '\0';
+    if (stat(dir, &sb) != 0)
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, "log.file", "cannot use %s: directory %s: %s",
+                             path, dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, "log.file", "cannot use %s: %s is not a directory",
+                             path, dir);
+    if (access(dir, W_OK | X_OK) != 0 && access(path, W_OK) != 0)
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, "log.file", "cannot use %s: %s", path,
+                             strerror(errno));
+    return 0;
+}
+
+/* At load (rdl_server_opts_check): what start would refuse, before the server exists. */
+static int log_check(const void *opts, rdl_error_t *err)
+{
+    const rdl_log_part_opts_t *o = opts;
+    rdl_log_opts_t lo;
+    int rc = log_opts_of("", o, &lo, err);
+    if (rc == 0 && lo.sink == RDL_LOG_FILE)
+        rc = log_file_dir_ok(lo.path, err);
+    return rc;
 }
 
 /* ---- the logger's counters as metrics and in /debug/vars -------------- */
@@ -468,6 +511,7 @@ const rdl_part_t rdl_part_log = {
     .opts_size = sizeof(rdl_log_part_opts_t),
     .defaults = log_defaults,
     .config = log_config,
+    .check = log_check,
     .install = log_install,
     .start = log_start,
     .run = log_run,

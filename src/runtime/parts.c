@@ -1,8 +1,10 @@
 /*
  * parts.c: the list of the runtime's red lines, the one place that names them
  * all (part.h says what a part is). A new red line is one more line here.
+ * And the check of a chosen list's options at load, through their hooks.
  */
 #include "redline/part.h"
+#include "redline/runtime.h"
 
 /* What coursed runs: every red line of the runtime, in the order of part.h. */
 const rdl_part_t *const rdl_parts_default[] = {
@@ -14,3 +16,19 @@ const rdl_part_t *const rdl_parts_default[] = {
     &rdl_part_upstreams,
     NULL,
 };
+
+int rdl_server_opts_check(rdl_server_opts_t *opts, rdl_error_t *err)
+{
+    rdl_error_t local;
+    if (!err)
+        err = &local;
+    rdl_error_clear(err);
+    if (!opts)
+        return rdl_error_set(err, RDL_EINVAL, 0, 0, "", "no options");
+    for (const rdl_part_t *const *p = opts->parts; p && *p; p++) {
+        int rc = (*p)->check ? (*p)->check(rdl_server_opts_part(opts, *p), err) : 0;
+        if (rc)
+            return rc;
+    }
+    return 0;
+}

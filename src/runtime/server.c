@@ -104,7 +104,7 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
     rdl_cfg_key_t keys[] = {
         { "server.service", RDL_CFG_STRING, &o->service, 0, 0, "REDLINE_SERVICE", "service name in log lines", NULL },
         { "server.listen", RDL_CFG_ADDR, &o->listen, 0, 0, "REDLINE_LISTEN", "app listener host:port", NULL },
-        { "server.admin_listen", RDL_CFG_STRING, &o->admin_listen, 0, 0, "REDLINE_ADMIN_LISTEN",
+        { "server.admin_listen", RDL_CFG_ADDR_OPT, &o->admin_listen, 0, 0, "REDLINE_ADMIN_LISTEN",
           "admin listener host:port (empty: none)", NULL },
         { "server.threads", RDL_CFG_INT, &o->threads, 0, 256, NULL, "I/O threads (0 = CPUs usable: affinity, cgroup quota)", NULL },
         { "server.backlog", RDL_CFG_INT, &o->backlog, 1, 65535, NULL, "listen backlog", NULL },

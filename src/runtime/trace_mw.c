@@ -362,6 +362,44 @@ static bool endpoint_configured(const rdl_trace_part_opts_t *o)
     return false;
 }
 
+/*
+ * The tracer's options and propagators from tracing.* and the OTEL_*
+ * variables: the one reading of them, for the check at load and for start.
+ * A malformed value is an error naming its key or variable.
+ */
+static int trace_opts_of(const rdl_trace_part_opts_t *o, rdl_tracer_opts_t *to,
+                         rdl_propagators_t *props, rdl_error_t *err)
+{
+    rdl_tracer_opts_default(to);
+    int rc = rdl_tracer_opts_from_env(to, err);
+    bool own = o->propagators && o->propagators[0];
+    if (rc == 0 && (rc = rdl_propagators_parse(own ? o->propagators : getenv("OTEL_PROPAGATORS"),
+                                               props, err)) != 0 && own)
+        snprintf(err->key, sizeof(err->key), "tracing.propagators");   /* where it came from */
+    if (rc == 0 && o->endpoint && o->endpoint[0]) {
+        if (strncmp(o->endpoint, "http://", 7) != 0 && strncmp(o->endpoint, "https://", 8) != 0) {
+            rdl_buf_t shown;    /* a URL's user:password is not for the terminal either */
+            rdl_buf_init(&shown);
+            rdl_redact_put(&shown, o->endpoint, strlen(o->endpoint));
+            rc = rdl_error_set(err, RDL_EINVAL, 0, 0, "tracing.endpoint",
+                               "expected an http:// or https:// URL, got '%.*s'", (int)shown.len,
+                               shown.data ? shown.data : "");
+            rdl_buf_close(&shown);
+        }
+        snprintf(to->endpoint, sizeof(to->endpoint), "%s", o->endpoint);
+    }
+    return rc;
+}
+
+/* At load (rdl_server_opts_check): what start would refuse, before the server exists. */
+static int trace_check(const void *opts, rdl_error_t *err)
+{
+    const rdl_trace_part_opts_t *o = opts;
+    rdl_tracer_opts_t to;
+    rdl_propagators_t props;
+    return o->enabled ? trace_opts_of(o, &to, &props, err) : 0;
+}
+
 static int trace_start(rdl_server_t *srv, void *state, rdl_error_t *err)
 {
     rt_trace_t *tr = state;
@@ -369,23 +407,12 @@ static int trace_start(rdl_server_t *srv, void *state, rdl_error_t *err)
     if (!o->enabled || tr->tracer)
         return 0;
     rdl_tracer_opts_t to;
-    rdl_tracer_opts_default(&to);
-    int rc = rdl_tracer_opts_from_env(&to, err);
+    int rc = trace_opts_of(o, &to, &tr->props, err);
+    if (rc)
+        return rc;
     /* OTEL_SERVICE_NAME, then service.name in OTEL_RESOURCE_ATTRIBUTES, then ours. */
     if (!to.service_name[0] && !strstr(to.resource_attrs, "service.name="))
         snprintf(to.service_name, sizeof(to.service_name), "%s", srv->opts.service);
-    const char *props = o->propagators && o->propagators[0] ? o->propagators
-                                                            : getenv("OTEL_PROPAGATORS");
-    if (rc == 0)
-        rc = rdl_propagators_parse(props, &tr->props, err);
-    if (rc == 0 && o->endpoint && o->endpoint[0]) {
-        if (strncmp(o->endpoint, "http://", 7) != 0 && strncmp(o->endpoint, "https://", 8) != 0)
-            rc = rdl_error_set(err, RDL_EINVAL, 0, 0, "tracing.endpoint",
-                               "expected an http:// or https:// URL, got '%s'", o->endpoint);
-        snprintf(to.endpoint, sizeof(to.endpoint), "%s", o->endpoint);
-    }
-    if (rc)
-        return rc;
     to.export = to.export && endpoint_configured(o);
     to.keep_errors = o->keep_errors;
     to.log = tracer_log;
@@ -437,6 +464,7 @@ const rdl_part_t rdl_part_trace = {
     .opts_size = sizeof(rdl_trace_part_opts_t),
     .defaults = trace_defaults,
     .config = trace_config,
+    .check = trace_check,
     .install = trace_install,
     .start = trace_start,
     .stop = trace_stop,

@@ -67,8 +67,15 @@ static int endpoint_from_env(rdl_tracer_opts_t *o, rdl_error_t *err)
     }
     if (!v)
         return 0;
-    if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
-        return rdl_error_set(err, RDL_EINVAL, 0, 0, name, "expected an http:// or https:// URL, got '%s'", v);
+    if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
+        rdl_buf_t shown;        /* a URL's user:password is not for the terminal either */
+        rdl_buf_init(&shown);
+        rdl_redact_put(&shown, v, strlen(v));
+        rdl_error_set(err, RDL_EINVAL, 0, 0, name, "expected an http:// or https:// URL, got '%.*s'",
+                      (int)shown.len, shown.data ? shown.data : "");
+        rdl_buf_close(&shown);
+        return RDL_EINVAL;
+    }
     size_t len = strlen(v);
     bool slash = len && v[len - 1] == '/';
     int n = base ? snprintf(o->endpoint, sizeof(o->endpoint), "%s%sv1/traces", v, slash ? "" : "/")

@@ -23,13 +23,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *listen = ":8080", *name = NULL;
+    char *listen = ":8080", *admin = "", *name = NULL;
     int64_t threads = 0, offset = 0;
     bool debug = false;
     uint64_t timeout = 1000, body = 1024;
     double ratio = 0.5, weight = 0;
     const rdl_cfg_key_t keys[] = {
         { "server.listen", RDL_CFG_ADDR, &listen, 0, 0, NULL, "listener", NULL },
+        { "server.admin_listen", RDL_CFG_ADDR_OPT, &admin, 0, 0, NULL, "admin listener", NULL },
         { "server.threads", RDL_CFG_INT, &threads, 0, 256, NULL, "threads", NULL },
         { "server.limits.timeout", RDL_CFG_DURATION, &timeout, 1, 60000, NULL, "timeout", NULL },
         { "server.limits.body", RDL_CFG_SIZE, &body, 0, 0, NULL, "body", NULL },

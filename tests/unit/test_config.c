@@ -544,6 +544,138 @@ static void test_usage_redacts(void **state)
     free(text);
 }
 
+/* Unsets every REDLINE_* variable the test runner may have, so that only the test's count. */
+static void clear_redline_env(void)
+{
+    extern char **environ;
+    char var[256];
+
+    for (;;) {
+        char **e = environ;
+        while (e != NULL && *e != NULL && strncmp(*e, "REDLINE_", 8) != 0)
+            e++;
+        if (e == NULL || *e == NULL)
+            return;
+        size_t n = strcspn(*e, "=");
+        snprintf(var, sizeof(var), "%.*s", (int)(n < sizeof(var) ? n : sizeof(var) - 1), *e);
+        unsetenv(var);
+    }
+}
+
+/*
+ * Unknown REDLINE_* variables are refused (issue 15: they used to start the
+ * service without a word): the variable named, the closest declared one
+ * suggested; the keys' own variables and the program's allowed ones pass.
+ */
+static void test_check_env(void **state)
+{
+    static const char *const own[] = { "REDLINE_CONFIG", NULL };
+    static const struct { const char *var; const char *msg; } bad[] = {
+        { "REDLINE_SERVER_THREDS", "unknown environment variable REDLINE_SERVER_THREDS; did you mean REDLINE_SERVER_THREADS?" },
+        { "REDLINE_DEBGU", "unknown environment variable REDLINE_DEBGU; did you mean REDLINE_DEBUG?" },
+        { "REDLINE_CONFIGG", "unknown environment variable REDLINE_CONFIGG; did you mean REDLINE_CONFIG?" },
+        { "REDLINE_NAME", "unknown environment variable REDLINE_NAME: no configuration key reads it" },
+        { "REDLINE_", "unknown environment variable REDLINE_: no configuration key reads it" },
+        { "REDLINE_COMPLETELY_ELSE", "unknown environment variable REDLINE_COMPLETELY_ELSE: no configuration key reads it" },
+    };
+    rdl_config_t *cfg = *state;
+    rdl_error_t err;
+
+    clear_redline_env();
+    assert_int_equal(rdl_config_check_env(NULL, own, &err), RDL_EINVAL);
+    setenv("REDLINE_SERVER_THREADS", "8", 1);       /* a key's default-named variable */
+    setenv("APP_NAME", "x", 1);                     /* a key's own variable */
+    setenv("REDLINE_CONFIG", "x.yaml", 1);          /* the program's */
+    setenv("OTEL_SERVICE_NAME", "x", 1);            /* not REDLINE_* */
+    setenv("REDLINE_TRACE_ENDPOINT", "", 1);        /* set, even empty */
+    assert_int_equal(rdl_config_check_env(cfg, own, &err), 0);
+    assert_int_equal(rdl_config_check_env(cfg, own, NULL), 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        setenv(bad[i].var, "1", 1);
+        if (rdl_config_check_env(cfg, own, &err) != RDL_EINVAL)
+            fail_msg("%s: accepted", bad[i].var);
+        if (strcmp(err.key, bad[i].var) != 0 || strstr(err.msg, bad[i].msg) == NULL || err.line != 0)
+            fail_msg("%s: key '%s' msg '%s'", bad[i].var, err.key, err.msg);
+        unsetenv(bad[i].var);
+    }
+    /* without the allowed list, the program's own variable is unknown too */
+    assert_int_equal(rdl_config_check_env(cfg, NULL, &err), RDL_EINVAL);
+    assert_string_equal(err.key, "REDLINE_CONFIG");
+    unsetenv("REDLINE_SERVER_THREADS");
+    unsetenv("APP_NAME");
+    unsetenv("REDLINE_CONFIG");
+    unsetenv("OTEL_SERVICE_NAME");
+    unsetenv("REDLINE_TRACE_ENDPOINT");
+    assert_int_equal(rdl_config_check_env(cfg, NULL, &err), 0);
+}
+
+/*
+ * An ADDR_OPT key (a listener that may be off, server.admin_listen): an
+ * address or '', refused at load with its position (issue 15: a bad admin
+ * address used to pass the loader and fail when the server started).
+ */
+static void test_addr_opt(void **state)
+{
+    static char *admin;
+    static const rdl_cfg_key_t ak[] = {
+        { "server.admin_listen", RDL_CFG_ADDR_OPT, &admin, 0, 0, NULL, "admin listener", NULL } };
+    static const struct { const char *yaml; int col; } bad[] = {
+        { "server:\n  admin_listen: garbage\n", 17 },
+        { "server:\n  admin_listen: 'host:'\n", 17 },
+        { "server:\n  admin_listen: ':70000'\n", 17 },
+        { "server:\n  admin_listen: 9090\n", 17 },
+        { "server:\n  admin_listen:\n", 3 },
+    };
+    rdl_config_t *cfg = *state;
+    rdl_error_t err;
+    char *text = NULL;
+    size_t len = 0;
+
+    admin = "127.0.0.1:9090";
+    assert_int_equal(rdl_config_add(cfg, ak, 1), 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (load(cfg, bad[i].yaml, &err) != RDL_EINVAL)
+            fail_msg("case %zu: accepted", i);
+        if (err.line != 2 || err.column != bad[i].col || strcmp(err.key, "server.admin_listen") != 0 ||
+            strstr(err.msg, "or '' for none") == NULL)
+            fail_msg("case %zu: %d:%d %s: %s", i, err.line, err.column, err.key, err.msg);
+        assert_string_equal(admin, "127.0.0.1:9090");
+    }
+    assert_int_equal(rdl_config_set(cfg, "server.admin_listen", "garbage", &err), RDL_EINVAL);
+    assert_string_equal(err.key, "server.admin_listen");
+    assert_int_equal(load(cfg, "server:\n  admin_listen: '[::1]:0'\n", &err), 0);
+    assert_string_equal(admin, "[::1]:0");
+    assert_int_equal(rdl_config_set(cfg, "server.admin_listen", "", &err), 0);
+    assert_string_equal(admin, "");
+    assert_int_equal(load(cfg, "server:\n  admin_listen: ''\n", &err), 0);
+    assert_string_equal(admin, "");
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    rdl_config_usage(cfg, out);
+    fclose(out);
+    assert_non_null(strstr(text, "address?"));
+    free(text);
+}
+
+/* --help prints a URL's user:password redacted, whatever the key's name. */
+static void test_usage_redacts_url_userinfo(void **state)
+{
+    rdl_config_t *cfg = *state;
+    char *text = NULL;
+    size_t len = 0;
+
+    assert_int_equal(rdl_config_set(cfg, "trace.endpoint", "http://user:t0ken@collector:4318/v1/traces",
+                                    NULL), 0);
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    rdl_config_usage(cfg, out);
+    fclose(out);
+    assert_null(strstr(text, "t0ken"));
+    assert_null(strstr(text, "user:"));
+    assert_non_null(strstr(text, "\"http://<redacted>@collector:4318/v1/traces\""));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -559,6 +691,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_usage_redacts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_add, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enum, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_env, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_addr_opt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_usage_redacts_url_userinfo, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

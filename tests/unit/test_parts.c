@@ -450,6 +450,91 @@ static void test_log_level_warning(void **state)
     rdl_config_free(cfg);
 }
 
+/* A part whose check refuses tag 99, as a part refuses what only it can judge. */
+static int rec_check(const void *opts, rdl_error_t *err)
+{
+    return ((const rec_opts_t *)opts)->tag == 99
+               ? rdl_error_set(err, RDL_EINVAL, 0, 0, "rec.tag", "told to refuse") : 0;
+}
+
+static const rdl_part_t part_checked = {
+    .name = "checked", .opts_size = sizeof(rec_opts_t), .defaults = rec_defaults,
+    .check = rec_check,
+};
+
+/*
+ * rdl_server_opts_check runs the parts' checks at load (issue 15: OTEL_*
+ * values and a log file in a missing directory used to be refused only when
+ * the server started): the error names the variable or key.
+ */
+static void test_opts_check(void **state)
+{
+    (void)state;
+    rdl_server_opts_t o;
+    rdl_error_t err;
+    const rdl_part_t *const checked[] = { &part_none, &part_checked, NULL };
+
+    assert_int_equal(rdl_server_opts_check(NULL, &err), RDL_EINVAL);
+    rdl_server_opts_default(&o);
+    assert_int_equal(rdl_server_opts_check(&o, &err), 0);
+    assert_int_equal(rdl_server_opts_parts(&o, checked), 0);
+    assert_int_equal(rdl_server_opts_check(&o, NULL), 0);
+    ((rec_opts_t *)rdl_server_opts_part(&o, &part_checked))->tag = 99;
+    assert_int_equal(rdl_server_opts_check(&o, &err), RDL_EINVAL);
+    assert_string_equal(err.key, "rec.tag");
+
+    static const struct { const char *var, *value; } vars[] = {
+        { "OTEL_TRACES_SAMPLER", "bogus" },
+        { "OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318" },
+        { "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc" },
+        { "OTEL_BSP_MAX_QUEUE_SIZE", "lots" },
+        { "OTEL_PROPAGATORS", "bogus" },
+        { "OTEL_RESOURCE_ATTRIBUTES", "novalue" },
+    };
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        rdl_server_opts_default(&o);
+        setenv(vars[i].var, vars[i].value, 1);
+        int rc = rdl_server_opts_check(&o, &err);
+        unsetenv(vars[i].var);
+        if (rc != RDL_EINVAL || strcmp(err.key, vars[i].var) != 0)
+            fail_msg("%s=%s: rc %d key '%s' msg '%s'", vars[i].var, vars[i].value, rc, err.key, err.msg);
+        rdl_trace_part_opts_t *to = rdl_server_opts_part(&o, &rdl_part_trace);
+        to->enabled = false;            /* tracing off: its variables are not read */
+        setenv(vars[i].var, vars[i].value, 1);
+        rc = rdl_server_opts_check(&o, &err);
+        unsetenv(vars[i].var);
+        assert_int_equal(rc, 0);
+    }
+
+    rdl_server_opts_default(&o);
+    rdl_trace_part_opts_t *to = rdl_server_opts_part(&o, &rdl_part_trace);
+    to->endpoint = "collector:4318";
+    assert_int_equal(rdl_server_opts_check(&o, &err), RDL_EINVAL);
+    assert_string_equal(err.key, "tracing.endpoint");
+    to->endpoint = "";
+    to->propagators = "tracecontext,nope";
+    assert_int_equal(rdl_server_opts_check(&o, &err), RDL_EINVAL);
+    assert_string_equal(err.key, "tracing.propagators");
+    to->propagators = "";
+
+    rdl_log_part_opts_t *lo = rdl_server_opts_part(&o, &rdl_part_log);
+    lo->sink = RDL_LOG_FILE;
+    lo->file = "";
+    assert_int_equal(rdl_server_opts_check(&o, &err), RDL_EINVAL);
+    assert_string_equal(err.key, "log.file");
+    lo->file = "/nonexistent-redline-dir/sub/x.log";
+    assert_int_equal(rdl_server_opts_check(&o, &err), RDL_EINVAL);
+    assert_string_equal(err.key, "log.file");
+    assert_non_null(strstr(err.msg, "/nonexistent-redline-dir/sub"));
+    lo->file = "/dev/null/x.log";               /* its "directory" is a device */
+    assert_int_equal(rdl_server_opts_check(&o, &err), RDL_EINVAL);
+    assert_non_null(strstr(err.msg, "not a directory"));
+    lo->file = "x.log";                         /* the working directory */
+    assert_int_equal(rdl_server_opts_check(&o, &err), 0);
+    lo->file = "/tmp/redline-test-parts.log";
+    assert_int_equal(rdl_server_opts_check(&o, &err), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -459,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_slots_run_out),
         cmocka_unit_test(test_part_keys),
         cmocka_unit_test(test_log_level_warning),
+        cmocka_unit_test(test_opts_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
