@@ -17,6 +17,8 @@
 /* Room for one course or enrollment object, so its body takes one allocation. */
 #define BODY_HINT 256
 #define TENANT_MAX 64
+/* Seconds a client waits before retrying on a full disk: freeing space takes a person or a job. */
+#define STORAGE_FULL_RETRY_AFTER "30"
 
 /* One request's work: what the worker needs and what it found. */
 typedef struct job {
@@ -115,7 +117,8 @@ static rdl_span_t *db_span(rdl_req_t *req, const job_t *job, const char *op, con
 static void db_span_end(rdl_span_t *s, int rc)
 {
     if (rc && rc != RDL_ENOENT) {
-        const char *type = rc == RDL_ETIMEDOUT ? "timeout" : "sqlite_error";
+        const char *type = rc == RDL_ETIMEDOUT ? "timeout"
+                           : rc == RDL_ENOSPC ? "storage_full" : "sqlite_error";
         rdl_span_set_str(s, "error.type", type, strlen(type));
         rdl_span_set_status(s, RDL_STATUS_ERROR, rdl_strerror(rc));
     }
@@ -174,6 +177,11 @@ static void reply_failure(rdl_req_t *req, const job_t *job, const char *not_foun
         rdl_resp_header(req, "Retry-After", "1");
         rdl_resp_error(req, 503, "unavailable",
                        "no answer from the database within the request's deadline; retry later");
+        break;
+    case RDL_ENOSPC:            /* nothing was written: a retry once space is freed succeeds */
+        rdl_resp_header(req, "Retry-After", STORAGE_FULL_RETRY_AFTER);
+        rdl_resp_error(req, 503, "storage_full",
+                       "the service's storage is full; nothing was written, retry later");
         break;
     default:
         rdl_resp_error(req, 500, "internal", "internal error");
@@ -416,7 +424,8 @@ static stats_result_t enroll_result(const job_t *job)
 {
     if (job->rc)
         return job->rc == RDL_ENOENT ? STATS_NOT_FOUND
-               : job->rc == RDL_ETIMEDOUT ? STATS_UNAVAILABLE : STATS_ERROR;
+               : job->rc == RDL_ETIMEDOUT || job->rc == RDL_ENOSPC ? STATS_UNAVAILABLE
+               : STATS_ERROR;
     if (job->replayed)
         return STATS_REPLAYED;
     switch (job->status) {
@@ -514,10 +523,34 @@ static void post_enrollment(rdl_req_t *req, void *arg)
         offload(req, enroll_work, enroll_done, job);
 }
 
+/* ---- a full disk ------------------------------------------------------ */
+
+/*
+ * The store turned full or has room again (on the pool worker whose write
+ * saw it): one line with the real cause per change, and readiness follows,
+ * so the pod leaves rotation while every write would fail and liveness
+ * stays green (a restart frees no disk).
+ */
+static void storage_full_changed(bool full, const char *cause, void *arg)
+{
+    rdl_server_t *srv = arg;
+    if (full) {
+        rdl_log_field_t f[] = { rdl_lf_str("error.code", "storage_full"),
+                                rdl_lf_str("error", cause) };
+        rdl_log(NULL, RDL_LOG_ERROR, "storage full: enrollments refused until space is freed",
+                f, 2);
+        rdl_server_set_not_ready(srv, "storage_full");
+    } else {
+        rdl_log(NULL, RDL_LOG_WARN, "storage has room again: enrollments accepted", NULL, 0);
+        rdl_server_set_ready(srv, true);
+    }
+}
+
 /* ---- registration ---------------------------------------------------- */
 
 int handlers_register(rdl_server_t *srv, const handlers_t *h, rdl_error_t *err)
 {
+    store_on_full(h->st, storage_full_changed, srv);
     static const struct {
         const char *method, *path;
         rdl_handler_fn fn;

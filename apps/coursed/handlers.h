@@ -8,7 +8,10 @@
  *                                       when configured; [] and X-Redline-Degraded when it fails)
  *   POST /v1/courses/{id}/enrollments   201 enrollment + Location | 400 | 404 | 409 | 415 | 422
  *                                       (the strong `payment` upstream authorises first when
- *                                       configured: 402 payment_declined, 503 when it fails)
+ *                                       configured: 402 payment_declined, 503 when it fails;
+ *                                       503 storage_full + Retry-After when the disk is full,
+ *                                       and /readyz says not_ready "storage_full" until a
+ *                                       write succeeds again)
  *   GET  /v1/enrollments/{id}           200 enrollment | 400 invalid_id | 404 enrollment_not_found
  *
  *   handlers_t h = { .st = store, .recommend = true, .payment = false };

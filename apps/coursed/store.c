@@ -9,6 +9,7 @@
 #include "store.h"
 
 #include <sqlite3.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -98,6 +99,9 @@ typedef struct conn {
     sqlite3 *db;
     sqlite3_stmt *q[Q_COUNT];
     struct conn *next;
+    /* the failed write's error, kept before ROLLBACK overwrites it */
+    int fail_errno;
+    char fail_msg[128];
 } conn_t;
 
 struct store {
@@ -105,6 +109,9 @@ struct store {
     uint64_t generation;        /* tells this store's connections from a closed one's */
     pthread_mutex_t mu;         /* guards conns (taken once per thread, at open) */
     conn_t *conns;
+    atomic_bool full;           /* the last write found no space (store_on_full) */
+    store_full_fn on_full;
+    void *on_full_arg;
 };
 
 /*
@@ -311,6 +318,44 @@ static int map_rc(int rc)
     return rc == SQLITE_NOMEM ? RDL_ENOMEM : RDL_EIO;
 }
 
+void store_on_full(store_t *st, store_full_fn fn, void *arg)
+{
+    st->on_full = fn;
+    st->on_full_arg = arg;
+}
+
+/*
+ * Whether a failed write means no space: SQLITE_FULL (the VFS saw ENOSPC), or
+ * an I/O error whose errno says the same in other words: a quota (EDQUOT) or
+ * the process's file size limit (EFBIG, RLIMIT_FSIZE with SIGXFSZ ignored).
+ */
+static bool no_space(const conn_t *c, int rc)
+{
+    if ((rc & 0xff) == SQLITE_FULL)
+        return true;
+    if ((rc & 0xff) != SQLITE_IOERR)
+        return false;
+    return c->fail_errno == ENOSPC || c->fail_errno == EDQUOT || c->fail_errno == EFBIG;
+}
+
+/* Records the store's state; the listener hears of a change only. */
+static void set_full(store_t *st, const conn_t *c, bool full)
+{
+    if (atomic_load(&st->full) == full || atomic_exchange(&st->full, full) == full)
+        return;
+    if (!st->on_full)
+        return;
+    if (!full) {
+        st->on_full(false, NULL, st->on_full_arg);
+        return;
+    }
+    char cause[256];
+    int e = c->fail_errno;
+    snprintf(cause, sizeof(cause), "%s: %s%s%s%s", st->path, c->fail_msg,
+             e ? " (" : "", e ? strerror(e) : "", e ? ")" : "");
+    st->on_full(true, cause, st->on_full_arg);
+}
+
 static void read_course(sqlite3_stmt *s, store_course_t *c)
 {
     c->id = sqlite3_column_int64(s, 0);
@@ -460,9 +505,21 @@ static void request_hash(const store_enroll_in_t *in, char out[17])
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
+/*
+ * The system's errno of the calling thread's last failed step. SQLite's own
+ * (sqlite3_system_errno) is read from errno later, after other calls, and
+ * comes back 0 for a failed WAL write: right after the step, errno is still
+ * the failed write's (meaningful only for SQLITE_IOERR and SQLITE_FULL).
+ */
+static _Thread_local int step_errno;
+
 static int step_done(sqlite3_stmt *s)
 {
     int rc = sqlite3_step(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        int e = errno, sys = sqlite3_system_errno(sqlite3_db_handle(s));
+        step_errno = sys ? sys : e;
+    }
     sqlite3_reset(s);
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
@@ -598,6 +655,8 @@ static int enroll_txn(conn_t *c, const store_enroll_in_t *in, const char *hash,
     if ((rc = step_done(c->q[Q_COMMIT])) == SQLITE_OK)
         return SQLITE_OK;
 rollback:
+    c->fail_errno = step_errno;
+    snprintf(c->fail_msg, sizeof(c->fail_msg), "%s", sqlite3_errmsg(c->db));
     if (!sqlite3_get_autocommit(c->db))
         step_done(c->q[Q_ROLLBACK]);
     return rc;
@@ -617,6 +676,7 @@ int store_enroll(store_t *st, const store_enroll_in_t *in, store_enroll_out_t *o
         uint64_t now = rdl_now_ns();
         if (now >= deadline)
             return RDL_ETIMEDOUT;
+        int64_t changes = sqlite3_total_changes64(c->db);
         /* Wait for the write lock no longer than the request may. */
         uint64_t left_ms = (deadline - now) / NS_PER_MS;
         sqlite3_busy_timeout(c->db, left_ms < 1 ? 1 : left_ms > STORE_BUSY_MS ? STORE_BUSY_MS
@@ -626,8 +686,15 @@ int store_enroll(store_t *st, const store_enroll_in_t *in, store_enroll_out_t *o
         out->replayed = false;
         rdl_buf_reset(&out->body);
         int rc = enroll_txn(c, in, hash, out);
-        if (rc == SQLITE_OK)
+        if (rc == SQLITE_OK) {
+            if (sqlite3_total_changes64(c->db) != changes)     /* a write committed: room again */
+                set_full(st, c, false);
             break;
+        }
+        if (no_space(c, rc)) {          /* told once per change, not per request */
+            set_full(st, c, true);
+            return RDL_ENOSPC;
+        }
         if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
             report(st, c->db, "enroll");
             return map_rc(rc);

@@ -97,8 +97,19 @@ typedef struct store_enroll_out {
  * and the same course and student gets it back (replayed) without taking a
  * seat; the same key with another request gets 422 idempotency_key_reused.
  * out->body is initialised here. Returns 0 when out is filled, else
- * RDL_ETIMEDOUT (still busy at the deadline), RDL_EIO or RDL_ENOMEM.
+ * RDL_ETIMEDOUT (still busy at the deadline), RDL_ENOSPC (the disk, a quota
+ * or the file size limit is full: nothing was written), RDL_EIO or RDL_ENOMEM.
  */
 int store_enroll(store_t *st, const store_enroll_in_t *in, store_enroll_out_t *out);
+
+/*
+ * Told when the store turns full (a write failed with SQLITE_FULL, or an I/O
+ * error whose errno is ENOSPC, EDQUOT or EFBIG; cause is SQLite's message and
+ * the system's) and when it is no longer full (the next write that commits;
+ * cause NULL): once per change, not per request, on the thread of that write.
+ */
+typedef void (*store_full_fn)(bool full, const char *cause, void *arg);
+/* Sets the one listener (NULL: none). Before the store is used from threads. */
+void store_on_full(store_t *st, store_full_fn fn, void *arg);
 
 #endif

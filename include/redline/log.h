@@ -249,7 +249,8 @@ typedef struct rdl_log_stats {
     uint64_t sampled;           /* left out by sampling */
     uint64_t truncated;         /* accepted but cut to max_line */
     uint64_t bytes_written;     /* reached the sink */
-    uint64_t write_errors;      /* failed writes (their lines are lost) */
+    uint64_t write_errors;      /* failed writes (their lines are counted in lost) */
+    uint64_t lost;              /* accepted lines the sink refused (disk full, EIO...) */
     uint64_t reopens;           /* successful file reopens */
     uint64_t pipe_bytes;        /* the sink's pipe buffer now; 0 when the sink is not a pipe */
     uint64_t ring_bytes;        /* every thread's ring, summed (kept until rdl_logger_free) */

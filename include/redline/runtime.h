@@ -17,7 +17,7 @@
  * rdl_req_offload(). Every rdl_req_* / rdl_resp_* call is made on the
  * request's I/O thread (inside a handler or a done callback), except those
  * marked otherwise. rdl_server_new/route/use/run/free are called from the
- * main thread; rdl_server_shutdown and rdl_server_set_ready from any thread.
+ * main thread; rdl_server_shutdown and rdl_server_set_ready/_not_ready from any thread.
  * The return values of every rdl_req_* and rdl_resp_* call are listed with it.
  */
 #ifndef REDLINE_RUNTIME_H
@@ -222,6 +222,13 @@ RDL_EXTERN bool rdl_server_ready(const rdl_server_t *srv);
  * rdl_server_new and rdl_server_free; may be called before rdl_server_run.
  */
 RDL_EXTERN void rdl_server_set_ready(rdl_server_t *srv, bool ready);
+/*
+ * rdl_server_set_ready(srv, false) with the reason: /readyz adds
+ * "reason":reason to its 503 body and the log line carries it, until
+ * rdl_server_set_ready(srv, true). reason is a static string (kept, not
+ * copied), a short word such as "storage_full". Any thread, as above.
+ */
+RDL_EXTERN void rdl_server_set_not_ready(rdl_server_t *srv, const char *reason);
 
 /* ---- request --------------------------------------------------------- */
 

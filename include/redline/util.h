@@ -33,6 +33,7 @@
 #define RDL_EIO        (-5)   /* I/O failed (errno-level detail is in rdl_error_t) */
 #define RDL_ECANCELED (-125)  /* canceled before or while running */
 #define RDL_ETIMEDOUT (-110)  /* deadline passed */
+#define RDL_ENOSPC    (-28)   /* storage full (disk, quota or file size limit): try later */
 #define RDL_ESTATE    (-1000) /* call not valid in the object's current state */
 
 /* A short constant name for an error code ("invalid argument"). Never NULL. */

@@ -28,6 +28,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/futex.h>
@@ -106,8 +107,11 @@ struct rdl_logger {
     /* writer-only scratch */
     struct iovec *iov;
     size_t iov_cap;
-    /* writer counters; lost_noalloc: lines lost because a ring could not be made */
-    atomic_uint_fast64_t bytes_written, write_errors, reopens, lost_noalloc;
+    /*
+     * writer counters; lost_noalloc: lines lost because a ring could not be
+     * made; lost: lines taken from a ring that the sink refused (disk full)
+     */
+    atomic_uint_fast64_t bytes_written, write_errors, reopens, lost_noalloc, lost;
     sample_slot_t *samples;
 };
 
@@ -281,6 +285,48 @@ static void do_reopen(rdl_logger_t *lg)
 }
 
 /*
+ * A failed write loses every line it did not finish: the bytes of this pass
+ * (the rings from first on, tail to taken) past the first written are counted
+ * by their newlines, a line cut in the middle included. The first loss of the
+ * logger's life goes to stderr with its cause, once: the log itself may be
+ * what cannot be written.
+ */
+static uint64_t count_newlines(const char *p, size_t len)
+{
+    uint64_t n = 0;
+    const char *end = p + len;
+    while ((p = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        n++;
+        p++;
+    }
+    return n;
+}
+
+static void count_lost(rdl_logger_t *lg, log_thread_t *first, uint64_t written, int err)
+{
+    uint64_t n = 0;
+    for (log_thread_t *t = first; t; t = t->next) {
+        size_t tl = atomic_load_explicit(&t->tail, memory_order_relaxed);
+        size_t len = t->taken - tl, off = tl & (t->size - 1);
+        size_t skip = written < len ? (size_t)written : len;
+        written -= skip;
+        len -= skip;
+        off = (off + skip) & (t->size - 1);
+        size_t part = t->size - off < len ? t->size - off : len;
+        n += count_newlines(t->ring + off, part) + count_newlines(t->ring, len - part);
+    }
+    if (n == 0)
+        return;
+    uint64_t before = get(&lg->lost);
+    atomic_store_explicit(&lg->lost, before + n, memory_order_relaxed);
+    if (before == 0)
+        fprintf(stderr, "redline: log sink %s: %s: log lines are being lost (counted as lost)\n",
+                lg->sink == RDL_LOG_FILE ? lg->path : lg->sink == RDL_LOG_STDERR ? "stderr"
+                                                                                : "stdout",
+                strerror(err));
+}
+
+/*
  * One pass: every ring's published bytes in one writev, then their space
  * freed. Returns the bytes taken; *pressed is set when a ring was at least
  * half full (its thread may be waiting for room: no pause before the next pass).
@@ -315,8 +361,11 @@ static size_t drain_once(rdl_logger_t *lg, bool *pressed)
     if (cnt == 0)
         return 0;
     uint64_t written = 0;
-    if (!write_all(lg->fd, lg->iov, (int)cnt, &written))
+    if (!write_all(lg->fd, lg->iov, (int)cnt, &written)) {
+        int e = errno;
         bump(&lg->write_errors);
+        count_lost(lg, first, written, e);
+    }
     atomic_store_explicit(&lg->bytes_written, get(&lg->bytes_written) + written,
                           memory_order_relaxed);
     for (log_thread_t *t = first; t; t = t->next)
@@ -838,6 +887,7 @@ void rdl_log_stats(rdl_logger_t *lg, rdl_log_stats_t *out)
     out->dropped += get(&lg->lost_noalloc);
     out->bytes_written = get(&lg->bytes_written);
     out->write_errors = get(&lg->write_errors);
+    out->lost = get(&lg->lost);
     out->reopens = get(&lg->reopens);
     out->pipe_bytes = atomic_load(&lg->pipe_now);
 }

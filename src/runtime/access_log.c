@@ -196,6 +196,8 @@ static void log_collect(rdl_collect_t *c, void *arg)
           offsetof(rdl_log_stats_t, truncated) },
         { "log_write_errors_total", "Failed writes to the log sink (their lines are lost).",
           offsetof(rdl_log_stats_t, write_errors) },
+        { "log_lost_total", "Log lines accepted but refused by the sink (disk full, I/O error).",
+          offsetof(rdl_log_stats_t, lost) },
         { "log_written_bytes_total", "Bytes written to the log sink.",
           offsetof(rdl_log_stats_t, bytes_written) },
     };
@@ -214,12 +216,12 @@ static void log_var(rdl_buf_t *out, void *arg)
     rdl_log_stats(srv->log, &st);
     rdl_buf_printf(out, "{\"level\":\"%s\",\"lines\":%llu,\"dropped\":%llu,\"sampled\":%llu,"
                    "\"truncated\":%llu,\"bytes_written\":%llu,\"write_errors\":%llu,"
-                   "\"reopens\":%llu,\"pipe_bytes\":%llu,\"ring_bytes\":%llu}",
+                   "\"lost\":%llu,\"reopens\":%llu,\"pipe_bytes\":%llu,\"ring_bytes\":%llu}",
                    rdl_log_level_name(rdl_log_level(srv->log)),
                    (unsigned long long)st.lines, (unsigned long long)st.dropped,
                    (unsigned long long)st.sampled, (unsigned long long)st.truncated,
                    (unsigned long long)st.bytes_written, (unsigned long long)st.write_errors,
-                   (unsigned long long)st.reopens, (unsigned long long)st.pipe_bytes,
+                   (unsigned long long)st.lost, (unsigned long long)st.reopens, (unsigned long long)st.pipe_bytes,
                    (unsigned long long)st.ring_bytes);
 }
 

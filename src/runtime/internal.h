@@ -130,6 +130,7 @@ struct rdl_server {
     atomic_int startup_state;   /* 0 running, 1 ok, -1 failed */
     atomic_bool ready;          /* start-up done and not draining (admin.c ANDs held_unready) */
     atomic_bool held_unready;   /* rdl_server_set_ready(srv, false) */
+    _Atomic(const char *) unready_reason;   /* rdl_server_set_not_ready's, NULL when none */
     atomic_bool draining;
     atomic_bool shutdown_requested;
     atomic_bool ctl_up;          /* the control loop can take wake-ups (under ctl_mu) */

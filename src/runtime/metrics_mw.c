@@ -269,6 +269,9 @@ static void collect_runtime(rdl_collect_t *c, void *arg)
         const char *ln[] = { "thread" }, *lv[] = { name };
         rdl_collect_value(c, ln, lv, 1, (double)(a > b ? a : b) / 1e9);
     }
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "http_server_send_timeouts_total",
+                       "Connections closed because no output left for timeouts.send (slow read).");
+    rdl_collect_value(c, NULL, NULL, 0, (double)atomic_load(&srv->send_timeouts));
     if (!srv->pool)
         return;
     rdl_pool_stats_t st;

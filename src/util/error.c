@@ -21,6 +21,7 @@ const char *rdl_strerror(int err)
     case RDL_EIO:       return "i/o error";
     case RDL_ECANCELED: return "canceled";
     case RDL_ETIMEDOUT: return "timed out";
+    case RDL_ENOSPC:    return "no space left";
     case RDL_ESTATE:    return "invalid state";
     default:            return "unknown error";
     }

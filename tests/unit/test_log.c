@@ -962,6 +962,61 @@ static void test_reopen(void **state)
     unlink(moved);
 }
 
+/*
+ * A sink that refuses every write (ENOSPC: /dev/full): every accepted line is
+ * counted as lost, not as dropped, and the first loss is told on stderr once.
+ */
+static void test_lost_lines_disk_full(void **state)
+{
+    char errpath[] = "/tmp/rdl-log-stderr-XXXXXX";
+    int errfd = mkstemp(errpath);
+    assert_true(errfd >= 0);
+    fflush(stderr);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(errfd, STDERR_FILENO), STDERR_FILENO);
+
+    rdl_log_opts_t o;
+    rdl_log_opts_default(&o);
+    o.sink = RDL_LOG_FILE;
+    o.path = "/dev/full";
+    rdl_logger_t *lg;
+    assert_int_equal(rdl_logger_new(&o, &lg), 0);
+    for (int i = 0; i < 100; i++) {
+        rdl_log_field_t f[] = { rdl_lf_int("i", i) };
+        rdl_log(lg, RDL_LOG_INFO, "into a full disk", f, 1);
+        if (i == 49)
+            rdl_log_flush(lg, 10000);       /* two batches: two failures, one stderr line */
+    }
+    rdl_log_flush(lg, 10000);
+    rdl_log_stats_t st;
+    rdl_log_stats(lg, &st);
+    rdl_logger_free(lg);
+
+    fflush(stderr);
+    assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+    close(saved);
+    char text[1024] = "";
+    ssize_t n = pread(errfd, text, sizeof(text) - 1, 0);
+    close(errfd);
+    unlink(errpath);
+    assert_true(n > 0);
+    text[n] = '\0';
+
+    assert_int_equal(st.lines, 100);
+    assert_int_equal(st.lost, 100);
+    assert_int_equal(st.dropped, 0);
+    assert_true(st.write_errors >= 2);
+    assert_int_equal(st.bytes_written, 0);
+    /* one line, naming the sink and the cause */
+    char *nl = strchr(text, '\n');
+    assert_non_null(nl);
+    assert_int_equal(nl[1], '\0');
+    assert_non_null(strstr(text, "/dev/full"));
+    assert_non_null(strstr(text, strerror(ENOSPC)));
+    assert_non_null(strstr(text, "lost"));
+}
+
 /* ---- threads --------------------------------------------------------------- */
 
 #define T_THREADS 4
@@ -1163,6 +1218,7 @@ int main(void)
         cmocka_unit_test(test_block_policy),
         cmocka_unit_test(test_pipe_buffer),
         cmocka_unit_test(test_reopen),
+        cmocka_unit_test(test_lost_lines_disk_full),
         cmocka_unit_test(test_threads_whole_lines_in_order),
         cmocka_unit_test(test_short_lived_threads),
         cmocka_unit_test(test_reserve),

@@ -1595,6 +1595,32 @@ static void test_set_ready(void **state)
     assert_int_equal(server_join(), 0);
 }
 
+/* rdl_server_set_not_ready: /readyz names the reason while held, not after; liveness stays. */
+static void test_set_not_ready_reason(void **state)
+{
+    (void)state;
+    rdl_server_opts_t o;
+    test_opts(&o);
+    rdl_server_t *srv = server_new(&o);
+    server_start();
+    resp_t *r = &resp_buf;
+    assert_int_equal(readyz_until(200, r), 200);
+    rdl_server_set_not_ready(srv, "storage_full");
+    assert_false(rdl_server_ready(srv));
+    assert_int_equal(readyz_until(503, r), 503);
+    assert_true(body_has(r, "\"status\":\"not_ready\""));
+    assert_true(body_has(r, "\"reason\":\"storage_full\""));
+    http_do(S.admin, "GET", "/livez", r);
+    assert_int_equal(r->status, 200);
+    rdl_server_set_ready(srv, true);
+    assert_int_equal(readyz_until(200, r), 200);
+    rdl_server_set_ready(srv, false);             /* no reason this time: none shown */
+    assert_int_equal(readyz_until(503, r), 503);
+    assert_false(body_has(r, "reason"));
+    rdl_server_shutdown(srv);
+    assert_int_equal(server_join(), 0);
+}
+
 static void test_startup_failure(void **state)
 {
     (void)state;
@@ -2085,6 +2111,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_offload_queue_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offload_pool_closing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_ready, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_not_ready_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_output_total, setup, teardown),
         cmocka_unit_test_setup_teardown(test_admin_token, setup, teardown),
