@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <sched.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -393,20 +394,16 @@ static void format_addr(const struct sockaddr *sa, char *out, size_t n)
     }
 }
 
-/*
- * Opens one listening socket. *port is the port to use when the configured
- * one is 0 and an earlier socket already got one (every SO_REUSEPORT socket
- * must share it); it receives the bound port.
- */
-static int open_listener(const char *what, const char *hostport, int backlog, int *port,
-                         char *bound, size_t bound_len, rdl_error_t *err)
+/* The passive address hostport names, port 0 replaced by want_port when set. */
+static int resolve(const char *what, const char *hostport, int want_port,
+                   struct sockaddr_storage *ss, socklen_t *sl, rdl_error_t *err)
 {
     char host[RDL_HOST_MAX];
     int want;
     if (rdl_parse_hostport(hostport, host, &want) != 0)
         return rdl_error_set(err, RDL_EINVAL, 0, 0, what, "expected host:port, got '%s'", hostport);
-    if (want == 0 && *port)
-        want = *port;
+    if (want == 0 && want_port)
+        want = want_port;
     char service[8];
     snprintf(service, sizeof(service), "%d", want);
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -416,18 +413,127 @@ static int open_listener(const char *what, const char *hostport, int backlog, in
     if (gai != 0)
         return rdl_error_set(err, RDL_EINVAL, 0, 0, what, "cannot resolve '%s': %s", host,
                              gai_strerror(gai));
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *sl = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return 0;
+}
+
+static int port_of(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)ss)->sin6_port)
+                                     : ntohs(((const struct sockaddr_in *)ss)->sin_port);
+}
+
+static bool is_wildcard(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+    return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+}
+
+/*
+ * Whether two listeners would take the same connections: same port (0 picks
+ * a fresh one each) and the same address, or a wildcard that covers the
+ * other ([::] is dual-stack on Linux by default, so it covers IPv4 too).
+ */
+static bool addresses_overlap(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (port_of(a) == 0 || port_of(a) != port_of(b))
+        return false;
+    if ((a->ss_family == AF_INET6 && is_wildcard(a)) || (b->ss_family == AF_INET6 && is_wildcard(b)))
+        return true;
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (is_wildcard(a) || is_wildcard(b))
+        return true;
+    if (a->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                      &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+    return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+           ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+}
+
+/*
+ * Every listener sets SO_REUSEPORT, so the kernel would let the app and admin
+ * listeners share one address and split the connections between the planes
+ * at random: refused as a configuration error naming both keys.
+ */
+static int check_planes(const rdl_server_opts_t *o, rdl_error_t *err)
+{
+    if (!o->admin_listen[0])
+        return 0;
+    struct sockaddr_storage app, admin;
+    socklen_t l1, l2;
+    int rc = resolve("server.listen", o->listen, 0, &app, &l1, err);
+    if (rc == 0)
+        rc = resolve("server.admin_listen", o->admin_listen, 0, &admin, &l2, err);
+    if (rc == 0 && addresses_overlap(&app, &admin))
+        rc = rdl_error_set(err, RDL_EINVAL, 0, 0, "server.admin_listen",
+                           "server.listen (%s) and server.admin_listen (%s) share an address: "
+                           "the two planes would answer each other's requests; give the admin "
+                           "listener its own port", o->listen, o->admin_listen);
+    return rc;
+}
+
+/*
+ * Whether another process already listens on the address. SO_REUSEPORT lets
+ * any socket of the same user join a listening group, so a second service
+ * started on the same port would silently take half the connections. A probe
+ * socket without SO_REUSEPORT cannot bind next to a listening socket (with
+ * SO_REUSEADDR it still binds past connections in TIME_WAIT, so a restart is
+ * not refused); it is closed at once. The window between the probe and the
+ * group's bind is a few system calls (docs/runtime.md).
+ */
+static int probe_free(const char *what, const char *hostport, const struct sockaddr_storage *ss,
+                      socklen_t sl, rdl_error_t *err)
+{
+    if (port_of(ss) == 0)
+        return 0;                       /* the kernel picks a fresh port */
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;                       /* the group's own socket reports it */
     int one = 1;
-    int rc = fd < 0 ? -1 : 0;
+    int rc = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (rc == 0)
+        rc = bind(fd, (const struct sockaddr *)ss, sl);
+    int e = errno;
+    close(fd);
+    if (rc != 0 && e == EADDRINUSE)
+        return rdl_error_set(err, RDL_EIO, 0, 0, what,
+                             "cannot listen on %s: address in use (another process listens on "
+                             "it, or on a wildcard address with that port)", hostport);
+    return 0;
+}
+
+/*
+ * Opens one listening socket. *port is the port to use when the configured
+ * one is 0 and an earlier socket already got one (every SO_REUSEPORT socket
+ * must share it); it receives the bound port. The first socket of a group
+ * probes the address first (probe_free).
+ */
+static int open_listener(const char *what, const char *hostport, int backlog, int *port,
+                         char *bound, size_t bound_len, rdl_error_t *err)
+{
+    struct sockaddr_storage want;
+    socklen_t wl;
+    bool first = *port == 0;
+    int rc = resolve(what, hostport, *port, &want, &wl, err);
+    if (rc == 0 && first)
+        rc = probe_free(what, hostport, &want, wl, err);
+    if (rc != 0)
+        return rc;
+    int fd = socket(want.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    rc = fd < 0 ? -1 : 0;
     if (rc == 0)
         rc = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (rc == 0)
         rc = setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (rc == 0)
-        rc = bind(fd, ai->ai_addr, ai->ai_addrlen);
+        rc = bind(fd, (struct sockaddr *)&want, wl);
     if (rc == 0)
         rc = listen(fd, backlog);
-    freeaddrinfo(ai);
     if (rc != 0) {
         int e = errno;
         if (fd >= 0)
@@ -438,8 +544,7 @@ static int open_listener(const char *what, const char *hostport, int backlog, in
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     getsockname(fd, (struct sockaddr *)&ss, &sl);
-    *port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    *port = port_of(&ss);
     format_addr((struct sockaddr *)&ss, bound, bound_len);
     return fd;
 }
@@ -677,6 +782,9 @@ static void startup_main(void *arg)
 static int open_all(rdl_server_t *srv, int *fds, rdl_error_t *err)
 {
     int port = 0;
+    int rc = check_planes(&srv->opts, err);
+    if (rc)
+        return rc;
     for (int i = 0; i < srv->nthreads; i++) {
         fds[i] = open_listener("server.listen", srv->opts.listen, (int)srv->opts.backlog, &port,
                                srv->addr, sizeof(srv->addr), err);
