@@ -21,6 +21,7 @@
  */
 #define _GNU_SOURCE             /* accept4, sched_getaffinity */
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -110,7 +111,7 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
         { "server.threads", RDL_CFG_INT, &o->threads, 0, 256, NULL, "I/O threads (0 = CPUs usable: affinity, cgroup quota)", NULL },
         { "server.backlog", RDL_CFG_INT, &o->backlog, 1, 65535, NULL, "listen backlog", NULL },
         { "server.max_connections", RDL_CFG_INT, &o->max_connections, 1, 1000000, NULL,
-          "open connections per I/O thread", NULL },
+          "open connections per process, on each listener (503 beyond)", NULL },
         { "limits.max_request_line", RDL_CFG_SIZE, &o->max_request_line, 64, 1 << 20, NULL, "request line bytes (414)", NULL },
         { "limits.max_header_bytes", RDL_CFG_SIZE, &o->max_header_bytes, 256, 16 << 20, NULL, "request head bytes (431)", NULL },
         { "limits.max_headers", RDL_CFG_INT, &o->max_headers, 1, 10000, NULL, "request header fields (431)", NULL },
@@ -238,6 +239,7 @@ int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
     if (!srv)
         return RDL_ENOMEM;
     srv->opts = *opts;
+    srv->reserve_fd = -1;
     if (uv_mutex_init(&srv->ctl_mu) != 0) {
         free(srv);
         return RDL_ENOMEM;
@@ -551,11 +553,73 @@ static int open_listener(const char *what, const char *hostport, int backlog, in
 
 /* ---- I/O threads ----------------------------------------------------- */
 
-static void on_connection(uv_stream_t *listener, int status)
+#define ACCEPT_BATCH 64             /* connections taken per wake-up, then the loop's other work */
+#define BACKOFF_FIRST_MS 100        /* out of descriptors: the first pause, doubled up to ... */
+#define BACKOFF_MAX_MS 1000
+
+static void on_listener_readable(uv_poll_t *p, int status, int events);
+
+/* Descriptors freed (a connection closed, or a backoff tick): hold the admin's spare one again. */
+static void reserve_again(rt_thread_t *t)
 {
-    rt_thread_t *t = listener->data;
-    if (status == 0)
-        rdl__rt_conn_accept(t, listener, -1);
+    if (t->admin && t->srv->reserve_fd < 0)
+        t->srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void on_backoff(uv_timer_t *timer)
+{
+    rt_thread_t *t = timer->data;
+    reserve_again(t);
+    if (t->listening)
+        uv_poll_start(&t->listener, UV_READABLE, on_listener_readable);
+}
+
+/*
+ * accept failed with EMFILE or ENFILE. The admin thread gives up its spare
+ * descriptor to take the waiting connection and serve it (a probe answers;
+ * the spare is opened again when a connection closes). Otherwise accepting
+ * pauses, 100 ms doubling to 1 s, so a listener that stays readable does not
+ * spin the loop; the connections wait in the backlog, not reset.
+ */
+static bool out_of_descriptors(rt_thread_t *t)
+{
+    rdl_server_t *srv = t->srv;
+    if (t->admin && srv->reserve_fd >= 0) {
+        close(srv->reserve_fd);
+        srv->reserve_fd = -1;
+        int fd = accept4(t->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            rdl__rt_conn_accept(t, fd);
+            return true;
+        }
+        reserve_again(t);
+    }
+    rdl__rt_conn_refused(srv, RT_REFUSED_FD);
+    t->backoff_ms = t->backoff_ms ? t->backoff_ms * 2 : BACKOFF_FIRST_MS;
+    if (t->backoff_ms > BACKOFF_MAX_MS)
+        t->backoff_ms = BACKOFF_MAX_MS;
+    uv_poll_stop(&t->listener);
+    uv_timer_start(&t->backoff, on_backoff, t->backoff_ms, 0);
+    return false;
+}
+
+/* The listener is readable: take what waits, up to a batch. */
+static void on_listener_readable(uv_poll_t *p, int status, int events)
+{
+    rt_thread_t *t = p->data;
+    (void)events;
+    for (int i = 0; status == 0 && t->listening && i < ACCEPT_BATCH; i++) {
+        int fd = accept4(t->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            t->backoff_ms = 0;
+            rdl__rt_conn_accept(t, fd);
+        } else if (errno == EMFILE || errno == ENFILE) {
+            if (!out_of_descriptors(t))
+                return;
+        } else if (errno != EINTR && errno != ECONNABORTED) {
+            return;                     /* EAGAIN: nothing waits */
+        }
+    }
 }
 
 static void report_idle(rt_thread_t *t)
@@ -569,30 +633,30 @@ static void report_idle(rt_thread_t *t)
 
 void rdl__rt_thread_conn_closed(rt_thread_t *t)
 {
+    reserve_again(t);
     report_idle(t);
-}
-
-static void on_listener_closed(uv_handle_t *h)
-{
-    (void)h;
 }
 
 /* Takes every connection already queued on the listener, then closes it. */
 static void stop_accepting(rt_thread_t *t)
 {
+    if (!t->backoff_closed) {
+        t->backoff_closed = true;
+        uv_close((uv_handle_t *)&t->backoff, NULL);
+    }
     if (!t->listening)
         return;
-    int fd = -1;
-    if (uv_fileno((uv_handle_t *)&t->listener, &fd) == 0) {
-        for (;;) {
-            int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (cfd < 0)
-                break;
-            rdl__rt_conn_accept(t, NULL, cfd);
-        }
+    for (;;) {
+        int cfd = accept4(t->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0)
+            break;
+        rdl__rt_conn_accept(t, cfd);
     }
     t->listening = false;
-    uv_close((uv_handle_t *)&t->listener, on_listener_closed);
+    uv_poll_stop(&t->listener);
+    uv_close((uv_handle_t *)&t->listener, NULL);
+    close(t->listen_fd);
+    t->listen_fd = -1;
 }
 
 static void on_wake(uv_async_t *a)
@@ -663,12 +727,14 @@ static int thread_init(rdl_server_t *srv, rt_thread_t *t, bool admin, int fd)
     if (rc == 0)
         rc = rdl_pool_sink_new(&t->loop, &t->sink);
     if (rc == 0)
-        rc = uv_tcp_init(&t->loop, &t->listener);
+        rc = uv_timer_init(&t->loop, &t->backoff);
+    t->backoff.data = t;
+    t->listen_fd = fd;                  /* listen() was called when it was opened */
+    if (rc == 0)
+        rc = uv_poll_init_socket(&t->loop, &t->listener, fd);
     t->listener.data = t;
     if (rc == 0)
-        rc = uv_tcp_open(&t->listener, fd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&t->listener, (int)srv->opts.backlog, on_connection);
+        rc = uv_poll_start(&t->listener, UV_READABLE, on_listener_readable);
     t->listening = rc == 0;
     return rc;
 }
@@ -885,6 +951,8 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
         uv_async_send(&srv->ctl_wake);    /* asked before the loop existed */
     uv_mutex_unlock(&srv->ctl_mu);
 
+    if (srv->nall > srv->nthreads)      /* the admin plane's spare descriptor */
+        srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     for (int i = 0; i < srv->nall; i++)
         uv_thread_create(&srv->threads[i].tid, thread_main, &srv->threads[i]);
     rdl_log_field_t listening[] = { rdl_lf_str("addr", srv->addr),
@@ -900,6 +968,9 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
         uv_loop_close(&srv->threads[i].loop);
     }
     uv_loop_close(&srv->ctl);
+    if (srv->reserve_fd >= 0)
+        close(srv->reserve_fd);
+    srv->reserve_fd = -1;
     rdl_pool_free(srv->pool);
     srv->pool = NULL;
     parts_stop(srv);
