@@ -2162,6 +2162,89 @@ static void test_admin_without_token_file(void **state)
     }
 }
 
+/* ---- 13. connection limits: refused with an answer, counted -------------- */
+
+/* The value of one exposed series ("name{labels}") on the default registry; -1: absent. */
+static double exposed(const char *series)
+{
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    double v = -1;
+    char want[160];
+    snprintf(want, sizeof(want), "\n%s ", series);
+    if (rdl_metrics_expose(NULL, RDL_FMT_TEXT, &b) == 0 && b.data) {
+        const char *at = strstr(b.data, want);
+        if (at)
+            v = strtod(at + strlen(want), NULL);
+    }
+    rdl_buf_close(&b);
+    return v;
+}
+
+static bool wait_exposed(const char *series, double want)
+{
+    uint64_t end = mono_ms() + WAIT_MS;
+    while (exposed(series) != want && mono_ms() < end)
+        sleep_ms(5);
+    return exposed(series) == want;
+}
+
+/*
+ * server.max_connections is per process (before: per I/O thread, so two
+ * threads took 4 with a limit of 2, and the ones over it got a bare close
+ * with no count): the third client gets a 503 with Retry-After and
+ * Connection: close, the refusal is counted, the gauge shows the open ones,
+ * and a freed slot takes a new client.
+ */
+static void test_max_connections_per_process(void **state)
+{
+    (void)state;
+    rdl_server_opts_t o;
+    test_opts(&o);
+    o.max_connections = 2;
+    rdl_server_t *srv = server_new(&o);
+    assert_int_equal(rdl_server_route(srv, "GET", "/hello", h_hello, NULL), 0);
+    server_start();
+    const char *limit = "http_server_connections_rejected_total{reason=\"limit\"}";
+    const char *open = "http_server_connections{plane=\"app\"}";
+    double before = exposed(limit);
+    resp_t *r = &resp_buf;
+    for (int i = 0; i < 2; i++) {                /* each accepted: its answer came back */
+        assert_true(client_open(&clients[i], S.addr));
+        assert_true(client_send(&clients[i], "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"));
+        assert_true(read_response(&clients[i], r, false));
+        assert_int_equal(r->status, 200);
+    }
+    for (int k = 0; k < 3; k++) {                /* whichever thread takes it */
+        client_t *c = &clients[2];
+        assert_true(client_open(c, S.addr));
+        assert_true(read_response(c, r, false));
+        assert_int_equal(r->status, 503);
+        char v[32];
+        assert_true(resp_header(r, "Retry-After", v, sizeof(v)));
+        assert_string_equal(v, "1");
+        assert_true(resp_header(r, "Connection", v, sizeof(v)));
+        assert_string_equal(v, "close");
+        assert_true(client_wait_closed(c));
+        client_close(c);
+    }
+    assert_true(before <= 0);
+    assert_true(wait_exposed(limit, 3));
+    assert_true(wait_exposed(open, 2));
+    http_do(S.admin, "GET", "/healthz", r);      /* the admin plane has its own count */
+    assert_int_equal(r->status, 200);
+
+    client_close(&clients[0]);
+    assert_true(wait_exposed(open, 1));
+    assert_true(client_open(&clients[0], S.addr));
+    assert_true(client_send(&clients[0], "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"));
+    assert_true(read_response(&clients[0], r, false));
+    assert_int_equal(r->status, 200);
+    assert_true(exposed(limit) == 3);
+    server_stop();
+}
+
+
 static void test_cpu_quota(void **state)
 {
     (void)state;
@@ -2207,6 +2290,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_log_wiring, setup, teardown),
         cmocka_unit_test_setup_teardown(test_planes_share_address, setup, teardown),
         cmocka_unit_test_setup_teardown(test_port_taken_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_connections_per_process, setup, teardown),
         cmocka_unit_test(test_cpu_quota),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
