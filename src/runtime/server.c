@@ -4,8 +4,11 @@
  * N I/O threads each run their own libuv loop with their own listening socket
  * on the same port (SO_REUSEPORT), so the kernel spreads connections and a
  * connection never leaves the thread that accepted it: the request path takes
- * no lock. One more thread serves the admin listener, so probes and metrics
- * answer even when the app threads are saturated. The thread that calls
+ * no lock. Each thread accepts from its socket itself (the socket is polled,
+ * not a libuv listener) so that running out of descriptors pauses accepting
+ * with a backoff and is counted, never a silent reset (docs/runtime.md,
+ * "Connection limits"). One more thread serves the admin listener, so probes
+ * and metrics answer even when the app threads are saturated. The thread that calls
  * rdl_server_run keeps a small control loop for signals and timers:
  *
  *   start -> listeners open (not ready) -> start-up work -> ready
