@@ -31,6 +31,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include "runtime/internal.h"
@@ -112,6 +113,8 @@ static void conn_maybe_free(rt_conn_t *c)
     if (c->next)
         c->next->prev = c->prev;
     t->nconns--;
+    atomic_fetch_sub_explicit(t->admin ? &t->srv->admin_conns : &t->srv->app_conns, 1,
+                              memory_order_relaxed);
     rdl_buf_close(&c->out);
     rdl_buf_close(&c->wbuf);
     rdl_buf_close(&c->req.resp_headers);
@@ -816,12 +819,65 @@ static void on_timer(uv_timer_t *timer)
 
 /* ---- accept, drain, abort -------------------------------------------- */
 
-void rdl__rt_conn_accept(rt_thread_t *t, uv_stream_t *listener, int fd)
+void rdl__rt_conn_refused(rdl_server_t *srv, int reason)
 {
-    const rdl_server_opts_t *o = &t->srv->opts;
-    rt_conn_t *c = calloc(1, sizeof(*c) + (size_t)o->max_headers * sizeof(rdl_h1_header_t));
-    if (!c)
+    uint64_t n = atomic_fetch_add_explicit(&srv->refused[reason], 1, memory_order_relaxed) + 1;
+    uint64_t now = rdl_now_ns();
+    uint64_t last = atomic_load_explicit(&srv->refused_log_ns[reason], memory_order_relaxed);
+    if ((last && now - last < 1000000000ull) ||
+        !atomic_compare_exchange_strong(&srv->refused_log_ns[reason], &last, now))
+        return;                          /* a line went out less than a second ago */
+    uint64_t since = n - atomic_exchange(&srv->refused_logged[reason], n);
+    rdl_log_field_t f[] = { rdl_lf_int("refused", (int64_t)since),
+                            rdl_lf_int("refused_total", (int64_t)n),
+                            rdl_lf_int("max_connections", (int64_t)srv->opts.max_connections) };
+    if (reason == RT_REFUSED_LIMIT)
+        rdl_log(srv->log, RDL_LOG_WARN,
+                "server.max_connections reached: refusing connections with 503", f, 3);
+    else
+        rdl_log(srv->log, RDL_LOG_ERROR,
+                "out of file descriptors: accepting paused", f, 2);
+}
+
+/*
+ * Over the limit: a short 503 if the socket takes it at once (a client that
+ * sent its request already reads an answer, not a bare reset), then close.
+ * What the client sent is read first, so the close is less likely a reset.
+ */
+static void refuse_over_limit(rdl_server_t *srv, int fd)
+{
+    static const char answer[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                 "Content-Type: text/plain\r\n"
+                                 "Content-Length: 20\r\n"
+                                 "Connection: close\r\n"
+                                 "Retry-After: 1\r\n\r\n"
+                                 "too many connections";
+    char sink[512];
+    ssize_t got = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+    (void)got;
+    ssize_t sent = send(fd, answer, sizeof(answer) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)sent;                          /* a full socket buffer: closed without it */
+    close(fd);
+    rdl__rt_conn_refused(srv, RT_REFUSED_LIMIT);
+}
+
+void rdl__rt_conn_accept(rt_thread_t *t, int fd)
+{
+    rdl_server_t *srv = t->srv;
+    const rdl_server_opts_t *o = &srv->opts;
+    /* Per process, as users read the limit: the app threads share one relaxed counter. */
+    atomic_int *open = t->admin ? &srv->admin_conns : &srv->app_conns;
+    if (atomic_fetch_add_explicit(open, 1, memory_order_relaxed) >= (int)o->max_connections) {
+        atomic_fetch_sub_explicit(open, 1, memory_order_relaxed);
+        refuse_over_limit(srv, fd);
         return;
+    }
+    rt_conn_t *c = calloc(1, sizeof(*c) + (size_t)o->max_headers * sizeof(rdl_h1_header_t));
+    if (!c) {
+        atomic_fetch_sub_explicit(open, 1, memory_order_relaxed);
+        close(fd);
+        return;
+    }
     c->headers = (rdl_h1_header_t *)(c + 1);
     c->t = t;
     uv_tcp_init(&t->loop, &c->tcp);
@@ -837,11 +893,10 @@ void rdl__rt_conn_accept(rt_thread_t *t, uv_stream_t *listener, int fd)
     rdl_buf_init(&c->req.resp_headers);
     c->state = RT_IDLE;
     c->first_request = true;
-    int rc = listener ? uv_accept(listener, (uv_stream_t *)&c->tcp) : uv_tcp_open(&c->tcp, fd);
-    if (rc != 0 && !listener)
+    int rc = uv_tcp_open(&c->tcp, fd);
+    if (rc != 0)
         close(fd);
-    if (rc != 0 || t->nconns > o->max_connections ||
-        !grow(c, RT_BUF_INITIAL)) {
+    if (rc != 0 || !grow(c, RT_BUF_INITIAL)) {
         conn_close_now(c);
         return;
     }

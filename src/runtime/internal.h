@@ -69,8 +69,12 @@ struct rt_thread {
     const rt_chain_t *chain;    /* the middleware of its listener */
     uv_loop_t loop;
     uv_thread_t tid;
-    uv_tcp_t listener;
+    uv_poll_t listener;         /* readable: connections wait on listen_fd (server.c accepts) */
+    int listen_fd;
     bool listening;
+    uv_timer_t backoff;         /* out of descriptors: accepting resumes when it fires */
+    uint64_t backoff_ms;        /* the pause after the last failure (0: none since an accept) */
+    bool backoff_closed;
     uv_async_t wake;            /* control messages from the main thread */
     atomic_int cmd;             /* RT_CMD_* bits, read in the wake callback */
     rdl_pool_sink_t *sink;
@@ -88,6 +92,9 @@ struct rt_thread {
 };
 
 enum { RT_CMD_DRAIN = 1, RT_CMD_STOP = 2 };
+
+/* Why a connection was refused at accept: http_server_connections_rejected_total{reason}. */
+enum { RT_REFUSED_LIMIT, RT_REFUSED_FD, RT_REFUSED_N };
 
 /* Per-I/O-thread set-up and tear-down (rdl_server_on_thread). */
 typedef struct rt_thread_hook {
@@ -139,6 +146,13 @@ struct rdl_server {
     atomic_int idle_threads;    /* app threads drained and without connections */
     atomic_uint_fast64_t send_timeouts; /* connections closed by timeouts.send (conn.c) */
     atomic_uint_fast64_t output_sheds;  /* closed by limits.max_output_total (conn.c) */
+    /* Open connections per plane; server.max_connections bounds each (conn.c). */
+    atomic_int app_conns, admin_conns;
+    atomic_uint_fast64_t refused[RT_REFUSED_N];         /* connections refused, by reason */
+    atomic_uint_fast64_t refused_logged[RT_REFUSED_N];  /* the count the last log line gave */
+    atomic_uint_fast64_t refused_log_ns[RT_REFUSED_N];  /* when that line was written */
+    int reserve_fd;             /* /dev/null, given up to take an admin connection when
+                                   descriptors run out; the admin thread's alone once it runs */
     int signals;
     int exit_code;
     char addr[96];
@@ -243,8 +257,10 @@ struct rt_conn {
 };
 
 /* conn.c */
-/* Accepts from listener, or adopts fd (already accepted) when listener is NULL. */
-void rdl__rt_conn_accept(rt_thread_t *t, uv_stream_t *listener, int fd);
+/* Adopts fd, just accepted; over server.max_connections, answers 503 and closes it. */
+void rdl__rt_conn_accept(rt_thread_t *t, int fd);
+/* Counts a refused connection and logs it, at most one line a second per reason. */
+void rdl__rt_conn_refused(rdl_server_t *srv, int reason);
 void rdl__rt_conn_drain(rt_conn_t *c);               /* the thread stopped accepting */
 void rdl__rt_conn_abort(rt_conn_t *c);               /* close now (thread stopping) */
 void rdl__rt_conn_request_done(rt_conn_t *c);        /* the exchange finished: continue */

@@ -251,6 +251,25 @@ static void gauge(rdl_collect_t *c, const char *name, const char *help, double v
     rdl_collect_value(c, NULL, NULL, 0, v);
 }
 
+/* The server's connection counts (conn.c, server.c), read with relaxed loads. */
+static void collect_connections(rdl_collect_t *c, rdl_server_t *srv)
+{
+    const char *pn[] = { "plane" }, *rn[] = { "reason" };
+    rdl_collect_family(c, RDL_METRIC_GAUGE, "http_server_connections",
+                       "Open connections, by listener (server.max_connections bounds each).");
+    rdl_collect_value(c, pn, (const char *[]){ "app" }, 1,
+                      atomic_load_explicit(&srv->app_conns, memory_order_relaxed));
+    rdl_collect_value(c, pn, (const char *[]){ "admin" }, 1,
+                      atomic_load_explicit(&srv->admin_conns, memory_order_relaxed));
+    rdl_collect_family(c, RDL_METRIC_COUNTER, "http_server_connections_rejected_total",
+                       "Connections refused at accept: over server.max_connections (limit, "
+                       "answered 503) or out of file descriptors (fd).");
+    rdl_collect_value(c, rn, (const char *[]){ "limit" }, 1,
+                      (double)atomic_load_explicit(&srv->refused[RT_REFUSED_LIMIT], memory_order_relaxed));
+    rdl_collect_value(c, rn, (const char *[]){ "fd" }, 1,
+                      (double)atomic_load_explicit(&srv->refused[RT_REFUSED_FD], memory_order_relaxed));
+}
+
 static void collect_runtime(rdl_collect_t *c, void *arg)
 {
     rt_metrics_t *mx = arg;
@@ -272,6 +291,7 @@ static void collect_runtime(rdl_collect_t *c, void *arg)
     rdl_collect_family(c, RDL_METRIC_COUNTER, "http_server_send_timeouts_total",
                        "Connections closed because no output left for timeouts.send (slow read).");
     rdl_collect_value(c, NULL, NULL, 0, (double)atomic_load(&srv->send_timeouts));
+    collect_connections(c, srv);
     if (!srv->pool)
         return;
     rdl_pool_stats_t st;

@@ -4,8 +4,11 @@
  * N I/O threads each run their own libuv loop with their own listening socket
  * on the same port (SO_REUSEPORT), so the kernel spreads connections and a
  * connection never leaves the thread that accepted it: the request path takes
- * no lock. One more thread serves the admin listener, so probes and metrics
- * answer even when the app threads are saturated. The thread that calls
+ * no lock. Each thread accepts from its socket itself (the socket is polled,
+ * not a libuv listener) so that running out of descriptors pauses accepting
+ * with a backoff and is counted, never a silent reset (docs/runtime.md,
+ * "Connection limits"). One more thread serves the admin listener, so probes
+ * and metrics answer even when the app threads are saturated. The thread that calls
  * rdl_server_run keeps a small control loop for signals and timers:
  *
  *   start -> listeners open (not ready) -> start-up work -> ready
@@ -21,8 +24,10 @@
  */
 #define _GNU_SOURCE             /* accept4, sched_getaffinity */
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,7 +114,7 @@ int rdl_server_opts_config(rdl_server_opts_t *o, rdl_config_t *cfg)
         { "server.threads", RDL_CFG_INT, &o->threads, 0, 256, NULL, "I/O threads (0 = CPUs usable: affinity, cgroup quota)", NULL },
         { "server.backlog", RDL_CFG_INT, &o->backlog, 1, 65535, NULL, "listen backlog", NULL },
         { "server.max_connections", RDL_CFG_INT, &o->max_connections, 1, 1000000, NULL,
-          "open connections per I/O thread", NULL },
+          "open connections per process, on each listener (503 beyond)", NULL },
         { "limits.max_request_line", RDL_CFG_SIZE, &o->max_request_line, 64, 1 << 20, NULL, "request line bytes (414)", NULL },
         { "limits.max_header_bytes", RDL_CFG_SIZE, &o->max_header_bytes, 256, 16 << 20, NULL, "request head bytes (431)", NULL },
         { "limits.max_headers", RDL_CFG_INT, &o->max_headers, 1, 10000, NULL, "request header fields (431)", NULL },
@@ -237,6 +242,7 @@ int rdl_server_new(const rdl_server_opts_t *opts, rdl_server_t **out)
     if (!srv)
         return RDL_ENOMEM;
     srv->opts = *opts;
+    srv->reserve_fd = -1;
     if (uv_mutex_init(&srv->ctl_mu) != 0) {
         free(srv);
         return RDL_ENOMEM;
@@ -393,20 +399,16 @@ static void format_addr(const struct sockaddr *sa, char *out, size_t n)
     }
 }
 
-/*
- * Opens one listening socket. *port is the port to use when the configured
- * one is 0 and an earlier socket already got one (every SO_REUSEPORT socket
- * must share it); it receives the bound port.
- */
-static int open_listener(const char *what, const char *hostport, int backlog, int *port,
-                         char *bound, size_t bound_len, rdl_error_t *err)
+/* The passive address hostport names, port 0 replaced by want_port when set. */
+static int resolve(const char *what, const char *hostport, int want_port,
+                   struct sockaddr_storage *ss, socklen_t *sl, rdl_error_t *err)
 {
     char host[RDL_HOST_MAX];
     int want;
     if (rdl_parse_hostport(hostport, host, &want) != 0)
         return rdl_error_set(err, RDL_EINVAL, 0, 0, what, "expected host:port, got '%s'", hostport);
-    if (want == 0 && *port)
-        want = *port;
+    if (want == 0 && want_port)
+        want = want_port;
     char service[8];
     snprintf(service, sizeof(service), "%d", want);
     struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -416,18 +418,127 @@ static int open_listener(const char *what, const char *hostport, int backlog, in
     if (gai != 0)
         return rdl_error_set(err, RDL_EINVAL, 0, 0, what, "cannot resolve '%s': %s", host,
                              gai_strerror(gai));
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *sl = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return 0;
+}
+
+static int port_of(const struct sockaddr_storage *ss)
+{
+    return ss->ss_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)ss)->sin6_port)
+                                     : ntohs(((const struct sockaddr_in *)ss)->sin_port);
+}
+
+static bool is_wildcard(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+    return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+}
+
+/*
+ * Whether two listeners would take the same connections: same port (0 picks
+ * a fresh one each) and the same address, or a wildcard that covers the
+ * other ([::] is dual-stack on Linux by default, so it covers IPv4 too).
+ */
+static bool addresses_overlap(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (port_of(a) == 0 || port_of(a) != port_of(b))
+        return false;
+    if ((a->ss_family == AF_INET6 && is_wildcard(a)) || (b->ss_family == AF_INET6 && is_wildcard(b)))
+        return true;
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (is_wildcard(a) || is_wildcard(b))
+        return true;
+    if (a->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                      &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+    return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+           ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+}
+
+/*
+ * Every listener sets SO_REUSEPORT, so the kernel would let the app and admin
+ * listeners share one address and split the connections between the planes
+ * at random: refused as a configuration error naming both keys.
+ */
+static int check_planes(const rdl_server_opts_t *o, rdl_error_t *err)
+{
+    if (!o->admin_listen[0])
+        return 0;
+    struct sockaddr_storage app, admin;
+    socklen_t l1, l2;
+    int rc = resolve("server.listen", o->listen, 0, &app, &l1, err);
+    if (rc == 0)
+        rc = resolve("server.admin_listen", o->admin_listen, 0, &admin, &l2, err);
+    if (rc == 0 && addresses_overlap(&app, &admin))
+        rc = rdl_error_set(err, RDL_EINVAL, 0, 0, "server.admin_listen",
+                           "server.listen (%s) and server.admin_listen (%s) share an address: "
+                           "the two planes would answer each other's requests; give the admin "
+                           "listener its own port", o->listen, o->admin_listen);
+    return rc;
+}
+
+/*
+ * Whether another process already listens on the address. SO_REUSEPORT lets
+ * any socket of the same user join a listening group, so a second service
+ * started on the same port would silently take half the connections. A probe
+ * socket without SO_REUSEPORT cannot bind next to a listening socket (with
+ * SO_REUSEADDR it still binds past connections in TIME_WAIT, so a restart is
+ * not refused); it is closed at once. The window between the probe and the
+ * group's bind is a few system calls (docs/runtime.md).
+ */
+static int probe_free(const char *what, const char *hostport, const struct sockaddr_storage *ss,
+                      socklen_t sl, rdl_error_t *err)
+{
+    if (port_of(ss) == 0)
+        return 0;                       /* the kernel picks a fresh port */
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;                       /* the group's own socket reports it */
     int one = 1;
-    int rc = fd < 0 ? -1 : 0;
+    int rc = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (rc == 0)
+        rc = bind(fd, (const struct sockaddr *)ss, sl);
+    int e = errno;
+    close(fd);
+    if (rc != 0 && e == EADDRINUSE)
+        return rdl_error_set(err, RDL_EIO, 0, 0, what,
+                             "cannot listen on %s: address in use (another process listens on "
+                             "it, or on a wildcard address with that port)", hostport);
+    return 0;
+}
+
+/*
+ * Opens one listening socket. *port is the port to use when the configured
+ * one is 0 and an earlier socket already got one (every SO_REUSEPORT socket
+ * must share it); it receives the bound port. The first socket of a group
+ * probes the address first (probe_free).
+ */
+static int open_listener(const char *what, const char *hostport, int backlog, int *port,
+                         char *bound, size_t bound_len, rdl_error_t *err)
+{
+    struct sockaddr_storage want;
+    socklen_t wl;
+    bool first = *port == 0;
+    int rc = resolve(what, hostport, *port, &want, &wl, err);
+    if (rc == 0 && first)
+        rc = probe_free(what, hostport, &want, wl, err);
+    if (rc != 0)
+        return rc;
+    int fd = socket(want.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    rc = fd < 0 ? -1 : 0;
     if (rc == 0)
         rc = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (rc == 0)
         rc = setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (rc == 0)
-        rc = bind(fd, ai->ai_addr, ai->ai_addrlen);
+        rc = bind(fd, (struct sockaddr *)&want, wl);
     if (rc == 0)
         rc = listen(fd, backlog);
-    freeaddrinfo(ai);
     if (rc != 0) {
         int e = errno;
         if (fd >= 0)
@@ -438,19 +549,80 @@ static int open_listener(const char *what, const char *hostport, int backlog, in
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     getsockname(fd, (struct sockaddr *)&ss, &sl);
-    *port = ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
-                                     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    *port = port_of(&ss);
     format_addr((struct sockaddr *)&ss, bound, bound_len);
     return fd;
 }
 
 /* ---- I/O threads ----------------------------------------------------- */
 
-static void on_connection(uv_stream_t *listener, int status)
+#define ACCEPT_BATCH 64             /* connections taken per wake-up, then the loop's other work */
+#define BACKOFF_FIRST_MS 100        /* out of descriptors: the first pause, doubled up to ... */
+#define BACKOFF_MAX_MS 1000
+
+static void on_listener_readable(uv_poll_t *p, int status, int events);
+
+/* Descriptors freed (a connection closed, or a backoff tick): hold the admin's spare one again. */
+static void reserve_again(rt_thread_t *t)
 {
-    rt_thread_t *t = listener->data;
-    if (status == 0)
-        rdl__rt_conn_accept(t, listener, -1);
+    if (t->admin && t->srv->reserve_fd < 0)
+        t->srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void on_backoff(uv_timer_t *timer)
+{
+    rt_thread_t *t = timer->data;
+    reserve_again(t);
+    if (t->listening)
+        uv_poll_start(&t->listener, UV_READABLE, on_listener_readable);
+}
+
+/*
+ * accept failed with EMFILE or ENFILE. The admin thread gives up its spare
+ * descriptor to take the waiting connection and serve it (a probe answers;
+ * the spare is opened again when a connection closes). Otherwise accepting
+ * pauses, 100 ms doubling to 1 s, so a listener that stays readable does not
+ * spin the loop; the connections wait in the backlog, not reset.
+ */
+static bool out_of_descriptors(rt_thread_t *t)
+{
+    rdl_server_t *srv = t->srv;
+    if (t->admin && srv->reserve_fd >= 0) {
+        close(srv->reserve_fd);
+        srv->reserve_fd = -1;
+        int fd = accept4(t->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            rdl__rt_conn_accept(t, fd);
+            return true;
+        }
+        reserve_again(t);
+    }
+    rdl__rt_conn_refused(srv, RT_REFUSED_FD);
+    t->backoff_ms = t->backoff_ms ? t->backoff_ms * 2 : BACKOFF_FIRST_MS;
+    if (t->backoff_ms > BACKOFF_MAX_MS)
+        t->backoff_ms = BACKOFF_MAX_MS;
+    uv_poll_stop(&t->listener);
+    uv_timer_start(&t->backoff, on_backoff, t->backoff_ms, 0);
+    return false;
+}
+
+/* The listener is readable: take what waits, up to a batch. */
+static void on_listener_readable(uv_poll_t *p, int status, int events)
+{
+    rt_thread_t *t = p->data;
+    (void)events;
+    for (int i = 0; status == 0 && t->listening && i < ACCEPT_BATCH; i++) {
+        int fd = accept4(t->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            t->backoff_ms = 0;
+            rdl__rt_conn_accept(t, fd);
+        } else if (errno == EMFILE || errno == ENFILE) {
+            if (!out_of_descriptors(t))
+                return;
+        } else if (errno != EINTR && errno != ECONNABORTED) {
+            return;                     /* EAGAIN: nothing waits */
+        }
+    }
 }
 
 static void report_idle(rt_thread_t *t)
@@ -464,30 +636,30 @@ static void report_idle(rt_thread_t *t)
 
 void rdl__rt_thread_conn_closed(rt_thread_t *t)
 {
+    reserve_again(t);
     report_idle(t);
-}
-
-static void on_listener_closed(uv_handle_t *h)
-{
-    (void)h;
 }
 
 /* Takes every connection already queued on the listener, then closes it. */
 static void stop_accepting(rt_thread_t *t)
 {
+    if (!t->backoff_closed) {
+        t->backoff_closed = true;
+        uv_close((uv_handle_t *)&t->backoff, NULL);
+    }
     if (!t->listening)
         return;
-    int fd = -1;
-    if (uv_fileno((uv_handle_t *)&t->listener, &fd) == 0) {
-        for (;;) {
-            int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (cfd < 0)
-                break;
-            rdl__rt_conn_accept(t, NULL, cfd);
-        }
+    for (;;) {
+        int cfd = accept4(t->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0)
+            break;
+        rdl__rt_conn_accept(t, cfd);
     }
     t->listening = false;
-    uv_close((uv_handle_t *)&t->listener, on_listener_closed);
+    uv_poll_stop(&t->listener);
+    uv_close((uv_handle_t *)&t->listener, NULL);
+    close(t->listen_fd);
+    t->listen_fd = -1;
 }
 
 static void on_wake(uv_async_t *a)
@@ -558,12 +730,14 @@ static int thread_init(rdl_server_t *srv, rt_thread_t *t, bool admin, int fd)
     if (rc == 0)
         rc = rdl_pool_sink_new(&t->loop, &t->sink);
     if (rc == 0)
-        rc = uv_tcp_init(&t->loop, &t->listener);
+        rc = uv_timer_init(&t->loop, &t->backoff);
+    t->backoff.data = t;
+    t->listen_fd = fd;                  /* listen() was called when it was opened */
+    if (rc == 0)
+        rc = uv_poll_init_socket(&t->loop, &t->listener, fd);
     t->listener.data = t;
     if (rc == 0)
-        rc = uv_tcp_open(&t->listener, fd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&t->listener, (int)srv->opts.backlog, on_connection);
+        rc = uv_poll_start(&t->listener, UV_READABLE, on_listener_readable);
     t->listening = rc == 0;
     return rc;
 }
@@ -677,6 +851,9 @@ static void startup_main(void *arg)
 static int open_all(rdl_server_t *srv, int *fds, rdl_error_t *err)
 {
     int port = 0;
+    int rc = check_planes(&srv->opts, err);
+    if (rc)
+        return rc;
     for (int i = 0; i < srv->nthreads; i++) {
         fds[i] = open_listener("server.listen", srv->opts.listen, (int)srv->opts.backlog, &port,
                                srv->addr, sizeof(srv->addr), err);
@@ -777,6 +954,8 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
         uv_async_send(&srv->ctl_wake);    /* asked before the loop existed */
     uv_mutex_unlock(&srv->ctl_mu);
 
+    if (srv->nall > srv->nthreads)      /* the admin plane's spare descriptor */
+        srv->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     for (int i = 0; i < srv->nall; i++)
         uv_thread_create(&srv->threads[i].tid, thread_main, &srv->threads[i]);
     rdl_log_field_t listening[] = { rdl_lf_str("addr", srv->addr),
@@ -792,6 +971,9 @@ int rdl_server_run(rdl_server_t *srv, rdl_error_t *err)
         uv_loop_close(&srv->threads[i].loop);
     }
     uv_loop_close(&srv->ctl);
+    if (srv->reserve_fd >= 0)
+        close(srv->reserve_fd);
+    srv->reserve_fd = -1;
     rdl_pool_free(srv->pool);
     srv->pool = NULL;
     parts_stop(srv);

@@ -364,8 +364,9 @@ TESTS = [
 ]
 
 def test_connection_limit(c):
-    """Past server.max_connections (per I/O thread) a new connection is closed at once;
-    the ones already open keep working and a slot frees when one of them closes."""
+    """Past server.max_connections (per process) a new connection is answered 503 with
+    Retry-After and closed at once (issue 15: it was closed without a word); the ones already
+    open keep working and a slot frees when one of them closes."""
     held = [socket.create_connection((c.host, c.port), timeout=5) for _ in range(2)]
     for s in held:
         s.sendall(GET + b"\r\n")
@@ -373,10 +374,12 @@ def test_connection_limit(c):
     with socket.create_connection((c.host, c.port), timeout=5) as extra:
         try:
             extra.sendall(GET + b"\r\n")
-            got = extra.recv(4096)
+            got = read_until_close(extra)
         except ConnectionResetError:
             got = b""
-        assert got == b"", "a connection past the limit was served: %r" % got[:60]
+        head = got.split(b"\r\n\r\n", 1)[0]
+        assert head.startswith(b"HTTP/1.1 503 ") and b"\r\nRetry-After: 1" in head and \
+            b"\r\nConnection: close" in head, "a connection past the limit: %r" % got[:200]
     held[0].sendall(GET + b"\r\n")
     assert held[0].recv(4096).startswith(b"HTTP/1.1 200 "), "held connections must keep working"
     held.pop().close()

@@ -2052,6 +2052,113 @@ static void test_admin_token(void **state)
     assert_false(leaked);
 }
 
+
+/* ---- 12. listeners: one address, one plane, one process ------------------ */
+
+/* A listening socket like another process's server would hold (SO_REUSEPORT too); its port. */
+static int listen_like_a_server(const char *ip, int *fd)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET };
+    assert_int_equal(inet_pton(AF_INET, ip, &sa.sin_addr), 1);
+    *fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(*fd >= 0);
+    int one = 1;
+    setsockopt(*fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(*fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    assert_int_equal(bind(*fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(*fd, 16), 0);
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(getsockname(*fd, (struct sockaddr *)&sa, &sl), 0);
+    return ntohs(sa.sin_port);
+}
+
+/* A port nothing listens on now. */
+static int free_port(void)
+{
+    int fd;
+    int port = listen_like_a_server("127.0.0.1", &fd);
+    close(fd);
+    return port;
+}
+
+/*
+ * Runs a server on these listeners, asked to stop before it starts: the
+ * error it refuses with (code in err->code), or 0 when it started and drained.
+ */
+static int run_once(char *listen, char *admin, rdl_error_t *err)
+{
+    rdl_server_opts_t o;
+    test_opts(&o);
+    o.listen = listen;
+    o.admin_listen = admin;
+    rdl_server_t *srv = server_new(&o);
+    rdl_server_shutdown(srv);
+    memset(err, 0, sizeof(*err));
+    int rc = rdl_server_run(srv, err);
+    rdl_server_free(srv);
+    S.srv = NULL;
+    err->code = rc;
+    return rc;
+}
+
+/*
+ * The app and admin listeners on one address (before: both bound through
+ * SO_REUSEPORT and the planes answered each other's requests at random): a
+ * configuration error naming both keys, a wildcard covering the other too.
+ */
+static void test_planes_share_address(void **state)
+{
+    (void)state;
+    int p = free_port();
+    char a[32], b[32], any[32], v6any[32];
+    snprintf(a, sizeof(a), "127.0.0.1:%d", p);
+    snprintf(b, sizeof(b), "127.0.0.1:%d", p);
+    snprintf(any, sizeof(any), "0.0.0.0:%d", p);
+    snprintf(v6any, sizeof(v6any), "[::]:%d", p);
+    char fresh[] = "127.0.0.1:0", fresh2[] = "127.0.0.1:0";
+    char *pairs[][2] = { { a, b }, { any, a }, { a, any }, { v6any, a } };
+    rdl_error_t err;
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        assert_int_equal(run_once(pairs[i][0], pairs[i][1], &err), RDL_EINVAL);
+        assert_string_equal(err.key, "server.admin_listen");
+        assert_non_null(strstr(err.msg, "server.listen"));
+        assert_non_null(strstr(err.msg, "server.admin_listen"));
+    }
+    assert_int_equal(run_once(fresh, fresh2, &err), 0);      /* two fresh ports */
+}
+
+/*
+ * A port another process listens on (before: joined its SO_REUSEPORT group
+ * and took half its connections): refused, naming the address and the cause,
+ * also when the other one holds the wildcard address.
+ */
+static void test_port_taken_refused(void **state)
+{
+    (void)state;
+    char fresh[] = "127.0.0.1:0";
+    int other;
+    int p = listen_like_a_server("127.0.0.1", &other);
+    char addr[32];
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", p);
+    rdl_error_t err;
+    int rc = run_once(addr, fresh, &err);
+    int rc_admin = rc == RDL_EIO ? run_once(fresh, addr, &err) : rc;
+    close(other);
+    assert_int_equal(rc, RDL_EIO);
+    assert_int_equal(rc_admin, RDL_EIO);
+    assert_string_equal(err.key, "server.admin_listen");
+    assert_non_null(strstr(err.msg, addr));
+    assert_non_null(strstr(err.msg, "another process listens on it"));
+
+    p = listen_like_a_server("0.0.0.0", &other);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%d", p);
+    rc = run_once(addr, fresh, &err);
+    close(other);
+    assert_int_equal(rc, RDL_EIO);
+    assert_string_equal(err.key, "server.listen");
+    assert_int_equal(run_once(addr, fresh, &err), 0);    /* free again: it starts */
+}
+
 /* No token file: changes are refused (403) unless allowed outright; reads stay open. */
 static void test_admin_without_token_file(void **state)
 {
@@ -2080,6 +2187,89 @@ static void test_admin_without_token_file(void **state)
         server_stop();
     }
 }
+
+/* ---- 13. connection limits: refused with an answer, counted -------------- */
+
+/* The value of one exposed series ("name{labels}") on the default registry; -1: absent. */
+static double exposed(const char *series)
+{
+    rdl_buf_t b;
+    rdl_buf_init(&b);
+    double v = -1;
+    char want[160];
+    snprintf(want, sizeof(want), "\n%s ", series);
+    if (rdl_metrics_expose(NULL, RDL_FMT_TEXT, &b) == 0 && b.data) {
+        const char *at = strstr(b.data, want);
+        if (at)
+            v = strtod(at + strlen(want), NULL);
+    }
+    rdl_buf_close(&b);
+    return v;
+}
+
+static bool wait_exposed(const char *series, double want)
+{
+    uint64_t end = mono_ms() + WAIT_MS;
+    while (exposed(series) != want && mono_ms() < end)
+        sleep_ms(5);
+    return exposed(series) == want;
+}
+
+/*
+ * server.max_connections is per process (before: per I/O thread, so two
+ * threads took 4 with a limit of 2, and the ones over it got a bare close
+ * with no count): the third client gets a 503 with Retry-After and
+ * Connection: close, the refusal is counted, the gauge shows the open ones,
+ * and a freed slot takes a new client.
+ */
+static void test_max_connections_per_process(void **state)
+{
+    (void)state;
+    rdl_server_opts_t o;
+    test_opts(&o);
+    o.max_connections = 2;
+    rdl_server_t *srv = server_new(&o);
+    assert_int_equal(rdl_server_route(srv, "GET", "/hello", h_hello, NULL), 0);
+    server_start();
+    const char *limit = "http_server_connections_rejected_total{reason=\"limit\"}";
+    const char *open = "http_server_connections{plane=\"app\"}";
+    double before = exposed(limit);
+    resp_t *r = &resp_buf;
+    for (int i = 0; i < 2; i++) {                /* each accepted: its answer came back */
+        assert_true(client_open(&clients[i], S.addr));
+        assert_true(client_send(&clients[i], "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"));
+        assert_true(read_response(&clients[i], r, false));
+        assert_int_equal(r->status, 200);
+    }
+    for (int k = 0; k < 3; k++) {                /* whichever thread takes it */
+        client_t *c = &clients[2];
+        assert_true(client_open(c, S.addr));
+        assert_true(read_response(c, r, false));
+        assert_int_equal(r->status, 503);
+        char v[32];
+        assert_true(resp_header(r, "Retry-After", v, sizeof(v)));
+        assert_string_equal(v, "1");
+        assert_true(resp_header(r, "Connection", v, sizeof(v)));
+        assert_string_equal(v, "close");
+        assert_true(client_wait_closed(c));
+        client_close(c);
+    }
+    assert_true(before <= 0);
+    assert_true(wait_exposed(limit, 3));
+    assert_true(wait_exposed(open, 2));
+    http_do(S.admin, "GET", "/healthz", r);      /* the admin plane has its own count */
+    assert_int_equal(r->status, 200);
+
+    client_close(&clients[0]);
+    assert_true(wait_exposed(open, 1));
+    assert_true(client_open(&clients[0], S.addr));
+    assert_true(client_send(&clients[0], "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n"));
+    assert_true(read_response(&clients[0], r, false));
+    assert_int_equal(r->status, 200);
+    assert_true(exposed(limit) == 3);
+    server_stop();
+}
+
 
 static void test_cpu_quota(void **state)
 {
@@ -2125,6 +2315,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resp_header_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disconnect_cancels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_log_wiring, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_planes_share_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_port_taken_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_connections_per_process, setup, teardown),
         cmocka_unit_test(test_cpu_quota),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
