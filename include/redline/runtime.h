@@ -100,8 +100,9 @@ RDL_EXTERN void *rdl_server_opts_part(rdl_server_opts_t *opts, const rdl_part_t 
 RDL_EXTERN int rdl_server_opts_config(rdl_server_opts_t *opts, rdl_config_t *cfg);
 /*
  * Checks, once the configuration is loaded, what the loader could not judge
- * key by key and the server would otherwise refuse only when it starts: each
- * listed part's check hook (OTEL_* variables, log.file's directory). 0, or
+ * key by key and the server would otherwise refuse only when it starts: the
+ * app and admin listeners on one address, then each listed part's check hook
+ * (OTEL_* variables, log.file's directory). 0, or
  * RDL_EINVAL with err naming the key or variable: a configuration error.
  */
 RDL_EXTERN int rdl_server_opts_check(rdl_server_opts_t *opts, rdl_error_t *err);

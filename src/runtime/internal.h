@@ -291,6 +291,10 @@ void rdl__rt_trace_inject(rdl_server_t *srv, const struct rdl_span *span,
 /* access_log.c: PUT /debug/loglevel's body: a level name, or {"level":"..."}; false for anything else. */
 bool rdl__rt_log_level_from_body(const char *body, size_t n, rdl_log_level_t *out);
 
+/* server.c: app and admin listeners on one address (a configuration error naming both keys);
+ * also checked at load by rdl_server_opts_check. */
+int rdl__rt_check_planes(const rdl_server_opts_t *o, rdl_error_t *err);
+
 /* admin.c */
 int rdl__rt_admin_register(rdl_server_t *srv);
 

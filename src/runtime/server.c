@@ -464,7 +464,7 @@ static bool addresses_overlap(const struct sockaddr_storage *a, const struct soc
  * listeners share one address and split the connections between the planes
  * at random: refused as a configuration error naming both keys.
  */
-static int check_planes(const rdl_server_opts_t *o, rdl_error_t *err)
+int rdl__rt_check_planes(const rdl_server_opts_t *o, rdl_error_t *err)
 {
     if (!o->admin_listen[0])
         return 0;
@@ -851,7 +851,7 @@ static void startup_main(void *arg)
 static int open_all(rdl_server_t *srv, int *fds, rdl_error_t *err)
 {
     int port = 0;
-    int rc = check_planes(&srv->opts, err);
+    int rc = rdl__rt_check_planes(&srv->opts, err);
     if (rc)
         return rc;
     for (int i = 0; i < srv->nthreads; i++) {

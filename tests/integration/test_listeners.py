@@ -47,7 +47,7 @@ def test_app_and_admin_on_one_address_refused(c):
     for app, admin in (("127.0.0.1:%d" % p, "127.0.0.1:%d" % p),
                        ("0.0.0.0:%d" % p, "127.0.0.1:%d" % p)):
         rc, err = start_fails(app, admin)
-        assert rc == 1, "coursed started with --listen %s --admin-listen %s (exit %s): %s" % (
+        assert rc == 2, "coursed started with --listen %s --admin-listen %s (exit %s): %s" % (
             app, admin, rc, err)
         assert "server.listen" in err and "server.admin_listen" in err, err
 
