@@ -138,7 +138,7 @@ static int load(rt_routing_t *r, rdl_error_t *err)
     if (rc == 0) {
         size = rdl_route_table_size(t);
         rdl_route_table_retry_warnings(t, warn_retry_on, r->srv->log);
-        publish(r, t);                 /* t may be gone from here on: a newer load replaces it */
+        publish(r, t);                 /* once load_mu is released, a newer load may free t */
         set_last_error(r, "");
         atomic_store(&r->loaded_at_ms, rdl_wall_ns() / 1000000u);
         count(&r->reloads);
