@@ -290,6 +290,7 @@ def test_slow_reload_fifo_and_sigterm(binary, d):
         def debug_reader():
             while not done.is_set():
                 c.request("GET", "/debug/routes", admin=True, timeout=30)
+                time.sleep(0.01)        # leave the probes the GIL and a core
         t = threading.Thread(target=debug_reader)
         t.start()
         os.kill(c.pid, signal.SIGHUP)

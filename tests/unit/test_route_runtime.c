@@ -344,8 +344,10 @@ static void *reloader(void *arg)
 static void *debug_reader(void *arg)
 {
     (void)arg;
-    while (!atomic_load(&reload_done))
+    while (!atomic_load(&reload_done)) {
         admin_get_ms("/debug/routes");
+        usleep(5000);
+    }
     return NULL;
 }
 
