@@ -133,6 +133,9 @@ typedef struct rdl_route_part_opts {
     char *bypass_header;        /* present on a request => the default route; "" = none */
     char *sticky_header;        /* weighted choice sticky on this header; "" = random */
     uint64_t watch_ms;          /* how often the file is checked for changes; 0 = only SIGHUP */
+    uint64_t max_file_bytes;    /* a larger file is refused (RDL_ROUTE_MAX_FILE_BYTES) */
+    int64_t max_rules;          /* routes, match blocks, destinations (RDL_ROUTE_MAX_RULES) */
+    uint64_t max_regex_bytes;   /* PCRE2 compiled + JIT size (RDL_ROUTE_MAX_REGEX_BYTES) */
 } rdl_route_part_opts_t;
 
 /*

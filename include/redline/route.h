@@ -40,9 +40,23 @@
 
 typedef struct rdl_route_table rdl_route_table_t;
 
+/*
+ * What one file may hold (0 in rdl_route_opts_t = these). A rule is an http
+ * route (an entry of http[] or of the short form's routes:), a match block
+ * and a destination (a weights entry in the short form): what the matcher
+ * walks or chooses from. Regex memory is PCRE2's compiled size plus its JIT
+ * code, summed over the file's regexes.
+ */
+#define RDL_ROUTE_MAX_FILE_BYTES (8u << 20)
+#define RDL_ROUTE_MAX_RULES 10000u
+#define RDL_ROUTE_MAX_REGEX_BYTES (16u << 20)
+
 typedef struct rdl_route_opts {
     const char *bypass_header;  /* present on a request => the default route; NULL/"" = none */
     const char *sticky_header;  /* weighted choice hashes this header's value; NULL/"" = random */
+    size_t max_file_bytes;      /* rdl_route_load_file refuses a larger file; 0 = the default */
+    size_t max_rules;           /* a file with more rules is refused; 0 = the default */
+    size_t max_regex_bytes;     /* compiled regexes past this are refused; 0 = the default */
 } rdl_route_opts_t;
 
 /*
@@ -102,8 +116,11 @@ typedef struct rdl_route_decision {
  * Loads every document of yaml (name is used in errors). Each VirtualService
  * and DestinationRule is validated as Istio would, plus: regexes RE2 would
  * refuse, subsets no DestinationRule in the text defines, fields redline does
- * not know. On error nothing is returned and err names line, column, the
- * field path (err->key) and what was expected. Any thread.
+ * not know, more rules or regex memory than opts allows (the error names
+ * the limit). On error nothing is returned and err names line, column, the
+ * field path (err->key) and what was expected. rdl_route_load_file reads
+ * with rdl_read_file: a directory, device, FIFO or a file over
+ * max_file_bytes is refused without blocking. Any thread.
  */
 RDL_EXTERN int rdl_route_load_string(const rdl_route_opts_t *opts, const char *name,
                                      const char *yaml, size_t len, rdl_route_table_t **out,

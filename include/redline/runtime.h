@@ -368,9 +368,11 @@ typedef struct rdl_server_route_stats {
 /* Any thread. All zero when routing is off. */
 RDL_EXTERN void rdl_server_route_stats(const rdl_server_t *srv, rdl_server_route_stats_t *out);
 /*
- * Loads the routes file again now (as SIGHUP does): validated, then swapped in
- * atomically; on error the rules in use stay and err says why. Any thread,
- * after rdl_server_run has started; RDL_ESTATE when routing is off.
+ * Loads the routes file again now (as SIGHUP does): read and validated on the
+ * calling thread, under no lock the I/O and admin threads take, then swapped
+ * in atomically; on error (limits included: routes.max_rules, ...) the rules
+ * in use stay and err says why. Waits for a reload already under way. Any
+ * thread, after rdl_server_run has started; RDL_ESTATE when routing is off.
  */
 RDL_EXTERN int rdl_server_reload_routes(rdl_server_t *srv, rdl_error_t *err);
 

@@ -23,8 +23,6 @@
 #include "util/yaml.h"
 #include "route/route_internal.h"
 
-#define ROUTE_MAX_FILE (8u << 20)
-
 /*
  * A load: the shared YAML reader first (item callbacks of rdl__yaml_list get
  * the reader and reach the load through it), the table being built.
@@ -33,6 +31,8 @@ typedef struct ld {
     rdl__yaml_t y;
     rdl_route_table_t *t;
     rdl_error_t *err;
+    size_t rules, max_rules;                /* see rdl_route_opts_t */
+    size_t regex_bytes, max_regex_bytes;
 } ld_t;
 
 /* ---- errors and memory (the YAML itself is util/yaml.c's) ------------------ */
@@ -101,6 +101,34 @@ static char *lower_copy(ld_t *ld, const char *s, size_t len)
         if (c[i] >= 'A' && c[i] <= 'Z')
             c[i] = (char)(c[i] - 'A' + 'a');
     return c;
+}
+
+/* ---- the limits a file must stay within ------------------------------------ */
+
+/*
+ * Counted as the file is walked, so that a huge file is refused at the rule
+ * that crosses the limit, before the rest is compiled.
+ */
+static int count_rules(ld_t *ld, struct fy_node *at, const char *path, size_t n)
+{
+    ld->rules += n;
+    if (ld->rules <= ld->max_rules)
+        return 0;
+    return fail(ld, at, path, "more than %zu rules (http routes, match blocks and destinations): "
+                "the limit is routes.max_rules", ld->max_rules);
+}
+
+static int count_regex(ld_t *ld, struct fy_node *at, const char *path, const pcre2_code *re)
+{
+    size_t size = 0, jit = 0;
+    pcre2_pattern_info(re, PCRE2_INFO_SIZE, &size);
+    if (pcre2_pattern_info(re, PCRE2_INFO_JITSIZE, &jit) != 0)
+        jit = 0;
+    ld->regex_bytes += size + jit;
+    if (ld->regex_bytes <= ld->max_regex_bytes)
+        return 0;
+    return fail(ld, at, path, "the regexes take more than %zu bytes compiled: "
+                "the limit is routes.max_regex_bytes", ld->max_regex_bytes);
 }
 
 /* ---- StringMatch and match blocks --------------------------------------- */
@@ -174,7 +202,7 @@ static int strmatch(ld_t *ld, struct fy_node *n, const char *path, bool presence
             ld->err->column += (int)at;    /* plain scalars map offsets to columns */
         return rc;
     }
-    return add_regex(ld, m->re);
+    return add_regex(ld, m->re) ? ld->err->code : count_regex(ld, v, vp, m->re);
 }
 
 /* The cache slot of a header name, shared by every condition on it; -1 past the cache. */
@@ -248,7 +276,8 @@ static int match_block(rdl__yaml_t *y, struct fy_node *n, const char *path, size
 {
     ld_t *ld = (ld_t *)y;
     route_block_t *b = elem;
-    if (rdl__yaml_check_map(&ld->y, n, path, "a match block (HTTPMatchRequest)", block_fields, block_ignored))
+    if (count_rules(ld, n, path, 1) ||
+        rdl__yaml_check_map(&ld->y, n, path, "a match block (HTTPMatchRequest)", block_fields, block_ignored))
         return ld->err->code;
     char p[RDL_YAML_PATH_MAX];
     if (rdl__yaml_get(n, "sourceLabels") || rdl__yaml_get(n, "sourceNamespace")) {
@@ -538,6 +567,8 @@ static int destination(rdl__yaml_t *y, struct fy_node *n, const char *path, size
     pendings_t *pd = arg;
     static const char *const fields[] = { "destination", "weight", "headers", NULL };
     static const char *const dfields[] = { "host", "subset", "port", NULL };
+    if (count_rules(ld, n, path, 1))
+        return ld->err->code;
     static const char *const pfields[] = { "number", NULL };
     if (rdl__yaml_check_map(&ld->y, n, path, "a route destination", fields, NULL))
         return ld->err->code;
@@ -680,7 +711,8 @@ static int http_route(rdl__yaml_t *y, struct fy_node *n, const char *path, size_
     route_http_t *r = elem;
     const char *vs = ((http_ctx_t *)arg)->vs;
     pendings_t *pd = ((http_ctx_t *)arg)->pd;
-    if (rdl__yaml_check_map(&ld->y, n, path, "an http route (HTTPRoute)", http_fields, http_ignored))
+    if (count_rules(ld, n, path, 1) ||
+        rdl__yaml_check_map(&ld->y, n, path, "an http route (HTTPRoute)", http_fields, http_ignored))
         return ld->err->code;
     if (route_name(ld, n, path, vs, i, r) || route_common(ld, n, path, r))
         return ld->err->code;
@@ -821,6 +853,8 @@ static int short_weights(ld_t *ld, struct fy_node *n, const char *path, route_ht
 {
     if (!fy_node_is_mapping(n) || fy_node_mapping_item_count(n) == 0)
         return fail(ld, n, path, "expected a mapping of subset to integer weight");
+    if (count_rules(ld, n, path, (size_t)fy_node_mapping_item_count(n)))
+        return ld->err->code;
     r->ndests = (size_t)fy_node_mapping_item_count(n);
     r->dests = alloc(ld, r->ndests * sizeof(route_dest_t));
     if (!r->dests)
@@ -845,7 +879,7 @@ static int short_route(rdl__yaml_t *y, struct fy_node *n, const char *path, size
 {
     ld_t *ld = (ld_t *)y;
     route_http_t *r = elem;
-    if (rdl__yaml_check_map(&ld->y, n, path, "a route", short_fields, NULL))
+    if (count_rules(ld, n, path, 1) || rdl__yaml_check_map(&ld->y, n, path, "a route", short_fields, NULL))
         return ld->err->code;
     if (route_name(ld, n, path, "routes", i, r) || route_common(ld, n, path, r))
         return ld->err->code;
@@ -857,6 +891,8 @@ static int short_route(rdl__yaml_t *y, struct fy_node *n, const char *path, size
         rdl__yaml_path_sub(p, path, "weights");
         return short_weights(ld, w, p, r);
     }
+    if (count_rules(ld, n, path, 1))
+        return ld->err->code;
     r->ndests = 1;
     r->total_weight = 1;
     r->dests = alloc(ld, sizeof(route_dest_t));
@@ -987,7 +1023,10 @@ int rdl_route_load_string(const rdl_route_opts_t *opts, const char *name, const 
     rdl_arena_init(&t->arena, 16384);
     ld_t ld = { .y = { .err = err, .input = yaml, .input_len = len, .arena = &t->arena,
                        .what = "routing rules" },
-                .t = t, .err = err };
+                .t = t, .err = err,
+                .max_rules = opts && opts->max_rules ? opts->max_rules : RDL_ROUTE_MAX_RULES,
+                .max_regex_bytes = opts && opts->max_regex_bytes ? opts->max_regex_bytes
+                                                                 : RDL_ROUTE_MAX_REGEX_BYTES };
     pendings_t pd = { 0 };
     int rc = rdl__yaml_each_document(&ld.y, document_fn, &pd);
     if (rc == 0)
@@ -1015,7 +1054,8 @@ int rdl_route_load_file(const rdl_route_opts_t *opts, const char *path, rdl_rout
     rdl_error_clear(err);
     char *data = NULL;
     size_t n = 0;
-    int rc = rdl_read_file(path, ROUTE_MAX_FILE, &data, &n, err);
+    size_t cap = opts && opts->max_file_bytes ? opts->max_file_bytes : RDL_ROUTE_MAX_FILE_BYTES;
+    int rc = rdl_read_file(path, cap, &data, &n, err);
     if (rc == 0)
         rc = rdl_route_load_string(opts, path, data, n, out, err);
     free(data);

@@ -20,6 +20,15 @@
  * own reference, so the old table is freed by whoever lets go last. The
  * request path takes no lock and never waits. A refused file keeps the rules
  * in use; the error (file:line:column: field: why) is logged and counted.
+ *
+ * A reload may be slow (a large file) or refused late (a FIFO, a device, a
+ * file or rule set over its limits), and the planes must not notice: the file
+ * is read and parsed under load_mu, which only reloaders take; the admin
+ * thread (GET /debug/routes) takes a reference to the table and copies
+ * last_error under error_mu, held for that copy only. SIGHUP and the file
+ * watch hand the reload to the libuv thread pool, so the control loop keeps
+ * turning and SIGTERM drains as usual while a file is parsed (the loop ends
+ * once that parse is done).
  */
 #define _GNU_SOURCE
 #include <sched.h>
@@ -45,13 +54,18 @@ typedef struct rt_routing {
     _Atomic(rdl_route_table_t *) current;
     rt_route_slot_t *slots;     /* one per thread of the server (app and admin) */
     int nslots;
-    uv_mutex_t reload_mu;       /* one reload at a time; guards last_error */
+    uv_mutex_t load_mu;         /* one load at a time; reloaders only, never a plane's thread */
+    uv_mutex_t error_mu;        /* last_error; held to write or copy it, nothing else */
     char last_error[1024];
     atomic_uint_least64_t loaded_at_ms;   /* wall clock of the last successful load */
     bool watching;
     int collector;              /* id in the default metrics registry; 0 = none */
     uv_signal_t sighup;
     uv_fs_poll_t poll;
+    uv_loop_t *ctl;             /* the control loop; the fields below are its thread's */
+    uv_work_t work;             /* the reload in the thread pool */
+    bool working;               /* work is queued or running */
+    bool again;                 /* asked again while working: one more reload after it */
     /* counters (relaxed: statistics only) */
     atomic_uint_least64_t decisions, unmatched, bypassed, delays, aborts, reloads, failures;
 } rt_routing_t;
@@ -100,30 +114,43 @@ static void warn_retry_on(void *log, const char *route, const char *conditions)
             "route retryOn conditions not applied to outbound calls (logged per loaded table)", f, 2);
 }
 
+static void set_last_error(rt_routing_t *r, const char *text)
+{
+    uv_mutex_lock(&r->error_mu);
+    snprintf(r->last_error, sizeof(r->last_error), "%s", text);
+    uv_mutex_unlock(&r->error_mu);
+}
+
+/* Reads, parses and swaps in the file; on whatever thread reloads, never under a plane's lock. */
 static int load(rt_routing_t *r, rdl_error_t *err)
 {
     const rdl_route_part_opts_t *o = r->opts;
     rdl_route_opts_t ro = { .bypass_header = o->bypass_header,
-                            .sticky_header = o->sticky_header };
+                            .sticky_header = o->sticky_header,
+                            .max_file_bytes = (size_t)o->max_file_bytes,
+                            .max_rules = (size_t)o->max_rules,
+                            .max_regex_bytes = (size_t)o->max_regex_bytes };
     rdl_route_table_t *t = NULL;
     char text[1024];
-    uv_mutex_lock(&r->reload_mu);
+    size_t size = 0;
+    uv_mutex_lock(&r->load_mu);
     int rc = rdl_route_load_file(&ro, o->file, &t, err);
     if (rc == 0) {
-        publish(r, t);
+        size = rdl_route_table_size(t);
         rdl_route_table_retry_warnings(t, warn_retry_on, r->srv->log);
-        r->last_error[0] = '\0';
+        publish(r, t);                 /* once load_mu is released, a newer load may free t */
+        set_last_error(r, "");
         atomic_store(&r->loaded_at_ms, rdl_wall_ns() / 1000000u);
         count(&r->reloads);
     } else {
         rdl_error_format(err, text, sizeof(text));
-        snprintf(r->last_error, sizeof(r->last_error), "%s", text);
+        set_last_error(r, text);
         count(&r->failures);
     }
-    uv_mutex_unlock(&r->reload_mu);
+    uv_mutex_unlock(&r->load_mu);
     if (rc == 0) {
         rdl_log_field_t f[] = { rdl_lf_str("file", o->file),
-                                rdl_lf_int("http_routes", (int64_t)rdl_route_table_size(t)) };
+                                rdl_lf_int("http_routes", (int64_t)size) };
         rdl_log(r->srv->log, RDL_LOG_INFO, "routes loaded", f, 2);
     } else {
         rdl_log_field_t f[] = { rdl_lf_str("file", err->file), rdl_lf_int("line", err->line),
@@ -132,6 +159,39 @@ static int load(rt_routing_t *r, rdl_error_t *err)
         rdl_log(r->srv->log, RDL_LOG_ERROR, "routes file refused: the previous rules stay", f, 5);
     }
     return rc;
+}
+
+/* ---- reloading off the control loop --------------------------------------------- */
+
+static void reload_work(uv_work_t *w)
+{
+    rdl_error_t err;
+    load(w->data, &err);
+}
+
+static void reload_async(rt_routing_t *r);
+
+static void reload_done(uv_work_t *w, int status)
+{
+    rt_routing_t *r = w->data;
+    (void)status;
+    r->working = false;
+    if (r->again && r->watching) {
+        r->again = false;
+        reload_async(r);
+    }
+}
+
+/* On the control loop: one reload at a time; asks during one coalesce into one more. */
+static void reload_async(rt_routing_t *r)
+{
+    if (r->working) {
+        r->again = true;
+        return;
+    }
+    r->work.data = r;
+    if (uv_queue_work(r->ctl, &r->work, reload_work, reload_done) == 0)
+        r->working = true;
 }
 
 int rdl_server_reload_routes(rdl_server_t *srv, rdl_error_t *err)
@@ -399,12 +459,14 @@ static void get_routes(rdl_req_t *req, void *arg)
                    (unsigned long long)atomic_load(&r->loaded_at_ms), (unsigned long long)s.reloads,
                    (unsigned long long)s.reload_failures, (unsigned long long)s.decisions,
                    (unsigned long long)s.unmatched);
-    uv_mutex_lock(&r->reload_mu);
-    if (r->last_error[0])
-        rdl_json_str(&b, r->last_error, strlen(r->last_error));
+    char last_error[sizeof(r->last_error)];
+    uv_mutex_lock(&r->error_mu);
+    memcpy(last_error, r->last_error, sizeof(last_error));
+    uv_mutex_unlock(&r->error_mu);
+    if (last_error[0])
+        rdl_json_str(&b, last_error, strlen(last_error));
     else
         rdl_buf_puts(&b, "null");
-    uv_mutex_unlock(&r->reload_mu);
     rdl_buf_puts(&b, ",\"rules\":");
     rdl_route_table_t *t = acquire(r, rdl_req_thread(req));
     rdl_route_dump(t, &b);
@@ -442,6 +504,9 @@ static void route_defaults(void *opts)
     o->bypass_header = "x-redline-bypass";
     o->sticky_header = "";
     o->watch_ms = 1000;
+    o->max_file_bytes = RDL_ROUTE_MAX_FILE_BYTES;
+    o->max_rules = RDL_ROUTE_MAX_RULES;
+    o->max_regex_bytes = RDL_ROUTE_MAX_REGEX_BYTES;
 }
 
 static int route_config(void *opts, rdl_config_t *cfg)
@@ -456,6 +521,12 @@ static int route_config(void *opts, rdl_config_t *cfg)
           "weighted choice sticky on this header's value (empty: random)", NULL },
         { "routes.watch_interval", RDL_CFG_DURATION, &o->watch_ms, 0, 3600000, NULL,
           "how often the routes file is checked for changes (0: SIGHUP only)", NULL },
+        { "routes.max_file_bytes", RDL_CFG_SIZE, &o->max_file_bytes, 1, 1u << 30, NULL,
+          "a larger routes file is refused (the rules in use stay)", NULL },
+        { "routes.max_rules", RDL_CFG_INT, &o->max_rules, 1, 10000000, NULL,
+          "http routes, match blocks and destinations a routes file may hold", NULL },
+        { "routes.max_regex_bytes", RDL_CFG_SIZE, &o->max_regex_bytes, 1, 1u << 30, NULL,
+          "memory the compiled regexes of a routes file may take (PCRE2 code + JIT)", NULL },
     };
     return rdl_config_add(cfg, keys, sizeof(keys) / sizeof(keys[0]));
 }
@@ -466,7 +537,12 @@ static int route_install(rdl_server_t *srv, void *opts, void **state)
     rt_routing_t *r = NULL;
     if (o->file && o->file[0]) {
         r = calloc(1, sizeof(*r));
-        if (!r || uv_mutex_init(&r->reload_mu) != 0) {
+        if (!r || uv_mutex_init(&r->load_mu) != 0) {
+            free(r);
+            return RDL_ENOMEM;
+        }
+        if (uv_mutex_init(&r->error_mu) != 0) {
+            uv_mutex_destroy(&r->load_mu);
             free(r);
             return RDL_ENOMEM;
         }
@@ -511,17 +587,16 @@ static int route_start(rdl_server_t *srv, void *state, rdl_error_t *err)
 
 static void on_sighup(uv_signal_t *sig, int signum)
 {
-    rdl_error_t err;
+    (void)signum;
     rdl_log(((rt_routing_t *)sig->data)->srv->log, RDL_LOG_INFO, "SIGHUP received: reloading routes",
             NULL, 0);
-    load(sig->data, &err);
+    reload_async(sig->data);
 }
 
 static void on_file_change(uv_fs_poll_t *p, int status, const uv_stat_t *prev, const uv_stat_t *curr)
 {
-    rdl_error_t err;
     if (status == 0)
-        load(p->data, &err);
+        reload_async(p->data);
     else if (status != UV_ENOENT || prev->st_ino != 0) {
         rdl_log_field_t f = rdl_lf_str("error", uv_strerror(status));
         rdl_log(((rt_routing_t *)p->data)->srv->log, RDL_LOG_ERROR,
@@ -535,6 +610,7 @@ static void route_run(rdl_server_t *srv, void *state, uv_loop_t *ctl)
     rt_routing_t *r = state;
     if (!r)
         return;
+    r->ctl = ctl;
     uv_signal_init(ctl, &r->sighup);
     r->sighup.data = r;
     uv_signal_start(&r->sighup, on_sighup, SIGHUP);
@@ -566,7 +642,8 @@ static void route_free(rdl_server_t *srv, void *state)
     if (r->collector > 0)
         rdl_collector_remove(NULL, r->collector);
     rdl_route_table_unref(atomic_load(&r->current));
-    uv_mutex_destroy(&r->reload_mu);
+    uv_mutex_destroy(&r->load_mu);
+    uv_mutex_destroy(&r->error_mu);
     free(r->slots);
     free(r);
 }

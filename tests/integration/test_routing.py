@@ -4,13 +4,17 @@ query parameters, bypass, sticky weighted split), the decision shows in the
 access log and through response header operations, faults delay and abort, the
 admin plane shows and explains the rules, and hot reload takes a good file,
 refuses a bad one (the old rules stay; file:line:column logged and counted),
-and reloads on SIGHUP. A broken file at start-up stops coursed with the place."""
+and reloads on SIGHUP. A broken file at start-up stops coursed with the place.
+A slow reload (a large file), with /debug/routes asked throughout, and a FIFO
+put in place of the file hold up neither the probes nor SIGTERM; a file over
+routes.max_rules is refused with the limit named."""
 
 import json
 import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 from harness import Coursed, args, run
@@ -232,6 +236,122 @@ def test_routing_off(binary):
         line = c.wait_for_log(lambda r: r.get("msg") == "request" and r.get("path") == "/ping")
         assert line and "route" not in line and "color" not in line, line
 
+# ---- reloads that must not hold anything up ------------------------------------------
+
+SLOW_ROUTES = 30000
+
+
+def slow_rules():
+    """About two seconds of parse (a regex per route), refused at its very end, so
+    the small table in use stays and /debug/routes stays cheap."""
+    out = ["routes:"]
+    for i in range(SLOW_ROUTES):
+        out.append('  - name: r%d\n    match: [{headers: {x-user: {regex: "u%d-[a-z]+[0-9]{2,4}"}}}]'
+                   "\n    subset: v1" % (i, i))
+    out.append("  - name: main\n    subset: [a, b]")
+    return "\n".join(out) + "\n"
+
+
+def healthz_ms(c):
+    t0 = time.monotonic()
+    try:
+        status = c.request("GET", "/healthz", admin=True, timeout=5)[0]
+    except OSError:
+        status = None
+    ms = (time.monotonic() - t0) * 1000
+    return ms if status == 200 else float("inf")
+
+
+def probe_while(c, busy, at_least=0.0):
+    """/healthz every 20 ms while busy() (and for at_least seconds): the slowest, how many."""
+    worst, n, t0 = 0.0, 0, time.monotonic()
+    while busy() or time.monotonic() - t0 < at_least:
+        worst = max(worst, healthz_ms(c))
+        n += 1
+        time.sleep(0.02)
+    return worst, n
+
+
+def refusals(c):
+    return sum(1 for r in c.logs() if r.get("msg", "").startswith("routes file refused"))
+
+
+def test_slow_reload_fifo_and_sigterm(binary, d):
+    path = os.path.join(d, "slow.yaml")
+    write(path, RULES % {"canary": "v2"})
+    args_ = ["--set", "lifecycle.drain_delay=0", "--set", "routes.watch_interval=0",
+             "--set", "routes.max_rules=%d" % (3 * SLOW_ROUTES + 10), "--routes", path]
+    with Coursed(binary, args=args_) as c:
+        # a slow SIGHUP reload while a client asks /debug/routes again and again
+        write(path, slow_rules())
+        before = refusals(c)
+        done = threading.Event()
+
+        def debug_reader():
+            while not done.is_set():
+                c.request("GET", "/debug/routes", admin=True, timeout=30)
+                time.sleep(0.01)        # leave the probes the GIL and a core
+        t = threading.Thread(target=debug_reader)
+        t.start()
+        os.kill(c.pid, signal.SIGHUP)
+        t0 = time.monotonic()
+        worst, n = probe_while(c, lambda: refusals(c) == before and time.monotonic() - t0 < 60)
+        took = time.monotonic() - t0
+        done.set()
+        t.join()
+        print("slow reload: %.1f s, %d probes, slowest /healthz %.0f ms" % (took, n, worst))
+        assert worst < 100, "a probe waited %.0f ms during the reload" % worst
+        assert n >= 5, "the reload was too fast to test anything (%d probes)" % n
+        assert get(c, "/v1/courses", {"x-canary": "always"})[1].get("x-served-by") == "v2"
+
+        # a FIFO in place of the file: refused at once, nothing blocks
+        os.unlink(path)
+        os.mkfifo(path)
+        before = refusals(c)
+        os.kill(c.pid, signal.SIGHUP)
+        t0 = time.monotonic()
+        worst, n = probe_while(c, lambda: refusals(c) == before and time.monotonic() - t0 < 10,
+                               at_least=0.5)
+        err = c.wait_for_log(lambda r: "is a FIFO" in r.get("error", ""))
+        assert err.get("file") == path, err
+        assert worst < 100, "a probe waited %.0f ms with a FIFO in place" % worst
+        status, _, body = c.request("GET", "/readyz", admin=True, timeout=5)
+        assert status == 200, (status, body)
+        os.unlink(path)
+
+        # SIGTERM during a slow reload: not ready at once, drained, exit 0
+        write(path, slow_rules())
+        before = refusals(c)
+        os.kill(c.pid, signal.SIGHUP)
+        time.sleep(0.3)
+        assert refusals(c) == before, "the slow reload ended too soon to test SIGTERM"
+        t0 = time.monotonic()
+        c.proc.send_signal(signal.SIGTERM)
+        c.wait_for_log(lambda r: r.get("msg") == "draining: not ready", timeout=30)
+        unready = time.monotonic() - t0
+        rc = c.proc.wait(60)        # the drain, then the parse's end: no second signal
+        c.stop()
+        print("SIGTERM during a slow reload: draining after %.0f ms, exit %s" % (unready * 1000, rc))
+        assert unready < 0.5, "SIGTERM waited %.1f s for the reload" % unready
+        assert rc == 0, c.output_tail()
+
+
+def test_max_rules_refused(binary, d):
+    path = os.path.join(d, "limit.yaml")
+    write(path, "routes:\n  - name: main\n    subset: v1\n"
+                "    headers: {response: {set: {x-served-by: v1}}}\n")
+    with Coursed(binary, args=["--set", "lifecycle.drain_delay=0", "--set", "routes.watch_interval=0",
+                               "--set", "routes.max_rules=12", "--routes", path]) as c:
+        many = "routes:\n" + "".join("  - name: r%d\n    subset: v1\n" % i for i in range(7))
+        write(path, many)           # 7 routes, 7 destinations: 14 rules
+        os.kill(c.pid, signal.SIGHUP)
+        err = c.wait_for_log(lambda r: "routes.max_rules" in r.get("error", ""))
+        assert err.get("file") == path and "more than 12 rules" in err["error"], err
+        assert err.get("line") == 14, err   # r6, the 13th rule
+        doc = json.loads(c.request("GET", "/debug/routes", admin=True)[2])
+        assert "routes.max_rules" in doc["last_error"], doc
+        assert get(c, "/v1/courses")[1].get("x-served-by") == "v1"       # the rules stayed
+
 
 def bind(test, *a):
     def bound():
@@ -252,4 +372,6 @@ if __name__ == "__main__":
             tests.append(bind(test_hot_reload_good_bad_and_sighup, c, rules))
             tests.append(bind(test_broken_file_at_start, opts.coursed, d))
             tests.append(bind(test_routing_off, opts.coursed))
+            tests.append(bind(test_slow_reload_fifo_and_sigterm, opts.coursed, d))
+            tests.append(bind(test_max_rules_refused, opts.coursed, d))
             run(tests)
