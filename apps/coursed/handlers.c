@@ -11,6 +11,7 @@
 #include "stats.h"
 #include "redline/trace.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -546,11 +547,75 @@ static void storage_full_changed(bool full, const char *cause, void *arg)
     }
 }
 
+/*
+ * While the store is full the pod is out of rotation, so no enrollment comes
+ * to find that space was freed: every space_probe_ms, the first I/O thread
+ * hands one small write to the pool (store_probe_space), and the first that
+ * commits brings the store, and readiness, back. One probe at a time; none
+ * while the store has room.
+ */
+static struct space_probe {
+    const handlers_t *h;
+    rdl_server_t *srv;
+    uv_timer_t timer;
+    rdl_pool_task_t task;
+    atomic_bool busy;
+} probe;
+
+static void probe_work(rdl_pool_task_t *task)
+{
+    (void)store_probe_space(probe.h->st);     /* a change is reported by the store */
+    (void)task;
+}
+
+static void probe_done(rdl_pool_task_t *task, int status)
+{
+    (void)task;
+    (void)status;
+    atomic_store(&probe.busy, false);
+}
+
+static void on_probe_timer(uv_timer_t *timer)
+{
+    (void)timer;
+    if (!store_full(probe.h->st) || atomic_exchange(&probe.busy, true))
+        return;
+    probe.task = (rdl_pool_task_t){ .work = probe_work, .done = probe_done };
+    if (rdl_pool_submit(rdl_server_pool(probe.srv), &probe.task, NULL) != 0)
+        atomic_store(&probe.busy, false);       /* queue full: the next tick tries again */
+}
+
+static void probe_start(rdl_server_t *srv, int index, uv_loop_t *loop, void *arg)
+{
+    (void)srv;
+    (void)arg;
+    if (index != 0 || probe.h->space_probe_ms == 0)
+        return;
+    uv_timer_init(loop, &probe.timer);
+    uv_timer_start(&probe.timer, on_probe_timer, probe.h->space_probe_ms,
+                   probe.h->space_probe_ms);
+}
+
+static void probe_stop(rdl_server_t *srv, int index, uv_loop_t *loop, void *arg)
+{
+    (void)srv;
+    (void)loop;
+    (void)arg;
+    if (index == 0 && probe.h->space_probe_ms != 0)
+        uv_close((uv_handle_t *)&probe.timer, NULL);
+}
+
 /* ---- registration ---------------------------------------------------- */
 
 int handlers_register(rdl_server_t *srv, const handlers_t *h, rdl_error_t *err)
 {
     store_on_full(h->st, storage_full_changed, srv);
+    probe.h = h;
+    probe.srv = srv;
+    int prc = rdl_server_on_thread(srv, probe_start, probe_stop, NULL);
+    if (prc)
+        return rdl_error_set(err, prc, 0, 0, "coursed.space_probe", "cannot add the space probe: %s",
+                             rdl_strerror(prc));
     static const struct {
         const char *method, *path;
         rdl_handler_fn fn;

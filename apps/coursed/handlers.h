@@ -30,6 +30,7 @@ typedef struct handlers {
     store_t *st;
     bool recommend;             /* the `recommend` upstream is configured */
     bool payment;               /* the `payment` upstream is configured */
+    uint64_t space_probe_ms;    /* while the store is full, a write is tried this often */
 } handlers_t;
 
 /* Registers every route: 0 or the runtime's error (err names the route). */

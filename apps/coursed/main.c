@@ -261,7 +261,8 @@ static int warmup(const char *data_dir, bool seed, rdl_upstreams_t *ups)
     return failed ? 1 : 0;
 }
 
-static int serve(rdl_server_opts_t *opts, const char *data_dir, bool seed, rdl_upstreams_t *ups)
+static int serve(rdl_server_opts_t *opts, const char *data_dir, bool seed, uint64_t space_probe_ms,
+                 rdl_upstreams_t *ups)
 {
     rdl_error_t err;
     rdl_error_clear(&err);
@@ -275,7 +276,7 @@ static int serve(rdl_server_opts_t *opts, const char *data_dir, bool seed, rdl_u
     rdl_upstream_t *rec = rdl_upstreams_get(ups, "recommend");
     rdl_upstream_t *pay = rdl_upstreams_get(ups, "payment");
     handlers_t h = { .st = st, .recommend = rec && rec->configured,
-                     .payment = pay && pay->configured };
+                     .payment = pay && pay->configured, .space_probe_ms = space_probe_ms };
     if (!rc)
         rc = handlers_register(srv, &h, &err);
     if (!rc && (rc = rdl_server_on_startup(srv, "sqlite", first_query, st)) != 0)
@@ -300,11 +301,14 @@ int main(int argc, char **argv)
     rdl_server_opts_t opts;
     char *data_dir = "./var";
     bool seed = true;
+    uint64_t space_probe_ms = 5000;
     const rdl_cfg_key_t keys[] = {
         { KEY_DATA_DIR, RDL_CFG_STRING, &data_dir, 0, 0, "REDLINE_DATA_DIR",
           "directory of the SQLite database (created if missing)", NULL },
         { "coursed.seed", RDL_CFG_BOOL, &seed, 0, 0, NULL,
           "insert the six reference courses when the database has none", NULL },
+        { "coursed.space_probe", RDL_CFG_DURATION, &space_probe_ms, 0, 3600000, NULL,
+          "while the disk is full, how often a write is tried (0: only enrollments)", NULL },
     };
     rdl_config_t *cfg = NULL;
     rdl_upstreams_t *ups = NULL;
@@ -342,7 +346,7 @@ int main(int argc, char **argv)
     settings_t set = { cfg, ups, &opts };
     rc = configure(&set, argc, argv, first);
     if (!rc)
-        rc = warm ? warmup(data_dir, seed, ups) : serve(&opts, data_dir, seed, ups);
+        rc = warm ? warmup(data_dir, seed, ups) : serve(&opts, data_dir, seed, space_probe_ms, ups);
     rdl_config_free(cfg);
     rdl_upstreams_free(ups);
     return rc;

@@ -34,6 +34,7 @@ enum {
     Q_TAKE_SEAT,
     Q_ADD_ENROLLMENT,
     Q_IDEM_PUT,
+    Q_PROBE,
     Q_COUNT
 };
 
@@ -53,6 +54,9 @@ static const char *const query_sql[Q_COUNT] = {
                          "VALUES (?1, ?2, ?3)",
     [Q_IDEM_PUT] = "INSERT INTO idempotency(key, course_id, request_hash, status, body, "
                    "enrollment_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    /* rewrites one row as it is: a real write (a WAL frame, synced) that changes nothing */
+    [Q_PROBE] = "UPDATE courses SET seats_taken = seats_taken "
+                "WHERE id = (SELECT min(id) FROM courses)",
 };
 
 /*
@@ -660,6 +664,33 @@ rollback:
     if (!sqlite3_get_autocommit(c->db))
         step_done(c->q[Q_ROLLBACK]);
     return rc;
+}
+
+bool store_full(store_t *st)
+{
+    return atomic_load(&st->full);
+}
+
+int store_probe_space(store_t *st)
+{
+    conn_t *c = conn_get(st);
+    if (!c)
+        return RDL_EIO;
+    int64_t changes = sqlite3_total_changes64(c->db);
+    int rc = step_done(c->q[Q_BEGIN]);
+    if (rc == SQLITE_OK && (rc = step_done(c->q[Q_PROBE])) == SQLITE_OK)
+        rc = step_done(c->q[Q_COMMIT]);
+    if (rc != SQLITE_OK) {
+        c->fail_errno = step_errno;
+        snprintf(c->fail_msg, sizeof(c->fail_msg), "%s", sqlite3_errmsg(c->db));
+        if (!sqlite3_get_autocommit(c->db))
+            step_done(c->q[Q_ROLLBACK]);
+        return no_space(c, rc) ? RDL_ENOSPC : map_rc(rc);
+    }
+    if (sqlite3_total_changes64(c->db) == changes)
+        return RDL_ENOENT;              /* no course to rewrite: nothing was written */
+    set_full(st, c, false);
+    return 0;
 }
 
 int store_enroll(store_t *st, const store_enroll_in_t *in, store_enroll_out_t *out)

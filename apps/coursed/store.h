@@ -102,6 +102,17 @@ typedef struct store_enroll_out {
  */
 int store_enroll(store_t *st, const store_enroll_in_t *in, store_enroll_out_t *out);
 
+/* Whether the last write found no space (and no write has committed since). Any thread. */
+bool store_full(store_t *st);
+/*
+ * One small write that changes nothing (a course row rewritten as it is, in
+ * its own transaction): 0 when it committed, which ends the full state (the
+ * store_on_full listener hears it); RDL_ENOSPC while there is still no room;
+ * RDL_ENOENT when there is no course to rewrite; RDL_EIO, RDL_ETIMEDOUT or
+ * RDL_ENOMEM. Blocks: call on a pool worker.
+ */
+int store_probe_space(store_t *st);
+
 /*
  * Told when the store turns full (a write failed with SQLITE_FULL, or an I/O
  * error whose errno is ENOSPC, EDQUOT or EFBIG; cause is SQLite's message and

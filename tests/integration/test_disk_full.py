@@ -5,7 +5,8 @@
 - Filled: enrollments answer 503 `storage_full` with Retry-After, nothing is written, one
   error line with the real cause (not one per request); /readyz 503 with reason
   "storage_full" while /livez stays 200; counted as `unavailable` in coursed_enrollments_total.
-- Space freed: the next enrollment answers 201, /readyz is 200 again, one line says so; no
+- Space freed: with no request, the space probe finds it: /readyz is 200 again, one line says so,
+  the next enrollment answers 201; no
   restart. `PRAGMA integrity_check` is ok on the database afterwards.
 - The log on the full disk: its refused lines are counted in `lost` (/debug/log,
   log_lost_total) and the first loss is told once on stderr.
@@ -28,6 +29,7 @@ import http.client
 from harness import Coursed, args, run, _json_or_none
 
 FAST = ["--set", "lifecycle.drain_delay=0"]
+PROBE = ["--set", "coursed.space_probe=200ms"]
 
 
 class Disk:
@@ -121,7 +123,7 @@ def test_store_full_and_recovery():
     try:
         data = os.path.join(disk.root, "data")
         os.mkdir(data)
-        with Coursed(disk.binary(), data_dir=data, args=FAST, env=disk.env()) as c:
+        with Coursed(disk.binary(), data_dir=data, args=FAST + PROBE, env=disk.env()) as c:
             status, _, body = enroll(c, 1, "before")
             assert status == 201, (status, body)
             headers, err = fill_until_refused(c, disk)
@@ -148,10 +150,14 @@ def test_store_full_and_recovery():
             assert metric(c, "coursed_enrollments_total", '{result="unavailable"}') >= 6
 
             disk.free()
+            # No enrollment reaches a pod out of rotation: the space probe finds the room.
+            deadline = time.monotonic() + 10
+            while c.request("GET", "/readyz", admin=True)[0] != 200:
+                assert time.monotonic() < deadline, "still not ready 10 s after space was freed"
+                time.sleep(0.1)
+            c.wait_for_log(lambda r: r.get("msg", "").startswith("storage has room again"))
             status, _, body = enroll(c, 1, "after")
             assert status == 201, (status, body)
-            assert c.request("GET", "/readyz", admin=True)[0] == 200
-            c.wait_for_log(lambda r: r.get("msg", "").startswith("storage has room again"))
             assert len(log_lines(c, "storage full: enrollments refused until space is "
                                     "freed")) == 1
             assert c.stop() == 0
