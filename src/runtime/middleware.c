@@ -7,7 +7,6 @@
  * headers the handler will see.
  */
 #include <string.h>
-#include <strings.h>
 #include "runtime/internal.h"
 
 rdl_server_t *rdl_req_server(const rdl_req_t *req)

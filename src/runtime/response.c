@@ -11,7 +11,6 @@
  * so pipelined responses share one write.
  */
 #include <string.h>
-#include <strings.h>
 #include "runtime/internal.h"
 
 const char *rdl__rt_reason(int status)
