@@ -3,7 +3,8 @@
  * order the lifecycle needs: settings (defaults < file < environment < flags,
  * rejected with the key and place when wrong), the data directory and store,
  * the routes, then the runtime until SIGTERM; and to take them apart again so
- * the process exits clean under LeakSanitizer.
+ * the process exits clean under LeakSanitizer. `coursed check-config` stops
+ * after the settings and the routes file, so a deployment can validate them.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "redline/route.h"
 #include "redline/runtime.h"
 #include "store.h"
 #include "handlers.h"
@@ -29,6 +31,8 @@ static void usage(FILE *out, const rdl_config_t *cfg)
     fputs("usage: coursed [serve] [--config FILE] [--listen HOST:PORT] [--admin-listen HOST:PORT]\n"
           "               [--data-dir DIR] [--routes FILE] [--upstream NAME=URL]... [--set KEY=VALUE]...\n"
           "       coursed warmup [same flags]   run the start-up checks once, exit 0 or 1\n"
+          "       coursed check-config [same flags]   (or --check-config) validate the settings\n"
+          "                                     and the routes file, then exit 0 or 2\n"
           "       coursed help | --help\n"
           "\n"
           "coursed is redline's reference service: course enrollment on SQLite.\n"
@@ -79,6 +83,7 @@ typedef struct settings {
     rdl_config_t *cfg;
     rdl_upstreams_t *ups;
     rdl_server_opts_t *opts;    /* checked once all is loaded */
+    const char *file;           /* the YAML file loaded (--config, REDLINE_CONFIG), or NULL */
 } settings_t;
 
 static const flag_t *flag_find(const char *name, size_t len)
@@ -191,6 +196,7 @@ static int configure(settings_t *set, int argc, char **argv, int first)
     rdl_config_t *cfg = set->cfg;
     const char *file = getenv("REDLINE_CONFIG");
     rdl_error_t err;
+    set->file = NULL;
     rdl_error_clear(&err);
     int rc = walk_flags(argc, argv, first, find_config, &file);
     if (rc)
@@ -203,6 +209,8 @@ static int configure(settings_t *set, int argc, char **argv, int first)
         fail_error(&err);
         return EXIT_USAGE;
     }
+    if (file && *file)
+        set->file = file;
     if (rdl_config_apply_env(cfg, &err)) {
         fail_error(&err);
         return EXIT_USAGE;
@@ -214,6 +222,35 @@ static int configure(settings_t *set, int argc, char **argv, int first)
         fail_error(&err);
         return EXIT_USAGE;
     }
+    return 0;
+}
+
+/*
+ * `coursed check-config`: what configure accepted, plus the routes file read
+ * with the route part's own loader and limits, since a broken one would
+ * otherwise stop only a starting server. Nothing is opened or created (no
+ * listener, database, thread or data directory). Exit 0 with one line on
+ * stdout, or 2 with the error as configure prints it.
+ */
+static int check_config(const settings_t *set)
+{
+    const rdl_route_part_opts_t *o = rdl_server_opts_part(set->opts, &rdl_part_route);
+    if (o && o->file && o->file[0]) {
+        rdl_route_opts_t ro = { .bypass_header = o->bypass_header,
+                                .sticky_header = o->sticky_header,
+                                .max_file_bytes = (size_t)o->max_file_bytes,
+                                .max_rules = (size_t)o->max_rules,
+                                .max_regex_bytes = (size_t)o->max_regex_bytes };
+        rdl_route_table_t *t = NULL;
+        rdl_error_t err;
+        rdl_error_clear(&err);
+        if (rdl_route_load_file(&ro, o->file, &t, &err)) {
+            fail_error(&err);
+            return EXIT_USAGE;
+        }
+        rdl_route_table_unref(t);
+    }
+    printf("configuration ok: %s\n", set->file ? set->file : "defaults");
     return 0;
 }
 
@@ -333,7 +370,9 @@ int main(int argc, char **argv)
     }
 
     bool warm = argc > 1 && strcmp(argv[1], "warmup") == 0;
-    int first = argc > 1 && (strcmp(argv[1], "serve") == 0 || warm) ? 2 : 1;
+    bool check = argc > 1 && (strcmp(argv[1], "check-config") == 0 ||
+                              strcmp(argv[1], "--check-config") == 0);
+    int first = argc > 1 && (strcmp(argv[1], "serve") == 0 || warm || check) ? 2 : 1;
     bool help = argc > 1 && strcmp(argv[1], "help") == 0;
     for (int i = first; i < argc && !help; i++)
         help = strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0;
@@ -343,9 +382,11 @@ int main(int argc, char **argv)
         rdl_upstreams_free(ups);
         return 0;
     }
-    settings_t set = { cfg, ups, &opts };
+    settings_t set = { cfg, ups, &opts, NULL };
     rc = configure(&set, argc, argv, first);
-    if (!rc)
+    if (!rc && check)
+        rc = check_config(&set);
+    else if (!rc)
         rc = warm ? warmup(data_dir, seed, ups) : serve(&opts, data_dir, seed, space_probe_ms, ups);
     rdl_config_free(cfg);
     rdl_upstreams_free(ups);

@@ -2,7 +2,9 @@
 place (file:line:column, the flag's key or the variable), before anything starts: unknown
 REDLINE_* variables, and the values that used to pass the loader and fail only when the server
 started (the admin address, OTEL_* variables, tracing.endpoint, log.file's directory). And a
-credential in the OTLP endpoint is printed nowhere: not in /debug/vars, --help, errors or logs."""
+credential in the OTLP endpoint is printed nowhere: not in /debug/vars, --help, errors or logs.
+`coursed check-config` (or --check-config) runs the same checks, the routes file included, and
+exits 0 with one line or 2 with the error, creating nothing."""
 
 import json
 import os
@@ -147,6 +149,91 @@ def test_endpoint_credentials_never_printed():
         assert secret not in out, out[-2000:]
 
 
+ROUTES = """\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: coursed}
+spec:
+  hosts: [coursed]
+  http:
+  - name: split
+    route:
+    - destination: {host: coursed, subset: v1}
+      weight: %s
+    - destination: {host: coursed, subset: v2}
+      weight: 50
+"""
+
+
+def checked(argv, env=None):
+    """check-config on argv; the data directory it names (missing) stays missing."""
+    with tempfile.TemporaryDirectory(prefix="coursed-check-") as d:
+        data = os.path.join(d, "no", "data")
+        code, out, err = run_cli(argv(d) + ["--data-dir", data], env)
+        assert not os.path.exists(os.path.join(d, "no")), (argv(d), "created the data directory")
+        return code, out, err
+
+
+def test_check_config_valid():
+    def argv(d):
+        cfg = os.path.join(d, "c.yaml")
+        with open(cfg, "w") as f:
+            f.write("server:\n  listen: 127.0.0.1:0\ncoursed:\n  seed: false\n")
+        routes = os.path.join(d, "routes.yaml")
+        with open(routes, "w") as f:
+            f.write(ROUTES % "50")
+        return ["--check-config", "--config", cfg, "--routes", routes]
+    code, out, err = checked(argv)
+    assert code == 0 and out.startswith("configuration ok: ") and out.endswith("c.yaml\n"), \
+        (code, out, err)
+    assert out.count("\n") == 1 and err == "", (out, err)
+    # The word form, nothing but defaults; the file from REDLINE_CONFIG is named too.
+    code, out, err = checked(lambda d: ["check-config"])
+    assert (code, out) == (0, "configuration ok: defaults\n"), (code, out, err)
+    with tempfile.TemporaryDirectory(prefix="coursed-check-") as d:
+        cfg = os.path.join(d, "env.yaml")
+        with open(cfg, "w") as f:
+            f.write("log:\n  level: debug\n")
+        code, out, err = run_cli(["check-config"], {"REDLINE_CONFIG": cfg})
+        assert (code, out) == (0, "configuration ok: %s\n" % cfg), (code, out, err)
+
+
+def test_check_config_refused():
+    def typo(d):
+        cfg = os.path.join(d, "c.yaml")
+        with open(cfg, "w") as f:
+            f.write("server:\n  threds: 2\n")
+        return ["--check-config", "--config", cfg]
+    code, out, err = checked(typo)
+    assert code == 2 and out == "", (code, out, err)
+    assert "c.yaml:2:3: server.threds" in err and "did you mean 'server.threads'?" in err, err
+
+    def bad_value(d):
+        cfg = os.path.join(d, "c.yaml")
+        with open(cfg, "w") as f:
+            f.write("pool:\n  threads: lots\n")
+        return ["check-config", "--config", cfg]
+    code, out, err = checked(bad_value)
+    assert code == 2 and out == "" and "c.yaml:2:12: pool.threads" in err, (code, out, err)
+    code, out, err = checked(lambda d: ["check-config", "--set", "log.level=verbose"])
+    assert code == 2 and "log.level" in err and "verbose" in err, (code, out, err)
+
+    def broken_routes(d):
+        routes = os.path.join(d, "routes.yaml")
+        with open(routes, "w") as f:
+            f.write(ROUTES % "fifty")
+        return ["--check-config", "--routes", routes]
+    code, out, err = checked(broken_routes)
+    assert code == 2 and out == "", (code, out, err)
+    assert "routes.yaml:10:15:" in err and "expected an integer" in err, err
+
+    code, out, err = checked(lambda d: ["--check-config"], {"REDLINE_SERVER_THREDS": "2"})
+    assert code == 2 and out == "", (code, out, err)
+    assert "REDLINE_SERVER_THREDS: unknown environment variable" in err, err
+    assert "did you mean REDLINE_SERVER_THREADS?" in err, err
+
+
 if __name__ == "__main__":
     run([test_unknown_redline_variable_refused, test_known_variables_still_accepted,
-         test_values_checked_at_load, test_endpoint_credentials_never_printed])
+         test_values_checked_at_load, test_endpoint_credentials_never_printed,
+         test_check_config_valid, test_check_config_refused])
