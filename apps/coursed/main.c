@@ -236,15 +236,10 @@ static int check_config(const settings_t *set)
 {
     const rdl_route_part_opts_t *o = rdl_server_opts_part(set->opts, &rdl_part_route);
     if (o && o->file && o->file[0]) {
-        rdl_route_opts_t ro = { .bypass_header = o->bypass_header,
-                                .sticky_header = o->sticky_header,
-                                .max_file_bytes = (size_t)o->max_file_bytes,
-                                .max_rules = (size_t)o->max_rules,
-                                .max_regex_bytes = (size_t)o->max_regex_bytes };
         rdl_route_table_t *t = NULL;
         rdl_error_t err;
         rdl_error_clear(&err);
-        if (rdl_route_load_file(&ro, o->file, &t, &err)) {
+        if (rdl_route_part_load(o, &t, &err)) {
             fail_error(&err);
             return EXIT_USAGE;
         }

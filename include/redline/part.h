@@ -139,6 +139,16 @@ typedef struct rdl_route_part_opts {
 } rdl_route_part_opts_t;
 
 /*
+ * Loads the route part's file with its options and limits, as the part does
+ * at start and on every reload (a check of a configuration uses it too):
+ * 0 and *out (rdl_route_table_unref), or an error with the file's line and
+ * column. Any thread.
+ */
+struct rdl_route_table;
+RDL_EXTERN int rdl_route_part_load(const rdl_route_part_opts_t *o, struct rdl_route_table **out,
+                                   rdl_error_t *err);
+
+/*
  * The runtime's red lines. Their order in a list is their order of install,
  * so of their middleware: log (logger, /debug/loglevel, /debug/log), trace
  * (server span), route (coloring; its fault middleware is added at start, the

@@ -121,20 +121,25 @@ static void set_last_error(rt_routing_t *r, const char *text)
     uv_mutex_unlock(&r->error_mu);
 }
 
-/* Reads, parses and swaps in the file; on whatever thread reloads, never under a plane's lock. */
-static int load(rt_routing_t *r, rdl_error_t *err)
+int rdl_route_part_load(const rdl_route_part_opts_t *o, struct rdl_route_table **out,
+                        rdl_error_t *err)
 {
-    const rdl_route_part_opts_t *o = r->opts;
     rdl_route_opts_t ro = { .bypass_header = o->bypass_header,
                             .sticky_header = o->sticky_header,
                             .max_file_bytes = (size_t)o->max_file_bytes,
                             .max_rules = (size_t)o->max_rules,
                             .max_regex_bytes = (size_t)o->max_regex_bytes };
+    return rdl_route_load_file(&ro, o->file, out, err);
+}
+
+/* Reads, parses and swaps in the file; on whatever thread reloads, never under a plane's lock. */
+static int load(rt_routing_t *r, rdl_error_t *err)
+{
     rdl_route_table_t *t = NULL;
     char text[1024];
     size_t size = 0;
     uv_mutex_lock(&r->load_mu);
-    int rc = rdl_route_load_file(&ro, o->file, &t, err);
+    int rc = rdl_route_part_load(r->opts, &t, err);
     if (rc == 0) {
         size = rdl_route_table_size(t);
         rdl_route_table_retry_warnings(t, warn_retry_on, r->srv->log);
@@ -149,7 +154,7 @@ static int load(rt_routing_t *r, rdl_error_t *err)
     }
     uv_mutex_unlock(&r->load_mu);
     if (rc == 0) {
-        rdl_log_field_t f[] = { rdl_lf_str("file", o->file),
+        rdl_log_field_t f[] = { rdl_lf_str("file", r->opts->file),
                                 rdl_lf_int("http_routes", (int64_t)size) };
         rdl_log(r->srv->log, RDL_LOG_INFO, "routes loaded", f, 2);
     } else {
