@@ -27,6 +27,11 @@ WALL = 45.0          # the stalled clients' phase, at most (ASan+UBSan: ~20 s)
 RSS_SLACK_KB = 40 * 1024
 
 
+def sanitized(binary):
+    with open(binary, "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -114,7 +119,11 @@ def test_stalled_readers_closed_and_memory_bounded():
             s.close()
         assert not open_socks, "%d of %d stalled connections still open after %.1fs" % (
             len(open_socks), CLIENTS, time.monotonic() - t0)
-        assert peak - base < RSS_SLACK_KB, "RSS grew by %d kB (from %d kB)" % (peak - base, base)
+        # Under ASan, RSS is not the process's own memory (freed blocks sit in its quarantine,
+        # and shadow memory grows with them): the bound is checked on plain builds only.
+        if not sanitized(args().coursed):
+            assert peak - base < RSS_SLACK_KB, "RSS grew by %d kB (from %d kB)" % (peak - base,
+                                                                                  base)
 
         assert slow.cut is None and slow.is_alive(), slow.cut
         assert slow.read > 0, "the slow reader got nothing"
